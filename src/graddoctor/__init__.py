@@ -1,0 +1,46 @@
+"""graddoctor: find and fix vanishing and exploding gradients in PyTorch models.
+
+Example:
+    >>> import graddoctor as gd
+    >>> gd.__version__ >= "0.1"
+    True
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first use: `import graddoctor` stays fast)
+_LAZY = {
+    "ModelMap": "modelmap",
+    "Report": "report",
+    "Finding": "report",
+    "GraddoctorError": "errors",
+    "check": "check",
+    "watch": "watch",
+    "Watcher": "watch",
+    "repair": "repair",
+    "RepairResult": "repair",
+    "zoo": None,
+    "data": None,
+    "plots": None,
+    "lab": None,
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'graddoctor' has no attribute {name!r}")
+    module = import_module(f".{_LAZY[name] or name}", __name__)
+    value = module if _LAZY[name] is None else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,57 @@
+"""The ``graddoctor`` command. Each subcommand lives in its own module of this
+package and is imported only when called (``_COMMANDS``: name -> module:attr).
+
+Errors derived from ``GraddoctorError`` print as one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+import click
+
+from .. import __version__
+from ..errors import GraddoctorError
+
+_COMMANDS: dict[str, str] = {
+    "demo": "graddoctor.cli.demo:demo",
+    "map": "graddoctor.cli.map:map_command",
+    "check": "graddoctor.cli.check:check",
+    "watch-report": "graddoctor.cli.watch_report:watch_report",
+    "fix": "graddoctor.cli.fix:fix",
+    "lab": "graddoctor.cli.lab:lab",
+    "report": "graddoctor.cli.report:report",
+}
+
+
+def _load(name: str) -> click.Command | None:
+    module_name, attr = _COMMANDS[name].split(":")
+    try:
+        module = import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name == module_name:  # not built yet
+            return None
+        raise
+    return getattr(module, attr)
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n in _COMMANDS if _load(n) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return _load(cmd_name) if cmd_name in _COMMANDS else None
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        try:
+            return super().invoke(ctx)
+        except GraddoctorError as e:
+            click.echo(f"graddoctor: error: {e}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="graddoctor")
+def main() -> None:
+    """Find and fix vanishing and exploding gradients in PyTorch models."""

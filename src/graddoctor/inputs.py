@@ -1,0 +1,81 @@
+"""Calling a model on example inputs given as a tensor, a tuple, or a dict of kwargs.
+
+Example:
+    >>> import torch
+    >>> from graddoctor.inputs import call_model
+    >>> call_model(torch.nn.Linear(3, 2), torch.zeros(4, 3)).shape
+    torch.Size([4, 2])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from .errors import InputError, ModelCallError
+
+ExampleInputs = torch.Tensor | tuple | list | Mapping
+
+
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """Run ``model`` on ``inputs``: a tensor -> model(x), tuple/list -> model(*x), dict -> model(**x).
+
+    A failure inside the forward becomes a one-line ``ModelCallError``.
+    """
+    check_inputs(inputs)
+    try:
+        if isinstance(inputs, Mapping):
+            return model(**inputs)
+        if isinstance(inputs, (tuple, list)):
+            return model(*inputs)
+        return model(inputs)
+    except Exception as e:  # noqa: BLE001 - rewrapped with context, original chained
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ModelCallError(
+            f"the model's forward failed on the example inputs ({_describe(inputs)}): "
+            f"{type(e).__name__}: {msg} - check the input shape/dtype the model expects"
+        ) from e
+
+
+def check_inputs(inputs: Any) -> None:
+    """Raise a one-line ``InputError`` unless ``inputs`` holds at least one tensor."""
+    leaves, _ = tree_flatten(inputs)
+    if not any(isinstance(x, torch.Tensor) for x in leaves):
+        raise InputError(
+            f"example inputs must be a tensor, a tuple of tensors or a dict of tensors, got {_describe(inputs)}"
+        )
+
+
+def to_device(inputs: Any, device: torch.device | str) -> Any:
+    """Move every tensor in ``inputs`` to ``device``."""
+    return tree_map(lambda x: x.to(device) if isinstance(x, torch.Tensor) else x, inputs)
+
+
+def first_tensor(tree: Any) -> torch.Tensor | None:
+    """The first tensor found in a nested structure (model outputs, HF ModelOutput, ...)."""
+    if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):  # HF ModelOutput
+        tree = tree.to_tuple()
+    leaves, _ = tree_flatten(tree)
+    return next((x for x in leaves if isinstance(x, torch.Tensor)), None)
+
+
+def output_tensors(tree: Any) -> list[torch.Tensor]:
+    """All tensors in a nested output structure (HF ModelOutput included)."""
+    if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):
+        tree = tree.to_tuple()
+    leaves, _ = tree_flatten(tree)
+    return [x for x in leaves if isinstance(x, torch.Tensor)]
+
+
+def _describe(inputs: Any) -> str:
+    if isinstance(inputs, torch.Tensor):
+        return f"tensor {tuple(inputs.shape)} {str(inputs.dtype).replace('torch.', '')}"
+    if isinstance(inputs, Mapping):
+        return "dict(" + ", ".join(f"{k}={_describe(v)}" for k, v in inputs.items()) + ")"
+    if isinstance(inputs, (tuple, list)):
+        return "(" + ", ".join(_describe(v) for v in inputs) + ")"
+    return type(inputs).__name__

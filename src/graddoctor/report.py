@@ -1,0 +1,179 @@
+"""Report and Finding: what check() and watch() return.
+
+Example:
+    >>> from graddoctor.report import Finding, Report
+    >>> f = Finding("vanishing-gradient", "error", "gradients shrink 1e9x", layers=["0"])
+    >>> r = Report([f])
+    >>> r.ok, sorted(r.codes)
+    (False, ['vanishing-gradient'])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .codes import FINDING_CODES, SEVERITIES
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass
+class Finding:
+    """One problem found, with the numbers that justify it and what to do.
+
+    Args:
+        code: a stable finding code (see ``graddoctor.codes.FINDING_CODES``).
+        severity: "error" | "warning" | "info".
+        message: one human sentence.
+        layers: module names as in ``model.named_modules()``.
+        evidence: numbers that justify the finding.
+        remedies: remedy ids, best first.
+        step: training step where first seen (0 = at initialisation), or None.
+        reference: paper or doc the rule rests on.
+    """
+
+    code: str
+    severity: str
+    message: str
+    layers: list[str] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    remedies: list[str] = field(default_factory=list)
+    step: int | None = None
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        if self.code not in FINDING_CODES:
+            raise ValueError(f"unknown finding code {self.code!r}; known: {sorted(FINDING_CODES)}")
+        if self.severity not in _SEVERITY_RANK:
+            raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+
+@dataclass
+class Report:
+    """Findings plus the raw data they were drawn from.
+
+    Args:
+        findings: the findings, any order (kept sorted by severity).
+        source: "check", "watch" or "repair".
+        data: raw numbers (per-layer series, probe profiles, ...), JSON-able.
+    """
+
+    findings: list[Finding] = field(default_factory=list)
+    source: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.findings = sorted(self.findings, key=lambda f: _SEVERITY_RANK[f.severity])
+
+    @property
+    def codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    @property
+    def ok(self) -> bool:
+        """True when no finding has severity "error"."""
+        return not any(f.severity == "error" for f in self.findings)
+
+    def by_code(self, code: str) -> list[Finding]:
+        return [f for f in self.findings if f.code == code]
+
+    def summary(self) -> str:
+        """One line: verdict and counts per severity."""
+        if not self.findings:
+            return f"graddoctor {self.source or 'report'}: no findings"
+        counts = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
+        parts = [f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n]
+        verdict = "OK" if self.ok else "PROBLEMS"
+        codes = ", ".join(sorted(self.codes))
+        return f"graddoctor {self.source or 'report'}: {verdict} - {', '.join(parts)} ({codes})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "ok": self.ok,
+            "codes": sorted(self.codes),
+            "findings": [f.to_dict() for f in self.findings],
+            "data": _jsonable(self.data),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        return cls([Finding(**f) for f in d.get("findings", [])], d.get("source", ""), d.get("data", {}))
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        for f in self.findings:
+            lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+            if f.layers:
+                lines.append(f"      layers: {_short_list(f.layers)}")
+            if f.evidence:
+                lines.append("      evidence: " + ", ".join(f"{k}={_fmt(v)}" for k, v in f.evidence.items()))
+            if f.remedies:
+                lines.append(f"      what to do: {', '.join(f.remedies)}")
+            if f.reference:
+                lines.append(f"      reference: {f.reference}")
+        return "\n".join(lines)
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        title = Text(self.summary(), style="bold green" if self.ok else "bold red")
+        if not self.findings:
+            return title
+        table = Table(show_lines=True)
+        for col in ("severity", "code", "layers", "evidence", "what to do"):
+            table.add_column(col, overflow="fold")
+        style = {"error": "red", "warning": "yellow", "info": "cyan"}
+        for f in self.findings:
+            table.add_row(
+                Text(f.severity, style=style[f.severity]),
+                Text(f"{f.code}\n{f.message}"),
+                Text(_short_list(f.layers)),
+                Text("\n".join(f"{k}={_fmt(v)}" for k, v in list(f.evidence.items())[:6])),
+                Text(", ".join(f.remedies) + (f"\n({f.reference})" if f.reference else "")),
+            )
+        return Group(title, table)
+
+
+def _short_list(names: list[str], keep: int = 4) -> str:
+    names = [n or "<model>" for n in names]
+    if len(names) <= keep:
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + f", ... (+{len(names) - keep})"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple)) and len(v) > 6:
+        return "[" + ", ".join(_fmt(x) for x in v[:3]) + f", ... ({len(v)} values)]"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert to plain JSON types; non-finite floats become strings "nan"/"inf"/"-inf"."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy / torch
+        return _jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
