@@ -1,0 +1,95 @@
+"""The HTML report: self-contained (no URL to fetch), findings on top, names escaped, data inline."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import pytest
+from matplotlib.image import imread
+
+from graddoctor import html
+from graddoctor.report import Finding, Report
+from runfixtures import record_run
+
+EVIL = '</script><img src="https://evil.example/x.png" onerror="alert(1)">'
+
+
+@pytest.fixture(scope="module")
+def reports():
+    meta, steps = record_run(frozen=("2",), nan_at=10, n_steps=12)
+    meta["layers"][0]["name"] = EVIL  # a hostile module name must stay text
+    for s in steps:
+        s["grad_norm"][EVIL] = s["grad_norm"].pop("0")
+    check = Report([Finding("saturating-hidden-activation", "warning", "sigmoid hidden layers", ["1", "3"],
+                            {"count": 5}, ["relu"], reference="Glorot & Bengio 2010"),
+                    Finding("vanishing-gradient", "error", "gradient shrinks 1e6x", [EVIL, "10"],
+                            {"ratio": 1e-6}, ["relu", "he-init"], step=0)],
+                   "check", {"probe": {"layers": ["0", "2"], "grad_rms": [1e-7, 1e-1]}})
+    watch = Report([Finding("non-finite", "error", "NaN gradient", [EVIL], {"steps": [10]}, step=10)],
+                   "watch", {"meta": meta, "steps": steps})
+    repair = Report([], "repair", {"changes": [{"remedy": "relu", "kind": "applied", "modules": ["1", "3"],
+                                                "why": "sigmoid saturates", "details": {"old": "Sigmoid"}}]})
+    return {"check (before)": check, "watch (before)": watch, "repair": repair}
+
+
+@pytest.fixture(scope="module")
+def page(reports):
+    return html.render(reports, title="graddoctor <test>")
+
+
+def test_self_contained_no_urls_and_csp(page):
+    assert f'content="{html.CSP}"' in page
+    assert not re.search(r"https?:", page.replace("https://evil.example", "")), "a URL besides the evil name"
+    # no element may load anything: every src/href is a data: URL
+    for attr in re.findall(r'\s(?:src|href)="([^"]*)"', page):
+        assert attr.startswith("data:image/png;base64,"), attr[:40]
+
+
+def test_names_are_escaped(page):
+    assert EVIL not in page
+    assert html.escape(EVIL) in page
+    assert page.count("<script") == 1  # only the inline JSON data block
+    assert "<title>graddoctor &lt;test&gt;</title>" in page
+
+
+def test_findings_table_on_top_lists_every_finding(page, reports):
+    table = page.index('id="findings-table"')
+    assert table < page.index("<figure")
+    codes = re.findall(r'<tr data-code="([a-z-]+)">', page)
+    assert sorted(codes) == ["non-finite", "saturating-hidden-activation", "vanishing-gradient"]
+    row = page[page.index('data-code="saturating-hidden-activation"'):]
+    row = row[: row.index("</tr>")]
+    for text in ("warning", "sigmoid hidden layers", "count=5", "relu", "Glorot &amp; Bengio 2010"):
+        assert text in row
+
+
+def test_figures_are_inline_pngs(page):
+    names = re.findall(r'<figure data-figure="([a-z_]+)">', page)
+    assert names == ["probe_profile", "loss_curve", "gradient_flow", "grad_heatmap", "update_ratio",
+                     "activation_histograms", "dead_saturated"]
+    for b64 in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        img = imread(io.BytesIO(base64.b64decode(b64)))
+        assert img.shape[0] > 100 and img.std() > 0.05
+
+
+def test_changes_table(page):
+    assert '<table class="changes">' in page and "sigmoid saturates" in page and "old=Sigmoid" in page
+
+
+def test_data_block_round_trips(page, reports):
+    block = re.search(r'<script type="application/json" id="graddoctor-data">(.*?)</script>', page, re.S)
+    data = json.loads(block.group(1))
+    assert set(data) == set(reports)
+    assert data["watch (before)"]["data"]["steps"][9]["loss"] == "nan"
+    back = Report.from_dict(data["check (before)"])
+    assert back.codes == reports["check (before)"].codes
+    assert data["check (before)"]["findings"][0]["layers"][0] == EVIL  # the JSON keeps the real name
+
+
+def test_no_findings_and_write(tmp_path):
+    path = html.write(tmp_path / "sub" / "r.html", Report([], "check"), figures=False)
+    text = path.read_text()
+    assert "No findings." in text and "<figure" not in text
