@@ -187,6 +187,7 @@ class ActivationSite:
     calls: int = 0
     output_shape: tuple[int, ...] | None = None
     is_output: bool = False
+    gate: bool = False  # its output multiplies another input-derived tensor (GLU, SE, hand-made LSTM)
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ class _Tag:
     pending: frozenset = frozenset()  # layers whose output reached here with no activation yet
     src: frozenset = frozenset()  # last weight layers (not norms) on the path
     acts: frozenset = frozenset()  # activation sites applied since the last layer
+    wlo: int = 0  # shortest count of weight layers (norms not counted) from the input
+    whi: int = 0  # longest count of weight layers from the input
 
 
 _EMPTY: frozenset = frozenset()
@@ -214,6 +217,7 @@ def _merge(tags: list[_Tag]) -> _Tag:
         frozenset().union(*(t.pending for t in tags)),
         frozenset().union(*(t.src for t in tags)),
         frozenset().union(*(t.acts for t in tags)),
+        min(t.wlo for t in tags), max(t.whi for t in tags),
     )
 
 
@@ -306,6 +310,8 @@ class ModelMap:
         self.uncalled: list[str] = []
         self.shortest_path = 0
         self.longest_path = 0
+        self.shortest_weight_path = 0  # as shortest_path, counting weight layers only (no norms)
+        self.longest_weight_path = 0
         self._layer_by_name: dict[str, Layer] = {}
         self._site_by_name: dict[str, ActivationSite] = {}
         self._trace(model, example_inputs)
@@ -337,6 +343,8 @@ class ModelMap:
             "uncalled": self.uncalled,
             "shortest_path": self.shortest_path,
             "longest_path": self.longest_path,
+            "shortest_weight_path": self.shortest_weight_path,
+            "longest_weight_path": self.longest_weight_path,
         }
 
     def __len__(self) -> int:
@@ -389,7 +397,7 @@ class ModelMap:
                 layer = self._layer_by_name[lname]
                 if layer.activation is None:
                     layer.activation, layer.activation_site = kind, site_name
-            _set_tag(out, _Tag(tag.lo, tag.hi, _EMPTY, tag.src, tag.acts | {site_name}))
+            _set_tag(out, _Tag(tag.lo, tag.hi, _EMPTY, tag.src, tag.acts | {site_name}, tag.wlo, tag.whi))
 
         def on_functional(kind: str, args: tuple, out: Any) -> None:
             owner = names[stack[-1]] if stack else ""
@@ -401,7 +409,20 @@ class ModelMap:
         def on_op(func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
             tag = _input_tag((args, kwargs))
             if tag is not None:
+                if getattr(func, "__name__", "") in _MUL_NAMES:
+                    _mark_gates(args)
                 _set_tag(out, tag)
+
+        def _mark_gates(args: tuple) -> None:
+            tags = [t for t in map(_tag_of, args) if t is not None]
+            if len(tags) < 2:  # a product with a constant or a parameter is a scale, not a gate
+                return
+            for i, t in enumerate(tags):
+                others = frozenset().union(*(u.acts for j, u in enumerate(tags) if j != i))
+                for sname in t.acts - others:
+                    site = self._site_by_name.get(sname)
+                    if site is not None and site.family == "saturating":
+                        site.gate = True
 
         def pre_hook(module: nn.Module, args: Any, kwargs: Any) -> None:
             stack.append(module)
@@ -447,16 +468,17 @@ class ModelMap:
             state["layer_calls"] += 1
             tin = _input_tag((args, kwargs)) or _Tag(0, 0)
             if layer.kind == "norm":  # normalisation: counted in depth, transparent for "follows"
-                tag = _Tag(tin.lo + 1, tin.hi + 1, tin.pending | {name}, tin.src, _EMPTY)
+                tag = _Tag(tin.lo + 1, tin.hi + 1, tin.pending | {name}, tin.src, _EMPTY, tin.wlo, tin.whi)
             else:
-                tag = _Tag(tin.lo + 1, tin.hi + 1, frozenset({name}), frozenset({name}), _EMPTY)
+                tag = _Tag(tin.lo + 1, tin.hi + 1, frozenset({name}), frozenset({name}), _EMPTY,
+                           tin.wlo + 1, tin.whi + 1)
             layer.depth = max(layer.depth, tag.hi)
             layer.min_depth = tag.lo if layer.calls == 1 else min(layer.min_depth, tag.lo)
             _set_tag(out, tag)
 
         handles = []
         mode = FunctionalActivationMode(on_functional, in_activation_module, on_op)
-        with _restored(model), torch.no_grad(), _mha_fastpath_disabled():
+        with restored_state(model), torch.no_grad(), _mha_fastpath_disabled():
             try:
                 for m in names:
                     handles.append(m.register_forward_pre_hook(pre_hook, with_kwargs=True))
@@ -476,6 +498,7 @@ class ModelMap:
         if tags:
             main = _tag_of(max(outs, key=lambda t: t.numel())) or _merge(tags)
             self.shortest_path, self.longest_path = main.lo, main.hi
+            self.shortest_weight_path, self.longest_weight_path = main.wlo, main.whi
             for lname in main.src:
                 self._layer_by_name[lname].is_output = True
             for lname in main.pending:
@@ -545,9 +568,20 @@ def _tag_inputs(inputs: Any) -> Any:
     return tree_map(alias, inputs)
 
 
+_MUL_NAMES = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply", "addcmul", "addcmul_"}
+
+
 @contextlib.contextmanager
-def _restored(model: nn.Module) -> Iterator[None]:
-    """Restore train/eval flags, buffers and the RNG state after the block."""
+def restored_state(model: nn.Module) -> Iterator[None]:
+    """Restore train/eval flags, buffers and the RNG state after the block.
+
+    Example:
+        >>> net = nn.BatchNorm1d(2)
+        >>> with restored_state(net):
+        ...     _ = net(torch.randn(4, 2))
+        >>> net.running_mean.tolist()
+        [0.0, 0.0]
+    """
     modes = {m: m.training for m in model.modules()}
     buffers = {n: b.detach().clone() for n, b in model.named_buffers()}
     cpu_rng = torch.get_rng_state()
@@ -566,6 +600,9 @@ def _restored(model: nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
+_restored = restored_state  # old private name
+
+
 @contextlib.contextmanager
 def _mha_fastpath_disabled() -> Iterator[None]:
     backend = getattr(torch.backends, "mha", None)
@@ -582,5 +619,5 @@ def _mha_fastpath_disabled() -> Iterator[None]:
 
 __all__ = [
     "ACTIVATION_FAMILY", "ActivationSite", "FunctionalActivationMode", "Layer", "ModelMap",
-    "ModuleCall", "activation_kind", "function_activation_kind", "layer_kind",
+    "ModuleCall", "activation_kind", "function_activation_kind", "layer_kind", "restored_state",
 ]

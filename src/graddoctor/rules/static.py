@@ -1,0 +1,241 @@
+"""Static rules: the practitioners' pre-flight checklist, read off a ``ModelMap``.
+
+Each rule is ``rule(m: ModelMap, model: nn.Module) -> list[Finding]`` (``step=None``:
+nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
+
+- ``saturating-hidden-activation``: sigmoid/tanh-family activation sites that
+  are not on the output side and are not *gates* (their output multiplies
+  another input-derived tensor: GLU, squeeze-excitation, hand-written LSTM
+  cells). LSTM/GRU gates run inside the kernel and are never seen; HF GPT-2's
+  tanh-approximated GELU is a GELU module. Warning when the saturating sites
+  are applied at least ``SATURATING_MIN`` (3) times per forward (a depth or a
+  recurrence through which sigmoid' <= 1/4 compounds), info below.
+- ``poor-init``: per weight layer, gain = std(W) / target, target = He
+  sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before
+  a saturating one or none, with the Xavier value sqrt(2/(fan_in+fan_out))
+  also accepted. In a plain chain (no skip connection, no normalisation after
+  the layer) the scale compounds: the sum of log10(gain) over the chain's
+  hidden layers is the forward amplitude change in orders of magnitude, flagged
+  from ``INIT_CHAIN_ORDERS`` (2). PyTorch's default (kaiming_uniform a=sqrt(5):
+  std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a ReLU) thus passes in a
+  shallow net and is flagged from about 6 ReLU layers (He et al. 2015). A
+  single layer off by ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any
+  model, except layers followed by a normalisation (it rescales), output layers
+  and exactly-zero weights (deliberate: ReZero, zero-init residual branches).
+- ``deep-without-skip``: the *shortest* input-to-output path counts more than
+  ``DEEP_LAYERS`` (30) weight layers (Linear/Conv/RNN/..., norms not counted):
+  a skip connection shortens it (He et al. 2016, "degradation"). Skips are
+  found by following the data flow of the traced forward (ModelMap's tensor
+  tags). Fallback: where the data flow is lost (ops outside torch), the path is
+  under-counted, so the rule errs on the side of silence.
+- ``small-batch-batchnorm``: a BatchNorm in training mode whose calls see fewer
+  than ``BN_MIN_BATCH`` (8) samples. For BatchNorm2d/3d the statistics pool
+  B*H*W values but neighbouring positions of one image are strongly correlated,
+  so the sample count B is what matters (Wu & He 2018: error grows sharply below 8).
+- ``long-sequence-rnn``: a vanilla ``nn.RNN`` (or ``nn.RNNCell`` stepped) over more
+  than ``RNN_LONG`` (200) steps; more than ``RNN_VERY_LONG`` (512) suggests
+  attention or a state-space model. LSTM/GRU are not flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..modelmap import ModelMap
+from ..report import Finding
+
+SATURATING_MIN = 3
+INIT_CHAIN_ORDERS = 2.0
+INIT_LAYER_ORDERS = 1.5
+DEEP_LAYERS = 30
+BN_MIN_BATCH = 8
+RNN_LONG = 200
+RNN_VERY_LONG = 512
+
+Rule = Callable[[ModelMap, nn.Module], list[Finding]]
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    out: dict[str, nn.Module] = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        out.setdefault(n, m)
+    return out
+
+
+def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Sigmoid/tanh used as hidden activations (output layers and gates excepted)."""
+    sites = [s for s in m.activations if s.family == "saturating" and not s.is_output and not s.gate]
+    if not sites:
+        return []
+    applied = sum(s.calls for s in sites)
+    sev = "warning" if applied >= SATURATING_MIN else "info"
+    kinds = sorted({s.kind for s in sites})
+    return [Finding(
+        "saturating-hidden-activation", sev,
+        f"{len(sites)} hidden activation site(s) use {'/'.join(kinds)}, applied {applied} time(s) per "
+        "forward: their derivative is at most 1/4 (sigmoid) or 1 (tanh) and vanishes when they "
+        "saturate, so gradients shrink with depth",
+        layers=[s.name for s in sites],
+        evidence={"sites": len(sites), "applications_per_forward": applied, "kinds": kinds},
+        remedies=["relu", "gelu", "leaky-relu", "he-init"],
+        reference="Glorot & Bengio 2010; LeCun et al. 1998 (Efficient BackProp)")]
+
+
+def _fans(w: torch.Tensor, layer_type: str) -> tuple[int, int]:
+    if layer_type == "Conv1D":  # HF GPT-2: weight is (in, out)
+        return w.shape[0], w.shape[1]
+    rf = w[0][0].numel() if w.dim() > 2 else 1
+    return w.shape[1] * rf, w.shape[0] * rf
+
+
+def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None) -> float:
+    """std(W) over the target std for the activation that follows (1.0 inside the accepted band).
+
+    Example:
+        >>> w = torch.nn.init.kaiming_normal_(torch.empty(256, 256), nonlinearity="relu")
+        >>> round(init_gain(w, "Linear", "relu"), 1)
+        1.0
+    """
+    fan_in, fan_out = _fans(w, layer_type)
+    std = float(w.detach().float().std()) if w.numel() > 1 else 0.0
+    if activation_family == "relu":
+        return std / math.sqrt(2.0 / fan_in)
+    lo, hi = sorted((math.sqrt(2.0 / (fan_in + fan_out)), math.sqrt(1.0 / fan_in)))
+    return std / lo if std < lo else std / hi if std > hi else 1.0
+
+
+def _normalised_after(m: ModelMap) -> set[str]:
+    """Layers whose next parameter-owning call is a normalisation layer."""
+    kinds = {x.name: x.kind for x in m.layers}
+    owners = [c for c in m.calls if c.has_params]
+    return {a.name for a, b in zip(owners, owners[1:]) if kinds.get(b.name) == "norm"}
+
+
+def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Weight scale far from He/Xavier for the activation that follows (see module docs)."""
+    mods = _modules(model)
+    normed = _normalised_after(m)
+    plain = m.shortest_weight_path >= m.longest_weight_path - 1  # no skip connection
+    rows = []  # (name, log10 gain, in a plain chain)
+    for x in m.layers:
+        if x.kind not in ("linear", "conv") or x.is_output or x.name not in mods:
+            continue
+        w = getattr(mods[x.name], "weight", None)
+        if not isinstance(w, torch.Tensor) or w.dim() < 2 or not bool(w.detach().abs().sum() > 0):
+            continue
+        family = m.site(x.activation_site).family if x.activation_site else None
+        gain = init_gain(w, x.type, family)
+        rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, x.name not in normed))
+    if not rows:
+        return []
+    chain = [(n, lg) for n, lg, free in rows if free] if plain else []
+    chain_orders = sum(lg for _, lg in chain)
+    single = [(n, lg) for n, lg, free in rows if free and abs(lg) >= INIT_LAYER_ORDERS]
+    if abs(chain_orders) < INIT_CHAIN_ORDERS and not single:
+        return []
+    layers = [n for n, lg in (chain if abs(chain_orders) >= INIT_CHAIN_ORDERS else single) if lg != 0]
+    direction = "shrinks" if (chain_orders if chain else single[0][1]) < 0 else "grows"
+    evidence = {"gain_log10": {n: round(lg, 2) for n, lg, _ in rows},
+                "chain_orders": round(chain_orders, 2), "chain_layers": len(chain)}
+    msg = (f"weight scales off the He/Xavier scale for the activation that follows: the forward "
+           f"signal {direction} by about {abs(chain_orders):.1f} orders of magnitude over "
+           f"{len(chain)} plain layers" if abs(chain_orders) >= INIT_CHAIN_ORDERS else
+           f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
+           f"{10 ** INIT_LAYER_ORDERS:.0f}x")
+    return [Finding("poor-init", "warning", msg, layers=layers or [n for n, _ in single],
+                    evidence=evidence, remedies=["he-init", "xavier-init", "lsuv-init", "orthogonal-init"],
+                    reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
+
+
+def deep_without_skip(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """A chain of more than ``DEEP_LAYERS`` weight layers with no residual or dense path."""
+    if m.shortest_weight_path <= DEEP_LAYERS:
+        return []
+    chain = [x.name for x in m.layers if x.kind != "norm"]
+    return [Finding(
+        "deep-without-skip", "warning",
+        f"every path from input to output crosses at least {m.shortest_weight_path} weight layers "
+        f"(> {DEEP_LAYERS}) with no skip connection: deep plain stacks train worse than shallower "
+        "ones (degradation)",
+        layers=chain, evidence={"shortest_weight_path": m.shortest_weight_path,
+                                "longest_weight_path": m.longest_weight_path, "threshold": DEEP_LAYERS},
+        remedies=["residual", "rezero", "batchnorm"],
+        reference="He et al. 2016 (Deep Residual Learning); Srivastava et al. 2015 (Highway networks)")]
+
+
+def small_batch_batchnorm(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """BatchNorm in training mode with fewer than ``BN_MIN_BATCH`` samples per call."""
+    mods = _modules(model)
+    hits = []
+    for x in m.layers:
+        mod = mods.get(x.name)
+        if not isinstance(mod, nn.modules.batchnorm._BatchNorm) or not mod.training or not x.input_shape:
+            continue
+        if isinstance(mod, nn.SyncBatchNorm):  # statistics over all ranks
+            continue
+        batch = x.input_shape[0] if len(x.input_shape) > 1 else 1
+        if batch < BN_MIN_BATCH:
+            hits.append((x.name, batch))
+    if not hits:
+        return []
+    batch = min(b for _, b in hits)
+    return [Finding(
+        "small-batch-batchnorm", "warning",
+        f"{len(hits)} BatchNorm layer(s) see a batch of {batch} (< {BN_MIN_BATCH}) in training mode: "
+        "their statistics are noisy; if training uses larger batches, ignore this",
+        layers=[n for n, _ in hits], evidence={"batch": batch, "threshold": BN_MIN_BATCH},
+        remedies=["groupnorm", "layernorm"],
+        reference="Ioffe & Szegedy 2015; Wu & He 2018 (Group Normalization)")]
+
+
+def _steps(x, mod: nn.Module) -> int:  # noqa: ANN001 - a modelmap.Layer
+    if isinstance(mod, nn.RNNCellBase):
+        return x.calls
+    shape = x.input_shape or ()
+    if len(shape) == 3:
+        return shape[1] if mod.batch_first else shape[0]
+    return shape[0] if len(shape) == 2 else 0
+
+
+def long_sequence_rnn(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """A vanilla RNN over more than ``RNN_LONG`` steps."""
+    mods = _modules(model)
+    hits = [(x.name, _steps(x, mods[x.name])) for x in m.layers
+            if isinstance(mods.get(x.name), (nn.RNN, nn.RNNCell))]
+    hits = [(n, t) for n, t in hits if t > RNN_LONG]
+    if not hits:
+        return []
+    steps = max(t for _, t in hits)
+    very = steps > RNN_VERY_LONG
+    advice = ("an LSTM/GRU helps, but over this many steps attention or a state-space model is "
+              "the usual choice" if very else "an LSTM or GRU keeps the gradient alive through time")
+    return [Finding(
+        "long-sequence-rnn", "warning",
+        f"a vanilla RNN runs over {steps} steps (> {RNN_LONG}): its gradient through time decays "
+        f"geometrically; {advice}",
+        layers=[n for n, _ in hits], evidence={"steps": steps, "threshold": RNN_LONG,
+                                               "very_long_threshold": RNN_VERY_LONG},
+        remedies=["lstm", "orthogonal-init", "clip-norm"],
+        reference="Bengio, Simard & Frasconi 1994; Hochreiter & Schmidhuber 1997")]
+
+
+STATIC_RULES: dict[str, Rule] = {
+    "saturating-hidden-activation": saturating_hidden_activation,
+    "poor-init": poor_init,
+    "deep-without-skip": deep_without_skip,
+    "small-batch-batchnorm": small_batch_batchnorm,
+    "long-sequence-rnn": long_sequence_rnn,
+}
+
+
+def static_findings(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Every static rule on the map."""
+    return [f for rule in STATIC_RULES.values() for f in rule(m, model)]
+
+
+__all__ = ["STATIC_RULES", "deep_without_skip", "init_gain", "static_findings", "long_sequence_rnn", "poor_init", "saturating_hidden_activation",
+           "small_batch_batchnorm"]
