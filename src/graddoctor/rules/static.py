@@ -139,7 +139,7 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
         return []
     layers = [n for n, lg in (chain if abs(chain_orders) >= INIT_CHAIN_ORDERS else single) if lg != 0]
     direction = "shrinks" if (chain_orders if chain else single[0][1]) < 0 else "grows"
-    evidence = {"gain_log10": {n: round(lg, 2) for n, lg, _ in rows},
+    evidence = {"gain_log10": [round(lg, 2) for _, lg, _ in rows],
                 "chain_orders": round(chain_orders, 2), "chain_layers": len(chain)}
     msg = (f"weight scales off the He/Xavier scale for the activation that follows: the forward "
            f"signal {direction} by about {abs(chain_orders):.1f} orders of magnitude over "

@@ -1,0 +1,144 @@
+"""Load a user's model factory for the CLI: ``path/to/file.py:factory`` or ``package.module:factory``.
+
+The factory is called with no arguments and returns a model, or
+``(model, example_inputs)``. When it returns only a model, the example inputs
+are built from ``--input-shape`` (batch first), ``--dtype`` and ``--seq``.
+Every failure is a one-line ``InputError`` (the CLI prints it and exits 2).
+
+Example:
+    >>> x = make_inputs(None, parse_shape("8,3"), "float32", seq=20)
+    >>> tuple(x.shape)
+    (8, 20, 3)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import InputError
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
+    "double": torch.float64, "float16": torch.float16, "half": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.long, "long": torch.long, "int": torch.long,
+}
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
+def load_factory(spec: str) -> Any:
+    """The callable named by ``spec`` (``file.py:name`` or ``package.module:name``).
+
+    Example:
+        >>> load_factory("graddoctor.zoo:mlp").__name__
+        'mlp'
+    """
+    if ":" not in spec:
+        raise InputError(f"expected FILE.py:FACTORY or package.module:FACTORY, got {spec!r}")
+    where, name = spec.rsplit(":", 1)
+    if not where or not name:
+        raise InputError(f"expected FILE.py:FACTORY or package.module:FACTORY, got {spec!r}")
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        module = _load_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ModuleNotFoundError as e:
+            raise InputError(f"cannot import module {where!r} ({_one_line(e)}); "
+                             "check the name or give a FILE.py path") from e
+        except Exception as e:  # noqa: BLE001 - user code
+            raise InputError(f"importing {where!r} failed: {_one_line(e)}") from e
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))[:8]
+        raise InputError(f"{where} has no callable {name!r}; callables there: {', '.join(found) or 'none'}")
+    return factory
+
+
+def _load_file(path: Path) -> Any:
+    if not path.is_file():
+        raise InputError(f"no such file: {path}")
+    mod_name = f"_graddoctor_user_{abs(hash(str(path.resolve())))}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise InputError(f"cannot load {path} as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.resolve().parent))  # sibling imports of the user's file
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - user code
+        raise InputError(f"importing {path} failed: {_one_line(e)}") from e
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"8,3,32,32"`` -> ``(8, 3, 32, 32)`` (also ``x``-separated)."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        shape = ()
+    if not shape or any(d <= 0 for d in shape):
+        raise InputError(f"--input-shape must be positive integers separated by commas (batch first), "
+                         f"like 8,3,32,32; got {text!r}")
+    return shape
+
+
+def make_inputs(model: nn.Module | None, shape: tuple[int, ...], dtype: str = "float32",
+                seq: int | None = None, seed: int = 0) -> torch.Tensor:
+    """A seeded random input: N(0, 1) floats, or token ids below the first embedding's size.
+
+    ``seq`` inserts a time axis of that length after the batch axis.
+    """
+    if dtype not in DTYPES:
+        raise InputError(f"unknown --dtype {dtype!r}; one of {', '.join(DTYPES)}")
+    if seq is not None:
+        if seq <= 0:
+            raise InputError(f"--seq must be a positive number of steps, got {seq}")
+        shape = (shape[0], seq, *shape[1:])
+    gen = torch.Generator().manual_seed(seed)
+    dt = DTYPES[dtype]
+    if dt.is_floating_point:
+        return torch.randn(shape, generator=gen).to(dt)
+    vocab = min((m.num_embeddings for m in (model.modules() if model is not None else [])
+                 if isinstance(m, (nn.Embedding, nn.EmbeddingBag))), default=2)
+    return torch.randint(0, vocab, shape, generator=gen, dtype=dt)
+
+
+def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
+          seq: int | None = None) -> tuple[nn.Module, Any]:
+    """Call the factory and return ``(model, example_inputs)``.
+
+    ``--input-shape`` wins over inputs the factory returns.
+    """
+    factory = load_factory(spec)
+    try:
+        made = factory()
+    except Exception as e:  # noqa: BLE001 - user code
+        raise InputError(f"the factory {spec} raised {_one_line(e)}") from e
+    inputs = None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
+        made, inputs = made
+    if not isinstance(made, nn.Module):
+        raise InputError(f"the factory {spec} must return an nn.Module or (model, example_inputs), "
+                         f"got {type(made).__name__}")
+    if input_shape is not None:
+        inputs = make_inputs(made, parse_shape(input_shape), dtype, seq)
+    elif inputs is None:
+        raise InputError(f"the factory {spec} returned only a model: give --input-shape "
+                         "(batch first, e.g. --input-shape 8,3,32,32)")
+    return made, inputs
+
+
+__all__ = ["DTYPES", "build", "load_factory", "make_inputs", "parse_shape"]
