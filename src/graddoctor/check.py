@@ -31,7 +31,7 @@ from .inputs import check_inputs
 from .modelmap import ModelMap
 from .probe import probe as run_probe
 from .report import Report
-from .rules.probe import probe_findings
+from .rules.probe import MIN_STEPS, probe_findings
 from .rules.static import static_findings
 
 
@@ -79,20 +79,25 @@ def check(
     }}
     if probe:
         p = run_probe(model, example_inputs, target=target, loss_fn=loss_fn, mmap=m, jacobian_k=jacobian_k)
-        findings += probe_findings(p, m, gated=_gated_recurrence(model, m))
+        findings += probe_findings(p, m, recurrent=recurrence(model, m))
         data["probe"] = p.to_dict()
     data["seconds"] = round(time.perf_counter() - t0, 3)
     return Report(findings, source="check", data=data)
 
 
-def _gated_recurrence(model: nn.Module, m: ModelMap) -> bool:
-    """True when the recurrence is gated (LSTM/GRU, or hand-written cells with gates), not vanilla."""
+def recurrence(model: nn.Module, m: ModelMap) -> str | None:
+    """"vanilla", "gated" (LSTM/GRU, or hand-written cells with gates) or None (no recurrence).
+
+    A hand-written cell shows as a layer called at least ``MIN_STEPS`` times in one forward.
+    """
     mods = list(model.modules())
     if any(isinstance(x, (nn.RNN, nn.RNNCell)) for x in mods):
-        return False
+        return "vanilla"
     if any(isinstance(x, (nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)) for x in mods):
-        return True
-    return any(s.gate and s.calls > 1 for s in m.activations)
+        return "gated"
+    if any(x.calls >= MIN_STEPS and x.kind != "norm" for x in m.layers):
+        return "gated" if any(s.gate and s.calls > 1 for s in m.activations) else "vanilla"
+    return None
 
 
 __all__ = ["check"]

@@ -16,7 +16,9 @@ q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
 Through time: orders = log10(median of the last ~10% of steps / median of the
-first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps). Gated
+first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps), judged
+for recurrent models only (for attention the profile says which steps the
+loss reads: it stays in the data). Gated
 RNNs (LSTM/GRU) are exempt: at PyTorch's default init they too decay (about
 0.2 orders per step, measured), but that decay is set by the forget gate, a
 learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
@@ -185,12 +187,24 @@ def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
         remedies=["he-init", "lsuv-init", "batchnorm", "layernorm"], step=0, reference=REF_SIGNAL)]
 
 
-def through_time(p: ProbeResult, m: ModelMap, gated: bool = False) -> list[Finding]:
-    """Vanishing/exploding gradient through time, from ||dL/dx_t|| for each step t."""
+def through_time(p: ProbeResult, m: ModelMap, recurrent: str | None = "vanilla") -> list[Finding]:
+    """Vanishing/exploding gradient through time, from ||dL/dx_t|| for each step t.
+
+    ``recurrent``: "vanilla" (judged), "gated" (LSTM/GRU: exempt, see module docs) or
+    None (no recurrence, e.g. attention: every step is one hop from the output, so an
+    uneven profile says which steps the loss reads, not that a signal decays).
+    Trailing steps with exactly zero gradient (the loss does not read them, as the
+    last position of a causal LM loss) are left out.
+    """
     g = p.time_grad
-    if not g or len(g) < MIN_STEPS or gated:
+    if recurrent != "vanilla" or not g:
         return []
-    k = max(1, len(g) // 10)
+    g = list(g)
+    while g and g[-1] == 0.0:
+        g.pop()
+    if len(g) < MIN_STEPS:
+        return []
+    k = max(2, len(g) // 10)
     first, last = _upper_median(g[:k]), _upper_median(g[-k:])
     if not math.isfinite(first) or not math.isfinite(last):
         orders, sev = -math.inf, "error"
@@ -223,9 +237,9 @@ def _upper_median(v: Sequence[float]) -> float:
     return s[len(s) // 2]
 
 
-def probe_findings(p: ProbeResult, m: ModelMap, gated: bool = False) -> list[Finding]:
+def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) -> list[Finding]:
     """Every probe rule: gradient flow along depth and through time, signal propagation."""
-    return gradient_flow(p, m) + through_time(p, m, gated) + signal_propagation(p, m)
+    return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m)
 
 
 __all__ = ["ERROR_ORDERS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
