@@ -1,0 +1,57 @@
+"""``graddoctor watch-report RUN_DIR``: the Report of a watched run, from its JSONL log.
+
+Exit codes: 0 no error finding, 1 an error finding, 2 bad input (missing or
+unreadable run log).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import click
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2e}" if math.isfinite(v) else str(v)
+
+
+def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
+    """Per layer: median gradient norm and last update ratio over the last ``last`` steps."""
+    used = [s for s in steps if s.get("grad_norm") and not s.get("skipped")][-last:]
+    rows = [f"{'layer':<36} {'kind':<10} {'|grad| (median)':>16} {'update/weight':>14}"]
+    upd = next((s["update_ratio"] for s in reversed(steps) if s.get("update_ratio")), {})
+    for lay in meta.get("layers", []):
+        vals = sorted(v for s in used if (v := s["grad_norm"].get(lay["name"])) is not None)
+        med = vals[len(vals) // 2] if vals else None
+        name = (lay["name"] or "<model>") + ("" if lay.get("trainable", True) else " (frozen)")
+        rows.append(f"{name:<36} {lay.get('kind', ''):<10} {_fmt(med):>16} {_fmt(upd.get(lay['name'])):>14}")
+    return "\n".join(rows)
+
+
+@click.command("watch-report")
+@click.argument("run_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the Report as JSON.")
+@click.option("--layers/--no-layers", default=True, show_default=True, help="Print the per-layer table.")
+def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
+    """Print the Report of a run recorded by gd.watch(log_dir=RUN_DIR)."""
+    from ..runlog import read_run
+    from ..watch import build_report
+
+    meta, steps = read_run(run_dir)  # InputError -> exit 2 (one line)
+    report = build_report(meta, steps)
+    if as_json:
+        click.echo(report.to_json())
+    else:
+        click.echo(f"{len(steps)} steps, {len(meta.get('layers', []))} layers ({run_dir})")
+        if layers:
+            click.echo(layer_table(meta, steps))
+        try:
+            from rich.console import Console
+
+            Console().print(report)
+        except ImportError:  # pragma: no cover
+            click.echo(str(report))
+    sys.exit(0 if report.ok else 1)

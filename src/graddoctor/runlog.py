@@ -1,0 +1,105 @@
+"""The watch run log: JSON lines, one meta record then one record per step.
+
+Format: see ``/work/notes/RUNLOG.md`` (meta: ``{"type": "meta", "version": 1,
+"run_id", "layers", "activations", "config"}``; steps: ``{"type": "step",
+"step", "loss", "skipped", "lr", "grad_norm", ...}``). Non-finite floats are
+written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (``report._jsonable``)
+and decoded back to floats by ``read_run``.
+
+Example:
+    >>> import tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, "watch.jsonl"), "w") as f:
+    ...     _ = f.write(encode({"type": "meta", "version": 1, "run_id": "a", "layers": []}) + "\\n")
+    ...     _ = f.write(encode({"type": "step", "step": 1, "loss": float("nan")}) + "\\n")
+    >>> meta, steps = read_run(d)
+    >>> steps[0]["loss"]
+    nan
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .report import _jsonable
+
+VERSION = 1
+FILENAME = "watch.jsonl"
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: keys of a step record whose values are per-layer / per-site float maps
+FLOAT_MAPS = ("grad_norm", "weight_norm", "update_norm", "update_ratio", "out_grad_norm")
+
+
+def encode(record: dict[str, Any]) -> str:
+    """One JSON line (no newline); non-finite floats become "nan"/"inf"/"-inf"."""
+    return json.dumps(_jsonable(record), separators=(",", ":"), allow_nan=False)
+
+
+def decode_floats(obj: Any) -> Any:
+    """Turn "nan"/"inf"/"-inf" strings back into floats, recursively."""
+    if isinstance(obj, dict):
+        return {k: decode_floats(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [decode_floats(v) for v in obj]
+    if isinstance(obj, str) and obj in _NONFINITE:
+        return _NONFINITE[obj]
+    return obj
+
+
+def run_path(path_or_dir: str | os.PathLike) -> Path:
+    """The JSONL file of a run: ``path`` itself if a file, else ``<dir>/watch.jsonl``."""
+    p = Path(path_or_dir)
+    if p.is_dir():
+        p = p / FILENAME
+    if not p.is_file():
+        raise InputError(f"no watch run log at {str(p)!r} - pass the log_dir given to gd.watch() "
+                         f"or the path of its {FILENAME}")
+    return p
+
+
+def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
+    """Read a run log back: ``(meta, steps)``.
+
+    A truncated or corrupt last line (a killed process) is skipped; a corrupt
+    line elsewhere raises ``InputError``. A file holding several runs (the same
+    ``log_dir`` used twice; each run has its own ``run_id``) returns the last one
+    (``run="first"`` for the first). Re-attaching the same watcher repeats its meta
+    line with the same ``run_id``; the latest meta is returned.
+
+    Args:
+        path_or_dir: a ``watch.jsonl`` file or the directory holding it.
+        run: "last" or "first".
+    """
+    p = run_path(path_or_dir)
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    runs: list[tuple[dict, list[dict]]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # a killed writer leaves at most one partial line, the last
+            raise InputError(f"{p}: line {i + 1} is not valid JSON - the run log is corrupt") from None
+        rec = decode_floats(rec)
+        if rec.get("type") == "meta":
+            if runs and runs[-1][0].get("run_id") == rec.get("run_id"):
+                runs[-1] = (rec, runs[-1][1])
+            else:
+                runs.append((rec, []))
+        elif rec.get("type") == "step":
+            if not runs:
+                runs.append(({}, []))
+            runs[-1][1].append(rec)
+    if not runs:
+        raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
+    return runs[-1] if run == "last" else runs[0]
+
+
+__all__ = ["FILENAME", "FLOAT_MAPS", "VERSION", "decode_floats", "encode", "read_run", "run_path"]

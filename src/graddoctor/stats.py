@@ -1,0 +1,219 @@
+"""Pure tensor statistics used by ``watch``: fused per-layer norms, update norms,
+activation moments, saturation and dead-unit fractions.
+
+Every function takes tensors and returns tensors on the same device; none of
+them synchronises with the host (no ``.item()``), so they can run every step.
+
+Per-layer norms are computed with ONE fused ``torch._foreach_norm`` over all
+tensors, squared, and summed per layer with ``index_add`` over a precomputed
+index (``segment_index``): the L2 norm of a layer is ``sqrt(sum_p ||p||^2)``
+over its parameters. Results are *squared* norms so that shards can be summed
+across ranks before the square root (see ``graddoctor.distributed``).
+
+Example:
+    >>> import torch
+    >>> a, b, c = torch.ones(3), torch.ones(4), torch.ones(2)
+    >>> idx = segment_index([2, 1])          # layer 0 owns a, b; layer 1 owns c
+    >>> [round(v, 4) for v in layer_sq_norms([a, b, c], idx, 2).tolist()]
+    [7.0, 2.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+#: |tanh| (and softsign) above this counts as saturated
+TANH_SAT = 0.99
+#: sigmoid (and hardsigmoid) outside [SIGMOID_LO, 1 - SIGMOID_LO] counts as saturated
+SIGMOID_LO = 0.01
+
+#: moments layout returned by ``activation_moments``
+MOMENTS = ("count", "sum", "sumsq", "zeros", "saturated")
+
+
+def segment_index(sizes: Sequence[int], device: torch.device | str | None = None) -> torch.Tensor:
+    """Layer index of each tensor, for layers owning ``sizes[i]`` tensors each.
+
+    Example:
+        >>> segment_index([2, 0, 1]).tolist()
+        [0, 0, 2]
+    """
+    sizes_t = torch.tensor(list(sizes), dtype=torch.long)
+    return torch.repeat_interleave(torch.arange(len(sizes_t)), sizes_t).to(device)
+
+
+def tensor_sq_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Squared L2 norm of each tensor, in float32, from one fused ``_foreach_norm``.
+
+    Example:
+        >>> tensor_sq_norms([torch.tensor([3.0, 4.0])]).tolist()
+        [25.0]
+    """
+    if not tensors:
+        return torch.zeros(0)
+    norms = torch._foreach_norm(list(tensors), 2, dtype=torch.float32)
+    return torch.stack(norms).square()
+
+
+def layer_sq_norms(
+    tensors: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-layer squared L2 norms: ``out[l] += sum of ||t||^2 over tensors with index l``.
+
+    Args:
+        tensors: the tensors (gradients, weights, updates), any dtype.
+        index: layer index of each tensor (``segment_index``), on the tensors' device.
+        n_layers: number of layers.
+        out: optional float32 accumulator of shape ``[n_layers]`` (a fresh zero one otherwise).
+    """
+    if out is None:
+        device = tensors[0].device if tensors else index.device
+        out = torch.zeros(n_layers, dtype=torch.float32, device=device)
+    if tensors:
+        out.index_add_(0, index, tensor_sq_norms(tensors))
+    return out
+
+
+def layer_norms(groups: Sequence[Sequence[torch.Tensor | None]]) -> list[float | None]:
+    """Convenience (host side): L2 norm of each group of tensors; None for a group with no tensor.
+
+    Example:
+        >>> layer_norms([[torch.tensor([3.0]), torch.tensor([4.0])], [None]])
+        [5.0, None]
+    """
+    out: list[float | None] = []
+    for g in groups:
+        ts = [t for t in g if t is not None]
+        out.append(float(layer_sq_norms(ts, segment_index([len(ts)]), 1).sqrt()) if ts else None)
+    return out
+
+
+def nonfinite_counts(tensors: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int) -> torch.Tensor:
+    """Per-layer count of NaN/Inf values (float32), one pass over the tensors.
+
+    Example:
+        >>> t = torch.tensor([1.0, float("nan"), float("inf")])
+        >>> nonfinite_counts([t], segment_index([1]), 1).tolist()
+        [2.0]
+    """
+    device = tensors[0].device if tensors else index.device
+    out = torch.zeros(n_layers, dtype=torch.float32, device=device)
+    if tensors:
+        counts = torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).float()
+        out.index_add_(0, index, counts)
+    return out
+
+
+def update_sq_norms(
+    after: Sequence[torch.Tensor], before: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int,
+) -> torch.Tensor:
+    """Per-layer squared norm of the update ``after - before`` (exact).
+
+    Example:
+        >>> round(update_sq_norms([torch.ones(2)], [torch.zeros(2)], segment_index([1]), 1).item(), 4)
+        2.0
+    """
+    if not after:
+        return torch.zeros(n_layers, dtype=torch.float32, device=index.device)
+    diffs = torch._foreach_sub([a.detach().float() for a in after], [b.float() for b in before])
+    return layer_sq_norms(diffs, index, n_layers)
+
+
+def saturated_mask(x: torch.Tensor, kind: str) -> torch.Tensor | None:
+    """Boolean mask of saturated outputs of an activation of ``kind``, None when not bounded.
+
+    Thresholds: tanh/softsign |y| > 0.99; sigmoid y outside [0.01, 0.99];
+    hardtanh at its clip value (|y| >= 1, the default bound); hardsigmoid
+    y <= 0 or y >= 1; logsigmoid y > log(0.99) (the flat side).
+
+    Example:
+        >>> saturated_mask(torch.tensor([0.5, 0.995]), "sigmoid").tolist()
+        [False, True]
+    """
+    if kind in ("tanh", "softsign"):
+        return x.abs() > TANH_SAT
+    if kind == "sigmoid":
+        return (x - 0.5).abs() > 0.5 - SIGMOID_LO
+    if kind == "hardtanh":
+        return x.abs() >= 1.0
+    if kind == "hardsigmoid":
+        return (x <= 0) | (x >= 1)
+    if kind == "logsigmoid":
+        return x > math.log(1 - SIGMOID_LO)
+    return None
+
+
+def activation_moments(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """``[count, sum, sum of squares, zeros, saturated]`` of an activation output (float32).
+
+    Moments add up across calls (shared modules, time steps); turn them into
+    statistics with ``moments_to_stats``.
+
+    Example:
+        >>> activation_moments(torch.tensor([0.0, 1.0, 3.0]), "relu").tolist()
+        [3.0, 4.0, 10.0, 1.0, 0.0]
+    """
+    x = x.detach()
+    xf = x.float()
+    s = xf.sum()
+    ss = (xf * xf).sum()
+    zeros = (x == 0).sum()
+    sat = saturated_mask(x, kind)
+    n_sat = sat.sum() if sat is not None else torch.zeros((), device=x.device)
+    count = torch.full((), float(x.numel()), device=x.device)
+    return torch.stack([count, s, ss, zeros.float(), n_sat.float()])
+
+
+def moments_to_stats(m: torch.Tensor) -> torch.Tensor:
+    """``[..., 5]`` moments -> ``[..., 4]``: mean, std (population), zero fraction, saturated fraction.
+
+    Example:
+        >>> moments_to_stats(torch.tensor([4.0, 4.0, 8.0, 2.0, 0.0])).tolist()
+        [1.0, 1.0, 0.5, 0.0]
+    """
+    n = m[..., 0].clamp_min(1)
+    mean = m[..., 1] / n
+    var = (m[..., 2] / n - mean * mean).clamp_min(0)
+    return torch.stack([mean, var.sqrt(), m[..., 3] / n, m[..., 4] / n], dim=-1)
+
+
+def unit_dim(x: torch.Tensor, channels_first: bool) -> int:
+    """Which dimension holds the units: channels (dim 1) for conv-like outputs, else the last."""
+    if x.dim() <= 1:
+        return 0
+    return 1 if channels_first else x.dim() - 1
+
+
+def active_units(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Boolean per-unit mask: the unit along ``dim`` was > 0 for at least one element.
+
+    Example:
+        >>> active_units(torch.tensor([[0.0, 1.0], [0.0, 0.0]]), 1).tolist()
+        [False, True]
+    """
+    x = x.detach()
+    if x.dim() == 0:
+        return (x > 0).reshape(1)
+    moved = x.movedim(dim, 0).reshape(x.shape[dim], -1)
+    return moved.amax(dim=1) > 0
+
+
+def dead_fraction(masks: torch.Tensor) -> torch.Tensor:
+    """Fraction of units never active in any row of ``masks`` ``[samples, units]`` (bool).
+
+    Example:
+        >>> round(dead_fraction(torch.tensor([[True, False, False], [False, False, True]])).item(), 4)
+        0.3333
+    """
+    return (~masks.any(dim=0)).float().mean()
+
+
+__all__ = [
+    "MOMENTS", "SIGMOID_LO", "TANH_SAT", "activation_moments", "active_units", "dead_fraction",
+    "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "saturated_mask",
+    "segment_index", "tensor_sq_norms", "unit_dim", "update_sq_norms",
+]

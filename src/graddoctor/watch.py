@@ -1,0 +1,624 @@
+"""watch: the during-training gradient-flow monitor.
+
+``gd.watch(model, optimizer, log_dir)`` records, for every layer (parameter-owning
+module, in execution order from ``ModelMap``) and every optimizer step: the
+gradient L2 norm, the count of NaN/Inf gradient values, the weight norm, the
+loss given to ``w.step(loss)``; on sampled steps the update norm
+``||w_t - w_{t-1}||`` and update/weight ratio and activation statistics.
+The run-log format is described in ``graddoctor.runlog``.
+
+How (and why it is cheap):
+
+- Gradients are read in the optimizer's step *pre-hook*
+  (``optimizer.register_step_pre_hook``), where they are final: accumulated over
+  micro-batches, unscaled by a ``GradScaler`` (``scaler.step`` unscales before it
+  calls ``optimizer.step``), all-reduced by DDP. No module backward hooks.
+  Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
+- One fused ``torch._foreach_norm`` over all gradients per step, summed per layer
+  with ``index_add`` into a preallocated ring buffer ``[flush_every, columns]`` on
+  the parameters' device. No ``.item()`` in the step path (on CPU, where a host
+  read is free, the NaN/Inf count runs only when a norm is non-finite; on other
+  devices it runs on the device every step). One host transfer (and, distributed,
+  one ``all_reduce``) every ``flush_every`` steps, and at detach.
+- Weight norms cost a second full pass, so they are measured every
+  ``update_every`` steps (steps 1, 1+k, ...); the records in between carry the
+  last measured value, with ``weight_step`` saying which step it was measured at
+  (``update_every=1``: measured every step).
+- Update norms, exact but sampled: on steps 1, 1+k, 1+2k, ... (k = ``update_every``)
+  the pre-hook snapshots the trainable weights, the step post-hook computes
+  ``||w_after - w_before||`` per layer and frees the snapshot (at most one copy of
+  the weights alive, only during that step). Without an optimizer the snapshot is
+  taken at the previous ``w.step()`` and the update measured at this one.
+- Activation statistics every ``activation_every`` steps, on the first forward
+  (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``.
+- AMP: with ``scaler=`` given, an iteration where ``scaler.step`` skipped the
+  optimizer (inf/nan gradients) is recorded at ``w.step()`` as ``skipped: true``
+  without gradient norms (call ``w.step`` once per iteration, after
+  ``scaler.step``). Optimizers that take the scale themselves (fused Adam:
+  ``optimizer.grad_scale``/``found_inf``) are unscaled in the pre-hook and
+  flagged from ``found_inf``.
+- Layers: ``ModelMap(model, example_inputs).param_groups(model)``. Without
+  ``example_inputs`` the map is built on the first forward, from that forward's
+  inputs (a forward pre-hook that runs ``ModelMap`` once, before the model's own
+  forward, under ``no_grad``; ``ModelMap`` restores RNG state and buffers). If a
+  forward mixes positional and keyword tensors, or the map fails, or the first
+  step comes before any forward, layers fall back to ``named_modules`` order
+  (no activation sites are known then). Under ``torch.compile`` pass
+  ``example_inputs`` (or watch the uncompiled module).
+- Opt-in ``output_grads=True``: on activation-sampled steps, a tensor hook on each
+  layer's output records ``||dL/d output||`` (``out_grad_norm``). Pitfalls: it sees
+  the sampled micro-batch only (before accumulation, and scaled by a GradScaler),
+  fires only if the output takes part in the backward, cannot see outputs
+  modified in place afterwards, and keeps the output's autograd node alive until
+  backward (as autograd does anyway).
+
+Example:
+    >>> import torch, graddoctor as gd
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> with gd.watch(net, opt) as w:
+    ...     for _ in range(3):
+    ...         loss = net(torch.randn(16, 4)).pow(2).mean()
+    ...         loss.backward(); opt.step(); opt.zero_grad(); w.step(loss)
+    >>> meta, steps = w.records()
+    >>> [l["name"] for l in meta["layers"]], len(steps), sorted(steps[0]["grad_norm"])
+    (['0', '2'], 3, ['0', '2'])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+import warnings
+from collections import deque
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import distributed as dist_
+from .errors import InputError
+from .modelmap import ModelMap, layer_kind
+from .report import Report
+from .runlog import VERSION
+from .stats import layer_sq_norms, nonfinite_counts, segment_index, update_sq_norms
+from .watch_acts import STAT_NAMES, ActivationSampler
+
+#: default sampling periods (activation_every chosen by benchmarks/overhead.py)
+FLUSH_EVERY = 50
+UPDATE_EVERY = 10
+ACTIVATION_EVERY = 20
+DEAD_WINDOW = 10
+
+
+class Watcher:
+    """Records per-layer gradient statistics during training. Build it with ``gd.watch``.
+
+    Args:
+        model: the model being trained (DDP / FSDP / ``torch.compile`` wrappers accepted).
+        optimizer: its optimizer; gradients are read in its step pre-hook. None: ``w.step()``
+            marks the steps.
+        log_dir: directory for ``watch.jsonl`` (and TensorBoard events with
+            ``sinks=("jsonl", "tensorboard")``); None: records kept in memory only.
+        example_inputs: inputs for ``ModelMap`` (else taken from the first forward).
+        flush_every: steps between host transfers (the ring buffer size).
+        update_every: period of the weight-norm and update-norm measurements.
+        activation_every: period of the activation statistics (0: never).
+        dead_window: sampled batches over which a ReLU unit must stay inactive to be dead.
+        output_grads: also record ``||dL/d output||`` per layer on activation-sampled steps.
+        scaler: the ``torch.amp.GradScaler`` in use, to record skipped steps.
+        sinks: sink names ("jsonl", "tensorboard") or ``Sink`` objects; used with ``log_dir``.
+        fsync: ``os.fsync`` the JSONL file at each flush.
+        history: step records kept in memory for ``records()``/``report()`` (oldest dropped).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 1)
+        >>> w = Watcher(net).attach()
+        >>> net(torch.ones(1, 2)).sum().backward(); w.step()
+        >>> w.detach(); round(w.records()[1][0]["grad_norm"][""], 4)
+        1.7321
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        log_dir: str | os.PathLike | None = None,
+        *,
+        example_inputs: Any = None,
+        flush_every: int = FLUSH_EVERY,
+        update_every: int = UPDATE_EVERY,
+        activation_every: int = ACTIVATION_EVERY,
+        dead_window: int = DEAD_WINDOW,
+        output_grads: bool = False,
+        scaler: Any = None,
+        sinks: tuple | list = ("jsonl",),
+        fsync: bool = False,
+        history: int = 100_000,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"watch() needs an nn.Module, got {type(model).__name__}")
+        if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
+            raise InputError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        for name, v in (("flush_every", flush_every), ("update_every", update_every),
+                        ("dead_window", dead_window)):
+            if not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a positive int, got {v!r}")
+        if not isinstance(activation_every, int) or activation_every < 0:
+            raise InputError(f"activation_every must be an int >= 0 (0 = off), got {activation_every!r}")
+        self.model = model
+        self.root = dist_.unwrap(model)
+        self.optimizer = optimizer
+        self.log_dir = None if log_dir is None else str(log_dir)
+        self.example_inputs = example_inputs
+        self.flush_every, self.update_every = flush_every, update_every
+        self.activation_every, self.dead_window = activation_every, dead_window
+        self.output_grads, self.scaler = output_grads, scaler
+        self.run_id = uuid.uuid4().hex[:12]
+        self.rank, self.world_size = dist_.world()
+        self.mode = dist_.mode(model)
+        self._sink_specs = list(sinks)
+        self._fsync = fsync
+        self.sinks: list[Any] = []
+        self._history: deque = deque(maxlen=history)
+        self._meta: dict | None = None
+        self._handles: list[Any] = []
+        self.attached = False
+        self._mapping = False
+        self._step = 0  # steps recorded (the next one gets _step + 1)
+        self._opt_steps = 0
+        self._opt_steps_at_wstep = 0
+        self._rows: list[dict] = []  # host info of the rows in the ring
+        self._ring: torch.Tensor | None = None
+        self._snapshot: list[torch.Tensor] | None = None
+        self._loss_row: int | None = None  # ring row waiting for its loss
+        self._pending_loss: list[torch.Tensor] = []
+        self._sampler: ActivationSampler | None = None
+        self._act_for_step = 0
+        self._act_pending: dict[int, torch.Tensor] = {}
+        self._og_handles: list[Any] = []
+        self._og_buf: dict[int, torch.Tensor] = {}
+        self._last_weight: tuple[int, dict] | None = None
+        self._cache: dict[tuple, tuple] = {}
+
+    # ------------------------------------------------------------ attach / detach
+
+    def attach(self) -> Watcher:
+        """Install the hooks (idempotent). Returns self."""
+        if self.attached:
+            return self
+        try:
+            self.attached = True
+            if self.log_dir is not None and self.rank == 0 and not self.sinks:
+                self.sinks = [_make_sink(s, self.log_dir, self._fsync) for s in self._sink_specs]
+            if self._meta is None and self.example_inputs is not None:
+                self._setup(self.example_inputs)
+            elif self._meta is not None:
+                self._emit_meta()
+            self._handles.append(self.root.register_forward_pre_hook(
+                self._on_forward, with_kwargs=True, prepend=True))
+            self._handles.append(self.root.register_forward_hook(self._on_forward_end, always_call=True))
+            if self.optimizer is not None:
+                self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
+                self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+        except BaseException:
+            self.detach()
+            raise
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook, flush the ring and close the sinks (idempotent)."""
+        if not self.attached:
+            return
+        self.attached = False
+        for h in self._handles + self._og_handles:
+            h.remove()
+        self._handles.clear()
+        self._og_handles.clear()
+        if self._sampler is not None:
+            self._sampler.close()
+        self._snapshot = None
+        try:
+            self.flush()
+        finally:
+            for s in self.sinks:
+                s.close()
+
+    def __enter__(self) -> Watcher:
+        return self.attach()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.detach()
+
+    # ------------------------------------------------------------ setup
+
+    def _setup(self, inputs: Any) -> None:
+        """Layers (ModelMap order, or named_modules order as fallback), ring buffer, meta line."""
+        mm = None
+        if inputs is not None:
+            self._mapping = True
+            try:
+                mm = ModelMap(self.root, inputs)
+            except Exception as e:  # noqa: BLE001 - fall back to definition order
+                warnings.warn(f"graddoctor.watch: ModelMap failed ({e}); layers in named_modules order",
+                              stacklevel=3)
+            finally:
+                self._mapping = False
+        if mm is not None:
+            groups = mm.param_groups(self.root)
+        else:
+            groups, seen = [], set()
+            for n, m in self.root.named_modules():
+                ps = [p for p in m.parameters(recurse=False) if id(p) not in seen]
+                seen.update(id(p) for p in ps)
+                if ps:
+                    groups.append((n, ps))
+        mods = dict(self.root.named_modules())
+        self.layer_names = [dist_.clean_name(n) for n, _ in groups]
+        self._params = [p for _, ps in groups for p in ps]
+        self._trainable = [p.requires_grad for p in self._params]
+        self.n_layers = L = len(groups)
+        dev = self._params[0].device if self._params else torch.device("cpu")
+        self.device = dev
+        self._index = segment_index([len(ps) for _, ps in groups], dev)
+        tr = [i for i, t in enumerate(self._trainable) if t]
+        self._train_params = [self._params[i] for i in tr]
+        self._train_index = self._index[torch.tensor(tr, dtype=torch.long, device=dev)] if tr else self._index[:0]
+        self._train_layers = sorted({int(i) for i in self._train_index.tolist()})
+        self._ring = torch.zeros(self.flush_every, 5 * L + 2, device=dev)
+        summed = torch.zeros(5 * L + 2, dtype=torch.bool)
+        summed[: 5 * L] = True
+        self._summed = summed
+        layers = []
+        for (n, ps), clean in zip(groups, self.layer_names):
+            lay = mm._layer_by_name.get(n) if mm is not None else None
+            m = mods.get(n)
+            layers.append({
+                "name": clean, "type": lay.type if lay else (type(m).__name__ if m is not None else ""),
+                "kind": lay.kind if lay else (layer_kind(m) if m is not None else "other"),
+                "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
+                "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
+                "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
+            })
+        sites = [] if mm is None else mm.activations
+        self._meta = {
+            "type": "meta", "version": VERSION, "run_id": self.run_id, "layers": layers,
+            "activations": [{"name": s.name, "kind": s.kind, "family": s.family, "owner": s.owner,
+                             "functional": s.functional, "is_output": s.is_output} for s in sites],
+            "config": {"flush_every": self.flush_every, "update_every": self.update_every,
+                       "activation_every": self.activation_every, "dead_window": self.dead_window,
+                       "output_grads": self.output_grads, "optimizer": type(self.optimizer).__name__
+                       if self.optimizer is not None else None, "distributed": self.mode,
+                       "world_size": self.world_size, "mapped": mm is not None},
+        }
+        self.site_names = [s.name for s in sites]
+        if sites and self.activation_every and self.rank == 0:
+            conv = {lay.activation_site for lay in mm.layers if lay.kind == "conv" and lay.activation_site}
+            self._sampler = ActivationSampler(
+                self.root, [(s.name, s.kind, s.family, s.functional, s.owner) for s in sites],
+                conv, self.dead_window)
+        self._layer_modules = [mods.get(n) for n, _ in groups]
+        if self.optimizer is None and self._due(1, self.update_every):
+            self._snapshot = self._take_snapshot()
+        self._emit_meta()
+
+    def _emit_meta(self) -> None:
+        for s in self.sinks:
+            s.write_meta(self._meta)
+
+    @staticmethod
+    def _due(step: int, every: int) -> bool:
+        return every > 0 and (step - 1) % every == 0
+
+    # ------------------------------------------------------------ forward hooks
+
+    def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._mapping:
+            return
+        if self._meta is None:
+            inputs = (args if len(args) != 1 else args[0]) if not kwargs else (kwargs if not args else None)
+            self._setup(inputs)
+        nxt = self._step + 1
+        if (self._act_for_step != nxt and torch.is_grad_enabled() and self.rank == 0
+                and self._due(nxt, self.activation_every)):
+            self._act_for_step = nxt
+            if self._sampler is not None:
+                self._sampler.start()
+            if self.output_grads:
+                self._hook_outputs(nxt)
+
+    def _on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
+        if self._mapping:
+            return
+        for h in self._og_handles:
+            h.remove()
+        self._og_handles.clear()
+        if self._sampler is not None and self._sampler.active:
+            stats = self._sampler.stop()
+            if stats is not None:
+                self._act_pending[self._step + 1] = stats
+
+    def _hook_outputs(self, step: int) -> None:
+        buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device)
+
+        def layer_hook(i: int) -> Any:
+            def fwd(module: nn.Module, args: Any, out: Any) -> None:
+                t = out if isinstance(out, torch.Tensor) else None
+                if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+                    t = out[0]
+                if t is not None and t.requires_grad:
+                    t.register_hook(lambda g: buf.__setitem__(i, buf[i] + g.detach().float().square().sum()))
+            return fwd
+
+        for i, m in enumerate(self._layer_modules):
+            if m is not None:
+                self._og_handles.append(m.register_forward_hook(layer_hook(i)))
+
+    # ------------------------------------------------------------ the step path
+
+    def _grads(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Local gradients present now, their layer index, and per-layer present counts."""
+        present = tuple(p.grad is not None for p in self._params)
+        hit = self._cache.get(present)
+        if hit is None:
+            sel = [i for i, ok in enumerate(present) if ok]
+            idx = self._index[torch.tensor(sel, dtype=torch.long, device=self.device)] if sel else self._index[:0]
+            has = torch.zeros(self.n_layers, device=self.device)
+            has.index_add_(0, idx, torch.ones(len(sel), device=self.device))
+            if len(self._cache) > 64:
+                self._cache.clear()
+            hit = self._cache[present] = (sel, idx, has)
+        sel, idx, has = hit
+        return [dist_.local(self._params[i].grad) for i in sel], idx, has
+
+    def _take_snapshot(self) -> list[torch.Tensor]:
+        return [dist_.local(p).detach().clone() for p in self._train_params]
+
+    def _new_row(self) -> int:
+        if self._meta is None:
+            self._setup(None)
+        if len(self._rows) == self.flush_every:
+            self.flush()
+        r = len(self._rows)
+        self._step += 1
+        self._rows.append({"step": self._step, "loss": False, "weights": False, "update": False,
+                           "skipped": False, "grads": True, "lr": None})
+        self._ring[r].zero_()
+        if self._pending_loss:
+            self._set_loss(r, self._pending_loss)
+            self._pending_loss = []
+            self._loss_row = None
+        else:
+            self._loss_row = r
+        return r
+
+    def _record(self, scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> int:
+        """Write this step's gradient (and sampled weight) statistics into a new ring row."""
+        r = self._new_row()
+        L, row, info = self.n_layers, self._ring[r], self._rows[r]
+        grads, idx, has = self._grads()
+        gsq = row[:L]
+        layer_sq_norms(grads, idx, L, out=gsq)
+        if scale is not None:
+            gsq.div_(scale.float().square())
+        row[L: 2 * L] = has
+        if self.device.type != "cpu" or not bool(torch.isfinite(gsq).all()):
+            row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L)
+        if found_inf is not None:
+            row[5 * L + 1] = found_inf.float().sum()
+        if self._due(self._step, self.update_every):
+            info["weights"] = True
+            layer_sq_norms([dist_.local(p).detach() for p in self._params], self._index, L,
+                           out=row[3 * L: 4 * L])
+        if self.optimizer is not None:
+            lr = self.optimizer.param_groups[0].get("lr")
+            info["lr"] = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+        return r
+
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._opt_steps += 1
+        scale = getattr(optimizer, "grad_scale", None)
+        found = getattr(optimizer, "found_inf", None)
+        self._record(scale if isinstance(scale, torch.Tensor) else None,
+                     found if isinstance(found, torch.Tensor) else None)
+        if self._due(self._step, self.update_every) and self._train_params:
+            self._snapshot = self._take_snapshot()
+
+    def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self._snapshot is not None and self._rows:
+            self._write_update(len(self._rows) - 1)
+
+    def _write_update(self, r: int) -> None:
+        L = self.n_layers
+        usq = update_sq_norms([dist_.local(p) for p in self._train_params], self._snapshot,
+                              self._train_index, L)
+        self._ring[r, 4 * L: 5 * L] = usq
+        self._rows[r]["update"] = True
+        self._snapshot = None
+
+    def _set_loss(self, r: int, losses: list[torch.Tensor]) -> None:
+        v = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
+        self._ring[r, 5 * self.n_layers] = v
+        self._rows[r]["loss"] = True
+
+    def step(self, loss: torch.Tensor | float | None = None) -> None:
+        """Record the loss of the current step; without an optimizer, also mark the step.
+
+        With an optimizer, call it once per optimizer step, after (or before)
+        ``opt.step()``; several calls between two steps are averaged. Without an
+        optimizer, call it after ``backward()`` and before ``zero_grad()``.
+        """
+        if not self.attached:
+            raise InputError("w.step() on a detached watcher - use it inside `with gd.watch(...)` "
+                             "or call w.attach() first")
+        if self._meta is None and self.optimizer is None:
+            self._setup(None)
+        lt = None
+        if loss is not None:
+            lt = loss.detach().float().reshape(()) if isinstance(loss, torch.Tensor) else \
+                torch.tensor(float(loss))
+            lt = lt.to(self.device if self._meta is not None else lt.device)
+        if self.optimizer is None:
+            r = self._record()
+            if self._snapshot is not None:
+                self._write_update(r)
+            if self._due(self._step + 1, self.update_every) and self._train_params:
+                self._snapshot = self._take_snapshot()
+        elif (self.scaler is not None and self._opt_steps == self._opt_steps_at_wstep
+              and self._meta is not None):
+            r = self._new_row()  # the scaler skipped optimizer.step(): no gradients were used
+            self._rows[r].update(skipped=True, grads=False)
+        self._opt_steps_at_wstep = self._opt_steps
+        if lt is None:
+            return
+        if self._loss_row is not None and self._loss_row < len(self._rows):
+            self._set_loss(self._loss_row, [lt])
+            self._loss_row = None
+        else:
+            self._pending_loss.append(lt)
+
+    # ------------------------------------------------------------ flush
+
+    def flush(self) -> None:
+        """Move the buffered rows to the host (one transfer; distributed: one all_reduce) and
+        write them to the sinks. Distributed: every rank must call it at the same point."""
+        rows, self._rows = self._rows, []
+        self._loss_row = None
+        if not rows:
+            return
+        n, L = len(rows), self.n_layers
+        block = dist_.reduce_block(self._ring[:n], self._summed, self.mode)
+        acts = [(s, self._act_pending.pop(s)) for s in [r["step"] for r in rows] if s in self._act_pending]
+        ogs = [(s, self._og_buf.pop(s)) for s in [r["step"] for r in rows] if s in self._og_buf]
+        parts = [block.reshape(-1)] + [a.reshape(-1) for _, a in acts] + [o.reshape(-1) for _, o in ogs]
+        flat = torch.cat([p.float() for p in parts]).cpu().tolist()
+        for k in [k for k in self._act_pending if k <= rows[-1]["step"]]:  # stale (no step followed)
+            del self._act_pending[k]
+        width = 5 * L + 2
+        off = n * width
+        act_of, og_of = {}, {}
+        for s, a in acts:
+            act_of[s] = flat[off: off + a.numel()]
+            off += a.numel()
+        for s, o in ogs:
+            og_of[s] = flat[off: off + o.numel()]
+            off += o.numel()
+        records = [self._to_record(info, flat[i * width: (i + 1) * width], act_of.get(info["step"]),
+                                   og_of.get(info["step"])) for i, info in enumerate(rows)]
+        if self.rank != 0:
+            return
+        self._history.extend(records)
+        for s in self.sinks:
+            s.write_steps(records)
+
+    def _to_record(self, info: dict, v: list[float], act: list[float] | None,
+                   og: list[float] | None) -> dict:
+        L, names = self.n_layers, self.layer_names
+        lr = info["lr"]
+        rec: dict[str, Any] = {
+            "type": "step", "step": info["step"],
+            "loss": v[5 * L] if info["loss"] else None,
+            "skipped": bool(info["skipped"] or v[5 * L + 1] > 0),
+            "lr": float(lr) if lr is not None else None,
+        }
+        if info["grads"]:
+            rec["grad_norm"] = {n: (math.sqrt(v[i]) if v[L + i] > 0 else None) for i, n in enumerate(names)}
+            rec["nonfinite"] = {n: int(v[2 * L + i]) for i, n in enumerate(names)}
+        if info["weights"]:
+            self._last_weight = (info["step"], {n: math.sqrt(v[3 * L + i]) for i, n in enumerate(names)})
+        if self._last_weight is not None:
+            rec["weight_norm"], rec["weight_step"] = self._last_weight[1], self._last_weight[0]
+        if info["update"]:
+            upd = {names[i]: math.sqrt(v[4 * L + i]) for i in self._train_layers}
+            w = self._last_weight[1] if self._last_weight else {}
+            rec["update_norm"] = upd
+            rec["update_ratio"] = {n: (u / w[n] if w.get(n) else (math.inf if u > 0 else 0.0))
+                                   for n, u in upd.items()}
+        if act is not None:
+            k = len(STAT_NAMES)
+            out = {}
+            for j, site in enumerate(self.site_names):
+                row = act[j * k: (j + 1) * k]
+                if row[5] <= 0:
+                    continue
+                out[site] = {"mean": row[0], "std": row[1], "zero_frac": row[2], "sat_frac": row[3]}
+                if not math.isnan(row[4]):
+                    out[site]["dead_frac"] = row[4]
+            rec["act"] = out
+        if og is not None:
+            rec["out_grad_norm"] = {n: math.sqrt(og[i]) for i, n in enumerate(names)
+                                    if self._layer_modules[i] is not None}
+        return rec
+
+    # ------------------------------------------------------------ results
+
+    def records(self) -> tuple[dict, list[dict]]:
+        """``(meta, steps)`` as in the run log (flushes first; distributed: flushed rows only)."""
+        if self.mode == "single":
+            self.flush()
+        return dict(self._meta or {}), list(self._history)
+
+    def report(self) -> Report:
+        """The Report: raw series in ``data`` and the findings of ``graddoctor.rules``."""
+        meta, steps = self.records()
+        return build_report(meta, steps)
+
+    def __repr__(self) -> str:
+        state = "attached" if self.attached else "detached"
+        return f"Watcher({type(self.root).__name__}, {state}, step={self._step})"
+
+
+def build_report(meta: dict, steps: list[dict]) -> Report:
+    """``Report(source="watch")`` over run-log records; findings from ``graddoctor.rules`` if present."""
+    try:
+        from .rules import diagnose
+    except ImportError:
+        findings = []
+    else:
+        findings = diagnose(meta, steps)
+    return Report(findings, source="watch", data={"meta": meta, "steps": steps})
+
+
+def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
+    if isinstance(spec, str):
+        from .sinks import make_sink
+
+        return make_sink(spec, log_dir, **({"fsync": fsync} if spec == "jsonl" else {}))
+    from .sinks import Sink
+
+    if not isinstance(spec, Sink):
+        raise InputError(f"sink {spec!r} lacks write_meta/write_steps/close - see graddoctor.sinks.Sink")
+    return spec
+
+
+def watch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    log_dir: str | os.PathLike | None = None,
+    **kwargs: Any,
+) -> Watcher:
+    """Start watching ``model``: returns an attached ``Watcher`` (also a context manager).
+
+    Args:
+        model: the model.
+        optimizer: its optimizer (gradients read in its step pre-hook); None: ``w.step()`` marks steps.
+        log_dir: where ``watch.jsonl`` goes (None: in memory only).
+        **kwargs: see ``Watcher`` (example_inputs, flush_every, update_every, activation_every,
+            dead_window, output_grads, scaler, sinks, fsync, history).
+
+    Example:
+        >>> import torch, graddoctor as gd
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> with gd.watch(net, opt) as w:
+        ...     loss = net(torch.randn(4, 3)).sum(); loss.backward(); opt.step(); w.step(loss)
+        >>> w.report().source
+        'watch'
+    """
+    return Watcher(model, optimizer, log_dir, **kwargs).attach()
+
+
+__all__ = ["ACTIVATION_EVERY", "FLUSH_EVERY", "UPDATE_EVERY", "Watcher", "build_report", "watch"]

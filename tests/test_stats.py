@@ -1,0 +1,90 @@
+"""graddoctor.stats against plain-torch oracles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from graddoctor import stats
+
+
+def test_layer_sq_norms_match_per_tensor_norms():
+    g = torch.Generator().manual_seed(0)
+    ts = [torch.randn(5, 3, generator=g), torch.randn(7, generator=g) * 1e-6,
+          torch.randn(2, 2, 2, generator=g) * 1e3, torch.randn(4, generator=g)]
+    idx = stats.segment_index([2, 0, 2])
+    got = stats.layer_sq_norms(ts, idx, 3).sqrt()
+    want = [math.sqrt(ts[0].norm() ** 2 + ts[1].norm() ** 2), 0.0,
+            math.sqrt(ts[2].norm() ** 2 + ts[3].norm() ** 2)]
+    assert got.tolist() == pytest.approx(want, rel=1e-6)
+
+
+def test_layer_sq_norms_low_precision_in_float32():
+    t = torch.randn(1000, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    got = stats.layer_sq_norms([t], stats.segment_index([1]), 1).sqrt().item()
+    assert got == pytest.approx(t.float().norm().item(), rel=1e-6)
+
+
+def test_layer_norms_none_for_empty_group():
+    assert stats.layer_norms([[None], [torch.tensor([3.0, 4.0])]]) == [None, pytest.approx(5.0)]
+
+
+def test_nonfinite_counts():
+    a = torch.tensor([1.0, math.nan, math.inf, -math.inf])
+    b = torch.tensor([0.0, 2.0])
+    got = stats.nonfinite_counts([a, b], stats.segment_index([1, 1]), 2)
+    assert got.tolist() == [3.0, 0.0]
+
+
+def test_update_sq_norms_exact():
+    before = [torch.randn(3, 3), torch.randn(3)]
+    after = [b + 0.01 * torch.randn_like(b) for b in before]
+    got = stats.update_sq_norms(after, before, stats.segment_index([2]), 1).sqrt().item()
+    want = math.sqrt(sum(((a - b).norm() ** 2).item() for a, b in zip(after, before)))
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind,x,want", [
+    ("tanh", [0.0, 0.5, 0.995, -0.999], 0.5),
+    ("sigmoid", [0.005, 0.5, 0.995, 0.2], 0.5),
+    ("hardtanh", [-1.0, 0.3, 1.0, 0.99], 0.5),
+    ("relu", [0.0, 1.0], None),
+])
+def test_saturated_mask(kind, x, want):
+    m = stats.saturated_mask(torch.tensor(x), kind)
+    if want is None:
+        assert m is None
+    else:
+        assert m.float().mean().item() == pytest.approx(want)
+
+
+def test_activation_moments_and_stats_match_torch():
+    x = torch.relu(torch.randn(64, 32, generator=torch.Generator().manual_seed(2)))
+    m = stats.activation_moments(x, "relu")
+    mean, std, zero, sat = stats.moments_to_stats(m).tolist()
+    assert mean == pytest.approx(x.mean().item(), rel=1e-5)
+    assert std == pytest.approx(x.std(unbiased=False).item(), rel=1e-4)
+    assert zero == pytest.approx((x == 0).float().mean().item())
+    assert sat == 0.0
+    # moments add over calls: two halves == the whole
+    m2 = stats.activation_moments(x[:32], "relu") + stats.activation_moments(x[32:], "relu")
+    assert torch.allclose(stats.moments_to_stats(m2), stats.moments_to_stats(m), rtol=1e-5)
+
+
+def test_active_units_and_dead_fraction():
+    x = torch.zeros(8, 4, 3, 3)
+    x[:, 1] = 1.0  # channel 1 always active
+    x[0, 3, 0, 0] = 0.5  # channel 3 active once
+    act = stats.active_units(x, 1)
+    assert act.tolist() == [False, True, False, True]
+    assert stats.dead_fraction(act[None]).item() == pytest.approx(0.5)
+    # a unit active in any of the window's batches is not dead
+    other = torch.tensor([True, False, False, False])
+    assert stats.dead_fraction(torch.stack([act, other])).item() == pytest.approx(0.25)
+
+
+def test_unit_dim():
+    assert stats.unit_dim(torch.zeros(2, 3, 4, 4), True) == 1
+    assert stats.unit_dim(torch.zeros(2, 5, 7), False) == 2

@@ -1,0 +1,414 @@
+"""watch: recorded per-layer gradient norms against p.grad.norm() computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor.runlog import read_run
+
+# ---------------------------------------------------------------- models
+
+
+class LSTMNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(3, 8, batch_first=True)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+class TinyTransformer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(11, 16)
+        layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(16, 11)
+
+    def forward(self, tokens):
+        return self.head(self.enc(self.emb(tokens))).mean(1)
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 3))
+
+
+MODELS = {
+    "mlp": (mlp, lambda g: torch.randn(8, 6, generator=g)),
+    "cnn": (cnn, lambda g: torch.randn(4, 3, 8, 8, generator=g)),
+    "lstm": (LSTMNet, lambda g: torch.randn(4, 5, 3, generator=g)),
+    "transformer": (TinyTransformer, lambda g: torch.randint(0, 11, (4, 6), generator=g)),
+}
+
+
+def loss_of(out):
+    return out.float().pow(2).mean()
+
+
+def hand_norms(model, meta):
+    """Oracle: for each recorded layer, sqrt(sum p.grad.norm()^2) over the module's own
+    parameters (a parameter shared by two modules counts under the first listed), None if no grad."""
+    mods = dict(model.named_modules())
+    seen, out = set(), {}
+    for layer in meta["layers"]:
+        ps = [p for p in mods[layer["name"]].parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in ps)
+        gs = [p.grad for p in ps if p.grad is not None]
+        out[layer["name"]] = math.sqrt(sum(g.double().norm().item() ** 2 for g in gs)) if gs else None
+    return out
+
+
+def assert_norms(recorded, oracle, rtol=1e-5):
+    assert set(recorded) == set(oracle)
+    for name, want in oracle.items():
+        got = recorded[name]
+        if want is None:
+            assert got is None, name
+        else:
+            assert got == pytest.approx(want, rel=rtol, abs=1e-12), name
+
+
+def train(model, make_x, steps=3, accum=1, opt=None, **watch_kw):
+    """Train a few steps under watch; returns (records, oracle norms per step, watcher)."""
+    g = torch.Generator().manual_seed(0)
+    opt = opt or torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    oracle = []
+    with gd.watch(model, opt, **watch_kw) as w:
+        for _ in range(steps):
+            for _ in range(accum):
+                (loss_of(model(make_x(g))) / accum).backward()
+            oracle.append(hand_norms(model, w._meta))
+            opt.step()
+            opt.zero_grad()
+            w.step(loss_of(model(make_x(g))).detach())
+    meta, steps_ = w.records()
+    return (meta, steps_), oracle, w
+
+
+# ---------------------------------------------------------------- oracle tests
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_grad_norms_equal_hand_norms(name):
+    torch.manual_seed(0)
+    build, make_x = MODELS[name]
+    model = build()
+    (meta, steps), oracle, _ = train(model, make_x, steps=3)
+    assert len(steps) == 3 and [s["step"] for s in steps] == [1, 2, 3]
+    assert {ly["name"] for ly in meta["layers"]} == set(oracle[0])
+    n_params = sum(ly["numel"] for ly in meta["layers"])
+    assert n_params == sum(p.numel() for p in model.parameters())
+    for rec, want in zip(steps, oracle):
+        assert_norms(rec["grad_norm"], want)
+        assert all(v == 0 for v in rec["nonfinite"].values())
+        assert rec["loss"] is not None and math.isfinite(rec["loss"])
+
+
+def test_transformer_layers_in_execution_order():
+    torch.manual_seed(0)
+    (meta, _), _, _ = train(TinyTransformer(), MODELS["transformer"][1], steps=1)
+    names = [ly["name"] for ly in meta["layers"]]
+    assert names[0] == "emb" and names[-1] == "head"
+    assert names.index("enc.layers.0.self_attn") < names.index("enc.layers.0.self_attn.out_proj") \
+        < names.index("enc.layers.1.self_attn")
+
+
+def test_gradient_accumulation_four_micro_batches():
+    torch.manual_seed(0)
+    model = mlp()
+    (meta, steps), oracle, _ = train(model, MODELS["mlp"][1], steps=2, accum=4, activation_every=1)
+    assert len(steps) == 2  # one record per optimizer step, not per micro-batch
+    for rec, want in zip(steps, oracle):
+        assert_norms(rec["grad_norm"], want)
+    # the accumulated gradient differs from one micro-batch's: the oracle is really the sum
+    assert "act" in steps[0] and "act" in steps[1]
+
+
+def test_cpu_bf16_autocast():
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    g = torch.Generator().manual_seed(0)
+    oracle = []
+    with gd.watch(model, opt) as w:
+        for _ in range(3):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(torch.randn(8, 6, generator=g))
+            assert out.dtype == torch.bfloat16
+            loss_of(out).backward()
+            oracle.append(hand_norms(model, w._meta))
+            opt.step()
+            opt.zero_grad()
+            w.step()
+    for rec, want in zip(w.records()[1], oracle):
+        assert_norms(rec["grad_norm"], want)
+
+
+def test_bf16_parameters():
+    torch.manual_seed(0)
+    model = mlp().to(torch.bfloat16)
+    (meta, steps), oracle, _ = train(model, lambda g: torch.randn(8, 6, generator=g).bfloat16(), steps=2)
+    for rec, want in zip(steps, oracle):  # norms accumulated in float32 from bf16 grads
+        assert_norms(rec["grad_norm"], want, rtol=1e-5)
+
+
+def test_grad_scaler_cpu_norms_are_unscaled_and_skips_recorded():
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    g = torch.Generator().manual_seed(0)
+    oracle, scaled = [], []
+    with gd.watch(model, opt, scaler=scaler) as w:
+        for i in range(4):
+            loss = loss_of(model(torch.randn(8, 6, generator=g)))
+            if i == 2:
+                loss = loss * math.inf  # inf gradients: the scaler must skip this step
+            scaler.scale(loss).backward()
+            scaled.append(hand_norms(model, w._meta))
+            scaler.step(opt)  # unscales in place, then calls opt.step() unless inf/nan found
+            oracle.append(hand_norms(model, w._meta))
+            scaler.update()
+            opt.zero_grad()
+            w.step(loss.detach())
+    steps = w.records()[1]
+    assert [s["skipped"] for s in steps] == [False, False, True, False]
+    assert "grad_norm" not in steps[2]  # a skipped step is not an explosion
+    for i in (0, 1, 3):
+        assert_norms(steps[i]["grad_norm"], oracle[i])
+        some = next(n for n, v in oracle[i].items() if v)
+        assert scaled[i][some] == pytest.approx(oracle[i][some] * 2.0**12 / 2 ** (i == 3), rel=1e-5)
+    assert math.isinf(steps[2]["loss"])
+
+
+def test_frozen_layers_are_null_not_vanishing():
+    torch.manual_seed(0)
+    model = mlp()
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    (meta, steps), oracle, _ = train(model, MODELS["mlp"][1], steps=2, opt=opt)
+    first = meta["layers"][0]
+    assert first["name"] == "0" and first["trainable"] is False
+    assert all(ly["trainable"] for ly in meta["layers"][1:])
+    for rec, want in zip(steps, oracle):
+        assert rec["grad_norm"]["0"] is None
+        assert_norms(rec["grad_norm"], want)
+    assert "0" not in steps[0]["update_norm"] and steps[0]["update_norm"]["2"] > 0
+
+
+class SharedUnused(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.block = nn.Linear(8, 8)
+        self.unused = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 10, bias=False)
+        self.out.weight = self.emb.weight  # tied weights
+
+    def forward(self, t):
+        h = self.emb(t)
+        h = torch.relu(self.block(h))
+        h = torch.relu(self.block(h))  # the same module called twice
+        return self.out(h)
+
+
+def test_shared_tied_and_unused_parameters():
+    torch.manual_seed(0)
+    model = SharedUnused()
+    (meta, steps), oracle, _ = train(model, lambda g: torch.randint(0, 10, (4, 5), generator=g), steps=2)
+    names = [ly["name"] for ly in meta["layers"]]
+    assert names[:2] == ["emb", "block"] and "unused" in names
+    assert sum(ly["numel"] for ly in meta["layers"]) == sum(p.numel() for p in model.parameters())
+    for rec, want in zip(steps, oracle):
+        assert rec["grad_norm"]["unused"] is None
+        assert want["emb"] is not None  # the tied weight's gradient from both uses
+        assert_norms(rec["grad_norm"], want)
+
+
+def test_update_norm_is_exact_and_sampled():
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(0)
+    want = []
+    with gd.watch(model, opt, update_every=2) as w:
+        for _ in range(4):
+            loss_of(model(torch.randn(8, 6, generator=g))).backward()
+            before = [p.detach().clone() for p in model.parameters()]
+            opt.step()
+            opt.zero_grad()
+            w.step()
+            want.append([(p.detach() - b).norm().item() for p, b in zip(model.parameters(), before)])
+    steps = w.records()[1]
+    assert ["update_norm" in s for s in steps] == [True, False, True, False]
+    for i in (0, 2):
+        # layer "0" owns parameters 0 and 1 (weight, bias)
+        assert steps[i]["update_norm"]["0"] == pytest.approx(math.hypot(want[i][0], want[i][1]), rel=1e-4)
+        assert steps[i]["update_ratio"]["0"] == pytest.approx(
+            steps[i]["update_norm"]["0"] / steps[i]["weight_norm"]["0"])
+    assert steps[1]["weight_step"] == 1 and steps[2]["weight_step"] == 3
+
+
+def test_without_optimizer_step_marks_steps():
+    torch.manual_seed(0)
+    model = mlp()
+    g = torch.Generator().manual_seed(0)
+    oracle = []
+    with gd.watch(model, update_every=1) as w:
+        for _ in range(3):
+            loss = loss_of(model(torch.randn(8, 6, generator=g)))
+            loss.backward()
+            oracle.append(hand_norms(model, w._meta))
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+            w.step(loss)
+            model.zero_grad()
+    steps = w.records()[1]
+    assert len(steps) == 3
+    for rec, want in zip(steps, oracle):
+        assert_norms(rec["grad_norm"], want)
+        assert rec["update_norm"]["0"] == pytest.approx(0.1 * want["0"], rel=1e-4)
+
+
+def test_nonfinite_counted():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with gd.watch(model, opt) as w:
+        model(torch.ones(2, 3)).sum().backward()
+        model[0].weight.grad[0, :2] = math.nan
+        model[0].bias.grad[1] = math.inf
+        opt.step()
+        w.step()
+    rec = w.records()[1][0]
+    assert rec["nonfinite"] == {"0": 3, "1": 0}
+    assert math.isnan(rec["grad_norm"]["0"]) and math.isfinite(rec["grad_norm"]["1"])
+
+
+def test_activation_stats_against_hand_computation():
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.act, self.b = nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)
+
+        def forward(self, x):
+            h = self.act(self.a(x))
+            return torch.sigmoid(self.b(h) * 5)
+
+    net = Net()
+    with torch.no_grad():
+        net.a.bias[:2] = -100.0  # two dead units out of six
+    x = torch.randn(32, 4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with gd.watch(net, opt, activation_every=1, example_inputs=x) as w:
+        for _ in range(2):
+            net(x).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            w.step()
+        with torch.no_grad():
+            net(x)  # a no-grad (eval) forward is not sampled
+    meta, steps = w.records()
+    assert [s["name"] for s in meta["activations"]] == ["act", "model/sigmoid#0"]
+    h = torch.relu(net.a(x))
+    y = torch.sigmoid(net.b(h) * 5)
+    a = steps[1]["act"]["act"]
+    assert a["mean"] == pytest.approx(h.mean().item(), rel=1e-5)
+    assert a["std"] == pytest.approx(h.std(unbiased=False).item(), rel=1e-4)
+    assert a["zero_frac"] == pytest.approx((h == 0).float().mean().item())
+    assert a["dead_frac"] == pytest.approx(2 / 6)
+    s = steps[1]["act"]["model/sigmoid#0"]
+    assert s["sat_frac"] == pytest.approx(((y < 0.01) | (y > 0.99)).float().mean().item())
+    assert "dead_frac" not in s
+    assert len(steps) == 2
+
+
+def test_default_activation_sampling_period():
+    torch.manual_seed(0)
+    model = mlp()
+    (meta, steps), _, w = train(model, MODELS["mlp"][1], steps=3, activation_every=2)
+    assert ["act" in s for s in steps] == [True, False, True]
+
+
+def test_output_grads_opt_in():
+    torch.manual_seed(0)
+    model = mlp()
+    x = torch.randn(8, 6)
+    outs = {}
+
+    def keep(i):
+        def hook(m, a, o):
+            if o.requires_grad:
+                o.retain_grad()
+                outs[i] = o
+        return hook
+
+    hs = [model[i].register_forward_hook(keep(i)) for i in (0, 2, 4)]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with gd.watch(model, opt, output_grads=True, activation_every=1) as w:
+        loss_of(model(x)).backward()
+        opt.step()
+        w.step()
+    for h in hs:
+        h.remove()
+    got = w.records()[1][0]["out_grad_norm"]
+    for i in (0, 2, 4):
+        assert got[str(i)] == pytest.approx(outs[i].grad.norm().item(), rel=1e-5)
+
+
+def test_jsonl_log_matches_memory(tmp_path):
+    torch.manual_seed(0)
+    model = mlp()
+    (meta, steps), _, w = train(model, MODELS["mlp"][1], steps=5, log_dir=tmp_path, flush_every=2)
+    meta2, steps2 = read_run(tmp_path)
+    assert meta2["run_id"] == meta["run_id"] and meta2["layers"] == meta["layers"]
+    assert steps2 == steps
+    lines = (tmp_path / "watch.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 5  # one meta line, one line per step
+
+
+def test_report_carries_series():
+    torch.manual_seed(0)
+    (meta, steps), _, w = train(mlp(), MODELS["mlp"][1], steps=2)
+    r = w.report()
+    assert r.source == "watch" and r.data["steps"] == steps and r.data["meta"]["layers"] == meta["layers"]
+    r.to_json()
+
+
+def test_lazy_map_fallback_without_forward():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    w = gd.watch(model)  # no example inputs, no forward before the first step
+    (model[1](model[0].weight)).sum().backward()  # calls submodules only, not the root
+    w.step()
+    w.detach()
+    meta, steps = w.records()
+    assert meta["config"]["mapped"] is False and [ly["name"] for ly in meta["layers"]] == ["0", "1"]
+    assert steps[0]["grad_norm"]["1"] is not None
+
+
+def test_bad_input_errors():
+    with pytest.raises(gd.GraddoctorError, match="nn.Module"):
+        gd.watch("not a model")
+    with pytest.raises(gd.GraddoctorError, match="flush_every"):
+        gd.watch(nn.Linear(2, 2), flush_every=0)
+    w = gd.watch(nn.Linear(2, 2))
+    w.detach()
+    with pytest.raises(gd.GraddoctorError, match="detached"):
+        w.step()
