@@ -1,0 +1,217 @@
+"""The planner: findings -> an ordered, coherent list of remedies, each with its reason.
+
+Each finding carries its own ranked ``remedies``; the planner turns the set of
+findings into *one* combination that fits together, using the model's map
+(activation families, depth, skip paths, norms, batch size):
+
+| findings | plan |
+|---|---|
+| ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation |
+| ``dead-relu`` | ``leaky-relu`` + ``he-init`` |
+| ``poor-init``, ``signal-explosion``, ``signal-collapse`` | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it) |
+| ``deep-without-skip``; or vanishing signal in a net with >= DEEP layers on its longest path and no skip path | ``residual`` when the chain has norm layers (ResNet), else ``rezero`` (a zero-init gain keeps a deep stack trainable without norms) |
+| ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
+| ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
+| ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
+| ``long-sequence-rnn`` | ``lstm`` (code change) + ``clip-norm`` |
+| ``loss-plateau`` / ``stalled-layers`` with nothing structural to fix | ``lr-find`` (advice) |
+
+Order of application: activation swap, BatchNorm replacement, skip connections,
+norm insertion, re-initialisation (after every structural change, so it sees the
+final activations and new projection layers), clipping, advice.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from graddoctor.report import Finding, Report
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 2))
+    >>> r = Report([Finding("saturating-hidden-activation", "warning", "sigmoid hidden", ["1"])])
+    >>> [s.remedy for s in plan(r, net, torch.randn(8, 4))]
+    ['relu', 'he-init']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from .errors import InputError
+from .modelmap import ModelMap
+from .remedies.base import batch_size
+from .report import Finding, Report
+
+#: layers on the longest path from which a plain (skip-free) stack is "deep"
+DEEP = 50
+
+ACTIVATIONS = ("relu", "leaky-relu", "gelu", "elu", "silu")
+INITS = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
+SKIPS = ("residual", "rezero")
+PHASES: dict[str, int] = {
+    **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "residual": 2, "rezero": 2,
+    "batchnorm": 3, **{i: 4 for i in INITS}, "clip-norm": 5, "clip-value": 5, "clip-agc": 5,
+    "lstm": 6, "lower-lr": 6, "lr-find": 6,
+}
+
+_VANISH = {"vanishing-gradient", "signal-collapse", "stalled-layers"}
+
+
+@dataclass
+class PlanStep:
+    """One remedy to apply: its id, the reason, the finding codes behind it, options."""
+
+    remedy: str
+    reason: str
+    codes: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remedy": self.remedy, "reason": self.reason, "codes": self.codes,
+                "options": self.options}
+
+
+@dataclass
+class _Facts:
+    hidden_saturating: list[str]
+    depth: int
+    has_skip: bool
+    has_norm: bool
+    has_conv: bool
+    batch: int | None
+
+
+def facts(model: nn.Module, example_inputs: Any = None) -> _Facts:
+    """What the planner needs to know about the model (from a ModelMap when inputs are given)."""
+    has_norm = any(isinstance(m, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm))
+                   for m in model.modules())
+    has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    if example_inputs is None:
+        from .modelmap import ACTIVATION_FAMILY, activation_kind
+
+        acts = [n for n, m in model.named_modules()
+                if ACTIVATION_FAMILY.get(activation_kind(m) or "") == "saturating"]
+        layers = sum(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) for m in model.modules())
+        return _Facts(acts[:-1] if acts else [], layers, False, has_norm, has_conv, None)
+    mm = ModelMap(model, example_inputs)
+    sat = [s.name for s in mm.activations if s.family == "saturating" and not s.is_output]
+    has_skip = mm.shortest_path < 0.5 * mm.longest_path
+    return _Facts(sat, mm.longest_path, has_skip, has_norm, has_conv, batch_size(example_inputs))
+
+
+def plan(
+    report: Report | list[Finding],
+    model: nn.Module,
+    example_inputs: Any = None,
+    optimizer: Any = None,
+) -> list[PlanStep]:
+    """Findings -> ordered remedies with a reason each (see the module table).
+
+    Args:
+        report: a ``Report`` (or a list of findings) from ``check`` or ``watch``.
+        model: the model the findings are about.
+        example_inputs: a batch (depth, activation sites and batch size come from it).
+        optimizer: given, clipping is applied rather than advised.
+    """
+    findings = report.findings if isinstance(report, Report) else list(report)
+    by_code: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_code.setdefault(f.code, []).append(f)
+    codes = set(by_code)
+    fx = facts(model, example_inputs)
+    steps: dict[str, PlanStep] = {}
+
+    def ranked(cands: tuple[str, ...], triggers: set[str], default: str) -> str:
+        for c in sorted(triggers & codes):
+            for r in (r for f in by_code[c] for r in f.remedies):
+                if r in cands:
+                    return r
+        return default
+
+    def add(rid: str, reason: str, trig: set[str], **options: Any) -> None:
+        if rid in steps:
+            steps[rid].codes = sorted(set(steps[rid].codes) | (trig & codes))
+            return
+        steps[rid] = PlanStep(rid, reason, sorted(trig & codes), options)
+
+    # activations
+    act_trig = {"saturating-hidden-activation", "saturated-activation"}
+    swap_trig = act_trig | (_VANISH if fx.hidden_saturating else set())
+    new_family = None
+    if codes & swap_trig and (fx.hidden_saturating or codes & act_trig):
+        act = ranked(ACTIVATIONS, swap_trig, "relu")
+        add(act, f"{_list(codes & swap_trig)}: hidden sigmoid/tanh activations "
+                 f"({len(fx.hidden_saturating)} sites) shrink the gradient at every layer", swap_trig)
+        new_family = "relu"
+    if "dead-relu" in codes:
+        add("leaky-relu", "dead-relu: units that never activate pass no gradient; a leaky slope "
+                          "keeps them alive", {"dead-relu"})
+        new_family = "relu"
+    # skip connections
+    deep_vanish = bool(codes & (_VANISH | {"vanishing-gradient"})) and fx.depth >= DEEP and not fx.has_skip
+    if "deep-without-skip" in codes or deep_vanish:
+        trig = {"deep-without-skip"} | (_VANISH if deep_vanish else set())
+        skip = ranked(SKIPS, trig, "residual" if fx.has_norm else "rezero")
+        add(skip, f"{_list(codes & trig)}: {fx.depth} layers on one path with no skip connection",
+            trig)
+    # norms
+    if "small-batch-batchnorm" in codes:
+        f = by_code["small-batch-batchnorm"][0]
+        norm = "groupnorm" if fx.has_conv else ranked(("layernorm", "groupnorm"),
+                                                        {"small-batch-batchnorm"}, "layernorm")
+        add(norm, f"small-batch-batchnorm: batch {f.evidence.get('batch_size', fx.batch)} is too "
+                  "small for BatchNorm's statistics", {"small-batch-batchnorm"})
+    # init
+    init_trig = {"poor-init", "signal-explosion", "signal-collapse"}
+    expl_init = "exploding-gradient" in codes and codes & {"signal-explosion", "poor-init"}
+    if codes & init_trig or new_family or expl_init:
+        family = new_family or _family_after(model, example_inputs)
+        default = "he-init" if family == "relu" else "xavier-init"
+        init = ranked(INITS, init_trig, default)
+        why = (f"{_list(codes & init_trig)}: weight scale does not match the following activation"
+               if codes & init_trig else "re-initialise for the new activation")
+        add(init, why, init_trig | swap_trig | {"dead-relu"})
+    # clipping and advice
+    if codes & {"exploding-gradient", "non-finite", "long-sequence-rnn"}:
+        trig = {"exploding-gradient", "non-finite", "long-sequence-rnn"}
+        clip = ranked(("clip-norm", "clip-agc", "clip-value"), trig, "clip-norm")
+        add(clip, f"{_list(codes & trig)}: bound the update size"
+                  + ("" if optimizer is not None else " (pass optimizer= to attach the hook)"), trig)
+    if "non-finite" in codes:
+        add("lower-lr", "non-finite: the loss or gradients overflowed", {"non-finite"})
+    if "long-sequence-rnn" in codes:
+        add("lstm", "long-sequence-rnn: a vanilla RNN forgets over long sequences",
+            {"long-sequence-rnn"})
+    if codes & {"loss-plateau", "stalled-layers"} and not steps:
+        add("lr-find", f"{_list(codes & {'loss-plateau', 'stalled-layers'})}: nothing structural "
+                       "to fix; the learning rate is the next suspect",
+            {"loss-plateau", "stalled-layers"})
+    return sorted(steps.values(), key=lambda s: PHASES[s.remedy])
+
+
+def plan_from_ids(ids: list[str]) -> list[PlanStep]:
+    """An explicit plan (``repair(..., remedies=[...])``): the ids in the order given."""
+    from .remedies import REMEDIES
+
+    unknown = [r for r in ids if r not in REMEDIES]
+    if unknown:
+        raise InputError(f"unknown remedy {unknown[0]!r}; known: {', '.join(REMEDIES)}")
+    return [PlanStep(r, "requested") for r in ids]
+
+
+def _family_after(model: nn.Module, example_inputs: Any) -> str:
+    """'relu' when most weight layers are followed by a ReLU-family activation."""
+    from .modelmap import ACTIVATION_FAMILY
+
+    if example_inputs is None:
+        return "relu"
+    mm = ModelMap(model, example_inputs)
+    fam = [ACTIVATION_FAMILY.get(x.activation or "", "none") for x in mm.layers if not x.is_output]
+    return "relu" if fam.count("relu") * 2 >= len(fam) else "saturating"
+
+
+def _list(codes: set[str]) -> str:
+    return ", ".join(sorted(codes))
+
+
+__all__ = ["DEEP", "PHASES", "PlanStep", "facts", "plan", "plan_from_ids"]
