@@ -1,0 +1,72 @@
+"""``graddoctor lab``: list and run the reproduced experiments.
+
+Example:
+    graddoctor lab list
+    graddoctor lab run gradient-decay --quick --seeds 3 --out lab-results
+    graddoctor lab run all --quick --out benchmarks/lab
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("lab")
+def lab() -> None:
+    """Reproduce classic vanishing-gradient results next to the paper's numbers."""
+
+
+@lab.command("list")
+def list_command() -> None:
+    """List the experiments: name, source and claim."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .. import lab as lab_
+
+    table = Table("name", "source", "claim", show_lines=False)
+    for name in lab_.names():
+        exp = lab_.get(name)
+        table.add_row(name, exp.source, exp.claim)
+    Console().print(table)
+
+
+@lab.command("run")
+@click.argument("name")
+@click.option("--quick/--full", default=True, show_default=True,
+              help="Quick settings (2 CPU cores, minutes) or full ones (GPU / long run).")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="Seeds per experiment (0..N-1).")
+@click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for results.json, RESULTS.md and the figures.")
+def run_command(name: str, quick: bool, seeds: int, out: str) -> None:
+    """Run experiment NAME (or `all`) and write results into --out."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .. import lab as lab_
+    from ..lab.runner import fmt, run_experiments
+
+    names = lab_.names() if name == "all" else [name]
+    for n in names:
+        lab_.get(n)  # unknown names fail before anything runs
+    console = Console()
+    with Progress(TextColumn("{task.description:<20}"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total} seeds"), TimeElapsedColumn(), console=console) as progress:
+        tasks = {n: progress.add_task(n, total=seeds) for n in names}
+
+        def on_progress(n: str, done: int, total: int) -> None:
+            progress.update(tasks[n], completed=done)
+
+        outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress)
+    for o in outcomes:
+        verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
+        console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s)")
+        for c in o.checks:
+            mark = "ok " if c["passed"] else "BAD"
+            console.print(f"  {mark} {c['claim']}: {fmt(c['mean'])} ± {fmt(c['std'])} "
+                          f"(check {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
+                          highlight=False, markup=False)
+    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass; results in {out}/")
+    if not all(o.passed for o in outcomes):
+        raise SystemExit(1)

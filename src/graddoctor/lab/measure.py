@@ -1,0 +1,187 @@
+"""What the lab measures, in one place: per-layer gradients, Jacobian spectra, training runs.
+
+Each function is the single call an experiment makes for a measurement, so the
+source of the numbers (graddoctor's own ``check``/``watch`` statistics, or the
+plain-autograd fallback used when they are not installed) can be switched here.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    >>> g = layer_grad_norms(net, torch.randn(16, 4), torch.randint(0, 3, (16,)))
+    >>> g["names"], len(g["backprop"])
+    (['0', '2'], 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
+_RELU_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU)
+
+
+def loss_fn_for(task: str) -> Any:
+    """``F.cross_entropy`` for classification, ``F.mse_loss`` for regression."""
+    return F.cross_entropy if task == "classification" else F.mse_loss
+
+
+def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     loss_fn: Any = F.cross_entropy) -> dict[str, list]:
+    """Per Linear/Conv layer, in execution order: the norm of the backpropagated gradient
+    (dLoss/d layer output, summed over the batch) and of the weight gradient, at the
+    current weights. The model's gradients and mode are left as they were.
+
+    Returns ``{"names", "backprop", "weight"}``.
+    """
+    outs: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+
+    def hook(name: str):  # noqa: ANN202
+        def fn(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+            out.retain_grad()
+            outs[name] = out
+            order.append(name)
+        return fn
+
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, _LAYER_TYPES)}
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    saved = {n: p.grad for n, p in model.named_parameters()}
+    try:
+        for p in model.parameters():
+            p.grad = None
+        loss_fn(model(x), y).backward()
+        backprop = [float(outs[n].grad.norm()) for n in order]
+        weight = [float(layers[n].weight.grad.norm()) for n in order]
+    finally:
+        for h in handles:
+            h.remove()
+        for n, p in model.named_parameters():
+            p.grad = saved[n]
+    return {"names": order, "backprop": backprop, "weight": weight}
+
+
+def jacobian_singular_values(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Singular values of the input-output Jacobian of ``model`` at each row of ``x`` (n, d).
+
+    One batched backward pass: each input is repeated once per output unit and the
+    identity is backpropagated (valid for models without batch coupling, e.g. no
+    BatchNorm in train mode). Returns (n, min(d_in, d_out)).
+
+    Example:
+        >>> net = nn.Linear(3, 3, bias=False)
+        >>> s = jacobian_singular_values(net, torch.randn(2, 3))
+        >>> bool(torch.allclose(s[1], torch.linalg.svdvals(net.weight.detach()), atol=1e-6))
+        True
+    """
+    n = x.shape[0]
+    with torch.no_grad():
+        d_out = model(x[:1]).shape[-1]
+    xr = x.repeat_interleave(d_out, 0).requires_grad_(True)
+    eye = torch.eye(d_out, dtype=x.dtype).repeat(n, 1)
+    (jac,) = torch.autograd.grad(model(xr), xr, eye)
+    return torch.linalg.svdvals(jac.reshape(n, d_out, -1))
+
+
+@torch.no_grad()
+def dead_fraction(model: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of hidden ReLU-family units whose input is <= 0 on every sample of ``x``."""
+    counts = [0, 0]
+
+    def fn(_m: nn.Module, inp: tuple, _out: torch.Tensor) -> None:
+        alive = (inp[0] > 0).flatten(0, -2).any(0) if inp[0].dim() > 1 else inp[0] > 0
+        counts[0] += int((~alive).sum())
+        counts[1] += alive.numel()
+
+    was = model.training
+    handles = [m.register_forward_hook(fn) for m in model.modules() if isinstance(m, _RELU_TYPES)]
+    try:
+        model.eval()
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return counts[0] / max(counts[1], 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str = "classification",
+             batch: int = 1024) -> dict[str, float]:
+    """Loss (and accuracy for classification) of ``model`` in eval mode on ``(x, y)``."""
+    was = model.training
+    model.eval()
+    try:
+        out = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    finally:
+        model.train(was)
+    res = {"loss": float(loss_fn_for(task)(out, y))}
+    if task == "classification":
+        res["acc"] = float((out.argmax(-1) == y).float().mean())
+    return res
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9) -> torch.optim.Optimizer:
+    """``sgd`` (plain), ``momentum`` (SGD with momentum) or ``adam``."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
+    if name == "momentum":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int = 64,
+          optimizer: str = "sgd", task: str = "classification", seed: int = 0,
+          clip: float | None = None, eval_every: int = 0, warmup: int = 0,
+          stop_at_acc: float | None = None) -> dict[str, Any]:
+    """Train ``model`` on ``data`` (x_train, y_train, x_test, y_test) for ``steps`` minibatch steps.
+
+    Returns per-step ``losses`` (train minibatch, nan once non-finite), ``grad_norms``
+    (total, before clipping), ``evals`` ([step, test acc or loss] every ``eval_every``
+    steps), and ``steps_run``. Stops early once test accuracy reaches ``stop_at_acc``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(model, optimizer, lr)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+             if warmup else None)
+    loss_fn = loss_fn_for(task)
+    xs, ys = data.x_train, data.y_train
+    n = len(xs)
+    losses: list[float] = []
+    gnorms: list[float] = []
+    evals: list[list[float]] = []
+    perm = torch.randperm(n, generator=gen)
+    pos = 0
+    model.train()
+    for step in range(1, steps + 1):
+        if pos + batch_size > n:
+            perm, pos = torch.randperm(n, generator=gen), 0
+        idx = perm[pos:pos + batch_size]
+        pos += batch_size
+        loss = loss_fn(model(xs[idx]), ys[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for p in model.parameters() if p.grad is not None]
+        gn = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
+        lv = float(loss.detach())
+        if not (torch.isfinite(loss) and torch.isfinite(gn)):
+            losses.append(float("nan"))
+            gnorms.append(float("inf"))
+            break
+        losses.append(lv)
+        gnorms.append(float(gn))
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if eval_every and step % eval_every == 0:
+            ev = evaluate(model, data.x_test, data.y_test, task)
+            evals.append([step, ev.get("acc", ev["loss"])])
+            if stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc:
+                break
+    return {"losses": losses, "grad_norms": gnorms, "evals": evals, "steps_run": len(losses)}
