@@ -9,11 +9,11 @@ findings into *one* combination that fits together, using the model's map
 | ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation |
 | ``dead-relu`` | ``leaky-relu`` + ``he-init`` |
 | ``poor-init``, ``signal-explosion``, ``signal-collapse`` | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it) |
-| ``deep-without-skip``; or vanishing signal in a net with >= DEEP layers on its longest path and no skip path | ``residual`` when the chain has norm layers (ResNet), else ``rezero`` (a zero-init gain keeps a deep stack trainable without norms) |
+| ``deep-without-skip``; or vanishing signal in a net with >= DEEP layers on its longest path and no skip path | ``residual`` when the chain has norm layers (ResNet), else ``rezero`` whatever the ranking: a plain identity skip without norms doubles the signal variance per block, a zero-init gain keeps a deep stack trainable without norms (measured: 200-layer MLP on digits, rezero 97% vs residual+batchnorm 87% in 20 s) |
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
-| ``long-sequence-rnn`` | ``lstm`` (code change) + ``clip-norm`` |
+| ``long-sequence-rnn`` | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) + ``clip-norm`` + ``lstm`` (code change: the real fix) |
 | ``loss-plateau`` / ``stalled-layers`` with nothing structural to fix | ``lr-find`` (advice) |
 
 Order of application: activation swap, BatchNorm replacement, skip connections,
@@ -79,6 +79,7 @@ class _Facts:
     has_norm: bool
     has_conv: bool
     batch: int | None
+    rnns: list[str]
 
 
 def facts(model: nn.Module, example_inputs: Any = None) -> _Facts:
@@ -86,17 +87,19 @@ def facts(model: nn.Module, example_inputs: Any = None) -> _Facts:
     has_norm = any(isinstance(m, (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm))
                    for m in model.modules())
     has_conv = any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
     if example_inputs is None:
         from .modelmap import ACTIVATION_FAMILY, activation_kind
 
         acts = [n for n, m in model.named_modules()
                 if ACTIVATION_FAMILY.get(activation_kind(m) or "") == "saturating"]
         layers = sum(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) for m in model.modules())
-        return _Facts(acts[:-1] if acts else [], layers, False, has_norm, has_conv, None)
+        return _Facts(acts[:-1] if acts else [], layers, False, has_norm, has_conv, None, rnns)
     mm = ModelMap(model, example_inputs)
     sat = [s.name for s in mm.activations if s.family == "saturating" and not s.is_output]
     has_skip = mm.shortest_path < 0.5 * mm.longest_path
-    return _Facts(sat, mm.longest_path, has_skip, has_norm, has_conv, batch_size(example_inputs))
+    return _Facts(sat, mm.longest_path, has_skip, has_norm, has_conv, batch_size(example_inputs),
+                  rnns)
 
 
 def plan(
@@ -151,7 +154,9 @@ def plan(
     deep_vanish = bool(codes & (_VANISH | {"vanishing-gradient"})) and fx.depth >= DEEP and not fx.has_skip
     if "deep-without-skip" in codes or deep_vanish:
         trig = {"deep-without-skip"} | (_VANISH if deep_vanish else set())
-        skip = ranked(SKIPS, trig, "residual" if fx.has_norm else "rezero")
+        # coherence: a plain identity skip without norms doubles the variance per block,
+        # so a norm-free stack gets ReZero whatever the ranking; ResNet-style (norms) gets residual
+        skip = ranked(SKIPS, trig, "residual") if fx.has_norm else "rezero"
         add(skip, f"{_list(codes & trig)}: {fx.depth} layers on one path with no skip connection",
             trig)
     # norms
@@ -159,7 +164,7 @@ def plan(
         f = by_code["small-batch-batchnorm"][0]
         norm = "groupnorm" if fx.has_conv else ranked(("layernorm", "groupnorm"),
                                                         {"small-batch-batchnorm"}, "layernorm")
-        add(norm, f"small-batch-batchnorm: batch {f.evidence.get('batch_size', fx.batch)} is too "
+        add(norm, f"small-batch-batchnorm: batch {f.evidence.get('batch', fx.batch)} is too "
                   "small for BatchNorm's statistics", {"small-batch-batchnorm"})
     # init
     init_trig = {"poor-init", "signal-explosion", "signal-collapse"}
@@ -180,6 +185,9 @@ def plan(
     if "non-finite" in codes:
         add("lower-lr", "non-finite: the loss or gradients overflowed", {"non-finite"})
     if "long-sequence-rnn" in codes:
+        add("orthogonal-init", "long-sequence-rnn: an orthogonal recurrent matrix keeps the "
+                               "gradient norm through time as long as the tanh is unsaturated",
+            {"long-sequence-rnn"}, layers=fx.rnns)
         add("lstm", "long-sequence-rnn: a vanilla RNN forgets over long sequences",
             {"long-sequence-rnn"})
     if codes & {"loss-plateau", "stalled-layers"} and not steps:

@@ -80,8 +80,11 @@ class RepairResult:
             where = f" on {len(c.modules)} module(s): {_short_list(c.modules)}" if c.modules else ""
             lines.append(f"  [{c.kind}] {c.remedy}{where}")
             lines.append(f"      why: {c.why}")
+            by_code: dict[str, list[str]] = {}
             for m in c.details.get("manual", []) or []:
-                lines.append(f"      code change needed: {m['code']} (site {m['site']})")
+                by_code.setdefault(m["code"], []).append(m["site"])
+            for code, sites in by_code.items():
+                lines.append(f"      code change needed: {code} (sites: {_short_list(sites)})")
             code = c.details.get("code")
             if code and c.kind != "applied":
                 for line in code if isinstance(code, list) else [code]:

@@ -97,9 +97,11 @@ def swap_activation(
         if is_output:
             kept_output.append(name)
         elif functional:
+            cls = type(mods[owner]).__name__ if owner in mods else type(new).__name__
+            where = f"{cls}.forward" + (f" (module {owner!r})" if owner else "")
             manual.append({"site": name, "module": owner, "from": kind,
-                           "code": f"in {owner or 'the model'}.forward: replace the {kind} call "
-                                   f"by {_code(to)} (if it is a hidden activation, not a gate)"})
+                           "code": f"in {where}: replace the {kind} call by {_code(to)} "
+                                   "(if it is a hidden activation, not a gate)"})
         elif name in mods:
             swap.append((name, kind))
     replaced: list[str] = []
