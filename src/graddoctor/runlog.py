@@ -68,12 +68,12 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     A truncated or corrupt last line (a killed process) is skipped; a corrupt
     line elsewhere raises ``InputError``. A file holding several runs (the same
     ``log_dir`` used twice; each run has its own ``run_id``) returns the last one
-    (``run="first"`` for the first). Re-attaching the same watcher repeats its meta
+    (``run="first"`` for the first, or pass a ``run_id``). Re-attaching the same watcher repeats its meta
     line with the same ``run_id``; the latest meta is returned.
 
     Args:
         path_or_dir: a ``watch.jsonl`` file or the directory holding it.
-        run: "last" or "first".
+        run: "last", "first" or a run_id.
     """
     p = run_path(path_or_dir)
     lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -99,7 +99,14 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
             runs[-1][1].append(rec)
     if not runs:
         raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
-    return runs[-1] if run == "last" else runs[0]
+    if run == "last":
+        return runs[-1]
+    if run == "first":
+        return runs[0]
+    for r in runs:
+        if r[0].get("run_id") == run:
+            return r
+    raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
 
 
 __all__ = ["FILENAME", "FLOAT_MAPS", "VERSION", "decode_floats", "encode", "read_run", "run_path"]

@@ -82,7 +82,7 @@ from . import distributed as dist_
 from .errors import InputError
 from .modelmap import ModelMap, layer_kind
 from .report import Report
-from .runlog import VERSION
+from .runlog import VERSION, read_run
 from .stats import layer_sq_norms, nonfinite_counts, segment_index, update_sq_norms
 from .watch_acts import STAT_NAMES, ActivationSampler
 
@@ -111,7 +111,8 @@ class Watcher:
         scaler: the ``torch.amp.GradScaler`` in use, to record skipped steps.
         sinks: sink names ("jsonl", "tensorboard") or ``Sink`` objects; used with ``log_dir``.
         fsync: ``os.fsync`` the JSONL file at each flush.
-        history: step records kept in memory for ``records()``/``report()`` (oldest dropped).
+        history: step records kept in memory (oldest dropped). Default: none when a JSONL
+            sink is used (``records()`` reads the run back from the file), else 100000.
 
     Example:
         >>> import torch
@@ -137,7 +138,7 @@ class Watcher:
         scaler: Any = None,
         sinks: tuple | list = ("jsonl",),
         fsync: bool = False,
-        history: int = 100_000,
+        history: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"watch() needs an nn.Module, got {type(model).__name__}")
@@ -151,6 +152,10 @@ class Watcher:
             raise InputError(f"activation_every must be an int >= 0 (0 = off), got {activation_every!r}")
         self.model = model
         self.root = dist_.unwrap(model)
+        if (activation_every or output_grads) and _is_compiled(model):
+            warnings.warn("graddoctor.watch: activation statistics are off for a torch.compile'd "
+                          "model (module hooks added between compiled calls do not fire)", stacklevel=3)
+            activation_every, output_grads = 0, False
         self.optimizer = optimizer
         self.log_dir = None if log_dir is None else str(log_dir)
         self.example_inputs = example_inputs
@@ -163,8 +168,9 @@ class Watcher:
         self._sink_specs = list(sinks)
         self._fsync = fsync
         self.sinks: list[Any] = []
-        self._history: deque = deque(maxlen=history)
+        self._history_len = history
         self._meta: dict | None = None
+        self._history: deque | None = None
         self._handles: list[Any] = []
         self.attached = False
         self._mapping = False
@@ -194,6 +200,11 @@ class Watcher:
             self.attached = True
             if self.log_dir is not None and self.rank == 0 and not self.sinks:
                 self.sinks = [_make_sink(s, self.log_dir, self._fsync) for s in self._sink_specs]
+            if self._history is None:
+                n = self._history_len
+                if n is None:
+                    n = 0 if self._jsonl() is not None else 100_000
+                self._history = deque(maxlen=n)
             if self._meta is None and self.example_inputs is not None:
                 self._setup(self.example_inputs)
             elif self._meta is not None:
@@ -315,6 +326,7 @@ class Watcher:
 
     # ------------------------------------------------------------ forward hooks
 
+    @torch.compiler.disable
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._mapping:
             return
@@ -330,6 +342,7 @@ class Watcher:
             if self.output_grads:
                 self._hook_outputs(nxt)
 
+    @torch.compiler.disable
     def _on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
         if self._mapping:
             return
@@ -530,7 +543,7 @@ class Watcher:
         if info["weights"]:
             self._last_weight = (info["step"], {n: math.sqrt(v[3 * L + i]) for i, n in enumerate(names)})
         if self._last_weight is not None:
-            rec["weight_norm"], rec["weight_step"] = self._last_weight[1], self._last_weight[0]
+            rec["weight_norm"], rec["weight_step"] = dict(self._last_weight[1]), self._last_weight[0]
         if info["update"]:
             upd = {names[i]: math.sqrt(v[4 * L + i]) for i in self._train_layers}
             w = self._last_weight[1] if self._last_weight else {}
@@ -559,7 +572,16 @@ class Watcher:
         """``(meta, steps)`` as in the run log (flushes first; distributed: flushed rows only)."""
         if self.mode == "single":
             self.flush()
-        return dict(self._meta or {}), list(self._history)
+        sink = self._jsonl()
+        if sink is not None and self._history.maxlen == 0 and sink.path.exists():
+            meta, steps = read_run(sink.path, run=self.run_id)
+            return meta, steps
+        return dict(self._meta or {}), list(self._history or [])
+
+    def _jsonl(self) -> Any:
+        from .sinks.jsonl import JsonlSink
+
+        return next((s for s in self.sinks if isinstance(s, JsonlSink)), None)
 
     def report(self) -> Report:
         """The Report: raw series in ``data`` and the findings of ``graddoctor.rules``."""
@@ -580,6 +602,10 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
     else:
         findings = diagnose(meta, steps)
     return Report(findings, source="watch", data={"meta": meta, "steps": steps})
+
+
+def _is_compiled(model: nn.Module) -> bool:
+    return hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module)
 
 
 def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:

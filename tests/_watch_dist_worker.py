@@ -1,0 +1,109 @@
+"""Helper for tests/test_distributed.py: train under gd.watch in 2 gloo processes.
+
+Usage: python tests/_watch_dist_worker.py ddp,fsdp1,fsdp2 PORT OUT_DIR
+For each kind, rank 0 writes {"meta": ..., "steps": [...]} (run-log encoding) to OUT_DIR/<kind>.json.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+STEPS, GLOBAL_BATCH = 3, 16
+
+
+def build() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def batches() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(GLOBAL_BATCH, 6, generator=g) for _ in range(STEPS)]
+
+
+def train(model, opt, xs, watch_kw, rank=0, world=1):
+    import graddoctor as gd
+
+    per = GLOBAL_BATCH // world
+    with gd.watch(model, opt, **watch_kw) as w:
+        for x in xs:
+            loss = model(x[rank * per: (rank + 1) * per]).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+    return w
+
+
+def wrap(kind: str, model: nn.Module) -> nn.Module:
+    if kind == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(model)
+    if kind == "fsdp1":
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        for i in (0, 2):
+            model[i] = FSDP(model[i], use_orig_params=True, device_id=torch.device("cpu"))
+        return FSDP(model, use_orig_params=True, device_id=torch.device("cpu"))
+    if kind == "fsdp2":
+        from torch.distributed.fsdp import fully_shard
+
+        for i in (0, 2, 4):
+            fully_shard(model[i])
+        fully_shard(model)
+        return model
+    raise SystemExit(f"unknown kind {kind}")
+
+
+def count_watch_collectives() -> dict:
+    """Wrap dist.all_reduce to count the calls made by graddoctor (not by DDP/FSDP)."""
+    counter = {"n": 0}
+    original = dist.all_reduce
+
+    def counted(*args, **kwargs):
+        if sys._getframe(1).f_globals.get("__name__", "").startswith("graddoctor"):
+            counter["n"] += 1
+        return original(*args, **kwargs)
+
+    dist.all_reduce = counted
+    counter["restore"] = lambda: setattr(dist, "all_reduce", original)
+    return counter
+
+
+def run(rank: int, world: int, kinds: str, port: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        for kind in kinds.split(","):
+            counter = count_watch_collectives()
+            try:
+                model = wrap(kind, build())
+                opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+                w = train(model, opt, batches(), {"flush_every": 2, "update_every": 1}, rank, world)
+                meta, steps = w.records()
+                result = {"meta": meta, "steps": steps, "collectives": counter["n"]}
+            except Exception as e:  # noqa: BLE001 - reported to the test, which fails on it
+                result = {"error": f"{type(e).__name__}: {e}"}
+            finally:
+                counter["restore"]()
+            if rank == 0:
+                from graddoctor.runlog import encode
+
+                with open(os.path.join(out, f"{kind}.json"), "w") as f:
+                    f.write(encode(result))
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    kinds, port, out = sys.argv[1:4]
+    mp.spawn(run, args=(2, kinds, port, out), nprocs=2)
