@@ -14,6 +14,8 @@ from graddoctor import html
 from graddoctor.report import Finding, Report
 from runfixtures import record_run
 
+pytestmark = pytest.mark.slow  # every figure is drawn: ~10 s in all on a busy 2-core machine
+
 EVIL = '</script><img src="https://evil.example/x.png" onerror="alert(1)">'
 
 
@@ -93,3 +95,54 @@ def test_no_findings_and_write(tmp_path):
     path = html.write(tmp_path / "sub" / "r.html", Report([], "check"), figures=False)
     text = path.read_text()
     assert "No findings." in text and "<figure" not in text
+
+
+# ----------------------------------------------------------------------------- graddoctor report
+
+
+def test_report_command_from_a_watch_run_and_result_json(tmp_path):
+    import torch
+    from click.testing import CliRunner
+
+    import graddoctor as gd
+    from graddoctor.cli import main
+    from runfixtures import tiny_model, to_jsonl
+
+    model = tiny_model(depth=8)
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gd.watch(model, optimizer=opt, log_dir=tmp_path / "run", example_inputs=x) as w:
+        for _ in range(30):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    (tmp_path / "check.json").write_text(gd.check(model, x).to_json())
+    (tmp_path / "repair.json").write_text(json.dumps({"changes": [{"remedy": "relu", "modules": ["1"],
+                                                                   "why": "because", "kind": "applied"}]}))
+    (tmp_path / "nan").mkdir()
+    (tmp_path / "nan" / "watch.jsonl").write_text(to_jsonl(*record_run(nan_at=3, n_steps=6)))
+    (tmp_path / "other.json").write_text("[1, 2]")  # not a report: ignored
+    result = CliRunner().invoke(main, ["report", str(tmp_path), "--out", str(tmp_path / "out.html")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out.html").read_text()
+    titles = re.findall(r'<h2 id="section-\d+">(.*?)</h2>', page)
+    assert titles == ["check", "watch: nan", "watch: run", "repair"]
+    assert 'data-code="saturating-hidden-activation"' in page  # from check.json
+    assert 'data-code="non-finite"' in page  # diagnosed from the NaN run log
+    assert "report written to" in result.output
+
+
+def test_report_command_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from graddoctor.cli import main
+
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "nothing to report" in result.output
+    (tmp_path / "bad.json").write_text("{not json")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "bad.json")])
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "does not exist" in result.output

@@ -68,7 +68,8 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
         _findings_table(sections),
     ]
     for i, (name, report) in enumerate(sections.items()):
-        parts.append(f'<h2 id="section-{i}">{escape(name)}</h2><p>{escape(report.summary())}</p>')
+        summary = "" if report.source == "repair" and not report.findings else escape(report.summary())
+        parts.append(f'<h2 id="section-{i}">{escape(name)}</h2><p>{summary}</p>')
         if report.data.get("changes"):
             parts.append(_changes_table(report.data["changes"]))
         if figures:
@@ -113,6 +114,8 @@ def _sections(reports: Report | Sequence[Report] | Mapping[str, Report]) -> dict
 
 
 def _verdict(name: str, r: Report) -> str:
+    if r.source == "repair" and not r.findings:
+        return f"{escape(name)}: {len(r.data.get('changes') or [])} change(s)"
     cls, word = ("ok", "OK") if r.ok else ("bad", "PROBLEMS")
     return f'{escape(name)}: <span class="{cls}">{word}</span>'
 
@@ -128,7 +131,7 @@ def _findings_table(sections: Mapping[str, Report]) -> str:
 
 
 def _finding_row(section: str, f: Finding) -> str:
-    evidence = "<br>".join(f"{escape(str(k))}={escape(_fmt(v))}" for k, v in f.evidence.items())
+    evidence = "<br>".join(f"{escape(str(k))}={escape(_value(v))}" for k, v in f.evidence.items())
     return (
         f'<tr data-code="{escape(f.code)}"><td>{escape(section)}</td>'
         f'<td><span class="sev {escape(f.severity)}">{escape(f.severity)}</span></td>'
@@ -156,7 +159,7 @@ def _changes_table(changes: Sequence[Any]) -> str:
         rows.append(
             f"<tr><td><code>{escape(str(c.get('remedy', '')))}</code></td><td>{escape(str(c.get('kind', '')))}</td>"
             f"<td>{_layers([str(m) for m in c.get('modules', [])])}</td><td>{escape(str(c.get('why', '')))}</td>"
-            "<td>" + "<br>".join(f"{escape(str(k))}={escape(_fmt(v))}" for k, v in details.items()) + "</td></tr>"
+            "<td>" + "<br>".join(f"{escape(str(k))}={escape(_value(v))}" for k, v in details.items()) + "</td></tr>"
         )
     return ("<h3>Changes</h3><table class=\"changes\"><thead><tr><th>remedy</th><th>kind</th><th>modules</th>"
             "<th>why</th><th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -172,6 +175,14 @@ def _figures(report: Report) -> list[str]:
         out.append(f'<figure data-figure="{escape(name)}"><img alt="{escape(name)}" '
                    f'src="data:image/png;base64,{png}"><figcaption>{escape(caption)}</figcaption></figure>')
     return out
+
+
+def _value(v: Any, keep: int = 6) -> str:
+    """An evidence/detail value for a table cell: long dicts and lists cut short."""
+    if isinstance(v, dict) and len(v) > keep:
+        head = ", ".join(f"{k}: {_fmt(x)}" for k, x in list(v.items())[:3])
+        return "{" + head + f", ... ({len(v)} entries)}}"
+    return _fmt(v)
 
 
 def _json_for_html(obj: Any) -> str:

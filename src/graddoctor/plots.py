@@ -156,8 +156,14 @@ def _empty(title: str, why: str) -> Figure:
 def _layer_axis(ax: Any, names: Sequence[str], max_labels: int = 30) -> None:
     ax.set_xticks(range(len(names)))
     every = max(1, math.ceil(len(names) / max_labels))
-    ax.set_xticklabels([n if i % every == 0 else "" for i, n in enumerate(names)], rotation=90, fontsize=7)
+    ax.set_xticklabels([_short(n) if i % every == 0 else "" for i, n in enumerate(names)], rotation=90, fontsize=7)
     ax.set_xlim(-0.5, len(names) - 0.5)
+
+
+def _short(name: str, keep: int = 24) -> str:
+    """A layer name fit for a tick label: "<model>" for the root, long names cut in the middle."""
+    name = name or "<model>"
+    return name if len(name) <= keep else name[: keep // 2 - 1] + "…" + name[-(keep // 2) :]
 
 
 def _profile(source: Any, key: str, steps: Any, title: str, ylabel: str, what: str) -> Figure:
@@ -278,7 +284,7 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
     fig.colorbar(im, ax=ax, label="log10 ‖grad‖₂")
     ax.set_yticks(range(len(names)))
     every = max(1, math.ceil(len(names) / 40))
-    ax.set_yticklabels([n if i % every == 0 else "" for i, n in enumerate(names)], fontsize=7)
+    ax.set_yticklabels([_short(n) if i % every == 0 else "" for i, n in enumerate(names)], fontsize=7)
     ticks = np.linspace(0, len(ids) - 1, min(8, len(ids))).round().astype(int)
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{ids[t]:.0f}" for t in ticks])
@@ -327,7 +333,7 @@ def activation_histograms(source: Report | Run, sites: Sequence[str] | None = No
                   extent=(-0.5, len(ids) - 0.5, lo, hi))
         if lo < 0 < hi:
             ax.axhline(0, color="w", lw=0.6, alpha=0.7)
-        ax.set_ylabel(site or "<model>", fontsize=7, rotation=0, ha="right", va="center")
+        ax.set_ylabel(_short(site), fontsize=7, rotation=0, ha="right", va="center")
         ax.tick_params(labelsize=7)
     ticks = np.linspace(0, len(ids) - 1, min(8, len(ids))).round().astype(int)
     axes[-1].set_xticks(ticks)
@@ -443,7 +449,10 @@ def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None) 
     skipped = np.array([bool(s.get("skipped")) for s in rows])
     fig = Figure(figsize=(8, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot(ids, loss, lw=1.2, color="tab:blue", label="loss")
+    smooth = _moving_average(loss, max(1, len(loss) // 50))
+    ax.plot(ids, loss, lw=0.8, color="tab:blue", alpha=0.45 if smooth is not loss else 1.0, label="loss")
+    if smooth is not loss:
+        ax.plot(ids, smooth, lw=1.6, color="tab:blue", label="moving average")
     trans = ax.get_xaxis_transform()
     if bad.any():
         ax.scatter(ids[bad], np.full(bad.sum(), 0.97), marker="v", color=_NONFINITE, transform=trans,
@@ -451,21 +460,28 @@ def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None) 
     if skipped.any():
         ax.scatter(ids[skipped], np.full(skipped.sum(), 0.03), marker="|", color="0.4", transform=trans,
                    label="skipped (AMP)")
-    marked: dict[int, int] = {}
-    for f in findings:
-        if f.step is None:
-            continue
-        ax.axvline(f.step, color=_SEVERITY_COLOR.get(f.severity, "0.3"), ls="--", lw=1)
-        n = marked.get(f.step, 0)
-        marked[f.step] = n + 1
-        ax.text(f.step, 0.9 - 0.1 * n, f" {f.code}", color=_SEVERITY_COLOR.get(f.severity, "0.3"),
-                transform=trans, fontsize=7, va="top")
+    for n, f in enumerate(f for f in findings if f.step is not None):
+        color = _SEVERITY_COLOR.get(f.severity, "0.3")
+        ax.axvline(f.step, color=color, ls="--", lw=1)
+        ax.text(f.step, 0.92 - 0.08 * (n % 10), f" {f.code}", color=color, transform=trans, fontsize=7,
+                va="top", bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     return fig
+
+
+def _moving_average(y: np.ndarray, k: int) -> np.ndarray:
+    """Trailing mean over ``k`` points, NaN-aware; ``y`` itself when k == 1."""
+    if k <= 1:
+        return y
+    ok = np.isfinite(y)
+    sums = np.convolve(np.where(ok, y, 0.0), np.ones(k), mode="full")[: len(y)]
+    counts = np.convolve(ok.astype(float), np.ones(k), mode="full")[: len(y)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
 
 
 def probe_profile(report: Report) -> Figure:

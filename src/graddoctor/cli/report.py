@@ -1,0 +1,99 @@
+"""``graddoctor report RUN_DIR``: one self-contained HTML file from a watch run and/or result JSON.
+
+Reads, from RUN_DIR (or a single file given instead):
+
+- ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.rules``;
+- ``*.json`` files holding a ``Report`` (``report.to_json()``: check or watch) or a repair result
+  (``RepairResult.to_dict()``: its changes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from ..report import Report
+
+_ORDER = {"check": 0, "watch": 1, "repair": 2}
+
+
+def load_sections(path: Path) -> dict[str, Report]:
+    """Section title -> Report for every run log and result JSON at ``path`` (check, watch, repair order).
+
+    Example:
+        >>> load_sections(Path("runs/exp1"))  # doctest: +SKIP
+        {'check': Report(...), 'watch': Report(...)}
+    """
+    from ..runlog import FILENAME
+
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(path.glob("*.json")) + sorted(path.glob(FILENAME)) + sorted(path.glob(f"*/{FILENAME}"))
+    else:
+        raise InputError(f"{str(path)!r} does not exist - pass a watch log_dir or a result .json file")
+    found: list[tuple[str, Report]] = []
+    for f in files:
+        report = _load(f)
+        if report is not None:
+            source = report.source or "report"
+            label = ("" if f.parent == path else f.parent.name) if f.name == FILENAME else f.stem
+            found.append((f"{source}: {label}" if label and label != source else source, report))
+    if not found:
+        raise InputError(f"nothing to report in {str(path)!r}: no {FILENAME} and no check/watch/repair JSON "
+                         "(write them with gd.watch(log_dir=...) and report.to_json())")
+    found.sort(key=lambda t: _ORDER.get(t[1].source, 3))
+    out: dict[str, Report] = {}
+    for name, report in found:
+        key, n = name, 2
+        while key in out:
+            key, n = f"{name} ({n})", n + 1
+        out[key] = report
+    return out
+
+
+def _load(f: Path) -> Report | None:
+    """The Report in one file (None for JSON that is neither a report nor a repair result)."""
+    if f.suffix == ".jsonl":
+        from ..runlog import read_run
+        from ..watch import build_report
+
+        return build_report(*read_run(f))
+    try:
+        d = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{f}: not valid JSON ({e}) - expected report.to_json() output") from None
+    if not isinstance(d, dict):
+        return None
+    if "findings" in d:
+        try:
+            return Report.from_dict(d)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{f}: not a graddoctor report ({e})") from None
+    if "changes" in d:
+        return Report([], "repair", d)
+    return None
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file to write (default: RUN_DIR/report.html).")
+@click.option("--title", default=None, help="Page title.")
+def report(run_dir: Path, out: Path | None, title: str | None) -> None:
+    """Write one self-contained HTML report (findings, figures, data) from RUN_DIR.
+
+    RUN_DIR: a watch log_dir (watch.jsonl), a folder of check/repair result JSON files, or one file.
+    """
+    from .. import html
+
+    sections = load_sections(run_dir)
+    if out is None:
+        out = (run_dir if run_dir.is_dir() else run_dir.parent) / "report.html"
+    path = html.write(out, sections, title=title or f"graddoctor report: {run_dir.resolve().name}")
+    for name, r in sections.items():
+        click.echo(f"{name}: {r.summary()}")
+    click.echo(f"report written to {path}")
