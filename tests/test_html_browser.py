@@ -21,10 +21,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import torch
 
+import graddoctor as gd
 from graddoctor import html
 from graddoctor.report import Finding, Report
-from runfixtures import record_run
+from runfixtures import record_run, tiny_model
 
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = [
@@ -190,18 +192,23 @@ def report_page(tmp_path_factory):
                    "check", {"probe": {"layers": ["0", "2"], "grad_rms": [1e-7, 1e-1]}})
     watch = Report([Finding("non-finite", "error", "NaN gradient", ["0"], step=10)], "watch",
                    {"meta": meta, "steps": steps})
-    return html.write(tmp_path_factory.mktemp("report") / "report.html", {"check": check, "watch": watch})
+    real = gd.check(tiny_model(depth=8), torch.randn(32, 8))  # a real check report, whatever it finds
+    sections = {"check": check, "watch": watch, "check (real)": real}
+    return html.write(tmp_path_factory.mktemp("report") / "report.html", sections), sections
 
 
 def test_report_renders_without_errors_or_requests(browser, report_page):
+    report_page, sections = report_page
     browser.open(report_page)
     assert browser.console_problems() == []
     assert browser.requests(report_page) == []
     codes = browser.eval("Array.from(document.querySelectorAll('#findings-table tr[data-code]'))"
                          ".map(r => r.dataset.code)")
-    assert sorted(codes) == ["non-finite", "saturating-hidden-activation", "vanishing-gradient"]
+    assert codes == [f.code for r in sections.values() for f in r.findings]
+    assert {"non-finite", "vanishing-gradient", "saturating-hidden-activation"} <= set(codes)
+    assert "saturating-hidden-activation" in sections["check (real)"].codes  # 7 sigmoid hidden layers
     images = browser.eval("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
-    assert len(images) == 7 and all(done and width > 300 for done, width in images)
+    assert len(images) == 8 and all(done and width > 300 for done, width in images)
     # the escaped layer name is text, not markup
     assert browser.eval("document.querySelectorAll('#findings-table b').length") == 0
     assert "<b>block</b>" in browser.eval("document.getElementById('findings-table').innerText")
