@@ -413,10 +413,15 @@ def dead_saturated(source: Report | Run, step: int | None = None) -> Figure:
     fig = Figure(figsize=(max(7, 0.3 * len(sites)), 3.8), layout="constrained")
     ax = fig.add_subplot()
     width = 0.4
+    total = 0.0
     for off, key, color, label in ((-width / 2, "dead_frac", "tab:purple", "dead (never active)"),
                                    (width / 2, "sat_frac", "tab:orange", "saturated")):
-        vals = np.array([_num((row["act"].get(s) or {}).get(key)) for s in sites])
-        ax.bar(x + off, np.nan_to_num(vals), width, color=color, label=label)
+        vals = np.nan_to_num(np.array([_num((row["act"].get(s) or {}).get(key)) for s in sites]))
+        ax.bar(x + off, vals, width, color=color, label=label)
+        total += vals.sum()
+    if total == 0:
+        ax.text(0.5, 0.5, "no dead or saturated units at this step", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
     _layer_axis(ax, sites)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("fraction of units")
