@@ -41,7 +41,7 @@ def check(
     target: Any = None,
     loss_fn: Any = None,
     probe: bool = True,
-    jacobian_k: int = 6,
+    jacobian_k: int = 4,
 ) -> Report:
     """Audit ``model`` before training: static rules, then one probe at initialisation.
 

@@ -26,8 +26,9 @@ floating one; otherwise the *projection scalar* ``mean(output * R)`` with R a
 fixed N(0, 1) tensor drawn from a generator seeded 0 (unlike ``output.sum()``
 it is not degenerate under a softmax or a normalisation: its gradient is R).
 
-Gradients are taken with ``torch.autograd.grad``, so ``p.grad`` is never
-touched; train/eval flags, buffers and the RNG state are restored; hooks are
+Gradients are taken with ``torch.autograd.grad`` with respect to the layer
+outputs (and the input), so ``p.grad`` is never touched and no weight gradient
+is computed but the first layer's; train/eval flags, buffers and the RNG state are restored; hooks are
 removed also when the forward raises.
 
 Example:
@@ -94,7 +95,7 @@ def probe(
     target: Any = None,
     loss_fn: Any = None,
     mmap: ModelMap | None = None,
-    jacobian_k: int = 6,
+    jacobian_k: int = 4,
     seed: int = 0,
 ) -> ProbeResult:
     """Run one forward and backward on ``example_inputs`` and measure the signal.
@@ -120,7 +121,8 @@ def probe(
     accs = {n: _Acc() for n in wanted}
     modules = {m: n for m, n in names.items() if n in accs}
     emb = next((x.name for x in mmap.layers if x.kind == "embedding"), None)
-    state: dict[str, Any] = {"record": True, "emb_out": None, "first_out": None}
+    state: dict[str, Any] = {"record": True, "emb_out": None, "first_out": None, "first_params": []}
+    outs: list[torch.Tensor] = []
 
     def fwd_hook(module: nn.Module, args: Any, out: Any) -> None:
         name = names.get(module)
@@ -142,6 +144,8 @@ def probe(
         if t.requires_grad:
             if state["first_out"] is None:
                 state["first_out"] = t
+                state["first_params"] = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            outs.append(t)
 
             def on_grad(g: torch.Tensor) -> None:
                 if state["record"]:
@@ -161,8 +165,7 @@ def probe(
             result.loss = float(loss.detach())
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]
-            wrt = [t for t in (seq, jac_in) if t is not None]
-            wrt += [p for p in model.parameters() if p.requires_grad]
+            wrt = _unique([seq, jac_in, *outs, *state["first_params"]])
             if not wrt:
                 raise InputError("nothing to differentiate: the model has no trainable parameters "
                                  "and no floating-point input - give it some")
@@ -190,6 +193,19 @@ def probe(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _unique(ts: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Tensors to differentiate, once each. Asking for the layer outputs (not the
+    weights) skips the weight-gradient matmuls; the first layer's parameters make
+    the backward reach the value its output had before any in-place op."""
+    seen: set[int] = set()
+    out = []
+    for t in ts:
+        if t is not None and t.requires_grad and id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
 
 
 def _first_float(out: Any) -> torch.Tensor | None:
