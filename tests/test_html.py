@@ -146,3 +146,21 @@ def test_report_command_errors(tmp_path):
     assert result.exit_code == 2 and "not valid JSON" in result.output
     result = CliRunner().invoke(main, ["report", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_report_command_reads_graddoctor_fix_output(tmp_path):
+    from click.testing import CliRunner
+
+    from graddoctor.cli import main
+
+    before = Report([Finding("poor-init", "warning", "too small", ["0"])], "check")
+    payload = {"factory": "m.py:f", "before": before.to_dict(), "after": Report([], "check").to_dict(),
+               "changes": [{"remedy": "he-init", "modules": ["0"], "why": "scale", "kind": "applied"}],
+               "plan": [], "seconds": 0.1}
+    (tmp_path / "changes.json").write_text(json.dumps(payload))
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "changes.json")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "report.html").read_text()
+    titles = re.findall(r'<h2 id="section-\d+">(.*?)</h2>', page)
+    assert titles == ["check (before): changes", "repair: changes", "check (after): changes"]
+    assert 'data-code="poor-init"' in page and "<code>he-init</code>" in page

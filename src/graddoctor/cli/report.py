@@ -35,17 +35,20 @@ def load_sections(path: Path) -> dict[str, Report]:
         files = sorted(path.glob("*.json")) + sorted(path.glob(FILENAME)) + sorted(path.glob(f"*/{FILENAME}"))
     else:
         raise InputError(f"{str(path)!r} does not exist - pass a watch log_dir or a result .json file")
-    found: list[tuple[str, Report]] = []
+    groups: list[list[tuple[str, Report]]] = []  # one per file, kept in the file's own order
     for f in files:
-        report = _load(f)
-        if report is not None:
-            source = report.source or "report"
-            label = ("" if f.parent == path else f.parent.name) if f.name == FILENAME else f.stem
-            found.append((f"{source}: {label}" if label and label != source else source, report))
-    if not found:
+        label = ("" if f.parent == path else f.parent.name) if f.name == FILENAME else f.stem
+        group = []
+        for tag, report in _load(f):
+            source = " ".join(filter(None, (report.source or "report", tag)))
+            group.append((f"{source}: {label}" if label and label != report.source else source, report))
+        if group:
+            groups.append(group)
+    if not groups:
         raise InputError(f"nothing to report in {str(path)!r}: no {FILENAME} and no check/watch/repair JSON "
                          "(write them with gd.watch(log_dir=...) and report.to_json())")
-    found.sort(key=lambda t: _ORDER.get(t[1].source, 3))
+    groups.sort(key=lambda g: _ORDER.get(g[0][1].source, 3))
+    found = [item for g in groups for item in g]
     out: dict[str, Report] = {}
     for name, report in found:
         key, n = name, 2
@@ -55,27 +58,37 @@ def load_sections(path: Path) -> dict[str, Report]:
     return out
 
 
-def _load(f: Path) -> Report | None:
-    """The Report in one file (None for JSON that is neither a report nor a repair result)."""
+def _load(f: Path) -> list[tuple[str, Report]]:
+    """(tag, Report) pairs in one file: a watch run log, a report, a repair result, or
+    ``graddoctor fix``'s changes.json (check before, the repair, check after); none for other JSON."""
     if f.suffix == ".jsonl":
         from ..runlog import read_run
         from ..watch import build_report
 
-        return build_report(*read_run(f))
+        return [("", build_report(*read_run(f)))]
     try:
         d = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{f}: not valid JSON ({e}) - expected report.to_json() output") from None
     if not isinstance(d, dict):
-        return None
+        return []
     if "findings" in d:
-        try:
-            return Report.from_dict(d)
-        except (TypeError, ValueError) as e:
-            raise InputError(f"{f}: not a graddoctor report ({e})") from None
+        return [("", _report(f, d))]
+    out = []
+    if isinstance(d.get("before"), dict):
+        out.append(("(before)", _report(f, d["before"])))
     if "changes" in d:
-        return Report([], "repair", d)
-    return None
+        out.append(("", Report([], "repair", {k: v for k, v in d.items() if k not in ("before", "after")})))
+    if isinstance(d.get("after"), dict):
+        out.append(("(after)", _report(f, d["after"])))
+    return out
+
+
+def _report(f: Path, d: dict) -> Report:
+    try:
+        return Report.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{f}: not a graddoctor report ({e})") from None
 
 
 @click.command()
