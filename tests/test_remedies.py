@@ -211,7 +211,7 @@ def test_norm_choice_by_batch_for_linear(batch, expected):
 def test_norm_for_conv_and_sequences():
     conv = nn.Sequential(nn.Conv2d(3, 12, 3, padding=1), nn.ReLU(), nn.Conv2d(12, 2, 1))
     new, _ = insert_norm(conv, "auto", torch.randn(2, 3, 6, 6))
-    assert isinstance(new[0][1], nn.GroupNorm) and new[0][1].num_groups == 12
+    assert isinstance(new[0][1], nn.GroupNorm) and new[0][1].num_groups == 3
     new, _ = insert_norm(conv, "auto", torch.randn(32, 3, 6, 6))
     assert isinstance(new[0][1], nn.BatchNorm2d)
     seq = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 2))
@@ -238,7 +238,7 @@ def test_replace_batchnorm_copies_affine_and_keeps_outputs_shape():
     assert torch.equal(new[1].weight, net[1].weight)
     assert new(x).shape == (2, 2) and change.modules == ["1", "5"]
     new, _ = remedies.apply("groupnorm", net, x)
-    assert isinstance(new[1], nn.GroupNorm) and new[1].num_groups == 8
+    assert isinstance(new[1], nn.GroupNorm) and new[1].num_groups == 2
 
 
 # ---------------------------------------------------------------- residual

@@ -7,7 +7,7 @@ Which norm (``choose``), by layer type and batch size ``B`` of the example input
 |---|---|---|
 | Linear on (B, F) | BatchNorm1d(F) | LayerNorm(F) |
 | Linear on (B, T, F) (sequences) | LayerNorm(F) | LayerNorm(F) |
-| Conv on (B, C, ...) | BatchNorm{1,2,3}d(C) | GroupNorm(g, C), g = largest divisor of C <= 32 |
+| Conv on (B, C, ...) | BatchNorm{1,2,3}d(C) | GroupNorm(g, C), g = ``groups_for(C)`` (<= 32 groups, >= 4 channels each) |
 
 Insertion wraps the layer as ``nn.Sequential(layer, norm)`` under the same name
 (``fc.weight`` becomes ``fc.0.weight``), so the norm sits between the layer and
@@ -42,14 +42,17 @@ MIN_BN_BATCH = 16
 KINDS = ("auto", "batch", "layer", "group")
 
 
-def groups_for(channels: int, most: int = 32) -> int:
-    """The largest divisor of ``channels`` that is <= ``most`` (GroupNorm's group count).
+def groups_for(channels: int, most: int = 32, per_group: int = 4) -> int:
+    """GroupNorm's group count: the largest divisor of ``channels`` that is <= ``most``
+    and leaves at least ``per_group`` channels per group (Wu & He 2018 use 32 groups;
+    fewer than 4 channels per group drifts towards InstanceNorm, which fails on small maps).
 
     Example:
-        >>> groups_for(64), groups_for(48), groups_for(7)
-        (32, 24, 7)
+        >>> groups_for(256), groups_for(64), groups_for(48), groups_for(8), groups_for(3)
+        (32, 16, 12, 2, 1)
     """
-    return next(g for g in range(min(most, channels), 0, -1) if channels % g == 0)
+    cap = max(1, min(most, channels // per_group))
+    return next(g for g in range(cap, 0, -1) if channels % g == 0)
 
 
 def choose(kind: str, layer_kind: str, out_shape: tuple[int, ...], batch: int | None) -> str:
