@@ -192,3 +192,18 @@ def test_bad_inputs_say_what_to_do(run):
 def test_empty_run_gives_a_placeholder_not_an_error():
     fig = plots.grad_heatmap(({"layers": []}, []))
     assert "no gradient norms" in fig.axes[0].texts[0].get_text()
+
+
+def test_activation_histograms_put_recorded_zeros_at_zero(relu_run):
+    meta, steps = relu_run
+    fig = plots.activation_histograms(relu_run, sites=["1"])
+    img = fig.axes[0].get_images()[0]
+    density = np.expm1(img.get_array())  # bins x sampled steps, each column sums to 1
+    lo, hi = img.get_extent()[2:]
+    centers = np.linspace(lo, hi, density.shape[0])
+    zero_bin = int(np.argmin(np.abs(centers)))
+    recorded = [s["act"]["1"]["zero_frac"] for s in steps if "act" in s]
+    assert recorded[0] >= 0.5
+    np.testing.assert_allclose(density.sum(axis=0), 1.0, rtol=1e-6)
+    assert (density[zero_bin] >= np.array(recorded) - 1e-6).all()
+    assert density[centers < centers[zero_bin]].sum() == 0  # ReLU outputs: nothing below zero

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
@@ -76,28 +77,26 @@ def _num(v: Any) -> float:
 
 
 def _is_nonfinite(v: Any) -> bool:
-    """True for a recorded non-finite value (nan/inf, as float or string); None is not one."""
-    return v is not None and not math.isfinite(_num(v)) and str(v).lower() in {"nan", "inf", "-inf"}
+    """True for a recorded NaN/Inf (a float, or the strings "nan"/"inf"/"-inf"); None is not one."""
+    if isinstance(v, str):
+        return v.lower() in {"nan", "inf", "-inf"}
+    return isinstance(v, (int, float)) and not math.isfinite(v)
 
 
 def layer_names(meta: dict[str, Any], steps: Sequence[dict[str, Any]] = (), key: str = "grad_norm") -> list[str]:
     """Layers in execution order (from meta), then any other names found under ``key`` in steps."""
-    names = [layer["name"] for layer in meta.get("layers", [])]
-    seen = set(names)
-    for s in steps:
-        for name in s.get(key) or {}:
-            if name not in seen:
-                seen.add(name)
-                names.append(name)
-    return names
+    return _names([layer["name"] for layer in meta.get("layers", [])], steps, key)
 
 
 def site_names(meta: dict[str, Any], steps: Sequence[dict[str, Any]] = ()) -> list[str]:
     """Activation sites in execution order (from meta), then any others found in ``act``."""
-    names = [a["name"] for a in meta.get("activations", [])]
+    return _names([a["name"] for a in meta.get("activations", [])], steps, "act")
+
+
+def _names(names: list[str], steps: Sequence[dict[str, Any]], key: str) -> list[str]:
     seen = set(names)
     for s in steps:
-        for name in s.get("act") or {}:
+        for name in s.get(key) or {}:
             if name not in seen:
                 seen.add(name)
                 names.append(name)
@@ -178,7 +177,7 @@ def _profile(source: Any, key: str, steps: Any, title: str, ylabel: str, what: s
     ax = fig.add_subplot()
     ax.set_yscale("log")
     x = np.arange(len(names))
-    cmap = _viridis()
+    cmap = colormaps["viridis"]
     plotted = False
     for k, c in enumerate(cols):
         y = values[:, c].copy()
@@ -205,12 +204,6 @@ def _profile(source: Any, key: str, steps: Any, title: str, ylabel: str, what: s
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return fig
-
-
-def _viridis() -> Any:
-    from matplotlib import colormaps
-
-    return colormaps["viridis"]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -274,7 +267,7 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
         logv = np.log10(np.where(values > 0, values, np.nan))
     fig = Figure(figsize=(8, max(3, 0.22 * len(names) + 1.2)), layout="constrained")
     ax = fig.add_subplot()
-    cmap = _viridis().with_extremes(bad=_MISSING)
+    cmap = colormaps["viridis"].with_extremes(bad=_MISSING)
     extent = (-0.5, len(ids) - 0.5, len(names) - 0.5, -0.5)
     im = ax.imshow(np.ma.masked_invalid(logv), aspect="auto", interpolation="nearest", cmap=cmap,
                    extent=extent)
@@ -301,8 +294,9 @@ def activation_histograms(source: Report | Run, sites: Sequence[str] | None = No
 
     In the style of fastai's "colorful dimension" plot, with the value axis spanning negative
     values too (a line marks zero). Uses recorded histograms (``act[site]["hist"]`` =
-    ``{"lo", "hi", "counts"}``) where present; otherwise the density is drawn as a normal
-    distribution from the recorded mean and std, and the panel says so.
+    ``{"lo", "hi", "counts"}``) where present; otherwise the density is drawn from the recorded
+    statistics, and the title says so: a normal distribution with the recorded mean and std,
+    cut to the activation's output range, plus the recorded fraction of exact zeros at 0.
 
     Args:
         sites: activation site names (default: up to ``max_sites`` evenly spread over depth).
@@ -347,7 +341,7 @@ def _density(rows: Sequence[dict[str, Any]], site: str, bins: int,
              bounds: tuple[float, float] = (-math.inf, math.inf)) -> tuple[np.ndarray, float, float, bool]:
     """bins x steps density image for one site, its value range, and whether it is approximated."""
     stats = [(r.get("act") or {}).get(site) or {} for r in rows]
-    if all(isinstance(s.get("hist"), dict) for s in stats if s):
+    if any(stats) and all(isinstance(s.get("hist"), dict) for s in stats if s):
         los = [_num(s["hist"].get("lo")) for s in stats if s]
         his = [_num(s["hist"].get("hi")) for s in stats if s]
         lo, hi = float(np.nanmin(los)), float(np.nanmax(his))
@@ -377,6 +371,9 @@ def _density(rows: Sequence[dict[str, Any]], site: str, bins: int,
         img = np.exp(-0.5 * ((centers[:, None] - mean[None]) / width[None]) ** 2)
         img[(centers < lower) | (centers > upper)] = 0.0  # truncated to the activation's range
         img = img / img.sum(axis=0, keepdims=True)
+        zero = np.clip(np.nan_to_num(np.array([_num(s.get("zero_frac")) for s in stats])), 0, 1)
+        img *= 1 - zero  # the recorded exact zeros (ReLU) are a point mass at 0
+        img[np.argmin(np.abs(centers))] += zero
     return np.nan_to_num(img), lo, hi, True
 
 
