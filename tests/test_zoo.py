@@ -197,6 +197,7 @@ def test_rnn_default_count_and_classification_heads():
 def test_rnn_predicts_from_the_last_step():
     net = zoo.rnn("gru", input_size=1, hidden_size=4)
     x = torch.randn(1, 5, 1)
+    torch.testing.assert_close(net(x.squeeze(-1)), net(x))  # (B, T) scalar sequences
     y = net(x)
     x2 = x.clone()
     x2[:, -1] += 1.0

@@ -22,6 +22,8 @@ class RecurrentNet(nn.Module):
         self.sequence_output = sequence_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and self.rnn.input_size == 1:  # (B, T) scalar sequences
+            x = x.unsqueeze(-1)
         out, _ = self.rnn(x)
         y = self.head(out if self.sequence_output else out[:, -1])
         if self.task == "regression" and y.shape[-1] == 1:
@@ -32,7 +34,8 @@ class RecurrentNet(nn.Module):
 def rnn(cell: str = "rnn", input_size: int = 2, hidden_size: int = 64, num_layers: int = 1,
         output_size: int = 1, task: str = "regression", seed: int = 0,
         sequence_output: bool = False, nonlinearity: str = "tanh") -> RecurrentNet:
-    """A recurrent net: ``cell`` in rnn (vanilla tanh), lstm, gru, batch-first (B, T, F) inputs.
+    """A recurrent net: ``cell`` in rnn (vanilla tanh), lstm, gru, batch-first (B, T, F) inputs
+    ((B, T) is accepted when ``input_size=1``).
 
     The head is a Linear(hidden, output_size) on the last step's output (or on
     every step with ``sequence_output=True``, for the copy task). For
