@@ -52,6 +52,7 @@ def test_demo_acceptance(tmp_path):
     # shown in the terminal
     assert f"test accuracy {100 * res['broken']['test_accuracy']:.1f}%" in text
     assert f"test accuracy {100 * res['repaired']['test_accuracy']:.1f}% >= 90%" in text
+    assert "[applied] relu" in text  # the repair's own words, not eaten as rich markup
     for heading in ("1. check", "2. train under watch", "3. repair", "4. retrain", "5. before / after",
                     "gradient norm by layer", "gradient ratio first/last layer"):
         assert heading in text

@@ -132,6 +132,7 @@ def run_demo(model: str = DEFAULT_MODEL, dataset: str = "digits", steps: int = S
 
 def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: float, seed: int,
          console: Any) -> dict[str, Any]:
+    from rich.markup import escape
     from rich.rule import Rule
 
     t0 = time.perf_counter()
@@ -153,8 +154,9 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     opts.setdefault("seed", seed)
     broken = zoo.build(name, **opts)
     example = bundle.x_train[:256]
-    console.print(Rule(f"graddoctor demo: {name} ({_opts(opts)}) on {dataset}"))
-    console.print(f"{bundle!r}; training budget: {steps} steps of Adam(lr={lr:g}), batch {batch_size}, seed {seed}")
+    console.print(Rule(escape(f"graddoctor demo: {name} ({_opts(opts)}) on {dataset}")))
+    console.print(escape(f"{bundle!r}; training budget: {steps} steps of Adam(lr={lr:g}), batch {batch_size}, "
+                         f"seed {seed}"))
 
     sections: dict[str, Any] = {}
     res: dict[str, Any] = {"model": model, "dataset": dataset, "steps": steps, "broken": {}, "repaired": {}}
@@ -193,7 +195,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
         from ..report import Report
 
         result = repair_mod.repair(broken, Report(findings, source="check+watch"), example_inputs=example)
-        console.print(str(result))
+        console.print(str(result), markup=False, highlight=False)
         repaired = result
         sections["repair"] = Report([], "repair", result.to_dict())
 
@@ -227,7 +229,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     (out / "summary.json").write_text(json.dumps(res, indent=2, default=str))
     _verdict(console, res, bundle.num_classes)
     if "report" in res:
-        console.print(f"HTML report: [bold]{res['report']}[/] (self-contained: open it in any browser)")
+        console.print(f"HTML report: [bold]{escape(res['report'])}[/] (self-contained: open it in any browser)")
     console.print(f"done in {res['seconds']:.0f} s")
     return res
 
@@ -292,6 +294,7 @@ _BARS = "▁▂▃▄▅▆▇█"
 
 def _print_profiles(console: Any, profiles: dict[str, list[tuple[str, float]]]) -> None:
     """Per-layer gradient norm (median over the last quarter of training) as a table of log-scale bars."""
+    from rich.markup import escape
     from rich.table import Table
 
     profiles = {k: v for k, v in profiles.items() if v}
@@ -317,7 +320,7 @@ def _print_profiles(console: Any, profiles: dict[str, list[tuple[str, float]]]) 
                 cells += [f"{p[i][1]:.1e}", f"[{color}]{'█' * (1 + round(frac * (width - 1)))}[/]"]
             else:
                 cells += ["-", ""]
-        table.add_row(names[0] if names else "", *cells)
+        table.add_row(escape(names[0]) if names else "", *cells)
     console.print(table)
     for label, p in profiles.items():
         spark = "".join(_BARS[min(7, int((math.log10(v) - lo) / max(hi - lo, 1e-9) * 8))] for _, v in p if v > 0)
