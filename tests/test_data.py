@@ -56,6 +56,14 @@ def test_deterministic_under_seed(name):
         assert not torch.equal(a.x_train, c.x_train)
 
 
+@pytest.mark.parametrize("name", ["adding", "temporal-order", "copy"])
+@pytest.mark.parametrize("T", [10, 1000])
+def test_sequence_length_is_configurable(name, T):
+    b = data.load(name, T=T, n_train=4, n_test=4)
+    extra = 20 if name == "copy" else 0
+    assert b.x_train.shape[1] == b.input_shape[0] == T + extra
+
+
 def test_digits_real_data_split_and_scaling():
     b = data.load("digits")
     assert b.x_train.shape == (1438, 64) and b.x_test.shape == (359, 64)

@@ -140,8 +140,10 @@ def test_plain_cnn_depths(depth):
     convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
     assert convs + 1 == depth
     _fwd_bwd(net, torch.randn(2, 1, 8, 8))
-    # documented: depth-1 conv+BN layers (9*cin*cout + 2*cout each) and a head
-    assert n_params(zoo.cnn(depth=2, kind="plain", width=4, in_channels=1)) == 9 * 4 + 8 + 4 * 10 + 10
+    assert n_params(net) == zoo.plain_param_count(depth, 1, 4)
+    nobn = zoo.cnn(depth=depth, kind="plain", width=4, in_channels=1, batchnorm=False)
+    assert n_params(nobn) == zoo.plain_param_count(depth, 1, 4, batchnorm=False)
+    assert n_params(zoo.cnn(depth=2, kind="plain")) == 634 == 9 * 3 * 16 + 32 + 16 * 10 + 10
 
 
 def test_cnn_shortcut_switch_changes_the_forward_graph():
@@ -242,6 +244,8 @@ def test_densenet_depths_forward_backward_and_param_count(depth):
     assert _fwd_bwd(net, torch.randn(3, 16)).shape == (3, 3)
     assert n_params(net) == zoo.densenet_param_count(depth, 4, 16, 3)
     assert n_params(zoo.densenet()) == 14426
+    normed = zoo.densenet(depth=depth, growth=4, in_features=16, out_features=3, norm="layer")
+    assert n_params(normed) == zoo.densenet_param_count(depth, 4, 16, 3, norm="layer")
 
 
 def test_densenet_dense_paths_visible():

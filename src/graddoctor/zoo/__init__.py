@@ -25,7 +25,7 @@ from torch import nn
 
 from ..errors import InputError
 from ._common import ACTIVATIONS, n_params
-from .cnn import cnn, resnet_param_count
+from .cnn import cnn, plain_param_count, resnet_param_count
 from .densenet import densenet, densenet_param_count
 from .init import INITS, apply_init
 from .mlp import Residual, mlp, mlp_param_count
@@ -77,6 +77,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
 
 __all__ = [
     "ACTIVATIONS", "INITS", "Residual", "apply_init", "build", "cnn", "densenet",
-    "densenet_param_count", "mlp", "mlp_param_count", "n_params", "names", "registry",
+    "densenet_param_count", "mlp", "mlp_param_count", "n_params", "names", "plain_param_count",
+    "registry",
     "resnet_param_count", "rnn", "rnn_param_count", "transformer", "transformer_param_count",
 ]

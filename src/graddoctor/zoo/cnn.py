@@ -90,8 +90,12 @@ def cnn(depth: int = 20, shortcut: bool = True, batchnorm: bool = True, in_chann
     ResNet-20 at defaults (c=3, w=16, K=10): 272,474 parameters (He et al. report 0.27M
     with option-A shortcuts; ours uses 1x1 projections, +2,752).
 
-    ``plain``: any depth >= 2: ``depth - 1`` conv3x3 [BN] act layers split into
-    three stages (w, 2w, 4w channels, stride 2 at stage 2 and 3), then pool and head.
+    ``plain``: any depth >= 2: ``depth - 1`` conv3x3 [BN] act layers (the stem, then
+    ``depth - 2`` split into three stages of w, 2w, 4w channels, stride 2 at stage 2
+    and 3), then pool and head.
+    Parameter count: sum over the convs of k*cin*cout + 2*cout (BN weight and bias; without
+    BN the conv bias, cout), plus the head (see ``plain_param_count``); depth 2 at c=3, w=16, K=10:
+    432 + 32 + 170 = 634.
 
     ``dims=1`` builds the same with Conv1d (inputs (B, C, L), or (B, L) as one channel).
     Works at any input size >= 4 (8x8, 28x28, 32x32, ...).
@@ -157,3 +161,16 @@ def resnet_param_count(depth: int = 20, in_channels: int = 3, width: int = 16,
                 count += c0 * cout + 2 * cout
         cin = cout
     return count + 4 * width * num_classes + num_classes
+
+
+def plain_param_count(depth: int = 20, in_channels: int = 3, width: int = 16,
+                      num_classes: int = 10, batchnorm: bool = True, dims: int = 2) -> int:
+    """The documented parameter count of ``cnn(kind="plain")``."""
+    k = 9 if dims == 2 else 3
+    convs = depth - 2
+    sizes = [convs // 3 + (1 if i < convs % 3 else 0) for i in range(3)]
+    count, cin = 0, in_channels
+    for cout in [width] + [c for c, n in zip((width, 2 * width, 4 * width), sizes) for _ in range(n)]:
+        count += k * cin * cout + (2 * cout if batchnorm else cout)
+        cin = cout
+    return count + cin * num_classes + num_classes
