@@ -170,7 +170,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     else:
         check_before = check_mod.check(broken, example, target=bundle.y_train[:256])
         sections["check (broken model)"] = check_before
-        console.print(check_before)
+        _print_findings(console, check_before)
 
     # 2. train under watch
     console.print(Rule("2. train under watch: the broken model"))
@@ -180,7 +180,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     res["broken"].update(before["numbers"])
     if before["report"] is not None:
         sections["watch (broken model)"] = before["report"]
-        console.print(before["report"])
+        _print_findings(console, before["report"])
     _print_profiles(console, {"broken": before["profile"]})
 
     # 3. repair
@@ -211,7 +211,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
         res["repaired"].update(after["numbers"])
         if after["report"] is not None:
             sections["watch (repaired model)"] = after["report"]
-            console.print(after["report"])
+            _print_findings(console, after["report"])
         _print_profiles(console, {"broken": before["profile"], "repaired": after["profile"]})
     if check_before is not None:
         res["broken"]["check_codes"] = sorted(check_before.codes)
@@ -289,6 +289,27 @@ def _train(model: Any, bundle: Any, steps: int, batch_size: int, lr: float, seed
     return {"report": report, "profile": profile, "numbers": numbers}
 
 
+def _print_findings(console: Any, report: Any) -> None:
+    """The report in brief: verdict, then per finding its severity, code, message and remedies
+    (the evidence is in the HTML report)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print(Text(report.summary(), style="bold green" if report.ok else "bold red"))
+    if not report.findings:
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    style = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for f in report.findings:
+        text = Text.assemble((f.code, "bold"), f": {f.message}")
+        if f.remedies:
+            text.append(f"\nwhat to do: {', '.join(f.remedies)}", style="dim")
+        grid.add_row(Text(f"  {f.severity:<7}", style=style.get(f.severity, "")), text)
+    console.print(grid)
+
+
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -302,8 +323,8 @@ def _print_profiles(console: Any, profiles: dict[str, list[tuple[str, float]]]) 
         return
     logs = [math.log10(v) for p in profiles.values() for _, v in p if v > 0]
     lo, hi = min(logs), max(logs)
-    table = Table(title="gradient norm by layer, input → output (median over the last quarter of training)",
-                  title_justify="left", box=None, pad_edge=False)
+    console.print("[bold]gradient norm by layer[/], input → output (median over the last quarter of steps)")
+    table = Table(box=None, pad_edge=False)
     table.add_column("layer")
     width = 30 if len(profiles) == 1 else 14
     for label in profiles:
