@@ -268,6 +268,13 @@ def test_registry_builds_every_name():
     assert sum(isinstance(m, nn.Sigmoid) for m in net) == 19
 
 
+@pytest.mark.parametrize("name", ["mlp", "cnn", "lstm", "transformer", "densenet"])
+def test_every_family_is_deterministic_under_seed(name):
+    a, b, c = (zoo.build(name, seed=s).state_dict() for s in (5, 5, 6))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point() and a[k].numel() > 1)
+
+
 @pytest.mark.parametrize("name,kw,match", [
     ("nope", {}, "known models: cnn, densenet"),
     ("mlp", {"activation": "swish"}, "activation='swish'.*'relu'"),
