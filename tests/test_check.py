@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -112,8 +115,22 @@ def test_check_leaves_no_trace(x64):
 
 def test_report_round_trips_to_json(x64):
     r = gd.check(zoo.mlp(depth=20, activation="sigmoid"), x64)
-    back = gd.Report.from_dict(__import__("json").loads(r.to_json()))
+    back = gd.Report.from_dict(json.loads(r.to_json()))
     assert back.codes == r.codes and back.data["probe"]["layers"] == r.data["probe"]["layers"]
+
+
+def test_overflow_is_reported_not_crashed(x64):
+    r = gd.check(zoo.mlp(depth=100, activation="relu", init="normal", std=1.0), x64[:4], jacobian_k=0)
+    boom = r.by_code("signal-explosion")[0]
+    assert boom.severity == "error" and boom.evidence["non_finite_layers"] > 0
+    assert r.by_code("exploding-gradient")[0].severity == "error"
+    json.loads(r.to_json())  # non-finite numbers are JSON-safe
+
+
+def test_gd_check_callable_whichever_import_came_first():
+    importlib.import_module("graddoctor.check")
+    assert callable(gd.check)
+    assert gd.check(nn.Linear(3, 2), torch.randn(4, 3)).source == "check"
 
 
 def test_bad_inputs_are_one_line_errors():

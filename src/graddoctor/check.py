@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from typing import Any
 
 from torch import nn
@@ -61,6 +63,8 @@ def check(
         ``probe`` (``ProbeResult.to_dict()``) and ``seconds``.
 
     Example:
+        >>> import torch
+        >>> import graddoctor as gd
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
         >>> gd.check(net, torch.randn(4, 8)).ok
@@ -100,4 +104,15 @@ def recurrence(model: nn.Module, m: ModelMap) -> str | None:
     return None
 
 
-__all__ = ["check"]
+class _CallableModule(types.ModuleType):
+    """``import graddoctor.check`` rebinds ``graddoctor.check`` to this module (the import system
+    sets the submodule attribute on the package); calling it calls ``check()``, so that
+    ``gd.check(model, x)`` works whichever was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__ = ["check", "recurrence"]

@@ -121,7 +121,8 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         return [Finding(
             "exploding-gradient", "error",
             f"the init probe's gradient is not finite at {len(bad)} layer(s): it overflows at step 0",
-            layers=bad, evidence={"non_finite_layers": len(bad), "grad_log10": _profile(p.grad_rms)},
+            layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
+                                  "grad_log10": _profile(p.grad_rms)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
     t = depth_trend(p.layers, p.grad_rms)
     if t is None or (sev := _severity(t["orders"])) is None:
@@ -133,8 +134,9 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
     }
-    if p.jacobian:
+    if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
         evidence["jacobian_gain"] = p.jacobian.get("gain")
+        evidence["jacobian_spread"] = p.jacobian.get("spread")
     if t["orders"] > 0:  # smaller on the input side
         layers = [n for n, y in zip(p.layers, logs) if y <= ref - WARN_ORDERS] or p.layers[:1]
         sat = any(s.family == "saturating" and not s.is_output for s in m.activations)
@@ -144,14 +146,15 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             "vanishing-gradient", sev,
             f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
             f"from the output side to the input side ({t['rate']:.2f} per layer over {len(p.layers)} layers)",
-            layers=layers, evidence=evidence, remedies=remedies, step=0, reference=REF_VANISHING)]
+            layers=layers, evidence=evidence, remedies=remedies, step=0,
+            reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
     layers = [n for n, y in zip(p.layers, logs) if y >= ref + WARN_ORDERS] or p.layers[:1]
     return [Finding(
         "exploding-gradient", sev,
         f"at initialisation the gradient grows by {abs(t['orders']):.1f} orders of magnitude "
         f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(p.layers)} layers)",
         layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
-        step=0, reference=REF_EXPLODING)]
+        step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
 
 
 def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
@@ -163,8 +166,10 @@ def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
     if bad:
         return [Finding(
             "signal-explosion", "error",
-            f"the forward signal overflows at initialisation ({len(bad)} layer(s) with non-finite outputs)",
-            layers=bad, evidence={"non_finite_layers": len(bad)},
+            f"the forward signal overflows at initialisation ({len(bad)} layer(s) with non-finite "
+            f"outputs, from {bad[0]!r} on)",
+            layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
+                                  "var_log10": _profile(p.act_var)},
             remedies=["he-init", "lsuv-init", "batchnorm", "layernorm"], step=0, reference=REF_SIGNAL)]
     t = depth_trend(p.layers, p.act_var)
     if t is None or (sev := _severity(t["orders"] / 2)) is None:
