@@ -100,12 +100,23 @@ def test_vanishing_remedies_follow_the_evidence():
 
 def test_exploding_over_steps_and_across_layers():
     meta = _meta(6)
-    f = exploding_gradient(meta, _steps(meta, n_steps=6, growth=10.0))
+    rising = lambda t: 2.3 * 1.5 ** t  # noqa: E731
+    f = exploding_gradient(meta, _steps(meta, n_steps=6, growth=10.0, loss=rising))
     assert [x.code for x in f] == ["exploding-gradient"] and f[0].step == 3  # 2 orders by step 3
     assert f[0].remedies[:2] == ["clip-norm", "lower-lr"] and f[0].evidence["growth_orders"] >= 2
+    # norms growing while the loss falls: a model leaving its plateau, not a blow-up
+    assert exploding_gradient(meta, _steps(meta, n_steps=6, growth=10.0)) == []
     f = exploding_gradient(meta, _steps(meta, orders_per_layer=-0.6))
     assert f and f[0].evidence["drop_orders"] < -2
     assert exploding_gradient(meta, _steps(meta, growth=1.3)) == []  # 1 order in 10 steps
+
+
+def test_exploding_when_the_norm_overflows():
+    meta = _meta(4)
+    steps = _steps(meta, n_steps=3)
+    steps[0]["grad_norm"]["l1"] = float("inf")  # values finite (count 0), their norm beyond float32
+    f = exploding_gradient(meta, steps)
+    assert f and f[0].step == 1 and f[0].layers == ["l1"]
 
 
 def test_exploding_ignores_amp_skipped_steps():

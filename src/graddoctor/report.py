@@ -114,6 +114,8 @@ class Report:
         lines = [self.summary()]
         for f in self.findings:
             lines.append(f"  [{f.severity}] {f.code}: {f.message}")
+            if f.step is not None:
+                lines.append(f"      first seen: step {f.step}")
             if f.layers:
                 lines.append(f"      layers: {_short_list(f.layers)}")
             if f.evidence:
@@ -139,7 +141,7 @@ class Report:
         for f in self.findings:
             table.add_row(
                 Text(f.severity, style=style[f.severity]),
-                Text(f"{f.code}\n{f.message}"),
+                Text(f"{f.code}\n{f.message}" + (f"\n(first seen: step {f.step})" if f.step is not None else "")),
                 Text(_short_list(f.layers)),
                 Text("\n".join(f"{k}={_fmt(v)}" for k, v in list(f.evidence.items())[:6])),
                 Text(", ".join(f.remedies) + (f"\n({f.reference})" if f.reference else "")),

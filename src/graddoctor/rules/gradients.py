@@ -31,6 +31,7 @@ import numpy as np
 from ..modelmap import ACTIVATION_FAMILY
 from ..report import Finding
 from ._series import (
+    as_float,
     first_persistent,
     log10_safe,
     matrix,
@@ -51,7 +52,8 @@ VANISH_ORDERS = 2.0
 RULE_OF_THUMB_ORDERS = (3, 4)
 #: input side this many orders above the output side -> exploding across layers
 EXPLODE_ORDERS = 2.0
-#: global gradient norm this many orders above its value at the first step -> blow-up
+#: global gradient norm this many orders above its value at the first step, with the loss
+#: no lower than at that step -> blow-up
 EXPLODE_GROWTH_ORDERS = 2.0
 #: growth before a non-finite step that marks it as the end of a blow-up
 PRE_NAN_GROWTH_ORDERS = 1.0
@@ -165,11 +167,12 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         return _through_time(meta, steps)
     i, prof, drops = hit
     drop, rate, n = side_drop(prof)
-    ev = _profile_evidence(names, prof, drop, rate, n)
-    ev["threshold_orders"] = VANISH_ORDERS
-    ev["rule_of_thumb_orders"] = list(RULE_OF_THUMB_ORDERS)
-    ev["exceeds_rule_of_thumb"] = bool(drop > RULE_OF_THUMB_ORDERS[0])
-    ev["steps_flagged_frac"] = round(float(np.mean([d >= VANISH_ORDERS for d in drops])), 2)
+    prof_ev = _profile_evidence(names, prof, drop, rate, n)
+    ev = {"drop_orders": prof_ev.pop("drop_orders"), "orders_per_layer": prof_ev.pop("orders_per_layer"),
+          "rule_of_thumb_orders": list(RULE_OF_THUMB_ORDERS),
+          "exceeds_rule_of_thumb": bool(drop > RULE_OF_THUMB_ORDERS[0]),
+          "threshold_orders": VANISH_ORDERS, **prof_ev,
+          "steps_flagged_frac": round(float(np.mean([d >= VANISH_ORDERS for d in drops])), 2)}
     affected = ev["profile_layers"][: max(1, n // 3)]
     msg = (
         f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input side "
@@ -230,8 +233,31 @@ def _max_update_ratio(meta: dict, steps: list[dict], before: int) -> float:
     return float(np.nanmax(u)) if np.isfinite(u).any() else 0.0
 
 
+def _overflow(meta: dict, steps: list[dict]) -> Finding | None:
+    """A layer whose gradient norm is +inf while its values are finite: beyond float range."""
+    for s in used_steps(steps):
+        g, nf = s.get("grad_norm") or {}, s.get("nonfinite") or {}
+        layers = [n for n, v in g.items() if as_float(v) == math.inf and not nf.get(n)]
+        if layers:
+            ev = {"overflowed_layers": len(layers), "loss": as_float(s.get("loss"))}
+            msg = (f"gradient norms overflowed float32 (> 3.4e38) at step {s.get('step')} "
+                   "while every gradient value was finite")
+            return Finding("exploding-gradient", "error", msg, layers, ev, ["clip-norm", "lower-lr"],
+                           s.get("step"), REF_EXPLODE)
+        if nonfinite_step(s):
+            return None
+    return None
+
+
 def _blowup(meta: dict, steps: list[dict]) -> Finding | None:
     """The over-steps half of ``exploding_gradient``: global norm growth, or growth before a NaN."""
+    over = _overflow(meta, steps)
+    grew = _growth(meta, steps)
+    found = [f for f in (over, grew) if f is not None]
+    return min(found, key=lambda f: f.step or 0) if found else None
+
+
+def _growth(meta: dict, steps: list[dict]) -> Finding | None:
     ids, total, bad = _global_norm(meta, steps)
     finite = np.where(np.isfinite(total) & (total > 0))[0]
     if not len(finite):
@@ -240,8 +266,12 @@ def _blowup(meta: dict, steps: list[dict]) -> Finding | None:
     base = float(total[f0])
     with np.errstate(all="ignore"):
         growth = np.log10(np.where(np.isfinite(total) & (total > 0), total, np.nan) / base)
+    st = [s for s in used_steps(steps) if s.get("grad_norm")]
+    loss = np.array([as_float(s.get("loss")) for s in st])
     for j in range(f0 + 1, len(total)):
-        if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS:
+        # growth while the loss falls is learning (an LSTM leaving its plateau), not a blow-up
+        rising = not (math.isfinite(loss[j]) and math.isfinite(loss[f0]) and loss[j] < loss[f0])
+        if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and rising:
             how = f"grew {growth[j]:.1f} orders of magnitude above its first value"
             break
         if bad[j]:
