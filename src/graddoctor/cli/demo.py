@@ -276,8 +276,12 @@ def _train(model: Any, bundle: Any, steps: int, batch_size: int, lr: float, seed
             if step % 10 == 0 or step == steps:
                 losses.append(loss.item())
                 progress.update(task, completed=step, loss=f"{losses[-1]:.3f}")
+    if losses:
+        k = math.ceil(len(losses) / 40)  # at most 40 characters
+        means = [sum(losses[i:i + k]) / len(losses[i:i + k]) for i in range(0, len(losses), k)]
+        console.print(f"{label:>9} loss {sparkline(means, 0, max(means))}  {losses[0]:.3f} → {losses[-1]:.3f}")
     report = w.report() if w is not None else None
-    profile = grad_profile(*w.records()) if w is not None else []
+    profile = grad_profile(report.data["meta"], report.data["steps"]) if report is not None else []
     numbers = {
         "loss_first": losses[0] if losses else math.nan,
         "loss_last": median(losses[-5:]) if losses else math.nan,
@@ -310,7 +314,15 @@ def _print_findings(console: Any, report: Any) -> None:
     console.print(grid)
 
 
-_BARS = "▁▂▃▄▅▆▇█"
+def sparkline(values: list[float], lo: float, hi: float) -> str:
+    """One block character per value, scaled from ``lo`` to ``hi``.
+
+    Example:
+        >>> sparkline([0, 0.5, 1], 0, 1)
+        '▁▅█'
+    """
+    bars = "▁▂▃▄▅▆▇█"
+    return "".join(bars[max(0, min(7, int((v - lo) / max(hi - lo, 1e-12) * 8)))] for v in values)
 
 
 def _print_profiles(console: Any, profiles: dict[str, list[tuple[str, float]]]) -> None:
@@ -344,7 +356,7 @@ def _print_profiles(console: Any, profiles: dict[str, list[tuple[str, float]]]) 
         table.add_row(escape(names[0]) if names else "", *cells)
     console.print(table)
     for label, p in profiles.items():
-        spark = "".join(_BARS[min(7, int((math.log10(v) - lo) / max(hi - lo, 1e-9) * 8))] for _, v in p if v > 0)
+        spark = sparkline([math.log10(v) for _, v in p if v > 0], lo, hi)
         console.print(f"{label:>9} {spark}  first/last layer gradient ratio {_sci(first_last_ratio(p))}")
 
 
