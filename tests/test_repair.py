@@ -16,6 +16,7 @@ from graddoctor.planner import plan
 from graddoctor.remedies.residual import Residual
 from graddoctor.repair import RepairResult, repair
 from graddoctor.report import Finding, Report
+from graddoctor.zoo.cnn import ConvNet
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,6 +56,7 @@ def same(model: nn.Module, snap) -> bool:
 
 
 X64 = torch.randn(16, 64, generator=gen())
+IMG = torch.randn(16, 1, 8, 8, generator=gen())
 
 
 @pytest.mark.parametrize("model,codes,expected", [
@@ -71,9 +73,13 @@ X64 = torch.randn(16, 64, generator=gen())
     (lambda: zoo.mlp(depth=40, activation="relu", norm="batch"), ["deep-without-skip"], ["residual"]),
     (lambda: zoo.mlp(depth=4), ["non-finite"], ["clip-norm", "lower-lr"]),
     (lambda: zoo.mlp(depth=4), ["loss-plateau"], ["lr-find"]),
+    (lambda: zoo.cnn(20, kind="plain", batchnorm=False, in_channels=1, width=4),
+     ["vanishing-gradient", "poor-init"], ["batchnorm", "he-init"]),
 ])
 def test_planner_table(model, codes, expected):
-    assert remedy_ids(plan(report(*codes), model(), X64)) == expected
+    net = model()
+    x = IMG if isinstance(net, ConvNet) else X64
+    assert remedy_ids(plan(report(*codes), net, x)) == expected
 
 
 def test_planner_follows_the_findings_ranking_where_coherent():
