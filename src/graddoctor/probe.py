@@ -271,11 +271,19 @@ def _scalar(loss: Any, what: str) -> torch.Tensor:
 
 def _sequence(leaf: torch.Tensor | None, emb_out: torch.Tensor | None, model: nn.Module,
               mmap: ModelMap) -> tuple[torch.Tensor | None, int | None]:
-    """The tensor with a time axis, and that axis, or (None, None)."""
-    seq_layers = any(x.kind in ("rnn", "attention") for x in mmap.layers)
-    seq_layers = seq_layers or any(isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) for m in model.modules())
-    if leaf is not None and leaf.dim() == 3 and seq_layers:
-        return leaf, _time_axis(model)
+    """The tensor with a time axis, and that axis, or (None, None).
+
+    A 3-D float input is a sequence for a model with RNN or attention modules
+    (axis from their ``batch_first``), or for a hand-written loop: a layer called
+    once per step, as many times as axis 1 (else axis 0) is long.
+    """
+    if leaf is not None and leaf.dim() == 3:
+        if any(isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) for m in model.modules()):
+            return leaf, _time_axis(model)
+        calls = {x.calls for x in mmap.layers if x.kind != "norm"}
+        for axis in (1, 0):
+            if leaf.shape[axis] > 1 and leaf.shape[axis] in calls:
+                return leaf, axis
     if leaf is None and emb_out is not None and emb_out.dim() == 3:
         return emb_out, 1
     return None, None
