@@ -52,8 +52,21 @@ class Gated(nn.Module):
         return torch.sigmoid(self.out(h))  # output activation
 
 
+class ParamGate(nn.Module):
+    """sigmoid of a learned scalar and tanh of the raw input: no hidden activation either."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(1))
+        self.fc = nn.Linear(64, 8)
+
+    def forward(self, x):
+        return self.fc(torch.tanh(x)) * torch.sigmoid(self.alpha)
+
+
 def test_gates_and_output_activations_are_not_flagged():
     assert run(static.saturating_hidden_activation, Gated(), X) == []
+    assert run(static.saturating_hidden_activation, ParamGate(), X) == []
     assert run(static.saturating_hidden_activation, zoo.mlp(depth=6, activation="relu"), X) == []
 
 

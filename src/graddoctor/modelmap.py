@@ -188,6 +188,7 @@ class ActivationSite:
     output_shape: tuple[int, ...] | None = None
     is_output: bool = False
     gate: bool = False  # its output multiplies another input-derived tensor (GLU, SE, hand-made LSTM)
+    after_layer: bool = False  # its input comes from the data through at least one layer
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,7 @@ class ModelMap:
             tag = _input_tag(args)
             if tag is None:
                 return
+            site.after_layer = site.after_layer or tag.hi > 0
             for lname in tag.pending:
                 layer = self._layer_by_name[lname]
                 if layer.activation is None:

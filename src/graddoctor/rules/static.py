@@ -6,7 +6,9 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
 - ``saturating-hidden-activation``: sigmoid/tanh-family activation sites that
   are not on the output side and are not *gates* (their output multiplies
   another input-derived tensor: GLU, squeeze-excitation, hand-written LSTM
-  cells). LSTM/GRU gates run inside the kernel and are never seen; HF GPT-2's
+  cells), nor applied to something that is not data through a layer (``sigmoid(alpha)``
+  of a learned scalar, ``tanh`` squashing the raw input). LSTM/GRU gates run inside
+  the kernel and are never seen; HF GPT-2's
   tanh-approximated GELU is a GELU module. Warning when the saturating sites
   are applied at least ``SATURATING_MIN`` (3) times per forward (a depth or a
   recurrence through which sigmoid' <= 1/4 compounds), info below.
@@ -68,7 +70,8 @@ def _modules(model: nn.Module) -> dict[str, nn.Module]:
 
 def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]:
     """Sigmoid/tanh used as hidden activations (output layers and gates excepted)."""
-    sites = [s for s in m.activations if s.family == "saturating" and not s.is_output and not s.gate]
+    sites = [s for s in m.activations
+             if s.family == "saturating" and s.after_layer and not s.is_output and not s.gate]
     if not sites:
         return []
     applied = sum(s.calls for s in sites)
