@@ -147,6 +147,25 @@ def test_hooks_removed_when_forward_raises():
     assert _no_hooks(net)
 
 
+def test_inplace_on_input_and_float_masks():
+    class Inplace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 2)
+
+        def forward(self, x, attention_mask=None):
+            x.mul_(2)  # in place on the input: must still work, gradient still measured
+            return self.fc(x * attention_mask[:, None])
+
+    x = torch.randn(3, 4)
+    before = x.clone()
+    mask = torch.ones(3)
+    p = probe(Inplace(), {"attention_mask": mask, "x": x})
+    assert torch.equal(x, before) and torch.equal(mask, torch.ones(3))  # the user's tensors untouched
+    assert p.jacobian is not None and p.jacobian["outputs"] == 6
+    assert p.grad_rms[0] > 0
+
+
 def test_works_under_no_grad_and_with_token_inputs():
     emb = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 10))
     with torch.no_grad():

@@ -558,11 +558,12 @@ class ModelMap:
 
 
 def _tag_inputs(inputs: Any) -> Any:
-    """Tag aliases (views) of the floating-point inputs, leaving the user's tensors untouched."""
+    """Tag copies of the floating-point inputs, leaving the user's tensors untouched
+    (no attribute set on them, and a model that works in place on its input changes the copy)."""
 
     def alias(x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
-            y = x.view_as(x)
+            y = x.clone()
             setattr(y, _TAG_ATTR, _Tag(0, 0))
             return y
         return x

@@ -212,19 +212,27 @@ def _first_float(out: Any) -> torch.Tensor | None:
     return next((t for t in output_tensors(out) if t.is_floating_point()), None)
 
 
+_NOT_DATA = ("mask", "label", "position", "token_type")  # HF keyword inputs that are not the data
+
+
 def _grad_inputs(inputs: Any) -> tuple[Any, torch.Tensor | None]:
-    """Copies of the inputs; the first floating-point tensor requires grad (returned as ``leaf``)."""
+    """The inputs with the first floating-point data tensor replaced by a copy that requires grad.
+
+    Returns ``(inputs, leaf)``. The model gets ``leaf.clone()`` (so an in-place op on
+    its input still works); dict keys naming masks, labels, positions are skipped.
+    """
     leaf: list[torch.Tensor] = []
 
     def copy(x: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.is_floating_point() and not leaf:
             y = x.detach().clone().requires_grad_(True)
             leaf.append(y)
-            return y
+            return y.clone()
         return x
 
-    if isinstance(inputs, Mapping):  # keep dict order: first float tensor by key order
-        return {k: copy(v) for k, v in inputs.items()}, (leaf[0] if leaf else None)
+    if isinstance(inputs, Mapping):
+        return ({k: v if any(w in str(k).lower() for w in _NOT_DATA) else copy(v)
+                 for k, v in inputs.items()}, (leaf[0] if leaf else None))
     return tree_map(copy, inputs), (leaf[0] if leaf else None)
 
 
