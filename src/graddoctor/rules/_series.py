@@ -24,6 +24,8 @@ PROFILE_KINDS = ("linear", "conv", "rnn", "attention")
 
 #: log10 floor for exact zeros (a fully dead path gives grad == 0, not None)
 LOG_FLOOR = -30.0
+#: log10 floor for a zero update/weight ratio: a float32 step below ~eps * |w| rounds away
+UPDATE_FLOOR = -7.0
 
 
 def as_float(v: Any) -> float:
@@ -76,13 +78,13 @@ def nonfinite_step(s: dict) -> bool:
     return any((c or 0) > 0 for c in (s.get("nonfinite") or {}).values())
 
 
-def log10_safe(x: np.ndarray) -> np.ndarray:
-    """log10 with exact zeros mapped to ``LOG_FLOOR``, negatives/nan/inf to nan."""
+def log10_safe(x: np.ndarray, floor: float = LOG_FLOOR) -> np.ndarray:
+    """log10 with exact zeros mapped to ``floor``, negatives/nan/inf to nan."""
     x = np.asarray(x, dtype=float)
     out = np.full(x.shape, np.nan)
     pos = np.isfinite(x) & (x > 0)
     out[pos] = np.log10(x[pos])
-    out[np.isfinite(x) & (x == 0)] = LOG_FLOOR
+    out[np.isfinite(x) & (x == 0)] = floor
     return out
 
 

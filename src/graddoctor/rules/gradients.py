@@ -31,6 +31,8 @@ import numpy as np
 from ..modelmap import ACTIVATION_FAMILY
 from ..report import Finding
 from ._series import (
+    LOG_FLOOR,
+    UPDATE_FLOOR,
     as_float,
     first_persistent,
     log10_safe,
@@ -174,11 +176,17 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
           "threshold_orders": VANISH_ORDERS, **prof_ev,
           "steps_flagged_frac": round(float(np.mean([d >= VANISH_ORDERS for d in drops])), 2)}
     affected = ev["profile_layers"][: max(1, n // 3)]
-    msg = (
-        f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input side "
-        f"({rate:.2f} orders per layer over {n} layers); rule of thumb: a drop of more than "
-        f"{RULE_OF_THUMB_ORDERS[0]}-{RULE_OF_THUMB_ORDERS[1]} orders is vanishing"
-    )
+    zeros = sum(v <= LOG_FLOOR for v in ev["profile_log10"])
+    ev["zero_gradient_layers"] = zeros
+    if ev["input_side_log10"] <= LOG_FLOOR:
+        msg = (f"no gradient reaches the input side: {zeros} of {n} layers get exactly zero "
+               f"gradient (a dead path), the output side 10^{ev['output_side_log10']:.1f} relative")
+    else:
+        msg = (
+            f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input "
+            f"side ({rate:.2f} orders per layer over {n} layers); rule of thumb: a drop of more "
+            f"than {RULE_OF_THUMB_ORDERS[0]}-{RULE_OF_THUMB_ORDERS[1]} orders is vanishing"
+        )
     sev = "error" if drop >= RULE_OF_THUMB_ORDERS[0] else "warning"
     return [Finding("vanishing-gradient", sev, msg, affected, ev,
                     decay_remedies(meta, ev["profile_layers"]), ids[i], REF_VANISH)]
@@ -346,7 +354,8 @@ def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
     u = matrix(st, "update_ratio", names)
     g = matrix(st, "grad_norm", names)
     u[np.isnan(g) & np.array([bool(s.get("grad_norm")) for s in st])[:, None]] = np.nan
-    logs = log10_safe(u)
+    logs = log10_safe(u, UPDATE_FLOOR)  # a zero step under a non-zero gradient rounded away
+    logs[(u == 0) & (g == 0)] = LOG_FLOOR  # no gradient at all: a dead path
     ids = [int(s.get("step", i)) for i, s in enumerate(st)]
     hit = _persistent_profile(names, ids, logs, +1.0, STALL_ORDERS, PERSIST_SAMPLED)
     if hit is None:
@@ -356,8 +365,10 @@ def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
     ev = _profile_evidence(names, prof, drop, rate, n)
     ev["threshold_orders"] = STALL_ORDERS
     affected = ev["profile_layers"][: max(1, n // 3)]
+    below = {LOG_FLOOR: " (no gradient at all)", UPDATE_FLOOR: " (steps below float32 "
+             "resolution round away)"}.get(ev["input_side_log10"], "")
     msg = (f"input-side layers update {drop:.1f} orders of magnitude less (relative to their "
-           f"weights) than output-side layers: median update/weight 10^{ev['input_side_log10']:.1f} "
-           f"vs 10^{ev['output_side_log10']:.1f}")
+           f"weights) than output-side layers: median update/weight 10^{ev['input_side_log10']:.1f}"
+           f"{below} vs 10^{ev['output_side_log10']:.1f}")
     return [Finding("stalled-layers", "warning", msg, affected, ev,
                     decay_remedies(meta, ev["profile_layers"]), ids[i], REF_STALL)]
