@@ -38,8 +38,9 @@ def summarize(values: list[float]) -> dict[str, float]:
         2.0
     """
     a = np.asarray(values, dtype=float)
-    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
-            "max": float(a.max()), "n": len(values)}
+    with np.errstate(invalid="ignore"):
+        return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
+                "max": float(a.max()), "n": len(values)}
 
 
 @dataclass(frozen=True)

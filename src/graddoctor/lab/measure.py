@@ -139,13 +139,19 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
 def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int = 64,
           optimizer: str = "sgd", task: str = "classification", seed: int = 0,
           clip: float | None = None, eval_every: int = 0, warmup: int = 0,
-          stop_at_acc: float | None = None) -> dict[str, Any]:
+          stop_at_acc: float | None = None, watch: bool = False,
+          activation_every: int = 20) -> dict[str, Any]:
     """Train ``model`` on ``data`` (x_train, y_train, x_test, y_test) for ``steps`` minibatch steps.
 
-    Returns per-step ``losses`` (train minibatch, nan once non-finite), ``grad_norms``
-    (total, before clipping), ``evals`` ([step, test acc or loss] every ``eval_every``
-    steps), and ``steps_run``. Stops early once test accuracy reaches ``stop_at_acc``.
+    Returns per-step ``losses`` (train minibatch, nan once non-finite, then it stops),
+    ``grad_norms`` (total, before clipping), ``evals`` ([step, test acc (or loss)] every
+    ``eval_every`` steps), and ``steps_run``. Stops early once the test accuracy reaches
+    ``stop_at_acc``. ``clip``: clip the total gradient norm to this value. ``warmup``:
+    linear learning-rate warm-up steps. ``watch=True``: the run is recorded by
+    ``graddoctor.watch`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
     """
+    import contextlib
+
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, optimizer, lr)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
@@ -159,29 +165,60 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
     perm = torch.randperm(n, generator=gen)
     pos = 0
     model.train()
-    for step in range(1, steps + 1):
-        if pos + batch_size > n:
-            perm, pos = torch.randperm(n, generator=gen), 0
-        idx = perm[pos:pos + batch_size]
-        pos += batch_size
-        loss = loss_fn(model(xs[idx]), ys[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in model.parameters() if p.grad is not None]
-        gn = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
-        lv = float(loss.detach())
-        if not (torch.isfinite(loss) and torch.isfinite(gn)):
-            losses.append(float("nan"))
-            gnorms.append(float("inf"))
-            break
-        losses.append(lv)
-        gnorms.append(float(gn))
-        opt.step()
-        if sched is not None:
-            sched.step()
-        if eval_every and step % eval_every == 0:
-            ev = evaluate(model, data.x_test, data.y_test, task)
-            evals.append([step, ev.get("acc", ev["loss"])])
-            if stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc:
+    if watch:
+        from ..watch import watch as gd_watch
+
+        ctx: Any = gd_watch(model, opt, activation_every=activation_every, flush_every=100,
+                            example_inputs=xs[:batch_size])
+    else:
+        ctx = contextlib.nullcontext()
+    with ctx as w:
+        for step in range(1, steps + 1):
+            if pos + batch_size > n:
+                perm, pos = torch.randperm(n, generator=gen), 0
+            idx = perm[pos:pos + batch_size]
+            pos += batch_size
+            loss = loss_fn(model(xs[idx]), ys[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for p in model.parameters() if p.grad is not None]
+            gn = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
+            if not (torch.isfinite(loss) and torch.isfinite(gn)):
+                losses.append(float("nan"))
+                gnorms.append(float("inf"))
                 break
-    return {"losses": losses, "grad_norms": gnorms, "evals": evals, "steps_run": len(losses)}
+            losses.append(float(loss.detach()))
+            gnorms.append(float(gn))
+            opt.step()
+            if w is not None:
+                w.step(loss)
+            if sched is not None:
+                sched.step()
+            if eval_every and step % eval_every == 0:
+                ev = evaluate(model, data.x_test, data.y_test, task)
+                evals.append([step, ev.get("acc", ev["loss"])])
+                if stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc:
+                    break
+    out = {"losses": losses, "grad_norms": gnorms, "evals": evals, "steps_run": len(losses)}
+    if w is not None:
+        out["watch"] = watch_summary(w)
+    return out
+
+
+def watch_summary(w: Any, max_rows: int = 100) -> dict[str, Any]:
+    """What the lab keeps of a ``graddoctor.watch`` run: layer names, per-layer gradient
+    norms (at most ``max_rows`` steps, evenly spaced), the last activation statistics
+    (mean dead / saturated fraction over sites) and the codes of ``w.report()``."""
+    meta, steps = w.records()
+    names = [layer["name"] for layer in meta["layers"]]
+    rows = [s for s in steps if "grad_norm" in s]
+    keep = rows[:: max(1, len(rows) // max_rows)]
+    grads = [[s["step"], [s["grad_norm"].get(n) for n in names]] for s in keep]
+    acts = [s["act"] for s in steps if s.get("act")]
+    last = acts[-1] if acts else {}
+    dead = [v["dead_frac"] for v in last.values() if v.get("dead_frac") is not None]
+    sat = [v["sat_frac"] for v in last.values() if v.get("sat_frac") is not None]
+    return {"layers": names, "grad_norm": grads,
+            "dead_frac": sum(dead) / len(dead) if dead else None,
+            "sat_frac": sum(sat) / len(sat) if sat else None,
+            "codes": sorted(w.report().codes)}

@@ -1,0 +1,54 @@
+"""ReZero: a residual branch with a zero-initialised gain trains a 64-layer MLP that the
+vanilla (non-residual) net cannot, and that a plain residual net blows up."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import data, zoo
+from .base import Check, Experiment, Numbers
+from .measure import evaluate, train
+
+STYLES = {"vanilla": None, "residual": "plain", "rezero": "rezero"}
+
+
+class ReZero(Experiment):
+    name = "rezero"
+    claim = ("In a 64-layer, 128-wide ReLU MLP with Xavier init, ReZero (x + alpha*F(x), "
+             "alpha=0 at init) trains fast while the vanilla net stalls at chance loss.")
+    source = "Bachlechner et al. 2020 (ReZero is all you need), Sec. 4 / Fig. 3 (64-layer FC nets)"
+    setup = ("zoo.mlp(depth=64, width=128, activation='relu', init='xavier', residual=None|"
+             "'plain'|'rezero') on digits; Adam lr 1e-3, batch 32, same budget; training loss "
+             "on the full training set at the end.")
+    quick = {"depth": 64, "width": 128, "steps": 150, "lr": 1e-3, "batch": 32}
+    full = {"depth": 64, "width": 128, "steps": 2000, "lr": 1e-3, "batch": 128}
+    checks = [
+        Check("loss_ratio", "<=", 0.5, "final train loss ReZero / vanilla",
+              "<= 0.5 (ReZero converges much faster)"),
+    ]
+
+    def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
+        s = settings
+        d = data.load("digits", seed=seed)
+        out: Numbers = {}
+        for style, res in STYLES.items():
+            net = zoo.mlp(depth=s["depth"], width=s["width"], in_features=64, out_features=10,
+                          activation="relu", init="xavier", residual=res, seed=seed)
+            r = train(net, d, steps=s["steps"], lr=s["lr"], batch_size=s["batch"],
+                      optimizer="adam", seed=seed)
+            loss = evaluate(net, d.x_train, d.y_train)["loss"]
+            out[f"final_loss_{style}"] = loss if math.isfinite(loss) else float("inf")
+            out[f"losses_{style}"] = r["losses"]
+        out["loss_ratio"] = out["final_loss_rezero"] / out["final_loss_vanilla"]
+        return out
+
+    def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
+        ax = fig.subplots()
+        for i, style in enumerate(STYLES):
+            for j, r in enumerate(runs):
+                ax.plot(r[f"losses_{style}"], color=f"C{i}", alpha=0.7,
+                        label=style if j == 0 else None)
+        ax.set(yscale="log", xlabel="step", ylabel="minibatch train loss",
+               title=f"{settings['depth']}x{settings['width']} ReLU MLP, Xavier init")
+        ax.legend(fontsize=7)
