@@ -106,8 +106,15 @@ class Browser:
                 raise RuntimeError("chromium did not start its DevTools endpoint")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
-            page = next(t for t in json.load(r) if t["type"] == "page")
+        while True:  # the first tab may register a moment after the endpoint
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+                page = next((t for t in json.load(r) if t["type"] == "page"), None)
+            if page is not None:
+                break
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("chromium opened no page target")
+            time.sleep(0.1)
         self.ws = _WebSocket(page["webSocketDebuggerUrl"])
         self.events: list[dict] = []
         self._id = 0
