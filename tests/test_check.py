@@ -12,6 +12,15 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import zoo
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 LOUD = ("error", "warning")
 
 
@@ -62,7 +71,6 @@ def test_relu_normal01_mlp_50_explodes(x64):
     assert "vanishing-gradient" not in r.codes and "signal-collapse" not in r.codes
 
 
-@pytest.mark.slow
 def test_resnet56_clean_with_shortcuts_deep_without_skip_without():
     x = torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     res = gd.check(zoo.cnn(56), x, jacobian_k=0)
@@ -87,7 +95,6 @@ def test_batchnorm_cnn_batch_2():
     assert not net.training  # check kept the mode it was given
 
 
-@pytest.mark.slow
 def test_lstm_vs_vanilla_rnn_on_300_steps():
     x = torch.randn(4, 300, 2, generator=torch.Generator().manual_seed(0))
     rnn = gd.check(zoo.rnn("rnn"), x, jacobian_k=0)

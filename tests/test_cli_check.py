@@ -16,6 +16,15 @@ from graddoctor.cli import main
 from graddoctor.cli._factory import build, make_inputs, parse_shape
 from graddoctor.errors import InputError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 MODELS = textwrap.dedent('''
     import torch
     from torch import nn
@@ -32,6 +41,18 @@ MODELS = textwrap.dedent('''
 
     def embed():
         return nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 50))
+
+    def rnn():
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.RNN(2, 8, batch_first=True)
+                self.head = nn.Linear(8, 1)
+
+            def forward(self, x):
+                return self.head(self.rnn(x)[0][:, -1])
+
+        return Net()
 
     def boom():
         raise RuntimeError("cannot build\\nsecond line")
@@ -68,9 +89,12 @@ def test_json_output(models: Path):
 
 
 def test_module_factory_with_seq_and_long_dtype(models: Path):
-    res = invoke("graddoctor.zoo:rnn", "--input-shape", "4,2", "--seq", "300", "--json")
+    res = invoke(f"{models}:rnn", "--input-shape", "2,2", "--seq", "210", "--json")
     d = json.loads(res.output)
-    assert "long-sequence-rnn" in d["codes"] and len(d["data"]["probe"]["time_grad"]) == 300
+    assert res.exit_code == 1  # vanishing through time is an error
+    assert "long-sequence-rnn" in d["codes"] and len(d["data"]["probe"]["time_grad"]) == 210
+    res = invoke("graddoctor.zoo:mlp", "--input-shape", "4,64", "--no-probe", "--json")
+    assert res.exit_code == 0 and "probe" not in json.loads(res.output)["data"]
     res = invoke(f"{models}:embed", "--input-shape", "4", "--seq", "12", "--dtype", "long", "--json")
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.output)["data"]["probe"]["time_grad"]) == 12
