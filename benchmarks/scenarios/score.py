@@ -94,19 +94,26 @@ def score(records: dict[tuple[str, int], tuple[dict, list[dict]]], verbose: bool
 
 def table(result: dict) -> str:
     """The markdown table printed by score.py."""
-    f = lambda v: "-" if v is None else (f"{v:.2f}" if isinstance(v, float) else str(v))  # noqa: E731
+    def f(v, steps: bool = False) -> str:
+        if v is None or v != v:
+            return "-"
+        if steps:
+            return f"{v:g}"
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    def st(m, k):
+        return f"{f(m[k + '_median'], True)}/{f(m[k + '_max'], True)}"
+
     lines = ["| code | positives | recall | precision | false alarms (healthy) | "
              "steps seen median/max | steps online median/max |",
              "|---|---|---|---|---|---|---|"]
     for code, m in result["per_code"].items():
         lines.append(f"| {code} | {m['positives']} | {f(m['recall'])} | {f(m['precision'])} | "
-                     f"{f(m['healthy_false_alarm'])} | {f(m['seen_median'])}/{f(m['seen_max'])} | "
-                     f"{f(m['online_median'])}/{f(m['online_max'])} |")
+                     f"{f(m['healthy_false_alarm'])} | {st(m, 'seen')} | {st(m, 'online')} |")
     o = result["overall"]
     lines.append(f"| **all** | {sum(m['positives'] for m in result['per_code'].values())} | | | "
                  f"{f(o['false_alarm_rate'])} ({o['healthy_with_any_finding']}/{o['healthy']} "
-                 f"healthy runs with any finding) | {f(o['seen_median'])}/{f(o['seen_max'])} | "
-                 f"{f(o['online_median'])}/{f(o['online_max'])} |")
+                 f"healthy runs with any finding) | {st(o, 'seen')} | {st(o, 'online')} |")
     lines.append(f"\n{o['runs']} runs of {o['scenarios']} scenarios ({o['healthy']} healthy-control "
                  f"runs); {o['exact_match']} runs with exactly the expected codes.")
     return "\n".join(lines)

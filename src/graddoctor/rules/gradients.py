@@ -334,11 +334,14 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         msg = (f"gradients grow by {-drop:.1f} orders of magnitude from the output side to the "
                f"input side ({-rate:.2f} orders per layer over {n} layers)")
         affected = ev["profile_layers"][: max(1, n // 3)]
-        rem = ["clip-norm", "lower-lr", "xavier-init" if "relu" not in decay_remedies(meta, affected)
-               else "he-init"]
+        info = _layer_info(meta)
+        saturating = any(ACTIVATION_FAMILY.get(info.get(nm, {}).get("activation") or "") ==
+                         "saturating" for nm in affected)
+        rem = ["clip-norm", "lower-lr", "xavier-init" if saturating else "he-init"]
         out.append(Finding("exploding-gradient", "error", msg, affected, ev, rem, ids2[i], REF_EXPLODE))
     out.sort(key=lambda f: f.step or 0)  # one finding: the earliest sign of the blow-up
     return out[:1]
+
 
 def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
     """Input-side update ratios >= ``STALL_ORDERS`` orders below the output side.
