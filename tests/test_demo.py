@@ -12,6 +12,7 @@ from rich.console import Console
 
 from graddoctor.cli import demo as demo_mod
 from graddoctor.cli import main
+from graddoctor.cli.report import load_sections
 
 
 def _console() -> tuple[Console, io.StringIO]:
@@ -60,7 +61,9 @@ def test_demo_acceptance(tmp_path):
     assert res["report"] == str(tmp_path / "report.html") and str(tmp_path / "report.html") in text
     assert 'data-code="vanishing-gradient"' in page and page.count("<figure") >= 10
     assert json.loads((tmp_path / "summary.json").read_text())["repaired"]["test_accuracy"] >= 0.9
-    assert (tmp_path / "broken" / "watch.jsonl").is_file() and (tmp_path / "repaired" / "watch.jsonl").is_file()
+    # everything `graddoctor report OUT` needs to rebuild the page is left in OUT
+    assert list(load_sections(tmp_path)) == ["check: check-broken-model", "check: check-repaired-model",
+                                             "watch: broken", "watch: repaired", "repair"]
 
 
 @pytest.mark.slow

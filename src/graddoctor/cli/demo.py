@@ -6,7 +6,8 @@ A 20-layer sigmoid MLP with PyTorch's default init on the digits data (8x8 handw
 2. training under ``watch`` shows it: a flat loss and gradients that shrink layer by layer;
 3. ``repair`` applies the fix;
 4. the repaired model trains under the same budget (same data order, optimizer, steps);
-5. a before/after table, and one self-contained HTML report with every figure.
+5. a before/after table, and one self-contained HTML report with every figure
+   (``graddoctor report OUT`` rebuilds it from the run logs and result JSON left in OUT).
 
 ``run_demo`` does the work and returns the numbers; the click command only parses options.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from importlib import import_module
 from pathlib import Path
@@ -219,6 +221,9 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     # 5. before / after, and the report
     console.print(Rule("5. before / after"))
     console.print(_before_after(res))
+    for title, report in sections.items():  # watch runs are in their watch.jsonl already
+        if report.source != "watch":
+            (out / (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") + ".json")).write_text(report.to_json())
     if sections:
         from .. import html
 
