@@ -86,5 +86,7 @@ def test_cli_options_and_errors(tmp_path):
     assert result.exit_code == 0 and "--model" in result.output and "--steps" in result.output
     result = runner.invoke(main, ["demo", "--model", "mlp:depth", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "key=value" in result.output
+    result = runner.invoke(main, ["demo", "--model", "nosuch", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown model 'nosuch'; known models:" in result.output
     result = runner.invoke(main, ["demo", "--dataset", "adding", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "classifier" in result.output

@@ -14,6 +14,7 @@ A 20-layer sigmoid MLP with PyTorch's default init on the digits data (8x8 handw
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -146,14 +147,19 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     check_mod, watch_mod, repair_mod = _module("check"), _module("watch"), _module("repair")
 
     name, opts = parse_model(model)
-    bundle = data.load(dataset, seed=seed)
+    if name not in zoo.registry:
+        raise InputError(f"unknown model {name!r}; known models: {', '.join(zoo.names())}")
+    params = inspect.signature(zoo.registry[name]).parameters
+    images = "in_channels" in params and dataset == "digits"  # conv nets see the digits as 1x8x8
+    bundle = data.load(dataset, seed=seed, **({"flat": False} if images else {}))
     if bundle.task != "classification":
         raise InputError(f"the demo trains a classifier; dataset {dataset!r} is a {bundle.task} task "
                          "(try digits or mnist1d)")
-    if name == "mlp":
-        opts.setdefault("in_features", int(bundle.x_train[0].numel()))
-        opts.setdefault("out_features", int(bundle.num_classes))
-    opts.setdefault("seed", seed)
+    fitted = {"in_features": int(bundle.x_train[0].numel()), "out_features": int(bundle.num_classes),
+              "in_channels": int(bundle.x_train.shape[1]), "num_classes": int(bundle.num_classes), "seed": seed}
+    for key, value in fitted.items():
+        if key in params:
+            opts.setdefault(key, value)
     broken = zoo.build(name, **opts)
     example = bundle.x_train[:256]
     console.print(Rule(escape(f"graddoctor demo: {name} ({_opts(opts)}) on {dataset}")))
@@ -240,7 +246,8 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
 
 
 def _opts(opts: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in opts.items() if k not in ("in_features", "out_features", "seed"))
+    shown = ("in_features", "out_features", "in_channels", "num_classes", "seed")
+    return ", ".join(f"{k}={v}" for k, v in opts.items() if k not in shown)
 
 
 def _train(model: Any, bundle: Any, steps: int, batch_size: int, lr: float, seed: int, log_dir: Path,
