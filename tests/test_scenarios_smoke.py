@@ -1,7 +1,8 @@
 """The scenario suite stays wired: its invariants, and a handful of scenarios diagnosed end to end.
 
 The full score is a benchmark (``python benchmarks/scenarios/score.py``); this
-runs five short scenarios (one per family of rules plus a healthy control).
+runs seven short scenarios (one per family of rules, and healthy MLP, LSTM and
+pre-norm Transformer controls).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios"
 sys.path.insert(0, str(SUITE))
@@ -39,12 +41,21 @@ def test_suite_invariants():
     assert {"transformer-pre4", "transformer-post2", "lstm-digits-rows", "resnet8-bn-sgd"} <= names
 
 
-SMOKE = ["mlp4-relu-he-adam", "mlp20-sigmoid-sgd", "mlp4-leaky-lr-huge", "mlp4-relu-75pct-dead",
-         "mlp4-tanh-large-init"]
+SMOKE = ["mlp4-relu-he-adam", "lstm-digits-rows", "transformer-pre4", "mlp20-sigmoid-sgd",
+         "mlp4-leaky-lr-huge", "mlp4-relu-75pct-dead", "mlp4-tanh-large-init"]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on shared cores: one intra-op thread is ~10x faster than oversubscribing."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.mark.slow
-def test_smoke_scenarios_get_exactly_their_codes():
+def test_smoke_scenarios_get_exactly_their_codes(one_thread):
     records = {}
     for name in SMOKE:
         sc = by_name(name)
