@@ -45,9 +45,12 @@ def page(reports):
 def test_self_contained_no_urls_and_csp(page):
     assert f'content="{html.CSP}"' in page
     assert not re.search(r"https?:", page.replace("https://evil.example", "")), "a URL besides the evil name"
-    # no element may load anything: every src/href is a data: URL
-    for attr in re.findall(r'\s(?:src|href)="([^"]*)"', page):
+    # no element may load anything: every src is a data: URL, every link an anchor in the page
+    for attr in re.findall(r'\ssrc="([^"]*)"', page):
         assert attr.startswith("data:image/png;base64,"), attr[:40]
+    ids = set(re.findall(r'\sid="([^"]+)"', page))
+    links = re.findall(r'\shref="([^"]*)"', page)
+    assert len(links) == 5 and all(h.startswith("#") and h[1:] in ids for h in links), links
 
 
 def test_names_are_escaped(page):

@@ -64,6 +64,9 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">graddoctor {escape(__version__)} &middot; '
         + " &middot; ".join(_verdict(name, r) for name, r in sections.items()) + "</p>",
+        '<nav><a href="#findings">Findings</a> &middot; '
+        + " &middot; ".join(f'<a href="#section-{i}">{escape(n)}</a>' for i, n in enumerate(sections))
+        + ' &middot; <a href="#data">Data</a></nav>',
         '<h2 id="findings">Findings</h2>',
         _findings_table(sections),
     ]
@@ -76,7 +79,7 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
             parts.extend(_figures(report))
     payload = {name: r.to_dict() for name, r in sections.items()}
     parts += [
-        "<h2>Data</h2><p class=\"muted\">All numbers behind this page are embedded as JSON in the "
+        "<h2 id=\"data\">Data</h2><p class=\"muted\">All numbers behind this page are embedded as JSON in the "
         "<code>script#graddoctor-data</code> element of this file.</p>",
         '<script type="application/json" id="graddoctor-data">' + _json_for_html(payload) + "</script>",
         "</body></html>",
