@@ -73,6 +73,10 @@ IMG = torch.randn(16, 1, 8, 8, generator=gen())
     (lambda: zoo.mlp(depth=40, activation="relu", norm="batch"), ["deep-without-skip"], ["residual"]),
     (lambda: zoo.mlp(depth=4), ["non-finite"], ["clip-norm", "lower-lr"]),
     (lambda: zoo.mlp(depth=4), ["loss-plateau"], ["lr-find"]),
+    (lambda: zoo.mlp(depth=16, activation="tanh", init=0.03),
+     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["xavier-init"]),
+    (lambda: zoo.mlp(depth=16, activation="sigmoid", init=0.03),
+     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["relu", "he-init"]),
     (lambda: zoo.cnn(20, kind="plain", batchnorm=False, in_channels=1, width=4),
      ["vanishing-gradient", "poor-init"], ["batchnorm", "he-init"]),
 ])
@@ -96,9 +100,13 @@ def test_planner_small_batch_batchnorm_and_rnn():
     assert remedy_ids(plan(report("small-batch-batchnorm"), cnn, x2)) == ["groupnorm"]
     mlp_bn = zoo.mlp(depth=4, norm="batch")
     assert remedy_ids(plan(report("small-batch-batchnorm"), mlp_bn, X64[:2])) == ["layernorm"]
-    rnn = zoo.rnn("rnn")
-    assert remedy_ids(plan(report("long-sequence-rnn"), rnn, torch.randn(2, 30, 2))) == [
+    rnn, seq = zoo.rnn("rnn"), torch.randn(2, 30, 2)
+    assert remedy_ids(plan(report("long-sequence-rnn"), rnn, seq)) == [
         "orthogonal-init", "clip-norm", "lstm"]
+    steps = plan(report("exploding-gradient", "non-finite"), rnn, seq)
+    assert remedy_ids(steps) == ["orthogonal-init", "clip-norm", "lower-lr"]
+    assert steps[0].options == {"layers": ["rnn"]}
+    assert remedy_ids(plan(report("vanishing-gradient"), zoo.rnn("lstm"), seq)) == ["orthogonal-init"]
 
 
 # ---------------------------------------------------------------- repair()
