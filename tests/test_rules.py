@@ -236,6 +236,17 @@ def test_diagnose_ignores_debris_after_the_first_nan():
     assert _codes(meta, steps) == {"non-finite"}
 
 
+def test_diagnose_ignores_the_wreck_after_a_blowup():
+    meta = _meta(10)
+    steps = _steps(meta, n_steps=12, growth=1.0, loss=lambda t: 2.3 if t < 4 else 1e6)
+    for s in steps[3:]:  # blown up at step 4 (x1e3, loss up), then a wrecked, vanishing profile
+        s["grad_norm"] = {nm: 1e2 * 10 ** (-0.8 * (9 - i)) for i, nm in enumerate(s["grad_norm"])}
+    codes = _codes(meta, steps)
+    assert "exploding-gradient" in codes and "vanishing-gradient" not in codes
+    f = exploding_gradient(meta, steps)[0]
+    assert f.step == 4 and f.evidence["growth_orders"] >= 2
+
+
 # ---------------------------------------------------------------- real runs under watch
 
 

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..report import Finding
 from ._series import nonfinite_step
 from .activations import dead_relu, saturated_activation
-from .gradients import exploding_gradient, stalled_layers, vanishing_gradient
+from .gradients import _blowup, exploding_gradient, stalled_layers, vanishing_gradient
 from .loss import loss_plateau
 from .nonfinite import non_finite
 
@@ -66,12 +66,27 @@ def diagnose(meta: dict, steps: list[dict], rules: list[str] | None = None) -> l
         raise InputError(f"unknown training rule(s) {unknown}; known: {sorted(TRAINING_RULES)}")
     steps = sorted(steps, key=lambda s: s.get("step", 0))
     cut = first_nonfinite(steps)
+    blow = blowup_step(meta, steps[: cut + 1])
+    wreck = next((i for i, s in enumerate(steps) if blow is not None and s.get("step", 0) >= blow),
+                 cut)
     out: list[Finding] = []
     for code in rules or TRAINING_RULES:
-        # after the first NaN every statistic is debris: other rules read the run up to it
-        seen = steps if code == "non-finite" else steps[: cut + (code == "exploding-gradient")]
+        # after the first NaN or blow-up the statistics describe the wreck, not the model:
+        # the other rules read the run up to it
+        if code == "non-finite":
+            seen = steps
+        elif code == "exploding-gradient":
+            seen = steps[: cut + 1]
+        else:
+            seen = steps[: min(cut, wreck)]
         out.extend(TRAINING_RULES[code](meta, list(seen)))
     return out
+
+
+def blowup_step(meta: dict, steps: list[dict]) -> int | None:
+    """Step at which the gradient norm blew up over steps (see ``gradients._blowup``), or None."""
+    f = _blowup(meta, steps)
+    return None if f is None else f.step
 
 
 def first_nonfinite(steps: list[dict]) -> int:
