@@ -207,3 +207,14 @@ def test_activation_histograms_put_recorded_zeros_at_zero(relu_run):
     np.testing.assert_allclose(density.sum(axis=0), 1.0, rtol=1e-6)
     assert (density[zero_bin] >= np.array(recorded) - 1e-6).all()
     assert density[centers < centers[zero_bin]].sum() == 0  # ReLU outputs: nothing below zero
+
+
+def test_deep_models_keep_figures_bounded():
+    names = [f"blocks.{i}.attn.proj_with_a_long_name" for i in range(500)]
+    meta = {"layers": [{"name": n} for n in names]}
+    steps = [{"step": s, "loss": 1.0, "grad_norm": {n: 1e-3 * (i + 1) for i, n in enumerate(names)}}
+             for s in range(1, 4)]
+    flow, heat = plots.gradient_flow((meta, steps)), plots.grad_heatmap((meta, steps))
+    assert max(flow.get_size_inches()) <= 16 and max(heat.get_size_inches()) <= 16
+    assert len(flow.axes[0].get_xticks()) <= 30 and len(heat.axes[0].get_yticks()) <= 40
+    assert all(len(t.get_text()) <= 24 for t in flow.axes[0].get_xticklabels())

@@ -143,6 +143,11 @@ def _pick_steps(ids: np.ndarray, steps: int | Iterable[int] | None, n: int = 5) 
     return cols
 
 
+def _size(inches: float, least: float, most: float = 16.0) -> float:
+    """A figure side that grows with the number of layers, within [least, most] inches."""
+    return min(max(inches, least), most)
+
+
 def _empty(title: str, why: str) -> Figure:
     fig = Figure(figsize=(7, 2.5))
     ax = fig.add_subplot()
@@ -153,9 +158,8 @@ def _empty(title: str, why: str) -> Figure:
 
 
 def _layer_axis(ax: Any, names: Sequence[str], max_labels: int = 30) -> None:
-    ax.set_xticks(range(len(names)))
     every = max(1, math.ceil(len(names) / max_labels))
-    ax.set_xticklabels([_short(n) if i % every == 0 else "" for i, n in enumerate(names)], rotation=90, fontsize=7)
+    ax.set_xticks(range(0, len(names), every), [_short(n) for n in names[::every]], rotation=90, fontsize=7)
     ax.set_xlim(-0.5, len(names) - 0.5)
 
 
@@ -173,7 +177,7 @@ def _profile(source: Any, key: str, steps: Any, title: str, ylabel: str, what: s
     if not len(ids) or not names:
         return _empty(title, f"no {what} recorded in this run")
     cols = _pick_steps(ids, steps)
-    fig = Figure(figsize=(max(7, 0.25 * len(names)), 4.2), layout="constrained")
+    fig = Figure(figsize=(_size(0.25 * len(names), 7), 4.2), layout="constrained")
     ax = fig.add_subplot()
     ax.set_yscale("log")
     x = np.arange(len(names))
@@ -265,7 +269,7 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
         bad = bad[:, :n].reshape(len(names), -1, k).any(axis=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         logv = np.log10(np.where(values > 0, values, np.nan))
-    fig = Figure(figsize=(8, max(3, 0.22 * len(names) + 1.2)), layout="constrained")
+    fig = Figure(figsize=(8, _size(0.22 * len(names) + 1.2, 3)), layout="constrained")
     ax = fig.add_subplot()
     cmap = colormaps["viridis"].with_extremes(bad=_MISSING)
     extent = (-0.5, len(ids) - 0.5, len(names) - 0.5, -0.5)
@@ -275,9 +279,8 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
         ax.imshow(np.ma.masked_where(~bad, bad.astype(float)), aspect="auto", interpolation="nearest",
                   cmap=ListedColormap([_NONFINITE]), extent=extent)
     fig.colorbar(im, ax=ax, label="log10 ‖grad‖₂")
-    ax.set_yticks(range(len(names)))
     every = max(1, math.ceil(len(names) / 40))
-    ax.set_yticklabels([_short(n) if i % every == 0 else "" for i, n in enumerate(names)], fontsize=7)
+    ax.set_yticks(range(0, len(names), every), [_short(n) for n in names[::every]], fontsize=7)
     ticks = np.linspace(0, len(ids) - 1, min(8, len(ids))).round().astype(int)
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{ids[t]:.0f}" for t in ticks])
@@ -407,7 +410,7 @@ def dead_saturated(source: Report | Run, step: int | None = None) -> Figure:
     ids = np.array([s.get("step", i) for i, s in enumerate(rows)], dtype=float)
     row = rows[_pick_steps(ids, step)[0] if step is not None else -1]
     x = np.arange(len(sites))
-    fig = Figure(figsize=(max(7, 0.3 * len(sites)), 3.8), layout="constrained")
+    fig = Figure(figsize=(_size(0.3 * len(sites), 7), 3.8), layout="constrained")
     ax = fig.add_subplot()
     width = 0.4
     total = 0.0
@@ -506,7 +509,7 @@ def probe_profile(report: Report) -> Figure:
               and all(v is None or isinstance(v, (int, float, str)) and not _is_text(v) for v in vals)}
     time_grad = probe.get("time_grad")
     panels = 2 if isinstance(time_grad, list) and time_grad else 1
-    fig = Figure(figsize=(max(7, 0.25 * len(names)), 4.0 * panels), layout="constrained")
+    fig = Figure(figsize=(_size(0.25 * len(names), 7), 4.0 * panels), layout="constrained")
     axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
     ax = axes[0]
     ax.set_yscale("log")
