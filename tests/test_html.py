@@ -167,3 +167,15 @@ def test_report_command_reads_graddoctor_fix_output(tmp_path):
     titles = re.findall(r'<h2 id="section-\d+">(.*?)</h2>', page)
     assert titles == ["check (before): changes", "repair: changes", "check (after): changes"]
     assert 'data-code="poor-init"' in page and "<code>he-init</code>" in page
+
+
+def test_long_runs_are_thinned_in_the_embedded_data():
+    steps = [{"type": "step", "step": i, "loss": 1.0, "grad_norm": {"0": 1.0}} for i in range(1, 2502)]
+    report = Report([], "watch", {"meta": {"layers": [{"name": "0"}]}, "steps": steps})
+    page = html.render(report, figures=False)
+    block = re.search(r'<script type="application/json" id="graddoctor-data">(.*?)</script>', page, re.S)
+    data = json.loads(block.group(1))["watch"]["data"]
+    assert data["thinned"] == {"kept": 1251, "of": 2501, "every": 2}
+    assert [s["step"] for s in data["steps"][:2]] == [1, 3] and data["steps"][-1]["step"] == 2501
+    assert "1251 of 2501 steps" in page
+    assert len(report.data["steps"]) == 2501  # the report itself is left whole

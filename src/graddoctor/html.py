@@ -24,6 +24,8 @@ from . import __version__
 from .report import Finding, Report, _fmt
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+#: step records embedded per run (the figures are drawn from all of them)
+MAX_STEPS = 2000
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
@@ -77,10 +79,14 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
             parts.append(_changes_table(report.data["changes"]))
         if figures:
             parts.extend(_figures(report))
-    payload = {name: r.to_dict() for name, r in sections.items()}
+    payload = {name: _thin(r.to_dict()) for name, r in sections.items()}
+    thinned = [f"{escape(n)}: {d['data']['thinned']['kept']} of {d['data']['thinned']['of']} steps"
+               for n, d in payload.items() if "thinned" in d["data"]]
     parts += [
-        "<h2 id=\"data\">Data</h2><p class=\"muted\">All numbers behind this page are embedded as JSON in the "
-        "<code>script#graddoctor-data</code> element of this file.</p>",
+        "<h2 id=\"data\">Data</h2><p class=\"muted\">The numbers behind this page are embedded as JSON in the "
+        "<code>script#graddoctor-data</code> element of this file"
+        + (f" (long runs thinned to every k-th step, the figures use them all: {'; '.join(thinned)})"
+           if thinned else "") + ".</p>",
         '<script type="application/json" id="graddoctor-data">' + _json_for_html(payload) + "</script>",
         "</body></html>",
     ]
@@ -186,6 +192,17 @@ def _value(v: Any, keep: int = 6) -> str:
         head = ", ".join(f"{k}: {_fmt(x)}" for k, x in list(v.items())[:3])
         return "{" + head + f", ... ({len(v)} entries)}}"
     return _fmt(v)
+
+
+def _thin(d: dict[str, Any], max_steps: int = MAX_STEPS) -> dict[str, Any]:
+    """A report dict with at most ``max_steps`` step records (every k-th, and the last) in its data."""
+    steps = d.get("data", {}).get("steps")
+    if not isinstance(steps, list) or len(steps) <= max_steps:
+        return d
+    k = -(-len(steps) // max_steps)
+    kept = steps[::k] if (len(steps) - 1) % k == 0 else [*steps[::k], steps[-1]]
+    thinned = {"kept": len(kept), "of": len(steps), "every": k}
+    return {**d, "data": {**d["data"], "steps": kept, "thinned": thinned}}
 
 
 def _json_for_html(obj: Any) -> str:
