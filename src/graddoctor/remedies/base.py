@@ -30,7 +30,8 @@ class Change:
     """One thing a remedy did (or asks the user to do).
 
     Args:
-        remedy: the remedy id (see ``graddoctor.codes.REMEDY_IDS``).
+        remedy: the remedy id (see ``graddoctor.codes.REMEDY_IDS``); ``repair`` adds one
+            "optimizer" change when the given optimizer does not hold the repaired parameters.
         modules: module names (as in ``named_modules()`` of the repaired model).
         why: one sentence: the reason.
         kind: "applied" | "advice" | "manual".
