@@ -129,6 +129,10 @@ def test_poor_init_controls():
         assert run(static.poor_init, net, X) == [], net
     # a normalisation after each layer rescales the signal: init scale does not compound
     assert run(static.poor_init, zoo.mlp(depth=20, activation="relu", norm="batch"), X) == []
+    # nor does a sigmoid (non-centred output): its vanishing gradient is the activation's doing
+    assert run(static.poor_init, zoo.mlp(depth=20, activation="sigmoid"), X) == []
+    (f,) = run(static.poor_init, zoo.mlp(depth=20, activation="tanh"), X)  # tanh is centred
+    assert f.evidence["chain_orders"] < -4 and f.remedies[0] == "xavier-init"
 
 
 def test_poor_init_single_layer_and_zero_init():

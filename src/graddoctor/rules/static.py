@@ -15,10 +15,12 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
 - ``poor-init``: per weight layer, gain = std(W) / target, target = He
   sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before
   a saturating one or none, with the Xavier value sqrt(2/(fan_in+fan_out))
-  also accepted. In a plain chain (no skip connection, no normalisation after
-  the layer) the scale compounds: the sum of log10(gain) over the chain's
-  hidden layers is the forward amplitude change in orders of magnitude, flagged
-  from ``INIT_CHAIN_ORDERS`` (2). PyTorch's default (kaiming_uniform a=sqrt(5):
+  also accepted. In a plain chain (no skip connection) the scale compounds:
+  the sum of log10(gain) over a run of hidden layers is the forward amplitude
+  change in orders of magnitude, flagged from ``INIT_CHAIN_ORDERS`` (2). A
+  normalisation, or a non-centred activation (sigmoid: E[sigmoid(h)^2] >= 1/4 at
+  any scale), resets the scale and ends the run; a sigmoid net's vanishing
+  gradient is the activation's doing (saturating-hidden-activation). PyTorch's default (kaiming_uniform a=sqrt(5):
   std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a ReLU) thus passes in a
   shallow net and is flagged from about 6 ReLU layers (He et al. 2015). A
   single layer off by ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any
@@ -118,39 +120,61 @@ def _normalised_after(m: ModelMap) -> set[str]:
     return {a.name for a, b in zip(owners, owners[1:]) if kinds.get(b.name) == "norm"}
 
 
+#: activations whose output is not centred: the next layer's input scale is set by them
+#: (E[sigmoid(h)^2] >= 1/4 at any scale), so the init scale does not compound through them
+NON_CENTRED = frozenset({"sigmoid", "hardsigmoid", "logsigmoid"})
+
+
+def _runs(rows: list[tuple[str, float, bool, str | None]]) -> list[list[tuple[str, float, str | None]]]:
+    """Maximal runs of layers through which the scale compounds (a reset ends a run, inclusive)."""
+    runs: list[list[tuple[str, float, str | None]]] = [[]]
+    for name, lg, reset, family in rows:
+        if reset:
+            runs.append([])
+        else:
+            runs[-1].append((name, lg, family))
+    return [r for r in runs if r]
+
+
 def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
     """Weight scale far from He/Xavier for the activation that follows (see module docs)."""
     mods = _modules(model)
     normed = _normalised_after(m)
     plain = m.shortest_weight_path >= m.longest_weight_path - 1  # no skip connection
-    rows = []  # (name, log10 gain, in a plain chain)
+    rows = []  # (name, log10 gain, resets the scale, activation family)
     for x in m.layers:
         if x.kind not in ("linear", "conv") or x.is_output or x.name not in mods:
             continue
         w = getattr(mods[x.name], "weight", None)
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or not bool(w.detach().abs().sum() > 0):
             continue
-        family = m.site(x.activation_site).family if x.activation_site else None
-        gain = init_gain(w, x.type, family)
-        rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, x.name not in normed))
+        site = m.site(x.activation_site) if x.activation_site else None
+        gain = init_gain(w, x.type, site.family if site else None)
+        reset = x.name in normed or (site is not None and site.kind in NON_CENTRED)
+        rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
+                     site.family if site else None))
     if not rows:
         return []
-    chain = [(n, lg) for n, lg, free in rows if free] if plain else []
-    chain_orders = sum(lg for _, lg in chain)
-    single = [(n, lg) for n, lg, free in rows if free and abs(lg) >= INIT_LAYER_ORDERS]
+    runs = _runs(rows) if plain else []
+    chain = max(runs, key=lambda r: abs(sum(lg for _, lg, _ in r)), default=[])
+    chain_orders = sum(lg for _, lg, _ in chain)
+    single = [(n, lg) for n, lg, reset, _ in rows if n not in normed and abs(lg) >= INIT_LAYER_ORDERS]
     if abs(chain_orders) < INIT_CHAIN_ORDERS and not single:
         return []
-    layers = [n for n, lg in (chain if abs(chain_orders) >= INIT_CHAIN_ORDERS else single) if lg != 0]
-    direction = "shrinks" if (chain_orders if chain else single[0][1]) < 0 else "grows"
-    evidence = {"gain_log10": [round(lg, 2) for _, lg, _ in rows],
+    by_chain = abs(chain_orders) >= INIT_CHAIN_ORDERS
+    layers = [n for n, lg, _ in chain if lg != 0] if by_chain else [n for n, _ in single]
+    direction = "shrinks" if (chain_orders if by_chain else single[0][1]) < 0 else "grows"
+    relu = sum(f == "relu" for _, _, f in chain) * 2 >= len(chain) if by_chain else True
+    remedies = (["he-init", "lsuv-init", "orthogonal-init", "xavier-init"] if relu
+                else ["xavier-init", "orthogonal-init", "lsuv-init", "he-init"])
+    evidence = {"gain_log10": [round(lg, 2) for _, lg, _, _ in rows],
                 "chain_orders": round(chain_orders, 2), "chain_layers": len(chain)}
     msg = (f"weight scales off the He/Xavier scale for the activation that follows: the forward "
            f"signal {direction} by about {abs(chain_orders):.1f} orders of magnitude over "
-           f"{len(chain)} plain layers" if abs(chain_orders) >= INIT_CHAIN_ORDERS else
+           f"{len(chain)} plain layers" if by_chain else
            f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
            f"{10 ** INIT_LAYER_ORDERS:.0f}x")
-    return [Finding("poor-init", "warning", msg, layers=layers or [n for n, _ in single],
-                    evidence=evidence, remedies=["he-init", "xavier-init", "lsuv-init", "orthogonal-init"],
+    return [Finding("poor-init", "warning", msg, layers=layers, evidence=evidence, remedies=remedies,
                     reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
 
 
