@@ -11,8 +11,10 @@ from the mechanism, written next to each fault, never from what the rules print:
   the input-side gradients are far below its eps (1e-8);
 - loss-plateau: the input signal cannot reach the head (deep sigmoid, dead or
   saturated layers) or the step is too small, so the loss sits near its start;
-- exploding-gradient / non-finite: a learning rate past the stability limit, or
-  a recurrent weight with gain > 1, blows the norms up, then overflows;
+- exploding-gradient: a learning rate past the stability limit, or a recurrent
+  weight with gain > 1, blows the norms up; non-finite: a NaN/Inf is an event, so
+  its label is read from the raw records of each run (see score.py), the
+  scenarios' ``N`` is the prediction (divergence usually, not always, overflows);
 - dead-relu: ReLU units with a large negative bias never fire;
 - saturated-activation: sigmoid/tanh pre-activations far beyond +-3.
 
@@ -122,6 +124,10 @@ def _bce(out, y):
     return nn.functional.binary_cross_entropy(out.squeeze(-1), y)
 
 
+def _log_softmax_bug(out, y):
+    return nn.functional.nll_loss(torch.log(torch.softmax(out * 1000.0, dim=-1)), y)
+
+
 def _mse(out, y):
     return nn.functional.mse_loss(out, y)
 
@@ -140,12 +146,12 @@ def _run(model, xy, opt="adam", lr=1e-3, loss=CE, steps=120, bs=32, seed=0) -> R
     return Run(model, _opt(model, opt, lr), _batches(x, y, bs, seed), loss, steps, x[:bs])
 
 
-def mlp_run(xy=digits_flat, opt="adam", lr=1e-3, steps=120, **kw) -> Callable[..., Run]:
+def mlp_run(xy=digits_flat, opt="adam", lr=1e-3, steps=120, loss=CE, **kw) -> Callable[..., Run]:
     def build(seed: int = 0) -> Run:
         x, y = xy()
         kw.setdefault("width", 32)
         model = zoo.mlp(in_features=x.shape[1], out_features=10, seed=seed, **kw)
-        return _run(model, (x, y), opt, lr, steps=steps, seed=seed)
+        return _run(model, (x, y), opt, lr, loss=loss, steps=steps, seed=seed)
     return build
 
 
@@ -267,6 +273,7 @@ SCENARIOS: list[Scenario] = [
     _s("mlp6-relu-frozen-first2", "mlp", "none", [], frozen(mlp_run(depth=6, init="he"), 2),
        "frozen layers have no gradient, which is not vanishing"),
     _s("resnet8-bn-sgd", "resnet", "none", [], cnn_run(depth=8)),
+    _s("resnet8-bn-adam", "resnet", "none", [], cnn_run(depth=8, opt="adam", lr=1e-3)),
     _s("resnet14-bn-adam", "resnet", "none", [], cnn_run(depth=14, opt="adam", lr=1e-3)),
     _s("plaincnn8-bn-sgd", "cnn", "none", [], cnn_run(depth=8, kind="plain")),
     _s("lstm-digits-rows", "lstm", "none", [], seq_run("lstm")),
@@ -359,6 +366,10 @@ SCENARIOS: list[Scenario] = [
        tf_run("pre", 2, opt="sgd", lr=5.0)),
     _s("plaincnn8-nobn-lr-huge", "cnn", "learning-rate", [E, N],
        cnn_run(depth=8, kind="plain", batchnorm=False, opt="plain-sgd", lr=20.0)),
+    # a numerical bug, no explosion: log of a softmax that underflows to exactly 0
+    _s("mlp4-log-softmax-underflow", "mlp", "loss", [N],
+       mlp_run(depth=4, init="he", loss=_log_softmax_bug),
+       "logits x1000: wrong-class probabilities underflow to 0 in float32, log(0) = -inf"),
     _s("mlp4-relu-lr-tiny", "mlp", "learning-rate", [P],
        mlp_run(depth=4, init="he", opt="plain-sgd", lr=1e-5)),
     _s("transformer-pre4-lr-tiny", "transformer", "learning-rate", [P], tf_run("pre", 4, lr=1e-7)),

@@ -6,7 +6,9 @@ prints, per finding code: recall, precision, the false-alarm rate on healthy
 controls, and the median/max steps to first detection. Two step counts are
 given: ``seen`` (the step the finding reports as first seen) and ``online``
 (the fewest recorded steps after which ``diagnose`` on the run so far already
-reports the code: what a live monitor would achieve).
+reports the code: what a live monitor would achieve). ``non-finite`` is an event:
+its label for each run is read from the raw records (a NaN/Inf loss or gradient
+on a step the optimizer took), the scenario's own label being the prediction.
 
 Usage:
     python benchmarks/scenarios/score.py                  # seeds 0 and 1 (~2-3 min, 1 core)
@@ -18,6 +20,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import pickle
 import statistics
 import sys
@@ -31,6 +35,28 @@ from scenarios import SCENARIOS, TRAINING_CODES  # noqa: E402
 from graddoctor.rules import diagnose  # noqa: E402
 
 
+def raw_nonfinite(steps: list[dict]) -> bool:
+    """Ground truth for non-finite, from the raw records: a NaN/Inf loss or gradient value on a
+    step the optimizer took (an event, observed, not predicted)."""
+    for s in steps:
+        if s.get("skipped"):
+            continue
+        loss = s.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return True
+        if any((c or 0) > 0 for c in (s.get("nonfinite") or {}).values()):
+            return True
+    return False
+
+
+def _with_truth(sc, steps: list[dict]):
+    """The scenario with its non-finite label replaced by what the run's raw records show."""
+    truth = set(sc.expected) - {"non-finite"}
+    if raw_nonfinite(steps):
+        truth.add("non-finite")
+    return dataclasses.replace(sc, expected=frozenset(truth))
+
+
 def online_step(meta: dict, steps: list[dict], code: str) -> int | None:
     """Step number of the shortest prefix of the run on which ``diagnose`` reports ``code``."""
     for k in range(1, len(steps) + 1):
@@ -41,12 +67,15 @@ def online_step(meta: dict, steps: list[dict], code: str) -> int | None:
 
 def score(records: dict[tuple[str, int], tuple[dict, list[dict]]], verbose: bool = False) -> dict:
     """Per-code and overall metrics over the runs given, keyed by (scenario name, seed)."""
-    rows = []
+    rows, nf_pred = [], []
     by_name = {sc.name: sc for sc in SCENARIOS}
     for (name, seed), (meta, steps) in sorted(records.items()):
         sc = by_name.get(name)
         if sc is None:
             continue
+        predicted = sc.expected
+        sc = _with_truth(sc, steps)
+        nf_pred.append(("non-finite" in predicted, "non-finite" in sc.expected))
         findings = diagnose(meta, steps)
         got = {f.code for f in findings}
         first = {f.code: f.step for f in findings}
@@ -84,6 +113,9 @@ def score(records: dict[tuple[str, int], tuple[dict, list[dict]]], verbose: bool
         "healthy_with_any_finding": sum(bool(g) for g in healthy),
         "false_alarm_rate": sum(bool(g) for g in healthy) / max(1, len(healthy)),
         "exact_match": sum(got == sc.expected for sc, got, _, _ in rows),
+        "nonfinite_predicted": sum(p for p, _ in nf_pred),
+        "nonfinite_predicted_and_observed": sum(p and o for p, o in nf_pred),
+        "nonfinite_observed_unpredicted": sum(o and not p for p, o in nf_pred),
         "seen_median": statistics.median(all_seen) if all_seen else None,
         "seen_max": max(all_seen) if all_seen else None,
         "online_median": statistics.median(all_onl) if all_onl else None,
@@ -115,7 +147,10 @@ def table(result: dict) -> str:
                  f"{f(o['false_alarm_rate'])} ({o['healthy_with_any_finding']}/{o['healthy']} "
                  f"healthy runs with any finding) | {st(o, 'seen')} | {st(o, 'online')} |")
     lines.append(f"\n{o['runs']} runs of {o['scenarios']} scenarios ({o['healthy']} healthy-control "
-                 f"runs); {o['exact_match']} runs with exactly the expected codes.")
+                 f"runs); {o['exact_match']} runs with exactly the expected codes. non-finite "
+                 f"labels come from the raw records: predicted by the scenario and observed in "
+                 f"{o['nonfinite_predicted_and_observed']}/{o['nonfinite_predicted']} runs, observed "
+                 f"unpredicted in {o['nonfinite_observed_unpredicted']}.")
     return "\n".join(lines)
 
 
