@@ -129,10 +129,14 @@ def test_poor_init_controls():
         assert run(static.poor_init, net, X) == [], net
     # a normalisation after each layer rescales the signal: init scale does not compound
     assert run(static.poor_init, zoo.mlp(depth=20, activation="relu", norm="batch"), X) == []
-    # nor does a sigmoid (non-centred output): its vanishing gradient is the activation's doing
-    assert run(static.poor_init, zoo.mlp(depth=20, activation="sigmoid"), X) == []
-    (f,) = run(static.poor_init, zoo.mlp(depth=20, activation="tanh"), X)  # tanh is centred
+    # PyTorch's default scale before tanh at depth: Glorot & Bengio's "standard" init
+    (f,) = run(static.poor_init, zoo.mlp(depth=20, activation="tanh"), X)
     assert f.evidence["chain_orders"] < -4 and f.remedies[0] == "xavier-init"
+    # a BatchNorm in the middle of a plain tanh stack splits the run in two
+    half = nn.Sequential(*zoo.mlp(depth=10, activation="tanh")[:-1], nn.BatchNorm1d(64),
+                         *zoo.mlp(depth=10, activation="tanh", in_features=64))
+    (f,) = run(static.poor_init, half, X)
+    assert f.evidence["chain_layers"] < 10
 
 
 def test_poor_init_single_layer_and_zero_init():

@@ -16,7 +16,7 @@ Example:
     >>> from graddoctor import zoo
     >>> report = gd.check(zoo.mlp(depth=20, activation="sigmoid"), torch.randn(16, 64))
     >>> sorted(report.codes)
-    ['saturating-hidden-activation', 'vanishing-gradient']
+    ['poor-init', 'saturating-hidden-activation', 'vanishing-gradient']
 """
 
 from __future__ import annotations

@@ -16,11 +16,12 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before
   a saturating one or none, with the Xavier value sqrt(2/(fan_in+fan_out))
   also accepted. In a plain chain (no skip connection) the scale compounds:
-  the sum of log10(gain) over a run of hidden layers is the forward amplitude
-  change in orders of magnitude, flagged from ``INIT_CHAIN_ORDERS`` (2). A
-  normalisation, or a non-centred activation (sigmoid: E[sigmoid(h)^2] >= 1/4 at
-  any scale), resets the scale and ends the run; a sigmoid net's vanishing
-  gradient is the activation's doing (saturating-hidden-activation). PyTorch's default (kaiming_uniform a=sqrt(5):
+  the sum of log10(gain) over a run of hidden layers is the change in orders
+  of magnitude of the backward gradient (and of the forward signal for centred
+  activations: relu, tanh; a sigmoid's output scale does not follow its input's),
+  flagged from ``INIT_CHAIN_ORDERS`` (2), as Glorot & Bengio 2010 found for the
+  "standard" U[-1/sqrt(n), 1/sqrt(n)] init (PyTorch's default scale). A
+  normalisation after a layer makes its scale irrelevant and ends the run. PyTorch's default (kaiming_uniform a=sqrt(5):
   std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a ReLU) thus passes in a
   shallow net and is flagged from about 6 ReLU layers (He et al. 2015). A
   single layer off by ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any
@@ -120,11 +121,6 @@ def _normalised_after(m: ModelMap) -> set[str]:
     return {a.name for a, b in zip(owners, owners[1:]) if kinds.get(b.name) == "norm"}
 
 
-#: activations whose output is not centred: the next layer's input scale is set by them
-#: (E[sigmoid(h)^2] >= 1/4 at any scale), so the init scale does not compound through them
-NON_CENTRED = frozenset({"sigmoid", "hardsigmoid", "logsigmoid"})
-
-
 def _runs(rows: list[tuple[str, float, bool, str | None]]) -> list[list[tuple[str, float, str | None]]]:
     """Maximal runs of layers through which the scale compounds (a reset ends a run, inclusive)."""
     runs: list[list[tuple[str, float, str | None]]] = [[]]
@@ -150,7 +146,7 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
             continue
         site = m.site(x.activation_site) if x.activation_site else None
         gain = init_gain(w, x.type, site.family if site else None)
-        reset = x.name in normed or (site is not None and site.kind in NON_CENTRED)
+        reset = x.name in normed
         rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
                      site.family if site else None))
     if not rows:
@@ -169,9 +165,10 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
                 else ["xavier-init", "orthogonal-init", "lsuv-init", "he-init"])
     evidence = {"gain_log10": [round(lg, 2) for _, lg, _, _ in rows],
                 "chain_orders": round(chain_orders, 2), "chain_layers": len(chain)}
-    msg = (f"weight scales off the He/Xavier scale for the activation that follows: the forward "
-           f"signal {direction} by about {abs(chain_orders):.1f} orders of magnitude over "
-           f"{len(chain)} plain layers" if by_chain else
+    msg = (f"weight scales off the He/Xavier scale for the activation that follows compound over "
+           f"{len(chain)} plain layers: the signal {direction} by about {abs(chain_orders):.1f} orders "
+           "of magnitude from the init alone (the backward gradient; the forward signal too "
+           "where the activations are centred)" if by_chain else
            f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
            f"{10 ** INIT_LAYER_ORDERS:.0f}x")
     return [Finding("poor-init", "warning", msg, layers=layers, evidence=evidence, remedies=remedies,
