@@ -175,6 +175,23 @@ def test_inplace_on_input_and_float_masks():
     assert p.grad_rms[0] > 0
 
 
+def test_layers_off_the_loss_path_are_listed_not_profiled():
+    class TwoHeads(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Linear(4, 8)
+            self.main = nn.Linear(8, 16)
+            self.aux = nn.Linear(8, 1)
+
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return self.main(h), self.aux(h).detach()  # the probe reads the largest output
+
+    p = probe(TwoHeads(), torch.randn(3, 4))
+    assert p.layers == ["body", "main"] and p.off_path == ["aux"]
+    assert all(g > 0 for g in p.grad_rms)
+
+
 def test_works_under_no_grad_and_with_token_inputs():
     emb = nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 8), nn.GELU(), nn.Linear(8, 10))
     with torch.no_grad():

@@ -2,7 +2,8 @@
 
 What it measures (numbers only; ``graddoctor.rules.probe`` turns them into findings):
 
-- ``grad_rms``: for each weight layer (norms and embeddings left out), the RMS
+- ``grad_rms``: for each weight layer (norms and embeddings left out) that the
+  loss's gradient reaches (the others are listed in ``off_path``), the RMS
   per element of dL/d(layer output), the gradient of the pre-activation, read by
   a tensor hook registered on the output in a forward hook (hooks registered
   before an in-place op see the value before it, so ``Linear -> ReLU(inplace)``
@@ -71,6 +72,7 @@ class ProbeResult:
     time_axis: int | None = None
     time_grad: list[float] | None = None
     jacobian: dict[str, Any] | None = None
+    off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
     loss: float = float("nan")
     loss_source: str = ""
     seconds: float = 0.0
@@ -183,11 +185,14 @@ def probe(
         a = accs[n]
         if a.n == 0:
             continue
+        if a.gn == 0:  # no gradient reached it: off the loss's path (or frozen), not vanishing
+            result.off_path.append(n)
+            continue
         mean = a.s / a.n
         result.layers.append(n)
         result.kinds.append(mmap.layer(n).kind)
         result.act_var.append(max(a.ss / a.n - mean * mean, 0.0))
-        result.grad_rms.append(math.sqrt(a.gss / a.gn) if a.gn else 0.0)
+        result.grad_rms.append(math.sqrt(a.gss / a.gn))
     result.seconds = time.perf_counter() - t0
     return result
 
