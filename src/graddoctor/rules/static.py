@@ -3,30 +3,31 @@
 Each rule is ``rule(m: ModelMap, model: nn.Module) -> list[Finding]`` (``step=None``:
 nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
 
-- ``saturating-hidden-activation``: sigmoid/tanh-family activation sites that
-  are not on the output side and are not *gates* (their output multiplies
-  another input-derived tensor: GLU, squeeze-excitation, hand-written LSTM
-  cells), nor applied to something that is not data through a layer (``sigmoid(alpha)``
-  of a learned scalar, ``tanh`` squashing the raw input). LSTM/GRU gates run inside
-  the kernel and are never seen; HF GPT-2's
-  tanh-approximated GELU is a GELU module. Warning when the saturating sites
-  are applied at least ``SATURATING_MIN`` (3) times per forward (a depth or a
-  recurrence through which sigmoid' <= 1/4 compounds), info below.
+- ``saturating-hidden-activation``: sigmoid/tanh-family activation sites fed by
+  data through at least one layer, not on the output side, and not *gates*
+  (their output multiplies another input-derived tensor: GLU, squeeze-excitation,
+  hand-written LSTM cells). LSTM/GRU gates run inside the kernel and are never
+  seen; HF GPT-2's tanh-approximated GELU is a GELU module; ``sigmoid(alpha)`` of
+  a learned scalar and ``tanh`` of the raw input are not hidden activations.
+  Warning when the sites are applied at least ``SATURATING_MIN`` (3) times per
+  forward (a depth or a recurrence through which sigmoid' <= 1/4 compounds),
+  info below.
 - ``poor-init``: per weight layer, gain = std(W) / target, target = He
-  sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before
-  a saturating one or none, with the Xavier value sqrt(2/(fan_in+fan_out))
-  also accepted. In a plain chain (no skip connection) the scale compounds:
-  the sum of log10(gain) over a run of hidden layers is the change in orders
-  of magnitude of the backward gradient (and of the forward signal for centred
-  activations: relu, tanh; a sigmoid's output scale does not follow its input's),
-  flagged from ``INIT_CHAIN_ORDERS`` (2), as Glorot & Bengio 2010 found for the
-  "standard" U[-1/sqrt(n), 1/sqrt(n)] init (PyTorch's default scale). A
-  normalisation after a layer makes its scale irrelevant and ends the run. PyTorch's default (kaiming_uniform a=sqrt(5):
-  std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a ReLU) thus passes in a
-  shallow net and is flagged from about 6 ReLU layers (He et al. 2015). A
-  single layer off by ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any
-  model, except layers followed by a normalisation (it rescales), output layers
-  and exactly-zero weights (deliberate: ReZero, zero-init residual branches).
+  sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before a
+  saturating one or none, the Xavier value sqrt(2/(fan_in+fan_out)) also
+  accepted. In a plain chain (no skip connection) the scale compounds: the sum
+  of log10(gain) over a run of hidden layers is the change, in orders of
+  magnitude, of the backward gradient (and of the forward signal for centred
+  activations, relu and tanh; a sigmoid's output scale does not follow its
+  input's), flagged from ``INIT_CHAIN_ORDERS`` (2), as Glorot & Bengio 2010
+  found for the "standard" U[-1/sqrt(n), 1/sqrt(n)] init. A normalisation after
+  a layer makes its scale irrelevant and ends the run. PyTorch's default
+  (kaiming_uniform a=sqrt(5): std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a
+  ReLU, 1/sqrt(3) before tanh) thus passes in a shallow net and is flagged
+  from a depth of 7 (ReLU) or 10 (tanh) Linear layers (measured; He et al. 2015). A single layer off by
+  ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any model, except
+  layers followed by a normalisation, output layers and exactly-zero weights
+  (deliberate: ReZero, zero-init residual branches).
 - ``deep-without-skip``: the *shortest* input-to-output path counts more than
   ``DEEP_LAYERS`` (30) weight layers (Linear/Conv/RNN/..., norms not counted):
   a skip connection shortens it (He et al. 2016, "degradation"). Skips are
