@@ -39,7 +39,9 @@ def list_command() -> None:
               help="Seeds per experiment (0..N-1).")
 @click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, RESULTS.md and the figures.")
-def run_command(name: str, quick: bool, seeds: int, out: str) -> None:
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
+              help="torch threads (the lab's tiny models run fastest on one).")
+def run_command(name: str, quick: bool, seeds: int, out: str, threads: int) -> None:
     """Run experiment NAME (or `all`) and write results into --out."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -58,7 +60,8 @@ def run_command(name: str, quick: bool, seeds: int, out: str) -> None:
         def on_progress(n: str, done: int, total: int) -> None:
             progress.update(tasks[n], completed=done)
 
-        outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress)
+        outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress,
+                                   threads=threads)
     for o in outcomes:
         verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
         console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s)")
@@ -67,6 +70,8 @@ def run_command(name: str, quick: bool, seeds: int, out: str) -> None:
             console.print(f"  {mark} {c['claim']}: {fmt(c['mean'])} ± {fmt(c['std'])} "
                           f"(check {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
                           highlight=False, markup=False)
-    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass; results in {out}/")
+    total = sum(o.seconds for o in outcomes)
+    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass in {total:.0f} s; "
+                  f"results in {out}/")
     if not all(o.passed for o in outcomes):
         raise SystemExit(1)

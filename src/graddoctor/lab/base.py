@@ -104,6 +104,10 @@ class Experiment:
         """Draw the experiment's figure on the matplotlib ``fig`` from the per-seed numbers."""
         raise NotImplementedError
 
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        """Extra lines for RESULTS.md (e.g. what graddoctor's own rules said); none by default."""
+        return []
+
     def settings(self, mode: str = "quick", **overrides: Any) -> dict[str, Any]:
         """The settings of ``mode`` ("quick" or "full") with ``overrides`` applied."""
         if mode not in ("quick", "full"):

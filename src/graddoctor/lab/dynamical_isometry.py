@@ -12,7 +12,7 @@ from torch import nn
 
 from .. import zoo
 from .base import Check, Experiment, Numbers
-from .measure import jacobian_singular_values
+from .measure import jacobian_singular_values, probe_profile
 
 CONFIGS = ("tanh-orthogonal", "tanh-gaussian", "relu-gaussian")
 
@@ -56,7 +56,8 @@ class DynamicalIsometry(Experiment):
     claim = ("A 32x128 tanh net with orthogonal weights near criticality has most Jacobian "
              "singular values near 1 (dynamical isometry); Gaussian tanh and ReLU nets do not.")
     source = "Pennington, Schoenholz & Ganguli 2017, Fig. 1/2 (singular value density)"
-    setup = ("zoo.mlp(depth=32, width=128, 128 -> 128), biases 0: tanh with orthogonal or "
+    setup = ("Exact Jacobians (one batched backward); graddoctor.check's sketch in the notes. "
+             "zoo.mlp(depth=32, width=128, 128 -> 128), biases 0: tanh with orthogonal or "
              "Gaussian weights of scale sigma_w=1.05 (sigma_w^2 = 1.1, near critical), ReLU with He "
              "Gaussian weights; inputs x ~ N(0, q*) at the tanh fixed point; singular values of "
              "the input-output Jacobian pooled over several inputs.")
@@ -81,7 +82,14 @@ class DynamicalIsometry(Experiment):
             sv = jacobian_singular_values(net, xs).flatten()
             out[f"frac_{cfg}"] = float(((sv >= 0.5) & (sv <= 2)).float().mean())
             out[f"log10_sv_{cfg}"] = torch.log10(sv.clamp_min(1e-30)).tolist()
+            out[f"check_spread_{cfg}"] = probe_profile(net, xs)["jacobian"]["spread"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        spread = ", ".join(f"{cfg} {np.mean([r[f'check_spread_{cfg}'] for r in runs]):.3g}"
+                           for cfg in CONFIGS)
+        return [f"graddoctor check's Jacobian sketch, spread = mean(s^4)/mean(s^2)^2 (1 = isometry): "
+                f"{spread}"]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()

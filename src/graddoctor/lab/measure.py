@@ -65,6 +65,53 @@ def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return {"names": order, "backprop": backprop, "weight": weight}
 
 
+def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
+    """``graddoctor.check`` on ``(x, y)``: the init probe's per-layer RMS of dLoss/d(layer
+    output) (``grad_rms``, execution order), its Jacobian sketch, and the finding codes.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        >>> p = probe_profile(net, torch.randn(16, 4), torch.randint(0, 3, (16,)))
+        >>> p["names"], len(p["grad_rms"])
+        (['0', '2'], 2)
+    """
+    from ..check import check
+
+    report = check(model, x, target=y)
+    probe = report.data["probe"]
+    return {"names": probe["layers"], "grad_rms": probe["grad_rms"],
+            "jacobian": probe["jacobian"], "codes": sorted(report.codes)}
+
+
+def watched_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                       loss_fn: Any = F.cross_entropy) -> dict[str, list]:
+    """Per-layer gradient norms of one backward as ``graddoctor.watch`` records them (what a
+    user sees on a dashboard). ``p.grad`` is restored afterwards.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+        >>> g = watched_grad_norms(net, torch.randn(16, 4), torch.randint(0, 3, (16,)))
+        >>> g["names"], len(g["grad_norm"])
+        (['0', '2'], 2)
+    """
+    from ..watch import watch
+
+    saved = {n: p.grad for n, p in model.named_parameters()}
+    try:
+        for p in model.parameters():
+            p.grad = None
+        with watch(model, activation_every=0, example_inputs=x) as w:
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            w.step(loss)
+        meta, steps = w.records()
+    finally:
+        for n, p in model.named_parameters():
+            p.grad = saved[n]
+    names = [layer["name"] for layer in meta["layers"]]
+    return {"names": names, "grad_norm": [steps[-1]["grad_norm"][n] for n in names]}
+
+
 def jacobian_singular_values(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Singular values of the input-output Jacobian of ``model`` at each row of ``x`` (n, d).
 

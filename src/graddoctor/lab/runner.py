@@ -46,21 +46,27 @@ def versions() -> dict[str, Any]:
 def run_experiments(names: list[str], mode: str = "quick", seeds: int = 3,
                     out: str | Path | None = None,
                     on_progress: Callable[[str, int, int], None] | None = None,
-                    **overrides: Any) -> list[Outcome]:
+                    threads: int | None = None, **overrides: Any) -> list[Outcome]:
     """Run ``names`` over seeds 0..seeds-1; write the results into ``out`` when given.
 
-    ``on_progress(name, done, total)`` is called after each seed.
+    ``on_progress(name, done, total)`` is called after each seed. ``threads``: torch
+    intra-op threads while running (tiny models are fastest on 1), restored afterwards.
     """
     outcomes = []
-    for name in names:
-        exp = get(name)
-        settings = exp.settings(mode, **overrides)
-        cb = (lambda i, n=name: on_progress(n, i, seeds)) if on_progress else None
-        outcomes.append(exp.verdict(list(range(seeds)), settings, mode, progress=cb))
-        if out is not None:
-            figure(outcomes[-1], Path(out))
-    if out is not None:
-        write_results(outcomes, Path(out))
+    saved = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for name in names:
+            exp = get(name)
+            settings = exp.settings(mode, **overrides)
+            cb = (lambda i, n=name: on_progress(n, i, seeds)) if on_progress else None
+            outcomes.append(exp.verdict(list(range(seeds)), settings, mode, progress=cb))
+            if out is not None:
+                figure(outcomes[-1], Path(out))
+                write_results(outcomes, Path(out))  # partial results survive an interruption
+    finally:
+        torch.set_num_threads(saved)
     return outcomes
 
 
@@ -116,6 +122,7 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in o.settings.items())
         lines += [f"## {o.name}: {'pass' if o.passed else 'FAIL'}", "",
                   f"- Claim: {exp.claim}", f"- Source: {exp.source}", f"- Setup: {exp.setup}",
-                  f"- Settings: {settings}; seeds {o.seeds}; {o.seconds:.1f} s", "",
+                  f"- Settings: {settings}; seeds {o.seeds}; {o.seconds:.1f} s",
+                  *[f"- {line}" for line in exp.notes(o.runs)], "",
                   f"![{o.name}]({o.name}.png)", ""]
     return "\n".join(lines)

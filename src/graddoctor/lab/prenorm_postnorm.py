@@ -1,0 +1,65 @@
+"""Post-norm Transformers need learning-rate warm-up; pre-norm ones train without it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import data, zoo
+from .base import Check, Experiment, Numbers
+from .measure import evaluate, train
+
+CHANCE = math.log(4)  # cross-entropy of a uniform guess over the 4 temporal-order classes
+
+
+class PreNormPostNorm(Experiment):
+    name = "prenorm-postnorm"
+    claim = ("A deep post-norm Transformer encoder trained with Adam at a large learning rate "
+             "and no warm-up stalls at the chance loss, while the same net with pre-norm trains.")
+    source = ("Xiong et al. 2020 (On Layer Normalization in the Transformer Architecture), "
+              "Sec. 3 / Fig. 2-3; Liu et al. 2020")
+    setup = ("zoo.transformer(depth=12, d_model=16, nhead=4, norm='post'|'pre') on temporal "
+             "order (T=20, 8 one-hot inputs, 4 classes); Adam lr 0.02, batch 32, no warm-up "
+             "(configs with '-warmup' use a linear warm-up); training loss = mean of the last "
+             "10 minibatch losses, chance = ln 4 = 1.386.")
+    quick = {"depth": 12, "d_model": 16, "T": 20, "steps": 200, "lr": 0.02, "batch": 32,
+             "configs": ["pre", "post"], "warmup": 0}
+    full = {"depth": 24, "d_model": 64, "T": 50, "steps": 2000, "lr": 0.003, "batch": 64,
+            "configs": ["pre", "post", "post-warmup"], "warmup": 500}
+    checks = [
+        Check("post_loss_over_chance", ">=", 0.9, "post-norm, no warm-up: final train loss / "
+              "chance (inf if it diverged)", "diverges or stalls (~1)"),
+        Check("pre_loss_over_chance", "<=", 0.5, "pre-norm, same settings: final train loss / "
+              "chance", "trains (<< 1)"),
+    ]
+
+    def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
+        s = settings
+        d = data.load("temporal-order", seed=seed, T=s["T"], n_train=2000, n_test=500)
+        out: Numbers = {}
+        for cfg in s["configs"]:
+            net = zoo.transformer(depth=s["depth"], d_model=s["d_model"], nhead=4,
+                                  norm=cfg.split("-")[0], input_dim=8, num_classes=4,
+                                  max_len=s["T"], seed=seed)
+            r = train(net, d, steps=s["steps"], lr=s["lr"], batch_size=s["batch"],
+                      optimizer="adam", seed=seed,
+                      warmup=s["warmup"] if cfg.endswith("warmup") else 0)
+            losses = r["losses"]
+            final = float(np.mean(losses[-10:])) if math.isfinite(losses[-1]) else math.inf
+            out[f"{cfg}_loss_over_chance"] = final / CHANCE
+            out[f"acc_{cfg}"] = evaluate(net, d.x_test, d.y_test)["acc"]
+            out[f"losses_{cfg}"] = losses
+        return out
+
+    def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
+        ax = fig.subplots()
+        for i, cfg in enumerate(settings["configs"]):
+            for j, r in enumerate(runs):
+                ax.plot(r[f"losses_{cfg}"], color=f"C{i}", alpha=0.7,
+                        label=f"{cfg}-norm" if j == 0 else None)
+        ax.axhline(CHANCE, color="k", ls=":", label="chance ln 4")
+        ax.set(xlabel="step", ylabel="minibatch train loss",
+               title=f"{settings['depth']}-layer Transformer, Adam lr {settings['lr']}, no warm-up")
+        ax.legend(fontsize=7)

@@ -1,0 +1,190 @@
+"""Lab: the framework (checks, registry, runner, CLI) and one smoke test per experiment.
+
+Smoke tests use tiny settings and one seed: they check the plumbing and the direction
+of each effect, not the paper's thresholds (those are for `graddoctor lab run --quick`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from graddoctor import lab
+from graddoctor.errors import InputError
+from graddoctor.lab.base import Check, summarize
+from graddoctor.lab.measure import (
+    dead_fraction,
+    jacobian_singular_values,
+    layer_grad_norms,
+    probe_profile,
+)
+from graddoctor.lab.runner import run_experiments
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():  # noqa: ANN202
+    """Tiny models run fastest on one thread (and leave the other cores to the rest)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def smoke(name: str, **overrides):  # noqa: ANN003, ANN201
+    """One seed of experiment ``name`` with tiny ``overrides``: its numbers."""
+    torch.manual_seed(0)
+    out = lab.run(name, seeds=1, **overrides)
+    assert out.name == name and len(out.runs) == 1 and len(out.checks) == len(lab.get(name).checks)
+    for c in out.checks:  # every checked metric was produced and is a number
+        assert isinstance(c["mean"], float) and isinstance(c["passed"], bool)
+    return out.runs[0]
+
+
+# ---------------------------------------------------------------- framework
+
+
+def test_summarize_and_check() -> None:
+    s = summarize([1.0, 2.0, 3.0])
+    assert s["mean"] == 2.0 and s["min"] == 1.0 and s["max"] == 3.0 and s["n"] == 3
+    assert math.isclose(s["std"], math.sqrt(2 / 3))
+    c = Check("m", "<", 2.5, "claim", "paper")
+    assert c.passes(s) and not Check("m", ">", 2.5, "c", "p").passes(s)
+    assert not c.passes(summarize([float("nan")]))  # a nan never passes
+
+
+def test_registry() -> None:
+    assert len(lab.names()) == 12 and lab.names()[0] == "gradient-decay"
+    for name in lab.names():
+        exp = lab.get(name)
+        assert exp.name == name and exp.claim and exp.source and exp.setup and exp.checks
+        assert set(exp.quick) == set(exp.full), name  # the same knobs in both modes
+    with pytest.raises(InputError, match="unknown lab experiment"):
+        lab.get("no-such-thing")
+    with pytest.raises(InputError, match="unknown mode"):
+        lab.get("rezero").settings("medium")
+
+
+def test_measure_oracles() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))
+    x, y = torch.randn(11, 5), torch.randint(0, 3, (11,))
+    g = layer_grad_norms(net, x, y)
+    h = net[0](x)
+    h.retain_grad()
+    loss = torch.nn.functional.cross_entropy(net[2](torch.tanh(h)), y)
+    loss.backward()
+    assert math.isclose(g["backprop"][0], float(h.grad.norm()), rel_tol=1e-5)
+    assert math.isclose(g["weight"][0], float(net[0].weight.grad.norm()), rel_tol=1e-5)
+    p = probe_profile(net, x, y)  # graddoctor.check: RMS per element of the same gradient
+    assert math.isclose(p["grad_rms"][0], float(h.grad.norm()) / math.sqrt(h.numel()), rel_tol=1e-4)
+    xs = torch.randn(3, 5)
+    s = jacobian_singular_values(net[0], xs)
+    assert torch.allclose(s, torch.linalg.svdvals(net[0].weight.detach()).expand(3, -1), atol=1e-5)
+    relu = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with torch.no_grad():
+        relu[0].weight.copy_(torch.eye(2))
+        relu[0].bias.copy_(torch.tensor([0.0, -10.0]))
+    assert dead_fraction(relu, torch.rand(8, 2)) == 0.5  # unit 2 never fires
+
+
+def test_runner_writes_results_and_cli(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "lab"
+    outcomes = run_experiments(["dynamical-isometry"], seeds=2, out=out, depth=4, width=16, inputs=2)
+    assert len(outcomes) == 1 and outcomes[0].seeds == [0, 1]
+    data = json.loads((out / "results.json").read_text())
+    assert data["versions"]["torch"] == torch.__version__
+    exp = data["experiments"][0]
+    assert exp["settings"]["depth"] == 4 and len(exp["runs"]) == 2
+    md = (out / "RESULTS.md").read_text()
+    assert "| dynamical-isometry |" in md and "Pennington" in md
+    png = out / "dynamical-isometry.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 200_000
+
+    from graddoctor.cli import main
+
+    r = CliRunner().invoke(main, ["lab", "list"])
+    assert r.exit_code == 0 and "adding-problem" in r.output
+    r = CliRunner().invoke(main, ["lab", "run", "nope"])
+    assert r.exit_code == 2 and "unknown lab experiment" in r.output
+
+
+def test_same_seed_same_numbers() -> None:
+    a = lab.run("dynamical-isometry", seeds=1, depth=4, width=16, inputs=2).runs[0]
+    b = lab.run("dynamical-isometry", seeds=1, depth=4, width=16, inputs=2).runs[0]
+    assert a["log10_sv_tanh-gaussian"] == b["log10_sv_tanh-gaussian"]
+
+
+# ---------------------------------------------------------------- one smoke test per experiment
+
+
+def test_gradient_decay() -> None:
+    r = smoke("gradient-decay", depth=8, width=32, batch=64)
+    assert r["ratio_sigmoid-default"] < r["ratio_tanh-default"] < r["ratio_tanh-xavier"]
+    assert r["ratio_sigmoid-default"] < 1e-3 < 0.1 < r["ratio_relu-he"]
+    assert r["check_flags_vanishing_sigmoid-default"] == 1.0
+    assert r["check_flags_vanishing_relu-he"] == 0.0
+
+
+def test_dynamical_isometry() -> None:
+    r = smoke("dynamical-isometry", depth=8, width=32, inputs=2)
+    assert r["frac_tanh-orthogonal"] > r["frac_tanh-gaussian"]
+    assert r["check_spread_tanh-orthogonal"] < r["check_spread_relu-gaussian"]
+
+
+def test_glorot_init() -> None:
+    r = smoke("glorot-init", width=32, steps=300)
+    assert r["acc_tanh-N"] > r["acc_sigmoid"]
+
+
+def test_batchnorm_sigmoid() -> None:
+    r = smoke("batchnorm-sigmoid", shallow_budget=400, deep_depth=10, deep_steps=150)
+    assert r["steps_batch"] < r["steps_none"]
+    assert r["deep_acc_batch"] > r["deep_acc_none"]
+
+
+def test_dying_relu() -> None:
+    r = smoke("dying-relu", steps=150)
+    assert r["dead_relu"] > 0.5 > r["dead_leaky0.1"]
+    assert r["acc_leaky0.1"] > r["acc_relu"]
+
+
+def test_small_batch_norm() -> None:
+    r = smoke("small-batch-norm", steps=300)
+    assert min(r["acc_group"], r["acc_layer"]) > r["acc_batch"]
+
+
+def test_rezero() -> None:
+    r = smoke("rezero", depth=24, width=32, steps=60)
+    assert r["final_loss_rezero"] < r["final_loss_vanilla"]
+
+
+def test_depth_degradation() -> None:
+    r = smoke("depth-degradation", depths=[2, 24], width=16, steps=150)
+    assert r["train_err_plain"][-1] > r["train_err_residual"][-1]
+
+
+def test_clipping() -> None:
+    r = smoke("clipping", T=20, rnn_steps=100, mlp_steps=60)
+    assert math.isfinite(r["rnn_clipped_end_over_start"]) and r["rnn_clipped_end_over_start"] < 1
+    assert r["rnn_unclipped_diverged"] == 1.0
+    assert r["mlp_clipped_end_over_start"] > 0.9
+
+
+def test_adding_problem() -> None:
+    r = smoke("adding-problem", T=20, steps=400, n_train=1000, n_test=200, hidden=16)
+    assert r["mse_lstm"] < r["mse_rnn"]
+    assert 0 <= r["within_lstm"] <= 1
+
+
+def test_temporal_order() -> None:
+    r = smoke("temporal-order", T=30, steps=400, n_train=1000, n_test=200, hidden=16)
+    assert r["acc_lstm"] >= r["acc_rnn"]
+
+
+def test_prenorm_postnorm() -> None:
+    r = smoke("prenorm-postnorm", depth=6, T=10, steps=60)
+    assert r["pre_loss_over_chance"] < r["post_loss_over_chance"]
