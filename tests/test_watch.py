@@ -412,3 +412,102 @@ def test_bad_input_errors():
     w.detach()
     with pytest.raises(gd.GraddoctorError, match="detached"):
         w.step()
+
+
+def test_gd_watch_callable_even_when_the_submodule_shadows_it(monkeypatch):
+    import importlib
+
+    import graddoctor
+
+    # `import graddoctor.watch` sets graddoctor.watch to the module: it must still be callable
+    monkeypatch.setattr(graddoctor, "watch", importlib.import_module("graddoctor.watch"))
+    w = graddoctor.watch(nn.Linear(2, 2))
+    assert isinstance(w, gd.Watcher) and w.attached
+    w.detach()
+
+
+def test_fused_optimizer_amp_path_unscales_and_flags_skips():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    if not getattr(opt, "_step_supports_amp_scaling", False):
+        pytest.skip("fused Adam without AMP scaling support in this torch")
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    want = []
+    with gd.watch(model, opt, scaler=scaler) as w:
+        for i in range(3):
+            loss = model(torch.randn(4, 3)).sum() * (math.inf if i == 1 else 1.0)
+            scaler.scale(loss).backward()
+            scale = scaler.get_scale()
+            # the fused optimizer unscales inside its kernel: p.grad is still scaled here
+            want.append(hand_norms(model, w._meta)[""] / scale)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad()
+            w.step(loss)
+    steps = w.records()[1]
+    assert [s["skipped"] for s in steps] == [False, True, False]
+    for i in (0, 2):
+        assert steps[i]["grad_norm"][""] == pytest.approx(want[i], rel=1e-5)
+
+
+class ConvActs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.act, self.leaky, self.head = nn.ReLU(), nn.LeakyReLU(0.1), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.act(self.conv1(x))
+        h = self.act(self.conv2(h))  # the same ReLU module: one site, two calls
+        return self.head(self.leaky(h - 0.5).mean((2, 3)))
+
+
+def test_activation_stats_conv_channels_shared_site_and_leaky():
+    torch.manual_seed(0)
+    net = ConvActs()
+    with torch.no_grad():
+        net.conv1.bias[0] = -100.0  # channel 0 dead in the first call only
+        net.conv2.bias[3] = -100.0  # channel 3 dead in the second call only
+        net.conv2.bias[1] = -100.0
+        net.conv1.bias[1] = -100.0  # channel 1 dead in both calls: the only dead unit
+    outs = {"act": [], "leaky": []}
+    hooks = [getattr(net, n).register_forward_hook(lambda m, a, o, n=n: outs[n].append(o.detach()))
+             for n in outs]
+    x = torch.randn(4, 3, 6, 6)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with gd.watch(net, opt, activation_every=1, example_inputs=x) as w:
+        outs["act"].clear()
+        outs["leaky"].clear()
+        net(x).sum().backward()
+        opt.step()
+        w.step()
+    for h in hooks:
+        h.remove()
+    got = w.records()[1][0]["act"]
+    a = torch.cat([o.reshape(-1) for o in outs["act"]])
+    assert got["act"]["mean"] == pytest.approx(a.mean().item(), rel=1e-5)
+    assert got["act"]["std"] == pytest.approx(a.std(unbiased=False).item(), rel=1e-4)
+    assert got["act"]["zero_frac"] == pytest.approx((a == 0).float().mean().item())
+    active = torch.stack([(o > 0).any(dim=(0, 2, 3)) for o in outs["act"]]).any(0)
+    assert active.tolist() == [True, False, True, True]
+    assert got["act"]["dead_frac"] == pytest.approx(0.25)
+    lk = outs["leaky"][0]
+    assert got["leaky"]["mean"] == pytest.approx(lk.mean().item(), rel=1e-5, abs=1e-7)
+    assert got["leaky"]["dead_frac"] == pytest.approx(
+        (~(lk > 0).any(dim=(0, 2, 3))).float().mean().item())
+
+
+def test_dead_window_spans_the_last_samples():
+    lin = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight[:] = torch.tensor([[1.0], [-1.0]])  # unit 0 fires for x > 0, unit 1 for x < 0
+    net = nn.Sequential(lin, nn.ReLU())
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with gd.watch(net, opt, activation_every=1, dead_window=2) as w:
+        for sign in (1.0, -1.0, -1.0, -1.0):
+            net(torch.full((3, 1), sign)).sum().backward()
+            opt.step()
+            w.step()
+    dead = [s["act"]["1"]["dead_frac"] for s in w.records()[1]]
+    assert dead == [0.5, 0.0, 0.5, 0.5]

@@ -36,8 +36,15 @@ FLOAT_MAPS = ("grad_norm", "weight_norm", "update_norm", "update_ratio", "out_gr
 
 
 def encode(record: dict[str, Any]) -> str:
-    """One JSON line (no newline); non-finite floats become "nan"/"inf"/"-inf"."""
-    return json.dumps(_jsonable(record), separators=(",", ":"), allow_nan=False)
+    """One JSON line (no newline); non-finite floats become "nan"/"inf"/"-inf".
+
+    Plain records go straight to the C encoder; only a record that holds a
+    non-finite float or a non-JSON type takes the slower ``report._jsonable`` path.
+    """
+    try:
+        return json.dumps(record, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(_jsonable(record), separators=(",", ":"), allow_nan=False)
 
 
 def decode_floats(obj: Any) -> Any:

@@ -110,8 +110,11 @@ def nonfinite_counts(tensors: Sequence[torch.Tensor], index: torch.Tensor, n_lay
 
 def update_sq_norms(
     after: Sequence[torch.Tensor], before: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int,
+    in_place: bool = False,
 ) -> torch.Tensor:
     """Per-layer squared norm of the update ``after - before`` (exact).
+
+    ``in_place=True`` overwrites ``before`` with ``before - after`` (no new memory; same norm).
 
     Example:
         >>> round(update_sq_norms([torch.ones(2)], [torch.zeros(2)], segment_index([1]), 1).item(), 4)
@@ -119,6 +122,9 @@ def update_sq_norms(
     """
     if not after:
         return torch.zeros(n_layers, dtype=torch.float32, device=index.device)
+    if in_place:
+        torch._foreach_sub_(list(before), [a.detach() for a in after])
+        return layer_sq_norms(before, index, n_layers)
     diffs = torch._foreach_sub([a.detach().float() for a in after], [b.float() for b in before])
     return layer_sq_norms(diffs, index, n_layers)
 
@@ -198,8 +204,8 @@ def active_units(x: torch.Tensor, dim: int) -> torch.Tensor:
     x = x.detach()
     if x.dim() == 0:
         return (x > 0).reshape(1)
-    moved = x.movedim(dim, 0).reshape(x.shape[dim], -1)
-    return moved.amax(dim=1) > 0
+    others = [d for d in range(x.dim()) if d != dim]
+    return (x.amax(dim=others) if others else x) > 0
 
 
 def dead_fraction(masks: torch.Tensor) -> torch.Tensor:

@@ -21,14 +21,15 @@ How (and why it is cheap):
   devices it runs on the device every step). One host transfer (and, distributed,
   one ``all_reduce``) every ``flush_every`` steps, and at detach.
 - Weight norms cost a second full pass, so they are measured every
-  ``update_every`` steps (steps 1, 1+k, ...); the records in between carry the
-  last measured value, with ``weight_step`` saying which step it was measured at
-  (``update_every=1``: measured every step).
+  ``weight_every`` steps (steps 1, 1+k, ...) and on update-sampled steps; the
+  records in between carry the last measured value, with ``weight_step`` saying
+  which step it was measured at (``weight_every=1``: measured every step).
 - Update norms, exact but sampled: on steps 1, 1+k, 1+2k, ... (k = ``update_every``)
   the pre-hook snapshots the trainable weights, the step post-hook computes
-  ``||w_after - w_before||`` per layer and frees the snapshot (at most one copy of
-  the weights alive, only during that step). Without an optimizer the snapshot is
-  taken at the previous ``w.step()`` and the update measured at this one.
+  ``||w_after - w_before||`` per layer (in place, in the snapshot) and frees the
+  snapshot (at most one copy of the weights alive, only during that step).
+  Without an optimizer the snapshot is taken at the previous ``w.step()`` and the
+  update measured at this one.
 - Activation statistics every ``activation_every`` steps, on the first forward
   (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``.
 - AMP: with ``scaler=`` given, an iteration where ``scaler.step`` skipped the
@@ -70,6 +71,8 @@ from __future__ import annotations
 
 import math
 import os
+import sys
+import types
 import uuid
 import warnings
 from collections import deque
@@ -88,8 +91,9 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
 FLUSH_EVERY = 50
-UPDATE_EVERY = 10
-ACTIVATION_EVERY = 20
+UPDATE_EVERY = 50
+WEIGHT_EVERY = 10
+ACTIVATION_EVERY = 50
 DEAD_WINDOW = 10
 
 
@@ -104,7 +108,8 @@ class Watcher:
             ``sinks=("jsonl", "tensorboard")``); None: records kept in memory only.
         example_inputs: inputs for ``ModelMap`` (else taken from the first forward).
         flush_every: steps between host transfers (the ring buffer size).
-        update_every: period of the weight-norm and update-norm measurements.
+        update_every: period of the update-norm measurements (one weight copy during that step).
+        weight_every: period of the weight-norm measurements.
         activation_every: period of the activation statistics (0: never).
         dead_window: sampled batches over which a ReLU unit must stay inactive to be dead.
         output_grads: also record ``||dL/d output||`` per layer on activation-sampled steps.
@@ -132,6 +137,7 @@ class Watcher:
         example_inputs: Any = None,
         flush_every: int = FLUSH_EVERY,
         update_every: int = UPDATE_EVERY,
+        weight_every: int = WEIGHT_EVERY,
         activation_every: int = ACTIVATION_EVERY,
         dead_window: int = DEAD_WINDOW,
         output_grads: bool = False,
@@ -145,6 +151,7 @@ class Watcher:
         if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
             raise InputError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         for name, v in (("flush_every", flush_every), ("update_every", update_every),
+                        ("weight_every", weight_every),
                         ("dead_window", dead_window)):
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"{name} must be a positive int, got {v!r}")
@@ -160,6 +167,7 @@ class Watcher:
         self.log_dir = None if log_dir is None else str(log_dir)
         self.example_inputs = example_inputs
         self.flush_every, self.update_every = flush_every, update_every
+        self.weight_every = weight_every
         self.activation_every, self.dead_window = activation_every, dead_window
         self.output_grads, self.scaler = output_grads, scaler
         self.run_id = uuid.uuid4().hex[:12]
@@ -300,6 +308,7 @@ class Watcher:
             "activations": [{"name": s.name, "kind": s.kind, "family": s.family, "owner": s.owner,
                              "functional": s.functional, "is_output": s.is_output} for s in sites],
             "config": {"flush_every": self.flush_every, "update_every": self.update_every,
+                       "weight_every": self.weight_every,
                        "activation_every": self.activation_every, "dead_window": self.dead_window,
                        "output_grads": self.output_grads, "optimizer": type(self.optimizer).__name__
                        if self.optimizer is not None else None, "distributed": self.mode,
@@ -385,10 +394,17 @@ class Watcher:
                 self._cache.clear()
             hit = self._cache[present] = (sel, idx, has)
         sel, idx, has = hit
-        return [dist_.local(self._params[i].grad) for i in sel], idx, has
+        if self.mode == "sharded":
+            return [dist_.local(self._params[i].grad) for i in sel], idx, has
+        return [self._params[i].grad for i in sel], idx, has
 
     def _take_snapshot(self) -> list[torch.Tensor]:
         return [dist_.local(p).detach().clone() for p in self._train_params]
+
+    def _local_params(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.mode == "sharded":
+            return [dist_.local(p).detach() for p in params]
+        return [p.detach() for p in params]
 
     def _new_row(self) -> int:
         if self._meta is None:
@@ -422,10 +438,9 @@ class Watcher:
             row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L)
         if found_inf is not None:
             row[5 * L + 1] = found_inf.float().sum()
-        if self._due(self._step, self.update_every):
+        if self._due(self._step, self.weight_every) or self._due(self._step, self.update_every):
             info["weights"] = True
-            layer_sq_norms([dist_.local(p).detach() for p in self._params], self._index, L,
-                           out=row[3 * L: 4 * L])
+            layer_sq_norms(self._local_params(self._params), self._index, L, out=row[3 * L: 4 * L])
         if self.optimizer is not None:
             lr = self.optimizer.param_groups[0].get("lr")
             info["lr"] = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
@@ -446,8 +461,8 @@ class Watcher:
 
     def _write_update(self, r: int) -> None:
         L = self.n_layers
-        usq = update_sq_norms([dist_.local(p) for p in self._train_params], self._snapshot,
-                              self._train_index, L)
+        usq = update_sq_norms(self._local_params(self._train_params), self._snapshot,
+                              self._train_index, L, in_place=True)
         self._ring[r, 4 * L: 5 * L] = usq
         self._rows[r]["update"] = True
         self._snapshot = None
@@ -633,7 +648,7 @@ def watch(
         optimizer: its optimizer (gradients read in its step pre-hook); None: ``w.step()`` marks steps.
         log_dir: where ``watch.jsonl`` goes (None: in memory only).
         **kwargs: see ``Watcher`` (example_inputs, flush_every, update_every, activation_every,
-            dead_window, output_grads, scaler, sinks, fsync, history).
+            weight_every, dead_window, output_grads, scaler, sinks, fsync, history).
 
     Example:
         >>> import torch, graddoctor as gd
@@ -646,5 +661,16 @@ def watch(
     """
     return Watcher(model, optimizer, log_dir, **kwargs).attach()
 
+
+class _CallableModule(types.ModuleType):
+    """``import graddoctor.watch`` rebinds ``graddoctor.watch`` to this module (the import system
+    sets the submodule attribute on the package); calling it calls ``watch()``, so that
+    ``gd.watch(model, ...)`` works whichever was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Watcher:
+        return watch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["ACTIVATION_EVERY", "FLUSH_EVERY", "UPDATE_EVERY", "Watcher", "build_report", "watch"]
