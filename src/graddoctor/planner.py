@@ -203,8 +203,13 @@ def plan(
     init_trig = {"poor-init", "signal-explosion", "signal-collapse"}
     expl_init = "exploding-gradient" in codes and codes & {"signal-explosion", "poor-init"}
     if (codes & init_trig or new_family or expl_init) and not keep_tanh:
-        default = "he-init" if new_family == "relu" or fx.relu_family else "xavier-init"
-        init = ranked(INITS, init_trig, default)
+        relu = new_family == "relu" or fx.relu_family
+        # coherence: after a swap to the ReLU family the findings' ranking (made for the old
+        # activation) may put xavier-init first; ReLU-family layers get He (or LSUV/orthogonal)
+        # and the swap's own findings rank first (poor-init ranked for the old activation)
+        cands = tuple(i for i in INITS if i != "xavier-init") if relu else INITS
+        init = ranked(cands, swap_trig | {"dead-relu"}, "") if new_family else ""
+        init = init or ranked(cands, init_trig, "he-init" if relu else "xavier-init")
         why = (f"{_list(codes & init_trig)}: weight scale does not match the following activation"
                if codes & init_trig else "re-initialise for the new activation")
         add(init, why, init_trig | swap_trig | {"dead-relu"})
