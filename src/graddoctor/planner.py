@@ -7,7 +7,7 @@ findings into *one* combination that fits together, using the model's map
 | findings | plan |
 |---|---|
 | tanh hidden activations with ``poor-init`` / ``signal-collapse``, fewer than DEEP layers | keep tanh, ``xavier-init`` (the init scale is the cause) |
-| ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation |
+| ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation (``he-init`` unless the swap's findings rank lsuv/orthogonal first; never Xavier for ReLU: ``poor-init`` ranked its remedies for the old activation) |
 | ``dead-relu`` | ``leaky-relu`` + ``he-init`` |
 | ``poor-init``, ``signal-explosion``, ``signal-collapse`` | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it) |
 | ``deep-without-skip``; or vanishing signal in a net with >= DEEP layers on its longest path and no skip path | ``residual`` when the chain has norm layers (ResNet), else ``rezero`` whatever the ranking: a plain identity skip without norms doubles the signal variance per block, a zero-init gain keeps a deep stack trainable without norms (measured: 200-layer MLP on digits, rezero 97% vs residual+batchnorm 87% in 20 s) |
