@@ -17,8 +17,8 @@ class AddingProblem(Experiment):
     name = "adding-problem"
     claim = ("On the adding problem a tanh RNN stays near the constant-prediction baseline "
              "(MSE 0.167) while an LSTM solves it (Hochreiter's criterion: error < 0.04).")
-    source = ("Hochreiter & Schmidhuber 1997, Exp. 4 (Table 7); Arjovsky et al. 2016, Fig. 2 "
-              "(adding problem, baseline MSE 0.167)")
+    source = ("Hochreiter & Schmidhuber 1997, Exp. 4; Arjovsky, Shah & Bengio 2016 (adding "
+              "problem, baseline MSE 0.167)")
     setup = ("data.load('adding', T) (Arjovsky variant: values U[0,1], one marker per half); "
              "zoo.rnn(cell, hidden) read out at the last step; Adam, MSE loss; test MSE and the "
              "fraction of test sequences with |error| < 0.04.")

@@ -25,8 +25,8 @@ class BatchNormSigmoid(Experiment):
     name = "batchnorm-sigmoid"
     claim = ("Batch normalisation lets a sigmoid MLP reach a target accuracy in far fewer "
              "steps, and train at depth 20 where the plain sigmoid net does not learn at all.")
-    source = ("Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1 (MNIST, 3 hidden sigmoid layers) and "
-              "Sec. 3.3 (BN enables saturating nonlinearities)")
+    source = ("Ioffe & Szegedy 2015, Sec. 4.1 / Fig. 1 (MNIST, 3 hidden sigmoid layers); BN "
+              "makes saturating nonlinearities trainable (Sec. 3)")
     setup = ("data.load('digits') (1437 train / 360 test); zoo.mlp(width=64, activation="
              "'sigmoid', norm='none'|'batch'), default init; SGD momentum 0.9, lr 0.1, batch 32. "
              "(a) depth 4 (3 hidden): steps until test accuracy >= 90% (evaluated every 10 "

@@ -55,7 +55,8 @@ class DynamicalIsometry(Experiment):
     name = "dynamical-isometry"
     claim = ("A 32x128 tanh net with orthogonal weights near criticality has most Jacobian "
              "singular values near 1 (dynamical isometry); Gaussian tanh and ReLU nets do not.")
-    source = "Pennington, Schoenholz & Ganguli 2017, Fig. 1/2 (singular value density)"
+    source = ("Pennington, Schoenholz & Ganguli 2017 (Resurrecting the sigmoid: dynamical "
+              "isometry)")
     setup = ("Exact Jacobians (one batched backward); graddoctor.check's sketch in the notes. "
              "zoo.mlp(depth=32, width=128, 128 -> 128), biases 0: tanh with orthogonal or "
              "Gaussian weights of scale sigma_w=1.05 (sigma_w^2 = 1.1, near critical), ReLU with He "

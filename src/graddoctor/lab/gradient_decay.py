@@ -26,8 +26,7 @@ class GradientDecay(Experiment):
     claim = ("At init, a 20x64 MLP's backpropagated gradient shrinks by orders of magnitude "
              "from the output to the first layer with sigmoid/tanh and default init, "
              "not with ReLU+He or tanh+Xavier/orthogonal; weight-gradient norms hide it.")
-    source = ("Hochreiter 1991; Bengio et al. 1994; Glorot & Bengio 2010 (Sec. 4.2.2, eq. 14, "
-              "Fig. 7)")
+    source = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010 (eq. 14)"
     setup = ("zoo.mlp(depth=20, width=64) on a batch of MNIST-1D at initialisation, one "
              "forward/backward, no training. Backpropagated gradient = RMS of dL/d(layer output) "
              "from graddoctor.check's init probe; ratio = layer 1 / layer 20 (output). Weight "
@@ -93,7 +92,7 @@ class GradientDecay(Experiment):
             g = np.mean([np.log10(r[f"backprop_{cfg}"]) for r in runs], axis=0)
             ax1.plot(layers, g, marker=".", label=cfg)
         last = np.mean([np.log10(r["backprop_sigmoid-default"][-1]) for r in runs])
-        ax1.plot(layers, last + (depth - layers) * np.log10(0.25), "k:", label="0.25^(L-l) bound")
+        ax1.plot(layers, last + (depth - layers) * np.log10(0.25), "k:", label="0.25^(L-l) (sigmoid' <= 1/4)")
         ax1.set(xlabel="layer", ylabel="log10 RMS dL/d out", title="backpropagated gradient (check)")
         ax1.legend(fontsize=6)
         for key, style, label in (("backprop", "-", "backprop RMS (check)"),

@@ -18,8 +18,8 @@ class PreNormPostNorm(Experiment):
     name = "prenorm-postnorm"
     claim = ("A deep post-norm Transformer encoder trained with Adam at a large learning rate "
              "and no warm-up stalls at the chance loss, while the same net with pre-norm trains.")
-    source = ("Xiong et al. 2020 (On Layer Normalization in the Transformer Architecture), "
-              "Sec. 3 / Fig. 2-3; Liu et al. 2020")
+    source = ("Xiong et al. 2020 (On Layer Normalization in the Transformer Architecture); "
+              "Liu et al. 2020 (Understanding the Difficulty of Training Transformers)")
     setup = ("zoo.transformer(depth=12, d_model=16, nhead=4, norm='post'|'pre') on temporal "
              "order (T=20, 8 one-hot inputs, 4 classes); Adam lr 0.02, batch 32, no warm-up "
              "(configs with '-warmup' use a linear warm-up); training loss = mean of the last "

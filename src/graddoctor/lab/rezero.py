@@ -17,7 +17,7 @@ class ReZero(Experiment):
     name = "rezero"
     claim = ("In a 64-layer, 128-wide ReLU MLP with Xavier init, ReZero (x + alpha*F(x), "
              "alpha=0 at init) trains fast while the vanilla net stalls at chance loss.")
-    source = "Bachlechner et al. 2020 (ReZero is all you need), Sec. 4 / Fig. 3 (64-layer FC nets)"
+    source = "Bachlechner et al. 2020 (ReZero is All You Need: deep fully connected nets)"
     setup = ("zoo.mlp(depth=64, width=128, activation='relu', init='xavier', residual=None|"
              "'plain'|'rezero') on digits; Adam lr 1e-3, batch 32, same budget; training loss "
              "on the full training set at the end.")

@@ -35,6 +35,22 @@ def fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def _rounded(x: Any) -> Any:
+    """Floats to 6 significant digits, recursively (keeps results.json small)."""
+    if isinstance(x, float):
+        return float(f"{x:.6g}") if math.isfinite(x) else x
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v) for v in x]
+    return x
+
+
 def versions() -> dict[str, Any]:
     """Software and machine the numbers came from."""
     return {"graddoctor": __version__, "torch": torch.__version__, "numpy": np.__version__,
@@ -95,7 +111,7 @@ def figure(outcome: Outcome, out: Path) -> Path:
 def write_results(outcomes: list[Outcome], out: Path) -> None:
     """Write ``results.json`` (every number) and ``RESULTS.md`` (the table) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    data = {"versions": versions(), "experiments": [o.to_dict() for o in outcomes]}
+    data = {"versions": versions(), "experiments": [_rounded(o.to_dict()) for o in outcomes]}
     (out / "results.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
     (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"]))
 
@@ -114,7 +130,7 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
         for c in o.checks:
             ours = f"{fmt(c['mean'])} ± {fmt(c['std'])} [{fmt(c['min'])}, {fmt(c['max'])}]"
             target = f"{c['paper']} (check: {_OP_TEXT[c['op']]} {fmt(c['threshold'])})"
-            lines.append(f"| {o.name} | {c['claim']} | {target} | {ours} | "
+            lines.append(f"| {o.name} | {_cell(c['claim'])} | {_cell(target)} | {ours} | "
                          f"{'pass' if c['passed'] else '**FAIL**'} |")
     lines.append("")
     for o in outcomes:

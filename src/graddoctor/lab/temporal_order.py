@@ -28,7 +28,7 @@ class TemporalOrder(Experiment):
     name = "temporal-order"
     claim = ("A vanilla tanh RNN cannot learn the order of two symbols separated by a long, noisy "
              "gap (stays at chance, 0.25); an LSTM learns it.")
-    source = "Hochreiter & Schmidhuber 1997, Exp. 6a (Table 10), shortened"
+    source = "Hochreiter & Schmidhuber 1997, Exp. 6a, shortened (T=50 instead of 100-110)"
     setup = ("data.load('temporal-order', T) (8 one-hot symbols, X/Y at [0.1T, 0.2T] and "
              "[0.5T, 0.6T], 4 classes); zoo.rnn(cell, hidden) read out at the last step; Adam, "
              "cross-entropy, same budget for both, stopping once test accuracy >= 0.99. The LSTM's "
