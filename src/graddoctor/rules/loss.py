@@ -1,19 +1,34 @@
 """The loss-plateau rule: the loss stops improving early in training.
 
-At each step of the first ``EARLY_STEPS`` the last ``WINDOW`` losses get a
+At each step of the first ``EARLY_STEPS`` the last ``window`` losses get a
 Theil-Sen slope (the median of pairwise slopes: mini-batch noise and spikes
 cannot fake progress or its absence) and its standard error (from the median
 absolute residual). The window is *flat* when the change it predicts over the
 window is below ``max(MIN_REL_DROP, NOISE_SE x SE)`` either way (a loss that
 swings back up is unstable, not stalled; a change within the noise is no
-evidence of progress). A plateau is ``PERSIST`` consecutive flat windows while
-the loss is still above ``PROGRESS_FRAC`` of its start (median of the first 5):
-the net has learnt (almost) nothing - deep sigmoid stacks, dead or saturated
-layers, a step far too small, a vanilla RNN that cannot reach the marked steps.
+evidence of progress), and the loss is still above ``PROGRESS_FRAC`` of its
+start (median of the first ``START_STEPS``): the net has learnt (almost) nothing.
 
-A healthy run improves by well over 3% per 30 steps early on; a slow start
-(an LSTM's first 20-30 steps) is shorter than ``WINDOW + PERSIST``. Windows in
-which the learning rate rises by over 10% (warm-up) are never flat: a flat loss there is
+How long the loss must stay flat depends on what the gradients say (Saxe et al.
+2014: a slow start is a saddle the net escapes; a net whose early layers get no
+gradient has nothing to escape with):
+
+- *cannot learn* (fast path): on that step the input-side third of the weight
+  layers gets relative gradients ``||g||/||w||`` at least ``VANISH_ORDERS`` below
+  the output side (3 steps in a row, the vanishing rule's statistic), or the
+  latest sampled update ratios ``||dw||/||w||`` are ``STALL_ORDERS`` lower on the
+  input side, or below ``TINY_STEP`` on every layer (a step too small: 20 steps
+  move the weights by < 0.2%). Then ``FAST_PERSIST`` flat windows of
+  ``FAST_WINDOW`` steps are enough. A healthy run never shows this evidence
+  (relative updates ~1e-3..1e-2 per step on every layer; He/ResNet/pre-norm
+  profiles within one order), so the short window cannot flag a slow start.
+- otherwise (a vanilla RNN over long sequences, saturated layers, gradients that
+  look healthy): ``PERSIST`` flat windows of ``WINDOW`` steps. A healthy slow
+  start (an LSTM's first 20-30 steps at log(10)) is shorter than that.
+
+Each flag reads only the records up to its step, so the reported step is the
+one at which a live monitor would first call the plateau. Windows in which the
+learning rate rises by over 10% (warm-up) are never flat: a flat loss there is
 the schedule. Limitation, by design: a run that first drops below
 ``PROGRESS_FRAC`` of its start and then stalls is not flagged (it cannot be told
 from convergence without knowing the attainable loss).
@@ -31,14 +46,43 @@ import math
 import numpy as np
 
 from ..report import Finding
-from ._series import as_float, first_persistent, used_steps
+from ._series import (
+    UPDATE_FLOOR,
+    as_float,
+    first_persistent,
+    log10_safe,
+    matrix,
+    profile_layers,
+    side_drop,
+    used_steps,
+)
 
+#: generic path: window length and consecutive flat windows
 WINDOW = 30
-MIN_REL_DROP = 0.03
-NOISE_SE = 2.0
 PERSIST = 12
+#: fast path (the gradients say the net cannot learn): window length and flat windows
+FAST_WINDOW = 15
+FAST_PERSIST = 3
+#: a relative change below this over a window is flat whatever the noise
+MIN_REL_DROP = 0.03
+#: a change within this many standard errors of the slope is no evidence of progress
+NOISE_SE = 2.0
+#: the loss must still be above this fraction of its start
 PROGRESS_FRAC = 0.85
+#: losses (median) that define the start and the current level
+START_STEPS = 5
+LEVEL_STEPS = 10
+#: only the first steps are searched (a plateau later on is convergence or a schedule)
 EARLY_STEPS = 100
+#: evidence that the net cannot learn: input side this many orders below the output side
+#: (the thresholds of vanishing-gradient and stalled-layers), on this many steps in a row
+VANISH_ORDERS = 2.0
+STALL_ORDERS = 2.0
+EVIDENCE_PERSIST = 3
+#: fewest weight layers for a side-to-side profile (as in gradients.MIN_LAYERS)
+MIN_LAYERS = 4
+#: every layer's update ratio below this: the step is too small for the loss to move
+TINY_STEP = 1e-4
 
 REF = (
     "Saxe, McClelland & Ganguli 2014 (ICLR, sec. 2: plateaus of deep nets); "
@@ -66,7 +110,8 @@ def theil_sen(y: np.ndarray) -> tuple[float, float]:
     return slope, sigma / float(np.sqrt(((x - x.mean()) ** 2).sum()))
 
 
-def plateau_flags(loss: np.ndarray, lr: np.ndarray | None = None) -> tuple[list[bool], float]:
+def plateau_flags(loss: np.ndarray, lr: np.ndarray | None = None, window: int = WINDOW
+                  ) -> tuple[list[bool], float]:
     """Per step: is the window ending there flat, with the loss near its start? And the start.
 
     Example:
@@ -74,27 +119,69 @@ def plateau_flags(loss: np.ndarray, lr: np.ndarray | None = None) -> tuple[list[
         >>> sum(flags), start
         (11, 2.0)
     """
-    start = _median(loss[:5])
+    start = _median(loss[:START_STEPS])
     flags = []
     for t in range(len(loss)):
-        lo = t - WINDOW + 1
+        lo = t - window + 1
         if lo < 0:
             flags.append(False)
             continue
         y = loss[lo:t + 1]
         mid = _median(y)
         slope, se = theil_sen(y)
-        change, noise = slope * WINDOW / mid, se * WINDOW / mid
+        change, noise = slope * window / mid, se * window / mid
         ramp = (lr is not None and math.isfinite(lr[lo]) and math.isfinite(lr[t])
                 and lr[lo] < 0.9 * lr[t])
-        level = _median(y[-10:])
+        level = _median(y[-LEVEL_STEPS:])
         flat = abs(change) < max(MIN_REL_DROP, NOISE_SE * noise)
         flags.append(bool(flat and not ramp and level >= PROGRESS_FRAC * start))
     return flags, start
 
 
+def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
+    """Per step record: why the gradients say the net cannot learn (records up to it), or None.
+
+    Reasons: ``"vanishing"`` (relative gradients ``VANISH_ORDERS`` lower on the input
+    side for ``EVIDENCE_PERSIST`` steps), ``"stalled"`` (latest sampled update ratios
+    ``STALL_ORDERS`` lower on the input side) or ``"tiny-steps"`` (every layer's
+    latest update ratio below ``TINY_STEP``).
+
+    Example:
+        >>> meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(6)]}
+        >>> st = [{"step": 1, "grad_norm": {str(i): 10.0 ** (i - 8) for i in range(6)},
+        ...        "weight_norm": {str(i): 1.0 for i in range(6)}}] * 3
+        >>> cannot_learn(meta, st)
+        [None, None, 'vanishing']
+    """
+    names = profile_layers(meta)
+    if not names or not steps:
+        return [None] * len(steps)
+    g = matrix(steps, "grad_norm", names)
+    w = matrix(steps, "weight_norm", names)
+    w[~(w > 1e-12)] = np.nan  # zero-initialised weights have no relative scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = log10_safe(g) - np.log10(w)
+    u = matrix(steps, "update_ratio", names)
+    out: list[str | None] = []
+    run, last_u = 0, None
+    for i in range(len(steps)):
+        drop, _, n = side_drop(rel[i])
+        run = run + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS else 0
+        if np.isfinite(u[i]).any():
+            last_u = log10_safe(u[i], UPDATE_FLOOR)
+        why = "vanishing" if run >= EVIDENCE_PERSIST else None
+        if why is None and last_u is not None:
+            udrop, _, un = side_drop(last_u)
+            if un >= MIN_LAYERS and udrop >= STALL_ORDERS:
+                why = "stalled"
+            elif np.nanmax(last_u) < math.log10(TINY_STEP):
+                why = "tiny-steps"
+        out.append(why)
+    return out
+
+
 def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
-    """The loss stuck near its start, or stalled after a drop, early in training.
+    """The loss stuck near its start early in training (sooner when the gradients say why).
 
     Example:
         >>> loss_plateau({"layers": []}, [{"step": t, "loss": 2.0 / t} for t in range(1, 80)])
@@ -102,21 +189,30 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
     """
     st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
     st = [s for s in st if int(s.get("step", 0)) <= EARLY_STEPS]
-    if len(st) < WINDOW:
+    if len(st) < FAST_WINDOW:
         return []
     loss = np.array([as_float(s["loss"]) for s in st])
     lr = np.array([as_float(s.get("lr")) for s in st])
-    flags, start = plateau_flags(loss, lr)
-    i = first_persistent(flags, PERSIST)
-    if i is None or len(flags) < PERSIST:
+    flags, start = plateau_flags(loss, lr, WINDOW)
+    i = first_persistent(flags, PERSIST)  # the first WINDOW - 1 flags are False
+    j = None if i is None else i + PERSIST - 1  # the step where the plateau is established
+    why = cannot_learn(meta, st)
+    fast, _ = plateau_flags(loss, lr, FAST_WINDOW)
+    fast = [f and w is not None for f, w in zip(fast, why)]
+    k = first_persistent(fast, FAST_PERSIST)
+    path, window, persist = "loss only", WINDOW, PERSIST
+    if k is not None and (j is None or k + FAST_PERSIST - 1 <= j):
+        j = k + FAST_PERSIST - 1
+        path, window, persist = why[j], FAST_WINDOW, FAST_PERSIST
+    if j is None:
         return []
-    j = i + PERSIST - 1  # the step where the plateau is established
-    level = _median(loss[max(0, j - 9):j + 1])
+    level = _median(loss[max(0, j - LEVEL_STEPS + 1):j + 1])
     ev = {"loss_start": round(start, 4), "loss_level": round(level, 4),
           "level_over_start": round(level / start, 3) if start else None,
-          "min_rel_change": MIN_REL_DROP, "window": WINDOW, "flat_windows": PERSIST,
-          "progress_frac": PROGRESS_FRAC}
+          "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
+          "progress_frac": PROGRESS_FRAC, "gradient_evidence": path}
+    because = "" if path == "loss only" else f" ({path}: the gradients say it cannot learn)"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
-           f"at the start, flat for {PERSIST} windows of {WINDOW} steps")
+           f"at the start, flat for {persist} windows of {window} steps{because}")
     return [Finding("loss-plateau", "warning", msg, [], ev, ["lr-find", "batchnorm", "he-init"],
                     int(st[j].get("step", j)), REF)]
