@@ -511,3 +511,53 @@ def test_dead_window_spans_the_last_samples():
             w.step()
     dead = [s["act"]["1"]["dead_frac"] for s in w.records()[1]]
     assert dead == [0.5, 0.0, 0.5, 0.5]
+
+
+def test_step_path_never_reads_device_values_back(monkeypatch):
+    """The step path (hooks, w.step, sampled forwards) must not synchronise with the host.
+
+    On CPU watch reads one bool per step on purpose (free there); with that switched off,
+    as on an accelerator, any host read of a tensor value between flushes raises."""
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(8, 6)
+    w = gd.watch(model, opt, example_inputs=x, flush_every=100, activation_every=2, update_every=2,
+                 weight_every=1, output_grads=True)
+    w._host_check = False
+
+    def boom(*a, **k):
+        raise AssertionError("host read in the step path")
+
+    with monkeypatch.context() as m:
+        for name in ("item", "__bool__", "tolist", "__float__", "__int__", "cpu", "numpy"):
+            m.setattr(torch.Tensor, name, boom)
+        for _ in range(4):
+            loss = loss_of(model(x))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss.detach())
+    w.detach()
+    steps = w.records()[1]
+    assert len(steps) == 4 and "act" in steps[2] and "update_norm" in steps[2]
+    assert all(v == 0 for v in steps[0]["nonfinite"].values())
+
+
+def test_records_between_opt_step_and_w_step_keeps_loss_with_its_step():
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    losses = []
+    with gd.watch(model, opt, flush_every=3) as w:
+        for _ in range(5):
+            loss = loss_of(model(torch.randn(8, 6)))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.records()  # a peek mid-step must not shift the loss to the next step
+            w.step(loss)
+            losses.append(loss.item())
+    steps = w.records()[1]
+    assert [s["step"] for s in steps] == [1, 2, 3, 4, 5]
+    assert [s["loss"] for s in steps] == pytest.approx(losses, rel=1e-6)

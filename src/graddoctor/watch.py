@@ -93,7 +93,7 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 FLUSH_EVERY = 50
 UPDATE_EVERY = 50
 WEIGHT_EVERY = 10
-ACTIVATION_EVERY = 50
+ACTIVATION_EVERY = 20
 DEAD_WINDOW = 10
 
 
@@ -282,6 +282,7 @@ class Watcher:
         self.n_layers = L = len(groups)
         dev = self._params[0].device if self._params else torch.device("cpu")
         self.device = dev
+        self._host_check = dev.type == "cpu"  # a host read is free on CPU, a sync elsewhere
         self._index = segment_index([len(ps) for _, ps in groups], dev)
         tr = [i for i, t in enumerate(self._trainable) if t]
         self._train_params = [self._params[i] for i in tr]
@@ -434,7 +435,7 @@ class Watcher:
         if scale is not None:
             gsq.div_(scale.float().square())
         row[L: 2 * L] = has
-        if self.device.type != "cpu" or not bool(torch.isfinite(gsq).all()):
+        if not self._host_check or not bool(torch.isfinite(gsq).all()):
             row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L)
         if found_inf is not None:
             row[5 * L + 1] = found_inf.float().sum()
@@ -510,11 +511,15 @@ class Watcher:
 
     # ------------------------------------------------------------ flush
 
-    def flush(self) -> None:
+    def flush(self, keep_pending: bool = False) -> None:
         """Move the buffered rows to the host (one transfer; distributed: one all_reduce) and
-        write them to the sinks. Distributed: every rank must call it at the same point."""
-        rows, self._rows = self._rows, []
-        self._loss_row = None
+        write them to the sinks. Distributed: every rank must call it at the same point.
+
+        ``keep_pending``: keep back the last row while its loss may still come (``records()``
+        called between ``opt.step()`` and ``w.step(loss)``)."""
+        all_rows = self._rows
+        keep = 1 if keep_pending and all_rows and self._loss_row == len(all_rows) - 1 else 0
+        rows = all_rows[: len(all_rows) - keep]
         if not rows:
             return
         n, L = len(rows), self.n_layers
@@ -523,6 +528,11 @@ class Watcher:
         ogs = [(s, self._og_buf.pop(s)) for s in [r["step"] for r in rows] if s in self._og_buf]
         parts = [block.reshape(-1)] + [a.reshape(-1) for _, a in acts] + [o.reshape(-1) for _, o in ogs]
         flat = torch.cat([p.float() for p in parts]).cpu().tolist()
+        if keep:  # move the kept row to the front of the ring
+            self._ring[0].copy_(self._ring[n])
+            self._rows, self._loss_row = all_rows[n:], 0
+        else:
+            self._rows, self._loss_row = [], None
         for k in [k for k in self._act_pending if k <= rows[-1]["step"]]:  # stale (no step followed)
             del self._act_pending[k]
         width = 5 * L + 2
@@ -586,7 +596,7 @@ class Watcher:
     def records(self) -> tuple[dict, list[dict]]:
         """``(meta, steps)`` as in the run log (flushes first; distributed: flushed rows only)."""
         if self.mode == "single":
-            self.flush()
+            self.flush(keep_pending=self.attached)
         sink = self._jsonl()
         if sink is not None and self._history.maxlen == 0 and sink.path.exists():
             meta, steps = read_run(sink.path, run=self.run_id)

@@ -120,6 +120,7 @@ class ActivationSampler:
         self._dead_key: tuple = ()
         self._seg = self._units = self._last = None
         self._sample = 0
+        self._idx_cache: dict[tuple, tuple] = {}
         self._handles: list[Any] = []
         self._mode: FunctionalActivationMode | None = None
         self._reset_calls()
@@ -241,8 +242,12 @@ class ActivationSampler:
         """Per-site moments ``[sites, 5]`` (count, sum, sumsq, zeros, saturated) and dead fractions."""
         S = len(self.sites)
         dev = self._norm[0].device
-        idx = torch.tensor(self._idx, device=dev)
-        n = torch.tensor(self._n, device=dev)
+        key = (tuple(self._idx), tuple(self._n))
+        if key not in self._idx_cache:  # the same sites every sampled forward: built once
+            if len(self._idx_cache) > 16:
+                self._idx_cache.clear()
+            self._idx_cache[key] = (torch.tensor(self._idx, device=dev), torch.tensor(self._n, device=dev))
+        idx, n = self._idx_cache[key]
         norm = torch.stack(self._norm)
         cols = [n, torch.zeros_like(n), norm * norm, n - torch.stack(self._nnz).float()]
         mom = torch.zeros(S, 5, device=dev)

@@ -1,0 +1,62 @@
+"""`graddoctor watch-report RUN_DIR`: prints the Report of a run log; exit 0 / 1 (error finding) / 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+import graddoctor as gd
+from graddoctor.cli import main
+from graddoctor.runlog import read_run
+from graddoctor.watch import build_report
+
+
+def _run(tmp_path, depth, act, steps=60):
+    torch.manual_seed(0)
+    mods = []
+    for _ in range(depth):
+        mods += [nn.Linear(16, 16), act()]
+    net = nn.Sequential(*mods, nn.Linear(16, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    with gd.watch(net, opt, tmp_path, activation_every=5, update_every=5) as w:
+        for _ in range(steps):
+            x = torch.randn(32, 16, generator=g)
+            loss = nn.functional.cross_entropy(net(x), (x[:, 0] > 0).long())
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+    return tmp_path
+
+
+@pytest.mark.parametrize("depth,act", [(2, nn.ReLU), (12, nn.Sigmoid)])
+def test_watch_report_prints_and_exit_code_follows_report(tmp_path, depth, act):
+    run = _run(tmp_path, depth, act)
+    report = build_report(*read_run(run))
+    res = CliRunner().invoke(main, ["watch-report", str(run)])
+    assert res.exit_code == (0 if report.ok else 1), res.output
+    assert "60 steps" in res.output and "|grad| (median)" in res.output
+    assert report.summary().split(" - ")[0] in res.output.replace("\n", " ")
+    js = CliRunner().invoke(main, ["watch-report", str(run), "--json"])
+    assert js.exit_code == res.exit_code
+    assert json.loads(js.output)["codes"] == sorted(report.codes)
+
+
+def test_deep_sigmoid_run_reports_vanishing_when_rules_present(tmp_path):
+    pytest.importorskip("graddoctor.rules")
+    run = _run(tmp_path, 12, nn.Sigmoid, steps=120)
+    res = CliRunner().invoke(main, ["watch-report", str(run)])
+    assert res.exit_code == 1 and "vanishing-gradient" in res.output
+
+
+def test_watch_report_bad_input_exits_2(tmp_path):
+    res = CliRunner().invoke(main, ["watch-report", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "no watch run log" in res.output
+    (tmp_path / "watch.jsonl").write_text("")
+    res = CliRunner().invoke(main, ["watch-report", str(tmp_path)])
+    assert res.exit_code == 2 and "no watch records" in res.output
