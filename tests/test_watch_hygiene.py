@@ -92,7 +92,7 @@ def _mem_after(fn, n):
     gc.collect()
     tracemalloc.start()
     try:
-        fn(n // 10)  # warm-up: caches, interned strings
+        fn(n // 5)  # warm-up: caches, interned strings
         gc.collect()
         before = tracemalloc.get_traced_memory()[0]
         fn(n)
@@ -124,9 +124,10 @@ def test_1000_attach_detach_cycles_no_hooks_no_growth():
     grown_reuse = _mem_after(reuse, 1000)
     grown_fresh = _mem_after(fresh, 1000)
     assert hook_count(net, opt) == base and mode_depth() == 0
-    # a leak of even one small object per cycle would be >= 1000 * ~100 B
-    assert grown_reuse < 20_000, grown_reuse
-    assert grown_fresh < 20_000, grown_fresh
+    # a leak of even one small Python object per cycle (a tensor is ~60 B, a dict ~200 B) would
+    # grow >= 60 kB over 1000 cycles; what stays alive at the end (the last cycle's objects) is less
+    assert grown_reuse < 32_000, grown_reuse
+    assert grown_fresh < 32_000, grown_fresh
 
 
 _CRASH_SCRIPT = textwrap.dedent("""

@@ -45,17 +45,21 @@ def segment_index(sizes: Sequence[int], device: torch.device | str | None = None
     return torch.repeat_interleave(torch.arange(len(sizes_t)), sizes_t).to(device)
 
 
-def tensor_sq_norms(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Squared L2 norm of each tensor, in float32, from one fused ``_foreach_norm``.
+def tensor_sq_norms(tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Squared L2 norm of each tensor from one fused ``_foreach_norm`` (norms accumulated in
+    float32, or float64 for float64 tensors), squared in ``dtype`` (float64: no overflow of
+    the square for norms above 1.8e19).
 
     Example:
         >>> tensor_sq_norms([torch.tensor([3.0, 4.0])]).tolist()
         [25.0]
     """
     if not tensors:
-        return torch.zeros(0)
-    norms = torch._foreach_norm(list(tensors), 2, dtype=torch.float32)
-    return torch.stack(norms).square()
+        return torch.zeros(0, dtype=dtype)
+    ts = list(tensors)
+    acc = torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
+    norms = torch._foreach_norm(ts, 2, dtype=acc)
+    return torch.stack(norms).to(dtype).square()
 
 
 def layer_sq_norms(
@@ -68,13 +72,14 @@ def layer_sq_norms(
         tensors: the tensors (gradients, weights, updates), any dtype.
         index: layer index of each tensor (``segment_index``), on the tensors' device.
         n_layers: number of layers.
-        out: optional float32 accumulator of shape ``[n_layers]`` (a fresh zero one otherwise).
+        out: optional accumulator of shape ``[n_layers]`` (float32 or float64; a fresh float32
+            zero one otherwise).
     """
     if out is None:
         device = tensors[0].device if tensors else index.device
         out = torch.zeros(n_layers, dtype=torch.float32, device=device)
     if tensors:
-        out.index_add_(0, index, tensor_sq_norms(tensors))
+        out.index_add_(0, index, tensor_sq_norms(tensors, out.dtype))
     return out
 
 
@@ -110,7 +115,7 @@ def nonfinite_counts(tensors: Sequence[torch.Tensor], index: torch.Tensor, n_lay
 
 def update_sq_norms(
     after: Sequence[torch.Tensor], before: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int,
-    in_place: bool = False,
+    in_place: bool = False, dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Per-layer squared norm of the update ``after - before`` (exact).
 
@@ -120,13 +125,14 @@ def update_sq_norms(
         >>> round(update_sq_norms([torch.ones(2)], [torch.zeros(2)], segment_index([1]), 1).item(), 4)
         2.0
     """
+    out = torch.zeros(n_layers, dtype=dtype, device=index.device)
     if not after:
-        return torch.zeros(n_layers, dtype=torch.float32, device=index.device)
+        return out
     if in_place:
         torch._foreach_sub_(list(before), [a.detach() for a in after])
-        return layer_sq_norms(before, index, n_layers)
-    diffs = torch._foreach_sub([a.detach().float() for a in after], [b.float() for b in before])
-    return layer_sq_norms(diffs, index, n_layers)
+        return layer_sq_norms(before, index, n_layers, out=out)
+    diffs = torch._foreach_sub([a.detach() for a in after], list(before))
+    return layer_sq_norms(diffs, index, n_layers, out=out)
 
 
 def saturated_mask(x: torch.Tensor, kind: str) -> torch.Tensor | None:

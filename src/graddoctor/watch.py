@@ -14,12 +14,17 @@ How (and why it is cheap):
   micro-batches, unscaled by a ``GradScaler`` (``scaler.step`` unscales before it
   calls ``optimizer.step``), all-reduced by DDP. No module backward hooks.
   Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
-- One fused ``torch._foreach_norm`` over all gradients per step, summed per layer
-  with ``index_add`` into a preallocated ring buffer ``[flush_every, columns]`` on
-  the parameters' device. No ``.item()`` in the step path (on CPU, where a host
-  read is free, the NaN/Inf count runs only when a norm is non-finite; on other
-  devices it runs on the device every step). One host transfer (and, distributed,
-  one ``all_reduce``) every ``flush_every`` steps, and at detach.
+- One fused ``torch._foreach_norm`` over all gradients per step, squared and
+  summed per layer with ``index_add`` into a preallocated ring buffer
+  ``[flush_every, 5 * layers + 2]`` (float64) on the parameters' device. No host
+  read of a device value in the step path (tested: hooks, ``w.step``, sampled
+  forwards). On CPU, where a host read is free, one bool per step decides whether
+  to count NaN/Inf values (only when a norm is non-finite); on other devices the
+  count runs on the device every step. One host transfer (and, distributed, one
+  ``all_reduce``) every ``flush_every`` steps, and at detach. Memory: the ring
+  (O(layers x flush_every)), one weight copy during update-sampled steps, one
+  integer per ReLU unit for the dead-unit window; step records kept on the host
+  only without a JSONL sink (``history``).
 - Weight norms cost a second full pass, so they are measured every
   ``weight_every`` steps (steps 1, 1+k, ...) and on update-sampled steps; the
   records in between carry the last measured value, with ``weight_step`` saying
@@ -44,14 +49,28 @@ How (and why it is cheap):
   forward, under ``no_grad``; ``ModelMap`` restores RNG state and buffers). If a
   forward mixes positional and keyword tensors, or the map fails, or the first
   step comes before any forward, layers fall back to ``named_modules`` order
-  (no activation sites are known then). Under ``torch.compile`` pass
-  ``example_inputs`` (or watch the uncompiled module).
+  (no activation sites are known then).
+- ``torch.compile``: watch the compiled module (``gd.watch(torch.compile(m), opt)``):
+  layer names are the original ones, gradient statistics are exact, activation
+  statistics are turned off with a warning (module hooks added between compiled
+  calls are not seen by the compiled graph). Watching the plain module while
+  calling a compiled one records gradients correctly but activation samples may
+  be missing.
+- Distributed (see ``graddoctor.distributed``): DDP, FSDP1 (``use_orig_params=True``
+  for per-layer names) and FSDP2; every rank attaches, rank 0 writes the sinks;
+  the loss is the mean over ranks; activation statistics are rank 0's batch.
+  ``records()`` then returns the flushed rows only: call it after the ``with``.
+- The loss: call ``w.step(loss)`` once per optimizer step, after ``opt.step()``
+  (before it also works); several calls between two steps are averaged.
 - Opt-in ``output_grads=True``: on activation-sampled steps, a tensor hook on each
   layer's output records ``||dL/d output||`` (``out_grad_norm``). Pitfalls: it sees
   the sampled micro-batch only (before accumulation, and scaled by a GradScaler),
   fires only if the output takes part in the backward, cannot see outputs
   modified in place afterwards, and keeps the output's autograd node alive until
   backward (as autograd does anyway).
+
+Defaults (``benchmarks/overhead.py``, ``benchmarks/README.md``): ``flush_every=50``,
+``weight_every=10``, ``update_every=50``, ``activation_every=20``, ``dead_window=10``.
 
 Example:
     >>> import torch, graddoctor as gd
@@ -288,7 +307,9 @@ class Watcher:
         self._train_params = [self._params[i] for i in tr]
         self._train_index = self._index[torch.tensor(tr, dtype=torch.long, device=dev)] if tr else self._index[:0]
         self._train_layers = sorted({int(i) for i in self._train_index.tolist()})
-        self._ring = torch.zeros(self.flush_every, 5 * L + 2, device=dev)
+        # float64 where available: squared norms up to 1e308 (float32 would overflow at 1.8e19)
+        rdt = torch.float32 if dev.type == "mps" else torch.float64
+        self._ring = torch.zeros(self.flush_every, 5 * L + 2, device=dev, dtype=rdt)
         summed = torch.zeros(5 * L + 2, dtype=torch.bool)
         summed[: 5 * L] = True
         self._summed = summed
@@ -436,7 +457,7 @@ class Watcher:
             gsq.div_(scale.float().square())
         row[L: 2 * L] = has
         if not self._host_check or not bool(torch.isfinite(gsq).all()):
-            row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L)
+            row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L).to(row.dtype)
         if found_inf is not None:
             row[5 * L + 1] = found_inf.float().sum()
         if self._due(self._step, self.weight_every) or self._due(self._step, self.update_every):
@@ -463,7 +484,7 @@ class Watcher:
     def _write_update(self, r: int) -> None:
         L = self.n_layers
         usq = update_sq_norms(self._local_params(self._train_params), self._snapshot,
-                              self._train_index, L, in_place=True)
+                              self._train_index, L, in_place=True, dtype=self._ring.dtype)
         self._ring[r, 4 * L: 5 * L] = usq
         self._rows[r]["update"] = True
         self._snapshot = None
@@ -527,7 +548,7 @@ class Watcher:
         acts = [(s, self._act_pending.pop(s)) for s in [r["step"] for r in rows] if s in self._act_pending]
         ogs = [(s, self._og_buf.pop(s)) for s in [r["step"] for r in rows] if s in self._og_buf]
         parts = [block.reshape(-1)] + [a.reshape(-1) for _, a in acts] + [o.reshape(-1) for _, o in ogs]
-        flat = torch.cat([p.float() for p in parts]).cpu().tolist()
+        flat = torch.cat([p.to(self._ring.dtype) for p in parts]).cpu().tolist()
         if keep:  # move the kept row to the front of the ring
             self._ring[0].copy_(self._ring[n])
             self._rows, self._loss_row = all_rows[n:], 0
