@@ -1,9 +1,10 @@
-"""loss-plateau: the fast path (gradients say the net cannot learn) and the loss-only path.
+"""loss-plateau: the fast, mid and loss-only paths.
 
-Synthetic records: the same flat loss is called after ~17 steps when the input-side
-gradients vanish or every step is tiny, and only after 30 + 12 steps when the
-gradients look healthy; a slow healthy start (flat for 30 steps, then learning)
-is never called; every reported step is the one a live monitor reaches.
+Synthetic records: the same flat loss is called after 17 steps when the input-side
+gradients vanish or every step is tiny, after 27 with weak signs (saturated hidden
+layers, a vanilla RNN), and only after 49 when nothing explains it; a healthy slow
+start (flat for 30 steps, then learning) is never called; every reported step is
+the one a live monitor reaches (records up to that step only).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from graddoctor.rules import diagnose
 from graddoctor.rules.loss import (
     FAST_PERSIST,
     FAST_WINDOW,
+    MID_PERSIST,
+    MID_WINDOW,
     PERSIST,
     WINDOW,
     cannot_learn,
@@ -25,9 +28,15 @@ from graddoctor.rules.loss import (
 N = 8  # weight layers
 
 
-def _meta() -> dict:
+def _meta(acts: list[dict] | None = None) -> dict:
     return {"layers": [{"name": f"l{i}", "type": "Linear", "kind": "linear", "trainable": True}
-                       for i in range(N)], "activations": [], "config": {}}
+                       for i in range(N)], "activations": acts or [], "config": {}}
+
+
+def _rnn_meta(cell: str) -> dict:
+    return {"layers": [{"name": "rnn", "type": cell, "kind": "rnn", "trainable": True},
+                       {"name": "head", "type": "Linear", "kind": "linear", "is_output": True}],
+            "activations": [], "config": {}}
 
 
 def _steps(loss, orders: float = 0.0, update: float | None = 1e-3, n: int = 100) -> list[dict]:
@@ -79,7 +88,7 @@ def test_stalled_input_side_updates_are_evidence():
 
 def test_flat_loss_with_healthy_gradients_waits_for_the_long_window():
     f = loss_plateau(_meta(), _steps(flat, orders=0.5))  # half an order: not evidence
-    assert f and f[0].evidence["gradient_evidence"] == "loss only"
+    assert f and f[0].evidence["path"] == "loss only"
     assert f[0].step == WINDOW + PERSIST - 1
 
 
@@ -104,10 +113,10 @@ def test_evidence_is_causal_and_needs_persistence():
     assert why[:2] == [None, None] and set(why[2:]) == {"vanishing"}
     # evidence that appears only late cannot date the plateau earlier than it appears
     steps = _steps(flat, update=None)
-    for s in steps[40:]:
+    for s in steps[46:]:
         s["grad_norm"] = {f"l{i}": 1e-6 if i < N // 2 else 0.1 for i in range(N)}
     f = loss_plateau(_meta(), steps)
-    assert f and f[0].step == WINDOW + PERSIST - 1  # the loss-only path (step 41) came first
+    assert f and f[0].step == WINDOW + PERSIST - 1  # the loss-only path (step 49) came first
     steps = _steps(flat, update=None)
     for s in steps[20:]:
         s["grad_norm"] = {f"l{i}": 1e-6 if i < N // 2 else 0.1 for i in range(N)}
@@ -119,7 +128,42 @@ def test_evidence_is_causal_and_needs_persistence():
 EVIDENCE_LAG = 2  # evidence holds from its 3rd step in a row (EVIDENCE_PERSIST = 3)
 
 
-@pytest.mark.parametrize("orders, update", [(4.0, 1e-3), (0.0, 1e-6), (0.0, 1e-3)])
+def _tanh_sites(sat: float) -> tuple[list[dict], dict]:
+    acts = [{"name": f"a{i}", "kind": "Tanh", "family": "saturating", "owner": f"a{i}",
+             "functional": False, "is_output": False} for i in range(N - 1)]
+    return acts, {a["name"]: {"sat_frac": sat, "dead_frac": 0.0} for a in acts}
+
+
+def test_saturated_hidden_layers_take_the_mid_path():
+    acts, sample = _tanh_sites(0.6)
+    steps = _steps(flat)
+    for s in steps:
+        if s["step"] % 50 == 1:
+            s["act"] = sample
+    f = loss_plateau(_meta(acts), steps)
+    assert f and f[0].evidence["path"] == "mid" and f[0].evidence["gradient_evidence"] == "saturated"
+    assert f[0].step == MID_WINDOW + MID_PERSIST - 1
+    acts, sample = _tanh_sites(0.1)  # a healthy tanh net: few units at the bounds
+    for s in steps:
+        if "act" in s:
+            s["act"] = sample
+    assert loss_plateau(_meta(acts), steps)[0].evidence["path"] == "loss only"
+
+
+def test_vanilla_rnn_takes_the_mid_path_lstm_does_not():
+    steps = [{"step": t, "loss": flat(t), "lr": 1e-3} for t in range(1, 101)]
+    f = loss_plateau(_rnn_meta("RNN"), steps)
+    assert f and f[0].evidence["gradient_evidence"] == "vanilla-rnn"
+    assert f[0].step == MID_WINDOW + MID_PERSIST - 1
+    f = loss_plateau(_rnn_meta("LSTM"), steps)
+    assert f and f[0].evidence["path"] == "loss only" and f[0].step == WINDOW + PERSIST - 1
+    # an LSTM's slow start (flat at log(10) for 30 steps) is not a plateau
+    slow = [{"step": t, "loss": slow_start(t), "lr": 1e-3} for t in range(1, 101)]
+    assert loss_plateau(_rnn_meta("LSTM"), slow) == []
+
+
+@pytest.mark.parametrize("orders, update", [(4.0, 1e-3), (0.0, 1e-6), (-4.0, 1e-3),
+                                           (0.0, 1e-3)])
 def test_reported_step_is_the_online_step(orders, update):
     """The step reported equals the shortest prefix of the run on which the rule fires."""
     meta, steps = _meta(), _steps(flat, orders, update, n=60)

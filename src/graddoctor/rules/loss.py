@@ -9,22 +9,28 @@ swings back up is unstable, not stalled; a change within the noise is no
 evidence of progress), and the loss is still above ``PROGRESS_FRAC`` of its
 start (median of the first ``START_STEPS``): the net has learnt (almost) nothing.
 
-How long the loss must stay flat depends on what the gradients say (Saxe et al.
-2014: a slow start is a saddle the net escapes; a net whose early layers get no
-gradient has nothing to escape with):
+How long the loss must stay flat depends on what the records say about *why*
+it could not move (Saxe et al. 2014: a slow start is a saddle the net escapes
+with healthy gradients; a net whose input side gets no gradient, or whose steps
+are too small, has nothing to escape with). Three paths, the earliest call wins:
 
-- *cannot learn* (fast path): on that step the input-side third of the weight
-  layers gets relative gradients ``||g||/||w||`` at least ``VANISH_ORDERS`` below
-  the output side (3 steps in a row, the vanishing rule's statistic), or the
-  latest sampled update ratios ``||dw||/||w||`` are ``STALL_ORDERS`` lower on the
-  input side, or below ``TINY_STEP`` on every layer (a step too small: 20 steps
-  move the weights by < 0.2%). Then ``FAST_PERSIST`` flat windows of
-  ``FAST_WINDOW`` steps are enough. A healthy run never shows this evidence
-  (relative updates ~1e-3..1e-2 per step on every layer; He/ResNet/pre-norm
-  profiles within one order), so the short window cannot flag a slow start.
-- otherwise (a vanilla RNN over long sequences, saturated layers, gradients that
-  look healthy): ``PERSIST`` flat windows of ``WINDOW`` steps. A healthy slow
-  start (an LSTM's first 20-30 steps at log(10)) is shorter than that.
+- ``fast`` (measured signs, ``cannot_learn``): relative gradients ``||g||/||w||``
+  of the input-side third of the weight layers ``VANISH_ORDERS`` below (vanishing)
+  or above (exploding: the chaotic regime, Poole et al. 2016, where the output
+  forgets the input) the output side, 3 steps in a row; or the latest sampled
+  update ratios ``||dw||/||w||`` ``STALL_ORDERS`` lower on the input side, or
+  below ``TINY_STEP`` on every layer (20 steps move the weights < 0.2%).
+  ``FAST_PERSIST`` flat windows of ``FAST_WINDOW`` steps: called at step >= 17.
+  Healthy runs never show these signs (update ratios ~1e-3..1e-2 on every layer,
+  He/ResNet/pre-norm/LSTM profiles within one order), so a slow start is safe.
+- ``mid`` (weak signs): most hidden sigmoid/tanh sites saturated (``SAT_FRAC``
+  of outputs at the bounds: local gradient < 0.02, Glorot & Bengio 2010 sec. 3)
+  or a gateless recurrent layer (gradients through time decay geometrically,
+  Bengio et al. 1994 sec. IV). ``MID_PERSIST`` windows of ``MID_WINDOW``: step >= 27.
+- ``loss only`` (no sign): ``PERSIST`` windows of ``WINDOW`` steps: step >= 49.
+  Healthy slow starts last up to ~45 steps (an LSTM at log(10) for 20-30 steps,
+  a 3-layer sigmoid net within 5% of its start for 40), so a call on the loss
+  alone waits for them.
 
 Each flag reads only the records up to its step, so the reported step is the
 one at which a live monitor would first call the plateau. Windows in which the
@@ -56,13 +62,19 @@ from ._series import (
     side_drop,
     used_steps,
 )
+from .activations import SAT_FRAC, _is_gate
 
 #: generic path: window length and consecutive flat windows
 WINDOW = 30
-PERSIST = 12
-#: fast path (the gradients say the net cannot learn): window length and flat windows
+PERSIST = 20
+#: fast path (measured signs that the net cannot learn): window length and flat windows
 FAST_WINDOW = 15
 FAST_PERSIST = 3
+FAST_SIGNS = ("vanishing", "exploding", "stalled", "tiny-steps")
+#: middle path (weak signs: saturated hidden layers, a vanilla RNN)
+MID_WINDOW = 20
+MID_PERSIST = 8
+MID_SIGNS = FAST_SIGNS + ("saturated", "vanilla-rnn")
 #: a relative change below this over a window is flat whatever the noise
 MIN_REL_DROP = 0.03
 #: a change within this many standard errors of the slope is no evidence of progress
@@ -81,8 +93,15 @@ STALL_ORDERS = 2.0
 EVIDENCE_PERSIST = 3
 #: fewest weight layers for a side-to-side profile (as in gradients.MIN_LAYERS)
 MIN_LAYERS = 4
+#: module types of gateless recurrent layers (as in gradients.VANILLA_RNN_TYPES)
+VANILLA_RNN_TYPES = ("RNN", "RNNCell")
 #: every layer's update ratio below this: the step is too small for the loss to move
 TINY_STEP = 1e-4
+
+#: path -> (window, flat windows in a row, signs that allow it; None: any)
+PATHS = {"fast": (FAST_WINDOW, FAST_PERSIST, FAST_SIGNS),
+         "mid": (MID_WINDOW, MID_PERSIST, MID_SIGNS),
+         "loss only": (WINDOW, PERSIST, None)}
 
 REF = (
     "Saxe, McClelland & Ganguli 2014 (ICLR, sec. 2: plateaus of deep nets); "
@@ -139,12 +158,15 @@ def plateau_flags(loss: np.ndarray, lr: np.ndarray | None = None, window: int = 
 
 
 def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
-    """Per step record: why the gradients say the net cannot learn (records up to it), or None.
+    """Per step record: why the net cannot learn, from the records up to it; None if no sign.
 
-    Reasons: ``"vanishing"`` (relative gradients ``VANISH_ORDERS`` lower on the input
-    side for ``EVIDENCE_PERSIST`` steps), ``"stalled"`` (latest sampled update ratios
-    ``STALL_ORDERS`` lower on the input side) or ``"tiny-steps"`` (every layer's
-    latest update ratio below ``TINY_STEP``).
+    Strong signs (``FAST`` path), measured: ``"vanishing"`` / ``"exploding"`` (relative
+    gradients ``VANISH_ORDERS`` lower / higher on the input side for ``EVIDENCE_PERSIST``
+    steps), ``"stalled"`` (latest sampled update ratios ``STALL_ORDERS`` lower on the input
+    side), ``"tiny-steps"`` (every layer's latest update ratio below ``TINY_STEP``).
+    Weak signs (``MID`` path): ``"saturated"`` (latest sample: the median hidden
+    sigmoid/tanh site has ``SAT_FRAC`` of its outputs at the bounds) and ``"vanilla-rnn"``
+    (a gateless recurrent layer: its gradient through time decays geometrically).
 
     Example:
         >>> meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(6)]}
@@ -154,28 +176,39 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
         [None, None, 'vanishing']
     """
     names = profile_layers(meta)
-    if not names or not steps:
-        return [None] * len(steps)
     g = matrix(steps, "grad_norm", names)
     w = matrix(steps, "weight_norm", names)
     w[~(w > 1e-12)] = np.nan  # zero-initialised weights have no relative scale
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = log10_safe(g) - np.log10(w)
     u = matrix(steps, "update_ratio", names)
+    sites = [a["name"] for a in meta.get("activations", []) if a.get("family") == "saturating"
+             and not a.get("is_output") and not _is_gate(a)]
+    vanilla = any(ly.get("kind") == "rnn" and ly.get("type") in VANILLA_RNN_TYPES
+                  and ly.get("trainable", True) for ly in meta.get("layers", []))
     out: list[str | None] = []
-    run, last_u = 0, None
-    for i in range(len(steps)):
-        drop, _, n = side_drop(rel[i])
-        run = run + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS else 0
-        if np.isfinite(u[i]).any():
+    down = up = 0
+    last_u, saturated = None, False
+    for i, s in enumerate(steps):
+        drop, _, n = side_drop(rel[i]) if names else (math.nan, math.nan, 0)
+        down = down + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS else 0
+        up = up + 1 if n >= MIN_LAYERS and drop <= -VANISH_ORDERS else 0
+        if names and np.isfinite(u[i]).any():
             last_u = log10_safe(u[i], UPDATE_FLOOR)
-        why = "vanishing" if run >= EVIDENCE_PERSIST else None
+        acts = s.get("act") or {}
+        fr = [as_float((acts.get(a) or {}).get("sat_frac")) for a in sites if a in acts]
+        if fr:
+            saturated = float(np.nanmedian(fr)) >= SAT_FRAC
+        why = ("vanishing" if down >= EVIDENCE_PERSIST else
+               "exploding" if up >= EVIDENCE_PERSIST else None)
         if why is None and last_u is not None:
             udrop, _, un = side_drop(last_u)
             if un >= MIN_LAYERS and udrop >= STALL_ORDERS:
                 why = "stalled"
             elif np.nanmax(last_u) < math.log10(TINY_STEP):
                 why = "tiny-steps"
+        if why is None:
+            why = "saturated" if saturated else "vanilla-rnn" if vanilla else None
         out.append(why)
     return out
 
@@ -189,29 +222,29 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
     """
     st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
     st = [s for s in st if int(s.get("step", 0)) <= EARLY_STEPS]
-    if len(st) < FAST_WINDOW:
+    if len(st) < min(p[0] for p in PATHS.values()):
         return []
     loss = np.array([as_float(s["loss"]) for s in st])
     lr = np.array([as_float(s.get("lr")) for s in st])
-    flags, start = plateau_flags(loss, lr, WINDOW)
-    i = first_persistent(flags, PERSIST)  # the first WINDOW - 1 flags are False
-    j = None if i is None else i + PERSIST - 1  # the step where the plateau is established
     why = cannot_learn(meta, st)
-    fast, _ = plateau_flags(loss, lr, FAST_WINDOW)
-    fast = [f and w is not None for f, w in zip(fast, why)]
-    k = first_persistent(fast, FAST_PERSIST)
-    path, window, persist = "loss only", WINDOW, PERSIST
-    if k is not None and (j is None or k + FAST_PERSIST - 1 <= j):
-        j = k + FAST_PERSIST - 1
-        path, window, persist = why[j], FAST_WINDOW, FAST_PERSIST
+    path = j = None
+    for name, (win, per, signs) in PATHS.items():
+        flags, start = plateau_flags(loss, lr, win)
+        if signs is not None:
+            flags = [f and w in signs for f, w in zip(flags, why)]
+        i = first_persistent(flags, per)  # the first win - 1 flags are False
+        if i is not None and (j is None or i + per - 1 < j):
+            j, path = i + per - 1, name  # the step where the plateau is established
     if j is None:
         return []
+    window, persist, _ = PATHS[path]
     level = _median(loss[max(0, j - LEVEL_STEPS + 1):j + 1])
     ev = {"loss_start": round(start, 4), "loss_level": round(level, 4),
           "level_over_start": round(level / start, 3) if start else None,
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
-          "progress_frac": PROGRESS_FRAC, "gradient_evidence": path}
-    because = "" if path == "loss only" else f" ({path}: the gradients say it cannot learn)"
+          "progress_frac": PROGRESS_FRAC, "path": path,
+          "gradient_evidence": why[j] if path != "loss only" else None}
+    because = "" if path == "loss only" else f" ({why[j]}: it cannot learn)"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
            f"at the start, flat for {persist} windows of {window} steps{because}")
     return [Finding("loss-plateau", "warning", msg, [], ev, ["lr-find", "batchnorm", "he-init"],
