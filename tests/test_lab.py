@@ -112,10 +112,18 @@ def test_runner_writes_results_and_cli(tmp_path) -> None:  # noqa: ANN001
     assert r.exit_code == 2 and "unknown lab experiment" in r.output
 
 
-def test_same_seed_same_numbers() -> None:
+def test_same_seed_same_numbers_and_global_rng_restored() -> None:
+    import numpy as np
+
+    torch.manual_seed(123)
+    np.random.seed(7)
+    expected = torch.rand(1), np.random.rand()
+    torch.manual_seed(123)
+    np.random.seed(7)
     a = lab.run("dynamical-isometry", seeds=1, depth=4, width=16, inputs=2).runs[0]
     b = lab.run("dynamical-isometry", seeds=1, depth=4, width=16, inputs=2).runs[0]
     assert a["log10_sv_tanh-gaussian"] == b["log10_sv_tanh-gaussian"]
+    assert torch.rand(1) == expected[0] and np.random.rand() == expected[1]
 
 
 # ---------------------------------------------------------------- one smoke test per experiment

@@ -43,6 +43,25 @@ def summarize(values: list[float]) -> dict[str, float]:
                 "max": float(a.max()), "n": len(values)}
 
 
+def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.watch") -> str:
+    """One line: which finding codes ``what`` reported for each config, in how many seeds
+    (from the ``codes_<config>`` lists of the runs).
+
+    Example:
+        >>> codes_note([{"codes_a": ["x"], "codes_b": []}], ["a", "b"])
+        'graddoctor.watch findings per config (seeds): a: x (1/1); b: none'
+    """
+    parts = []
+    for cfg in configs:
+        counts: dict[str, int] = {}
+        for r in runs:
+            for code in r.get(f"codes_{cfg}", []):
+                counts[code] = counts.get(code, 0) + 1
+        text = ", ".join(f"{c} ({n}/{len(runs)})" for c, n in sorted(counts.items())) or "none"
+        parts.append(f"{cfg}: {text}")
+    return f"{what} findings per config (seeds): " + "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class Check:
     """One numeric pass criterion: ``mean over seeds of numbers[metric]  op  threshold``.
@@ -118,15 +137,21 @@ class Experiment:
 
     def verdict(self, seeds: list[int], settings: dict[str, Any], mode: str = "quick",
                 progress: Callable[[int], None] | None = None) -> Outcome:
-        """Run every seed (fixed torch/numpy RNG per seed) and evaluate the checks."""
+        """Run every seed (torch/numpy global RNGs seeded per seed, restored afterwards) and
+        evaluate the checks."""
         t0 = time.perf_counter()
         runs = []
-        for i, seed in enumerate(seeds):
-            torch.manual_seed(seed)
-            np.random.seed(seed)
-            runs.append(self.run(seed, settings))
-            if progress is not None:
-                progress(i + 1)
+        np_state = np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                for i, seed in enumerate(seeds):
+                    torch.manual_seed(seed)
+                    np.random.seed(seed)
+                    runs.append(self.run(seed, settings))
+                    if progress is not None:
+                        progress(i + 1)
+        finally:
+            np.random.set_state(np_state)
         scalars = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float))})
         summaries = {k: summarize([float(r[k]) for r in runs]) for k in scalars}
         checks = [{"metric": c.metric, "op": c.op, "threshold": c.threshold, "claim": c.claim,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, codes_note
 from .measure import evaluate, train
 
 NORMS = ("none", "batch")
@@ -58,11 +58,16 @@ class BatchNormSigmoid(Experiment):
             net = zoo.mlp(depth=s["deep_depth"], width=s["width"], in_features=64,
                           out_features=10, activation="sigmoid", norm=norm, seed=seed)
             r = train(net, d, steps=s["deep_steps"], lr=s["lr"], batch_size=s["batch"],
-                      optimizer="momentum", seed=seed, eval_every=max(1, s["deep_steps"] // 20))
+                      optimizer="momentum", seed=seed, eval_every=max(1, s["deep_steps"] // 20),
+                      watch=True)
             out[f"deep_acc_{norm}"] = evaluate(net, d.x_test, d.y_test)["acc"]
+            out[f"codes_deep-{norm}"] = r["watch"]["codes"]
             out[f"deep_curve_{norm}"] = r["evals"]
         out["step_ratio"] = out["steps_batch"] / out["steps_none"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        return [codes_note(runs, [f"deep-{n}" for n in NORMS])]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         axes = fig.subplots(1, 2)

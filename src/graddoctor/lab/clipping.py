@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, codes_note
 from .measure import train
 
 
@@ -86,8 +86,11 @@ class Clipping(Experiment):
         out["mlp_clipped_losses"] = r["losses"]
         last = r["watch"]["grad_norm"][-1][1]
         out["mlp_log10_grad_ratio"] = math.log10(last[0] / last[-1])
-        out["mlp_watch_codes"] = r["watch"]["codes"]
+        out["codes_sigmoid-mlp-clipped"] = r["watch"]["codes"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        return [codes_note(runs, ["sigmoid-mlp-clipped"])]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax1, ax2 = fig.subplots(1, 2)

@@ -62,4 +62,5 @@ class DepthDegradation(Experiment):
         ax.set(xscale="log", xlabel="depth (Linear layers)", ylabel="training error",
                title="MNIST-1D, BN + He init, same budget")
         ax.set_xticks(settings["depths"], [str(x) for x in settings["depths"]])
+        ax.minorticks_off()
         ax.legend(fontsize=7)

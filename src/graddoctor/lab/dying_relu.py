@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, codes_note
 from .measure import dead_fraction, evaluate, train
 
 #: configuration -> (activation, negative slope, initial bias)
@@ -65,6 +65,9 @@ class DyingReLU(Experiment):
             out[f"curve_{cfg}"] = r["evals"]
             out[f"codes_{cfg}"] = r["watch"]["codes"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        return [codes_note(runs, list(CONFIGS))]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         import numpy as np

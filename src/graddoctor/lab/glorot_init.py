@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, codes_note
 from .measure import evaluate, train
 
 #: configuration -> (activation, init); "uniform" is Glorot's standard U[-1/sqrt(n), 1/sqrt(n)]
@@ -39,12 +39,16 @@ class GlorotInit(Experiment):
             net = zoo.mlp(depth=s["depth"], width=s["width"], in_features=d.x_train.shape[1],
                           out_features=10, activation=act, init=init, seed=seed)
             r = train(net, d, steps=s["steps"], lr=s["lr"], batch_size=s["batch"], seed=seed,
-                      eval_every=max(1, s["steps"] // 10))
+                      eval_every=max(1, s["steps"] // 10), watch=True)
+            out[f"codes_{cfg}"] = r["watch"]["codes"]
             out[f"acc_{cfg}"] = evaluate(net, d.x_test, d.y_test)["acc"]
             out[f"curve_{cfg}"] = r["evals"]
         out["gap_tanhN_minus_tanh"] = out["acc_tanh-N"] - out["acc_tanh"]
         out["gap_worst_tanh_minus_sigmoid"] = min(out["acc_tanh"], out["acc_tanh-N"]) - out["acc_sigmoid"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        return [codes_note(runs, list(CONFIGS))]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()

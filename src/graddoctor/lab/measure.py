@@ -180,7 +180,9 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}")
+    from ..errors import InputError
+
+    raise InputError(f"unknown optimizer {name!r}: use 'sgd', 'momentum' or 'adam'")
 
 
 def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int = 64,

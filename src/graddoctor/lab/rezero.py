@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, codes_note
 from .measure import evaluate, train
 
 STYLES = {"vanilla": None, "residual": "plain", "rezero": "rezero"}
@@ -36,12 +36,16 @@ class ReZero(Experiment):
             net = zoo.mlp(depth=s["depth"], width=s["width"], in_features=64, out_features=10,
                           activation="relu", init="xavier", residual=res, seed=seed)
             r = train(net, d, steps=s["steps"], lr=s["lr"], batch_size=s["batch"],
-                      optimizer="adam", seed=seed)
+                      optimizer="adam", seed=seed, watch=True)
+            out[f"codes_{style}"] = r["watch"]["codes"]
             loss = evaluate(net, d.x_train, d.y_train)["loss"]
             out[f"final_loss_{style}"] = loss if math.isfinite(loss) else float("inf")
             out[f"losses_{style}"] = r["losses"]
         out["loss_ratio"] = out["final_loss_rezero"] / out["final_loss_vanilla"]
         return out
+
+    def notes(self, runs: list[Numbers]) -> list[str]:
+        return [codes_note(runs, list(STYLES))]
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()
