@@ -75,6 +75,7 @@ def test_flat_loss_with_vanishing_input_side_is_called_fast():
 def test_tiny_steps_on_every_layer_are_evidence():
     f = loss_plateau(_meta(), _steps(flat, update=1e-6))
     assert f and f[0].evidence["gradient_evidence"] == "tiny-steps" and f[0].step <= 20
+    assert f[0].remedies == ["lr-find"] and "1e-4" in f[0].message
 
 
 def test_stalled_input_side_updates_are_evidence():
@@ -154,6 +155,7 @@ def test_vanilla_rnn_takes_the_mid_path_lstm_does_not():
     steps = [{"step": t, "loss": flat(t), "lr": 1e-3} for t in range(1, 101)]
     f = loss_plateau(_rnn_meta("RNN"), steps)
     assert f and f[0].evidence["gradient_evidence"] == "vanilla-rnn"
+    assert f[0].remedies[0] == "lstm"
     assert f[0].step == MID_WINDOW + MID_PERSIST - 1
     f = loss_plateau(_rnn_meta("LSTM"), steps)
     assert f and f[0].evidence["path"] == "loss only" and f[0].step == WINDOW + PERSIST - 1

@@ -63,6 +63,7 @@ from ._series import (
     used_steps,
 )
 from .activations import SAT_FRAC, _is_gate
+from .gradients import MIN_LAYERS, STALL_ORDERS, VANILLA_RNN_TYPES, VANISH_ORDERS
 
 #: generic path: window length and consecutive flat windows
 WINDOW = 30
@@ -86,15 +87,9 @@ START_STEPS = 5
 LEVEL_STEPS = 10
 #: only the first steps are searched (a plateau later on is convergence or a schedule)
 EARLY_STEPS = 100
-#: evidence that the net cannot learn: input side this many orders below the output side
-#: (the thresholds of vanishing-gradient and stalled-layers), on this many steps in a row
-VANISH_ORDERS = 2.0
-STALL_ORDERS = 2.0
+#: a gradient-profile sign must hold this many steps in a row (as vanishing-gradient's);
+#: its thresholds (VANISH_ORDERS, STALL_ORDERS, MIN_LAYERS) are those of gradients.py
 EVIDENCE_PERSIST = 3
-#: fewest weight layers for a side-to-side profile (as in gradients.MIN_LAYERS)
-MIN_LAYERS = 4
-#: module types of gateless recurrent layers (as in gradients.VANILLA_RNN_TYPES)
-VANILLA_RNN_TYPES = ("RNN", "RNNCell")
 #: every layer's update ratio below this: the step is too small for the loss to move
 TINY_STEP = 1e-4
 
@@ -103,9 +98,31 @@ PATHS = {"fast": (FAST_WINDOW, FAST_PERSIST, FAST_SIGNS),
          "mid": (MID_WINDOW, MID_PERSIST, MID_SIGNS),
          "loss only": (WINDOW, PERSIST, None)}
 
+#: sign -> what it says, for the message
+SIGN_TEXT = {
+    "vanishing": "the input-side gradients vanish",
+    "exploding": "the input-side gradients are orders above the output side (chaotic)",
+    "stalled": "the input-side layers do not move",
+    "tiny-steps": "every step is below 1e-4 of the weights",
+    "saturated": "most hidden sigmoid/tanh units are saturated",
+    "vanilla-rnn": "a vanilla RNN (gradients through time decay)",
+}
+
+#: sign -> remedies, best first (no sign: the step size is the first suspect)
+REMEDIES = {
+    None: ["lr-find", "batchnorm", "he-init"],
+    "tiny-steps": ["lr-find"],
+    "vanishing": ["batchnorm", "he-init", "residual"],
+    "stalled": ["batchnorm", "he-init", "residual"],
+    "exploding": ["xavier-init", "clip-norm", "lower-lr"],
+    "saturated": ["batchnorm", "xavier-init", "lr-find"],
+    "vanilla-rnn": ["lstm", "orthogonal-init", "clip-norm"],
+}
+
 REF = (
     "Saxe, McClelland & Ganguli 2014 (ICLR, sec. 2: plateaus of deep nets); "
-    "Bengio, Simard & Frasconi 1994 (IEEE TNN 5(2), sec. IV: long-term dependencies)"
+    "Bengio, Simard & Frasconi 1994 (IEEE TNN 5(2), sec. IV: long-term dependencies); "
+    "Poole et al. 2016 (NeurIPS, sec. 3: the chaotic regime)"
 )
 
 
@@ -244,8 +261,9 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
           "progress_frac": PROGRESS_FRAC, "path": path,
           "gradient_evidence": why[j] if path != "loss only" else None}
-    because = "" if path == "loss only" else f" ({why[j]}: it cannot learn)"
+    because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
            f"at the start, flat for {persist} windows of {window} steps{because}")
-    return [Finding("loss-plateau", "warning", msg, [], ev, ["lr-find", "batchnorm", "he-init"],
-                    int(st[j].get("step", j)), REF)]
+    remedies = REMEDIES.get(why[j] if path != "loss only" else None, REMEDIES[None])
+    return [Finding("loss-plateau", "warning", msg, [], ev, remedies, int(st[j].get("step", j)),
+                    REF)]
