@@ -155,9 +155,10 @@ def test_init_matches_documented_std(scheme, act, mod):
             "xavier-init": gain(act) * math.sqrt(2 / 800)}[scheme]
     assert want == pytest.approx(expected_std(scheme, w, act))
     assert w.std().item() == pytest.approx(want, rel=0.02)
-    assert new[2].weight.std().item() == pytest.approx(expected_std(scheme, new[2].weight, None), rel=0.05)
+    # the output layer takes the gain of the activation feeding it
+    assert new[2].weight.std().item() == pytest.approx(expected_std(scheme, new[2].weight, act), rel=0.05)
     assert float(new[0].bias.detach().abs().max()) == 0.0
-    assert change.details["activations"] == {"0": act, "2": None}
+    assert change.details["activations"] == {"0": act, "2": act}
 
 
 def test_he_init_uses_leaky_slope_and_conv_fan_in():
@@ -174,7 +175,7 @@ def test_orthogonal_and_delta_orthogonal():
     assert torch.allclose(w @ w.T, 2 * torch.eye(32), atol=1e-4)  # gain sqrt(2) for ReLU
     k = new[2].weight
     centre = k[:, :, 2]
-    assert torch.allclose(centre @ centre.T, torch.eye(8), atol=1e-5)
+    assert torch.allclose(centre @ centre.T, 2 * torch.eye(8), atol=1e-5)  # output: gain of the ReLU feeding it
     assert float(k[:, :, [0, 1, 3, 4]].detach().abs().max()) == 0.0
 
 
