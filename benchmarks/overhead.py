@@ -12,12 +12,14 @@ the wall-clock ratio is printed next to it.
 Models (CPU): (a) a 50x256 ReLU MLP, batch 128; (b) a small ResNet (8 layers,
 width 16, CIFAR-style) on 32x32 inputs, batch 64.
 
-Configurations: "floor" (gradient norms only: no weight/update norms, no
-activations), "grads" (activation_every=0), "default" (the shipped defaults,
-JSONL sink on), "actN" (activation statistics every N steps), "act1" (every step).
+Configurations: "aa" (A/A control: the second copy is not watched; its ratio
+shows the measurement noise and any bias between the two copies), "floor"
+(gradient norms only: no weight/update norms, no activations), "grads"
+(activation_every=0), "default" (the shipped defaults, JSONL sink on), "actN"
+(activation statistics every N steps), "act1" (every step).
 
 Usage:
-    python benchmarks/overhead.py                    # all models and configurations
+    python benchmarks/overhead.py                    # both models, aa/floor/default/act1
     python benchmarks/overhead.py --models mlp --configs default,act1 --repeats 15
 """
 
@@ -36,7 +38,8 @@ from torch import nn
 
 from graddoctor.watch import ACTIVATION_EVERY, watch
 
-CONFIGS = {
+CONFIGS: dict[str, dict | None] = {
+    "aa": None,  # A/A control: the second copy is not watched (shows the noise and any bias)
     "floor": {"activation_every": 0, "update_every": 10**9, "weight_every": 10**9},
     "grads": {"activation_every": 0},
     "default": {},
@@ -113,7 +116,8 @@ def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> d
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_w = torch.optim.SGD(watched.parameters(), lr=1e-3, momentum=0.9)
     batches = [(make_x(), torch.randint(0, 10, (batch,))) for _ in range(block)]
-    w = watch(watched, opt_w, log_dir, example_inputs=batches[0][0], **CONFIGS[config])
+    kw = CONFIGS[config]
+    w = None if kw is None else watch(watched, opt_w, log_dir, example_inputs=batches[0][0], **kw)
     step_p, step_w = make_step(plain, opt_p), make_step(watched, opt_w, w)
     for _ in range(2):  # warm-up: allocator, oneDNN kernels, first flush
         block_time(step_p, batches)
@@ -130,7 +134,8 @@ def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> d
         tw.append(a[0])
         ratios.append(a[0] / b[0])
         wall_ratios.append(a[1] / b[1])
-    w.detach()
+    if w is not None:
+        w.detach()
     q = statistics.quantiles(ratios, n=4)
     return {"model": name, "config": config, "plain_ms": 1e3 * statistics.median(tp),
             "watched_ms": 1e3 * statistics.median(tw), "ratio": statistics.median(ratios),
@@ -141,8 +146,8 @@ def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> d
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="mlp,resnet")
-    ap.add_argument("--configs", default="grads,default,act10,act5,act1")
-    ap.add_argument("--repeats", type=int, default=21)
+    ap.add_argument("--configs", default="aa,floor,default,act1")
+    ap.add_argument("--repeats", type=int, default=31)
     ap.add_argument("--block", type=int, default=5, help="steps per timed block")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: CPU time is then robust to a busy machine)")
