@@ -561,3 +561,27 @@ def test_records_between_opt_step_and_w_step_keeps_loss_with_its_step():
     steps = w.records()[1]
     assert [s["step"] for s in steps] == [1, 2, 3, 4, 5]
     assert [s["loss"] for s in steps] == pytest.approx(losses, rel=1e-6)
+
+
+def test_lazy_map_from_keyword_inputs_and_mixed_inputs_fallback():
+    class KW(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.b, self.a = nn.Linear(3, 3), nn.Linear(3, 1)  # defined in reverse order
+
+        def forward(self, x, *, scale=1.0):
+            return self.a(torch.relu(self.b(x))) * scale
+
+    net = KW()
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with gd.watch(net, opt) as w:
+        net(x=torch.randn(2, 3)).sum().backward()  # keyword-only inputs: the map works
+        opt.step()
+    assert [ly["name"] for ly in w.records()[0]["layers"]] == ["b", "a"]
+    assert w.records()[0]["config"]["mapped"] is True
+    with pytest.warns(UserWarning, match="mixes positional and keyword"):
+        with gd.watch(net, opt) as w2:
+            net(torch.randn(2, 3), scale=2.0).sum().backward()
+            opt.step()
+    meta = w2.records()[0]
+    assert meta["config"]["mapped"] is False and [ly["name"] for ly in meta["layers"]] == ["b", "a"]

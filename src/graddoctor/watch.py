@@ -363,6 +363,10 @@ class Watcher:
             return
         if self._meta is None:
             inputs = (args if len(args) != 1 else args[0]) if not kwargs else (kwargs if not args else None)
+            if inputs is None:
+                warnings.warn("graddoctor.watch: the first forward mixes positional and keyword "
+                              "inputs; layers in named_modules order - pass example_inputs= to "
+                              "watch() for the execution order", stacklevel=2)
             self._setup(inputs)
         nxt = self._step + 1
         if (self._act_for_step != nxt and torch.is_grad_enabled() and self.rank == 0
