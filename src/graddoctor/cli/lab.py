@@ -34,15 +34,17 @@ def list_command() -> None:
 @lab.command("run")
 @click.argument("name")
 @click.option("--quick/--full", default=True, show_default=True,
-              help="Quick settings (2 CPU cores, minutes) or full ones (GPU / long run).")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
-              help="Seeds per experiment (0..N-1).")
+              help="Quick settings (2 CPU cores, < 10 min in all) or full ones (longer "
+                   "sequences, deeper nets: a long run; not calibrated on this machine).")
+@click.option("--seeds", default=None, type=click.IntRange(1, 100),
+              help="Seeds per experiment (0..N-1)  [default: 3 quick, 5 full].")
 @click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, RESULTS.md and the figures.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="torch threads (the lab's tiny models run fastest on one).")
-def run_command(name: str, quick: bool, seeds: int, out: str, threads: int) -> None:
+def run_command(name: str, quick: bool, seeds: int | None, out: str, threads: int) -> None:
     """Run experiment NAME (or `all`) and write results into --out."""
+    seeds = seeds or (3 if quick else 5)
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
