@@ -414,13 +414,15 @@ def test_bad_input_errors():
         w.step()
 
 
-def test_gd_watch_callable_even_when_the_submodule_shadows_it(monkeypatch):
+def test_gd_watch_is_the_function_after_the_submodule_import():
     import importlib
 
     import graddoctor
+    from graddoctor.watch import Watcher, watch
 
-    # `import graddoctor.watch` sets graddoctor.watch to the module: it must still be callable
-    monkeypatch.setattr(graddoctor, "watch", importlib.import_module("graddoctor.watch"))
+    # `import graddoctor.watch` must not rebind graddoctor.watch to the module
+    importlib.import_module("graddoctor.watch")
+    assert graddoctor.watch is watch and graddoctor.Watcher is Watcher
     w = graddoctor.watch(nn.Linear(2, 2))
     assert isinstance(w, gd.Watcher) and w.attached
     w.detach()

@@ -13,15 +13,18 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported on first use: `import graddoctor` stays fast)
+# check and watch are imported eagerly: a function named like its submodule must be bound after
+# the submodule import, so that `import graddoctor.check` (module already in sys.modules) does not
+# rebind `graddoctor.check` to the module. Everything else is imported on first use.
+from .check import check  # noqa: E402
+from .watch import Watcher, watch  # noqa: E402
+
+# public name -> module that defines it (imported on first use)
 _LAZY = {
     "ModelMap": "modelmap",
     "Report": "report",
     "Finding": "report",
     "GraddoctorError": "errors",
-    "check": "check",
-    "watch": "watch",
-    "Watcher": "watch",
     "repair": "repair",
     "RepairResult": "repair",
     "zoo": None,
@@ -30,7 +33,7 @@ _LAZY = {
     "lab": None,
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "check", "watch", "Watcher", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,9 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 from typing import Any
 
 from torch import nn
@@ -103,16 +101,5 @@ def recurrence(model: nn.Module, m: ModelMap) -> str | None:
         return "gated" if any(s.gate and s.calls > 1 for s in m.activations) else "vanilla"
     return None
 
-
-class _CallableModule(types.ModuleType):
-    """``import graddoctor.check`` rebinds ``graddoctor.check`` to this module (the import system
-    sets the submodule attribute on the package); calling it calls ``check()``, so that
-    ``gd.check(model, x)`` works whichever was imported first."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["check", "recurrence"]

@@ -90,8 +90,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 import uuid
 import warnings
 from collections import deque
@@ -696,16 +694,5 @@ def watch(
     """
     return Watcher(model, optimizer, log_dir, **kwargs).attach()
 
-
-class _CallableModule(types.ModuleType):
-    """``import graddoctor.watch`` rebinds ``graddoctor.watch`` to this module (the import system
-    sets the submodule attribute on the package); calling it calls ``watch()``, so that
-    ``gd.watch(model, ...)`` works whichever was imported first."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Watcher:
-        return watch(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["ACTIVATION_EVERY", "FLUSH_EVERY", "UPDATE_EVERY", "Watcher", "build_report", "watch"]
