@@ -8,7 +8,7 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 | remedy | weight | reference |
 |---|---|---|
 | ``he-init`` | N(0, gain^2 / fan_in) | He et al. 2015 |
-| ``xavier-init`` | N(0, gain^2 * 2 / (fan_in + fan_out)) | Glorot & Bengio 2010 |
+| ``xavier-init`` | N(0, 2 / (fan_in + fan_out)) (times gain^2 for the ReLU family only: Glorot & Bengio's tanh/sigmoid init has no gain, which is also what ``check`` accepts) | Glorot & Bengio 2010 |
 | ``orthogonal-init`` | gain * orthogonal (Linear); conv: zero kernel, centre tap = gain * orthogonal (delta-orthogonal) | Saxe et al. 2014; Xiao et al. 2018 |
 | ``lsuv-init`` | orthogonal, then each layer in execution order rescaled until its output variance on the example batch is 1 | Mishkin & Matas 2016 |
 
@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..modelmap import ModelMap, _restored, activation_kind
+from ..modelmap import ACTIVATION_FAMILY, ModelMap, _restored, activation_kind
 from .base import Change, modules_by_name, need_inputs, target
 
 SCHEMES = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
@@ -69,8 +69,9 @@ def expected_std(scheme: str, weight: torch.Tensor, activation: str | None, slop
     g = gain(activation, slope)
     if scheme == "he-init":
         return g / math.sqrt(fan_in)
-    if scheme == "xavier-init":
-        return g * math.sqrt(2.0 / (fan_in + fan_out))
+    if scheme == "xavier-init":  # Glorot & Bengio's normalized init: no gain for tanh/sigmoid
+        relu = ACTIVATION_FAMILY.get(activation or "") == "relu"
+        return (g if relu else 1.0) * math.sqrt(2.0 / (fan_in + fan_out))
     raise InputError(f"no closed-form std for {scheme!r}")
 
 
