@@ -45,10 +45,27 @@ def segment_index(sizes: Sequence[int], device: torch.device | str | None = None
     return torch.repeat_interleave(torch.arange(len(sizes_t)), sizes_t).to(device)
 
 
-def tensor_sq_norms(tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dense_values(t: torch.Tensor) -> torch.Tensor:
+    """The stored values of a sparse tensor (COO coalesced first: duplicates summed), else ``t``;
+    same norm and same NaN/Inf count as the tensor (``nn.Embedding(sparse=True)`` gradients).
+
+    Example:
+        >>> i = torch.tensor([[0, 0, 2]])
+        >>> dense_values(torch.sparse_coo_tensor(i, torch.tensor([1.0, 2.0, 4.0]), (3,))).tolist()
+        [3.0, 4.0]
+    """
+    if t.layout == torch.strided:
+        return t
+    return t.coalesce()._values() if t.is_sparse else t.values()
+
+
+def tensor_sq_norms(
+    tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32, acc: torch.dtype | None = None,
+) -> torch.Tensor:
     """Squared L2 norm of each tensor from one fused ``_foreach_norm`` (norms accumulated in
-    float32, or float64 for float64 tensors), squared in ``dtype`` (float64: no overflow of
-    the square for norms above 1.8e19).
+    ``acc``: by default float32, or float64 when a tensor is float64), squared in ``dtype``
+    (float64: no overflow of the square for norms above 1.8e19). Sparse tensors are measured
+    on their values (``dense_values``).
 
     Example:
         >>> tensor_sq_norms([torch.tensor([3.0, 4.0])]).tolist()
@@ -57,14 +74,20 @@ def tensor_sq_norms(tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.
     if not tensors:
         return torch.zeros(0, dtype=dtype)
     ts = list(tensors)
-    acc = torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
-    norms = torch._foreach_norm(ts, 2, dtype=acc)
+    if acc is None:
+        acc = torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
+    try:
+        norms = torch._foreach_norm(ts, 2, dtype=acc)
+    except (RuntimeError, NotImplementedError):
+        if all(t.layout == torch.strided for t in ts):
+            raise
+        norms = torch._foreach_norm([dense_values(t) for t in ts], 2, dtype=acc)
     return torch.stack(norms).to(dtype).square()
 
 
 def layer_sq_norms(
     tensors: Sequence[torch.Tensor], index: torch.Tensor, n_layers: int,
-    out: torch.Tensor | None = None,
+    out: torch.Tensor | None = None, acc: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Per-layer squared L2 norms: ``out[l] += sum of ||t||^2 over tensors with index l``.
 
@@ -74,12 +97,13 @@ def layer_sq_norms(
         n_layers: number of layers.
         out: optional accumulator of shape ``[n_layers]`` (float32 or float64; a fresh float32
             zero one otherwise).
+        acc: accumulation dtype of the norms (see ``tensor_sq_norms``; None: from the tensors).
     """
     if out is None:
         device = tensors[0].device if tensors else index.device
         out = torch.zeros(n_layers, dtype=torch.float32, device=device)
     if tensors:
-        out.index_add_(0, index, tensor_sq_norms(tensors, out.dtype))
+        out.index_add_(0, index, tensor_sq_norms(tensors, out.dtype, acc))
     return out
 
 
@@ -108,7 +132,7 @@ def nonfinite_counts(tensors: Sequence[torch.Tensor], index: torch.Tensor, n_lay
     device = tensors[0].device if tensors else index.device
     out = torch.zeros(n_layers, dtype=torch.float32, device=device)
     if tensors:
-        counts = torch.stack([(~torch.isfinite(t)).sum() for t in tensors]).float()
+        counts = torch.stack([(~torch.isfinite(dense_values(t))).sum() for t in tensors]).float()
         out.index_add_(0, index, counts)
     return out
 
@@ -226,6 +250,7 @@ def dead_fraction(masks: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "MOMENTS", "SIGMOID_LO", "TANH_SAT", "activation_moments", "active_units", "dead_fraction",
+    "dense_values",
     "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "saturated_mask",
     "segment_index", "tensor_sq_norms", "unit_dim", "update_sq_norms",
 ]

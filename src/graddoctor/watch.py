@@ -89,6 +89,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import uuid
 import warnings
@@ -112,6 +113,9 @@ UPDATE_EVERY = 50
 WEIGHT_EVERY = 10
 ACTIVATION_EVERY = 20
 DEAD_WINDOW = 10
+#: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
+#: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
+IDLE_WSTEPS = 100
 
 
 class Watcher:
@@ -206,7 +210,8 @@ class Watcher:
         self._ring: torch.Tensor | None = None
         self._snapshot: list[torch.Tensor] | None = None
         self._loss_row: int | None = None  # ring row waiting for its loss
-        self._pending_loss: list[torch.Tensor] = []
+        self._pending_loss: tuple[torch.Tensor, int] | None = None  # (sum, count): O(1) memory
+        self._idle_wsteps = 0  # w.step() calls in a row without an optimizer step
         self._sampler: ActivationSampler | None = None
         self._act_for_step = 0
         self._act_pending: dict[int, torch.Tensor] = {}
@@ -214,6 +219,7 @@ class Watcher:
         self._og_buf: dict[int, torch.Tensor] = {}
         self._last_weight: tuple[int, dict] | None = None
         self._cache: dict[tuple, tuple] = {}
+        self.failed: str | None = None  # set when an internal error stopped the recording
 
     # ------------------------------------------------------------ attach / detach
 
@@ -235,11 +241,12 @@ class Watcher:
             elif self._meta is not None:
                 self._emit_meta()
             self._handles.append(self.root.register_forward_pre_hook(
-                self._on_forward, with_kwargs=True, prepend=True))
-            self._handles.append(self.root.register_forward_hook(self._on_forward_end, always_call=True))
+                self._safe_on_forward, with_kwargs=True, prepend=True))
+            self._handles.append(self.root.register_forward_hook(self._safe_on_forward_end,
+                                                                 always_call=True))
             if self.optimizer is not None:
-                self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
-                self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+                self._handles.append(self.optimizer.register_step_pre_hook(self._safe_pre_step))
+                self._handles.append(self.optimizer.register_step_post_hook(self._safe_post_step))
         except BaseException:
             self.detach()
             raise
@@ -258,7 +265,7 @@ class Watcher:
             self._sampler.close()
         self._snapshot = None
         try:
-            self.flush()
+            self._guarded(self.flush, always=True)
         finally:
             for s in self.sinks:
                 s.close()
@@ -356,6 +363,13 @@ class Watcher:
     # ------------------------------------------------------------ forward hooks
 
     @torch.compiler.disable
+    def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self._guarded(self._on_forward, module, args, kwargs)
+
+    @torch.compiler.disable
+    def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
+        self._guarded(self._on_forward_end, module, args, out)
+
     def _on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._mapping:
             return
@@ -375,7 +389,6 @@ class Watcher:
             if self.output_grads:
                 self._hook_outputs(nxt)
 
-    @torch.compiler.disable
     def _on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
         if self._mapping:
             return
@@ -440,9 +453,9 @@ class Watcher:
         self._rows.append({"step": self._step, "loss": False, "weights": False, "update": False,
                            "skipped": False, "grads": True, "lr": None})
         self._ring[r].zero_()
-        if self._pending_loss:
-            self._set_loss(r, self._pending_loss)
-            self._pending_loss = []
+        if self._pending_loss is not None:
+            self._set_loss(r, *self._pending_loss)
+            self._pending_loss = None
             self._loss_row = None
         else:
             self._loss_row = r
@@ -470,6 +483,31 @@ class Watcher:
             info["lr"] = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
         return r
 
+    def _guarded(self, fn: Any, *args: Any, always: bool = False) -> Any:
+        """Run ``fn`` unless recording stopped (``always``: even then, e.g. the final flush); an
+        internal error warns once and stops the recording instead of raising into the user's
+        ``opt.step()`` / forward / training loop."""
+        if self.failed is not None and not always:
+            return None
+        step0 = self._step
+        try:
+            return fn(*args)
+        except Exception as e:  # noqa: BLE001 - never break the training loop
+            if self.failed is not None:
+                return None
+            self.failed = f"{type(e).__name__}: {e}"
+            self._rows = [r for r in self._rows if r["step"] <= step0]  # drop a half-written row
+            self._snapshot, self._pending_loss, self._loss_row = None, None, None
+            warnings.warn(f"graddoctor.watch: internal error ({self.failed}); recording stopped "
+                          f"at step {self._step}, training continues", stacklevel=3)
+            return None
+
+    def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._guarded(self._pre_step, optimizer, args, kwargs)
+
+    def _safe_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self._guarded(self._post_step, optimizer, args, kwargs)
+
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self._opt_steps += 1
         scale = getattr(optimizer, "grad_scale", None)
@@ -491,9 +529,8 @@ class Watcher:
         self._rows[r]["update"] = True
         self._snapshot = None
 
-    def _set_loss(self, r: int, losses: list[torch.Tensor]) -> None:
-        v = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
-        self._ring[r, 5 * self.n_layers] = v
+    def _set_loss(self, r: int, total: torch.Tensor, n: int = 1) -> None:
+        self._ring[r, 5 * self.n_layers] = (total / n).to(self._ring.device)
         self._rows[r]["loss"] = True
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -506,13 +543,15 @@ class Watcher:
         if not self.attached:
             raise InputError("w.step() on a detached watcher - use it inside `with gd.watch(...)` "
                              "or call w.attach() first")
+        self._guarded(self._step_impl, None if loss is None else _loss_tensor(loss))
+
+    def _step_impl(self, lt: torch.Tensor | None) -> None:
         if self._meta is None and self.optimizer is None:
             self._setup(None)
-        lt = None
-        if loss is not None:
-            lt = loss.detach().float().reshape(()) if isinstance(loss, torch.Tensor) else \
-                torch.tensor(float(loss))
+        if lt is not None:
             lt = lt.to(self.device if self._meta is not None else lt.device)
+        if self.optimizer is not None:
+            self._check_optimizer_steps()
         if self.optimizer is None:
             r = self._record()
             if self._snapshot is not None:
@@ -527,10 +566,20 @@ class Watcher:
         if lt is None:
             return
         if self._loss_row is not None and self._loss_row < len(self._rows):
-            self._set_loss(self._loss_row, [lt])
+            self._set_loss(self._loss_row, lt)
             self._loss_row = None
+        elif self._pending_loss is None:
+            self._pending_loss = (lt, 1)
         else:
-            self._pending_loss.append(lt)
+            self._pending_loss = (self._pending_loss[0] + lt, self._pending_loss[1] + 1)
+
+    def _check_optimizer_steps(self) -> None:
+        """Warn once when ``w.step()`` keeps coming without a step of the watched optimizer."""
+        self._idle_wsteps = self._idle_wsteps + 1 if self._opt_steps == self._opt_steps_at_wstep else 0
+        if self._idle_wsteps == IDLE_WSTEPS and self.scaler is None:
+            warnings.warn(f"graddoctor.watch: {IDLE_WSTEPS} w.step() calls without a step of the "
+                          f"{type(self.optimizer).__name__} given to watch() - pass the optimizer "
+                          "you step (losses meanwhile are averaged into the next step)", stacklevel=4)
 
     # ------------------------------------------------------------ flush
 
@@ -619,7 +668,7 @@ class Watcher:
     def records(self) -> tuple[dict, list[dict]]:
         """``(meta, steps)`` as in the run log (flushes first; distributed: flushed rows only)."""
         if self.mode == "single":
-            self.flush(keep_pending=self.attached)
+            self._guarded(self.flush, self.attached, always=True)
         sink = self._jsonl()
         if sink is not None and self._history.maxlen == 0 and sink.path.exists():
             meta, steps = read_run(sink.path, run=self.run_id)
@@ -650,6 +699,19 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
     else:
         findings = diagnose(meta, steps)
     return Report(findings, source="watch", data={"meta": meta, "steps": steps})
+
+
+def _loss_tensor(loss: Any) -> torch.Tensor:
+    """``loss`` as a detached float32 0-d tensor; one-line InputError unless a real scalar."""
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1 or loss.is_complex():
+            raise InputError(f"w.step(loss): loss must be a real scalar, got a {loss.dtype} tensor "
+                             f"of shape {list(loss.shape)} - pass loss.mean() (or nothing)")
+        return loss.detach().float().reshape(())
+    if isinstance(loss, numbers.Real):
+        return torch.tensor(float(loss))
+    raise InputError(f"w.step(loss): loss must be a scalar tensor or a number, got "
+                     f"{type(loss).__name__}")
 
 
 def _is_compiled(model: nn.Module) -> bool:

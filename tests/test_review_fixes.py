@@ -1,0 +1,119 @@
+"""Fixes from the code review: each test fails on the code before its fix."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor.stats import dense_values, nonfinite_counts, segment_index, tensor_sq_norms
+
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+
+# ---------------------------------------------------------------- B1 sparse gradients
+
+
+def test_sparse_values_norm_and_nonfinite_match_the_dense_tensor():
+    i = torch.tensor([[0, 0, 3, 5]])
+    t = torch.sparse_coo_tensor(i, torch.tensor([1.0, 2.0, -4.0, float("nan")]), (6,))
+    dense = t.to_dense()
+    assert dense_values(t).numel() == 3  # coalesced: the duplicate index summed
+    assert torch.isnan(tensor_sq_norms([t, torch.ones(2)])[0]) and torch.isnan(dense.norm())
+    finite = torch.sparse_coo_tensor(i[:, :3], torch.tensor([1.0, 2.0, -4.0]), (6,))
+    assert tensor_sq_norms([finite]).item() == pytest.approx(finite.to_dense().square().sum().item())
+    assert nonfinite_counts([t], segment_index([1]), 1).tolist() == [1.0]
+
+
+def test_watch_records_sparse_embedding_gradients_exactly():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Embedding(10, 4, sparse=True), nn.Linear(4, 1))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    expected = []
+    with gd.watch(m, opt, weight_every=1, update_every=1) as w:
+        for _ in range(3):
+            loss = m(torch.tensor([1, 2, 2, 7])).sum()
+            loss.backward()
+            expected.append(m[0].weight.grad.to_dense().norm().item())
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+    steps = w.records()[1]
+    assert w.failed is None
+    assert [s["grad_norm"]["0"] for s in steps] == pytest.approx(expected, rel=1e-5)
+    assert all(s["nonfinite"]["0"] == 0 for s in steps)
+
+
+def test_internal_error_in_a_hook_warns_once_and_never_breaks_opt_step(monkeypatch):
+    m = nn.Linear(3, 1)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with gd.watch(m, opt) as w:
+        def train_step():
+            loss = m(torch.ones(2, 3)).sum()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+
+        train_step()
+        monkeypatch.setattr(w, "_record", lambda *a, **k: 1 / 0)
+        before = m.weight.detach().clone()
+        with pytest.warns(UserWarning, match="graddoctor.watch: internal error.*ZeroDivisionError"):
+            train_step()
+        assert not torch.equal(before, m.weight)  # the optimizer stepped anyway
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            train_step()  # no second warning, no error
+    assert w.failed is not None and not w.attached
+    steps = w.records()[1]
+    assert [s["step"] for s in steps] == [1]  # the step before the failure is kept
+
+
+# ---------------------------------------------------------------- B3 / w.step(loss) input
+
+
+def test_wrong_optimizer_warns_once_and_pending_losses_stay_bounded():
+    from graddoctor.watch import IDLE_WSTEPS
+
+    m = nn.Linear(2, 1)
+    stepped = torch.optim.SGD(m.parameters(), lr=0.1)
+    given = torch.optim.SGD(m.parameters(), lr=0.1)  # never stepped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gd.watch(m, given) as w:
+            for i in range(IDLE_WSTEPS + 20):
+                loss = m(torch.ones(1, 2)).sum()
+                loss.backward()
+                stepped.step()
+                stepped.zero_grad()
+                w.step(torch.tensor(float(i)))
+            total, n = w._pending_loss
+            assert n == IDLE_WSTEPS + 20 and total.dim() == 0  # O(1): a running sum
+    msgs = [str(c.message) for c in caught if "without a step of the SGD" in str(c.message)]
+    assert len(msgs) == 1
+
+
+def test_losses_between_steps_are_still_averaged():
+    m = nn.Linear(2, 1)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with gd.watch(m, opt) as w:
+        w.step(1.0)
+        w.step(torch.tensor([3.0]))
+        m(torch.ones(1, 2)).sum().backward()
+        opt.step()
+    assert w.records()[1][0]["loss"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.ones(4), r"real scalar.*shape \[4\]"),
+    (torch.ones(1, dtype=torch.complex64), "real scalar"),
+    ("0.5", "got str"),
+    ([1.0], "got list"),
+])
+def test_w_step_rejects_non_scalar_losses_in_one_line(bad, match):
+    m = nn.Linear(2, 1)
+    with gd.watch(m) as w, pytest.raises(gd.GraddoctorError, match=match) as e:
+        w.step(bad)
+    assert "\n" not in str(e.value)
