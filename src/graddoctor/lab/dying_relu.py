@@ -42,7 +42,7 @@ class DyingReLU(Experiment):
              "with this lr even the healthy ReLU net ends with ~15-20% units never active, and "
              "slope 0.01 revives units only down to ~10-15%.")
     quick = {"depth": 4, "width": 64, "steps": 500, "lr": 0.01, "batch": 32}
-    full = {"depth": 8, "width": 128, "steps": 3000, "lr": 0.01, "batch": 32}
+    full = {"depth": 4, "width": 128, "steps": 2000, "lr": 0.01, "batch": 32}
     checks = [
         Check("dead_relu", ">", 0.5, "ReLU, bias -1: dead units after training (watch)", "> 50%"),
         Check("acc_relu", "<=", 0.2, "ReLU, bias -1: test accuracy", "does not train"),
