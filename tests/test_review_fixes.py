@@ -117,3 +117,21 @@ def test_w_step_rejects_non_scalar_losses_in_one_line(bad, match):
     with gd.watch(m) as w, pytest.raises(gd.GraddoctorError, match=match) as e:
         w.step(bad)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- B2 wrapped models in check/probe
+
+
+@pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compile", "DataParallel"])
+def test_check_and_probe_see_through_compile_and_data_parallel(wrap):
+    from graddoctor.probe import probe
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))
+    x = torch.randn(4, 8)
+    plain = gd.check(net, x)
+    wrapped = gd.check(wrap(net), x)
+    assert wrapped.codes == plain.codes == {"saturating-hidden-activation"}
+    assert [f.layers for f in wrapped.findings] == [["1"]]
+    assert wrapped.data["probe"]["layers"] == plain.data["probe"]["layers"] == ["0", "2"]
+    assert probe(wrap(net), x).grad_rms == pytest.approx(plain.data["probe"]["grad_rms"])

@@ -26,6 +26,7 @@ from typing import Any
 
 from torch import nn
 
+from .distributed import unwrap
 from .errors import InputError
 from .inputs import check_inputs
 from .modelmap import ModelMap
@@ -46,7 +47,8 @@ def check(
     """Audit ``model`` before training: static rules, then one probe at initialisation.
 
     Args:
-        model: any ``nn.Module`` (left exactly as it was).
+        model: any ``nn.Module`` (left exactly as it was); a ``torch.compile``,
+            ``nn.DataParallel`` or DDP wrapper is audited through the module it wraps.
         example_inputs: a tensor, a tuple of positional tensors, or a dict of keyword
             tensors (Hugging Face style; with ``labels`` the model's own loss is probed).
         target: optional target for ``loss_fn`` (integer -> cross-entropy, float -> MSE
@@ -70,6 +72,7 @@ def check(
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"check() needs an nn.Module, got {type(model).__name__}")
+    model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
     check_inputs(example_inputs)
     t0 = time.perf_counter()
     m = ModelMap(model, example_inputs)

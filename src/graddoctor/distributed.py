@@ -64,12 +64,20 @@ def mode(model: nn.Module) -> str:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The module to map and hook: DDP's ``.module``, ``torch.compile``'s ``_orig_mod``.
+    """The module to map and hook: DDP's and ``nn.DataParallel``'s ``.module``,
+    ``torch.compile``'s ``_orig_mod``.
 
     FSDP1 roots are kept (their forward gathers the shards); see ``clean_name``.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Linear(2, 2)
+        >>> unwrap(nn.DataParallel(net)) is net
+        True
     """
     while True:
-        if type(model).__name__ == "DistributedDataParallel" and hasattr(model, "module"):
+        if isinstance(model, nn.DataParallel) or (
+                type(model).__name__ == "DistributedDataParallel" and hasattr(model, "module")):
             model = model.module
         elif hasattr(model, "_orig_mod") and isinstance(model._orig_mod, nn.Module):
             model = model._orig_mod

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_map
 
+from .distributed import unwrap
 from .errors import InputError
 from .inputs import call_model, output_tensors
 from .modelmap import ModelMap, restored_state
@@ -117,6 +118,7 @@ def probe(
         2
     """
     t0 = time.perf_counter()
+    model = unwrap(model)  # torch.compile / DataParallel / DDP: probe the module inside
     mmap = mmap or ModelMap(model, example_inputs)
     names = {m: n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
     wanted = [x.name for x in mmap.layers if x.kind in PROFILE_KINDS]
