@@ -135,3 +135,32 @@ def test_check_and_probe_see_through_compile_and_data_parallel(wrap):
     assert [f.layers for f in wrapped.findings] == [["1"]]
     assert wrapped.data["probe"]["layers"] == plain.data["probe"]["layers"] == ["0", "2"]
     assert probe(wrap(net), x).grad_rms == pytest.approx(plain.data["probe"]["grad_rms"])
+
+
+# ---------------------------------------------------------------- B6 ModelMap tags
+
+
+class _KeepsState(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("ema", torch.zeros(4))
+        self.register_buffer("ema2", torch.zeros(4))
+        self.last: torch.Tensor | None = None
+
+    def forward(self, x):
+        y = self.lin(x)
+        self.ema.mul_(0.9).add_(y.mean(0))  # in place: the op returns the buffer itself
+        self.ema2 = self.ema2 * 0.9 + y.mean(0)  # reassigned
+        self.lin.weight.data.mul_(1.0)
+        self.last = y.relu()  # kept by the model
+        return y + self.ema
+
+
+def test_modelmap_leaves_no_tag_on_parameters_buffers_or_kept_tensors():
+    from graddoctor.modelmap import ModelMap
+
+    m = _KeepsState()
+    ModelMap(m, torch.randn(3, 4))
+    tensors = dict(m.named_parameters()) | dict(m.named_buffers()) | {"last": m.last}
+    assert [n for n, t in tensors.items() if hasattr(t, "_graddoctor_tag")] == []

@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -222,12 +223,25 @@ def _merge(tags: list[_Tag]) -> _Tag:
     )
 
 
-def _set_tag(tree: Any, tag: _Tag) -> None:
+def _set_tag(tree: Any, tag: _Tag, tagged: list[weakref.ref]) -> None:
+    """Tag the floating-point tensors of ``tree``; each one goes into ``tagged`` (weakly) so that
+    ``_clear_tags`` can remove every tag after the trace (also from buffers changed in place and
+    tensors the model keeps)."""
     leaves, _ = tree_flatten(tree)
     for x in leaves:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
             with contextlib.suppress(Exception):
                 setattr(x, _TAG_ATTR, tag)
+                tagged.append(weakref.ref(x))
+
+
+def _clear_tags(tagged: list[weakref.ref]) -> None:
+    for ref in tagged:
+        x = ref()
+        if x is not None and hasattr(x, _TAG_ATTR):
+            with contextlib.suppress(Exception):
+                delattr(x, _TAG_ATTR)
+    tagged.clear()
 
 
 def _input_tag(args: Any) -> _Tag | None:
@@ -374,6 +388,7 @@ class ModelMap:
         act_kinds = {m: activation_kind(m) for m in names}
         tracked = {m for m in names if not any(True for _ in m.children()) or m in owners or act_kinds[m]}
 
+        tagged: list[weakref.ref] = []  # every tensor tagged during the trace (see _clear_tags)
         stack: list[nn.Module] = []
         layer_calls_at_entry: list[int] = []
         state = {"layer_calls": 0}
@@ -399,7 +414,8 @@ class ModelMap:
                 layer = self._layer_by_name[lname]
                 if layer.activation is None:
                     layer.activation, layer.activation_site = kind, site_name
-            _set_tag(out, _Tag(tag.lo, tag.hi, _EMPTY, tag.src, tag.acts | {site_name}, tag.wlo, tag.whi))
+            _set_tag(out, _Tag(tag.lo, tag.hi, _EMPTY, tag.src, tag.acts | {site_name}, tag.wlo, tag.whi),
+                     tagged)
 
         def on_functional(kind: str, args: tuple, out: Any) -> None:
             owner = names[stack[-1]] if stack else ""
@@ -413,7 +429,7 @@ class ModelMap:
             if tag is not None:
                 if getattr(func, "__name__", "") in _MUL_NAMES:
                     _mark_gates(args)
-                _set_tag(out, tag)
+                _set_tag(out, tag, tagged)
 
         def _mark_gates(args: tuple) -> None:
             tags = [t for t in map(_tag_of, args) if t is not None]
@@ -476,22 +492,26 @@ class ModelMap:
                            tin.wlo + 1, tin.whi + 1)
             layer.depth = max(layer.depth, tag.hi)
             layer.min_depth = tag.lo if layer.calls == 1 else min(layer.min_depth, tag.lo)
-            _set_tag(out, tag)
+            _set_tag(out, tag, tagged)
 
         handles = []
         mode = FunctionalActivationMode(on_functional, in_activation_module, on_op)
-        with restored_state(model), torch.no_grad(), _mha_fastpath_disabled():
-            try:
-                for m in names:
-                    handles.append(m.register_forward_pre_hook(pre_hook, with_kwargs=True))
-                    handles.append(m.register_forward_hook(post_hook, with_kwargs=True, always_call=True))
-                inputs = _tag_inputs(example_inputs)
-                with mode:
-                    out = call_model(model, inputs)
-            finally:
-                for h in handles:
-                    h.remove()
-        self._finish(model, names, owners, out)
+        try:
+            with restored_state(model), torch.no_grad(), _mha_fastpath_disabled():
+                try:
+                    for m in names:
+                        handles.append(m.register_forward_pre_hook(pre_hook, with_kwargs=True))
+                        handles.append(m.register_forward_hook(post_hook, with_kwargs=True,
+                                                               always_call=True))
+                    inputs = _tag_inputs(example_inputs, tagged)
+                    with mode:
+                        out = call_model(model, inputs)
+                finally:
+                    for h in handles:
+                        h.remove()
+            self._finish(model, names, owners, out)
+        finally:
+            _clear_tags(tagged)
 
     def _finish(self, model: nn.Module, names: dict, owners: set, out: Any) -> None:
         outs = output_tensors(out)
@@ -510,9 +530,6 @@ class ModelMap:
                 for layer in self.layers:
                     if layer.activation_site == sname:
                         layer.is_output = True
-        for t in outs:
-            with contextlib.suppress(Exception):
-                delattr(t, _TAG_ATTR)
         called = set(self._layer_by_name)
         self.uncalled = [names[m] for m in names if m in owners and names[m] not in called
                          and activation_kind(m) is None]
@@ -557,7 +574,7 @@ class ModelMap:
         return groups
 
 
-def _tag_inputs(inputs: Any) -> Any:
+def _tag_inputs(inputs: Any, tagged: list[weakref.ref]) -> Any:
     """Tag copies of the floating-point inputs, leaving the user's tensors untouched
     (no attribute set on them, and a model that works in place on its input changes the copy)."""
 
@@ -565,6 +582,7 @@ def _tag_inputs(inputs: Any) -> Any:
         if isinstance(x, torch.Tensor) and x.is_floating_point():
             y = x.clone()
             setattr(y, _TAG_ATTR, _Tag(0, 0))
+            tagged.append(weakref.ref(y))
             return y
         return x
 
