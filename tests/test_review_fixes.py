@@ -164,3 +164,48 @@ def test_modelmap_leaves_no_tag_on_parameters_buffers_or_kept_tensors():
     ModelMap(m, torch.randn(3, 4))
     tensors = dict(m.named_parameters()) | dict(m.named_buffers()) | {"last": m.last}
     assert [n for n, t in tensors.items() if hasattr(t, "_graddoctor_tag")] == []
+
+
+# ---------------------------------------------------------------- B4 / B5 probe losses
+
+
+def test_probe_cross_entropy_on_sequence_logits_flattens_time():
+    from graddoctor.probe import probe
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Embedding(11, 8), nn.Linear(8, 11))
+    tokens, target = torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6))
+    p = probe(net, tokens, target=target, jacobian_k=0)
+    expected = nn.functional.cross_entropy(net(tokens).reshape(-1, 11), target.reshape(-1))
+    assert p.loss_source == "cross_entropy"
+    assert p.loss == pytest.approx(expected.item(), rel=1e-6)
+    # PyTorch's own layout [N, C, T] with [N, T] still goes straight to cross_entropy
+    class_first = nn.Sequential(nn.Conv1d(3, 5, 1))
+    x, t = torch.randn(2, 3, 7), torch.randint(0, 5, (2, 7))
+    p = probe(class_first, x, target=t, jacobian_k=0)
+    assert p.loss == pytest.approx(nn.functional.cross_entropy(class_first(x), t).item(), rel=1e-6)
+
+
+def test_probe_accepts_array_like_targets():
+    from graddoctor.probe import probe
+
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    x = torch.randn(2, 4)
+    p = probe(net, x, target=[0, 2], jacobian_k=0)
+    assert p.loss == pytest.approx(nn.functional.cross_entropy(net(x), torch.tensor([0, 2])).item(),
+                                   rel=1e-6)
+    p = probe(net, x, target=torch.zeros(6, dtype=torch.float64), jacobian_k=0)  # [6] vs [2, 3]
+    assert p.loss_source == "mse" and p.loss == pytest.approx(net(x).pow(2).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("target, loss_fn, match", [
+    (object(), None, "target must be a tensor.*got object"),
+    (torch.tensor([0, 1, 2, 0]), None, r"cross-entropy loss failed on output \(3, 5\).*target \(4,\)"),
+    (torch.zeros(3, 4), None, r"MSE loss failed on output \(3, 5\).*target \(3, 4\)"),
+    (torch.zeros(3), lambda y, t: y @ t, r"loss_fn loss failed on output \(3, 5\).*target \(3,\)"),
+])
+def test_probe_loss_failures_are_one_line_input_errors(target, loss_fn, match):
+    with pytest.raises(gd.GraddoctorError, match=match) as e:
+        gd.check(nn.Linear(2, 5), torch.randn(3, 2), target=target, loss_fn=loss_fn)
+    assert "\n" not in str(e.value)

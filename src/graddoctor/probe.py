@@ -43,9 +43,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,7 +56,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from .distributed import unwrap
-from .errors import InputError
+from .errors import GraddoctorError, InputError
 from .inputs import call_model, output_tensors
 from .modelmap import ModelMap, restored_state
 
@@ -261,21 +262,72 @@ def own_loss(out: Any) -> torch.Tensor | None:
 
 
 def _loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Tensor, str]:
+    if target is not None:
+        target = _as_target(target)
     if loss_fn is not None:
         y = main_output(out)
-        loss = loss_fn(y, target) if target is not None else loss_fn(y)
+        with _loss_errors(y, target, "loss_fn"):
+            loss = loss_fn(y, target) if target is not None else loss_fn(y)
         return _scalar(loss, "loss_fn"), "loss_fn"
     own = own_loss(out)
     if own is not None:
         return own, "model"
     y = main_output(out)
     if target is not None:
+        target = target.to(y.device)
         if not target.is_floating_point():
-            return F.cross_entropy(y, target), "cross_entropy"
-        return F.mse_loss(y, target), "mse"
+            with _loss_errors(y, target, "cross-entropy"):
+                return _cross_entropy(y, target.long()), "cross_entropy"
+        if target.shape != y.shape and target.numel() == y.numel():
+            target = target.reshape(y.shape)  # [N] vs [N, 1]: same values, no broadcasting
+        with _loss_errors(y, target, "MSE"):
+            if target.shape != y.shape:
+                raise ValueError("shapes differ")
+            return F.mse_loss(y, target.to(y.dtype)), "mse"
     gen = torch.Generator(device=y.device).manual_seed(seed)
     r = torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
     return (y * r).mean(), "projection"
+
+
+def _as_target(target: Any) -> torch.Tensor:
+    """``target`` as a tensor (lists, numpy arrays and numbers converted); one-line InputError else."""
+    if isinstance(target, torch.Tensor):
+        return target
+    try:
+        return torch.as_tensor(target)
+    except Exception as e:  # noqa: BLE001 - rewrapped as a one-line error
+        raise InputError(f"target must be a tensor (or an array of numbers), got {type(target).__name__}: "
+                         f"{type(e).__name__}") from None
+
+
+def _cross_entropy(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the classes on dim 1 (PyTorch's layout: [N, C], [N, C, T]) or, for a
+    sequence output [B, T, C] with a target [B, T], on the last dim (flattened to [B*T, C])."""
+    class_dim_1 = y.dim() == target.dim() + 1 and y.shape[:1] + y.shape[2:] == target.shape
+    if y.dim() > 2 and not class_dim_1 and y.shape[:-1] == target.shape:
+        return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1))
+    return F.cross_entropy(y, target)
+
+
+@contextlib.contextmanager
+def _loss_errors(y: torch.Tensor, target: torch.Tensor | None, what: str) -> Iterator[None]:
+    """A failure of the loss becomes a one-line InputError naming the output and target shapes."""
+    try:
+        yield
+    except GraddoctorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - rewrapped with context, original chained
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        tgt = "no target" if target is None else f"target {tuple(target.shape)} {_dtype(target)}"
+        raise InputError(
+            f"the {what} loss failed on output {tuple(y.shape)} {_dtype(y)} and {tgt}: "
+            f"{type(e).__name__}: {msg} - give a target that fits the output (integer classes "
+            f"[N] for [N, C], [B, T] for [B, T, C]; floats of the output's shape for MSE) or a loss_fn"
+        ) from e
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
 
 
 def _scalar(loss: Any, what: str) -> torch.Tensor:
