@@ -209,3 +209,20 @@ def test_probe_loss_failures_are_one_line_input_errors(target, loss_fn, match):
     with pytest.raises(gd.GraddoctorError, match=match) as e:
         gd.check(nn.Linear(2, 5), torch.randn(3, 2), target=target, loss_fn=loss_fn)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- B8 activation names
+
+
+def test_shrink_modules_are_not_taken_for_tanh():
+    from graddoctor.modelmap import ModelMap, activation_kind
+
+    class TanhShrinkish(nn.Module):  # third-party name with a "tanh" fragment
+        def forward(self, x):
+            return x - torch.tanh(x)
+
+    for m in (nn.Tanhshrink(), nn.Softshrink(), nn.Hardshrink(), TanhShrinkish()):
+        assert activation_kind(m) is None, type(m).__name__
+    assert activation_kind(nn.Tanh()) == "tanh"
+    net = nn.Sequential(nn.Linear(4, 4), nn.Tanhshrink(), nn.Linear(4, 2))
+    assert ModelMap(net, torch.randn(2, 4)).activations == []

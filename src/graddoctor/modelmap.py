@@ -80,6 +80,11 @@ _NAME_HINTS: tuple[tuple[str, str], ...] = (
     ("elu", "elu"),
 )
 
+# torch modules that are not one of the kinds above although their names contain a hint
+# (Tanhshrink is x - tanh(x): unbounded, not saturating), and name fragments that veto a hint
+_NOT_ACTIVATION: tuple[type, ...] = (nn.Tanhshrink, nn.Softshrink, nn.Hardshrink, nn.Threshold)
+_NAME_VETO = ("shrink",)
+
 _FUNCTION_KINDS = set(ACTIVATION_FAMILY)
 
 
@@ -93,10 +98,14 @@ def activation_kind(module: nn.Module) -> str | None:
     for cls in type(module).__mro__:
         if cls in _MODULE_KIND:
             return _MODULE_KIND[cls]
+    if isinstance(module, _NOT_ACTIVATION):
+        return None
     # third-party: a leaf with at most scalar parameters whose class name says what it is
     if any(True for _ in module.children()) or any(p.numel() > 1 for p in module.parameters(recurse=False)):
         return None
     name = type(module).__name__.lower()
+    if any(v in name for v in _NAME_VETO):
+        return None
     for hint, kind in _NAME_HINTS:
         if hint in name:
             return kind
