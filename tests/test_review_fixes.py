@@ -226,3 +226,17 @@ def test_shrink_modules_are_not_taken_for_tanh():
     assert activation_kind(nn.Tanh()) == "tanh"
     net = nn.Sequential(nn.Linear(4, 4), nn.Tanhshrink(), nn.Linear(4, 2))
     assert ModelMap(net, torch.randn(2, 4)).activations == []
+
+
+# ---------------------------------------------------------------- B7 several devices
+
+
+def test_watch_refuses_parameters_on_several_devices_in_one_line():
+    from graddoctor.watch import check_one_device
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, device="meta"))
+    with pytest.raises(gd.GraddoctorError, match=r"one device, found cpu, meta") as e:
+        gd.watch(net)
+    assert "\n" not in str(e.value)
+    check_one_device(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))  # one device: fine
+    assert not net[0]._forward_pre_hooks and not net._forward_pre_hooks  # nothing attached

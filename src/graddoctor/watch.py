@@ -180,6 +180,7 @@ class Watcher:
             raise InputError(f"activation_every must be an int >= 0 (0 = off), got {activation_every!r}")
         self.model = model
         self.root = dist_.unwrap(model)
+        check_one_device(self.root)
         if (activation_every or output_grads) and _is_compiled(model):
             warnings.warn("graddoctor.watch: activation statistics are off for a torch.compile'd "
                           "model (module hooks added between compiled calls do not fire)", stacklevel=3)
@@ -699,6 +700,19 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
     else:
         findings = diagnose(meta, steps)
     return Report(findings, source="watch", data={"meta": meta, "steps": steps})
+
+
+def check_one_device(model: nn.Module) -> None:
+    """One-line InputError when the parameters of ``model`` live on several devices (model
+    parallelism: the ring buffer and the fused reductions need one device; not supported yet).
+
+    Example:
+        >>> check_one_device(nn.Linear(2, 2))  # fine: one device
+    """
+    devices = sorted({str(p.device) for p in model.parameters()})
+    if len(devices) > 1:
+        raise InputError(f"watch() needs the parameters on one device, found {', '.join(devices)} "
+                         "(model parallelism is not supported yet) - watch one device's part")
 
 
 def _loss_tensor(loss: Any) -> torch.Tensor:
