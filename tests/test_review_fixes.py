@@ -240,3 +240,71 @@ def test_watch_refuses_parameters_on_several_devices_in_one_line():
     assert "\n" not in str(e.value)
     check_one_device(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))  # one device: fine
     assert not net[0]._forward_pre_hooks and not net._forward_pre_hooks  # nothing attached
+
+
+# ---------------------------------------------------------------- P1-P4 the per-step path
+
+
+def test_device_path_flags_nonfinite_tensors_from_the_fused_norms(monkeypatch):
+    import importlib
+
+    watch_mod = importlib.import_module("graddoctor.watch")  # (the attribute is the function)
+    net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    w = gd.watch(net, opt, example_inputs=torch.ones(1, 2))
+    assert w._meta["config"]["nonfinite_unit"] == "values"  # CPU: exact value counts
+    w._host_check = False  # what a GPU run does: no host read, no per-tensor counting pass
+    monkeypatch.setattr(watch_mod, "nonfinite_counts", lambda *a: pytest.fail("counted per tensor"))
+    with w:
+        net(torch.ones(1, 2)).sum().backward()
+        net[0].weight.grad[0, 0] = float("nan")
+        net[0].bias.grad[:] = float("inf")
+        opt.step()
+        opt.zero_grad()
+        net[0].reset_parameters()  # lr 0 * NaN made the weights NaN
+        net(torch.ones(1, 2)).sum().backward()
+        opt.step()
+    steps = w.records()[1]
+    assert steps[0]["nonfinite"] == {"0": 2, "1": 0} and steps[1]["nonfinite"] == {"0": 0, "1": 0}
+
+
+def test_norm_accumulation_dtype_is_decided_once_at_setup():
+    big = nn.Linear(2, 1).double()
+    with torch.no_grad():
+        big.weight.fill_(1e100)
+    with gd.watch(big, weight_every=1) as w:
+        big(torch.ones(1, 2, dtype=torch.float64)).sum().backward()
+        w.step()
+    assert w._acc == torch.float64
+    assert w.records()[1][0]["weight_norm"][""] == pytest.approx(1e100 * 2 ** 0.5)
+    with gd.watch(nn.Linear(2, 1)) as w32:
+        w32.step()
+    assert w32._acc == torch.float32
+
+
+def test_output_gradient_norms_do_not_overflow_float32():
+    net = nn.Sequential(nn.Linear(2, 4), nn.Linear(4, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    with gd.watch(net, opt, activation_every=1, output_grads=True) as w:
+        (net(torch.ones(3, 2)).sum() * 1e20).backward()  # dL/d(output of "1") = 1e20 each
+        opt.step()
+    og = w.records()[1][0]["out_grad_norm"]
+    assert og["1"] == pytest.approx(1e20 * 3 ** 0.5, rel=1e-6)
+
+
+def test_sampled_steps_build_no_index_tensor_from_python_lists(monkeypatch):
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    x = torch.randn(5, 3)
+    calls = []
+    real = torch.tensor
+    with gd.watch(net, opt, example_inputs=x, activation_every=1) as w:
+        for i in range(3):
+            if i == 2:  # after warm-up: every index is cached
+                monkeypatch.setattr(torch, "tensor", lambda *a, **k: calls.append(a) or real(*a, **k))
+            net(x).pow(2).mean().backward()
+            monkeypatch.setattr(torch, "tensor", real)
+            opt.step()
+            opt.zero_grad()
+    assert calls == []
+    assert "1" in w.records()[1][2]["act"]  # the tanh site was sampled on that step

@@ -18,9 +18,11 @@ How (and why it is cheap):
   summed per layer with ``index_add`` into a preallocated ring buffer
   ``[flush_every, 5 * layers + 2]`` (float64) on the parameters' device. No host
   read of a device value in the step path (tested: hooks, ``w.step``, sampled
-  forwards). On CPU, where a host read is free, one bool per step decides whether
-  to count NaN/Inf values (only when a norm is non-finite); on other devices the
-  count runs on the device every step. One host transfer (and, distributed, one
+  forwards). NaN/Inf: on CPU, where a host read is free, one bool per step decides
+  whether to count the NaN/Inf values (only when a norm is non-finite); on other
+  devices ``nonfinite`` counts the gradient *tensors* whose fused norm is NaN/Inf
+  (free: an exact value count needs a pass per tensor per step, or a host sync);
+  ``meta.config.nonfinite_unit`` says which ("values" or "tensors"). One host transfer (and, distributed, one
   ``all_reduce``) every ``flush_every`` steps, and at detach. Memory: the ring
   (O(layers x flush_every)), one weight copy during update-sampled steps, one
   integer per ReLU unit for the dead-unit window; step records kept on the host
@@ -104,7 +106,7 @@ from .errors import InputError
 from .modelmap import ModelMap, layer_kind
 from .report import Report
 from .runlog import VERSION, read_run
-from .stats import layer_sq_norms, nonfinite_counts, segment_index, update_sq_norms
+from .stats import layer_sq_norms, nonfinite_counts, segment_index, tensor_sq_norms, update_sq_norms
 from .watch_acts import STAT_NAMES, ActivationSampler
 
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
@@ -308,6 +310,8 @@ class Watcher:
         dev = self._params[0].device if self._params else torch.device("cpu")
         self.device = dev
         self._host_check = dev.type == "cpu"  # a host read is free on CPU, a sync elsewhere
+        # norms accumulated in float64 only for float64 parameters (decided once, not every step)
+        self._acc = torch.float64 if any(p.dtype == torch.float64 for p in self._params) else torch.float32
         self._index = segment_index([len(ps) for _, ps in groups], dev)
         tr = [i for i, t in enumerate(self._trainable) if t]
         self._train_params = [self._params[i] for i in tr]
@@ -340,7 +344,8 @@ class Watcher:
                        "activation_every": self.activation_every, "dead_window": self.dead_window,
                        "output_grads": self.output_grads, "optimizer": type(self.optimizer).__name__
                        if self.optimizer is not None else None, "distributed": self.mode,
-                       "world_size": self.world_size, "mapped": mm is not None},
+                       "world_size": self.world_size, "mapped": mm is not None,
+                       "nonfinite_unit": "values" if self._host_check else "tensors"},
         }
         self.site_names = [s.name for s in sites]
         if sites and self.activation_every and self.rank == 0:
@@ -402,7 +407,7 @@ class Watcher:
                 self._act_pending[self._step + 1] = stats
 
     def _hook_outputs(self, step: int) -> None:
-        buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device)
+        buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device, dtype=self._ring.dtype)
 
         def layer_hook(i: int) -> Any:
             def fwd(module: nn.Module, args: Any, out: Any) -> None:
@@ -410,7 +415,8 @@ class Watcher:
                 if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
                     t = out[0]
                 if t is not None and t.requires_grad:
-                    t.register_hook(lambda g: buf.__setitem__(i, buf[i] + g.detach().float().square().sum()))
+                    t.register_hook(lambda g: buf.__setitem__(
+                        i, buf[i] + torch.linalg.vector_norm(g.detach(), dtype=buf.dtype).square()))
             return fwd
 
         for i, m in enumerate(self._layer_modules):
@@ -468,17 +474,23 @@ class Watcher:
         L, row, info = self.n_layers, self._ring[r], self._rows[r]
         grads, idx, has = self._grads()
         gsq = row[:L]
-        layer_sq_norms(grads, idx, L, out=gsq)
+        per_tensor = tensor_sq_norms(grads, row.dtype, self._acc)
+        if grads:
+            gsq.index_add_(0, idx, per_tensor)
         if scale is not None:
             gsq.div_(scale.float().square())
         row[L: 2 * L] = has
-        if not self._host_check or not bool(torch.isfinite(gsq).all()):
-            row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L).to(row.dtype)
+        if self._host_check:  # CPU: exact count of NaN/Inf values, only when a norm says so
+            if not bool(torch.isfinite(gsq).all()):
+                row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L).to(row.dtype)
+        elif grads:  # elsewhere (no host read): gradient tensors whose fused norm is NaN/Inf
+            row[2 * L: 3 * L].index_add_(0, idx, (~torch.isfinite(per_tensor)).to(row.dtype))
         if found_inf is not None:
             row[5 * L + 1] = found_inf.float().sum()
         if self._due(self._step, self.weight_every) or self._due(self._step, self.update_every):
             info["weights"] = True
-            layer_sq_norms(self._local_params(self._params), self._index, L, out=row[3 * L: 4 * L])
+            layer_sq_norms(self._local_params(self._params), self._index, L, out=row[3 * L: 4 * L],
+                           acc=self._acc)
         if self.optimizer is not None:
             lr = self.optimizer.param_groups[0].get("lr")
             info["lr"] = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr

@@ -254,11 +254,22 @@ class ActivationSampler:
         mom[:, :4].index_add_(0, idx, torch.stack(cols, dim=1))
         for col, items in ((1, self._sum), (4, self._sat)):
             if items:
-                mom[:, col].index_add_(0, torch.tensor([i for i, _ in items], device=dev),
+                mom[:, col].index_add_(0, self._cached_index(tuple(i for i, _ in items), dev),
                                        torch.stack([v for _, v in items]).float())
         dead, unit_sums = self._dead(dev)
         mom[:, 1] += unit_sums
         return mom, dead
+
+    def _cached_index(self, sel: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """``torch.tensor(sel)`` on ``device``, built once per distinct ``sel`` (no host-to-device
+        copy on every sampled step)."""
+        key = ("index", sel)
+        hit = self._idx_cache.get(key)
+        if hit is None:
+            if len(self._idx_cache) > 16:
+                self._idx_cache.clear()
+            hit = self._idx_cache[key] = torch.tensor(sel, dtype=torch.long, device=device)
+        return hit
 
     def _dead(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-site dead fraction (NaN for non-ReLU sites) and the per-site sums of ``NONNEG``
