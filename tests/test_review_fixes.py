@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -308,3 +309,69 @@ def test_sampled_steps_build_no_index_tensor_from_python_lists(monkeypatch):
             opt.zero_grad()
     assert calls == []
     assert "1" in w.records()[1][2]["act"]  # the tanh site was sampled on that step
+
+
+# ---------------------------------------------------------------- one helper each
+
+
+def test_one_nonfinite_decoder_for_plots_and_rules():
+    from graddoctor import plots, runlog
+    from graddoctor.rules import _series
+
+    assert plots._num is runlog.as_float and _series.as_float is runlog.as_float
+    assert plots._is_nonfinite is runlog.is_nonfinite
+    assert math.isnan(runlog.as_float(None)) and math.isnan(runlog.as_float("x"))
+    assert runlog.as_float(3) == 3.0 and runlog.as_float("-inf") == -math.inf
+    assert [runlog.is_nonfinite(v) for v in ("NaN", "-inf", float("inf"), 0.0, None, "tanh")] == \
+        [True, True, True, False, False, False]
+
+
+def test_one_profile_kinds_and_the_probe_difference_is_explicit():
+    from graddoctor import modelmap, probe
+    from graddoctor.rules import _series
+
+    assert _series.PROFILE_KINDS is modelmap.PROFILE_KINDS
+    assert probe.PROBE_KINDS is modelmap.PROBE_KINDS
+    assert set(modelmap.PROBE_KINDS) - set(modelmap.PROFILE_KINDS) == {"other"}
+
+
+def test_first_tensor_and_module_names_helpers():
+    from graddoctor import inputs
+    from graddoctor.modelmap import ModelMap, _shape, module_names, modules_by_name
+    from graddoctor.probe import probe
+
+    class Out:  # HF ModelOutput-like
+        def to_tuple(self):
+            return (None, torch.zeros(2, 5))
+
+    assert inputs.first_tensor(Out()).shape == (2, 5) and _shape(Out()) == (2, 5)
+    assert inputs.first_tensor({"a": 1}) is None and _shape([1, "x"]) is None
+    assert not hasattr(inputs, "to_device")  # unused: removed
+    lin = nn.Linear(3, 3)
+    net = nn.Sequential(lin, nn.Tanh(), lin, nn.Linear(3, 1))
+    names = module_names(net)
+    assert list(names.values()) == ["", "0", "1", "3"] and names[lin] == "0"
+    assert modules_by_name(net)["0"] is lin and "2" not in modules_by_name(net)
+    m = ModelMap(net, torch.randn(2, 3))
+    assert [x.name for x in m.layers] == ["0", "3"]
+    assert probe(net, torch.randn(2, 3), mmap=m, jacobian_k=0).layers == ["0", "3"]
+
+
+def test_cli_help_shows_a_command_whose_import_fails(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from graddoctor import cli
+
+    (tmp_path / "gd_broken_cmd.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli._COMMANDS, "boom", "gd_broken_cmd:cmd")
+    monkeypatch.setitem(cli._COMMANDS, "later", "gd_not_built_yet_cmd:cmd")
+    runner = CliRunner()
+    res = runner.invoke(cli.main, ["--help"])
+    assert res.exit_code == 0, res.output
+    assert "boom" in res.output and "BROKEN: RuntimeError: boom at import" in res.output
+    assert "later" not in res.output  # a module not built yet stays out of the list
+    res = runner.invoke(cli.main, ["boom", "x", "--flag"])
+    assert res.exit_code == 2
+    assert "graddoctor: error: the 'boom' command cannot be loaded (RuntimeError: boom at import)" \
+        in res.output

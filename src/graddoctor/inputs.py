@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten
 
 from .errors import InputError, ModelCallError
 
@@ -50,17 +50,14 @@ def check_inputs(inputs: Any) -> None:
         )
 
 
-def to_device(inputs: Any, device: torch.device | str) -> Any:
-    """Move every tensor in ``inputs`` to ``device``."""
-    return tree_map(lambda x: x.to(device) if isinstance(x, torch.Tensor) else x, inputs)
-
-
 def first_tensor(tree: Any) -> torch.Tensor | None:
-    """The first tensor found in a nested structure (model outputs, HF ModelOutput, ...)."""
-    if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):  # HF ModelOutput
-        tree = tree.to_tuple()
-    leaves, _ = tree_flatten(tree)
-    return next((x for x in leaves if isinstance(x, torch.Tensor)), None)
+    """The first tensor found in a nested structure (model outputs, HF ModelOutput, ...).
+
+    Example:
+        >>> first_tensor({"a": 1, "b": (torch.ones(2), torch.zeros(1))}).tolist()
+        [1.0, 1.0]
+    """
+    return next(iter(output_tensors(tree)), None)
 
 
 def output_tensors(tree: Any) -> list[torch.Tensor]:

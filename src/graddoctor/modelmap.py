@@ -51,7 +51,15 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .inputs import call_model, output_tensors
+from .inputs import call_model, first_tensor, output_tensors
+
+#: layer kinds whose weights carry the backpropagated signal: the across-layer gradient
+#: profiles of watch's rules use these (norm gains, embeddings with sparse row gradients and
+#: "other" modules such as scalar gates are left out)
+PROFILE_KINDS = ("linear", "conv", "rnn", "attention")
+#: the init probe also profiles "other" parameter-owning modules (hand-written cells, custom
+#: layers): it measures their output signal itself, not their weight gradients
+PROBE_KINDS = (*PROFILE_KINDS, "other")
 
 # ---------------------------------------------------------------- activations
 
@@ -110,6 +118,26 @@ def activation_kind(module: nn.Module) -> str | None:
         if hint in name:
             return kind
     return None
+
+
+def module_names(model: nn.Module) -> dict[nn.Module, str]:
+    """Each module of ``model`` -> the first name it is registered under (a module shared under
+    several names appears once). ``ModelMap``'s layer and site names are these names.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> list(module_names(nn.Sequential(lin, nn.ReLU(), lin)).values())
+        ['', '0', '1']
+    """
+    names: dict[nn.Module, str] = {}
+    for n, m in model.named_modules(remove_duplicate=False):
+        names.setdefault(m, n)
+    return names
+
+
+def modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
+    """The inverse of ``module_names``: look a module up by its (``ModelMap``) name."""
+    return {n: m for m, n in module_names(model).items()}
 
 
 def function_activation_kind(func: Callable) -> str | None:
@@ -260,10 +288,7 @@ def _input_tag(args: Any) -> _Tag | None:
 
 
 def _shape(tree: Any) -> tuple[int, ...] | None:
-    if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):
-        tree = tree.to_tuple()
-    leaves, _ = tree_flatten(tree)
-    t = next((x for x in leaves if isinstance(x, torch.Tensor)), None)
+    t = first_tensor(tree)
     return tuple(t.shape) if t is not None else None
 
 
@@ -390,9 +415,7 @@ class ModelMap:
     # ---- tracing
 
     def _trace(self, model: nn.Module, example_inputs: Any) -> None:
-        names: dict[nn.Module, str] = {}  # first name a shared module was registered under
-        for n, m in model.named_modules(remove_duplicate=False):
-            names.setdefault(m, n)
+        names = module_names(model)  # first name a shared module was registered under
         owners = {m for m in names if any(True for _ in m.parameters(recurse=False))}
         act_kinds = {m: activation_kind(m) for m in names}
         tracked = {m for m in names if not any(True for _ in m.children()) or m in owners or act_kinds[m]}
@@ -550,9 +573,7 @@ class ModelMap:
         ancestor, or go last. Each parameter appears once (shared ones under
         their first owner).
         """
-        mods = {}
-        for n, m in model.named_modules():
-            mods.setdefault(n, m)
+        mods = modules_by_name(model)
         order: list[str] = []
         for layer in self.layers:
             order.append(layer.name)
@@ -648,6 +669,8 @@ def _mha_fastpath_disabled() -> Iterator[None]:
 
 
 __all__ = [
-    "ACTIVATION_FAMILY", "ActivationSite", "FunctionalActivationMode", "Layer", "ModelMap",
-    "ModuleCall", "activation_kind", "function_activation_kind", "layer_kind", "restored_state",
+    "ACTIVATION_FAMILY", "PROBE_KINDS", "PROFILE_KINDS",
+    "ActivationSite", "FunctionalActivationMode", "Layer", "ModelMap",
+    "ModuleCall", "activation_kind", "function_activation_kind", "layer_kind", "module_names",
+    "modules_by_name", "restored_state",
 ]

@@ -28,6 +28,8 @@ from matplotlib.figure import Figure
 
 from .errors import InputError
 from .report import Finding, Report
+from .runlog import as_float as _num
+from .runlog import is_nonfinite as _is_nonfinite
 
 Run = tuple[dict[str, Any], list[dict[str, Any]]]
 
@@ -64,23 +66,6 @@ def as_run(source: Report | Run | dict[str, Any]) -> Run:
             "for a check report use plots.probe_profile(report)"
         )
     return meta, [s for s in steps if s.get("type", "step") == "step"]
-
-
-def _num(v: Any) -> float:
-    """A run-log number as float: None/missing -> nan, "nan"/"inf"/"-inf" strings decoded."""
-    if v is None:
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _is_nonfinite(v: Any) -> bool:
-    """True for a recorded NaN/Inf (a float, or the strings "nan"/"inf"/"-inf"); None is not one."""
-    if isinstance(v, str):
-        return v.lower() in {"nan", "inf", "-inf"}
-    return isinstance(v, (int, float)) and not math.isfinite(v)
 
 
 def layer_names(meta: dict[str, Any], steps: Sequence[dict[str, Any]] = (), key: str = "grad_norm") -> list[str]:
@@ -536,7 +521,7 @@ def probe_profile(report: Report) -> Figure:
 
 
 def _is_text(v: Any) -> bool:
-    return isinstance(v, str) and v.lower() not in {"nan", "inf", "-inf"}
+    return isinstance(v, str) and not _is_nonfinite(v)
 
 
 #: figure name -> function, in the order a report shows them

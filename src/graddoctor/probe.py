@@ -58,9 +58,7 @@ from torch.utils._pytree import tree_map
 from .distributed import unwrap
 from .errors import GraddoctorError, InputError
 from .inputs import call_model, output_tensors
-from .modelmap import ModelMap, restored_state
-
-PROFILE_KINDS = ("linear", "conv", "rnn", "attention", "other")
+from .modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
 @dataclass
@@ -121,8 +119,8 @@ def probe(
     t0 = time.perf_counter()
     model = unwrap(model)  # torch.compile / DataParallel / DDP: probe the module inside
     mmap = mmap or ModelMap(model, example_inputs)
-    names = {m: n for n, m in reversed(list(model.named_modules(remove_duplicate=False)))}
-    wanted = [x.name for x in mmap.layers if x.kind in PROFILE_KINDS]
+    names = module_names(model)
+    wanted = [x.name for x in mmap.layers if x.kind in PROBE_KINDS]
     accs = {n: _Acc() for n in wanted}
     modules = {m: n for m, n in names.items() if n in accs}
     emb = next((x.name for x in mmap.layers if x.kind == "embedding"), None)
@@ -397,4 +395,4 @@ def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, 
             "effective_rank": s2 * s2 / s4 if s4 > 0 else float("nan"), "outputs": m}
 
 
-__all__ = ["PROFILE_KINDS", "ProbeResult", "main_output", "own_loss", "probe"]
+__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe"]

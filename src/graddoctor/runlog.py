@@ -47,6 +47,35 @@ def encode(record: dict[str, Any]) -> str:
         return json.dumps(_jsonable(record), separators=(",", ":"), allow_nan=False)
 
 
+def as_float(v: Any) -> float:
+    """A run-log number as float: None, missing or not a number -> nan; the strings
+    "nan"/"inf"/"-inf" decoded (the one decoder used by plots and rules).
+
+    Example:
+        >>> [as_float(v) for v in (2, "inf", None, {})]
+        [2.0, inf, nan, nan]
+    """
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_nonfinite(v: Any) -> bool:
+    """True for a recorded NaN/Inf: a non-finite number or the strings "nan"/"inf"/"-inf"
+    (any case); None (nothing recorded) is not one.
+
+    Example:
+        >>> [is_nonfinite(v) for v in ("nan", float("-inf"), 1.0, None, "relu")]
+        [True, True, False, False, False]
+    """
+    if isinstance(v, str):
+        return v.lower() in _NONFINITE
+    return isinstance(v, (int, float)) and not math.isfinite(v)
+
+
 def decode_floats(obj: Any) -> Any:
     """Turn "nan"/"inf"/"-inf" strings back into floats, recursively."""
     if isinstance(obj, dict):
@@ -116,4 +145,7 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
 
 
-__all__ = ["FILENAME", "FLOAT_MAPS", "VERSION", "decode_floats", "encode", "read_run", "run_path"]
+__all__ = [
+    "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "decode_floats", "encode", "is_nonfinite",
+    "read_run", "run_path",
+]

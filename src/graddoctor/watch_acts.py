@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .inputs import first_tensor
-from .modelmap import FunctionalActivationMode
+from .modelmap import FunctionalActivationMode, modules_by_name
 from .stats import moments_to_stats, saturated_mask
 
 #: columns of ``ActivationSampler.stop()``
@@ -107,9 +107,7 @@ class ActivationSampler:
         self.kind = {s[0]: s[1] for s in sites}
         self.family = {s[0]: s[2] for s in sites}
         self.conv_sites = set(conv_sites)
-        names: dict[str, nn.Module] = {}
-        for n, m in root.named_modules(remove_duplicate=False):
-            names.setdefault(n, m)
+        names = modules_by_name(root)
         self.modules = {s[0]: names[s[0]] for s in sites if not s[3] and s[0] in names}
         owner_names = {s[4] for s in sites if s[3]}
         self.owners = {n: names[n] for n in owner_names if n in names}

@@ -26,14 +26,30 @@ _COMMANDS: dict[str, str] = {
 
 
 def _load(name: str) -> click.Command | None:
+    """The command ``name``; None when its module is not built (left out of ``--help``); a
+    stand-in that shows the error in ``--help`` and fails in one line when its import fails."""
     module_name, attr = _COMMANDS[name].split(":")
     try:
-        module = import_module(module_name)
+        return getattr(import_module(module_name), attr)
     except ModuleNotFoundError as e:
         if e.name == module_name:  # not built yet
             return None
-        raise
-    return getattr(module, attr)
+        return _broken(name, e)
+    except Exception as e:  # noqa: BLE001 - shown, not hidden: the command is broken
+        return _broken(name, e)
+
+
+def _broken(name: str, error: Exception) -> click.Command:
+    msg = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    why = f"{type(error).__name__}: {msg}"
+
+    def fail(**_: object) -> None:
+        raise GraddoctorError(f"the {name!r} command cannot be loaded ({why}) - reinstall "
+                              "graddoctor or report this")
+
+    return click.Command(name, callback=fail, help=f"BROKEN: {why}", short_help=f"BROKEN: {why}",
+                         context_settings={"ignore_unknown_options": True},
+                         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)])
 
 
 class _LazyGroup(click.Group):

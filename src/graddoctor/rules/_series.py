@@ -14,28 +14,16 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-#: layer kinds whose weights carry the backpropagated signal (norm gains, embeddings
-#: with sparse row gradients, and scalar gates are left out of across-layer profiles)
-PROFILE_KINDS = ("linear", "conv", "rnn", "attention")
+from ..modelmap import PROFILE_KINDS  # noqa: F401 - re-exported for the rules
+from ..runlog import as_float  # noqa: F401 - re-exported for the rules
 
 #: log10 floor for exact zeros (a fully dead path gives grad == 0, not None)
 LOG_FLOOR = -30.0
 #: log10 floor for a zero update/weight ratio: a float32 step below ~eps * |w| rounds away
 UPDATE_FLOOR = -7.0
-
-
-def as_float(v: Any) -> float:
-    """A run-log number as float: None -> nan; "nan"/"inf"/"-inf" strings decoded."""
-    if v is None:
-        return math.nan
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def profile_layers(meta: dict) -> list[str]:

@@ -51,7 +51,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..modelmap import ModelMap
+from ..modelmap import ModelMap, modules_by_name
 from ..report import Finding
 
 SATURATING_MIN = 3
@@ -63,13 +63,6 @@ RNN_LONG = 200
 RNN_VERY_LONG = 512
 
 Rule = Callable[[ModelMap, nn.Module], list[Finding]]
-
-
-def _modules(model: nn.Module) -> dict[str, nn.Module]:
-    out: dict[str, nn.Module] = {}
-    for n, m in model.named_modules(remove_duplicate=False):
-        out.setdefault(n, m)
-    return out
 
 
 def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]:
@@ -135,7 +128,7 @@ def _runs(rows: list[tuple[str, float, bool, str | None]]) -> list[list[tuple[st
 
 def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
     """Weight scale far from He/Xavier for the activation that follows (see module docs)."""
-    mods = _modules(model)
+    mods = modules_by_name(model)
     normed = _normalised_after(m)
     plain = m.shortest_weight_path >= m.longest_weight_path - 1  # no skip connection
     rows = []  # (name, log10 gain, resets the scale, activation family)
@@ -194,7 +187,7 @@ def deep_without_skip(m: ModelMap, model: nn.Module) -> list[Finding]:
 
 def small_batch_batchnorm(m: ModelMap, model: nn.Module) -> list[Finding]:
     """BatchNorm in training mode with fewer than ``BN_MIN_BATCH`` samples per call."""
-    mods = _modules(model)
+    mods = modules_by_name(model)
     hits = []
     for x in m.layers:
         mod = mods.get(x.name)
@@ -228,7 +221,7 @@ def _steps(x, mod: nn.Module) -> int:  # noqa: ANN001 - a modelmap.Layer
 
 def long_sequence_rnn(m: ModelMap, model: nn.Module) -> list[Finding]:
     """A vanilla RNN over more than ``RNN_LONG`` steps."""
-    mods = _modules(model)
+    mods = modules_by_name(model)
     hits = [(x.name, _steps(x, mods[x.name])) for x in m.layers
             if isinstance(mods.get(x.name), (nn.RNN, nn.RNNCell))]
     hits = [(n, t) for n, t in hits if t > RNN_LONG]
