@@ -22,8 +22,9 @@ How (and why it is cheap):
   whether to count the NaN/Inf values (only when a norm is non-finite); on other
   devices ``nonfinite`` counts the gradient *tensors* whose fused norm is NaN/Inf
   (free: an exact value count needs a pass per tensor per step, or a host sync);
-  ``meta.config.nonfinite_unit`` says which ("values" or "tensors"). One host transfer (and, distributed, one
-  ``all_reduce``) every ``flush_every`` steps, and at detach. Memory: the ring
+  ``meta.config.nonfinite_unit`` says which ("values" or "tensors"). One host
+  transfer (and, distributed, one ``all_reduce``) every ``flush_every`` steps, and
+  at detach. Memory: the ring
   (O(layers x flush_every)), one weight copy during update-sampled steps, one
   integer per ReLU unit for the dead-unit window; step records kept on the host
   only without a JSONL sink (``history``).
@@ -39,6 +40,12 @@ How (and why it is cheap):
   update measured at this one.
 - Activation statistics every ``activation_every`` steps, on the first forward
   (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``.
+- Do no harm: an internal error in a hook or in ``w.step`` warns once (naming
+  graddoctor) and stops the recording (``w.failed`` says why); the steps recorded
+  before it are kept, training goes on. Bad arguments (``w.step(loss)`` with a
+  non-scalar loss) still raise a one-line ``InputError``. ``w.step()`` called 100
+  times without a step of the given optimizer warns once (wrong optimizer?); the
+  losses meanwhile are kept as one running sum (bounded memory).
 - AMP: with ``scaler=`` given, an iteration where ``scaler.step`` skipped the
   optimizer (inf/nan gradients) is recorded at ``w.step()`` as ``skipped: true``
   without gradient norms (call ``w.step`` once per iteration, after
