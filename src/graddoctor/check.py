@@ -52,7 +52,9 @@ def check(
         example_inputs: a tensor, a tuple of positional tensors, or a dict of keyword
             tensors (Hugging Face style; with ``labels`` the model's own loss is probed).
         target: optional target for ``loss_fn`` (integer -> cross-entropy, float -> MSE
-            when no ``loss_fn`` is given).
+            when no ``loss_fn`` is given; ``[B, T, C]`` logits with a ``[B, T]`` target are
+            flattened over time; lists/arrays are converted). A loss that fails on the
+            output/target shapes is a one-line ``InputError`` naming both.
         loss_fn: optional ``loss_fn(output, target)``; without target and loss the probe
             backpropagates ``mean(output * R)``, R a fixed seeded N(0, 1) projection.
         probe: run the init probe (False: static rules only, no backward).
