@@ -13,10 +13,11 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# check and watch are imported eagerly: a function named like its submodule must be bound after
+# check, watch and repair are imported eagerly: a function named like its submodule must be bound after
 # the submodule import, so that `import graddoctor.check` (module already in sys.modules) does not
 # rebind `graddoctor.check` to the module. Everything else is imported on first use.
 from .check import check  # noqa: E402
+from .repair import RepairResult, repair  # noqa: E402
 from .watch import Watcher, watch  # noqa: E402
 
 # public name -> module that defines it (imported on first use)
@@ -25,15 +26,15 @@ _LAZY = {
     "Report": "report",
     "Finding": "report",
     "GraddoctorError": "errors",
-    "repair": "repair",
-    "RepairResult": "repair",
     "zoo": None,
     "data": None,
     "plots": None,
     "lab": None,
+    "remedies": None,
+    "rules": None,
 }
 
-__all__ = ["__version__", "check", "watch", "Watcher", *_LAZY]
+__all__ = ["__version__", "check", "watch", "Watcher", "repair", "RepairResult", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
