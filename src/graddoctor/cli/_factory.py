@@ -16,9 +16,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 from torch import nn
 
@@ -142,3 +144,23 @@ def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
 
 
 __all__ = ["DTYPES", "build", "load_factory", "make_inputs", "parse_shape"]
+
+
+def model_input_options(example_shape: str) -> Callable[[Callable], Callable]:
+    """The FACTORY argument plus --input-shape/--dtype/--seq, shared by ``check`` and ``fix``."""
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed([
+            click.argument("factory"),
+            click.option("--input-shape", default=None,
+                         help=f"Shape of a random example input, batch first (e.g. {example_shape}); "
+                              "needed when the factory returns only a model."),
+            click.option("--dtype", default="float32", show_default=True,
+                         help="Input dtype: float32, float64, bfloat16, float16, or long (token ids)."),
+            click.option("--seq", type=int, default=None,
+                         help="Insert a time axis of this many steps after the batch axis."),
+        ]):
+            command = option(command)
+        return command
+
+    return decorate

@@ -16,16 +16,11 @@ import sys
 
 import click
 
+from ._factory import model_input_options
+
 
 @click.command("check")
-@click.argument("factory")
-@click.option("--input-shape", default=None,
-              help="Shape of a random example input, batch first (e.g. 8,3,32,32); "
-                   "needed when the factory returns only a model.")
-@click.option("--dtype", default="float32", show_default=True,
-              help="Input dtype: float32, float64, bfloat16, float16, or long (token ids).")
-@click.option("--seq", type=int, default=None,
-              help="Insert a time axis of this many steps after the batch axis.")
+@model_input_options("8,3,32,32")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--no-probe", is_flag=True, help="Static rules only (no forward/backward probe).")
 def check(factory: str, input_shape: str | None, dtype: str, seq: int | None, as_json: bool,

@@ -21,16 +21,11 @@ from pathlib import Path
 
 import click
 
+from ._factory import model_input_options
+
 
 @click.command("fix")
-@click.argument("factory")
-@click.option("--input-shape", default=None,
-              help="Shape of a random example input, batch first (e.g. 16,64); "
-                   "needed when the factory returns only a model.")
-@click.option("--dtype", default="float32", show_default=True,
-              help="Input dtype: float32, float64, bfloat16, float16, or long (token ids).")
-@click.option("--seq", type=int, default=None,
-              help="Insert a time axis of this many steps after the batch axis.")
+@model_input_options("16,64")
 @click.option("--remedies", default=None,
               help="Comma-separated remedy ids to apply in order instead of the planner's choice.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
