@@ -14,15 +14,17 @@ mirrored here with a test split and a healthy twin). Pure learning-rate faults
 
 Each number is the mean over seeds (weights, batches and repair all seeded).
 Pass: accuracy within 2 points of the healthy reference (regression: loss within
-10%); repair time < 2% of the training time. Rows whose healthy reference does not
+10%); repair time < 2% of the training time (``repair()`` alone; the row's own training
+run, whose length is the step budget). "harm": the repaired model ends more than 2
+points (10%) worse than the broken one. Rows whose healthy reference does not
 learn within the budget (chance + 5 points; MSE > 0.9 on standardised targets) are
 shown but not judged ("n/j").
 
 Usage:
     python benchmarks/repair_suite.py                 # all, prints the table
     python benchmarks/repair_suite.py mlp20-sigmoid   # some scenarios
-    python benchmarks/repair_suite.py --seeds 3 --json out.json   # mean over 3 seeds (default 2;
-                                                                  # mlp200-sigmoid runs 1)
+    python benchmarks/repair_suite.py --seeds 3 --json out.json   # mean over 3 seeds (the default)
+    python benchmarks/repair_suite.py --merge a.json b.json       # one table from parallel runs
 """
 
 from __future__ import annotations
@@ -129,9 +131,11 @@ CASES: list[Case] = [
     Case("mlp200-sigmoid", "depth-stress", "digits", mlp_kw(200, activation="sigmoid"), relu_he(200),
          lr=3e-3, steps=300),
     # model faults of the scenario suite (benchmarks/scenarios/scenarios.py), same models;
-    # SGD learning rates lowered to what the healthy twin trains with
+    # SGD learning rates lowered to what the healthy twin trains with. mlp20-sigmoid-sgd: at
+    # lr 0.01 the healthy 20-layer ReLU twin itself scores 0.34-0.70 over seeds (not a reference);
+    # at lr 0.003 it scores 0.93-0.94 on seeds 0-2 (broken, repaired and healthy all use 0.003)
     Case("mlp20-sigmoid-sgd", "scenarios", "digits", mlp_kw(20, activation="sigmoid"), relu_he(20),
-         opt="sgd", lr=0.01),
+         opt="sgd", lr=0.003),
     Case("mlp20-sigmoid-mnist1d", "scenarios", "mnist1d", mlp_kw(20, n_in=40, activation="sigmoid"),
          relu_he(20, n_in=40), steps=2000),
     Case("mlp12-sigmoid-sgd-mnist1d", "scenarios", "mnist1d", mlp_kw(12, n_in=40, activation="sigmoid"),
@@ -249,6 +253,9 @@ def run_case(case: Case, seeds: int = 2) -> dict:
     regression = y_test.is_floating_point()
     ok = (mean["repaired"] <= 1.1 * mean["healthy"]) if regression else (
         mean["repaired"] >= mean["healthy"] - 0.02)
+    # do no harm: the repaired model must not end worse than the broken one (same tolerance)
+    harm = (mean["repaired"] > 1.1 * mean["broken"]) if regression else (
+        mean["repaired"] < mean["broken"] - 0.02)
     # a healthy reference that does not learn in the budget cannot judge the repair: chance
     # accuracy + 5 points, or (standardised targets) an MSE above 0.9 (the mean predictor's is 1)
     chance = 1.0 / (int(y_test.max()) + 1) if not regression else None
@@ -259,7 +266,7 @@ def run_case(case: Case, seeds: int = 2) -> dict:
             "metric": "test mse" if regression else "test acc", "seeds": seeds,
             **{k: runs[0][k] for k in ("codes_before", "codes_after", "errors_after", "remedies")},
             **mean, "per_seed": [{k: r[k] for k in ("broken", "repaired", "healthy")} for r in runs],
-            "ok": bool(ok), "informative": bool(informative), "repair_s": repair_s, "train_s": train_s,
+            "ok": bool(ok), "harm": bool(harm), "informative": bool(informative), "repair_s": repair_s, "train_s": train_s,
             "repair_frac": repair_s / max(train_s, 1e-9), "steps": case.steps}
 
 
@@ -273,13 +280,14 @@ def table(rows: list[dict]) -> str:
     def codes(cs: list[str]) -> str:
         return ",".join(abbrev.get(c, c) for c in cs) or "-"
     head = (f"| scenario | codes before | remedies | codes after | metric | broken | repaired | healthy "
-            f"| within | repair s | % of train |\n|{'---|' * 11}")
+            f"| within | harm | repair s | train s | % of train |\n|{'---|' * 13}")
     lines = [head]
     for r in rows:
         lines.append(
             f"| {r['scenario']} | {codes(r['codes_before'])} | {', '.join(r['remedies']) or '-'} | "
             f"{codes(r['codes_after'])} | {r['metric']} | {r['broken']:.3f} | {r['repaired']:.3f} | "
-            f"{r['healthy']:.3f} | {('yes' if r['ok'] else 'NO') + ('' if r['informative'] else ' (n/j)')} | {r['repair_s']:.2f} | "
+            f"{r['healthy']:.3f} | {('yes' if r['ok'] else 'NO') + ('' if r['informative'] else ' (n/j)')} "
+            f"| {'WORSE' if r['harm'] else '-'} | {r['repair_s']:.2f} | {r['train_s']:.1f} | "
             f"{100 * r['repair_frac']:.1f} |")
     model = [r for r in rows if not r["lr_fault"]]
     judged = [r for r in model if r["informative"]]
@@ -289,11 +297,15 @@ def table(rows: list[dict]) -> str:
     lines.append(f"model faults: {n_ok}/{len(judged)} within target of healthy "
                  f"({100 * n_ok / max(len(judged), 1):.0f}%) where the healthy reference learns; "
                  f"all rows: {sum(r['ok'] for r in model)}/{len(model)}")
+    harmed = [r["scenario"] for r in model if r["harm"]]
+    lines.append(f"repaired ends worse than broken (by > 2 points / 10%): {len(harmed)}/{len(model)}"
+                 + (f" ({', '.join(harmed)})" if harmed else ""))
     skipped = [r["scenario"] for r in model if not r["informative"]]
     if skipped:
         lines.append(f"healthy reference does not learn within the budget (not judged): {', '.join(skipped)}")
     lines.append(f"repair < 2% of training time: {fast}/{len(model)}; median repair "
-                 f"{sorted(r['repair_s'] for r in model)[len(model) // 2]:.2f} s")
+                 f"{sorted(r['repair_s'] for r in model)[len(model) // 2]:.2f} s; max "
+                 f"{max(r['repair_s'] for r in model):.2f} s; % is of the row's own run (train s)")
     lr = [r for r in rows if r["lr_fault"]]
     if lr:
         lines.append(f"learning-rate faults (advice only): {sum(r['ok'] for r in lr)}/{len(lr)} within target")
@@ -302,7 +314,12 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
-    out, seeds = None, 2
+    out, seeds = None, 3
+    if "--merge" in argv:  # print one table from several --json files (parallel runs)
+        rows = [r for path in argv[argv.index("--merge") + 1:] for r in json.load(open(path))]
+        order = {c.name: i for i, c in enumerate(CASES)}
+        print(table(sorted(rows, key=lambda r: order.get(r["scenario"], len(order)))))
+        return
     if "--json" in argv:
         i = argv.index("--json")
         out = argv[i + 1]
@@ -314,7 +331,7 @@ def main(argv: list[str]) -> None:
     cases = [c for c in CASES if not argv or c.name in argv]
     rows = []
     for case in cases:
-        row = run_case(case, 1 if case.name == "mlp200-sigmoid" else seeds)
+        row = run_case(case, seeds)
         rows.append(row)
         print(f"{row['scenario']}: broken {row['broken']:.3f} repaired {row['repaired']:.3f} "
               f"healthy {row['healthy']:.3f} ({', '.join(row['remedies'])}; repair {row['repair_s']:.2f} s, "

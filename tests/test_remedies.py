@@ -242,6 +242,20 @@ def test_replace_batchnorm_copies_affine_and_keeps_outputs_shape():
     assert isinstance(new[1], nn.GroupNorm) and new[1].num_groups == 2
 
 
+def test_groupnorm_keeps_enough_values_per_group_on_small_maps():
+    """32 channels: 8 groups on a 16x16 map, but only 2 on a 2x2 map (>= 64 values a group)."""
+    def net() -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                             nn.Conv2d(32, 2, 1))
+    for size, groups in ((16, 8), (2, 2)):
+        new, _ = remedies.apply("groupnorm", net(), torch.randn(2, 3, size, size))
+        assert new[1].num_groups == groups
+        assert 32 // groups * size * size >= 64
+    new, _ = insert_norm(nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+                                       nn.Conv2d(32, 2, 1)), "group", torch.randn(2, 3, 2, 2))
+    assert new[0][1].num_groups == 2
+
+
 # ---------------------------------------------------------------- residual
 
 
