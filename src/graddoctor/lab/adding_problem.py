@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, plot_curves
 from .measure import train
 
 CELLS = ("rnn", "lstm", "gru")
@@ -51,10 +51,7 @@ class AddingProblem(Experiment):
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()
-        for i, cell in enumerate(CELLS):
-            for j, r in enumerate(runs):
-                steps, mse = zip(*r[f"curve_{cell}"])
-                ax.plot(steps, mse, color=f"C{i}", alpha=0.8, label=cell if j == 0 else None)
+        plot_curves(ax, runs, CELLS)
         ax.axhline(1 / 6, color="k", ls=":", label="constant baseline 0.167")
         ax.axhline(0.02, color="gray", ls="--", label="0.02")
         ax.set(yscale="log", xlabel="step", ylabel="test MSE", title=f"adding problem, T={settings['T']}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -60,6 +60,17 @@ def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.
         text = ", ".join(f"{c} ({n}/{len(runs)})" for c, n in sorted(counts.items())) or "none"
         parts.append(f"{cfg}: {text}")
     return f"{what} findings per config (seeds): " + "; ".join(parts)
+
+
+def plot_curves(ax: Any, runs: list[Numbers], configs: Sequence[str], label: str = "{}") -> None:
+    """One line per configuration and seed from each run's ``curve_<config>`` [(step, value), ...].
+
+    Seeds of one configuration share a colour; ``label`` formats the legend entry.
+    """
+    for i, cfg in enumerate(configs):
+        for j, r in enumerate(runs):
+            steps, values = zip(*r[f"curve_{cfg}"])
+            ax.plot(steps, values, color=f"C{i}", alpha=0.8, label=label.format(cfg) if j == 0 else None)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note
+from .base import Check, Experiment, Numbers, codes_note, plot_curves
 from .measure import dead_fraction, evaluate, train
 
 #: configuration -> (activation, negative slope, initial bias)
@@ -81,9 +81,6 @@ class DyingReLU(Experiment):
         ax1.set_xticks(x, list(CONFIGS), fontsize=7)
         ax1.set(ylabel="dead unit fraction", title="dead units")
         ax1.legend(fontsize=6)
-        for i, cfg in enumerate(CONFIGS):
-            for j, r in enumerate(runs):
-                steps, acc = zip(*r[f"curve_{cfg}"])
-                ax2.plot(steps, acc, color=f"C{i}", alpha=0.8, label=cfg if j == 0 else None)
+        plot_curves(ax2, runs, CONFIGS)
         ax2.set(xlabel="step", ylabel="test accuracy", title="training")
         ax2.legend(fontsize=6)

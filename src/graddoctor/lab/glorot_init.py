@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note
+from .base import Check, Experiment, Numbers, codes_note, plot_curves
 from .measure import evaluate, train
 
 #: configuration -> (activation, init); "uniform" is Glorot's standard U[-1/sqrt(n), 1/sqrt(n)]
@@ -52,9 +52,6 @@ class GlorotInit(Experiment):
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()
-        for i, cfg in enumerate(CONFIGS):
-            for j, r in enumerate(runs):
-                steps, acc = zip(*r[f"curve_{cfg}"])
-                ax.plot(steps, acc, color=f"C{i}", alpha=0.8, label=cfg if j == 0 else None)
+        plot_curves(ax, runs, CONFIGS)
         ax.set(xlabel="SGD step", ylabel="test accuracy", title="MNIST-1D, 5 hidden layers")
         ax.legend(fontsize=7)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, plot_curves
 from .measure import evaluate, train
 
 NORMS = ("batch", "group", "layer", "none")
@@ -43,10 +43,7 @@ class SmallBatchNorm(Experiment):
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()
-        for i, norm in enumerate(NORMS):
-            for j, r in enumerate(runs):
-                steps, acc = zip(*r[f"curve_{norm}"])
-                ax.plot(steps, acc, color=f"C{i}", alpha=0.8, label=f"{norm} norm" if j == 0 else None)
+        plot_curves(ax, runs, NORMS, label="{} norm")
         ax.set(xlabel="step (batch size 2)", ylabel="test accuracy", ylim=(0, 1),
                title="digits MLP, batch 2")
         ax.legend(fontsize=7)

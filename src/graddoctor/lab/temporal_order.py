@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from .. import data, zoo
-from .base import Check, Experiment, Numbers
+from .base import Check, Experiment, Numbers, plot_curves
 from .measure import evaluate, train
 
 CELLS = ("rnn", "lstm")
@@ -61,10 +61,7 @@ class TemporalOrder(Experiment):
 
     def plot(self, runs: list[Numbers], settings: dict[str, Any], fig: Any) -> None:
         ax = fig.subplots()
-        for i, cell in enumerate(CELLS):
-            for j, r in enumerate(runs):
-                steps, acc = zip(*r[f"curve_{cell}"])
-                ax.plot(steps, acc, color=f"C{i}", alpha=0.8, label=cell if j == 0 else None)
+        plot_curves(ax, runs, CELLS)
         ax.axhline(0.25, color="k", ls=":", label="chance 0.25")
         ax.set(xlabel="step", ylabel="test accuracy", ylim=(0, 1.05),
                title=f"temporal order, T={settings['T']}")
