@@ -49,9 +49,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
-from .inputs import call_model, first_tensor, output_tensors
+from .inputs import call_model, first_tensor, leaves, output_tensors
 
 #: layer kinds whose weights carry the backpropagated signal: the across-layer gradient
 #: profiles of watch's rules use these (norm gains, embeddings with sparse row gradients and
@@ -264,8 +264,7 @@ def _set_tag(tree: Any, tag: _Tag, tagged: list[weakref.ref]) -> None:
     """Tag the floating-point tensors of ``tree``; each one goes into ``tagged`` (weakly) so that
     ``_clear_tags`` can remove every tag after the trace (also from buffers changed in place and
     tensors the model keeps)."""
-    leaves, _ = tree_flatten(tree)
-    for x in leaves:
+    for x in leaves(tree):
         if isinstance(x, torch.Tensor) and x.is_floating_point():
             with contextlib.suppress(Exception):
                 setattr(x, _TAG_ATTR, tag)
@@ -282,8 +281,7 @@ def _clear_tags(tagged: list[weakref.ref]) -> None:
 
 
 def _input_tag(args: Any) -> _Tag | None:
-    leaves, _ = tree_flatten(args)
-    tags = [t for t in map(_tag_of, leaves) if t is not None]
+    tags = [t for t in map(_tag_of, leaves(args)) if t is not None]
     return _merge(tags) if tags else None
 
 
