@@ -329,6 +329,10 @@ def main(argv: list[str]) -> None:
         i = argv.index("--seeds")
         seeds = int(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
+    unknown = [a for a in argv if a not in {c.name for c in CASES}]
+    if unknown:
+        sys.exit("usage: repair_suite.py [SCENARIO ...] [--seeds N] [--json FILE] | --merge A.json B.json ...\n"
+                 f"unknown: {' '.join(unknown)}; scenarios: {' '.join(c.name for c in CASES)}")
     cases = [c for c in CASES if not argv or c.name in argv]
     rows = []
     for case in cases:
