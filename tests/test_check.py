@@ -12,15 +12,6 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import zoo
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 LOUD = ("error", "warning")
 
 

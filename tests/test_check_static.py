@@ -15,15 +15,6 @@ from graddoctor.rules import static
 from graddoctor.rules.static import init_gain
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def run(rule, model: nn.Module, x) -> list:
     return rule(ModelMap(model, x), model)
 

@@ -16,15 +16,6 @@ from graddoctor.cli import main
 from graddoctor.cli._factory import build, make_inputs, parse_shape
 from graddoctor.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 MODELS = textwrap.dedent('''
     import torch
     from torch import nn

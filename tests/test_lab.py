@@ -25,15 +25,6 @@ from graddoctor.lab.measure import (
 from graddoctor.lab.runner import run_experiments
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():  # noqa: ANN202
-    """Tiny models run fastest on one thread (and leave the other cores to the rest)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def smoke(name: str, **overrides):  # noqa: ANN003, ANN201
     """One seed of experiment ``name`` with tiny ``overrides``: its numbers."""
     torch.manual_seed(0)

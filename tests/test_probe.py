@@ -13,15 +13,6 @@ from graddoctor.errors import ModelCallError
 from graddoctor.probe import probe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread (and do not stall on a busy shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _projection(y: torch.Tensor, seed: int = 0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(y.shape, generator=gen, dtype=y.dtype)

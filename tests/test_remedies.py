@@ -18,15 +18,6 @@ from graddoctor.remedies.norm import insert_norm, replace_batchnorm
 from graddoctor.remedies.residual import Residual, add_residual, projection
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster and steadier on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def snapshot(model: nn.Module) -> tuple[str, dict[str, torch.Tensor]]:
     return repr(model), {k: v.detach().clone() for k, v in model.state_dict().items()}
 

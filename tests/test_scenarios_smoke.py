@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios"
 sys.path.insert(0, str(SUITE))
@@ -45,17 +44,8 @@ SMOKE = ["mlp4-relu-he-adam", "lstm-digits-rows", "transformer-pre4", "mlp20-sig
          "mlp4-leaky-lr-huge", "mlp4-relu-75pct-dead", "mlp4-tanh-large-init"]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models on shared cores: one intra-op thread is ~10x faster than oversubscribing."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
-def test_smoke_scenarios_get_exactly_their_codes(one_thread):
+def test_smoke_scenarios_get_exactly_their_codes():
     records = {}
     for name in SMOKE:
         sc = by_name(name)
