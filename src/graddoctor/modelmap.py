@@ -649,7 +649,6 @@ def restored_state(model: nn.Module) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
 
 
-_restored = restored_state  # old private name
 
 
 @contextlib.contextmanager

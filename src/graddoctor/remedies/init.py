@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..modelmap import ACTIVATION_FAMILY, ModelMap, _restored, activation_kind
+from ..modelmap import ACTIVATION_FAMILY, ModelMap, activation_kind, restored_state
 from .base import Change, modules_by_name, need_inputs, target
 
 SCHEMES = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
@@ -252,7 +252,7 @@ def _lsuv(model: nn.Module, names: list[str], example_inputs: Any, tol: float,
 
         return hook
 
-    with _restored(model), torch.no_grad():
+    with restored_state(model), torch.no_grad():
         handles = [mods[n].register_forward_hook(make_hook(n)) for n in names]
         try:
             for _ in range(iters):

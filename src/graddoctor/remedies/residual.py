@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modelmap import ModelMap, _restored, activation_kind
+from ..modelmap import ModelMap, activation_kind, restored_state
 from .base import Change, modules_by_name, need_inputs, target
 
 
@@ -248,7 +248,7 @@ def _shapes(model: nn.Module, example_inputs: Any) -> dict[nn.Module, tuple[tupl
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
     try:
-        with _restored(model), torch.no_grad():
+        with restored_state(model), torch.no_grad():
             call_model(model, example_inputs)
     finally:
         for h in handles:
