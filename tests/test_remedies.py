@@ -11,6 +11,7 @@ from torch import nn
 from graddoctor import remedies
 from graddoctor.codes import REMEDY_IDS
 from graddoctor.errors import InputError
+from graddoctor.modelmap import ModelMap
 from graddoctor.remedies.activation import swap_activation
 from graddoctor.remedies.clip import adaptive_clip_grad, clip_hook, dispatch_clip_grad
 from graddoctor.remedies.init import expected_std, gain, reinit
@@ -355,3 +356,74 @@ def test_advice_remedies():
     _, change = remedies.apply("lower-lr", nn.Linear(1, 1), optimizer=opt)
     assert change.kind == "advice" and change.details["suggested"] == [0.05]
     assert opt.param_groups[0]["lr"] == 0.5  # advice only
+
+
+# ---------------------------------------------------------------- one ModelMap along the plan
+
+
+class GatedNet(nn.Module):
+    """A sigmoid gate (SE style), a shared tanh module called twice, a PReLU with a parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.gate, self.out = (nn.Linear(4, 8), nn.Linear(8, 8),
+                                                   nn.Linear(8, 8), nn.Linear(8, 2))
+        self.act, self.sig, self.prelu = nn.Tanh(), nn.Sigmoid(), nn.PReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.fc1(x))
+        h = self.act(self.fc2(h)) * self.sig(self.gate(h))
+        return self.out(self.prelu(h))
+
+
+MAP_MODELS = {
+    "sigmoid-mlp": (lambda: sigmoid_mlp(depth=8, out_act=True), lambda: torch.randn(16, 8)),
+    "tanh-cnn": (lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 4, 3),
+                                       nn.Tanh(), nn.Flatten(), nn.Linear(4 * 36, 2)),
+                 lambda: torch.randn(4, 3, 8, 8)),
+    "gated": (GatedNet, lambda: torch.randn(8, 4)),
+    "functional": (FunctionalNet, lambda: torch.randn(8, 4)),
+}
+
+
+@pytest.mark.parametrize("name", MAP_MODELS)
+@pytest.mark.parametrize("to", ["relu", "leaky-relu"])
+def test_swap_keeps_the_model_map_exact(name, to):
+    """The map a swap hands on (``with_activations``) equals a fresh trace of the new model."""
+    build, inputs = MAP_MODELS[name]
+    net, x = build(), inputs()
+    mm = ModelMap(net, x)
+    before = mm.to_dict()
+    new, change = swap_activation(net, to, x, mmap=mm, sources={"sigmoid", "tanh", "prelu", "relu"})
+    fresh = ModelMap(new, x)
+    assert change.mmap is not None and change.mmap.to_dict() == fresh.to_dict(), name
+    assert change.mmap.module_shapes == fresh.module_shapes
+    assert mm.to_dict() == before  # the input map is not changed
+    # and the swap itself is the same with or without a map given
+    assert repr(swap_activation(net, to, x, sources={"sigmoid", "tanh", "prelu", "relu"})[0]) == repr(new)
+
+
+def test_residual_from_a_given_map_equals_its_own_trace():
+    net, x = sigmoid_mlp(depth=9, act=nn.ReLU), torch.randn(16, 8)
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, padding=1),
+                        nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16, 2))
+    for model, inp in ((net, x), (cnn, torch.randn(4, 3, 8, 8))):
+        torch.manual_seed(1)
+        a, ca = add_residual(model, inp)
+        torch.manual_seed(1)
+        b, cb = add_residual(model, inp, mmap=ModelMap(model, inp))
+        assert repr(a) == repr(b) and ca.modules == cb.modules and ca.details == cb.details
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_replace_modules_replaces_every_registration_in_one_walk():
+    from graddoctor.remedies.base import replace_modules
+
+    shared = nn.Tanh()
+    net = nn.Sequential(nn.Linear(2, 2), shared, nn.Sequential(nn.Linear(2, 2), shared), nn.Sigmoid())
+    old_s, new_t, new_s = net[3], nn.ReLU(), nn.GELU()
+    out = replace_modules(net, {shared: new_t, old_s: new_s})
+    assert out == {shared: ["1", "2.1"], old_s: ["3"]}
+    assert net[1] is new_t and net[2][1] is new_t and net[3] is new_s

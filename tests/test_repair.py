@@ -51,9 +51,11 @@ IMG = torch.randn(16, 1, 8, 8, generator=gen())
 
 
 @pytest.mark.parametrize("model,codes,expected", [
-    (lambda: zoo.mlp(depth=20, activation="sigmoid"), ["vanishing-gradient"], ["relu", "he-init"]),
+    (lambda: zoo.mlp(depth=20, activation="sigmoid"), ["vanishing-gradient"], ["relu", "he-init", "rezero"]),
+    (lambda: zoo.mlp(depth=12, activation="sigmoid"), ["stalled-layers"], ["relu", "he-init", "rezero"]),
+    (lambda: zoo.mlp(depth=11, activation="sigmoid"), ["vanishing-gradient"], ["relu", "he-init"]),
     (lambda: zoo.mlp(depth=20, activation="sigmoid"), ["saturating-hidden-activation"], ["relu", "he-init"]),
-    (lambda: zoo.mlp(depth=60, activation="sigmoid"), ["vanishing-gradient"], ["relu", "rezero", "he-init"]),
+    (lambda: zoo.mlp(depth=60, activation="sigmoid"), ["vanishing-gradient"], ["relu", "he-init", "rezero"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["dead-relu"], ["leaky-relu", "he-init"]),
     (lambda: zoo.mlp(depth=20, activation="tanh"), ["poor-init"], ["xavier-init"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["poor-init"], ["he-init"]),
@@ -65,10 +67,12 @@ IMG = torch.randn(16, 1, 8, 8, generator=gen())
     (lambda: zoo.mlp(depth=4), ["non-finite"], ["clip-norm", "lower-lr"]),
     (lambda: zoo.mlp(depth=4), ["loss-plateau"], ["lr-find"]),
     (lambda: zoo.mlp(depth=16, activation="tanh", init=0.03),
-     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["xavier-init"]),
+     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["xavier-init", "rezero"]),
     (lambda: zoo.mlp(depth=16, activation="sigmoid", init=0.03),
-     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["relu", "he-init"]),
+     ["saturating-hidden-activation", "poor-init", "vanishing-gradient"], ["relu", "he-init", "rezero"]),
     (lambda: zoo.cnn(20, kind="plain", batchnorm=False, in_channels=1, width=4),
+     ["vanishing-gradient", "poor-init"], ["he-init", "rezero"]),
+    (lambda: zoo.cnn(20, batchnorm=False, in_channels=1, width=4),  # has shortcuts: norms instead
      ["vanishing-gradient", "poor-init"], ["batchnorm", "he-init"]),
 ])
 def test_planner_table(model, codes, expected):
@@ -115,6 +119,32 @@ def test_repair_never_mutates_and_is_deterministic():
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     inplace = repair(net, r, example_inputs=X64, inplace=True)
     assert inplace.model is net and not same(net, snap)
+
+
+def test_repair_traces_the_model_once_and_matches_remedies_applied_one_by_one(monkeypatch):
+    """One ModelMap along the plan (planner -> swap -> re-init -> skips): a single trace, and
+    the repaired model equal to the remedies applied one after another, each tracing on its own."""
+    from graddoctor import remedies as registry
+    from graddoctor.modelmap import ModelMap
+
+    net = zoo.mlp(depth=60, activation="sigmoid")
+    r = report("vanishing-gradient", "saturating-hidden-activation", "poor-init")
+    traces = []
+    original = ModelMap._trace
+    monkeypatch.setattr(ModelMap, "_trace", lambda self, *a: traces.append(1) or original(self, *a))
+    res = repair(net, r, example_inputs=X64, seed=3)
+    assert len(traces) == 1, f"{len(traces)} traces"
+    monkeypatch.setattr(ModelMap, "_trace", original)
+    assert remedy_ids(res) == ["relu", "he-init", "rezero"]
+    with torch.random.fork_rng():
+        torch.manual_seed(3)
+        ref = net
+        for rid in remedy_ids(res):
+            ref, _ = registry.apply(rid, ref, X64)
+    assert repr(ref) == repr(res.model)
+    sa, sb = ref.state_dict(), res.model.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(c.mmap is None for c in res.changes)  # the map is not kept in the result
 
 
 def test_repair_explains_itself_with_manual_code_changes():

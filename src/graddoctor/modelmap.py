@@ -41,9 +41,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -359,6 +360,9 @@ class ModelMap:
         self.longest_path = 0
         self.shortest_weight_path = 0  # as shortest_path, counting weight layers only (no norms)
         self.longest_weight_path = 0
+        #: module name -> (input shape, output shape) of its first call, every called module
+        #: (containers included; not in ``to_dict``)
+        self.module_shapes: dict[str, tuple[tuple[int, ...] | None, tuple[int, ...] | None]] = {}
         self._layer_by_name: dict[str, Layer] = {}
         self._site_by_name: dict[str, ActivationSite] = {}
         self._trace(model, example_inputs)
@@ -482,15 +486,20 @@ class ModelMap:
             if stack and stack[-1] is module:
                 stack.pop()
             entry_calls = layer_calls_at_entry.pop() if layer_calls_at_entry else 0
-            if module not in tracked:
-                return
             name = names[module]
+            first = name not in self.module_shapes
+            if module not in tracked:
+                if first:
+                    self.module_shapes[name] = (_shape((args, kwargs)), _shape(out))
+                return
             call_counter[module] = call_counter.get(module, 0) + 1
             if call_counter[module] == 2:
                 self.shared.append(name)
-            in_shape = _shape((args, kwargs))
+            in_shape, out_shape = _shape((args, kwargs)), _shape(out)
+            if first:
+                self.module_shapes[name] = (in_shape, out_shape)
             self.calls.append(ModuleCall(len(self.calls), name, type(module).__name__, in_shape,
-                                         _shape(out), module in owners))
+                                         out_shape, module in owners))
             kind = act_kinds[module]
             if kind is not None:
                 record_activation(name, kind, False, name, (args, kwargs), out)
@@ -506,7 +515,7 @@ class ModelMap:
                 self.layers.append(layer)
             layer.calls += 1
             layer.input_shape = layer.input_shape or in_shape
-            layer.output_shape = _shape(out)
+            layer.output_shape = out_shape
             if state["layer_calls"] > entry_calls:  # a parent with its own params around child layers
                 state["layer_calls"] += 1
                 tag = _input_tag(out)
@@ -563,6 +572,40 @@ class ModelMap:
         called = set(self._layer_by_name)
         self.uncalled = [names[m] for m in names if m in owners and names[m] not in called
                          and activation_kind(m) is None]
+
+    def with_activations(self, modules: dict[str, nn.Module]) -> ModelMap:
+        """The map after the activation modules registered under these names were replaced by
+        these activation modules (``{name: new_module}``), without a new forward pass.
+
+        Exact: swapping one activation module for another changes no shape, no data flow and
+        no depth, only the kinds (site, ``Layer.activation``), the call's type and, for
+        activations with parameters, ``has_params``; a site that stops being saturating is no
+        gate (gates are only marked on saturating sites). Names not in the map are ignored.
+        The map itself is not changed.
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 1))
+            >>> m = ModelMap(net, torch.randn(3, 2))
+            >>> m.with_activations({"1": nn.ReLU()}).layers[0].activation, m.layers[0].activation
+            ('relu', 'sigmoid')
+        """
+        kinds = {n: k for n, mod in modules.items() if (k := activation_kind(mod)) is not None}
+        new = copy.copy(self)
+        new.activations = [
+            replace(s, kind=kinds[s.name], family=ACTIVATION_FAMILY.get(kinds[s.name], "smooth"),
+                    gate=s.gate and ACTIVATION_FAMILY.get(kinds[s.name]) == "saturating")
+            if s.name in kinds and not s.functional else s for s in self.activations]
+        new.layers = [replace(x, activation=kinds[x.activation_site])
+                      if x.activation_site in kinds and not self._site_by_name[x.activation_site].functional
+                      else x for x in self.layers]
+        new.calls = [replace(c, type=type(modules[c.name]).__name__,
+                             has_params=any(True for _ in modules[c.name].parameters(recurse=False)))
+                     if c.name in kinds else c for c in self.calls]
+        new._layer_by_name = {x.name: x for x in new.layers}
+        new._site_by_name = {s.name: s for s in new.activations}
+        new.shared, new.uncalled = list(self.shared), list(self.uncalled)
+        new.module_shapes = dict(self.module_shapes)
+        return new
 
     def param_groups(self, model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
         """All parameters of ``model`` grouped by owning module, layers in execution order.

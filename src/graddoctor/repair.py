@@ -14,8 +14,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +27,7 @@ from torch import nn
 
 from . import remedies as registry
 from .errors import InputError
+from .modelmap import ModelMap
 from .planner import PlanStep, plan, plan_from_ids
 from .remedies.base import Change
 from .report import Finding, Report, _short_list
@@ -118,7 +122,31 @@ def repair(
 
     Returns:
         ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
+
+    Cost: one traced forward (``ModelMap``, shared by the planner and every remedy while it
+    stays exact), one deep copy, the re-drawn weights. Python's cyclic garbage collector is
+    paused meanwhile (repair's objects are freed by reference counting): a full collection
+    of the process's heap, which repair's allocations would otherwise often trigger
+    (~0.2 s at a few 100k live objects), is left to run later, not inside repair.
     """
+    with _gc_paused():
+        return _repair(model, report, example_inputs, optimizer, inplace, remedies, seed)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inputs: Any,
+            optimizer: torch.optim.Optimizer | None, inplace: bool, remedies: list[str] | None,
+            seed: int | None) -> RepairResult:
     t0 = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise InputError(f"repair needs an nn.Module, got {type(model).__name__}")
@@ -128,8 +156,14 @@ def repair(
         from .check import check
 
         report = check(model, example_inputs)
+    # one ModelMap shared along the plan: built once (the planner's), handed from remedy to
+    # remedy while it stays exact (``Change.mmap``, ``Remedy.keeps_map``), rebuilt lazily by
+    # the next remedy that needs one after a structural change
+    mmap = None
+    if remedies is None and example_inputs is not None:
+        mmap = ModelMap(model, example_inputs)  # valid for the deep copy too: same names
     steps = plan_from_ids(list(remedies)) if remedies is not None else plan(
-        report, model, example_inputs, optimizer)
+        report, model, example_inputs, optimizer, mmap=mmap)
     new = model if inplace else copy.deepcopy(model)
     owned = optimizer is not None and _owns(optimizer, new)
     changes: list[Change] = []
@@ -143,7 +177,10 @@ def repair(
                                       "apply; pass example_inputs=<a batch>", "advice"))
                 continue
             new, change = registry.apply(step.remedy, new, example_inputs, inplace=True,
-                                         optimizer=optimizer if owned else None, **step.options)
+                                         optimizer=optimizer if owned else None, mmap=mmap,
+                                         **step.options)
+            mmap = change.mmap if change.mmap is not None else mmap if entry.keeps_map else None
+            change.mmap = None  # not kept in the result
             change.why = f"{step.reason} -> {change.why}" if step.reason != "requested" else change.why
             change.details.setdefault("codes", step.codes)
             changes.append(change)

@@ -1,8 +1,11 @@
 """The remedy registry: remedy id -> a pure function ``model -> (new_model, Change)``.
 
 Every remedy takes ``(model, example_inputs=None, *, inplace=False, optimizer=None,
-**options)``, deep-copies the model unless ``inplace=True`` and returns the new
-model with a ``Change`` saying what it did, to which modules, and why.
+mmap=None, **options)``, deep-copies the model unless ``inplace=True`` and returns the new
+model with a ``Change`` saying what it did, to which modules, and why. ``mmap`` is the
+``ModelMap`` of the model on ``example_inputs`` when the caller already has one (``repair``
+shares one map along the plan: a remedy that keeps the map exact returns it as
+``change.mmap``, and a remedy that keeps the structure, ``Remedy.keeps_map``, leaves it valid).
 
 | id | module | what |
 |---|---|---|
@@ -42,25 +45,28 @@ RemedyFn = Callable[..., tuple[nn.Module, Change]]
 
 @dataclass(frozen=True)
 class Remedy:
-    """A registry entry: id, function, family, whether it needs example inputs, one-line summary."""
+    """A registry entry: id, function, family, whether it needs example inputs, one-line summary,
+    whether the model's structure (modules and data flow, hence its ``ModelMap``) stays as is."""
 
     id: str
     fn: RemedyFn
     family: str
     needs_inputs: bool
     summary: str
+    keeps_map: bool = False
 
 
 REMEDIES: dict[str, Remedy] = {}
 
 
-def register(rid: str, family: str, summary: str, needs_inputs: bool = False
-             ) -> Callable[[RemedyFn], RemedyFn]:
-    """Decorator: register ``fn(model, example_inputs, *, inplace, optimizer, **options)`` as ``rid``.
+def register(rid: str, family: str, summary: str, needs_inputs: bool = False,
+             keeps_map: bool = False) -> Callable[[RemedyFn], RemedyFn]:
+    """Decorator: register ``fn(model, example_inputs, *, inplace, optimizer, mmap, **options)``
+    as ``rid`` (``keeps_map``: it changes no module and no data flow: re-init, hooks, advice).
 
     Example:
         >>> @register("my-fix", "custom", "does nothing")
-        ... def my_fix(model, example_inputs=None, *, inplace=False, optimizer=None):
+        ... def my_fix(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None):
         ...     return model, Change("my-fix", [], "nothing to do", "advice")
         >>> get("my-fix").family
         'custom'
@@ -68,7 +74,7 @@ def register(rid: str, family: str, summary: str, needs_inputs: bool = False
     """
 
     def deco(fn: RemedyFn) -> RemedyFn:
-        REMEDIES[rid] = Remedy(rid, fn, family, needs_inputs, summary)
+        REMEDIES[rid] = Remedy(rid, fn, family, needs_inputs, summary, keeps_map)
         return fn
 
     return deco
@@ -83,9 +89,13 @@ def get(rid: str) -> Remedy:
 
 
 def apply(rid: str, model: nn.Module, example_inputs: Any = None, *, inplace: bool = False,
-          optimizer: Any = None, **options: Any) -> tuple[nn.Module, Change]:
-    """Run remedy ``rid`` on ``model``; returns ``(new_model, change)``."""
-    return get(rid).fn(model, example_inputs, inplace=inplace, optimizer=optimizer, **options)
+          optimizer: Any = None, mmap: Any = None, **options: Any) -> tuple[nn.Module, Change]:
+    """Run remedy ``rid`` on ``model``; returns ``(new_model, change)``.
+
+    ``mmap``: the ``ModelMap`` of ``model`` on ``example_inputs``, if already built (saves a trace).
+    """
+    return get(rid).fn(model, example_inputs, inplace=inplace, optimizer=optimizer, mmap=mmap,
+                       **options)
 
 
 # ---------------------------------------------------------------- the built-in remedies
@@ -93,15 +103,16 @@ def apply(rid: str, model: nn.Module, example_inputs: Any = None, *, inplace: bo
 
 def _activation(rid: str) -> None:
     @register(rid, "activation", f"swap saturating hidden activations for {rid}")
-    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
-        return activation.swap_activation(model, rid, example_inputs, inplace=inplace, **kw)
+    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None, **kw):  # noqa: ANN001, ANN202
+        return activation.swap_activation(model, rid, example_inputs, inplace=inplace, mmap=mmap,
+                                          **kw)
 
 
 def _init(rid: str) -> None:
     @register(rid, "init", f"re-initialise Linear/Conv weights with {rid}",
-              needs_inputs=rid == "lsuv-init")
-    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
-        return init.reinit(model, rid, example_inputs, inplace=inplace, **kw)
+              needs_inputs=rid == "lsuv-init", keeps_map=True)
+    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None, **kw):  # noqa: ANN001, ANN202
+        return init.reinit(model, rid, example_inputs, inplace=inplace, mmap=mmap, **kw)
 
 
 for _rid in activation.FACTORIES:
@@ -111,17 +122,18 @@ for _rid in init.SCHEMES:
 
 
 @register("batchnorm", "norm", "insert BatchNorm after hidden Linear/Conv layers", needs_inputs=True)
-def _batchnorm(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
-    return norm.insert_norm(model, "batch", example_inputs, inplace=inplace, **kw)
+def _batchnorm(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+               **kw):  # noqa: ANN001, ANN202
+    return norm.insert_norm(model, "batch", example_inputs, inplace=inplace, mmap=mmap, **kw)
 
 
 def _replace_or_insert(rid: str, kind: str) -> None:
     @register(rid, "norm", f"replace BatchNorm by {rid}, or insert {rid} after hidden layers",
               needs_inputs=True)
-    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
+    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None, **kw):  # noqa: ANN001, ANN202
         if norm.has_batchnorm(model):
-            return norm.replace_batchnorm(model, kind, example_inputs, inplace=inplace)
-        return norm.insert_norm(model, kind, example_inputs, inplace=inplace, **kw)
+            return norm.replace_batchnorm(model, kind, example_inputs, inplace=inplace, mmap=mmap)
+        return norm.insert_norm(model, kind, example_inputs, inplace=inplace, mmap=mmap, **kw)
 
 
 _replace_or_insert("layernorm", "layer")
@@ -129,18 +141,22 @@ _replace_or_insert("groupnorm", "group")
 
 
 @register("residual", "skip", "identity/projection shortcuts around Sequential blocks", True)
-def _residual(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
-    return residual.add_residual(model, example_inputs, inplace=inplace, **kw)
+def _residual(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+              **kw):  # noqa: ANN001, ANN202
+    return residual.add_residual(model, example_inputs, inplace=inplace, mmap=mmap, **kw)
 
 
 @register("rezero", "skip", "shortcuts with a zero-initialised gain (ReZero)", True)
-def _rezero(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
-    return residual.add_residual(model, example_inputs, rezero=True, inplace=inplace, **kw)
+def _rezero(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+            **kw):  # noqa: ANN001, ANN202
+    return residual.add_residual(model, example_inputs, rezero=True, inplace=inplace, mmap=mmap,
+                                 **kw)
 
 
 def _clip(rid: str) -> None:
-    @register(rid, "clip", f"gradient clipping ({clip.MODES[rid]}) as an optimizer step pre-hook")
-    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
+    @register(rid, "clip", f"gradient clipping ({clip.MODES[rid]}) as an optimizer step pre-hook",
+              keeps_map=True)
+    def fn(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None, **kw):  # noqa: ANN001, ANN202
         return clip.clip(model, rid, optimizer=optimizer, inplace=inplace, **kw)
 
 
@@ -148,18 +164,21 @@ for _rid in clip.MODES:
     _clip(_rid)
 
 
-@register("lstm", "advice", "replace a vanilla RNN by an LSTM (code change)")
-def _lstm(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
+@register("lstm", "advice", "replace a vanilla RNN by an LSTM (code change)", keeps_map=True)
+def _lstm(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+          **kw):  # noqa: ANN001, ANN202
     return advice.lstm(model, inplace=inplace, **kw)
 
 
-@register("lower-lr", "advice", "divide the learning rate by 10")
-def _lower_lr(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
+@register("lower-lr", "advice", "divide the learning rate by 10", keeps_map=True)
+def _lower_lr(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+              **kw):  # noqa: ANN001, ANN202
     return advice.lower_lr(model, optimizer=optimizer, inplace=inplace, **kw)
 
 
-@register("lr-find", "advice", "run an LR range test")
-def _lr_find(model, example_inputs=None, *, inplace=False, optimizer=None, **kw):  # noqa: ANN001, ANN202
+@register("lr-find", "advice", "run an LR range test", keeps_map=True)
+def _lr_find(model, example_inputs=None, *, inplace=False, optimizer=None, mmap=None,
+             **kw):  # noqa: ANN001, ANN202
     return advice.lr_find(model, inplace=inplace, **kw)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..modelmap import ACTIVATION_FAMILY, ModelMap, activation_kind
-from .base import Change, modules_by_name, replace_module, target
+from .base import Change, modules_by_name, replace_modules, target
 
 #: remedy id -> factory of the new activation module
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
@@ -60,6 +60,7 @@ def swap_activation(
     inplace: bool = False,
     sources: Iterable[str] | None = None,
     sites: Iterable[str] | None = None,
+    mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
     """Replace hidden activation modules of the ``sources`` kinds by ``to``.
 
@@ -72,6 +73,9 @@ def swap_activation(
             after the last parameter-owning module are taken as output-side.
         sources: activation kinds to replace (default: ``default_sources(to)``).
         sites: restrict to these site/module names (e.g. a finding's ``layers``).
+        mmap: the ``ModelMap`` of ``model`` on ``example_inputs`` if already built (no new
+            trace); ``change.mmap`` is then the map of the new model (same data flow,
+            new kinds: ``ModelMap.with_activations``).
 
     Returns:
         ``(new_model, change)``; ``change.details["manual"]`` lists functional sites
@@ -88,8 +92,10 @@ def swap_activation(
     wanted = set(sites) if sites is not None else None
     new = target(model, inplace)
     mods = modules_by_name(new)
+    if mmap is None and example_inputs is not None:
+        mmap = ModelMap(new, example_inputs)
     swap, manual, kept_output = [], [], []
-    for name, kind, functional, is_output, owner in _sites(new, example_inputs):
+    for name, kind, functional, is_output, owner in _sites(new, mmap):
         if kind not in sources or kind == KIND_OF[to]:
             continue
         if wanted is not None and name not in wanted and owner not in wanted:
@@ -104,27 +110,31 @@ def swap_activation(
                                    "(if it is a hidden activation, not a gate)"})
         elif name in mods:
             swap.append((name, kind))
+    swaps: dict[nn.Module, nn.Module] = {}
+    kind_of: dict[nn.Module, str] = {}
+    for name, kind in swap:  # a module registered under several names is replaced once
+        old = mods[name]
+        if old not in swaps and activation_kind(old) is not None:
+            swaps[old], kind_of[old] = FACTORIES[to](), kind
     replaced: list[str] = []
     old_kinds: dict[str, str] = {}
-    for name, kind in swap:
-        old = modules_by_name(new).get(name)
-        if old is None or activation_kind(old) is None:
-            continue  # already replaced through another registration name
-        for n in replace_module(new, old, FACTORIES[to]()):
+    now: dict[str, nn.Module] = {}
+    for old, names in replace_modules(new, swaps).items():
+        for n in names:
             replaced.append(n)
-            old_kinds[n] = kind
+            old_kinds[n], now[n] = kind_of[old], swaps[old]
     why = (f"hidden {'/'.join(sorted(set(old_kinds.values()))) or 'saturating'} activations "
            f"{'saturate and shrink the gradient' if to != 'leaky-relu' else 'die or saturate'}; "
            f"{to} passes gradient 1 on its active side")
     kind = "applied" if replaced else ("manual" if manual else "advice")
     details = {"to": to, "from": old_kinds, "manual": manual, "kept_output": kept_output}
-    return new, Change(to, replaced, why, kind, details)
+    new_map = mmap.with_activations(now) if mmap is not None else None
+    return new, Change(to, replaced, why, kind, details, mmap=new_map)
 
 
-def _sites(model: nn.Module, example_inputs: Any) -> list[tuple[str, str, bool, bool, str]]:
+def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, bool, str]]:
     """(name, kind, functional, is_output, owner) for each activation site."""
-    if example_inputs is not None:
-        mm = ModelMap(model, example_inputs)
+    if mm is not None:
         return [(s.name, s.kind, s.functional, s.is_output, s.owner) for s in mm.activations]
     mods = list(model.named_modules())
     last_param = max((i for i, (_, m) in enumerate(mods)

@@ -38,6 +38,9 @@ class Change:
         details: JSON-able numbers and strings (old/new kinds, scales, code to write).
         hooks: optimizer step pre-hooks to attach (clipping); not serialised.
         handles: removable handles of hooks already registered; not serialised.
+        mmap: the ``ModelMap`` of the new model on the same example inputs, when the remedy
+            could keep one exact without a new trace (``repair`` hands it to the next remedy
+            and drops it); not serialised.
     """
 
     remedy: str
@@ -47,6 +50,7 @@ class Change:
     details: dict[str, Any] = field(default_factory=dict)
     hooks: list[Any] = field(default_factory=list, repr=False, compare=False)
     handles: list[Any] = field(default_factory=list, repr=False, compare=False)
+    mmap: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in CHANGE_KINDS:
@@ -68,13 +72,26 @@ def target(model: nn.Module, inplace: bool) -> nn.Module:
 
 def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> list[str]:
     """Replace every registration of ``old`` under ``root`` by ``new``; return the names replaced."""
-    names = []
-    slots = [(pname, parent, key) for pname, parent in root.named_modules(remove_duplicate=False)
-             for key, child in parent._modules.items() if child is old]
-    for pname, parent, key in slots:
-        parent._modules[key] = new
-        names.append(f"{pname}.{key}" if pname else key)
-    return sorted(set(names))
+    return replace_modules(root, {old: new})[old]
+
+
+def replace_modules(root: nn.Module, swaps: dict[nn.Module, nn.Module]) -> dict[nn.Module, list[str]]:
+    """Replace every registration of each ``old`` in ``swaps`` by its new module, in one walk
+    over ``root``; return ``old -> sorted names replaced`` (O(modules), not O(modules x swaps)).
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 2), nn.Tanh())
+        >>> out = replace_modules(net, {net[1]: nn.ReLU(), net[3]: nn.ReLU()})
+        >>> sorted(n for names in out.values() for n in names), type(net[3]).__name__
+        (['1', '3'], 'ReLU')
+    """
+    slots = [(pname, parent, key, child) for pname, parent in root.named_modules(remove_duplicate=False)
+             for key, child in parent._modules.items() if child in swaps]
+    names: dict[nn.Module, set[str]] = {old: set() for old in swaps}
+    for pname, parent, key, child in slots:
+        parent._modules[key] = swaps[child]
+        names[child].add(f"{pname}.{key}" if pname else key)
+    return {old: sorted(n) for old, n in names.items()}
 
 
 def modules_by_name(model: nn.Module) -> dict[str, nn.Module]:

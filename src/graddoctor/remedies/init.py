@@ -84,6 +84,7 @@ def reinit(
     layers: list[str] | None = None,
     lsuv_tol: float = 0.05,
     lsuv_iters: int = 10,
+    mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
     """Re-draw the weights of Linear/Conv layers with ``scheme``.
 
@@ -94,6 +95,8 @@ def reinit(
             required by "lsuv-init".
         layers: restrict to these module names.
         lsuv_tol / lsuv_iters: LSUV stops when |var - 1| < tol or after iters.
+        mmap: the ``ModelMap`` of ``model`` on ``example_inputs`` if already built (no new
+            trace); the structure does not change, so ``change.mmap`` is that map.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -106,7 +109,9 @@ def reinit(
         need_inputs(example_inputs, scheme)
     new = target(model, inplace)
     mods = modules_by_name(new)
-    follow = _following(new, example_inputs)
+    if mmap is None and example_inputs is not None:
+        mmap = ModelMap(new, example_inputs)
+    follow = _following(new, mmap)
     names = [n for n in follow if layers is None or n in layers]
     gains: dict[str, float] = {}
     with torch.no_grad():
@@ -141,10 +146,10 @@ def reinit(
                               "shrink or grow the signal (Saxe et al. 2014; Xiao et al. 2018)",
            "lsuv-init": "orthogonal weights rescaled so each layer's output has unit variance on "
                         "the example batch (Mishkin & Matas 2016)"}[scheme]
-    return new, Change(scheme, list(gains), why, "applied", details)
+    return new, Change(scheme, list(gains), why, "applied", details, mmap=mmap)
 
 
-def _following(model: nn.Module, example_inputs: Any) -> dict[str, tuple[str | None, float]]:
+def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | None, float]]:
     """Linear/Conv/RNN layer name -> (activation for its gain, leaky slope), in execution order.
 
     The activation that follows the layer; for an output layer (none follows) the one that
@@ -158,8 +163,7 @@ def _following(model: nn.Module, example_inputs: Any) -> dict[str, tuple[str | N
         return float(getattr(m, "negative_slope", 0.01))
 
     wanted = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
-    if example_inputs is not None:
-        mm = ModelMap(model, example_inputs)
+    if mm is not None:
         out, prev = {}, (None, 0.01)
         for x in mm.layers:
             if not isinstance(mods.get(x.name), wanted):

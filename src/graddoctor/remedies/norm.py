@@ -33,7 +33,15 @@ from torch import nn
 
 from ..errors import InputError
 from ..modelmap import ModelMap
-from .base import Change, batch_size, modules_by_name, need_inputs, replace_module, target
+from .base import (
+    Change,
+    batch_size,
+    modules_by_name,
+    need_inputs,
+    replace_module,
+    replace_modules,
+    target,
+)
 
 #: below this batch size BatchNorm's statistics are too noisy (Wu & He 2018 show the
 #: error rising steeply under 16 per device)
@@ -102,6 +110,7 @@ def insert_norm(
     *,
     inplace: bool = False,
     layers: list[str] | None = None,
+    mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
     """Insert a norm after every hidden Linear/Conv layer not already followed by one.
 
@@ -109,6 +118,7 @@ def insert_norm(
         kind: "auto" (table above) | "batch" | "layer" | "group".
         example_inputs: a batch (required: gives the shapes and the batch size).
         layers: restrict to these module names.
+        mmap: the ``ModelMap`` of ``model`` on ``example_inputs`` if already built.
 
     Example:
         >>> import torch
@@ -121,11 +131,11 @@ def insert_norm(
         raise InputError(f"unknown norm kind {kind!r}; choose one of {list(KINDS)}")
     need_inputs(example_inputs, f"{kind}norm")
     new = target(model, inplace)
-    mm = ModelMap(new, example_inputs)
+    mm = mmap if mmap is not None else ModelMap(new, example_inputs)
     mods = modules_by_name(new)
     batch = batch_size(example_inputs)
     normed = _followed_by_norm(mm)
-    done, chosen = [], {}
+    done, chosen, swaps = [], {}, {}
     for layer in mm.layers:
         if (layer.kind not in ("linear", "conv") or layer.is_output or layer.calls > 1
                 or layer.name in normed or layer.output_shape is None or not layer.name
@@ -134,9 +144,10 @@ def insert_norm(
         k = choose(kind, layer.kind, layer.output_shape, batch)
         norm = make_norm(k, layer.kind, layer.output_shape).to(_device(mods[layer.name]))
         old = mods[layer.name]
-        replace_module(new, old, nn.Sequential(old, norm))
+        swaps[old] = nn.Sequential(old, norm)
         done.append(layer.name)
         chosen[layer.name] = type(norm).__name__
+    replace_modules(new, swaps)
     rid = {"batch": "batchnorm", "layer": "layernorm", "group": "groupnorm", "auto": "batchnorm"}
     remedy = rid[kind] if kind != "auto" else rid[_majority(chosen)]
     why = ("normalising each hidden layer's output keeps activations at unit scale whatever the "
@@ -151,8 +162,12 @@ def replace_batchnorm(
     example_inputs: Any = None,
     *,
     inplace: bool = False,
+    mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
     """Replace every BatchNorm by GroupNorm ("group") or LayerNorm ("layer"), affine copied.
+
+    ``example_inputs`` (or ``mmap``, its ``ModelMap`` if already built) give the map sizes
+    for the group count.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
@@ -162,7 +177,7 @@ def replace_batchnorm(
     if kind not in ("group", "layer"):
         raise InputError(f"BatchNorm can be replaced by 'group' or 'layer', got {kind!r}")
     new = target(model, inplace)
-    shapes = _bn_input_shapes(new, example_inputs)
+    shapes = _bn_input_shapes(new, example_inputs, mmap)
     done, chosen = [], {}
     for name, m in list(new.named_modules()):
         if not isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -192,10 +207,11 @@ def has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _bn_input_shapes(model: nn.Module, example_inputs: Any) -> dict[str, tuple[int, ...]]:
-    if example_inputs is None:
+def _bn_input_shapes(model: nn.Module, example_inputs: Any,
+                     mm: ModelMap | None = None) -> dict[str, tuple[int, ...]]:
+    if mm is None and example_inputs is None:
         return {}
-    mm = ModelMap(model, example_inputs)
+    mm = mm if mm is not None else ModelMap(model, example_inputs)
     return {c.name: tuple(c.input_shape) for c in mm.calls if c.input_shape is not None}
 
 

@@ -5,7 +5,8 @@
 rezero-wrapped block is exactly ``s`` at initialisation (Bachlechner et al. 2020).
 ``s`` is the identity when the block keeps the shape, otherwise a projection:
 ``Linear(F_in, F_out, bias=False)`` or a strided 1x1 convolution (He et al. 2016,
-option B).
+option B) with PyTorch's default init (``repair`` re-initialises before adding skips).
+Wrapping moves modules under new names and changes no layer's weights or activation.
 
 How the chain is cut into blocks: the children of each ``nn.Sequential`` are
 grouped into *units* (a weight layer with the norms, activations, dropouts
@@ -35,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..modelmap import ModelMap, activation_kind, restored_state
+from ..modelmap import ModelMap, activation_kind, module_names
 from .base import Change, modules_by_name, need_inputs, target
 
 
@@ -92,6 +93,7 @@ def add_residual(
     rezero: bool = False,
     block_size: int = 2,
     inplace: bool = False,
+    mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
     """Wrap the blocks of every ``nn.Sequential`` chain in ``Residual`` (see module doc).
 
@@ -99,6 +101,8 @@ def add_residual(
         example_inputs: a batch (required: block input/output shapes decide the shortcut).
         rezero: zero-initialised gain on the residual branch (remedy "rezero").
         block_size: weight-layer units per block.
+        mmap: the ``ModelMap`` of ``model`` on ``example_inputs`` if already built (no new
+            trace: output layers and block shapes come from it).
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 4), nn.Tanh(),
@@ -109,9 +113,12 @@ def add_residual(
     remedy = "rezero" if rezero else "residual"
     need_inputs(example_inputs, remedy)
     new = target(model, inplace)
-    mm = ModelMap(new, example_inputs)
+    mm = mmap if mmap is not None else ModelMap(new, example_inputs)
     output_layers = {x.name for x in mm.layers if x.is_output}
-    shapes = _shapes(new, example_inputs)
+    first = module_names(new)  # the map's names: a shared module under its first name
+    by_first = {n: m for m, n in first.items()}
+    shapes = {by_first[n]: io for n, io in mm.module_shapes.items()
+              if n in by_first and io[0] is not None and io[1] is not None}
     mods = modules_by_name(new)
     wrapped: list[str] = []
     projected: list[str] = []
@@ -233,27 +240,6 @@ def _chunk(run: list[list[str]], size: int) -> list[list[str]]:
         part = run[i:i + size]
         out.append([k for keys in part for k in keys])
     return out
-
-
-def _shapes(model: nn.Module, example_inputs: Any) -> dict[nn.Module, tuple[tuple, tuple]]:
-    """module -> (input shape, output shape) of its first call."""
-    from ..inputs import call_model, first_tensor
-
-    seen: dict[nn.Module, tuple[tuple, tuple]] = {}
-
-    def hook(m: nn.Module, args: tuple, out: Any) -> None:
-        a, o = first_tensor(args), first_tensor(out)
-        if m not in seen and a is not None and o is not None:
-            seen[m] = (tuple(a.shape), tuple(o.shape))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with restored_state(model), torch.no_grad():
-            call_model(model, example_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
 
 
 __all__ = ["Residual", "add_residual", "projection"]
