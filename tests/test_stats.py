@@ -88,3 +88,31 @@ def test_active_units_and_dead_fraction():
 def test_unit_dim():
     assert stats.unit_dim(torch.zeros(2, 3, 4, 4), True) == 1
     assert stats.unit_dim(torch.zeros(2, 5, 7), False) == 2
+
+
+def test_tensor_norms_plan_matches_per_tensor_norms():
+    """Large tensors through _foreach_norm, small ones through cat + segment sum: same norms."""
+    g = torch.Generator().manual_seed(3)
+    shapes = [(80, 80), (7,), (3, 3, 3), (0,), (5000,), (4, 4), (1,)]
+    ts = [torch.randn(*s, generator=g) * 10.0 ** (i - 3) for i, s in enumerate(shapes)]
+    ts[5] = ts[5].t()  # a non-contiguous small tensor
+    plan = stats.TensorNorms(ts)
+    assert plan.large == [0, 4] and plan.order == [0, 4, 1, 2, 3, 5, 6]
+    out = plan(ts, torch.full((len(ts),), -1.0))
+    want = [ts[i].double().norm().item() for i in plan.order]
+    assert out.tolist() == pytest.approx(want, rel=1e-6)
+    bf = [t.to(torch.bfloat16) for t in ts]
+    got = stats.TensorNorms(bf)(bf, torch.empty(len(ts))).tolist()
+    assert got == pytest.approx([bf[i].float().norm().item() for i in plan.order], rel=1e-5)
+    nan = [t.clone() for t in ts]
+    nan[1][2] = math.nan
+    assert math.isnan(plan(nan, torch.empty(len(ts)))[plan.order.index(1)])
+
+
+def test_round_significant_keeps_eight_digits_and_short_repr():
+    x = torch.tensor([0.123456789123, 98765.43219, 3.3e-7, 0.0, math.inf, 1e-300, 2.5e25],
+                     dtype=torch.float64)
+    got = stats.round_significant(x, 8).tolist()
+    assert got[:3] == [0.12345679, 98765.432, 3.3e-07]
+    assert got[3] == 0.0 and got[4] == math.inf and got[5:] == [1e-300, 2.5e25]
+    assert all(len(repr(v)) <= 12 for v in got[:3])

@@ -28,7 +28,7 @@ from typing import Any
 from .errors import InputError
 from .report import _jsonable
 
-VERSION = 1
+VERSION = 2  # 2: weight_norm written on measured steps only (read_run carries it forward)
 FILENAME = "watch.jsonl"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: keys of a step record whose values are per-layer / per-site float maps
@@ -98,6 +98,28 @@ def run_path(path_or_dir: str | os.PathLike) -> Path:
     return p
 
 
+def carry_weights(steps: list[dict]) -> list[dict]:
+    """Fill ``weight_norm`` into the steps between two measurements (in place; returns ``steps``).
+
+    ``watch`` measures weight norms every ``weight_every`` steps and writes them on those steps
+    only; the steps in between get the last measured dict (shared, read-only) and every step
+    with one gets ``weight_step``, the step it was measured at.
+
+    Example:
+        >>> s = carry_weights([{"step": 1, "weight_norm": {"0": 2.0}}, {"step": 2}])
+        >>> s[1]["weight_norm"], s[1]["weight_step"]
+        ({'0': 2.0}, 1)
+    """
+    last: tuple[dict, int] | None = None
+    for s in steps:
+        if "weight_norm" in s:
+            s.setdefault("weight_step", s.get("step"))
+            last = (s["weight_norm"], s["weight_step"])
+        elif last is not None:
+            s["weight_norm"], s["weight_step"] = last
+    return steps
+
+
 def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
     """Read a run log back: ``(meta, steps)``.
 
@@ -136,16 +158,16 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     if not runs:
         raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
     if run == "last":
-        return runs[-1]
+        return runs[-1][0], carry_weights(runs[-1][1])
     if run == "first":
-        return runs[0]
+        return runs[0][0], carry_weights(runs[0][1])
     for r in runs:
         if r[0].get("run_id") == run:
-            return r
+            return r[0], carry_weights(r[1])
     raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
 
 
 __all__ = [
-    "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "decode_floats", "encode", "is_nonfinite",
+    "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode", "is_nonfinite",
     "read_run", "run_path",
 ]

@@ -59,21 +59,21 @@ def dense_values(t: torch.Tensor) -> torch.Tensor:
     return t.coalesce()._values() if t.is_sparse else t.values()
 
 
-def tensor_sq_norms(
-    tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32, acc: torch.dtype | None = None,
+def tensor_norms(
+    tensors: Sequence[torch.Tensor], acc: torch.dtype | None = None, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Squared L2 norm of each tensor from one fused ``_foreach_norm`` (norms accumulated in
-    ``acc``: by default float32, or float64 when a tensor is float64), squared in ``dtype``
-    (float64: no overflow of the square for norms above 1.8e19). Sparse tensors are measured
-    on their values (``dense_values``).
+    """L2 norm of each tensor from one fused ``_foreach_norm``, accumulated in ``acc`` (by
+    default float32, or float64 when a tensor is float64); written into ``out`` (dtype
+    ``acc``, shape ``[len(tensors)]``) when given. Sparse tensors are measured on their
+    values (``dense_values``).
 
     Example:
-        >>> tensor_sq_norms([torch.tensor([3.0, 4.0])]).tolist()
-        [25.0]
+        >>> tensor_norms([torch.tensor([3.0, 4.0]), torch.ones(4)]).tolist()
+        [5.0, 2.0]
     """
-    if not tensors:
-        return torch.zeros(0, dtype=dtype)
     ts = list(tensors)
+    if not ts:
+        return torch.zeros(0, dtype=acc or torch.float32) if out is None else out
     if acc is None:
         acc = torch.float64 if any(t.dtype == torch.float64 for t in ts) else torch.float32
     try:
@@ -82,7 +82,71 @@ def tensor_sq_norms(
         if all(t.layout == torch.strided for t in ts):
             raise
         norms = torch._foreach_norm([dense_values(t) for t in ts], 2, dtype=acc)
-    return torch.stack(norms).to(dtype).square()
+    return torch.stack(norms) if out is None else torch.stack(norms, out=out)
+
+
+#: tensors of at most this many elements are measured together by ``TensorNorms`` (one ``cat``
+#: and one segment sum for all of them: 50 bias vectors cost 30 us instead of 70)
+SMALL_NUMEL = 4096
+
+
+class TensorNorms:
+    """The L2 norm of each tensor of a fixed list (same shapes every call), written into a row.
+
+    Large tensors go through one fused ``torch._foreach_norm``; the small ones (biases, norm
+    weights: at most ``SMALL_NUMEL`` elements) are concatenated and summed per tensor with
+    one ``segment_reduce``, which costs less than a norm call per tensor. ``out`` columns:
+    the ``large`` positions first, then the ``small`` ones (``order`` = the tensor index of
+    each column). Falls back to ``tensor_norms`` for sparse tensors.
+
+    Example:
+        >>> tn = TensorNorms([torch.zeros(5000), torch.zeros(3)])
+        >>> out = torch.empty(2)
+        >>> tn([torch.full((5000,), 2.0), torch.tensor([3.0, 4.0, 0.0])], out).tolist(), tn.order
+        ([141.42135620117188, 5.0], [0, 1])
+    """
+
+    def __init__(self, tensors: Sequence[torch.Tensor], acc: torch.dtype = torch.float32,
+                 small_numel: int = SMALL_NUMEL) -> None:
+        self.acc = acc
+        self.large = [i for i, t in enumerate(tensors) if t.numel() > small_numel]
+        self.small = [i for i, t in enumerate(tensors) if t.numel() <= small_numel]
+        self.order = self.large + self.small
+        self._flat1d = all(tensors[i].dim() == 1 for i in self.small)
+        device = tensors[0].device if len(tensors) else None
+        self._lengths = torch.tensor([tensors[i].numel() for i in self.small], device=device)
+
+    def __call__(self, tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+        nl = len(self.large)
+        try:
+            if nl:
+                torch.stack(torch._foreach_norm([tensors[i] for i in self.large], 2, dtype=self.acc),
+                            out=out[:nl])
+            if self.small:
+                parts = ([tensors[i] for i in self.small] if self._flat1d
+                         else [tensors[i].reshape(-1) for i in self.small])
+                sq = torch.cat(parts).to(self.acc).square()
+                torch.sqrt(torch.segment_reduce(sq, "sum", lengths=self._lengths), out=out[nl:])
+        except (RuntimeError, NotImplementedError, TypeError):
+            if all(t.layout == torch.strided for t in tensors):
+                raise
+            tensor_norms([tensors[i] for i in self.order], self.acc, out=out)
+        return out
+
+
+def tensor_sq_norms(
+    tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32, acc: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Squared L2 norm of each tensor (``tensor_norms``), squared in ``dtype`` (float64: no
+    overflow of the square for norms above 1.8e19).
+
+    Example:
+        >>> tensor_sq_norms([torch.tensor([3.0, 4.0])]).tolist()
+        [25.0]
+    """
+    if not tensors:
+        return torch.zeros(0, dtype=dtype)
+    return tensor_norms(tensors, acc).to(dtype).square()
 
 
 def layer_sq_norms(
@@ -157,6 +221,23 @@ def update_sq_norms(
         return layer_sq_norms(before, index, n_layers, out=out)
     diffs = torch._foreach_sub([a.detach() for a in after], list(before))
     return layer_sq_norms(diffs, index, n_layers, out=out)
+
+
+def round_significant(x: torch.Tensor, digits: int) -> torch.Tensor:
+    """``x`` (float64) rounded to ``digits`` significant decimal digits, so that ``repr`` of each
+    value is short (``m / 10**k`` and ``m * 10**k`` are the doubles nearest to the decimals for
+    ``k <= 22``). Values outside ``[1e-15, 1e22)`` in magnitude, zeros and NaN/Inf are unchanged.
+
+    Example:
+        >>> round_significant(torch.tensor([0.123456789123, 98765.4321, 0.0], dtype=torch.float64), 4).tolist()
+        [0.1235, 98770.0, 0.0]
+    """
+    ax = x.abs()
+    ok = torch.isfinite(x) & (ax >= 1e-15) & (ax < 1e22)
+    k = (digits - 1 - torch.floor(torch.log10(torch.where(ok, ax, 1.0)))).clamp(-22, 22)
+    up = torch.pow(10.0, k.clamp(min=0))
+    down = torch.pow(10.0, (-k).clamp(min=0))
+    return torch.where(ok, torch.round(x * up / down) * down / up, x)
 
 
 def saturated_mask(x: torch.Tensor, kind: str) -> torch.Tensor | None:

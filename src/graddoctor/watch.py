@@ -97,8 +97,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
+import operator
 import os
 import uuid
 import warnings
@@ -112,8 +114,16 @@ from . import distributed as dist_
 from .errors import InputError
 from .modelmap import ModelMap, layer_kind
 from .report import Report
-from .runlog import VERSION, read_run
-from .stats import layer_sq_norms, nonfinite_counts, segment_index, tensor_sq_norms, update_sq_norms
+from .runlog import VERSION, carry_weights, read_run
+from .stats import (
+    TensorNorms,
+    layer_sq_norms,
+    nonfinite_counts,
+    round_significant,
+    segment_index,
+    tensor_norms,
+    update_sq_norms,
+)
 from .watch_acts import STAT_NAMES, ActivationSampler
 
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
@@ -125,6 +135,7 @@ DEAD_WINDOW = 10
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
 IDLE_WSTEPS = 100
+_NONE = itertools.repeat(None)  # ``any(map(operator.is_, grads, _NONE))``: is a gradient missing?
 
 
 class Watcher:
@@ -228,7 +239,7 @@ class Watcher:
         self._og_handles: list[Any] = []
         self._og_buf: dict[int, torch.Tensor] = {}
         self._last_weight: tuple[int, dict] | None = None
-        self._cache: dict[tuple, tuple] = {}
+        self._patterns: dict[tuple, tuple] = {}  # gradient presence -> (params, ring columns, count)
         self.failed: str | None = None  # set when an internal error stopped the recording
 
     # ------------------------------------------------------------ attach / detach
@@ -324,9 +335,17 @@ class Watcher:
         self._train_params = [self._params[i] for i in tr]
         self._train_index = self._index[torch.tensor(tr, dtype=torch.long, device=dev)] if tr else self._index[:0]
         self._train_layers = sorted({int(i) for i in self._train_index.tolist()})
-        # float64 where available: squared norms up to 1e308 (float32 would overflow at 1.8e19)
-        rdt = torch.float32 if dev.type == "mps" else torch.float64
-        self._ring = torch.zeros(self.flush_every, 5 * L + 2, device=dev, dtype=rdt)
+        # per-step gradient norms, one per tensor (the only per-step write); the per-layer block
+        # is assembled at flush, in float64 where available: squared norms up to 1e308
+        self._rdt = torch.float32 if dev.type == "mps" else torch.float64
+        self._ring = torch.zeros(self.flush_every, len(self._params), device=dev, dtype=self._acc)
+        self._norms = TensorNorms(self._local_params(self._params), self._acc)  # ring column order
+        order = torch.tensor(self._norms.order, dtype=torch.long, device=dev)
+        self._col_index = self._index[order]  # layer of each ring column
+        self._col_of = torch.empty_like(order)  # ring column of each parameter
+        self._col_of[order] = torch.arange(len(order), device=dev)
+        self._has_all = torch.zeros(L, device=dev, dtype=self._rdt).index_add_(
+            0, self._index, torch.ones(len(self._params), device=dev, dtype=self._rdt))
         summed = torch.zeros(5 * L + 2, dtype=torch.bool)
         summed[: 5 * L] = True
         self._summed = summed
@@ -414,7 +433,7 @@ class Watcher:
                 self._act_pending[self._step + 1] = stats
 
     def _hook_outputs(self, step: int) -> None:
-        buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device, dtype=self._ring.dtype)
+        buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device, dtype=self._rdt)
 
         def layer_hook(i: int) -> Any:
             def fwd(module: nn.Module, args: Any, out: Any) -> None:
@@ -432,22 +451,19 @@ class Watcher:
 
     # ------------------------------------------------------------ the step path
 
-    def _grads(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Local gradients present now, their layer index, and per-layer present counts."""
-        present = tuple(p.grad is not None for p in self._params)
-        hit = self._cache.get(present)
+    def _pattern(self, present: tuple[bool, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The parameters whose gradient is present, their ring columns, and the per-layer count
+        of present tensors."""
+        hit = self._patterns.get(present)
         if hit is None:
-            sel = [i for i, ok in enumerate(present) if ok]
-            idx = self._index[torch.tensor(sel, dtype=torch.long, device=self.device)] if sel else self._index[:0]
-            has = torch.zeros(self.n_layers, device=self.device)
-            has.index_add_(0, idx, torch.ones(len(sel), device=self.device))
-            if len(self._cache) > 64:
-                self._cache.clear()
-            hit = self._cache[present] = (sel, idx, has)
-        sel, idx, has = hit
-        if self.mode == "sharded":
-            return [dist_.local(self._params[i].grad) for i in sel], idx, has
-        return [self._params[i].grad for i in sel], idx, has
+            sel = torch.tensor([i for i, ok in enumerate(present) if ok], dtype=torch.long,
+                               device=self.device)
+            has = torch.zeros(self.n_layers, device=self.device, dtype=self._rdt)
+            has.index_add_(0, self._index[sel], torch.ones(len(sel), device=self.device, dtype=self._rdt))
+            if len(self._patterns) > 64:
+                self._patterns.clear()
+            hit = self._patterns[present] = (sel, self._col_of[sel], has)
+        return hit
 
     def _take_snapshot(self) -> list[torch.Tensor]:
         return [dist_.local(p).detach().clone() for p in self._train_params]
@@ -466,7 +482,6 @@ class Watcher:
         self._step += 1
         self._rows.append({"step": self._step, "loss": False, "weights": False, "update": False,
                            "skipped": False, "grads": True, "lr": None})
-        self._ring[r].zero_()
         if self._pending_loss is not None:
             self._set_loss(r, *self._pending_loss)
             self._pending_loss = None
@@ -476,32 +491,42 @@ class Watcher:
         return r
 
     def _record(self, scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> int:
-        """Write this step's gradient (and sampled weight) statistics into a new ring row."""
+        """Write this step's gradient norms into a new ring row: one fused norm, one ``stack``.
+
+        Everything else of the step (per-layer sums, squares, presence, loss, sampled weight
+        norms) is kept as it is and assembled once per flush (``_block``)."""
         r = self._new_row()
-        L, row, info = self.n_layers, self._ring[r], self._rows[r]
-        grads, idx, has = self._grads()
-        gsq = row[:L]
-        per_tensor = tensor_sq_norms(grads, row.dtype, self._acc)
-        if grads:
-            gsq.index_add_(0, idx, per_tensor)
-        if scale is not None:
-            gsq.div_(scale.float().square())
-        row[L: 2 * L] = has
-        if self._host_check:  # CPU: exact count of NaN/Inf values, only when a norm says so
-            if not bool(torch.isfinite(gsq).all()):
-                row[2 * L: 3 * L] = nonfinite_counts(grads, idx, L).to(row.dtype)
-        elif grads:  # elsewhere (no host read): gradient tensors whose fused norm is NaN/Inf
-            row[2 * L: 3 * L].index_add_(0, idx, (~torch.isfinite(per_tensor)).to(row.dtype))
+        info, row = self._rows[r], self._ring[r]
+        grads = [p.grad for p in self._params]
+        if any(map(operator.is_, grads, _NONE)):  # frozen or unused parameters: rarer path
+            present = tuple(g is not None for g in grads)
+            sel, cols, info["has"] = self._pattern(present)
+            grads = [g for g in grads if g is not None]
+            row.zero_()
+            if grads:
+                row.index_copy_(0, cols, tensor_norms(self._local_grads(grads), self._acc))
+        else:
+            self._norms(self._local_grads(grads), row)
+        if scale is not None:  # fused optimizers unscale themselves: divide at flush
+            info["scale"] = scale.detach().to(self._rdt)
+        # CPU: exact count of NaN/Inf values, only when a norm says so (a host read is free there)
+        if self._host_check and grads and not math.isfinite(row.sum().item()):
+            idx = self._index if "has" not in info else self._index[sel]
+            info["nonfinite"] = nonfinite_counts(self._local_grads(grads), idx, self.n_layers)
         if found_inf is not None:
-            row[5 * L + 1] = found_inf.float().sum()
+            info["found_inf"] = found_inf.float().sum()
         if self._due(self._step, self.weight_every) or self._due(self._step, self.update_every):
             info["weights"] = True
-            layer_sq_norms(self._local_params(self._params), self._index, L, out=row[3 * L: 4 * L],
-                           acc=self._acc)
+            info["wsq"] = layer_sq_norms(
+                self._local_params(self._params), self._index, self.n_layers,
+                out=torch.zeros(self.n_layers, device=self.device, dtype=self._rdt), acc=self._acc)
         if self.optimizer is not None:
             lr = self.optimizer.param_groups[0].get("lr")
             info["lr"] = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
         return r
+
+    def _local_grads(self, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [dist_.local(g) for g in grads] if self.mode == "sharded" else grads
 
     def _guarded(self, fn: Any, *args: Any, always: bool = False) -> Any:
         """Run ``fn`` unless recording stopped (``always``: even then, e.g. the final flush); an
@@ -543,14 +568,13 @@ class Watcher:
 
     def _write_update(self, r: int) -> None:
         L = self.n_layers
-        usq = update_sq_norms(self._local_params(self._train_params), self._snapshot,
-                              self._train_index, L, in_place=True, dtype=self._ring.dtype)
-        self._ring[r, 4 * L: 5 * L] = usq
+        self._rows[r]["usq"] = update_sq_norms(self._local_params(self._train_params), self._snapshot,
+                                               self._train_index, L, in_place=True, dtype=self._rdt)
         self._rows[r]["update"] = True
         self._snapshot = None
 
     def _set_loss(self, r: int, total: torch.Tensor, n: int = 1) -> None:
-        self._ring[r, 5 * self.n_layers] = (total / n).to(self._ring.device)
+        self._rows[r]["loss_t"] = total if n == 1 else total / n
         self._rows[r]["loss"] = True
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -615,11 +639,15 @@ class Watcher:
         if not rows:
             return
         n, L = len(rows), self.n_layers
-        block = dist_.reduce_block(self._ring[:n], self._summed, self.mode)
+        block = dist_.reduce_block(self._block(rows), self._summed, self.mode)
+        block[:, :L].sqrt_()  # squared norms (summed over shards) -> norms
+        block[:, 3 * L: 5 * L].sqrt_()
         acts = [(s, self._act_pending.pop(s)) for s in [r["step"] for r in rows] if s in self._act_pending]
         ogs = [(s, self._og_buf.pop(s)) for s in [r["step"] for r in rows] if s in self._og_buf]
-        parts = [block.reshape(-1)] + [a.reshape(-1) for _, a in acts] + [o.reshape(-1) for _, o in ogs]
-        flat = torch.cat([p.to(self._ring.dtype) for p in parts]).cpu().tolist()
+        parts = ([block.reshape(-1)] + [a.reshape(-1) for _, a in acts]
+                 + [o.reshape(-1).sqrt() for _, o in ogs])
+        # float32-accurate statistics written with 8 significant digits, not 17 (JSON: 2x faster)
+        flat = round_significant(torch.cat([p.to(self._rdt) for p in parts]), 8).cpu().tolist()
         if keep:  # move the kept row to the front of the ring
             self._ring[0].copy_(self._ring[n])
             self._rows, self._loss_row = all_rows[n:], 0
@@ -644,6 +672,37 @@ class Watcher:
         for s in self.sinks:
             s.write_steps(records)
 
+    def _block(self, rows: list[dict]) -> torch.Tensor:
+        """The statistics of ``rows`` (the first ``len(rows)`` ring rows) as one ``[rows, 5L + 2]``
+        block: per-layer squared gradient norms, present-tensor counts, NaN/Inf counts, squared
+        weight and update norms (L columns each), then the loss and the AMP found-inf flag."""
+        n, L, dev, rdt = len(rows), self.n_layers, self.device, self._rdt
+        block = torch.zeros(n, 5 * L + 2, device=dev, dtype=rdt)
+        sq = self._ring[:n].to(rdt).square()
+        no_grads = [i for i, info in enumerate(rows) if not info["grads"]]
+        if no_grads:  # skipped AMP steps: their ring rows were never written
+            sq[no_grads] = 0
+        block[:, :L].index_add_(1, self._col_index, sq)
+        block[:, L: 2 * L] = self._has_all
+        if not self._host_check:  # gradient tensors whose norm is NaN/Inf
+            block[:, 2 * L: 3 * L].index_add_(1, self._col_index, (~torch.isfinite(sq)).to(rdt))
+        for i, info in enumerate(rows):
+            if not info["grads"]:
+                block[i, L: 2 * L] = 0
+            elif "has" in info:
+                block[i, L: 2 * L] = info["has"]
+            for key, col in (("nonfinite", 2), ("wsq", 3), ("usq", 4)):
+                if key in info:
+                    block[i, col * L: (col + 1) * L] = info[key]
+            if "scale" in info:
+                block[i, :L] /= info["scale"].square()
+            if "found_inf" in info:
+                block[i, 5 * L + 1] = info["found_inf"]
+        losses = [i for i, info in enumerate(rows) if info["loss"]]
+        if losses:
+            block[losses, 5 * L] = torch.stack([rows[i]["loss_t"].to(dev, rdt) for i in losses])
+        return block
+
     def _to_record(self, info: dict, v: list[float], act: list[float] | None,
                    og: list[float] | None) -> dict:
         L, names = self.n_layers, self.layer_names
@@ -655,14 +714,17 @@ class Watcher:
             "lr": float(lr) if lr is not None else None,
         }
         if info["grads"]:
-            rec["grad_norm"] = {n: (math.sqrt(v[i]) if v[L + i] > 0 else None) for i, n in enumerate(names)}
-            rec["nonfinite"] = {n: int(v[2 * L + i]) for i, n in enumerate(names)}
-        if info["weights"]:
-            self._last_weight = (info["step"], {n: math.sqrt(v[3 * L + i]) for i, n in enumerate(names)})
-        if self._last_weight is not None:
-            rec["weight_norm"], rec["weight_step"] = dict(self._last_weight[1]), self._last_weight[0]
+            grad = rec["grad_norm"] = dict(zip(names, v[:L]))
+            if min(v[L: 2 * L], default=1.0) <= 0:  # layers without a gradient this step: null
+                for i in range(L):
+                    if v[L + i] <= 0:
+                        grad[names[i]] = None
+            rec["nonfinite"] = dict(zip(names, map(int, v[2 * L: 3 * L])))
+        if info["weights"]:  # on measured steps only; read_run / records() carry it forward
+            self._last_weight = (info["step"], dict(zip(names, v[3 * L: 4 * L])))
+            rec["weight_norm"] = dict(self._last_weight[1])
         if info["update"]:
-            upd = {names[i]: math.sqrt(v[4 * L + i]) for i in self._train_layers}
+            upd = {names[i]: v[4 * L + i] for i in self._train_layers}
             w = self._last_weight[1] if self._last_weight else {}
             rec["update_norm"] = upd
             rec["update_ratio"] = {n: (u / w[n] if w.get(n) else (math.inf if u > 0 else 0.0))
@@ -679,7 +741,7 @@ class Watcher:
                     out[site]["dead_frac"] = row[4]
             rec["act"] = out
         if og is not None:
-            rec["out_grad_norm"] = {n: math.sqrt(og[i]) for i, n in enumerate(names)
+            rec["out_grad_norm"] = {n: og[i] for i, n in enumerate(names)
                                     if self._layer_modules[i] is not None}
         return rec
 
@@ -693,7 +755,7 @@ class Watcher:
         if sink is not None and self._history.maxlen == 0 and sink.path.exists():
             meta, steps = read_run(sink.path, run=self.run_id)
             return meta, steps
-        return dict(self._meta or {}), list(self._history or [])
+        return dict(self._meta or {}), carry_weights(list(self._history or []))
 
     def _jsonl(self) -> Any:
         from .sinks.jsonl import JsonlSink
@@ -737,6 +799,8 @@ def check_one_device(model: nn.Module) -> None:
 def _loss_tensor(loss: Any) -> torch.Tensor:
     """``loss`` as a detached float32 0-d tensor; one-line InputError unless a real scalar."""
     if isinstance(loss, torch.Tensor):
+        if loss.dtype is torch.float32 and loss.dim() == 0:  # the common case, fast
+            return loss.detach()
         if loss.numel() != 1 or loss.is_complex():
             raise InputError(f"w.step(loss): loss must be a real scalar, got a {loss.dtype} tensor "
                              f"of shape {list(loss.shape)} - pass loss.mean() (or nothing)")
