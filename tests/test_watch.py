@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -262,6 +263,29 @@ def test_update_norm_is_exact_and_sampled():
         assert steps[i]["update_ratio"]["0"] == pytest.approx(
             steps[i]["update_norm"]["0"] / steps[i]["weight_norm"]["0"])
     assert steps[1]["weight_step"] == 1 and steps[2]["weight_step"] == 3
+
+
+
+def test_weight_norm_written_on_measured_steps_only_and_carried_when_read(tmp_path):
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    want = []  # layer "0" (weight, bias) before each step: measured in the step pre-hook
+    with gd.watch(model, opt, tmp_path, weight_every=3, update_every=100) as w:
+        for _ in range(5):
+            loss_of(model(torch.randn(8, 6))).backward()
+            want.append(math.hypot(model[0].weight.norm().item(), model[0].bias.norm().item()))
+            opt.step()
+            opt.zero_grad()
+            w.step()
+    lines = [json.loads(x) for x in (tmp_path / "watch.jsonl").read_text().splitlines()[1:]]
+    assert ["weight_norm" in x for x in lines] == [True, False, False, True, False]
+    assert all("weight_step" not in x for x in lines)
+    steps = read_run(tmp_path)[1]
+    assert [s["weight_step"] for s in steps] == [1, 1, 1, 4, 4]
+    assert [s["weight_norm"]["0"] for s in steps] == pytest.approx(
+        [want[0]] * 3 + [want[3]] * 2, rel=1e-6)
+    assert [s["weight_step"] for s in w.records()[1]] == [1, 1, 1, 4, 4]
 
 
 def test_without_optimizer_step_marks_steps():

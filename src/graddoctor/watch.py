@@ -14,9 +14,12 @@ How (and why it is cheap):
   micro-batches, unscaled by a ``GradScaler`` (``scaler.step`` unscales before it
   calls ``optimizer.step``), all-reduced by DDP. No module backward hooks.
   Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
-- One fused ``torch._foreach_norm`` over all gradients per step, squared and
-  summed per layer with ``index_add`` into a preallocated ring buffer
-  ``[flush_every, 5 * layers + 2]`` (float64) on the parameters' device. No host
+- Per step, the norm of every gradient tensor goes into one row of a preallocated
+  ring buffer ``[flush_every, tensors]`` on the parameters' device: one fused
+  ``torch._foreach_norm`` over the large tensors, one ``cat`` + segment sum over
+  the small ones (biases, norm weights), one ``stack`` (``stats.TensorNorms``).
+  Everything else (per-layer sums of squares in float64, presence, loss, sampled
+  weight/update norms) is kept as tensors and assembled once per flush. No host
   read of a device value in the step path (tested: hooks, ``w.step``, sampled
   forwards). NaN/Inf: on CPU, where a host read is free, one bool per step decides
   whether to count the NaN/Inf values (only when a norm is non-finite); on other
@@ -29,9 +32,10 @@ How (and why it is cheap):
   integer per ReLU unit for the dead-unit window; step records kept on the host
   only without a JSONL sink (``history``).
 - Weight norms cost a second full pass, so they are measured every
-  ``weight_every`` steps (steps 1, 1+k, ...) and on update-sampled steps; the
-  records in between carry the last measured value, with ``weight_step`` saying
-  which step it was measured at (``weight_every=1``: measured every step).
+  ``weight_every`` steps (steps 1, 1+k, ...) and on update-sampled steps and
+  written on those steps only; ``records()`` and ``runlog.read_run`` carry the
+  last measured value to the steps in between, with ``weight_step`` saying which
+  step it was measured at (``weight_every=1``: measured every step).
 - Update norms, exact but sampled: on steps 1, 1+k, 1+2k, ... (k = ``update_every``)
   the pre-hook snapshots the trainable weights, the step post-hook computes
   ``||w_after - w_before||`` per layer (in place, in the snapshot) and frees the
