@@ -112,7 +112,7 @@ class TensorNorms:
         self.large = [i for i, t in enumerate(tensors) if t.numel() > small_numel]
         self.small = [i for i, t in enumerate(tensors) if t.numel() <= small_numel]
         self.order = self.large + self.small
-        self._flat1d = all(tensors[i].dim() == 1 for i in self.small)
+        self._multi_dim = [j for j, i in enumerate(self.small) if tensors[i].dim() != 1]
         device = tensors[0].device if len(tensors) else None
         self._lengths = torch.tensor([tensors[i].numel() for i in self.small], device=device)
 
@@ -123,8 +123,9 @@ class TensorNorms:
                 torch.stack(torch._foreach_norm([tensors[i] for i in self.large], 2, dtype=self.acc),
                             out=out[:nl])
             if self.small:
-                parts = ([tensors[i] for i in self.small] if self._flat1d
-                         else [tensors[i].reshape(-1) for i in self.small])
+                parts = [tensors[i] for i in self.small]
+                for j in self._multi_dim:
+                    parts[j] = parts[j].reshape(-1)
                 sq = torch.cat(parts).to(self.acc).square()
                 torch.sqrt(torch.segment_reduce(sq, "sum", lengths=self._lengths), out=out[nl:])
         except (RuntimeError, NotImplementedError, TypeError):

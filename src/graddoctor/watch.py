@@ -83,7 +83,7 @@ How (and why it is cheap):
   backward (as autograd does anyway).
 
 Defaults (``benchmarks/overhead.py``, ``benchmarks/README.md``): ``flush_every=50``,
-``weight_every=10``, ``update_every=50``, ``activation_every=20``, ``dead_window=10``.
+``weight_every=50``, ``update_every=50``, ``activation_every=20``, ``dead_window=10``.
 
 Example:
     >>> import torch, graddoctor as gd
@@ -133,7 +133,7 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
 FLUSH_EVERY = 50
 UPDATE_EVERY = 50
-WEIGHT_EVERY = 10
+WEIGHT_EVERY = 50  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
 ACTIVATION_EVERY = 20
 DEAD_WINDOW = 10
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
