@@ -69,6 +69,23 @@ def test_hooks_removed_after_with_and_idempotent():
     assert hook_count(net, opt) == base and mode_depth() == 0
 
 
+
+def test_unsampled_forwards_run_without_any_hook():
+    """The root's forward hooks exist only while a sampled (or the first) forward is awaited."""
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    base = hook_count(net, opt)
+    counts, samples = [], []
+    with gd.watch(net, opt, activation_every=3) as w:  # maps on the first forward
+        for _ in range(7):
+            counts.append(hook_count(net, opt) - base)  # before this step's forward
+            one_step(net, opt, w)
+    samples = ["act" in s for s in w.records()[1]]
+    assert samples == [True, False, False, True, False, False, True]
+    # the optimizer's 2 hooks always; the root's 3 (pre, post, always-called post) before steps 1, 4, 7
+    assert counts == [5, 2, 2, 5, 2, 2, 5]
+    assert hook_count(net, opt) == base
+
 @pytest.mark.filterwarnings("ignore:graddoctor.watch. ModelMap failed")
 def test_exception_inside_with_and_inside_sampled_forward_leaves_no_hooks():
     net = Net()

@@ -43,7 +43,9 @@ How (and why it is cheap):
   Without an optimizer the snapshot is taken at the previous ``w.step()`` and the
   update measured at this one.
 - Activation statistics every ``activation_every`` steps, on the first forward
-  (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``.
+  (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``. The
+  root's forward hooks are installed for that forward only (and for the first
+  forward, which maps the model): unsampled forwards run with no hook at all.
 - Do no harm: an internal error in a hook or in ``w.step`` warns once (naming
   graddoctor) and stops the recording (``w.failed`` says why); the steps recorded
   before it are kept, training goes on. Bad arguments (``w.step(loss)`` with a
@@ -226,6 +228,7 @@ class Watcher:
         self._meta: dict | None = None
         self._history: deque | None = None
         self._handles: list[Any] = []
+        self._fwd_handles: list[Any] = []  # root forward hooks: only while a forward is awaited
         self.attached = False
         self._mapping = False
         self._step = 0  # steps recorded (the next one gets _step + 1)
@@ -265,10 +268,8 @@ class Watcher:
                 self._setup(self.example_inputs)
             elif self._meta is not None:
                 self._emit_meta()
-            self._handles.append(self.root.register_forward_pre_hook(
-                self._safe_on_forward, with_kwargs=True, prepend=True))
-            self._handles.append(self.root.register_forward_hook(self._safe_on_forward_end,
-                                                                 always_call=True))
+            if self._meta is None or self._wants_forward(self._step + 1):
+                self._arm()
             if self.optimizer is not None:
                 self._handles.append(self.optimizer.register_step_pre_hook(self._safe_pre_step))
                 self._handles.append(self.optimizer.register_step_post_hook(self._safe_post_step))
@@ -286,6 +287,7 @@ class Watcher:
             h.remove()
         self._handles.clear()
         self._og_handles.clear()
+        self._disarm()
         if self._sampler is not None:
             self._sampler.close()
         self._snapshot = None
@@ -398,6 +400,25 @@ class Watcher:
 
     # ------------------------------------------------------------ forward hooks
 
+    def _wants_forward(self, step: int) -> bool:
+        """Step ``step`` samples its first forward (activation statistics, output gradients)."""
+        return ((self._sampler is not None or self.output_grads) and self.rank == 0
+                and self._due(step, self.activation_every))
+
+    def _arm(self) -> None:
+        """Hook the root's forward (the first forward: the map; sampled steps: the sampler);
+        unsampled forwards run with no hook at all."""
+        if not self._fwd_handles:
+            self._fwd_handles = [
+                self.root.register_forward_pre_hook(self._safe_on_forward, with_kwargs=True,
+                                                    prepend=True),
+                self.root.register_forward_hook(self._safe_on_forward_end, always_call=True)]
+
+    def _disarm(self) -> None:
+        for h in self._fwd_handles:
+            h.remove()
+        self._fwd_handles = []
+
     @torch.compiler.disable
     def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self._guarded(self._on_forward, module, args, kwargs)
@@ -435,6 +456,9 @@ class Watcher:
             stats = self._sampler.stop()
             if stats is not None:
                 self._act_pending[self._step + 1] = stats
+        if self._meta is not None and (self._act_for_step == self._step + 1
+                                       or not self._wants_forward(self._step + 1)):
+            self._disarm()  # sampled (or nothing to sample): no hook until the next sampled step
 
     def _hook_outputs(self, step: int) -> None:
         buf = self._og_buf[step] = torch.zeros(self.n_layers, device=self.device, dtype=self._rdt)
@@ -484,6 +508,8 @@ class Watcher:
             self.flush()
         r = len(self._rows)
         self._step += 1
+        if self.attached and self._wants_forward(self._step + 1):
+            self._arm()
         self._rows.append({"step": self._step, "loss": False, "weights": False, "update": False,
                            "skipped": False, "grads": True, "lr": None})
         if self._pending_loss is not None:
