@@ -85,56 +85,6 @@ def tensor_norms(
     return torch.stack(norms) if out is None else torch.stack(norms, out=out)
 
 
-#: tensors of at most this many elements are measured together by ``TensorNorms`` (one ``cat``
-#: and one segment sum for all of them: 50 bias vectors cost 30 us instead of 70)
-SMALL_NUMEL = 4096
-
-
-class TensorNorms:
-    """The L2 norm of each tensor of a fixed list (same shapes every call), written into a row.
-
-    Large tensors go through one fused ``torch._foreach_norm``; the small ones (biases, norm
-    weights: at most ``SMALL_NUMEL`` elements) are concatenated and summed per tensor with
-    one ``segment_reduce``, which costs less than a norm call per tensor. ``out`` columns:
-    the ``large`` positions first, then the ``small`` ones (``order`` = the tensor index of
-    each column). Falls back to ``tensor_norms`` for sparse tensors.
-
-    Example:
-        >>> tn = TensorNorms([torch.zeros(5000), torch.zeros(3)])
-        >>> out = torch.empty(2)
-        >>> tn([torch.full((5000,), 2.0), torch.tensor([3.0, 4.0, 0.0])], out).tolist(), tn.order
-        ([141.42135620117188, 5.0], [0, 1])
-    """
-
-    def __init__(self, tensors: Sequence[torch.Tensor], acc: torch.dtype = torch.float32,
-                 small_numel: int = SMALL_NUMEL) -> None:
-        self.acc = acc
-        self.large = [i for i, t in enumerate(tensors) if t.numel() > small_numel]
-        self.small = [i for i, t in enumerate(tensors) if t.numel() <= small_numel]
-        self.order = self.large + self.small
-        self._multi_dim = [j for j, i in enumerate(self.small) if tensors[i].dim() != 1]
-        device = tensors[0].device if len(tensors) else None
-        self._lengths = torch.tensor([tensors[i].numel() for i in self.small], device=device)
-
-    def __call__(self, tensors: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        nl = len(self.large)
-        try:
-            if nl:
-                torch.stack(torch._foreach_norm([tensors[i] for i in self.large], 2, dtype=self.acc),
-                            out=out[:nl])
-            if self.small:
-                parts = [tensors[i] for i in self.small]
-                for j in self._multi_dim:
-                    parts[j] = parts[j].reshape(-1)
-                sq = torch.cat(parts).to(self.acc).square()
-                torch.sqrt(torch.segment_reduce(sq, "sum", lengths=self._lengths), out=out[nl:])
-        except (RuntimeError, NotImplementedError, TypeError):
-            if all(t.layout == torch.strided for t in tensors):
-                raise
-            tensor_norms([tensors[i] for i in self.order], self.acc, out=out)
-        return out
-
-
 def tensor_sq_norms(
     tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32, acc: torch.dtype | None = None,
 ) -> torch.Tensor:
@@ -334,5 +284,6 @@ __all__ = [
     "MOMENTS", "SIGMOID_LO", "TANH_SAT", "activation_moments", "active_units", "dead_fraction",
     "dense_values",
     "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "saturated_mask",
-    "segment_index", "tensor_sq_norms", "unit_dim", "update_sq_norms",
+    "round_significant", "segment_index", "tensor_norms", "tensor_sq_norms", "unit_dim",
+    "update_sq_norms",
 ]

@@ -16,8 +16,7 @@ How (and why it is cheap):
   Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
 - Per step, the norm of every gradient tensor goes into one row of a preallocated
   ring buffer ``[flush_every, tensors]`` on the parameters' device: one fused
-  ``torch._foreach_norm`` over the large tensors, one ``cat`` + segment sum over
-  the small ones (biases, norm weights), one ``stack`` (``stats.TensorNorms``).
+  ``torch._foreach_norm`` and one ``stack`` (``stats.tensor_norms``).
   Everything else (per-layer sums of squares in float64, presence, loss, sampled
   weight/update norms) is kept as tensors and assembled once per flush. No host
   read of a device value in the step path (tested: hooks, ``w.step``, sampled
@@ -85,7 +84,7 @@ How (and why it is cheap):
   backward (as autograd does anyway).
 
 Defaults (``benchmarks/overhead.py``, ``benchmarks/README.md``): ``flush_every=50``,
-``weight_every=50``, ``update_every=50``, ``activation_every=20``, ``dead_window=10``.
+``weight_every=50``, ``update_every=50``, ``activation_every=50``, ``dead_window=10``.
 
 Example:
     >>> import torch, graddoctor as gd
@@ -122,7 +121,6 @@ from .modelmap import ModelMap, layer_kind
 from .report import Report
 from .runlog import VERSION, carry_weights, read_run
 from .stats import (
-    TensorNorms,
     layer_sq_norms,
     nonfinite_counts,
     round_significant,
@@ -136,7 +134,7 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 FLUSH_EVERY = 50
 UPDATE_EVERY = 50
 WEIGHT_EVERY = 50  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
-ACTIVATION_EVERY = 20
+ACTIVATION_EVERY = 50
 DEAD_WINDOW = 10
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
@@ -345,11 +343,6 @@ class Watcher:
         # is assembled at flush, in float64 where available: squared norms up to 1e308
         self._rdt = torch.float32 if dev.type == "mps" else torch.float64
         self._ring = torch.zeros(self.flush_every, len(self._params), device=dev, dtype=self._acc)
-        self._norms = TensorNorms(self._local_params(self._params), self._acc)  # ring column order
-        order = torch.tensor(self._norms.order, dtype=torch.long, device=dev)
-        self._col_index = self._index[order]  # layer of each ring column
-        self._col_of = torch.empty_like(order)  # ring column of each parameter
-        self._col_of[order] = torch.arange(len(order), device=dev)
         self._has_all = torch.zeros(L, device=dev, dtype=self._rdt).index_add_(
             0, self._index, torch.ones(len(self._params), device=dev, dtype=self._rdt))
         summed = torch.zeros(5 * L + 2, dtype=torch.bool)
@@ -479,18 +472,18 @@ class Watcher:
 
     # ------------------------------------------------------------ the step path
 
-    def _pattern(self, present: tuple[bool, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The parameters whose gradient is present, their ring columns, and the per-layer count
-        of present tensors."""
+    def _pattern(self, present: tuple[bool, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ring columns whose gradient is present, and the per-layer count of present tensors."""
         hit = self._patterns.get(present)
         if hit is None:
             sel = torch.tensor([i for i, ok in enumerate(present) if ok], dtype=torch.long,
                                device=self.device)
             has = torch.zeros(self.n_layers, device=self.device, dtype=self._rdt)
-            has.index_add_(0, self._index[sel], torch.ones(len(sel), device=self.device, dtype=self._rdt))
+            has.index_add_(0, self._index[sel], torch.ones(len(sel), device=self.device,
+                                                               dtype=self._rdt))
             if len(self._patterns) > 64:
                 self._patterns.clear()
-            hit = self._patterns[present] = (sel, self._col_of[sel], has)
+            hit = self._patterns[present] = (sel, has)
         return hit
 
     def _take_snapshot(self) -> list[torch.Tensor]:
@@ -530,13 +523,13 @@ class Watcher:
         grads = [p.grad for p in self._params]
         if any(map(operator.is_, grads, _NONE)):  # frozen or unused parameters: rarer path
             present = tuple(g is not None for g in grads)
-            sel, cols, info["has"] = self._pattern(present)
+            sel, info["has"] = self._pattern(present)
             grads = [g for g in grads if g is not None]
             row.zero_()
             if grads:
-                row.index_copy_(0, cols, tensor_norms(self._local_grads(grads), self._acc))
+                row.index_copy_(0, sel, tensor_norms(self._local_grads(grads), self._acc))
         else:
-            self._norms(self._local_grads(grads), row)
+            tensor_norms(self._local_grads(grads), self._acc, out=row)
         if scale is not None:  # fused optimizers unscale themselves: divide at flush
             info["scale"] = scale.detach().to(self._rdt)
         # CPU: exact count of NaN/Inf values, only when a norm says so (a host read is free there)
@@ -712,10 +705,10 @@ class Watcher:
         no_grads = [i for i, info in enumerate(rows) if not info["grads"]]
         if no_grads:  # skipped AMP steps: their ring rows were never written
             sq[no_grads] = 0
-        block[:, :L].index_add_(1, self._col_index, sq)
+        block[:, :L].index_add_(1, self._index, sq)
         block[:, L: 2 * L] = self._has_all
         if not self._host_check:  # gradient tensors whose norm is NaN/Inf
-            block[:, 2 * L: 3 * L].index_add_(1, self._col_index, (~torch.isfinite(sq)).to(rdt))
+            block[:, 2 * L: 3 * L].index_add_(1, self._index, (~torch.isfinite(sq)).to(rdt))
         for i, info in enumerate(rows):
             if not info["grads"]:
                 block[i, L: 2 * L] = 0
