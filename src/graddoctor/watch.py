@@ -84,7 +84,7 @@ How (and why it is cheap):
   backward (as autograd does anyway).
 
 Defaults (``benchmarks/overhead.py``, ``benchmarks/README.md``): ``flush_every=50``,
-``weight_every=50``, ``update_every=50``, ``activation_every=50``, ``dead_window=10``.
+``weight_every=100``, ``update_every=100``, ``activation_every=50``, ``dead_window=10``.
 
 Example:
     >>> import torch, graddoctor as gd
@@ -132,8 +132,8 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
 FLUSH_EVERY = 50
-UPDATE_EVERY = 50
-WEIGHT_EVERY = 50  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
+UPDATE_EVERY = 100
+WEIGHT_EVERY = 100  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
 ACTIVATION_EVERY = 50
 DEAD_WINDOW = 10
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
