@@ -101,6 +101,23 @@ def test_tensor_norms_into_a_row_match_per_tensor_norms():
                                                             rel=1e-5)
 
 
+def test_tensor_norms_groups_match_per_tensor_norms():
+    """Fused norms for large/unique tensors, stack + norm per group of small same-shape ones."""
+    g = torch.Generator().manual_seed(3)
+    shapes = [(300, 300), (7,), (3, 3), (7,), (7,), (3, 3), (7,), (0,), (0,), (0,), (0,), (9,)]
+    ts = [torch.randn(*s, generator=g) * 10.0 ** (i - 6) for i, s in enumerate(shapes)]
+    ts[2] = ts[2].t()  # non-contiguous
+    plan = stats.TensorNorms(ts)
+    assert plan.order == [0, 2, 5, 11, 1, 3, 4, 6, 7, 8, 9, 10]  # fused, then the (7,) and (0,) groups
+    got = plan.ordered([ts[i] for i in plan.order], torch.full((len(ts),), -1.0))
+    want = [ts[i].double().norm().item() for i in plan.order]
+    assert got.tolist() == pytest.approx(want, rel=1e-6)
+    bad = [t.clone() for t in ts]
+    bad[3][0] = math.inf
+    got = plan.ordered([bad[i] for i in plan.order], torch.empty(len(ts)))
+    assert math.isinf(got[plan.order.index(3)]) and math.isfinite(got[plan.order.index(1)])
+
+
 def test_round_significant_keeps_eight_digits_and_short_repr():
     x = torch.tensor([0.123456789123, 98765.43219, 3.3e-7, 0.0, math.inf, 1e-300, 2.5e25],
                      dtype=torch.float64)

@@ -16,7 +16,8 @@ How (and why it is cheap):
   Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
 - Per step, the norm of every gradient tensor goes into one row of a preallocated
   ring buffer ``[flush_every, tensors]`` on the parameters' device: one fused
-  ``torch._foreach_norm`` and one ``stack`` (``stats.tensor_norms``).
+  ``torch._foreach_norm`` + one ``stack``, and one ``stack`` + ``vector_norm``
+  per group of small same-shape tensors such as biases (``stats.TensorNorms``).
   Everything else (per-layer sums of squares in float64, presence, loss, sampled
   weight/update norms) is kept as tensors and assembled once per flush. No host
   read of a device value in the step path (tested: hooks, ``w.step``, sampled
@@ -121,6 +122,7 @@ from .modelmap import ModelMap, layer_kind
 from .report import Report
 from .runlog import VERSION, carry_weights, read_run
 from .stats import (
+    TensorNorms,
     layer_sq_norms,
     nonfinite_counts,
     round_significant,
@@ -343,6 +345,10 @@ class Watcher:
         # is assembled at flush, in float64 where available: squared norms up to 1e308
         self._rdt = torch.float32 if dev.type == "mps" else torch.float64
         self._ring = torch.zeros(self.flush_every, len(self._params), device=dev, dtype=self._acc)
+        # ring columns in TensorNorms order (fused norms first, then stacked groups)
+        self._norms = TensorNorms(self._local_params(self._params), self._acc)
+        self._ring_params = [self._params[i] for i in self._norms.order]
+        self._col_index = self._index[torch.tensor(self._norms.order, dtype=torch.long, device=dev)]
         self._has_all = torch.zeros(L, device=dev, dtype=self._rdt).index_add_(
             0, self._index, torch.ones(len(self._params), device=dev, dtype=self._rdt))
         summed = torch.zeros(5 * L + 2, dtype=torch.bool)
@@ -479,8 +485,8 @@ class Watcher:
             sel = torch.tensor([i for i, ok in enumerate(present) if ok], dtype=torch.long,
                                device=self.device)
             has = torch.zeros(self.n_layers, device=self.device, dtype=self._rdt)
-            has.index_add_(0, self._index[sel], torch.ones(len(sel), device=self.device,
-                                                               dtype=self._rdt))
+            has.index_add_(0, self._col_index[sel], torch.ones(len(sel), device=self.device,
+                                                                   dtype=self._rdt))
             if len(self._patterns) > 64:
                 self._patterns.clear()
             hit = self._patterns[present] = (sel, has)
@@ -520,7 +526,7 @@ class Watcher:
         norms) is kept as it is and assembled once per flush (``_block``)."""
         r = self._new_row()
         info, row = self._rows[r], self._ring[r]
-        grads = [p.grad for p in self._params]
+        grads = [p.grad for p in self._ring_params]  # in ring column order
         if any(map(operator.is_, grads, _NONE)):  # frozen or unused parameters: rarer path
             present = tuple(g is not None for g in grads)
             sel, info["has"] = self._pattern(present)
@@ -529,12 +535,12 @@ class Watcher:
             if grads:
                 row.index_copy_(0, sel, tensor_norms(self._local_grads(grads), self._acc))
         else:
-            tensor_norms(self._local_grads(grads), self._acc, out=row)
+            self._norms.ordered(self._local_grads(grads), row)
         if scale is not None:  # fused optimizers unscale themselves: divide at flush
             info["scale"] = scale.detach().to(self._rdt)
         # CPU: exact count of NaN/Inf values, only when a norm says so (a host read is free there)
         if self._host_check and grads and not math.isfinite(row.sum().item()):
-            idx = self._index if "has" not in info else self._index[sel]
+            idx = self._col_index if "has" not in info else self._col_index[sel]
             info["nonfinite"] = nonfinite_counts(self._local_grads(grads), idx, self.n_layers)
         if found_inf is not None:
             info["found_inf"] = found_inf.float().sum()
@@ -705,10 +711,10 @@ class Watcher:
         no_grads = [i for i, info in enumerate(rows) if not info["grads"]]
         if no_grads:  # skipped AMP steps: their ring rows were never written
             sq[no_grads] = 0
-        block[:, :L].index_add_(1, self._index, sq)
+        block[:, :L].index_add_(1, self._col_index, sq)
         block[:, L: 2 * L] = self._has_all
         if not self._host_check:  # gradient tensors whose norm is NaN/Inf
-            block[:, 2 * L: 3 * L].index_add_(1, self._index, (~torch.isfinite(sq)).to(rdt))
+            block[:, 2 * L: 3 * L].index_add_(1, self._col_index, (~torch.isfinite(sq)).to(rdt))
         for i, info in enumerate(rows):
             if not info["grads"]:
                 block[i, L: 2 * L] = 0
