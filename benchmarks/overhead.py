@@ -19,7 +19,7 @@ width 16, CIFAR-style) on 32x32 inputs, batch 64.
 Configurations: "aa" (A/A control: the second copy is not watched; its ratio
 shows the measurement noise and any bias between the two copies), "floor"
 (gradient norms only: no weight/update norms, no activations), "grads"
-(activation_every=0), "default" (the shipped defaults, JSONL sink on), "actN"
+(activation_every=0), "acts" (activations only), "default" (the shipped defaults, JSONL sink on), "actN"
 (activation statistics every N steps), "act1" (every step).
 
 Usage:
