@@ -4,7 +4,7 @@ For each model, a plain copy and a watched copy (same weights, same batches)
 train in interleaved blocks of ``--block`` steps, ``--repeats`` times, the order
 alternating every repeat. Two ratios watched/plain: ``amortised`` = total CPU time
 of all watched blocks over that of all plain blocks (every sampled step included:
-the blocks span whole sampling periods, 300 steps = 3 x lcm(20, 50) by default;
+the blocks span whole sampling periods, 300 steps = 3 x lcm(50, 100) by default;
 the acceptance number), and ``median`` = the median of the per-repeat ratios with
 its IQR (a typical block; ignores the outliers of a shared machine, but also
 underweights the rare blocks holding a sampled step). Interleaving cancels the
