@@ -168,6 +168,6 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
 
 
 __all__ = [
-    "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode", "is_nonfinite",
-    "read_run", "run_path",
+    "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode",
+    "is_nonfinite", "read_run", "run_path",
 ]

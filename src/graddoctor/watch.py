@@ -246,7 +246,7 @@ class Watcher:
         self._og_handles: list[Any] = []
         self._og_buf: dict[int, torch.Tensor] = {}
         self._last_weight: tuple[int, dict] | None = None
-        self._patterns: dict[tuple, tuple] = {}  # gradient presence -> (params, ring columns, count)
+        self._patterns: dict[tuple, tuple] = {}  # gradient presence -> (ring columns, layer counts)
         self.failed: str | None = None  # set when an internal error stopped the recording
 
     # ------------------------------------------------------------ attach / detach
@@ -520,7 +520,7 @@ class Watcher:
         return r
 
     def _record(self, scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> int:
-        """Write this step's gradient norms into a new ring row: one fused norm, one ``stack``.
+        """Write this step's gradient norms into a new ring row (``stats.TensorNorms``).
 
         Everything else of the step (per-layer sums, squares, presence, loss, sampled weight
         norms) is kept as it is and assembled once per flush (``_block``)."""
