@@ -42,8 +42,10 @@ How (and why it is cheap):
   snapshot (at most one copy of the weights alive, only during that step).
   Without an optimizer the snapshot is taken at the previous ``w.step()`` and the
   update measured at this one.
-- Activation statistics every ``activation_every`` steps, on the first forward
-  (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``. The
+- Activation statistics every ``activation_every`` steps (k): on steps 1, 1+k,
+  1+2k, ... and, within the first k steps, also on steps 2, 4, 8, ... (a run's
+  first steps show dead and saturated units first), on the first forward (with
+  grad enabled) of the sampled step: see ``graddoctor.watch_acts``. The
   root's forward hooks are installed for that forward only (and for the first
   forward, which maps the model): unsampled forwards run with no hook at all.
 - Do no harm: an internal error in a hook or in ``w.step`` warns once (naming
@@ -402,7 +404,14 @@ class Watcher:
     def _wants_forward(self, step: int) -> bool:
         """Step ``step`` samples its first forward (activation statistics, output gradients)."""
         return ((self._sampler is not None or self.output_grads) and self.rank == 0
-                and self._due(step, self.activation_every))
+                and self._act_due(step))
+
+    def _act_due(self, step: int) -> bool:
+        """Activation-sampled steps: 1, 1+k, 1+2k, ... (k = ``activation_every``) and, within the
+        first k steps, the powers of two (2, 4, 8, ...): dense at the start of a run, where dead
+        and saturated units show first; the same rate as every k steps afterwards."""
+        k = self.activation_every
+        return k > 0 and ((step - 1) % k == 0 or (step < k and step & (step - 1) == 0))
 
     def _arm(self) -> None:
         """Hook the root's forward (the first forward: the map; sampled steps: the sampler);
@@ -438,7 +447,7 @@ class Watcher:
             self._setup(inputs)
         nxt = self._step + 1
         if (self._act_for_step != nxt and torch.is_grad_enabled() and self.rank == 0
-                and self._due(nxt, self.activation_every)):
+                and self._act_due(nxt)):
             self._act_for_step = nxt
             if self._sampler is not None:
                 self._sampler.start()
