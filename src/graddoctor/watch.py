@@ -32,20 +32,21 @@ How (and why it is cheap):
   integer per ReLU unit for the dead-unit window; step records kept on the host
   only without a JSONL sink (``history``).
 - Weight norms cost a second full pass, so they are measured every
-  ``weight_every`` steps (steps 1, 1+k, ...) and on update-sampled steps and
+  ``weight_every`` steps (see below) and on update-sampled steps and
   written on those steps only; ``records()`` and ``runlog.read_run`` carry the
   last measured value to the steps in between, with ``weight_step`` saying which
   step it was measured at (``weight_every=1``: measured every step).
-- Update norms, exact but sampled: on steps 1, 1+k, 1+2k, ... (k = ``update_every``)
+- Update norms, exact but sampled: on the sampled steps of ``update_every``
   the pre-hook snapshots the trainable weights, the step post-hook computes
   ``||w_after - w_before||`` per layer (in place, in the snapshot) and frees the
   snapshot (at most one copy of the weights alive, only during that step).
   Without an optimizer the snapshot is taken at the previous ``w.step()`` and the
   update measured at this one.
-- Activation statistics every ``activation_every`` steps (k): on steps 1, 1+k,
-  1+2k, ... and, within the first k steps, also on steps 2, 4, 8, ... (a run's
-  first steps show dead and saturated units first), on the first forward (with
-  grad enabled) of the sampled step: see ``graddoctor.watch_acts``. The
+- Sampled statistics (weight, update and activation, each with its period k) are
+  measured on steps 1, 1+k, 1+2k, ... and, within the first k steps, also on steps
+  2, 4, 8, ...: dense at the start of a run, where init problems show first.
+- Activation statistics every ``activation_every`` steps, on the first forward
+  (with grad enabled) of the sampled step: see ``graddoctor.watch_acts``. The
   root's forward hooks are installed for that forward only (and for the first
   forward, which maps the model): unsampled forwards run with no hook at all.
 - Do no harm: an internal error in a hook or in ``w.step`` warns once (naming
@@ -87,7 +88,7 @@ How (and why it is cheap):
   backward (as autograd does anyway).
 
 Defaults (``benchmarks/overhead.py``, ``benchmarks/README.md``): ``flush_every=50``,
-``weight_every=100``, ``update_every=100``, ``activation_every=50``, ``dead_window=10``.
+``weight_every=200``, ``update_every=200``, ``activation_every=100``, ``dead_window=10``.
 
 Example:
     >>> import torch, graddoctor as gd
@@ -136,9 +137,9 @@ from .watch_acts import STAT_NAMES, ActivationSampler
 
 #: default sampling periods (activation_every chosen by benchmarks/overhead.py)
 FLUSH_EVERY = 50
-UPDATE_EVERY = 100
-WEIGHT_EVERY = 100  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
-ACTIVATION_EVERY = 50
+UPDATE_EVERY = 200
+WEIGHT_EVERY = 200  # = UPDATE_EVERY: weights measured with the updates (the ratio needs them)
+ACTIVATION_EVERY = 100
 DEAD_WINDOW = 10
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
@@ -397,21 +398,22 @@ class Watcher:
 
     @staticmethod
     def _due(step: int, every: int) -> bool:
-        return every > 0 and (step - 1) % every == 0
+        """Sampled steps of a period k: 1, 1+k, 1+2k, ... and, within the first k steps, the
+        powers of two (2, 4, 8, ...): dense at the start of a run, where init problems show
+        first; the rate of every k steps afterwards.
+
+        Example:
+            >>> [s for s in range(1, 30) if Watcher._due(s, 10)]
+            [1, 2, 4, 8, 11, 21]
+        """
+        return every > 0 and ((step - 1) % every == 0 or (step < every and step & (step - 1) == 0))
 
     # ------------------------------------------------------------ forward hooks
 
     def _wants_forward(self, step: int) -> bool:
         """Step ``step`` samples its first forward (activation statistics, output gradients)."""
         return ((self._sampler is not None or self.output_grads) and self.rank == 0
-                and self._act_due(step))
-
-    def _act_due(self, step: int) -> bool:
-        """Activation-sampled steps: 1, 1+k, 1+2k, ... (k = ``activation_every``) and, within the
-        first k steps, the powers of two (2, 4, 8, ...): dense at the start of a run, where dead
-        and saturated units show first; the same rate as every k steps afterwards."""
-        k = self.activation_every
-        return k > 0 and ((step - 1) % k == 0 or (step < k and step & (step - 1) == 0))
+                and self._due(step, self.activation_every))
 
     def _arm(self) -> None:
         """Hook the root's forward (the first forward: the map; sampled steps: the sampler);
@@ -447,7 +449,7 @@ class Watcher:
             self._setup(inputs)
         nxt = self._step + 1
         if (self._act_for_step != nxt and torch.is_grad_enabled() and self.rank == 0
-                and self._act_due(nxt)):
+                and self._due(nxt, self.activation_every)):
             self._act_for_step = nxt
             if self._sampler is not None:
                 self._sampler.start()
