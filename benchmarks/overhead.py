@@ -4,7 +4,8 @@ For each model, a plain copy and a watched copy (same weights, same batches)
 train in interleaved blocks of ``--block`` steps, ``--repeats`` times, the order
 alternating every repeat. Two ratios watched/plain: ``amortised`` = total CPU time
 of all watched blocks over that of all plain blocks (every sampled step included:
-the blocks span whole sampling periods, 300 steps = 3 x lcm(50, 100) by default;
+the blocks span whole sampling periods, 400 steps = 2 x lcm(100, 200) by default, after a
+200-step warm-up past a run's dense early samples;
 the acceptance number), and ``median`` = the median of the per-repeat ratios with
 its IQR (a typical block; ignores the outliers of a shared machine, but also
 underweights the rare blocks holding a sampled step). Interleaving cancels the
@@ -104,6 +105,11 @@ def make_step(model, opt, w=None):
     return step
 
 
+#: steps run before timing: past the dense early samples of a run (watch samples steps 2, 4, 8,
+#: ... within the first period of each statistic; the longest default period is 200)
+WARMUP_STEPS = 200
+
+
 def block_time(step, batches) -> tuple[float, float]:
     """(CPU seconds, wall seconds) per step over the batches."""
     c, t = time.process_time(), time.perf_counter()
@@ -124,8 +130,8 @@ def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> d
     kw = CONFIGS[config]
     w = None if kw is None else watch(watched, opt_w, log_dir, example_inputs=batches[0][0], **kw)
     step_p, step_w = make_step(plain, opt_p), make_step(watched, opt_w, w)
-    for _ in range(2):  # warm-up: allocator, oneDNN kernels, first flush
-        block_time(step_p, batches)
+    for _ in range(-(-WARMUP_STEPS // block)):  # warm-up: allocator, oneDNN kernels, flushes,
+        block_time(step_p, batches)             # and a run's dense early sampling (steps < 200)
         block_time(step_w, batches)
     tp, tw, ratios, wall_ratios = [], [], [], []
     for r in range(repeats):
@@ -153,7 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="mlp,resnet")
     ap.add_argument("--configs", default="aa,floor,default,act1")
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--block", type=int, default=10, help="steps per timed block")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: CPU time is then robust to a busy machine)")
