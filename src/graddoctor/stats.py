@@ -128,20 +128,27 @@ class TensorNorms:
             start += len(g)
         self._groups = bounds
 
-    def ordered(self, tensors: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-        """Norms of ``tensors`` (listed in ``order``) into ``out``."""
+    def views(self, out: torch.Tensor) -> list[torch.Tensor]:
+        """The slices of ``out`` that ``ordered`` writes (build once per output row)."""
+        nf = self._n_fused
+        return [out, out[:nf]] + [out[a:b] for a, b in self._groups]
+
+    def ordered(self, tensors: list[torch.Tensor], out: torch.Tensor | list[torch.Tensor]
+                ) -> torch.Tensor:
+        """Norms of ``tensors`` (listed in ``order``) into ``out`` (a row, or ``views(row)``)."""
+        outs = self.views(out) if isinstance(out, torch.Tensor) else out
         nf = self._n_fused
         try:
             if nf:
-                torch.stack(torch._foreach_norm(tensors[:nf], 2, dtype=self.acc), out=out[:nf])
-            for a, b in self._groups:
+                torch.stack(torch._foreach_norm(tensors[:nf], 2, dtype=self.acc), out=outs[1])
+            for (a, b), o in zip(self._groups, outs[2:]):
                 x = torch.stack(tensors[a:b]).reshape(b - a, -1)
-                torch.linalg.vector_norm(x, 2, dim=1, dtype=self.acc, out=out[a:b])
+                torch.linalg.vector_norm(x, 2, dim=1, dtype=self.acc, out=o)
         except (RuntimeError, NotImplementedError, TypeError):
             if all(t.layout == torch.strided for t in tensors):
                 raise
-            tensor_norms(tensors, self.acc, out=out)
-        return out
+            tensor_norms(tensors, self.acc, out=outs[0])
+        return outs[0]
 
 
 def tensor_sq_norms(

@@ -351,6 +351,7 @@ class Watcher:
         # ring columns in TensorNorms order (fused norms first, then stacked groups)
         self._norms = TensorNorms(self._local_params(self._params), self._acc)
         self._ring_params = [self._params[i] for i in self._norms.order]
+        self._ring_views = [self._norms.views(row) for row in self._ring]  # built once, not per step
         self._col_index = self._index[torch.tensor(self._norms.order, dtype=torch.long, device=dev)]
         self._has_all = torch.zeros(L, device=dev, dtype=self._rdt).index_add_(
             0, self._index, torch.ones(len(self._params), device=dev, dtype=self._rdt))
@@ -536,7 +537,8 @@ class Watcher:
         Everything else of the step (per-layer sums, squares, presence, loss, sampled weight
         norms) is kept as it is and assembled once per flush (``_block``)."""
         r = self._new_row()
-        info, row = self._rows[r], self._ring[r]
+        info, views = self._rows[r], self._ring_views[r]
+        row = views[0]
         grads = [p.grad for p in self._ring_params]  # in ring column order
         if any(map(operator.is_, grads, _NONE)):  # frozen or unused parameters: rarer path
             present = tuple(g is not None for g in grads)
@@ -546,7 +548,7 @@ class Watcher:
             if grads:
                 row.index_copy_(0, sel, tensor_norms(self._local_grads(grads), self._acc))
         else:
-            self._norms.ordered(self._local_grads(grads), row)
+            self._norms.ordered(self._local_grads(grads), views)
         if scale is not None:  # fused optimizers unscale themselves: divide at flush
             info["scale"] = scale.detach().to(self._rdt)
         # CPU: exact count of NaN/Inf values, only when a norm says so (a host read is free there)
@@ -632,8 +634,8 @@ class Watcher:
     def _step_impl(self, lt: torch.Tensor | None) -> None:
         if self._meta is None and self.optimizer is None:
             self._setup(None)
-        if lt is not None:
-            lt = lt.to(self.device if self._meta is not None else lt.device)
+        if lt is not None and self._meta is not None and lt.device != self.device:
+            lt = lt.to(self.device)
         if self.optimizer is not None:
             self._check_optimizer_steps()
         if self.optimizer is None:
