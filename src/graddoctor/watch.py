@@ -353,8 +353,7 @@ class Watcher:
         self._ring_params = [self._params[i] for i in self._norms.order]
         self._ring_views = [self._norms.views(row) for row in self._ring]  # built once, not per step
         self._col_index = self._index[torch.tensor(self._norms.order, dtype=torch.long, device=dev)]
-        self._has_all = torch.zeros(L, device=dev, dtype=self._rdt).index_add_(
-            0, self._index, torch.ones(len(self._params), device=dev, dtype=self._rdt))
+        self._has_all = self._pattern((True,) * len(self._params))[1]  # every gradient present
         summed = torch.zeros(5 * L + 2, dtype=torch.bool)
         summed[: 5 * L] = True
         self._summed = summed
