@@ -16,9 +16,9 @@ import torch
 
 import graddoctor as gd
 from graddoctor import zoo
+from graddoctor.diagnose.checktime.static import static_findings
+from graddoctor.measure.probe import probe
 from graddoctor.modelmap import ModelMap
-from graddoctor.probe import probe
-from graddoctor.rules.static import static_findings
 
 
 def timed(model, inputs, repeats: int) -> dict[str, float]:

@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graddoctor.watch import ACTIVATION_EVERY, watch
+from graddoctor.diagnose.watching import watch
+from graddoctor.measure.monitor.watcher import ACTIVATION_EVERY
 
 CONFIGS: dict[str, dict | None] = {
     "aa": None,  # A/A control: the second copy is not watched (shows the noise and any bias)

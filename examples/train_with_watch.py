@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import graddoctor as gd
-from graddoctor import html
+from graddoctor.present import html as html
 
 
 def main() -> None:

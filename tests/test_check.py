@@ -126,9 +126,9 @@ def test_overflow_is_reported_not_crashed(x64):
 
 
 def test_gd_check_is_the_function_whichever_import_came_first():
-    from graddoctor.check import check
+    from graddoctor.diagnose.checkup import check
 
-    importlib.import_module("graddoctor.check")
+    importlib.import_module("graddoctor.diagnose.checkup")
     assert gd.check is check
     assert gd.check(nn.Linear(3, 2), torch.randn(4, 3)).source == "check"
 

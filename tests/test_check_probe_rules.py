@@ -10,15 +10,15 @@ from torch import nn
 
 import graddoctor as gd
 from graddoctor import zoo
-from graddoctor.modelmap import ModelMap
-from graddoctor.probe import ProbeResult
-from graddoctor.rules.probe import (
+from graddoctor.diagnose.checktime.probe_rules import (
     depth_trend,
     gradient_flow,
     role,
     signal_propagation,
     through_time,
 )
+from graddoctor.measure.probe import ProbeResult
+from graddoctor.modelmap import ModelMap
 
 MAP = ModelMap(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2)), torch.randn(1, 2))
 

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from graddoctor import zoo
+from graddoctor.diagnose.checktime import static as static
+from graddoctor.diagnose.checktime.static import init_gain
 from graddoctor.modelmap import ModelMap
-from graddoctor.rules import static
-from graddoctor.rules.static import init_gain
 
 
 def run(rule, model: nn.Module, x) -> list:

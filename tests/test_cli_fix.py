@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from graddoctor.cli import main
-from graddoctor.remedies.residual import Residual
+from graddoctor.fix.remedies.residual import Residual
 
 MODELS = '''
 import torch

@@ -75,7 +75,7 @@ def test_demo_says_what_is_missing_instead_of_faking(tmp_path, monkeypatch):
     text = buf.getvalue()
     assert res["missing"] == ["watch", "repair"]
     assert res["repaired"] == {}  # nothing retrained, no number made up
-    assert "graddoctor.repair is not available" in text and "graddoctor.watch is not available" in text
+    assert "graddoctor.fix.repairing is not available" in text and "graddoctor.diagnose.watching is not available" in text
     assert "not shown (missing from this install): watch, repair" in text
     assert (tmp_path / "report.html").is_file()  # the check section still has a report
 

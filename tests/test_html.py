@@ -10,7 +10,7 @@ import re
 import pytest
 from matplotlib.image import imread
 
-from graddoctor import html
+from graddoctor.present import html as html
 from graddoctor.report import Finding, Report
 from runfixtures import record_run
 

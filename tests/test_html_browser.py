@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import graddoctor as gd
-from graddoctor import html
+from graddoctor.present import html as html
 from graddoctor.report import Finding, Report
 from runfixtures import record_run, tiny_model
 

@@ -12,8 +12,8 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
-from graddoctor import plots
 from graddoctor.errors import InputError
+from graddoctor.present import plots as plots
 from graddoctor.report import Finding, Report
 from runfixtures import from_jsonl, record_run, tiny_model, to_jsonl
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graddoctor.errors import ModelCallError
-from graddoctor.probe import probe
+from graddoctor.measure.probe import probe
 
 
 def _projection(y: torch.Tensor, seed: int = 0) -> torch.Tensor:

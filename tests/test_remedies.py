@@ -8,15 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from graddoctor import remedies
 from graddoctor.codes import REMEDY_IDS
 from graddoctor.errors import InputError
+from graddoctor.fix import remedies as remedies
+from graddoctor.fix.remedies.activation import swap_activation
+from graddoctor.fix.remedies.clip import adaptive_clip_grad, clip_hook, dispatch_clip_grad
+from graddoctor.fix.remedies.init import expected_std, gain, reinit
+from graddoctor.fix.remedies.norm import insert_norm, replace_batchnorm
+from graddoctor.fix.remedies.residual import Residual, add_residual, projection
 from graddoctor.modelmap import ModelMap
-from graddoctor.remedies.activation import swap_activation
-from graddoctor.remedies.clip import adaptive_clip_grad, clip_hook, dispatch_clip_grad
-from graddoctor.remedies.init import expected_std, gain, reinit
-from graddoctor.remedies.norm import insert_norm, replace_batchnorm
-from graddoctor.remedies.residual import Residual, add_residual, projection
 
 
 def snapshot(model: nn.Module) -> tuple[str, dict[str, torch.Tensor]]:
@@ -419,7 +419,7 @@ def test_residual_from_a_given_map_equals_its_own_trace():
 
 
 def test_replace_modules_replaces_every_registration_in_one_walk():
-    from graddoctor.remedies.base import replace_modules
+    from graddoctor.fix.remedies.base import replace_modules
 
     shared = nn.Tanh()
     net = nn.Sequential(nn.Linear(2, 2), shared, nn.Sequential(nn.Linear(2, 2), shared), nn.Sigmoid())

@@ -12,9 +12,9 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import data, zoo
 from graddoctor.errors import InputError
-from graddoctor.planner import plan
-from graddoctor.remedies.residual import Residual
-from graddoctor.repair import RepairResult, repair
+from graddoctor.fix.planner import plan
+from graddoctor.fix.remedies.residual import Residual
+from graddoctor.fix.repairing import RepairResult, repair
 from graddoctor.report import Finding, Report
 from graddoctor.zoo.cnn import ConvNet
 
@@ -124,7 +124,7 @@ def test_repair_never_mutates_and_is_deterministic():
 def test_repair_traces_the_model_once_and_matches_remedies_applied_one_by_one(monkeypatch):
     """One ModelMap along the plan (planner -> swap -> re-init -> skips): a single trace, and
     the repaired model equal to the remedies applied one after another, each tracing on its own."""
-    from graddoctor import remedies as registry
+    from graddoctor.fix import remedies as registry
     from graddoctor.modelmap import ModelMap
 
     net = zoo.mlp(depth=60, activation="sigmoid")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import graddoctor as gd
-from graddoctor.stats import dense_values, nonfinite_counts, segment_index, tensor_sq_norms
+from graddoctor.measure.stats import dense_values, nonfinite_counts, segment_index, tensor_sq_norms
 
 pytestmark = pytest.mark.filterwarnings("ignore:Sparse invariant checks")
 
@@ -61,7 +61,7 @@ def test_internal_error_in_a_hook_warns_once_and_never_breaks_opt_step(monkeypat
         train_step()
         monkeypatch.setattr(w, "_record", lambda *a, **k: 1 / 0)
         before = m.weight.detach().clone()
-        with pytest.warns(UserWarning, match="graddoctor.watch: internal error.*ZeroDivisionError"):
+        with pytest.warns(UserWarning, match="graddoctor.measure.monitor.watcher: internal error.*ZeroDivisionError"):
             train_step()
         assert not torch.equal(before, m.weight)  # the optimizer stepped anyway
         with warnings.catch_warnings():
@@ -76,7 +76,7 @@ def test_internal_error_in_a_hook_warns_once_and_never_breaks_opt_step(monkeypat
 
 
 def test_wrong_optimizer_warns_once_and_pending_losses_stay_bounded():
-    from graddoctor.watch import IDLE_WSTEPS
+    from graddoctor.measure.monitor.watcher import IDLE_WSTEPS
 
     m = nn.Linear(2, 1)
     stepped = torch.optim.SGD(m.parameters(), lr=0.1)
@@ -125,7 +125,7 @@ def test_w_step_rejects_non_scalar_losses_in_one_line(bad, match):
 
 @pytest.mark.parametrize("wrap", [torch.compile, nn.DataParallel], ids=["compile", "DataParallel"])
 def test_check_and_probe_see_through_compile_and_data_parallel(wrap):
-    from graddoctor.probe import probe
+    from graddoctor.measure.probe import probe
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))
@@ -171,7 +171,7 @@ def test_modelmap_leaves_no_tag_on_parameters_buffers_or_kept_tensors():
 
 
 def test_probe_cross_entropy_on_sequence_logits_flattens_time():
-    from graddoctor.probe import probe
+    from graddoctor.measure.probe import probe
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Embedding(11, 8), nn.Linear(8, 11))
@@ -188,7 +188,7 @@ def test_probe_cross_entropy_on_sequence_logits_flattens_time():
 
 
 def test_probe_accepts_array_like_targets():
-    from graddoctor.probe import probe
+    from graddoctor.measure.probe import probe
 
     torch.manual_seed(0)
     net = nn.Linear(4, 3)
@@ -233,7 +233,7 @@ def test_shrink_modules_are_not_taken_for_tanh():
 
 
 def test_watch_refuses_parameters_on_several_devices_in_one_line():
-    from graddoctor.watch import check_one_device
+    from graddoctor.measure.monitor.watcher import check_one_device
 
     net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, device="meta"))
     with pytest.raises(gd.GraddoctorError, match=r"one device, found cpu, meta") as e:
@@ -249,7 +249,7 @@ def test_watch_refuses_parameters_on_several_devices_in_one_line():
 def test_device_path_flags_nonfinite_tensors_from_the_fused_norms(monkeypatch):
     import importlib
 
-    watch_mod = importlib.import_module("graddoctor.watch")  # (the attribute is the function)
+    watch_mod = importlib.import_module("graddoctor.measure.monitor.watcher")  # (the attribute is the function)
     net = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     w = gd.watch(net, opt, example_inputs=torch.ones(1, 2))
@@ -315,8 +315,9 @@ def test_sampled_steps_build_no_index_tensor_from_python_lists(monkeypatch):
 
 
 def test_one_nonfinite_decoder_for_plots_and_rules():
-    from graddoctor import plots, runlog
-    from graddoctor.rules import _series
+    from graddoctor import runlog
+    from graddoctor.diagnose.training import series as _series
+    from graddoctor.present import plots as plots
 
     assert plots._num is runlog.as_float and _series.as_float is runlog.as_float
     assert plots._is_nonfinite is runlog.is_nonfinite
@@ -327,8 +328,9 @@ def test_one_nonfinite_decoder_for_plots_and_rules():
 
 
 def test_one_profile_kinds_and_the_probe_difference_is_explicit():
-    from graddoctor import modelmap, probe
-    from graddoctor.rules import _series
+    from graddoctor import modelmap
+    from graddoctor.diagnose.training import series as _series
+    from graddoctor.measure import probe as probe
 
     assert _series.PROFILE_KINDS is modelmap.PROFILE_KINDS
     assert probe.PROBE_KINDS is modelmap.PROBE_KINDS
@@ -337,8 +339,8 @@ def test_one_profile_kinds_and_the_probe_difference_is_explicit():
 
 def test_first_tensor_and_module_names_helpers():
     from graddoctor import inputs
+    from graddoctor.measure.probe import probe
     from graddoctor.modelmap import ModelMap, _shape, module_names, modules_by_name
-    from graddoctor.probe import probe
 
     class Out:  # HF ModelOutput-like
         def to_tuple(self):

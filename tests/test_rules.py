@@ -15,13 +15,17 @@ from torch import nn
 
 import graddoctor as gd
 from graddoctor import zoo
+from graddoctor.diagnose.training import TRAINING_RULES, diagnose
+from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
+from graddoctor.diagnose.training.gradients import (
+    exploding_gradient,
+    stalled_layers,
+    vanishing_gradient,
+)
+from graddoctor.diagnose.training.loss import loss_plateau
+from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.errors import InputError
 from graddoctor.report import Report
-from graddoctor.rules import TRAINING_RULES, diagnose
-from graddoctor.rules.activations import dead_relu, saturated_activation
-from graddoctor.rules.gradients import exploding_gradient, stalled_layers, vanishing_gradient
-from graddoctor.rules.loss import loss_plateau
-from graddoctor.rules.nonfinite import non_finite
 
 # ---------------------------------------------------------------- synthetic records
 

@@ -13,8 +13,8 @@ import math
 
 import pytest
 
-from graddoctor.rules import diagnose
-from graddoctor.rules.loss import (
+from graddoctor.diagnose.training import diagnose
+from graddoctor.diagnose.training.loss import (
     FAST_PERSIST,
     FAST_WINDOW,
     MID_PERSIST,

@@ -20,7 +20,7 @@ from scenarios import SCENARIOS, TRAINING_CODES, by_name  # noqa: E402
 from score import _with_truth, score, table  # noqa: E402
 
 from graddoctor.codes import FINDING_CODES  # noqa: E402
-from graddoctor.rules import diagnose  # noqa: E402
+from graddoctor.diagnose.training import diagnose  # noqa: E402
 
 
 def test_suite_invariants():

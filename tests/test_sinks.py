@@ -11,8 +11,8 @@ from torch import nn
 import graddoctor as gd
 from graddoctor.errors import InputError
 from graddoctor.runlog import encode, read_run
-from graddoctor.sinks import Sink
-from graddoctor.sinks.jsonl import JsonlSink
+from graddoctor.runlog.sinks import Sink
+from graddoctor.runlog.sinks.jsonl import JsonlSink
 
 
 def _train(model, opt, w, steps, nan_at=None):

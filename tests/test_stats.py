@@ -1,4 +1,4 @@
-"""graddoctor.stats against plain-torch oracles."""
+"""graddoctor.measure.stats against plain-torch oracles."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from graddoctor import stats
+from graddoctor.measure import stats as stats
 
 
 def test_layer_sq_norms_match_per_tensor_norms():

@@ -444,11 +444,14 @@ def test_gd_watch_is_the_function_after_the_submodule_import():
     import importlib
 
     import graddoctor
-    from graddoctor.watch import Watcher, watch
+    from graddoctor.diagnose.watching import Watcher, watch
 
-    # `import graddoctor.watch` must not rebind graddoctor.watch to the module
-    importlib.import_module("graddoctor.watch")
+    # importing the modules behind the verbs must not rebind gd.watch to a module
+    for name in ("graddoctor.measure.monitor.watcher", "graddoctor.diagnose.watching",
+                 "graddoctor.diagnose.checkup", "graddoctor.fix.repairing"):
+        importlib.import_module(name)
     assert graddoctor.watch is watch and graddoctor.Watcher is Watcher
+    assert callable(graddoctor.check) and callable(graddoctor.repair)
     w = graddoctor.watch(nn.Linear(2, 2))
     assert isinstance(w, gd.Watcher) and w.attached
     w.detach()

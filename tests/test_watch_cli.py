@@ -11,8 +11,8 @@ from torch import nn
 
 import graddoctor as gd
 from graddoctor.cli import main
+from graddoctor.diagnose.watching import build_report
 from graddoctor.runlog import read_run
-from graddoctor.watch import build_report
 
 
 def _run(tmp_path, depth, act, steps=60):
@@ -48,7 +48,7 @@ def test_watch_report_prints_and_exit_code_follows_report(tmp_path, depth, act):
 
 
 def test_deep_sigmoid_run_reports_vanishing_when_rules_present(tmp_path):
-    pytest.importorskip("graddoctor.rules")
+    pytest.importorskip("graddoctor.diagnose.training")
     run = _run(tmp_path, 12, nn.Sigmoid, steps=120)
     res = CliRunner().invoke(main, ["watch-report", str(run)])
     assert res.exit_code == 1 and "vanishing-gradient" in res.output

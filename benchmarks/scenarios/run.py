@@ -1,4 +1,4 @@
-"""Run one scenario under graddoctor.watch and return its records (meta, steps).
+"""Run one scenario under graddoctor.measure.monitor.watcher and return its records (meta, steps).
 
 Example:
     python benchmarks/scenarios/run.py mlp20-sigmoid-sgd     # prints the report
@@ -47,8 +47,8 @@ def run_scenario(sc: Scenario, seed: int = 0, watch_kwargs: dict | None = None
 
 
 def main() -> None:
+    from graddoctor.diagnose.training import diagnose
     from graddoctor.report import Report
-    from graddoctor.rules import diagnose
 
     torch.set_num_threads(1)
     for name in sys.argv[1:]:

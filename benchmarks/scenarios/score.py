@@ -1,7 +1,7 @@
 """Score graddoctor's training-time rules on the labelled scenario suite.
 
 Runs every scenario of ``scenarios.py`` under ``gd.watch`` (or reads records saved
-with ``--save``), diagnoses the records with ``graddoctor.rules.diagnose`` and
+with ``--save``), diagnoses the records with ``graddoctor.diagnose.training.diagnose`` and
 prints, per finding code: recall, precision, the false-alarm rate on healthy
 controls, and the median/max steps to first detection. Two step counts are
 given: ``seen`` (the step the finding reports as first seen) and ``online``
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scenarios import SCENARIOS, TRAINING_CODES  # noqa: E402
 
-from graddoctor.rules import diagnose  # noqa: E402
+from graddoctor.diagnose.training import diagnose  # noqa: E402
 
 
 def raw_nonfinite(steps: list[dict]) -> bool:

@@ -13,26 +13,25 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# check, watch and repair are imported eagerly: a function named like its submodule must be bound after
-# the submodule import, so that `import graddoctor.check` (module already in sys.modules) does not
-# rebind `graddoctor.check` to the module. Everything else is imported on first use.
-from .check import check  # noqa: E402
-from .repair import RepairResult, repair  # noqa: E402
-from .watch import Watcher, watch  # noqa: E402
+from graddoctor.diagnose.checkup import check  # noqa: E402
+from graddoctor.diagnose.watching import Watcher, watch  # noqa: E402
+from graddoctor.fix.repairing import RepairResult, repair  # noqa: E402
 
-# public name -> module that defines it (imported on first use)
+# public name -> module that defines it (imported on first use); None: the subpackage of that name
 _LAZY = {
-    "ModelMap": "modelmap",
-    "Report": "report",
-    "Finding": "report",
-    "GraddoctorError": "errors",
+    "ModelMap": "graddoctor.modelmap",
+    "Report": "graddoctor.report",
+    "Finding": "graddoctor.report",
+    "GraddoctorError": "graddoctor.errors",
     "zoo": None,
     "data": None,
-    "plots": None,
     "lab": None,
-    "remedies": None,
-    "rules": None,
+    # module aliases kept from the flat layout (public since 0.1)
+    "plots": "graddoctor.present.plots",
+    "remedies": "graddoctor.fix.remedies",
+    "rules": "graddoctor.diagnose.training",
 }
+_MODULE_ALIASES = {"plots", "remedies", "rules"}
 
 __all__ = ["__version__", "check", "watch", "Watcher", "repair", "RepairResult", *_LAZY]
 
@@ -40,8 +39,13 @@ __all__ = ["__version__", "check", "watch", "Watcher", "repair", "RepairResult",
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'graddoctor' has no attribute {name!r}")
-    module = import_module(f".{_LAZY[name] or name}", __name__)
-    value = module if _LAZY[name] is None else getattr(module, name)
+    target = _LAZY[name]
+    if target is None:
+        value = import_module(f"graddoctor.{name}")
+    elif name in _MODULE_ALIASES:
+        value = import_module(target)
+    else:
+        value = getattr(import_module(target), name)
     globals()[name] = value
     return value
 

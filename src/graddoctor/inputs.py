@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from .errors import InputError, ModelCallError
+from graddoctor.errors import InputError, ModelCallError
 
 ExampleInputs = torch.Tensor | tuple | list | Mapping
 

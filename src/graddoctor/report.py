@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .codes import FINDING_CODES, SEVERITIES
+from graddoctor.codes import FINDING_CODES, SEVERITIES
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 

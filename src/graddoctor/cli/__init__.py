@@ -11,8 +11,8 @@ from importlib import import_module
 
 import click
 
-from .. import __version__
-from ..errors import GraddoctorError
+from graddoctor import __version__
+from graddoctor.errors import GraddoctorError
 
 _COMMANDS: dict[str, str] = {
     "demo": "graddoctor.cli.demo:demo",

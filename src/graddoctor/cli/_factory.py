@@ -24,7 +24,7 @@ import click
 import torch
 from torch import nn
 
-from ..errors import InputError
+from graddoctor.errors import InputError
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64,

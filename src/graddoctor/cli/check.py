@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from ._factory import model_input_options
+from graddoctor.cli._factory import model_input_options
 
 
 @click.command("check")
@@ -30,8 +30,8 @@ def check(factory: str, input_shape: str | None, dtype: str, seq: int | None, as
     FACTORY is path/to/file.py:function or package.module:function; the function
     returns a model or (model, example_inputs).
     """
-    from ..check import check as run_check
-    from ._factory import build
+    from graddoctor.cli._factory import build
+    from graddoctor.diagnose.checkup import check as run_check
 
     model, inputs = build(factory, input_shape, dtype, seq)
     report = run_check(model, inputs, probe=not no_probe)

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from ..errors import InputError
+from graddoctor.errors import InputError
 
 DEFAULT_MODEL = "mlp:depth=20,width=64,activation=sigmoid,init=default"
 STEPS = 1000  # 20-layer ReLU nets, with or without BatchNorm, reach >= 92% on digits in 1000 Adam steps (seeds 0-5)
@@ -58,10 +58,14 @@ def _value(s: str) -> Any:
     return {"None": None, "True": True, "true": True, "False": False, "false": False}.get(s, s)
 
 
+_MODULES = {"check": "graddoctor.diagnose.checkup", "watch": "graddoctor.diagnose.watching",
+            "repair": "graddoctor.fix.repairing"}
+
+
 def _module(name: str) -> Any:
     """``graddoctor.<name>``, or None when that part of graddoctor is not installed/built."""
     try:
-        return import_module(f"graddoctor.{name}")
+        return import_module(_MODULES.get(name, f"graddoctor.{name}"))
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("graddoctor"):
             return None
@@ -174,7 +178,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     check_before = None
     if check_mod is None:
         missing.append("check")
-        console.print("[yellow]skipped: graddoctor.check is not available in this install[/]")
+        console.print("[yellow]skipped: graddoctor.diagnose.checkup is not available in this install[/]")
     else:
         check_before = check_mod.check(broken, example, target=bundle.y_train[:256])
         sections["check (broken model)"] = check_before
@@ -197,10 +201,10 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
     repaired = None
     if repair_mod is None:
         missing.append("repair")
-        console.print("[yellow]skipped: graddoctor.repair is not available in this install: "
+        console.print("[yellow]skipped: graddoctor.fix.repairing is not available in this install: "
                       "nothing to retrain[/]")
     else:
-        from ..report import Report
+        from graddoctor.report import Report
 
         result = repair_mod.repair(broken, Report(findings, source="check+watch"), example_inputs=example)
         console.print(str(result), markup=False, highlight=False)
@@ -231,7 +235,7 @@ def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: f
         if report.source != "watch":
             (out / (re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-") + ".json")).write_text(report.to_json())
     if sections:
-        from .. import html
+        from graddoctor.present import html as html
 
         path = html.write(out / "report.html", sections, title=f"graddoctor demo: {name} on {dataset}")
         res["report"] = str(path)
@@ -266,7 +270,7 @@ def _train(model: Any, bundle: Any, steps: int, batch_size: int, lr: float, seed
     x, y = bundle.x_train, bundle.y_train
     model.train()
     if watch_mod is None:
-        console.print("[yellow]graddoctor.watch is not available in this install: training without it "
+        console.print("[yellow]graddoctor.diagnose.watching is not available in this install: training without it "
                       "(no gradient profile)[/]")
         ctx: Any = contextlib.nullcontext(None)
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from ._factory import model_input_options
+from graddoctor.cli._factory import model_input_options
 
 
 @click.command("fix")
@@ -38,9 +38,9 @@ def fix(factory: str, input_shape: str | None, dtype: str, seq: int | None,
     FACTORY is path/to/file.py:function or package.module:function; the function
     returns a model or (model, example_inputs).
     """
-    from ..check import check
-    from ..repair import repair
-    from ._factory import build
+    from graddoctor.cli._factory import build
+    from graddoctor.diagnose.checkup import check
+    from graddoctor.fix.repairing import repair
 
     model, inputs = build(factory, input_shape, dtype, seq)
     ids = [r.strip() for r in remedies.split(",") if r.strip()] if remedies else None

@@ -22,7 +22,7 @@ def list_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .. import lab as lab_
+    from graddoctor import lab as lab_
 
     table = Table("name", "source", "claim", show_lines=False)
     for name in lab_.names():
@@ -48,8 +48,8 @@ def run_command(name: str, quick: bool, seeds: int | None, out: str, threads: in
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .. import lab as lab_
-    from ..lab.runner import fmt, run_experiments
+    from graddoctor import lab as lab_
+    from graddoctor.lab.runner import fmt, run_experiments
 
     names = lab_.names() if name == "all" else [name]
     for n in names:

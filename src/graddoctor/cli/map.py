@@ -22,7 +22,7 @@ def sigmoid_mlp(depth: int = 20, width: int = 64, n_in: int = 64, n_out: int = 1
 @click.option("--depth", default=20, show_default=True, help="Layers of the built-in sigmoid MLP.")
 def map_command(depth: int) -> None:
     """Print the model map (layers in execution order) of a built-in sigmoid MLP."""
-    from ..modelmap import ModelMap
+    from graddoctor.modelmap import ModelMap
 
     torch.manual_seed(0)
     model = sigmoid_mlp(depth)

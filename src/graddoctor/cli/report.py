@@ -2,7 +2,7 @@
 
 Reads, from RUN_DIR (or a single file given instead):
 
-- ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.rules``;
+- ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.diagnose.training``;
 - ``*.json`` files holding a ``Report`` (``report.to_json()``: check or watch) or a repair result
   (``RepairResult.to_dict()``: its changes).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError
-from ..report import Report
+from graddoctor.errors import InputError
+from graddoctor.report import Report
 
 _ORDER = {"check": 0, "watch": 1, "repair": 2}
 
@@ -27,7 +27,7 @@ def load_sections(path: Path) -> dict[str, Report]:
         >>> load_sections(Path("runs/exp1"))  # doctest: +SKIP
         {'check': Report(...), 'watch': Report(...)}
     """
-    from ..runlog import FILENAME
+    from graddoctor.runlog import FILENAME
 
     if path.is_file():
         files = [path]
@@ -62,8 +62,8 @@ def _load(f: Path) -> list[tuple[str, Report]]:
     """(tag, Report) pairs in one file: a watch run log, a report, a repair result, or
     ``graddoctor fix``'s changes.json (check before, the repair, check after); none for other JSON."""
     if f.suffix == ".jsonl":
-        from ..runlog import read_run
-        from ..watch import build_report
+        from graddoctor.diagnose.watching import build_report
+        from graddoctor.runlog import read_run
 
         return [("", build_report(*read_run(f)))]
     try:
@@ -101,7 +101,7 @@ def report(run_dir: Path, out: Path | None, title: str | None) -> None:
 
     RUN_DIR: a watch log_dir (watch.jsonl), a folder of check/repair result JSON files, or one file.
     """
-    from .. import html
+    from graddoctor.present import html as html
 
     sections = load_sections(run_dir)
     if out is None:

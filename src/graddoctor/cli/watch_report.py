@@ -37,8 +37,8 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
 @click.option("--layers/--no-layers", default=True, show_default=True, help="Print the per-layer table.")
 def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
     """Print the Report of a run recorded by gd.watch(log_dir=RUN_DIR)."""
-    from ..runlog import read_run
-    from ..watch import build_report
+    from graddoctor.diagnose.watching import build_report
+    from graddoctor.runlog import read_run
 
     meta, steps = read_run(run_dir)  # InputError -> exit 2 (one line)
     report = build_report(meta, steps)

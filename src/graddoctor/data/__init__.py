@@ -20,12 +20,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InputError
-from .bundle import Bundle, stratified_split
-from .cifar10 import cifar10
-from .digits import digits
-from .mnist1d import mnist1d
-from .sequences import adding, copy_memory, temporal_order
+from graddoctor.data.bundle import Bundle, stratified_split
+from graddoctor.data.cifar10 import cifar10
+from graddoctor.data.digits import digits
+from graddoctor.data.mnist1d import mnist1d
+from graddoctor.data.sequences import adding, copy_memory, temporal_order
+from graddoctor.errors import InputError
 
 #: name -> loader(seed=..., **options) -> Bundle
 registry: dict[str, Callable[..., Bundle]] = {

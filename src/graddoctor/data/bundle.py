@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..errors import InputError
+from graddoctor.errors import InputError
 
 
 @dataclass

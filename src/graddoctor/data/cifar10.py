@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .bundle import Bundle
+from graddoctor.data.bundle import Bundle
+from graddoctor.errors import InputError
 
 FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .bundle import Bundle, stratified_split
+from graddoctor.data.bundle import Bundle, stratified_split
+from graddoctor.errors import InputError
 
 
 def digits(seed: int = 0, flat: bool = True, scale: str = "unit", test_fraction: float = 0.2

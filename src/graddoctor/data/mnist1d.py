@@ -8,8 +8,8 @@ import random
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .bundle import Bundle
+from graddoctor.data.bundle import Bundle
+from graddoctor.errors import InputError
 
 
 @functools.lru_cache(maxsize=4)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import InputError
-from .bundle import Bundle
+from graddoctor.data.bundle import Bundle
+from graddoctor.errors import InputError
 
 
 def _check(T: int, n_train: int, n_test: int, min_T: int) -> None:

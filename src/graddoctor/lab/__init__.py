@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..errors import InputError
-from .base import Check, Experiment, Outcome
+from graddoctor.errors import InputError
+from graddoctor.lab.base import Check, Experiment, Outcome
 
 #: experiment name -> "module:Class" (in the order of the README table)
 EXPERIMENTS: dict[str, str] = {

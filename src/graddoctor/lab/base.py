@@ -43,13 +43,13 @@ def summarize(values: list[float]) -> dict[str, float]:
                 "max": float(a.max()), "n": len(values)}
 
 
-def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.watch") -> str:
+def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.measure.monitor.watcher") -> str:
     """One line: which finding codes ``what`` reported for each config, in how many seeds
     (from the ``codes_<config>`` lists of the runs).
 
     Example:
         >>> codes_note([{"codes_a": ["x"], "codes_b": []}], ["a", "b"])
-        'graddoctor.watch findings per config (seeds): a: x (1/1); b: none'
+        'graddoctor.measure.monitor.watcher findings per config (seeds): a: x (1/1); b: none'
     """
     parts = []
     for cfg in configs:
@@ -141,7 +141,7 @@ class Experiment:
     def settings(self, mode: str = "quick", **overrides: Any) -> dict[str, Any]:
         """The settings of ``mode`` ("quick" or "full") with ``overrides`` applied."""
         if mode not in ("quick", "full"):
-            from ..errors import InputError
+            from graddoctor.errors import InputError
 
             raise InputError(f"unknown mode {mode!r}: use 'quick' or 'full'")
         return {**(self.quick if mode == "quick" else self.full), **overrides}

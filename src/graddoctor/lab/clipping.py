@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note
-from .measure import train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, codes_note
+from graddoctor.lab.measure import train
 
 
 def start_end(losses: list[float], k: int = 10) -> tuple[float, float]:
@@ -43,7 +43,7 @@ class Clipping(Experiment):
     setup = ("(a) zoo.rnn('rnn', hidden 32) with recurrent weights N(0, 2^2/32) on the adding "
              "problem (T=50), plain SGD lr 0.1, batch 32, with and without clip-norm 1; "
              "(b) zoo.mlp(depth=20, width=64, sigmoid, default init) on digits, SGD momentum "
-             "lr 0.1 with clip-norm 1, watched by graddoctor.watch (per-layer gradient norms).")
+             "lr 0.1 with clip-norm 1, watched by graddoctor.measure.monitor.watcher (per-layer gradient norms).")
     quick = {"T": 50, "hidden": 32, "gain": 2.0, "rnn_steps": 300, "rnn_lr": 0.1,
              "mlp_steps": 300, "mlp_lr": 0.1, "clip": 1.0}
     full = {"T": 100, "hidden": 64, "gain": 2.0, "rnn_steps": 2000, "rnn_lr": 0.1,
@@ -58,7 +58,7 @@ class Clipping(Experiment):
               "20-layer sigmoid MLP with clip-norm 1: final / initial loss",
               "stuck (clipping cannot raise a vanishing gradient)"),
         Check("mlp_log10_grad_ratio", "<", -6,
-              "... its first/last layer gradient norm at the end (log10, graddoctor.watch)",
+              "... its first/last layer gradient norm at the end (log10, graddoctor.measure.monitor.watcher)",
               "still vanishing"),
     ]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers
+from graddoctor.lab.measure import evaluate, train
 
 STYLES = ("plain", "residual")
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note, plot_curves
-from .measure import dead_fraction, evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, codes_note, plot_curves
+from graddoctor.lab.measure import dead_fraction, evaluate, train
 
 #: configuration -> (activation, negative slope, initial bias)
 CONFIGS: dict[str, tuple[str, float, float]] = {
@@ -36,7 +36,7 @@ class DyingReLU(Experiment):
     source = ("Maas, Hannun & Ng 2013 (leaky ReLU); Lu et al. 2019 (Dying ReLU and "
               "initialization)")
     setup = ("zoo.mlp(depth=4, width=64, init='he', bias=-1) on digits, Adam lr 0.01, batch 32. "
-             "Dead fraction = units never active over graddoctor.watch's last activation window "
+             "Dead fraction = units never active over graddoctor.measure.monitor.watcher's last activation window "
              "(the full-training-set oracle is reported beside it). LeakyReLU slope 0.1 is the "
              "checked one; slope 0.01 and a healthy ReLU net (bias 0) are shown for reference: "
              "with this lr even the healthy ReLU net ends with ~15-20% units never active, and "

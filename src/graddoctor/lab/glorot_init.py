@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note, plot_curves
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, codes_note, plot_curves
+from graddoctor.lab.measure import evaluate, train
 
 #: configuration -> (activation, init); "uniform" is Glorot's standard U[-1/sqrt(n), 1/sqrt(n)]
 CONFIGS: dict[str, tuple[str, str]] = {

@@ -66,7 +66,7 @@ def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
-    """``graddoctor.check`` on ``(x, y)``: the init probe's per-layer RMS of dLoss/d(layer
+    """``graddoctor.diagnose.checkup`` on ``(x, y)``: the init probe's per-layer RMS of dLoss/d(layer
     output) (``grad_rms``, execution order), its Jacobian sketch, and the finding codes.
 
     Example:
@@ -75,7 +75,7 @@ def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
         >>> p["names"], len(p["grad_rms"])
         (['0', '2'], 2)
     """
-    from ..check import check
+    from graddoctor.diagnose.checkup import check
 
     report = check(model, x, target=y)
     probe = report.data["probe"]
@@ -85,7 +85,7 @@ def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
 
 def watched_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        loss_fn: Any = F.cross_entropy) -> dict[str, list]:
-    """Per-layer gradient norms of one backward as ``graddoctor.watch`` records them (what a
+    """Per-layer gradient norms of one backward as ``graddoctor.measure.monitor.watcher`` records them (what a
     user sees on a dashboard). ``p.grad`` is restored afterwards.
 
     Example:
@@ -94,7 +94,7 @@ def watched_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         >>> g["names"], len(g["grad_norm"])
         (['0', '2'], 2)
     """
-    from ..watch import watch
+    from graddoctor.diagnose.watching import watch
 
     saved = {n: p.grad for n, p in model.named_parameters()}
     try:
@@ -180,7 +180,7 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    from ..errors import InputError
+    from graddoctor.errors import InputError
 
     raise InputError(f"unknown optimizer {name!r}: use 'sgd', 'momentum' or 'adam'")
 
@@ -197,7 +197,7 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
     ``eval_every`` steps), and ``steps_run``. Stops early once the test accuracy reaches
     ``stop_at_acc``. ``clip``: clip the total gradient norm to this value. ``warmup``:
     linear learning-rate warm-up steps. ``watch=True``: the run is recorded by
-    ``graddoctor.watch`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
+    ``graddoctor.measure.monitor.watcher`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
     """
     import contextlib
 
@@ -215,7 +215,7 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
     pos = 0
     model.train()
     if watch:
-        from ..watch import watch as gd_watch
+        from graddoctor.diagnose.watching import watch as gd_watch
 
         ctx: Any = gd_watch(model, opt, activation_every=activation_every, flush_every=100,
                             example_inputs=xs[:batch_size])
@@ -255,7 +255,7 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
 
 
 def watch_summary(w: Any, max_rows: int = 100) -> dict[str, Any]:
-    """What the lab keeps of a ``graddoctor.watch`` run: layer names, per-layer gradient
+    """What the lab keeps of a ``graddoctor.measure.monitor.watcher`` run: layer names, per-layer gradient
     norms (at most ``max_rows`` steps, evenly spaced), the last activation statistics
     (mean dead / saturated fraction over sites) and the codes of ``w.report()``."""
     meta, steps = w.records()

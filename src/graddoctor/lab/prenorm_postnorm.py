@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers
+from graddoctor.lab.measure import evaluate, train
 
 CHANCE = math.log(4)  # cross-entropy of a uniform guess over the 4 temporal-order classes
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, codes_note
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, codes_note
+from graddoctor.lab.measure import evaluate, train
 
 STYLES = {"vanilla": None, "residual": "plain", "rezero": "rezero"}
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
-from . import get
-from .base import Outcome
+from graddoctor import __version__
+from graddoctor.lab import get
+from graddoctor.lab.base import Outcome
 
 _OP_TEXT = {"<": "<", "<=": "≤", ">": ">", ">=": "≥"}
 

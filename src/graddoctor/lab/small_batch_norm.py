@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, plot_curves
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, plot_curves
+from graddoctor.lab.measure import evaluate, train
 
 NORMS = ("batch", "group", "layer", "none")
 

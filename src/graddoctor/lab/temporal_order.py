@@ -6,9 +6,9 @@ from typing import Any
 
 import torch
 
-from .. import data, zoo
-from .base import Check, Experiment, Numbers, plot_curves
-from .measure import evaluate, train
+from graddoctor import data, zoo
+from graddoctor.lab.base import Check, Experiment, Numbers, plot_curves
+from graddoctor.lab.measure import evaluate, train
 
 CELLS = ("rnn", "lstm")
 

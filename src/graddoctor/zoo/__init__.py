@@ -23,14 +23,14 @@ from typing import Any
 import torch  # noqa: F401  (used in the docstring example)
 from torch import nn
 
-from ..errors import InputError
-from ._common import ACTIVATIONS, n_params
-from .cnn import cnn, plain_param_count, resnet_param_count
-from .densenet import densenet, densenet_param_count
-from .init import INITS, apply_init
-from .mlp import Residual, mlp, mlp_param_count
-from .rnn import rnn, rnn_param_count
-from .transformer import transformer, transformer_param_count
+from graddoctor.errors import InputError
+from graddoctor.zoo._common import ACTIVATIONS, n_params
+from graddoctor.zoo.cnn import cnn, plain_param_count, resnet_param_count
+from graddoctor.zoo.densenet import densenet, densenet_param_count
+from graddoctor.zoo.init import INITS, apply_init
+from graddoctor.zoo.mlp import Residual, mlp, mlp_param_count
+from graddoctor.zoo.rnn import rnn, rnn_param_count
+from graddoctor.zoo.transformer import transformer, transformer_param_count
 
 #: name -> factory; aliases are partial applications of the five families
 registry: dict[str, Callable[..., nn.Module]] = {

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from graddoctor.errors import InputError
 
 #: activation name -> module class (modules, not functions: repair swaps them)
 ACTIVATIONS: dict[str, type[nn.Module]] = {

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ._common import activation as make_activation
-from ._common import choice, positive, seeded
-from .init import apply_init, resolve
+from graddoctor.errors import InputError
+from graddoctor.zoo._common import activation as make_activation
+from graddoctor.zoo._common import choice, positive, seeded
+from graddoctor.zoo.init import apply_init, resolve
 
 
 def _conv(dims: int) -> type[nn.Module]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import activation as make_activation
-from ._common import choice, norm_layer, positive, seeded
-from .init import apply_init, resolve
+from graddoctor.zoo._common import activation as make_activation
+from graddoctor.zoo._common import choice, norm_layer, positive, seeded
+from graddoctor.zoo.init import apply_init, resolve
 
 
 class DenseLayer(nn.Module):

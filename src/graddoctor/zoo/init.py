@@ -27,8 +27,8 @@ import math
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ._common import choice
+from graddoctor.errors import InputError
+from graddoctor.zoo._common import choice
 
 INITS = ("default", "normal", "uniform", "xavier", "he", "orthogonal")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from ._common import activation as make_activation
-from ._common import choice, positive, seeded
+from graddoctor.errors import InputError
+from graddoctor.zoo._common import activation as make_activation
+from graddoctor.zoo._common import choice, positive, seeded
 
 NORMS = ("pre", "post", "rezero")
 

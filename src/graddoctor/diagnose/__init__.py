@@ -1,0 +1,1 @@
+"""Judge: rules that turn measurements into findings (check-time and training-time)."""

@@ -1,0 +1,251 @@
+"""Rules over the init probe (``graddoctor.measure.probe.ProbeResult``): findings with ``step=0``.
+
+Thresholds are orders of magnitude (log10) of the measured quantity over the
+whole depth (or the whole sequence), as in the practitioners' rule of thumb
+"a drop of more than 3-4 orders between the output and the input side is
+vanishing": ``WARN_ORDERS`` (2) gives a warning, ``ERROR_ORDERS`` (4) an error.
+
+Depth trend, scale-free and robust to layers of different kinds: layers are
+grouped by *role* (their name with whole-number path components replaced by
+``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``), a least-squares line of
+log10(value) against the layer's position in execution order is fitted in
+each role with at least 3 layers, and the slopes' median (weighted by role
+size) is the per-layer rate; orders over depth = rate x (layers - 1). Without
+any role of 3 layers, one line over the whole profile. So a transformer's
+q/k projections (small gradients at init, uniform attention) do not pass for
+vanishing next to its MLP projections: only a trend along depth counts.
+
+Through time: orders = log10(median of the last ~10% of steps / median of the
+first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps), judged
+for recurrent models only (for attention the profile says which steps the
+loss reads: it stays in the data). Gated
+RNNs (LSTM/GRU) are exempt: at PyTorch's default init they too decay (about
+0.2 orders per step, measured), but that decay is set by the forget gate, a
+learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
+(Bengio et al. 1994). The profile stays in ``report.data["probe"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from graddoctor.measure.probe import ProbeResult
+from graddoctor.modelmap import ModelMap
+from graddoctor.report import Finding
+
+WARN_ORDERS = 2.0
+ERROR_ORDERS = 4.0
+MIN_STEPS = 8
+_FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
+
+REF_VANISHING = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010"
+REF_EXPLODING = "Pascanu, Mikolov & Bengio 2013; He et al. 2015"
+REF_SIGNAL = "Poole et al. 2016; Schoenholz et al. 2017; He et al. 2015"
+REF_JACOBIAN = "Pennington, Schoenholz & Ganguli 2017 (dynamical isometry)"
+
+
+def role(name: str) -> str:
+    """A layer's role: its name with whole-number path components replaced by ``#``.
+
+    Example:
+        >>> role("transformer.h.3.attn.c_attn"), role("12")
+        ('transformer.h.#.attn.c_attn', '#')
+    """
+    return ".".join("#" if part.isdigit() else part for part in name.split("."))
+
+
+def log10(v: float) -> float:
+    """log10 with underflow floored at 1e-45 and non-finite values kept as +inf."""
+    if not math.isfinite(v):
+        return math.inf
+    return math.log10(max(v, _FLOOR))
+
+
+def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, float] | None:
+    """Per-layer rate (orders of magnitude per layer) and orders over depth of a per-layer profile.
+
+    Positive orders: the value grows from the input side to the output side.
+
+    Example:
+        >>> depth_trend(["0", "1", "2", "3"], [1e-6, 1e-4, 1e-2, 1.0])["orders"]
+        6.0
+    """
+    logs = [log10(v) for v in values]
+    pts = [(i, y) for i, y in enumerate(logs) if math.isfinite(y)]
+    if len(pts) < 3:
+        return None
+    groups: dict[str, list[tuple[int, float]]] = {}
+    for i, y in pts:
+        groups.setdefault(role(names[i]), []).append((i, y))
+    fits = [(_slope(g), len(g)) for g in groups.values() if len(g) >= 3]
+    rate = _weighted_median(fits) if fits else _slope(pts)
+    n = len(values)
+    return {"rate": rate, "orders": rate * (n - 1), "roles": len(fits) or 1}
+
+
+def _slope(pts: Sequence[tuple[int, float]]) -> float:
+    n = len(pts)
+    mx = sum(x for x, _ in pts) / n
+    my = sum(y for _, y in pts) / n
+    sxx = sum((x - mx) ** 2 for x, _ in pts)
+    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
+
+
+def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
+    pairs = sorted(pairs)
+    half, acc = sum(w for _, w in pairs) / 2, 0
+    for v, w in pairs:
+        acc += w
+        if acc >= half:
+            return v
+    return pairs[-1][0]
+
+
+def _severity(orders: float) -> str | None:
+    a = abs(orders)
+    return "error" if a >= ERROR_ORDERS else "warning" if a >= WARN_ORDERS else None
+
+
+def _profile(values: Sequence[float]) -> list[float]:
+    return [round(log10(v), 2) if math.isfinite(v) else math.inf for v in values]
+
+
+# ---------------------------------------------------------------- rules
+
+
+def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
+    """``vanishing-gradient`` / ``exploding-gradient`` from dL/d(layer output) along depth."""
+    bad = [n for n, g in zip(p.layers, p.grad_rms) if not math.isfinite(g)]
+    if bad:
+        return [Finding(
+            "exploding-gradient", "error",
+            f"the init probe's gradient is not finite at {len(bad)} layer(s): it overflows at step 0",
+            layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
+                                  "grad_log10": _profile(p.grad_rms)},
+            remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
+    t = depth_trend(p.layers, p.grad_rms)
+    if t is None or (sev := _severity(t["orders"])) is None:
+        return []
+    logs = [log10(g) for g in p.grad_rms]
+    ref = logs[-1]
+    evidence = {
+        "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
+        "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
+        "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
+    }
+    if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
+        evidence["jacobian_gain"] = p.jacobian.get("gain")
+        evidence["jacobian_spread"] = p.jacobian.get("spread")
+    if t["orders"] > 0:  # smaller on the input side
+        layers = [n for n, y in zip(p.layers, logs) if y <= ref - WARN_ORDERS] or p.layers[:1]
+        sat = any(s.family == "saturating" and not s.is_output for s in m.activations)
+        remedies = (["relu", "he-init", "batchnorm", "residual"] if sat
+                    else ["he-init", "lsuv-init", "batchnorm", "residual"])
+        return [Finding(
+            "vanishing-gradient", sev,
+            f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
+            f"from the output side to the input side ({t['rate']:.2f} per layer over {len(p.layers)} layers)",
+            layers=layers, evidence=evidence, remedies=remedies, step=0,
+            reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
+    layers = [n for n, y in zip(p.layers, logs) if y >= ref + WARN_ORDERS] or p.layers[:1]
+    return [Finding(
+        "exploding-gradient", sev,
+        f"at initialisation the gradient grows by {abs(t['orders']):.1f} orders of magnitude "
+        f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(p.layers)} layers)",
+        layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
+        step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
+
+
+def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
+    """``signal-collapse`` / ``signal-explosion`` from the variance of each layer's output.
+
+    Orders are of the standard deviation (half the log10 of the variance ratio).
+    """
+    bad = [n for n, v in zip(p.layers, p.act_var) if not math.isfinite(v)]
+    if bad:
+        return [Finding(
+            "signal-explosion", "error",
+            f"the forward signal overflows at initialisation ({len(bad)} layer(s) with non-finite "
+            f"outputs, from {bad[0]!r} on)",
+            layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
+                                  "var_log10": _profile(p.act_var)},
+            remedies=["he-init", "lsuv-init", "batchnorm", "layernorm"], step=0, reference=REF_SIGNAL)]
+    t = depth_trend(p.layers, p.act_var)
+    if t is None or (sev := _severity(t["orders"] / 2)) is None:
+        return []
+    std_orders = t["orders"] / 2
+    evidence = {"std_orders_over_depth": round(abs(std_orders), 2),
+                "var_orders_per_layer": round(t["rate"], 3), "var_log10": _profile(p.act_var)}
+    if std_orders < 0:
+        return [Finding(
+            "signal-collapse", sev,
+            f"at initialisation the forward signal's scale shrinks by {-std_orders:.1f} orders of "
+            f"magnitude over {len(p.layers)} layers",
+            layers=p.layers[len(p.layers) // 2:], evidence=evidence,
+            remedies=["he-init", "lsuv-init", "batchnorm"], step=0, reference=REF_SIGNAL)]
+    return [Finding(
+        "signal-explosion", sev,
+        f"at initialisation the forward signal's scale grows by {std_orders:.1f} orders of "
+        f"magnitude over {len(p.layers)} layers",
+        layers=p.layers[len(p.layers) // 2:], evidence=evidence,
+        remedies=["he-init", "lsuv-init", "batchnorm", "layernorm"], step=0, reference=REF_SIGNAL)]
+
+
+def through_time(p: ProbeResult, m: ModelMap, recurrent: str | None = "vanilla") -> list[Finding]:
+    """Vanishing/exploding gradient through time, from ||dL/dx_t|| for each step t.
+
+    ``recurrent``: "vanilla" (judged), "gated" (LSTM/GRU: exempt, see module docs) or
+    None (no recurrence, e.g. attention: every step is one hop from the output, so an
+    uneven profile says which steps the loss reads, not that a signal decays).
+    Trailing steps with exactly zero gradient (the loss does not read them, as the
+    last position of a causal LM loss) are left out.
+    """
+    g = p.time_grad
+    if recurrent != "vanilla" or not g:
+        return []
+    g = list(g)
+    while g and g[-1] == 0.0:
+        g.pop()
+    if len(g) < MIN_STEPS:
+        return []
+    k = max(2, len(g) // 10)
+    first, last = _upper_median(g[:k]), _upper_median(g[-k:])
+    if not math.isfinite(first) or not math.isfinite(last):
+        orders, sev = -math.inf, "error"
+    else:
+        orders = log10(last) - log10(first)  # > 0: earlier steps get less gradient
+        sev = _severity(orders)
+    if sev is None:
+        return []
+    rnn = [x.name for x in m.layers if x.kind in ("rnn", "attention")] or p.layers[:1]
+    evidence = {"orders_over_time": round(abs(orders), 2), "steps": len(g),
+                "orders_per_step": round(orders / (len(g) - k), 4) if math.isfinite(orders) else orders,
+                "time_grad_log10": _profile(g)}
+    if orders > 0:
+        return [Finding(
+            "vanishing-gradient", sev,
+            f"through time: dL/dx_t at the first steps is {orders:.1f} orders of magnitude below "
+            f"the last steps' over {len(g)} steps",
+            layers=rnn, evidence=evidence, remedies=["lstm", "orthogonal-init", "clip-norm"],
+            step=0, reference="Hochreiter 1991; Bengio, Simard & Frasconi 1994; Hochreiter & Schmidhuber 1997")]
+    return [Finding(
+        "exploding-gradient", sev,
+        f"through time: dL/dx_t grows by {abs(orders):.1f} orders of magnitude from the last steps "
+        f"to the first over {len(g)} steps",
+        layers=rnn, evidence=evidence, remedies=["clip-norm", "orthogonal-init", "lstm"],
+        step=0, reference=REF_EXPLODING)]
+
+
+def _upper_median(v: Sequence[float]) -> float:
+    s = sorted(v)
+    return s[len(s) // 2]
+
+
+def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) -> list[Finding]:
+    """Every probe rule: gradient flow along depth and through time, signal propagation."""
+    return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m)
+
+
+__all__ = ["ERROR_ORDERS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
+           "role", "signal_propagation", "through_time"]

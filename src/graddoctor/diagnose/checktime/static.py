@@ -1,0 +1,259 @@
+"""Static rules: the practitioners' pre-flight checklist, read off a ``ModelMap``.
+
+Each rule is ``rule(m: ModelMap, model: nn.Module) -> list[Finding]`` (``step=None``:
+nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
+
+- ``saturating-hidden-activation``: sigmoid/tanh-family activation sites fed by
+  data through at least one layer, not on the output side, and not *gates*
+  (their output multiplies another input-derived tensor: GLU, squeeze-excitation,
+  hand-written LSTM cells). LSTM/GRU gates run inside the kernel and are never
+  seen; HF GPT-2's tanh-approximated GELU is a GELU module; ``sigmoid(alpha)`` of
+  a learned scalar and ``tanh`` of the raw input are not hidden activations.
+  Warning when the sites are applied at least ``SATURATING_MIN`` (3) times per
+  forward (a depth or a recurrence through which sigmoid' <= 1/4 compounds),
+  info below.
+- ``poor-init``: per weight layer, gain = std(W) / target, target = He
+  sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before a
+  saturating one or none, the Xavier value sqrt(2/(fan_in+fan_out)) also
+  accepted. In a plain chain (no skip connection) the scale compounds: the sum
+  of log10(gain) over a run of hidden layers is the change, in orders of
+  magnitude, of the backward gradient (and of the forward signal for centred
+  activations, relu and tanh; a sigmoid's output scale does not follow its
+  input's), flagged from ``INIT_CHAIN_ORDERS`` (2), as Glorot & Bengio 2010
+  found for the "standard" U[-1/sqrt(n), 1/sqrt(n)] init. A normalisation after
+  a layer makes its scale irrelevant and ends the run. PyTorch's default
+  (kaiming_uniform a=sqrt(5): std = 1/sqrt(3 fan_in), gain 1/sqrt(6) before a
+  ReLU, 1/sqrt(3) before tanh) thus passes in a shallow net and is flagged
+  from a depth of 7 (ReLU) or 10 (tanh) Linear layers (measured; He et al. 2015). A single layer off by
+  ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any model, except
+  layers followed by a normalisation, output layers and exactly-zero weights
+  (deliberate: ReZero, zero-init residual branches).
+- ``deep-without-skip``: the *shortest* input-to-output path counts more than
+  ``DEEP_LAYERS`` (30) weight layers (Linear/Conv/RNN/..., norms not counted):
+  a skip connection shortens it (He et al. 2016, "degradation"). Skips are
+  found by following the data flow of the traced forward (ModelMap's tensor
+  tags). Fallback: where the data flow is lost (ops outside torch), the path is
+  under-counted, so the rule errs on the side of silence.
+- ``small-batch-batchnorm``: a BatchNorm in training mode whose calls see fewer
+  than ``BN_MIN_BATCH`` (8) samples. For BatchNorm2d/3d the statistics pool
+  B*H*W values but neighbouring positions of one image are strongly correlated,
+  so the sample count B is what matters (Wu & He 2018: error grows sharply below 8).
+- ``long-sequence-rnn``: a vanilla ``nn.RNN`` (or ``nn.RNNCell`` stepped) over more
+  than ``RNN_LONG`` (200) steps; more than ``RNN_VERY_LONG`` (512) suggests
+  attention or a state-space model. LSTM/GRU are not flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from graddoctor.modelmap import ModelMap, modules_by_name
+from graddoctor.report import Finding
+
+SATURATING_MIN = 3
+INIT_CHAIN_ORDERS = 2.0
+INIT_LAYER_ORDERS = 1.5
+DEEP_LAYERS = 30
+BN_MIN_BATCH = 8
+RNN_LONG = 200
+RNN_VERY_LONG = 512
+
+Rule = Callable[[ModelMap, nn.Module], list[Finding]]
+
+
+def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Sigmoid/tanh used as hidden activations (output layers and gates excepted)."""
+    sites = [s for s in m.activations
+             if s.family == "saturating" and s.after_layer and not s.is_output and not s.gate]
+    if not sites:
+        return []
+    applied = sum(s.calls for s in sites)
+    sev = "warning" if applied >= SATURATING_MIN else "info"
+    kinds = sorted({s.kind for s in sites})
+    return [Finding(
+        "saturating-hidden-activation", sev,
+        f"{len(sites)} hidden activation site(s) use {'/'.join(kinds)}, applied {applied} time(s) per "
+        "forward: their derivative is at most 1/4 (sigmoid) or 1 (tanh) and vanishes when they "
+        "saturate, so gradients shrink with depth",
+        layers=[s.name for s in sites],
+        evidence={"sites": len(sites), "applications_per_forward": applied, "kinds": kinds},
+        remedies=["relu", "gelu", "leaky-relu", "he-init"],
+        reference="Glorot & Bengio 2010; LeCun et al. 1998 (Efficient BackProp)")]
+
+
+def _fans(w: torch.Tensor, layer_type: str) -> tuple[int, int]:
+    if layer_type == "Conv1D":  # HF GPT-2: weight is (in, out)
+        return w.shape[0], w.shape[1]
+    rf = w[0][0].numel() if w.dim() > 2 else 1
+    return w.shape[1] * rf, w.shape[0] * rf
+
+
+def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None) -> float:
+    """std(W) over the target std for the activation that follows (1.0 inside the accepted band).
+
+    Example:
+        >>> w = torch.nn.init.kaiming_normal_(torch.empty(256, 256), nonlinearity="relu")
+        >>> round(init_gain(w, "Linear", "relu"), 1)
+        1.0
+    """
+    fan_in, fan_out = _fans(w, layer_type)
+    std = float(w.detach().float().std()) if w.numel() > 1 else 0.0
+    if activation_family == "relu":
+        return std / math.sqrt(2.0 / fan_in)
+    lo, hi = sorted((math.sqrt(2.0 / (fan_in + fan_out)), math.sqrt(1.0 / fan_in)))
+    return std / lo if std < lo else std / hi if std > hi else 1.0
+
+
+def _normalised_after(m: ModelMap) -> set[str]:
+    """Layers whose next parameter-owning call is a normalisation layer."""
+    kinds = {x.name: x.kind for x in m.layers}
+    owners = [c for c in m.calls if c.has_params]
+    return {a.name for a, b in zip(owners, owners[1:]) if kinds.get(b.name) == "norm"}
+
+
+def _runs(rows: list[tuple[str, float, bool, str | None]]) -> list[list[tuple[str, float, str | None]]]:
+    """Maximal runs of layers through which the scale compounds (a reset ends a run, inclusive)."""
+    runs: list[list[tuple[str, float, str | None]]] = [[]]
+    for name, lg, reset, family in rows:
+        if reset:
+            runs.append([])
+        else:
+            runs[-1].append((name, lg, family))
+    return [r for r in runs if r]
+
+
+def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Weight scale far from He/Xavier for the activation that follows (see module docs)."""
+    mods = modules_by_name(model)
+    normed = _normalised_after(m)
+    plain = m.shortest_weight_path >= m.longest_weight_path - 1  # no skip connection
+    rows = []  # (name, log10 gain, resets the scale, activation family)
+    for x in m.layers:
+        if x.kind not in ("linear", "conv") or x.is_output or x.name not in mods:
+            continue
+        w = getattr(mods[x.name], "weight", None)
+        if not isinstance(w, torch.Tensor) or w.dim() < 2 or not bool(w.detach().abs().sum() > 0):
+            continue
+        site = m.site(x.activation_site) if x.activation_site else None
+        gain = init_gain(w, x.type, site.family if site else None)
+        reset = x.name in normed
+        rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
+                     site.family if site else None))
+    if not rows:
+        return []
+    runs = _runs(rows) if plain else []
+    chain = max(runs, key=lambda r: abs(sum(lg for _, lg, _ in r)), default=[])
+    chain_orders = sum(lg for _, lg, _ in chain)
+    single = [(n, lg) for n, lg, reset, _ in rows if n not in normed and abs(lg) >= INIT_LAYER_ORDERS]
+    if abs(chain_orders) < INIT_CHAIN_ORDERS and not single:
+        return []
+    by_chain = abs(chain_orders) >= INIT_CHAIN_ORDERS
+    layers = [n for n, lg, _ in chain if lg != 0] if by_chain else [n for n, _ in single]
+    direction = "shrinks" if (chain_orders if by_chain else single[0][1]) < 0 else "grows"
+    relu = sum(f == "relu" for _, _, f in chain) * 2 >= len(chain) if by_chain else True
+    remedies = (["he-init", "lsuv-init", "orthogonal-init", "xavier-init"] if relu
+                else ["xavier-init", "orthogonal-init", "lsuv-init", "he-init"])
+    evidence = {"gain_log10": [round(lg, 2) for _, lg, _, _ in rows],
+                "chain_orders": round(chain_orders, 2), "chain_layers": len(chain)}
+    msg = (f"weight scales off the He/Xavier scale for the activation that follows compound over "
+           f"{len(chain)} plain layers: the signal {direction} by about {abs(chain_orders):.1f} orders "
+           "of magnitude from the init alone (the backward gradient; the forward signal too "
+           "where the activations are centred)" if by_chain else
+           f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
+           f"{10 ** INIT_LAYER_ORDERS:.0f}x")
+    return [Finding("poor-init", "warning", msg, layers=layers, evidence=evidence, remedies=remedies,
+                    reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
+
+
+def deep_without_skip(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """A chain of more than ``DEEP_LAYERS`` weight layers with no residual or dense path."""
+    if m.shortest_weight_path <= DEEP_LAYERS:
+        return []
+    chain = [x.name for x in m.layers if x.kind != "norm"]
+    return [Finding(
+        "deep-without-skip", "warning",
+        f"every path from input to output crosses at least {m.shortest_weight_path} weight layers "
+        f"(> {DEEP_LAYERS}) with no skip connection: deep plain stacks train worse than shallower "
+        "ones (degradation)",
+        layers=chain, evidence={"shortest_weight_path": m.shortest_weight_path,
+                                "longest_weight_path": m.longest_weight_path, "threshold": DEEP_LAYERS},
+        remedies=["residual", "rezero", "batchnorm"],
+        reference="He et al. 2016 (Deep Residual Learning); Srivastava et al. 2015 (Highway networks)")]
+
+
+def small_batch_batchnorm(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """BatchNorm in training mode with fewer than ``BN_MIN_BATCH`` samples per call."""
+    mods = modules_by_name(model)
+    hits = []
+    for x in m.layers:
+        mod = mods.get(x.name)
+        if not isinstance(mod, nn.modules.batchnorm._BatchNorm) or not mod.training or not x.input_shape:
+            continue
+        if isinstance(mod, nn.SyncBatchNorm):  # statistics over all ranks
+            continue
+        batch = x.input_shape[0] if len(x.input_shape) > 1 else 1
+        if batch < BN_MIN_BATCH:
+            hits.append((x.name, batch))
+    if not hits:
+        return []
+    batch = min(b for _, b in hits)
+    return [Finding(
+        "small-batch-batchnorm", "warning",
+        f"{len(hits)} BatchNorm layer(s) see a batch of {batch} (< {BN_MIN_BATCH}) in training mode: "
+        "their statistics are noisy; if training uses larger batches, ignore this",
+        layers=[n for n, _ in hits], evidence={"batch": batch, "threshold": BN_MIN_BATCH},
+        remedies=["groupnorm", "layernorm"],
+        reference="Ioffe & Szegedy 2015; Wu & He 2018 (Group Normalization)")]
+
+
+def _steps(x, mod: nn.Module) -> int:  # noqa: ANN001 - a modelmap.Layer
+    if isinstance(mod, nn.RNNCellBase):
+        return x.calls
+    shape = x.input_shape or ()
+    if len(shape) == 3:
+        return shape[1] if mod.batch_first else shape[0]
+    return shape[0] if len(shape) == 2 else 0
+
+
+def long_sequence_rnn(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """A vanilla RNN over more than ``RNN_LONG`` steps."""
+    mods = modules_by_name(model)
+    hits = [(x.name, _steps(x, mods[x.name])) for x in m.layers
+            if isinstance(mods.get(x.name), (nn.RNN, nn.RNNCell))]
+    hits = [(n, t) for n, t in hits if t > RNN_LONG]
+    if not hits:
+        return []
+    steps = max(t for _, t in hits)
+    very = steps > RNN_VERY_LONG
+    advice = ("an LSTM/GRU helps, but over this many steps attention or a state-space model is "
+              "the usual choice" if very else "an LSTM or GRU keeps the gradient alive through time")
+    return [Finding(
+        "long-sequence-rnn", "warning",
+        f"a vanilla RNN runs over {steps} steps (> {RNN_LONG}): its gradient through time decays "
+        f"geometrically; {advice}",
+        layers=[n for n, _ in hits], evidence={"steps": steps, "threshold": RNN_LONG,
+                                               "very_long_threshold": RNN_VERY_LONG},
+        remedies=["lstm", "orthogonal-init", "clip-norm"],
+        reference="Bengio, Simard & Frasconi 1994; Hochreiter & Schmidhuber 1997")]
+
+
+STATIC_RULES: dict[str, Rule] = {
+    "saturating-hidden-activation": saturating_hidden_activation,
+    "poor-init": poor_init,
+    "deep-without-skip": deep_without_skip,
+    "small-batch-batchnorm": small_batch_batchnorm,
+    "long-sequence-rnn": long_sequence_rnn,
+}
+
+
+def static_findings(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """Every static rule on the map."""
+    return [f for rule in STATIC_RULES.values() for f in rule(m, model)]
+
+
+__all__ = ["STATIC_RULES", "deep_without_skip", "init_gain", "static_findings", "long_sequence_rnn", "poor_init", "saturating_hidden_activation",
+           "small_batch_batchnorm"]

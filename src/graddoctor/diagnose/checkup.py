@@ -1,0 +1,110 @@
+"""check(): the pre-flight audit - static checklist plus a probe at initialisation.
+
+``check(model, example_inputs)`` maps the model (``ModelMap``: one traced
+forward), runs the static rules (``graddoctor.diagnose.checktime.static``) and the init
+probe (``graddoctor.measure.probe``: one forward and backward, then
+``graddoctor.diagnose.checktime.probe_rules``), and returns a ``Report(source="check")`` whose
+``data`` holds the map summary and the probe's per-layer profile.
+
+It leaves no trace: parameters and ``p.grad`` are not touched (gradients are
+taken with ``torch.autograd.grad``), train/eval flags, buffers (BatchNorm running
+statistics) and the RNG state are restored, every hook is removed.
+
+Example:
+    >>> import torch
+    >>> import graddoctor as gd
+    >>> from graddoctor import zoo
+    >>> report = gd.check(zoo.mlp(depth=20, activation="sigmoid"), torch.randn(16, 64))
+    >>> sorted(report.codes)
+    ['poor-init', 'saturating-hidden-activation', 'vanishing-gradient']
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from torch import nn
+
+from graddoctor.diagnose.checktime.probe_rules import MIN_STEPS, probe_findings
+from graddoctor.diagnose.checktime.static import static_findings
+from graddoctor.errors import InputError
+from graddoctor.inputs import check_inputs
+from graddoctor.measure.distributed import unwrap
+from graddoctor.measure.probe import probe as run_probe
+from graddoctor.modelmap import ModelMap
+from graddoctor.report import Report
+
+
+def check(
+    model: nn.Module,
+    example_inputs: Any,
+    target: Any = None,
+    loss_fn: Any = None,
+    probe: bool = True,
+    jacobian_k: int = 4,
+) -> Report:
+    """Audit ``model`` before training: static rules, then one probe at initialisation.
+
+    Args:
+        model: any ``nn.Module`` (left exactly as it was); a ``torch.compile``,
+            ``nn.DataParallel`` or DDP wrapper is audited through the module it wraps.
+        example_inputs: a tensor, a tuple of positional tensors, or a dict of keyword
+            tensors (Hugging Face style; with ``labels`` the model's own loss is probed).
+        target: optional target for ``loss_fn`` (integer -> cross-entropy, float -> MSE
+            when no ``loss_fn`` is given; ``[B, T, C]`` logits with a ``[B, T]`` target are
+            flattened over time; lists/arrays are converted). A loss that fails on the
+            output/target shapes is a one-line ``InputError`` naming both.
+        loss_fn: optional ``loss_fn(output, target)``; without target and loss the probe
+            backpropagates ``mean(output * R)``, R a fixed seeded N(0, 1) projection.
+        probe: run the init probe (False: static rules only, no backward).
+        jacobian_k: random projections for the Jacobian sketch (0 to skip).
+
+    Returns:
+        ``Report(source="check")``; ``report.data`` has ``map`` (layer counts, paths),
+        ``probe`` (``ProbeResult.to_dict()``) and ``seconds``.
+
+    Example:
+        >>> import torch
+        >>> import graddoctor as gd
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> gd.check(net, torch.randn(4, 8)).ok
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"check() needs an nn.Module, got {type(model).__name__}")
+    model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
+    check_inputs(example_inputs)
+    t0 = time.perf_counter()
+    m = ModelMap(model, example_inputs)
+    findings = static_findings(m, model)
+    data: dict[str, Any] = {"map": {
+        "model": m.model_type, "layers": len(m.layers), "activation_sites": len(m.activations),
+        "shortest_path": m.shortest_path, "longest_path": m.longest_path,
+        "shortest_weight_path": m.shortest_weight_path, "longest_weight_path": m.longest_weight_path,
+    }}
+    if probe:
+        p = run_probe(model, example_inputs, target=target, loss_fn=loss_fn, mmap=m, jacobian_k=jacobian_k)
+        findings += probe_findings(p, m, recurrent=recurrence(model, m))
+        data["probe"] = p.to_dict()
+    data["seconds"] = round(time.perf_counter() - t0, 3)
+    return Report(findings, source="check", data=data)
+
+
+def recurrence(model: nn.Module, m: ModelMap) -> str | None:
+    """"vanilla", "gated" (LSTM/GRU, or hand-written cells with gates) or None (no recurrence).
+
+    A hand-written cell shows as a layer called at least ``MIN_STEPS`` times in one forward.
+    """
+    mods = list(model.modules())
+    if any(isinstance(x, (nn.RNN, nn.RNNCell)) for x in mods):
+        return "vanilla"
+    if any(isinstance(x, (nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)) for x in mods):
+        return "gated"
+    if any(x.calls >= MIN_STEPS and x.kind != "norm" for x in m.layers):
+        return "gated" if any(s.gate and s.calls > 1 for s in m.activations) else "vanilla"
+    return None
+
+
+__all__ = ["check", "recurrence"]

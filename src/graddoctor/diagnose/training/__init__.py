@@ -1,0 +1,110 @@
+"""Training-time rules: watch's statistics in, findings out.
+
+``diagnose(meta, steps)`` runs every rule of ``TRAINING_RULES`` (finding code ->
+function) over the records of one run (``Watcher.records()`` or
+``graddoctor.runlog.read_run``). Each rule is a small pure function in a file
+per family: ``gradients`` (vanishing, exploding, stalled), ``nonfinite``,
+``activations`` (dead ReLU, saturation), ``loss`` (plateau); their thresholds
+are documented next to them with the paper they rest on.
+
+Example:
+    >>> meta = {"layers": [{"name": "0", "kind": "linear"}], "activations": []}
+    >>> steps = [{"step": 0, "loss": 2.3, "grad_norm": {"0": 0.1}, "weight_norm": {"0": 1.0}},
+    ...          {"step": 1, "loss": float("inf"), "grad_norm": {"0": 0.1}, "weight_norm": {"0": 1.0}}]
+    >>> [f.code for f in diagnose(meta, steps)]
+    ['non-finite']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
+from graddoctor.diagnose.training.gradients import (
+    _blowup,
+    exploding_gradient,
+    stalled_layers,
+    vanishing_gradient,
+)
+from graddoctor.diagnose.training.loss import loss_plateau
+from graddoctor.diagnose.training.nonfinite import non_finite
+from graddoctor.diagnose.training.series import nonfinite_step
+from graddoctor.errors import InputError
+from graddoctor.report import Finding
+
+Rule = Callable[[dict, list[dict]], list[Finding]]
+
+#: finding code -> rule over (meta, steps); add a rule here to have diagnose run it
+TRAINING_RULES: dict[str, Rule] = {
+    "vanishing-gradient": vanishing_gradient,
+    "exploding-gradient": exploding_gradient,
+    "non-finite": non_finite,
+    "dead-relu": dead_relu,
+    "saturated-activation": saturated_activation,
+    "stalled-layers": stalled_layers,
+    "loss-plateau": loss_plateau,
+}
+
+
+def diagnose(meta: dict, steps: list[dict], rules: list[str] | None = None) -> list[Finding]:
+    """Run the training-time rules on one run's records.
+
+    Args:
+        meta: the run log's meta record (layers, activations, config).
+        steps: the step records, in step order.
+        rules: codes to run (default: all of ``TRAINING_RULES``).
+
+    Returns:
+        The findings, in the order of ``TRAINING_RULES``.
+
+    Example:
+        >>> diagnose({"layers": [], "activations": []}, [])
+        []
+    """
+    if not isinstance(meta, dict) or not isinstance(steps, (list, tuple)):
+        raise InputError("diagnose(meta, steps) takes watch's records: a meta dict and a list of "
+                         "step dicts (use Watcher.records() or graddoctor.runlog.read_run(path))")
+    if any(not isinstance(s, dict) for s in steps):
+        raise InputError("diagnose: every step record must be a dict (one JSON object per step line)")
+    unknown = sorted(set(rules or ()) - set(TRAINING_RULES))
+    if unknown:
+        raise InputError(f"unknown training rule(s) {unknown}; known: {sorted(TRAINING_RULES)}")
+    steps = sorted(steps, key=lambda s: s.get("step", 0))
+    cut = first_nonfinite(steps)
+    blow = blowup_step(meta, steps[: cut + 1])
+    wreck = next((i for i, s in enumerate(steps) if blow is not None and s.get("step", 0) >= blow),
+                 cut)
+    out: list[Finding] = []
+    for code in rules or TRAINING_RULES:
+        # after the first NaN or blow-up the statistics describe the wreck, not the model:
+        # the other rules read the run up to it
+        if code == "non-finite":
+            seen = steps
+        elif code == "exploding-gradient":
+            seen = steps[: cut + 1]
+        else:
+            seen = steps[: min(cut, wreck)]
+        out.extend(TRAINING_RULES[code](meta, list(seen)))
+    return out
+
+
+def blowup_step(meta: dict, steps: list[dict]) -> int | None:
+    """Step at which the gradient norm blew up over steps (see ``gradients._blowup``), or None."""
+    f = _blowup(meta, steps)
+    return None if f is None else f.step
+
+
+def first_nonfinite(steps: list[dict]) -> int:
+    """Index of the first non-skipped step with a non-finite loss or gradient (len if none).
+
+    Example:
+        >>> first_nonfinite([{"loss": 1.0}, {"loss": "nan"}, {"loss": 1.0}])
+        1
+    """
+    for i, s in enumerate(steps):
+        if not s.get("skipped", False) and nonfinite_step(s):
+            return i
+    return len(steps)
+
+
+__all__ = ["TRAINING_RULES", "diagnose", "Rule"]

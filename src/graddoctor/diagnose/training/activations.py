@@ -1,0 +1,123 @@
+"""Activation rules: dead-relu and saturated-activation, from watch's sampled statistics.
+
+- dead-relu reads ``dead_frac``: the fraction of a ReLU site's units that never
+  fired over watch's window. A healthy ReLU layer outputs ~50% zeros per sample
+  (``zero_frac``) but almost no unit is silent for a whole window, so the natural
+  zeros never count. Only ``relu``/``relu6`` die: leaky ReLU, ELU, GELU and SiLU
+  pass a gradient on the negative side.
+- saturated-activation reads ``sat_frac`` (|tanh| > 0.99, sigmoid outside
+  [0.01, 0.99]) at sigmoid/tanh-family sites. Output sites (a final sigmoid) and
+  gates (LSTM/GRU gates, GLU, squeeze-excitation) are meant to sit near 0/1 and
+  are never read.
+
+Example:
+    >>> meta = {"activations": [{"name": "1", "kind": "relu", "family": "relu", "is_output": False}]}
+    >>> steps = [{"step": t, "act": {"1": {"dead_frac": 0.8, "zero_frac": 0.9}}} for t in (0, 10)]
+    >>> [(f.code, f.layers) for f in dead_relu(meta, steps)]
+    [('dead-relu', ['1'])]
+"""
+
+from __future__ import annotations
+
+import math
+
+from graddoctor.diagnose.training.series import as_float, first_persistent, sampled, used_steps
+from graddoctor.report import Finding
+
+#: a site is dead when at least half its units never fire over a window (Lu et al.
+#: 2019 call a network "born dead" when a layer is entirely silent; half is the
+#: point where the layer has lost most of its width)
+DEAD_FRAC = 0.5
+DEAD_ERROR_FRAC = 0.9
+DEAD_KINDS = ("relu", "relu6")
+#: a site is saturated when at least 40% of its outputs sit at the bounds; a tanh
+#: layer at Xavier init has ~1% (pre-activations ~N(0, 1), |z| > 2.65)
+SAT_FRAC = 0.4
+#: consecutive sampled steps the statistic must hold
+PERSIST = 2
+
+REF_DEAD = (
+    "Lu, Shin, Su & Karniadakis 2019 (Dying ReLU and initialization, sec. 3); "
+    "Maas, Hannun & Ng 2013 (rectifier nonlinearities, sec. 3)"
+)
+REF_SAT = (
+    "Glorot & Bengio 2010 (AISTATS, sec. 3.1: saturation); LeCun, Bottou, Orr & Mueller 1998 "
+    "(Efficient BackProp, sec. 4.4)"
+)
+
+_GATE_HINTS = ("lstm", "gru", "gate", "cell")
+
+
+def _is_gate(site: dict) -> bool:
+    owner = (site.get("owner") or "").lower()
+    return bool(site.get("gate")) or any(h in owner for h in _GATE_HINTS)
+
+
+def _site_layer(site: dict) -> str:
+    """Module name for a site: the activation module, or the owner of a functional call."""
+    return site.get("owner", site["name"]) if site.get("functional") else site["name"]
+
+
+def _scan(meta: dict, steps: list[dict], sites: list[dict], key: str, thr: float):
+    """{site name: (first step, values at and after it)} for sites over ``thr`` PERSIST times."""
+    st = sampled(used_steps(steps), "act")
+    hits = {}
+    for site in sites:
+        vals = [as_float(((s.get("act") or {}).get(site["name"]) or {}).get(key)) for s in st]
+        idx = [i for i, v in enumerate(vals) if not math.isnan(v)]
+        flags = [vals[i] >= thr for i in idx]
+        j = first_persistent(flags, PERSIST)
+        if j is not None:
+            rows = [vals[i] for i in idx[j:]]
+            hits[site["name"]] = (int(st[idx[j]].get("step", idx[j])), rows)
+    return hits
+
+
+def _finding(code, sev, msg, sites, hits, key, thr, remedies, ref) -> Finding:
+    by_name = {s["name"]: s for s in sites}
+    names = sorted(hits, key=lambda n: hits[n][0])
+    ev = {f"{key}[{n}]": round(max(hits[n][1][:PERSIST]), 3) for n in names}
+    ev.update({"threshold": thr, "sites": len(names),
+               "max_" + key: round(max(max(v[1][:PERSIST]) for v in hits.values()), 3)})
+    layers = list(dict.fromkeys(_site_layer(by_name[n]) for n in names))
+    return Finding(code, sev, msg, layers, ev, remedies, min(h[0] for h in hits.values()), ref)
+
+
+def dead_relu(meta: dict, steps: list[dict]) -> list[Finding]:
+    """ReLU sites with >= ``DEAD_FRAC`` of their units silent over a window (output sites excepted).
+
+    Example:
+        >>> dead_relu({"activations": []}, [])
+        []
+    """
+    sites = [a for a in meta.get("activations", [])
+             if a.get("kind") in DEAD_KINDS and not a.get("is_output")]
+    hits = _scan(meta, steps, sites, "dead_frac", DEAD_FRAC)
+    if not hits:
+        return []
+    worst = max(max(v[1][:PERSIST]) for v in hits.values())
+    msg = (f"{len(hits)} ReLU site(s) with {worst:.0%} of units never active over watch's window "
+           f"(threshold {DEAD_FRAC:.0%}; a healthy ReLU layer is ~50% zeros per sample but has "
+           "few units silent on every sample)")
+    sev = "error" if worst >= DEAD_ERROR_FRAC else "warning"
+    return [_finding("dead-relu", sev, msg, sites, hits, "dead_frac", DEAD_FRAC,
+                     ["leaky-relu", "he-init", "lower-lr"], REF_DEAD)]
+
+
+def saturated_activation(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Sigmoid/tanh sites with >= ``SAT_FRAC`` of outputs at the bounds (outputs, gates excepted).
+
+    Example:
+        >>> saturated_activation({"activations": []}, [])
+        []
+    """
+    sites = [a for a in meta.get("activations", [])
+             if a.get("family") == "saturating" and not a.get("is_output") and not _is_gate(a)]
+    hits = _scan(meta, steps, sites, "sat_frac", SAT_FRAC)
+    if not hits:
+        return []
+    worst = max(max(v[1][:PERSIST]) for v in hits.values())
+    msg = (f"{len(hits)} sigmoid/tanh site(s) with {worst:.0%} of outputs pinned at their bounds "
+           f"(threshold {SAT_FRAC:.0%}): their local gradient is ~0")
+    return [_finding("saturated-activation", "warning", msg, sites, hits, "sat_frac", SAT_FRAC,
+                     ["batchnorm", "xavier-init", "relu"], REF_SAT)]

@@ -1,0 +1,377 @@
+"""Gradient-profile rules: vanishing-gradient, exploding-gradient, stalled-layers.
+
+All three read a *profile*: one log10 number per weight layer (linear, conv,
+rnn, attention; norm gains and embeddings left out), input side first, and
+compare the median of the input-side third with the median of the output-side
+third. The number per layer is scale-free:
+
+- gradients: the relative gradient ``||g|| / ||w||`` (the step SGD takes per
+  unit of learning rate, relative to the weights; invariant to a layer's size);
+- updates: watch's ``update_ratio = ||w_t - w_{t-1}|| / ||w||``.
+
+Frozen layers (``grad_norm`` null, or ``trainable`` False) and AMP-skipped steps
+never enter a profile. Thresholds are in orders of magnitude between the two
+sides; the per-layer rate (orders per layer) is reported as depth-normalised
+evidence.
+
+Example:
+    >>> meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(6)]}
+    >>> steps = [{"step": t, "grad_norm": {str(i): 10.0 ** (i - 8) for i in range(6)},
+    ...           "weight_norm": {str(i): 1.0 for i in range(6)}} for t in range(5)]
+    >>> [f.code for f in vanishing_gradient(meta, steps)]
+    ['vanishing-gradient']
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graddoctor.diagnose.training.series import (
+    LOG_FLOOR,
+    UPDATE_FLOOR,
+    as_float,
+    first_persistent,
+    log10_safe,
+    matrix,
+    nonfinite_step,
+    profile_layers,
+    sampled,
+    side_drop,
+    used_steps,
+)
+from graddoctor.modelmap import ACTIVATION_FAMILY
+from graddoctor.report import Finding
+
+#: input side this many orders of magnitude below the output side -> vanishing. A
+#: healthy He-initialised ReLU net, a ResNet or a pre-norm Transformer stays
+#: within about one order (He et al. 2015, sec. 2.2: the backward variance is
+#: preserved layer to layer); the default-init sigmoid MLP of Glorot & Bengio
+#: loses about one order per layer.
+VANISH_ORDERS = 2.0
+#: the seed's rule of thumb: a drop of more than 3-4 orders is vanishing beyond doubt
+RULE_OF_THUMB_ORDERS = (3, 4)
+#: input side this many orders above the output side -> exploding across layers
+EXPLODE_ORDERS = 2.0
+#: global gradient norm this many orders above its value at the first step, with the loss
+#: no lower than at that step -> blow-up
+EXPLODE_GROWTH_ORDERS = 2.0
+#: growth before a non-finite step that marks it as the end of a blow-up
+PRE_NAN_GROWTH_ORDERS = 1.0
+#: an SGD step larger than the weights themselves (||update|| / ||w||) just before a
+#: non-finite step marks that step as the end of a blow-up (healthy runs take ~1e-3)
+MAX_UPDATE_RATIO = 1.0
+#: input-side updates this many orders below output-side ones -> stalled
+STALL_ORDERS = 2.0
+#: module types of vanilla recurrent layers (no gates to carry the gradient through time)
+VANILLA_RNN_TYPES = ("RNN", "RNNCell")
+#: fewest weight layers for an across-layer profile (thirds need >= 1 layer each
+#: and a middle; with 2-3 layers the raw input scale of layer 1 would decide)
+MIN_LAYERS = 4
+#: consecutive steps (samples, for updates) the pattern must hold
+PERSIST = 3
+PERSIST_SAMPLED = 2
+
+REF_VANISH = (
+    "Hochreiter 1991 (diploma thesis, sec. 4); Bengio, Simard & Frasconi 1994 "
+    "(IEEE TNN 5(2), sec. II); Glorot & Bengio 2010 (AISTATS, sec. 4.2)"
+)
+REF_EXPLODE = "Pascanu, Mikolov & Bengio 2013 (ICML, sec. 2.1 and 3.2: gradient norm clipping)"
+REF_STALL = (
+    "Glorot & Bengio 2010 (AISTATS, sec. 4.2); You, Gitman & Ginsburg 2017 "
+    "(LARS, sec. 3: layer-wise ||update||/||w||)"
+)
+
+
+def relative_gradient(meta: dict, steps: list[dict]) -> tuple[list[str], list[int], np.ndarray]:
+    """(layers, step numbers, [steps x layers] log10 ||g||/||w||) over non-skipped steps.
+
+    Example:
+        >>> meta = {"layers": [{"name": "a", "kind": "linear"}]}
+        >>> relative_gradient(meta, [{"step": 0, "grad_norm": {"a": 0.1}, "weight_norm": {"a": 10.0}}])[2]
+        array([[-2.]])
+    """
+    names = profile_layers(meta)
+    st = [s for s in used_steps(steps) if s.get("grad_norm")]
+    g = matrix(st, "grad_norm", names)
+    w = matrix(st, "weight_norm", names)
+    w[~(w > 1e-12)] = np.nan  # zero-initialised weights have no relative scale
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = log10_safe(g) - np.log10(w)
+    return names, [int(s.get("step", i)) for i, s in enumerate(st)], rel
+
+
+def _layer_info(meta: dict) -> dict[str, dict]:
+    return {ly["name"]: ly for ly in meta.get("layers", [])}
+
+
+def decay_remedies(meta: dict, layers: list[str]) -> list[str]:
+    """Remedies, best first, for a signal decaying towards the input side of ``layers``.
+
+    Saturating activations -> relu, batchnorm, residual; a vanilla RNN -> lstm;
+    a ReLU chain without skips -> residual, he-init; otherwise normalisation first.
+    """
+    info = _layer_info(meta)
+    fams = {ACTIVATION_FAMILY.get(info.get(n, {}).get("activation") or "", "") for n in layers}
+    types = {info.get(n, {}).get("type", "") for n in layers}
+    skips = any(
+        (info[n].get("min_depth") or 0) + 1 < (info[n].get("depth") or 0) for n in layers if n in info
+    )
+    if "RNN" in types or "RNNCell" in types:
+        return ["lstm", "orthogonal-init", "clip-norm"]
+    if "saturating" in fams:
+        return ["relu", "batchnorm", "residual"]
+    if skips:
+        return ["he-init", "batchnorm", "rezero"]
+    return ["residual", "he-init", "batchnorm"]
+
+
+def _profile_evidence(names: list[str], prof: np.ndarray, drop: float, rate: float, n: int) -> dict:
+    keep = np.isfinite(prof)
+    k = max(1, n // 3)
+    vals = prof[keep]
+    return {
+        "drop_orders": round(drop, 2),
+        "orders_per_layer": round(rate, 3),
+        "n_layers": n,
+        "input_side_log10": round(float(np.median(vals[:k])), 2),
+        "output_side_log10": round(float(np.median(vals[-k:])), 2),
+        "profile_log10": [round(float(v), 2) for v in vals],
+        "profile_layers": [nm for nm, ok in zip(names, keep) if ok],
+    }
+
+
+def _persistent_profile(
+    names: list[str], step_ids: list[int], logs: np.ndarray, sign: float, orders: float, persist: int
+) -> tuple[int, np.ndarray, list[float]] | None:
+    """First row where ``sign * drop >= orders`` for ``persist`` rows: (row, profile, drops)."""
+    drops = [side_drop(row)[0:3] for row in logs]
+    flags = [n >= MIN_LAYERS and sign * d >= orders for d, _, n in drops]
+    i = first_persistent(flags, persist)
+    if i is None:
+        return None
+    with np.errstate(all="ignore"):
+        prof = np.nanmedian(logs[i:i + persist], axis=0)
+    return i, prof, [d for d, _, _ in drops if math.isfinite(d)]
+
+
+def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Input-side relative gradients >= ``VANISH_ORDERS`` orders below the output side.
+
+    Example:
+        >>> vanishing_gradient({"layers": []}, [])
+        []
+    """
+    names, ids, logs = relative_gradient(meta, steps)
+    hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
+    if hit is None:
+        return _through_time(meta, steps)
+    i, prof, drops = hit
+    drop, rate, n = side_drop(prof)
+    prof_ev = _profile_evidence(names, prof, drop, rate, n)
+    ev = {"drop_orders": prof_ev.pop("drop_orders"), "orders_per_layer": prof_ev.pop("orders_per_layer"),
+          "rule_of_thumb_orders": list(RULE_OF_THUMB_ORDERS),
+          "exceeds_rule_of_thumb": bool(drop > RULE_OF_THUMB_ORDERS[0]),
+          "threshold_orders": VANISH_ORDERS, **prof_ev,
+          "steps_flagged_frac": round(float(np.mean([d >= VANISH_ORDERS for d in drops])), 2)}
+    affected = ev["profile_layers"][: max(1, n // 3)]
+    zeros = sum(v <= LOG_FLOOR for v in ev["profile_log10"])
+    ev["zero_gradient_layers"] = zeros
+    if ev["input_side_log10"] <= LOG_FLOOR:
+        msg = (f"no gradient reaches the input side: {zeros} of {n} layers get exactly zero "
+               f"gradient (a dead path), the output side 10^{ev['output_side_log10']:.1f} relative")
+    else:
+        msg = (
+            f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input "
+            f"side ({rate:.2f} orders per layer over {n} layers); rule of thumb: a drop of more "
+            f"than {RULE_OF_THUMB_ORDERS[0]}-{RULE_OF_THUMB_ORDERS[1]} orders is vanishing"
+        )
+    sev = "error" if drop >= RULE_OF_THUMB_ORDERS[0] else "warning"
+    return [Finding("vanishing-gradient", sev, msg, affected, ev,
+                    decay_remedies(meta, ev["profile_layers"]), ids[i], REF_VANISH)]
+
+
+def _through_time(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Vanishing through time, inferred: a vanilla RNN whose loss plateaus early.
+
+    Per-layer norms cannot resolve time steps, so this is the textbook reading of
+    the symptom (Bengio et al. 1994, sec. IV; Hochreiter & Schmidhuber 1997,
+    sec. 5): a tanh/ReLU RNN stuck on a plateau lacks the long-range gradient.
+    ``gd.check`` measures the through-time profile directly.
+    """
+    rnns = [ly["name"] for ly in meta.get("layers", [])
+            if ly.get("kind") == "rnn" and ly.get("type") in VANILLA_RNN_TYPES
+            and ly.get("trainable", True)]
+    if not rnns:
+        return []
+    from graddoctor.diagnose.training.loss import loss_plateau
+
+    plateau = loss_plateau(meta, steps)
+    if not plateau:
+        return []
+    p = plateau[0]
+    ev = {"inferred_from": "loss-plateau", "recurrent_type": "vanilla RNN", **{
+        k: p.evidence[k] for k in ("loss_start", "loss_level", "level_over_start")}}
+    msg = ("likely vanishing through time: a vanilla RNN whose loss plateaus early (per-layer "
+           "norms cannot see time steps; gd.check measures the through-time profile)")
+    return [Finding("vanishing-gradient", "warning", msg, rnns, ev,
+                    ["lstm", "orthogonal-init", "clip-norm"], p.step, REF_VANISH)]
+
+
+def _global_norm(meta: dict, steps: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray]:
+    names = [ly["name"] for ly in meta.get("layers", []) if ly.get("trainable", True)]
+    st = [s for s in used_steps(steps) if s.get("grad_norm")]
+    g = matrix(st, "grad_norm", names)
+    finite_rows = np.all(np.isfinite(g) | np.isnan(g), axis=1) & ~np.any(np.isinf(g), axis=1)
+    with np.errstate(invalid="ignore"):
+        total = np.sqrt(np.nansum(g ** 2, axis=1))
+    bad = np.array([nonfinite_step(s) for s in st], dtype=bool) | ~finite_rows
+    total[bad] = np.nan
+    return [int(s.get("step", i)) for i, s in enumerate(st)], total, bad
+
+
+def _max_update_ratio(meta: dict, steps: list[dict], before: int) -> float:
+    """Largest finite update/weight ratio of a trainable layer on a used step before ``before``."""
+    names = [ly["name"] for ly in meta.get("layers", []) if ly.get("trainable", True)]
+    st = [s for s in sampled(used_steps(steps), "update_ratio") if int(s.get("step", 0)) < before]
+    u = matrix(st, "update_ratio", names)
+    w = matrix(st, "weight_norm", names)
+    u[~(np.isfinite(u) & (w > 1e-12))] = np.nan  # zero-initialised weights have no scale
+    return float(np.nanmax(u)) if np.isfinite(u).any() else 0.0
+
+
+def _overflow(meta: dict, steps: list[dict]) -> Finding | None:
+    """A layer whose gradient norm is +inf while its values are finite: beyond float range."""
+    for s in used_steps(steps):
+        g, nf = s.get("grad_norm") or {}, s.get("nonfinite") or {}
+        layers = [n for n, v in g.items() if as_float(v) == math.inf and not nf.get(n)]
+        if layers:
+            ev = {"overflowed_layers": len(layers), "loss": as_float(s.get("loss"))}
+            msg = (f"gradient norms overflowed float32 (> 3.4e38) at step {s.get('step')} "
+                   "while every gradient value was finite")
+            return Finding("exploding-gradient", "error", msg, layers, ev, ["clip-norm", "lower-lr"],
+                           s.get("step"), REF_EXPLODE)
+        if nonfinite_step(s):
+            return None
+    return None
+
+
+def _blowup(meta: dict, steps: list[dict]) -> Finding | None:
+    """The over-steps half of ``exploding_gradient``: global norm growth, or growth before a NaN."""
+    over = _overflow(meta, steps)
+    grew = _growth(meta, steps)
+    found = [f for f in (over, grew) if f is not None]
+    return min(found, key=lambda f: f.step or 0) if found else None
+
+
+def _growth(meta: dict, steps: list[dict]) -> Finding | None:
+    ids, total, bad = _global_norm(meta, steps)
+    finite = np.where(np.isfinite(total) & (total > 0))[0]
+    if not len(finite):
+        return None
+    f0 = finite[0]
+    base = float(total[f0])
+    with np.errstate(all="ignore"):
+        growth = np.log10(np.where(np.isfinite(total) & (total > 0), total, np.nan) / base)
+    st = [s for s in used_steps(steps) if s.get("grad_norm")]
+    loss = np.array([as_float(s.get("loss")) for s in st])
+    for j in range(f0 + 1, len(total)):
+        # growth while the loss falls is learning (an LSTM leaving its plateau), not a blow-up
+        rising = not (math.isfinite(loss[j]) and math.isfinite(loss[f0]) and loss[j] < loss[f0])
+        if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and rising:
+            how = f"grew {growth[j]:.1f} orders of magnitude above its first value"
+            break
+        if bad[j]:
+            with np.errstate(all="ignore"):
+                prev = float(np.nanmax(growth[f0:j]))
+            big = _max_update_ratio(meta, steps, ids[j])
+            if prev >= PRE_NAN_GROWTH_ORDERS:
+                how = f"grew {prev:.1f} orders of magnitude, then went non-finite"
+                break
+            if big >= MAX_UPDATE_RATIO:
+                how = f"went non-finite right after a step {big:.3g}x the size of the weights"
+                break
+            return None
+    else:
+        return None
+    with np.errstate(all="ignore"):
+        peak = float(np.nanmax(total[: j + 1]))
+        orders = float(np.nanmax(growth[f0: j + 1]))
+    names = [ly["name"] for ly in meta.get("layers", []) if ly.get("trainable", True)]
+    g = matrix([s for s in used_steps(steps) if s.get("grad_norm")], "grad_norm", names)
+    with np.errstate(all="ignore"):
+        peak_layer = np.nanmax(np.where(np.isfinite(g[: j + 1]), g[: j + 1], np.nan), axis=0)
+    order = np.argsort(-np.nan_to_num(peak_layer, nan=-1.0))
+    layers = [names[k] for k in order[:4] if np.isfinite(peak_layer[k])]
+    ev = {"growth_orders": round(orders, 2), "threshold_orders": EXPLODE_GROWTH_ORDERS,
+          "first_grad_norm": base, "peak_grad_norm": peak, "first_step": ids[f0],
+          "blowup_step": ids[j], "max_update_ratio": _max_update_ratio(meta, steps, ids[j] + 1)}
+    msg = f"the gradient norm {how} ({base:.3g} -> {peak:.3g} by step {ids[j]})"
+    return Finding("exploding-gradient", "error", msg, layers, ev, ["clip-norm", "lower-lr"],
+                   ids[j], REF_EXPLODE)
+
+
+def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Gradient norms that blow up over steps, or grow by orders towards the input side.
+
+    Over steps: the global norm reaches ``EXPLODE_GROWTH_ORDERS`` orders above its
+    first value, or rises ``PRE_NAN_GROWTH_ORDERS`` before a non-finite step.
+    AMP-skipped steps are not explosions and are never read.
+
+    Example:
+        >>> exploding_gradient({"layers": []}, [])
+        []
+    """
+    out = [f for f in [_blowup(meta, steps)] if f is not None]
+    names, ids2, logs = relative_gradient(meta, steps)
+    hit2 = _persistent_profile(names, ids2, logs, -1.0, EXPLODE_ORDERS, PERSIST)
+    if hit2 is not None:
+        i, prof, _ = hit2
+        drop, rate, n = side_drop(prof)
+        ev = _profile_evidence(names, prof, drop, rate, n)
+        ev["threshold_orders"] = EXPLODE_ORDERS
+        msg = (f"gradients grow by {-drop:.1f} orders of magnitude from the output side to the "
+               f"input side ({-rate:.2f} orders per layer over {n} layers)")
+        affected = ev["profile_layers"][: max(1, n // 3)]
+        info = _layer_info(meta)
+        saturating = any(ACTIVATION_FAMILY.get(info.get(nm, {}).get("activation") or "") ==
+                         "saturating" for nm in affected)
+        rem = ["clip-norm", "lower-lr", "xavier-init" if saturating else "he-init"]
+        out.append(Finding("exploding-gradient", "error", msg, affected, ev, rem, ids2[i], REF_EXPLODE))
+    out.sort(key=lambda f: f.step or 0)  # one finding: the earliest sign of the blow-up
+    return out[:1]
+
+
+def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Input-side update ratios >= ``STALL_ORDERS`` orders below the output side.
+
+    Example:
+        >>> stalled_layers({"layers": []}, [])
+        []
+    """
+    names = profile_layers(meta)
+    st = sampled(used_steps(steps), "update_ratio")
+    if not st:
+        return []
+    u = matrix(st, "update_ratio", names)
+    g = matrix(st, "grad_norm", names)
+    u[np.isnan(g) & np.array([bool(s.get("grad_norm")) for s in st])[:, None]] = np.nan
+    logs = log10_safe(u, UPDATE_FLOOR)  # a zero step under a non-zero gradient rounded away
+    logs[(u == 0) & (g == 0)] = LOG_FLOOR  # no gradient at all: a dead path
+    ids = [int(s.get("step", i)) for i, s in enumerate(st)]
+    hit = _persistent_profile(names, ids, logs, +1.0, STALL_ORDERS, PERSIST_SAMPLED)
+    if hit is None:
+        return []
+    i, prof, _ = hit
+    drop, rate, n = side_drop(prof)
+    ev = _profile_evidence(names, prof, drop, rate, n)
+    ev["threshold_orders"] = STALL_ORDERS
+    affected = ev["profile_layers"][: max(1, n // 3)]
+    below = {LOG_FLOOR: " (no gradient at all)", UPDATE_FLOOR: " (steps below float32 "
+             "resolution round away)"}.get(ev["input_side_log10"], "")
+    msg = (f"input-side layers update {drop:.1f} orders of magnitude less (relative to their "
+           f"weights) than output-side layers: median update/weight 10^{ev['input_side_log10']:.1f}"
+           f"{below} vs 10^{ev['output_side_log10']:.1f}")
+    return [Finding("stalled-layers", "warning", msg, affected, ev,
+                    decay_remedies(meta, ev["profile_layers"]), ids[i], REF_STALL)]

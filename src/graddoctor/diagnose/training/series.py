@@ -1,0 +1,120 @@
+"""Pull per-layer arrays out of watch's step records (pure functions, numpy).
+
+The records follow the run-log format (``notes/RUNLOG.md``): ``meta`` lists the
+layers in execution order, each step maps layer -> number under keys such as
+``grad_norm``, ``weight_norm`` and ``update_ratio``; ``None`` means "no value".
+
+Example:
+    >>> meta = {"layers": [{"name": "0", "kind": "linear", "trainable": True}]}
+    >>> steps = [{"step": 0, "grad_norm": {"0": 2.0}}, {"step": 1, "grad_norm": {"0": None}}]
+    >>> matrix(steps, "grad_norm", ["0"]).tolist()
+    [[2.0], [nan]]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graddoctor.modelmap import PROFILE_KINDS  # noqa: F401 - re-exported for the rules
+from graddoctor.runlog import as_float  # noqa: F401 - re-exported for the rules
+
+#: log10 floor for exact zeros (a fully dead path gives grad == 0, not None)
+LOG_FLOOR = -30.0
+#: log10 floor for a zero update/weight ratio: a float32 step below ~eps * |w| rounds away
+UPDATE_FLOOR = -7.0
+
+
+def profile_layers(meta: dict) -> list[str]:
+    """Names of trainable weight layers (``PROFILE_KINDS``) in execution order."""
+    return [
+        ly["name"] for ly in meta.get("layers", [])
+        if ly.get("kind") in PROFILE_KINDS and ly.get("trainable", True)
+    ]
+
+
+def used_steps(steps: list[dict]) -> list[dict]:
+    """Steps that really updated the model (AMP-skipped steps are left out)."""
+    return [s for s in steps if not s.get("skipped", False)]
+
+
+def matrix(steps: list[dict], key: str, names: list[str]) -> np.ndarray:
+    """[steps x names] float array of ``step[key][name]``; nan where absent or null."""
+    out = np.full((len(steps), len(names)), np.nan)
+    for i, s in enumerate(steps):
+        d = s.get(key) or {}
+        for j, n in enumerate(names):
+            out[i, j] = as_float(d.get(n))
+    return out
+
+
+def sampled(steps: list[dict], key: str) -> list[dict]:
+    """The steps on which ``key`` was measured (sampled statistics)."""
+    return [s for s in steps if s.get(key)]
+
+
+def nonfinite_step(s: dict) -> bool:
+    """True when a step's loss is NaN/Inf or any layer counted non-finite gradient values.
+
+    Example:
+        >>> nonfinite_step({"loss": "nan"}), nonfinite_step({"loss": 1.0, "nonfinite": {"0": 0}})
+        (True, False)
+    """
+    if s.get("loss") is not None and not math.isfinite(as_float(s.get("loss"))):
+        return True
+    return any((c or 0) > 0 for c in (s.get("nonfinite") or {}).values())
+
+
+def log10_safe(x: np.ndarray, floor: float = LOG_FLOOR) -> np.ndarray:
+    """log10 with exact zeros mapped to ``floor``, negatives/nan/inf to nan."""
+    x = np.asarray(x, dtype=float)
+    out = np.full(x.shape, np.nan)
+    pos = np.isfinite(x) & (x > 0)
+    out[pos] = np.log10(x[pos])
+    out[np.isfinite(x) & (x == 0)] = floor
+    return out
+
+
+def side_drop(logs: np.ndarray) -> tuple[float, float, int]:
+    """Drop in orders of magnitude from the output side to the input side of a profile.
+
+    ``logs``: log10 values per layer, input side first (nan = no value). The input
+    side is the first third of the layers with a value, the output side the last
+    third (at least one layer each); each side is summarised by its median, so
+    one odd layer (the first layer sees the raw input scale) cannot decide alone.
+
+    Returns:
+        (drop, orders_per_layer, n): drop > 0 means the input side is smaller.
+
+    Example:
+        >>> side_drop(np.array([-6.0, -5.0, -4.0, -3.0, -2.0, -1.0]))
+        (4.0, 1.0, 6)
+    """
+    v = logs[np.isfinite(logs)]
+    n = len(v)
+    if n < 2:
+        return math.nan, math.nan, n
+    k = max(1, n // 3)
+    drop = float(np.median(v[-k:]) - np.median(v[:k]))
+    gap = (n - 1) - (k - 1)  # distance between the centres of the two sides, in layers
+    return drop, drop / gap, n
+
+
+def first_persistent(flags: list[bool], persist: int) -> int | None:
+    """Index of the first run of ``persist`` consecutive True values, else None.
+
+    A record shorter than ``persist`` counts when every value is True.
+
+    Example:
+        >>> first_persistent([False, True, True, True], 3), first_persistent([True, False], 2)
+        (1, None)
+    """
+    run = 0
+    for i, f in enumerate(flags):
+        run = run + 1 if f else 0
+        if run >= persist:
+            return i - persist + 1
+    if flags and len(flags) < persist and all(flags):
+        return 0
+    return None

@@ -1,0 +1,1 @@
+"""Fix: the planner, repair and the remedy registry."""

@@ -1,0 +1,207 @@
+"""``repair``: apply the remedies the findings call for; return a new model and what changed.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from graddoctor.report import Finding, Report
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Sigmoid(),
+    ...                     nn.Linear(8, 2))
+    >>> r = Report([Finding("saturating-hidden-activation", "warning", "sigmoid hidden", ["1", "3"])])
+    >>> result = repair(net, r, example_inputs=torch.randn(16, 4))
+    >>> [c.remedy for c in result.changes], type(net[1]).__name__, type(result.model[1]).__name__
+    (['relu', 'he-init'], 'Sigmoid', 'ReLU')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from graddoctor.errors import InputError
+from graddoctor.fix import remedies as registry
+from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
+from graddoctor.fix.remedies.base import Change
+from graddoctor.modelmap import ModelMap
+from graddoctor.report import Finding, Report, _short_list
+
+
+@dataclass
+class RepairResult:
+    """What ``repair`` returns.
+
+    Attributes:
+        model: the repaired model (a new one unless ``inplace=True``).
+        changes: one ``Change`` per remedy applied or advised, in order.
+        plan: the planner's steps (remedy id + reason).
+        seconds: wall time spent repairing.
+    """
+
+    model: nn.Module
+    changes: list[Change] = field(default_factory=list)
+    plan: list[PlanStep] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def applied(self) -> list[Change]:
+        return [c for c in self.changes if c.kind == "applied"]
+
+    @property
+    def manual(self) -> list[Change]:
+        """Changes the user has to make in code (functional activations, RNN -> LSTM, ...)."""
+        return [c for c in self.changes if c.kind == "manual" or c.details.get("manual")]
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> list[Any]:
+        """Register the clipping hooks on ``optimizer`` (built over ``result.model``); returns handles.
+
+        Example:
+            >>> from graddoctor.report import Finding, Report
+            >>> net = nn.Linear(2, 2)
+            >>> res = repair(net, Report([Finding("exploding-gradient", "error", "x")]))
+            >>> handles = res.attach(torch.optim.SGD(res.model.parameters(), lr=0.1))
+            >>> len(handles)
+            1
+        """
+        return [optimizer.register_step_pre_hook(h) for c in self.changes for h in c.hooks
+                if c.kind != "applied" or not c.handles]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"changes": [c.to_dict() for c in self.changes],
+                "plan": [s.to_dict() for s in self.plan], "seconds": self.seconds}
+
+    def __str__(self) -> str:
+        counts = {k: sum(c.kind == k for c in self.changes) for k in ("applied", "manual", "advice")}
+        head = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing to do"
+        lines = [f"graddoctor repair: {head} ({self.seconds:.2f} s)"]
+        for c in self.changes:
+            where = f" on {len(c.modules)} module(s): {_short_list(c.modules)}" if c.modules else ""
+            lines.append(f"  [{c.kind}] {c.remedy}{where}")
+            lines.append(f"      why: {c.why}")
+            by_code: dict[str, list[str]] = {}
+            for m in c.details.get("manual", []) or []:
+                by_code.setdefault(m["code"], []).append(m["site"])
+            for code, sites in by_code.items():
+                lines.append(f"      code change needed: {code} (sites: {_short_list(sites)})")
+            code = c.details.get("code")
+            if code and c.kind != "applied":
+                for line in code if isinstance(code, list) else [code]:
+                    lines.append(f"      {'code change needed' if c.kind == 'manual' else 'do'}: {line}")
+        return "\n".join(lines)
+
+
+def repair(
+    model: nn.Module,
+    report: Report | list[Finding] | None,
+    example_inputs: Any = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    inplace: bool = False,
+    remedies: list[str] | None = None,
+    seed: int | None = 0,
+) -> RepairResult:
+    """Apply the remedies that ``report``'s findings call for.
+
+    Args:
+        model: the model to repair; never mutated unless ``inplace=True``.
+        report: a ``Report`` (or list of findings) from ``check``/``watch``; None runs ``check``.
+        example_inputs: a batch (tensor, tuple or dict); needed by the structural
+            remedies (norm insertion, residual, LSUV) and for precise activation sites.
+        optimizer: the optimizer training the repaired model; clipping is registered on
+            it when it owns the repaired model's parameters (``inplace=True``), else
+            ``result.attach(new_optimizer)`` does it.
+        inplace: change ``model`` itself.
+        remedies: an explicit list of remedy ids, applied in that order (skips the planner).
+        seed: seed for the re-drawn weights (the global RNG is restored afterwards);
+            None uses the global RNG.
+
+    Returns:
+        ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
+
+    Cost: one traced forward (``ModelMap``, shared by the planner and every remedy while it
+    stays exact), one deep copy, the re-drawn weights. Python's cyclic garbage collector is
+    paused meanwhile (repair's objects are freed by reference counting): a full collection
+    of the process's heap, which repair's allocations would otherwise often trigger
+    (~0.2 s at a few 100k live objects), is left to run later, not inside repair.
+    """
+    with _gc_paused():
+        return _repair(model, report, example_inputs, optimizer, inplace, remedies, seed)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inputs: Any,
+            optimizer: torch.optim.Optimizer | None, inplace: bool, remedies: list[str] | None,
+            seed: int | None) -> RepairResult:
+    t0 = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise InputError(f"repair needs an nn.Module, got {type(model).__name__}")
+    if report is None:
+        if example_inputs is None:
+            raise InputError("repair without a report runs check, which needs example_inputs=<a batch>")
+        from graddoctor.diagnose.checkup import check
+
+        report = check(model, example_inputs)
+    # one ModelMap shared along the plan: built once (the planner's), handed from remedy to
+    # remedy while it stays exact (``Change.mmap``, ``Remedy.keeps_map``), rebuilt lazily by
+    # the next remedy that needs one after a structural change
+    mmap = None
+    if remedies is None and example_inputs is not None:
+        mmap = ModelMap(model, example_inputs)  # valid for the deep copy too: same names
+    steps = plan_from_ids(list(remedies)) if remedies is not None else plan(
+        report, model, example_inputs, optimizer, mmap=mmap)
+    new = model if inplace else copy.deepcopy(model)
+    owned = optimizer is not None and _owns(optimizer, new)
+    changes: list[Change] = []
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        for step in steps:
+            entry = registry.get(step.remedy)
+            if entry.needs_inputs and example_inputs is None:
+                changes.append(Change(step.remedy, [], f"{step.reason}: needs example_inputs to "
+                                      "apply; pass example_inputs=<a batch>", "advice"))
+                continue
+            new, change = registry.apply(step.remedy, new, example_inputs, inplace=True,
+                                         optimizer=optimizer if owned else None, mmap=mmap,
+                                         **step.options)
+            mmap = change.mmap if change.mmap is not None else mmap if entry.keeps_map else None
+            change.mmap = None  # not kept in the result
+            change.why = f"{step.reason} -> {change.why}" if step.reason != "requested" else change.why
+            change.details.setdefault("codes", step.codes)
+            changes.append(change)
+    if optimizer is not None:
+        known = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        missing = [n for n, p in new.named_parameters() if id(p) not in known]
+        if missing:
+            changes.append(_rebuild_optimizer(missing))
+    return RepairResult(new, changes, steps, time.perf_counter() - t0)
+
+
+def _rebuild_optimizer(missing: list[str]) -> Change:
+    return Change("optimizer", [], f"{len(missing)} parameters of the repaired model are not in "
+                    "the optimizer (new model or new layers)", "manual",
+                    {"code": "optimizer = type(optimizer)(result.model.parameters(), ...); "
+                             "result.attach(optimizer)", "missing": missing[:20]})
+
+
+def _owns(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:
+    ids = {id(p) for p in model.parameters()}
+    return all(id(p) in ids for g in optimizer.param_groups for p in g["params"])
+
+
+__all__ = ["RepairResult", "repair"]

@@ -1,0 +1,1 @@
+"""Measure: pure statistics, the init probe, distributed reductions and the training monitor."""

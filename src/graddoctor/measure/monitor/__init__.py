@@ -1,0 +1,1 @@
+"""The training monitor: hooks, ring buffer, sampling schedule, activation sampler."""

@@ -1,0 +1,303 @@
+"""Activation statistics for watch, collected only on sampled forward passes.
+
+``ActivationSampler.start()`` (called by watch's root forward pre-hook when the
+coming step is sampled) registers forward hooks on the activation modules and,
+if the model has functional activations (``F.relu``, ``x.tanh()``, ...), enters a
+``FunctionalActivationMode`` plus push/pop hooks on the modules that own them,
+so that functional sites get the same names as in ``ModelMap``
+(``"<owner>/<kind>#<i>"``). ``stop()`` (root forward post-hook) removes all of
+it again. Unsampled forwards run with no hook at all.
+
+Per site and sampled forward (moments add over repeated calls, e.g. time steps):
+mean, std, zero fraction, saturated fraction (thresholds in ``graddoctor.measure.stats``),
+and for the ReLU family a per-unit "ever active" mask (unit = channel for conv
+outputs and 4-D+ tensors, else the last dimension). ``dead_frac`` is the fraction
+of units not active (> 0) in any of the last ``dead_window`` sampled batches
+(fewer at the start of a run), kept as "last sample each unit was active" (one
+integer per unit); the window restarts if the set of sampled sites or their unit
+counts change.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    >>> s = ActivationSampler(net, [("1", "relu", "relu", False, "1")], {}, dead_window=4)
+    >>> s.start(); _ = net(torch.randn(5, 3)); stats = s.stop()
+    >>> tuple(stats.shape)
+    (1, 6)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from graddoctor.inputs import first_tensor
+from graddoctor.measure.stats import moments_to_stats, saturated_mask
+from graddoctor.modelmap import FunctionalActivationMode, modules_by_name
+
+#: columns of ``ActivationSampler.stop()``
+STAT_NAMES = ("mean", "std", "zero_frac", "sat_frac", "dead_frac", "seen")
+
+Site = tuple[str, str, str, bool, str]  # name, kind, family, functional, owner
+
+
+#: activations whose outputs are >= 0: a unit's summed output > 0 means it was active
+NONNEG = frozenset({"relu", "relu6", "softplus"})
+
+
+def site_moments(x: torch.Tensor, kind: str, family: str, unit_dim: int) -> dict[str, Any]:
+    """One activation output -> the few reductions the statistics need (4-5 one-pass ops).
+
+    ``norm`` (L2), ``nnz`` (non-zeros), ``sum`` (omitted for ``NONNEG`` kinds: it is the sum of
+    ``units``), ``sat`` (saturating kinds), ``units`` (ReLU family: per-unit sums for ``NONNEG``
+    kinds, else per-unit maxima; a unit is active when > 0). Avoided on CPU: ``torch.var_mean``
+    (a slow Welford loop) and ``torch.count_nonzero`` (30x slower than ``bool().sum(int32)``).
+
+    Example:
+        >>> m = site_moments(torch.tensor([[0.0, 1.0], [0.0, 3.0]]), "relu", "relu", 1)
+        >>> m["units"].tolist(), int(m["nnz"]), round(float(m["norm"]) ** 2, 4)
+        ([0.0, 4.0], 2, 10.0)
+    """
+    out: dict[str, Any] = {"norm": torch.linalg.vector_norm(x, dtype=torch.float32),
+                           "nnz": x.bool().sum(dtype=torch.int32 if x.numel() < 2**31 else torch.int64)}
+    if family == "relu":
+        others = [d for d in range(x.dim()) if d != unit_dim]
+        if kind in NONNEG:
+            out["units"] = x.sum(dim=others, dtype=torch.float32) if others else x.float()
+        else:
+            out["sum"] = x.sum(dtype=torch.float32)
+            out["units"] = (x.amax(dim=others) if others else x).float()
+    else:
+        out["sum"] = x.sum(dtype=torch.float32)
+    sat = saturated_mask(x, kind)
+    if sat is not None:
+        out["sat"] = sat.sum()
+    return out
+
+
+def dead_fraction_since(last_active: torch.Tensor, sample: int, window: int) -> torch.Tensor:
+    """Fraction of units whose last active sample is ``window`` or more samples before ``sample``
+    (i.e. not active in any of the last ``window`` samples, the current one included).
+
+    Example:
+        >>> dead_fraction_since(torch.tensor([5, 1, 4]), 5, 2).item()
+        0.3333333432674408
+    """
+    return (last_active <= sample - window).float().mean()
+
+
+class ActivationSampler:
+    """Collect activation statistics on the forwards between ``start()`` and ``stop()``.
+
+    Args:
+        root: the (unwrapped) model.
+        sites: ``(name, kind, family, functional, owner)`` per activation site (ModelMap order).
+        conv_sites: names of sites whose units are channels (outputs of conv layers).
+        dead_window: number of sampled batches the dead-unit masks span.
+    """
+
+    def __init__(self, root: nn.Module, sites: list[Site], conv_sites: set | dict,
+                 dead_window: int = 10) -> None:
+        self.root = root
+        self.sites = sites
+        self.index = {s[0]: i for i, s in enumerate(sites)}
+        self.kind = {s[0]: s[1] for s in sites}
+        self.family = {s[0]: s[2] for s in sites}
+        self.conv_sites = set(conv_sites)
+        names = modules_by_name(root)
+        self.modules = {s[0]: names[s[0]] for s in sites if not s[3] and s[0] in names}
+        owner_names = {s[4] for s in sites if s[3]}
+        self.owners = {n: names[n] for n in owner_names if n in names}
+        self.has_functional = any(s[3] for s in sites)
+        self._post = {name: self._module_post(name) for name in self.modules}
+        self.dead_window = dead_window
+        # dead units: per unit (all ReLU sites concatenated), the last sample it was active
+        self._dead_key: tuple = ()
+        self._seg = self._units = self._last = None
+        self._sample = 0
+        self._idx_cache: dict[tuple, tuple] = {}
+        self._handles: list[Any] = []
+        self._mode: FunctionalActivationMode | None = None
+        self._reset_calls()
+        self._cur_mask: dict[str, torch.Tensor] = {}
+        self._stack: list[str] = []
+        self._in_act = 0
+        self._fn_counter: dict[tuple[str, str], int] = {}
+        self.active = False
+
+    # ---- collection
+
+    def _add(self, name: str, out: Any) -> None:
+        x = out if isinstance(out, torch.Tensor) else first_tensor(out)
+        i = self.index.get(name)
+        if x is None or i is None or not x.is_floating_point() or x.numel() == 0:
+            return
+        x = x.detach()
+        kind, fam = self.kind[name], self.family[name]
+        ud = 1 if (name in self.conv_sites or x.dim() >= 4) and x.dim() > 1 else max(x.dim() - 1, 0)
+        m = site_moments(x, kind, fam, ud)
+        self._idx.append(i)
+        self._n.append(float(x.numel()))
+        self._norm.append(m["norm"])
+        self._nnz.append(m["nnz"])
+        if "sum" in m:
+            self._sum.append((i, m["sum"]))
+        if "sat" in m:
+            self._sat.append((i, m["sat"]))
+        if "units" in m:
+            u, prev = m["units"], self._cur_mask.get(name)
+            if prev is None or prev.shape != u.shape:
+                self._cur_mask[name] = u
+            else:
+                self._cur_mask[name] = prev + u if kind in NONNEG else torch.maximum(prev, u)
+
+    def _module_pre(self, module: nn.Module, args: Any) -> None:
+        self._in_act += 1
+
+    def _module_post(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            self._in_act = max(self._in_act - 1, 0)
+            self._add(name, out)
+        return hook
+
+    def _owner_pre(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any) -> None:
+            self._stack.append(name)
+        return hook
+
+    def _owner_post(self, module: nn.Module, args: Any, out: Any) -> None:
+        if self._stack:
+            self._stack.pop()
+
+    def _on_functional(self, kind: str, args: tuple, out: Any) -> None:
+        owner = self._stack[-1] if self._stack else ""
+        key = (owner, kind)
+        i = self._fn_counter.get(key, 0)
+        self._fn_counter[key] = i + 1
+        self._add(f"{owner or 'model'}/{kind}#{i}", out)
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        """Register the sampling hooks (and the functional mode); no-op if already started."""
+        if self.active:
+            return
+        self.active = True
+        self._reset_calls()
+        self._cur_mask, self._fn_counter = {}, {}
+        self._stack, self._in_act = [], 0
+        try:
+            for name, m in self.modules.items():
+                if self.has_functional:  # only the mode needs to know it runs inside a module
+                    self._handles.append(m.register_forward_pre_hook(self._module_pre))
+                self._handles.append(m.register_forward_hook(self._post[name], always_call=True))
+            if self.has_functional:
+                for name, m in self.owners.items():
+                    self._handles.append(m.register_forward_pre_hook(self._owner_pre(name)))
+                    self._handles.append(m.register_forward_hook(self._owner_post, always_call=True))
+                self._mode = FunctionalActivationMode(self._on_functional, lambda: self._in_act > 0)
+                self._mode.__enter__()
+        except BaseException:
+            self._remove()
+            raise
+
+    def _remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+        self.active = False
+
+    def stop(self) -> torch.Tensor | None:
+        """Remove the hooks; the statistics ``[sites, 6]`` (``STAT_NAMES``) or None if nothing was seen.
+
+        ``seen`` is 1 for the sites called in this forward; other rows are meaningless.
+        """
+        if not self.active:
+            return None
+        self._remove()
+        if not self._idx:
+            return None
+        mom, dead = self._combine()
+        self._reset_calls()
+        seen = (mom[:, 0] > 0).float()
+        return torch.cat([moments_to_stats(mom), dead[:, None], seen[:, None]], dim=1)
+
+    def _reset_calls(self) -> None:
+        self._idx: list[int] = []
+        self._n: list[float] = []
+        self._norm: list[torch.Tensor] = []
+        self._nnz: list[torch.Tensor] = []
+        self._sum: list[tuple[int, torch.Tensor]] = []
+        self._sat: list[tuple[int, torch.Tensor]] = []
+
+    def _combine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-site moments ``[sites, 5]`` (count, sum, sumsq, zeros, saturated) and dead fractions."""
+        S = len(self.sites)
+        dev = self._norm[0].device
+        key = (tuple(self._idx), tuple(self._n))
+        if key not in self._idx_cache:  # the same sites every sampled forward: built once
+            if len(self._idx_cache) > 16:
+                self._idx_cache.clear()
+            self._idx_cache[key] = (torch.tensor(self._idx, device=dev), torch.tensor(self._n, device=dev))
+        idx, n = self._idx_cache[key]
+        norm = torch.stack(self._norm)
+        cols = [n, torch.zeros_like(n), norm * norm, n - torch.stack(self._nnz).float()]
+        mom = torch.zeros(S, 5, device=dev)
+        mom[:, :4].index_add_(0, idx, torch.stack(cols, dim=1))
+        for col, items in ((1, self._sum), (4, self._sat)):
+            if items:
+                mom[:, col].index_add_(0, self._cached_index(tuple(i for i, _ in items), dev),
+                                       torch.stack([v for _, v in items]).float())
+        dead, unit_sums = self._dead(dev)
+        mom[:, 1] += unit_sums
+        return mom, dead
+
+    def _cached_index(self, sel: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """``torch.tensor(sel)`` on ``device``, built once per distinct ``sel`` (no host-to-device
+        copy on every sampled step)."""
+        key = ("index", sel)
+        hit = self._idx_cache.get(key)
+        if hit is None:
+            if len(self._idx_cache) > 16:
+                self._idx_cache.clear()
+            hit = self._idx_cache[key] = torch.tensor(sel, dtype=torch.long, device=device)
+        return hit
+
+    def _dead(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-site dead fraction (NaN for non-ReLU sites) and the per-site sums of ``NONNEG``
+        sites' unit sums, for all sites in a few vectorised ops."""
+        S = len(self.sites)
+        if not self._cur_mask:
+            return torch.full((S,), float("nan"), device=device), torch.zeros(S, device=device)
+        names = list(self._cur_mask)
+        key = tuple((n, self._cur_mask[n].numel()) for n in names)
+        flat = torch.cat([self._cur_mask[n].reshape(-1) for n in names]).to(device)
+        self._sample += 1
+        if key != self._dead_key:  # first sample, or other sites/units than before: new window
+            self._dead_key = key
+            sizes = torch.tensor([k[1] for k in key])
+            self._seg = torch.repeat_interleave(torch.tensor([self.index[n] for n in names]),
+                                                sizes).to(device)
+            self._is_sum = torch.repeat_interleave(
+                torch.tensor([self.kind[n] in NONNEG for n in names]), sizes).to(device)
+            self._units = torch.zeros(S, device=device).index_add_(
+                0, self._seg, torch.ones(len(self._seg), device=device))
+            self._last = torch.full((len(self._seg),), -(2**62), dtype=torch.long, device=device)
+        self._last = torch.where(flat > 0, self._sample, self._last)
+        dead_units = (self._last <= self._sample - self.dead_window).float()
+        dead = torch.zeros(S, device=device).index_add_(0, self._seg, dead_units)
+        sums = torch.zeros(S, device=device).index_add_(0, self._seg, torch.where(self._is_sum, flat, 0.0))
+        return torch.where(self._units > 0, dead / self._units.clamp_min(1), float("nan")), sums
+
+    def close(self) -> None:
+        """Remove every hook (idempotent); the dead-unit windows are kept for a re-attach."""
+        self._remove()
+
+
+__all__ = ["STAT_NAMES", "ActivationSampler"]

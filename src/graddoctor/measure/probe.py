@@ -1,0 +1,398 @@
+"""The initialisation probe: one forward and one backward on the example batch.
+
+What it measures (numbers only; ``graddoctor.diagnose.checktime.probe_rules`` turns them into findings):
+
+- ``grad_rms``: for each weight layer (norms and embeddings left out) that the
+  loss's gradient reaches (the others are listed in ``off_path``), the RMS
+  per element of dL/d(layer output), the gradient of the pre-activation, read by
+  a tensor hook registered on the output in a forward hook (hooks registered
+  before an in-place op see the value before it, so ``Linear -> ReLU(inplace)``
+  still gives the pre-activation). Several calls of one module add up
+  (root of the summed squares over the summed element counts).
+- ``act_var``: the variance of each of those layer outputs (forward signal).
+- ``time_grad``: for a sequence (a 3-D float input to a model with RNN or
+  attention layers, or the 3-D output of the first embedding), the norm of
+  dL/dx_t for each step t.
+- ``jacobian``: a sketch of the singular values of the Jacobian of the output
+  with respect to that input (or the first layer's output when the input is
+  not floating point): ``k`` random Gaussian projections u_i of the output give
+  v_i = J^T u_i (vector-Jacobian products); the singular values of the matrix
+  [v_i / ||u_i||] estimate the spread of J's spectrum (Pennington et al. 2017,
+  dynamical isometry: a well-conditioned deep net has a spread near 1).
+
+The loss, in order of preference: ``loss_fn(output, target)``; the model's own
+loss (a ``.loss`` attribute or a ``"loss"`` key, Hugging Face style); with a
+``target`` and no ``loss_fn``, cross-entropy for an integer target and MSE for a
+floating one; otherwise the *projection scalar* ``mean(output * R)`` with R a
+fixed N(0, 1) tensor drawn from a generator seeded 0 (unlike ``output.sum()``
+it is not degenerate under a softmax or a normalisation: its gradient is R).
+
+Gradients are taken with ``torch.autograd.grad`` with respect to the layer
+outputs (and the input), so ``p.grad`` is never touched and no weight gradient
+is computed but the first layer's; train/eval flags, buffers and the RNG state are restored; hooks are
+removed also when the forward raises.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    >>> p = probe(net, torch.randn(4, 8))
+    >>> p.layers, p.loss_source
+    (['0', '2'], 'projection')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._pytree import tree_map
+
+from graddoctor.errors import GraddoctorError, InputError
+from graddoctor.inputs import call_model, output_tensors
+from graddoctor.measure.distributed import unwrap
+from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
+
+
+@dataclass
+class ProbeResult:
+    """Numbers measured by one probe (see the module docstring)."""
+
+    layers: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    grad_rms: list[float] = field(default_factory=list)
+    act_var: list[float] = field(default_factory=list)
+    time_axis: int | None = None
+    time_grad: list[float] | None = None
+    jacobian: dict[str, Any] | None = None
+    off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
+    loss: float = float("nan")
+    loss_source: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Acc:
+    """Running sums for one layer: forward sum/sumsq/count, backward sumsq/count."""
+
+    __slots__ = ("s", "ss", "n", "gss", "gn")
+
+    def __init__(self) -> None:
+        self.s = self.ss = self.gss = 0.0
+        self.n = self.gn = 0
+
+
+def probe(
+    model: nn.Module,
+    example_inputs: Any,
+    target: Any = None,
+    loss_fn: Any = None,
+    mmap: ModelMap | None = None,
+    jacobian_k: int = 4,
+    seed: int = 0,
+) -> ProbeResult:
+    """Run one forward and backward on ``example_inputs`` and measure the signal.
+
+    Args:
+        model: any ``nn.Module`` (left as it was: parameters, ``p.grad``, buffers, modes, RNG).
+        example_inputs: a tensor, a tuple of tensors or a dict of keyword tensors.
+        target: optional target for ``loss_fn`` (or the default loss, see module docs).
+        loss_fn: optional ``loss_fn(output, target) -> scalar``.
+        mmap: the ``ModelMap`` of the model on these inputs (built if None).
+        jacobian_k: number of random projections for the Jacobian sketch (0: skip).
+        seed: seed of the private generator for the projections.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> len(probe(net, torch.randn(3, 4)).grad_rms)
+        2
+    """
+    t0 = time.perf_counter()
+    model = unwrap(model)  # torch.compile / DataParallel / DDP: probe the module inside
+    mmap = mmap or ModelMap(model, example_inputs)
+    names = module_names(model)
+    wanted = [x.name for x in mmap.layers if x.kind in PROBE_KINDS]
+    accs = {n: _Acc() for n in wanted}
+    modules = {m: n for m, n in names.items() if n in accs}
+    emb = next((x.name for x in mmap.layers if x.kind == "embedding"), None)
+    state: dict[str, Any] = {"record": True, "emb_out": None, "first_out": None, "first_params": []}
+    outs: list[torch.Tensor] = []
+
+    def fwd_hook(module: nn.Module, args: Any, out: Any) -> None:
+        name = names.get(module)
+        if name == emb and state["emb_out"] is None:
+            t = _first_float(out)
+            if t is not None and t.requires_grad:
+                state["emb_out"] = t
+        if module not in modules:
+            return
+        t = _first_float(out)
+        if t is None:
+            return
+        acc = accs[modules[module]]
+        with torch.no_grad():
+            d = t.detach().double()
+            acc.s += float(d.sum())
+            acc.ss += float((d * d).sum())
+            acc.n += d.numel()
+        if t.requires_grad:
+            if state["first_out"] is None:
+                state["first_out"] = t
+                state["first_params"] = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            outs.append(t)
+
+            def on_grad(g: torch.Tensor) -> None:
+                if state["record"]:
+                    gd = g.detach().double()
+                    acc.gss += float((gd * gd).sum())
+                    acc.gn += gd.numel()
+
+            t.register_hook(on_grad)
+
+    result = ProbeResult()
+    handles = [m.register_forward_hook(fwd_hook) for m in set(names) if m in modules or names[m] == emb]
+    try:
+        with restored_state(model), torch.enable_grad():
+            inputs, leaf = _grad_inputs(example_inputs)
+            out = call_model(model, inputs)
+            loss, result.loss_source = _loss(out, target, loss_fn, seed)
+            result.loss = float(loss.detach())
+            seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
+            jac_in = leaf if leaf is not None else state["first_out"]
+            wrt = _unique([seq, jac_in, *outs, *state["first_params"]])
+            if not wrt:
+                raise InputError("nothing to differentiate: the model has no trainable parameters "
+                                 "and no floating-point input - give it some")
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
+            if seq is not None:
+                g = grads[0]
+                result.time_grad = _per_step_norms(g, result.time_axis) if g is not None else None
+            state["record"] = False
+            if jacobian_k > 0 and jac_in is not None:
+                result.jacobian = _jacobian_sketch(out, jac_in, jacobian_k, seed)
+    finally:
+        for h in handles:
+            h.remove()
+    for n in wanted:
+        a = accs[n]
+        if a.n == 0:
+            continue
+        if a.gn == 0:  # no gradient reached it: off the loss's path (or frozen), not vanishing
+            result.off_path.append(n)
+            continue
+        mean = a.s / a.n
+        result.layers.append(n)
+        result.kinds.append(mmap.layer(n).kind)
+        result.act_var.append(max(a.ss / a.n - mean * mean, 0.0))
+        result.grad_rms.append(math.sqrt(a.gss / a.gn))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _unique(ts: list[torch.Tensor | None]) -> list[torch.Tensor]:
+    """Tensors to differentiate, once each. Asking for the layer outputs (not the
+    weights) skips the weight-gradient matmuls; the first layer's parameters make
+    the backward reach the value its output had before any in-place op."""
+    seen: set[int] = set()
+    out = []
+    for t in ts:
+        if t is not None and t.requires_grad and id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _first_float(out: Any) -> torch.Tensor | None:
+    return next((t for t in output_tensors(out) if t.is_floating_point()), None)
+
+
+_NOT_DATA = ("mask", "label", "position", "token_type")  # HF keyword inputs that are not the data
+
+
+def _grad_inputs(inputs: Any) -> tuple[Any, torch.Tensor | None]:
+    """The inputs with the first floating-point data tensor replaced by a copy that requires grad.
+
+    Returns ``(inputs, leaf)``. The model gets ``leaf.clone()`` (so an in-place op on
+    its input still works); dict keys naming masks, labels, positions are skipped.
+    """
+    leaf: list[torch.Tensor] = []
+
+    def copy(x: Any) -> Any:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and not leaf:
+            y = x.detach().clone().requires_grad_(True)
+            leaf.append(y)
+            return y.clone()
+        return x
+
+    if isinstance(inputs, Mapping):
+        return ({k: v if any(w in str(k).lower() for w in _NOT_DATA) else copy(v)
+                 for k, v in inputs.items()}, (leaf[0] if leaf else None))
+    return tree_map(copy, inputs), (leaf[0] if leaf else None)
+
+
+def main_output(out: Any) -> torch.Tensor:
+    """The tensor a loss is made from: the largest floating-point output (logits, hidden states)."""
+    ts = [t for t in output_tensors(out) if t.is_floating_point() and t.requires_grad]
+    if not ts:
+        raise InputError("the model's output has no floating-point tensor that depends on its "
+                         "parameters or inputs - nothing to backpropagate")
+    return max(ts, key=lambda t: t.numel())
+
+
+def own_loss(out: Any) -> torch.Tensor | None:
+    """The loss a model computed itself (``out.loss`` or ``out["loss"]``), if any."""
+    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad:
+        return loss.reshape(())
+    return None
+
+
+def _loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Tensor, str]:
+    if target is not None:
+        target = _as_target(target)
+    if loss_fn is not None:
+        y = main_output(out)
+        with _loss_errors(y, target, "loss_fn"):
+            loss = loss_fn(y, target) if target is not None else loss_fn(y)
+        return _scalar(loss, "loss_fn"), "loss_fn"
+    own = own_loss(out)
+    if own is not None:
+        return own, "model"
+    y = main_output(out)
+    if target is not None:
+        target = target.to(y.device)
+        if not target.is_floating_point():
+            with _loss_errors(y, target, "cross-entropy"):
+                return _cross_entropy(y, target.long()), "cross_entropy"
+        if target.shape != y.shape and target.numel() == y.numel():
+            target = target.reshape(y.shape)  # [N] vs [N, 1]: same values, no broadcasting
+        with _loss_errors(y, target, "MSE"):
+            if target.shape != y.shape:
+                raise ValueError("shapes differ")
+            return F.mse_loss(y, target.to(y.dtype)), "mse"
+    gen = torch.Generator(device=y.device).manual_seed(seed)
+    r = torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
+    return (y * r).mean(), "projection"
+
+
+def _as_target(target: Any) -> torch.Tensor:
+    """``target`` as a tensor (lists, numpy arrays and numbers converted); one-line InputError else."""
+    if isinstance(target, torch.Tensor):
+        return target
+    try:
+        return torch.as_tensor(target)
+    except Exception as e:  # noqa: BLE001 - rewrapped as a one-line error
+        raise InputError(f"target must be a tensor (or an array of numbers), got {type(target).__name__}: "
+                         f"{type(e).__name__}") from None
+
+
+def _cross_entropy(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the classes on dim 1 (PyTorch's layout: [N, C], [N, C, T]) or, for a
+    sequence output [B, T, C] with a target [B, T], on the last dim (flattened to [B*T, C])."""
+    class_dim_1 = y.dim() == target.dim() + 1 and y.shape[:1] + y.shape[2:] == target.shape
+    if y.dim() > 2 and not class_dim_1 and y.shape[:-1] == target.shape:
+        return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1))
+    return F.cross_entropy(y, target)
+
+
+@contextlib.contextmanager
+def _loss_errors(y: torch.Tensor, target: torch.Tensor | None, what: str) -> Iterator[None]:
+    """A failure of the loss becomes a one-line InputError naming the output and target shapes."""
+    try:
+        yield
+    except GraddoctorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - rewrapped with context, original chained
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        tgt = "no target" if target is None else f"target {tuple(target.shape)} {_dtype(target)}"
+        raise InputError(
+            f"the {what} loss failed on output {tuple(y.shape)} {_dtype(y)} and {tgt}: "
+            f"{type(e).__name__}: {msg} - give a target that fits the output (integer classes "
+            f"[N] for [N, C], [B, T] for [B, T, C]; floats of the output's shape for MSE) or a loss_fn"
+        ) from e
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _scalar(loss: Any, what: str) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise InputError(f"{what} must return a scalar tensor, got {type(loss).__name__}")
+    return loss.reshape(())
+
+
+def _sequence(leaf: torch.Tensor | None, emb_out: torch.Tensor | None, model: nn.Module,
+              mmap: ModelMap) -> tuple[torch.Tensor | None, int | None]:
+    """The tensor with a time axis, and that axis, or (None, None).
+
+    A 3-D float input is a sequence for a model with RNN or attention modules
+    (axis from their ``batch_first``), or for a hand-written loop: a layer called
+    once per step, as many times as axis 1 (else axis 0) is long.
+    """
+    if leaf is not None and leaf.dim() == 3:
+        if any(isinstance(m, (nn.MultiheadAttention, nn.RNNBase)) for m in model.modules()):
+            return leaf, _time_axis(model)
+        calls = {x.calls for x in mmap.layers if x.kind != "norm"}
+        for axis in (1, 0):
+            if leaf.shape[axis] > 1 and leaf.shape[axis] in calls:
+                return leaf, axis
+    if leaf is None and emb_out is not None and emb_out.dim() == 3:
+        return emb_out, 1
+    return None, None
+
+
+def _time_axis(model: nn.Module) -> int:
+    """0 when the model's RNN/attention modules are not batch-first (PyTorch's default), else 1."""
+    for m in model.modules():
+        if isinstance(m, (nn.RNNBase, nn.MultiheadAttention)):
+            return 1 if m.batch_first else 0
+    return 1
+
+
+def _per_step_norms(g: torch.Tensor, axis: int) -> list[float]:
+    g = g.detach().double().movedim(axis, 0)
+    return g.reshape(g.shape[0], -1).norm(dim=1).tolist()
+
+
+def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, Any] | None:
+    """Moments of the singular values of J = d(output)/dx from ``k`` vector-Jacobian products.
+
+    For u ~ N(0, I) over the m output entries, G_ij = (J^T u_i).(J^T u_j) has
+    E[G_ii] = sum(s^2) and E[G_ij^2] = sum(s^4) (i != j). So ``gain`` = sqrt(mean s^2)
+    (the RMS singular value over the m output directions) and ``spread`` =
+    mean(s^4) / mean(s^2)^2 (1 for an isometry, large for an ill-conditioned J).
+    """
+    y = main_output(out)
+    gen = torch.Generator(device=y.device).manual_seed(seed + 1)
+    rows = []
+    for i in range(k):
+        u = torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
+        (v,) = torch.autograd.grad(y, x, grad_outputs=u, retain_graph=i < k - 1, allow_unused=True)
+        if v is None:
+            return None
+        rows.append(v.detach().double().flatten())
+    v = torch.stack(rows)
+    gram = v @ v.T
+    m = y.numel()
+    s2 = float(gram.diagonal().mean())
+    off = gram[~torch.eye(k, dtype=torch.bool, device=gram.device)]
+    s4 = float((off * off).mean()) if k > 1 else float("nan")
+    spread = m * s4 / (s2 * s2) if s2 > 0 and math.isfinite(s2) else float("nan")
+    return {"k": k, "gain": math.sqrt(max(s2, 0.0) / m), "spread": spread,
+            "effective_rank": s2 * s2 / s4 if s4 > 0 else float("nan"), "outputs": m}
+
+
+__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe"]

@@ -1,0 +1,1 @@
+"""Present: plots, the HTML report and console text."""
