@@ -33,6 +33,14 @@ class Finding:
         remedies: remedy ids, best first.
         step: training step where first seen (0 = at initialisation), or None.
         reference: paper or doc the rule rests on.
+
+    Raises:
+        ValueError: ``code`` is no known finding code, or ``severity`` no known severity.
+
+    Example:
+        >>> f = Finding("dead-relu", "warning", "60% of units never fire", layers=["2"])
+        >>> f.to_dict()["layers"], f.step
+        (['2'], None)
     """
 
     code: str
@@ -51,17 +59,25 @@ class Finding:
             raise ValueError(f"severity must be one of {SEVERITIES}, got {self.severity!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        """The finding as plain JSON types (non-finite evidence as "nan"/"inf"/"-inf")."""
+        return jsonable(asdict(self))
 
 
 @dataclass
 class Report:
-    """Findings plus the raw data they were drawn from.
+    """Findings plus the raw data they were drawn from: what ``check`` and ``watch`` return.
 
     Args:
-        findings: the findings, any order (kept sorted by severity).
+        findings: the findings, any order (kept sorted by severity, errors first).
         source: "check", "watch" or "repair".
         data: raw numbers (per-layer series, probe profiles, ...), JSON-able.
+
+    Example:
+        >>> r = Report([Finding("loss-plateau", "info", "flat"), Finding("non-finite", "error", "NaN")], "watch")
+        >>> [f.code for f in r.findings], r.ok
+        (['non-finite', 'loss-plateau'], False)
+        >>> Report.from_dict(r.to_dict()).codes == r.codes
+        True
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -73,6 +89,7 @@ class Report:
 
     @property
     def codes(self) -> set[str]:
+        """The codes of the findings."""
         return {f.code for f in self.findings}
 
     @property
@@ -81,6 +98,7 @@ class Report:
         return not any(f.severity == "error" for f in self.findings)
 
     def by_code(self, code: str) -> list[Finding]:
+        """The findings with code ``code``, most severe first."""
         return [f for f in self.findings if f.code == code]
 
     def summary(self) -> str:
@@ -94,20 +112,28 @@ class Report:
         return f"graddoctor {self.source or 'report'}: {verdict} - {', '.join(parts)} ({codes})"
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types: source, ok, codes, findings, data."""
         return {
             "source": self.source,
             "ok": self.ok,
             "codes": sorted(self.codes),
             "findings": [f.to_dict() for f in self.findings],
-            "data": _jsonable(self.data),
+            "data": jsonable(self.data),
         }
 
     def to_json(self, **kwargs: Any) -> str:
+        """``to_dict`` as a JSON string; ``kwargs`` go to ``json.dumps`` (indent 2 by default)."""
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
+        """The report ``to_dict`` wrote (non-finite evidence stays as strings).
+
+        Raises:
+            ValueError: a finding with an unknown code or severity.
+            TypeError: a finding with a field ``Finding`` does not have.
+        """
         return cls([Finding(**f) for f in d.get("findings", [])], d.get("source", ""), d.get("data", {}))
 
     def __str__(self) -> str:
@@ -117,9 +143,9 @@ class Report:
             if f.step is not None:
                 lines.append(f"      first seen: step {f.step}")
             if f.layers:
-                lines.append(f"      layers: {_short_list(f.layers)}")
+                lines.append(f"      layers: {format_names(f.layers)}")
             if f.evidence:
-                lines.append("      evidence: " + ", ".join(f"{k}={_fmt(v)}" for k, v in f.evidence.items()))
+                lines.append("      evidence: " + ", ".join(f"{k}={format_value(v)}" for k, v in f.evidence.items()))
             if f.remedies:
                 lines.append(f"      what to do: {', '.join(f.remedies)}")
             if f.reference:
@@ -142,40 +168,88 @@ class Report:
             table.add_row(
                 Text(f.severity, style=style[f.severity]),
                 Text(f"{f.code}\n{f.message}" + (f"\n(first seen: step {f.step})" if f.step is not None else "")),
-                Text(_short_list(f.layers)),
-                Text("\n".join(f"{k}={_fmt(v)}" for k, v in list(f.evidence.items())[:6])),
+                Text(format_names(f.layers)),
+                Text("\n".join(f"{k}={format_value(v)}" for k, v in list(f.evidence.items())[:6])),
                 Text(", ".join(f.remedies) + (f"\n({f.reference})" if f.reference else "")),
             )
         return Group(title, table)
 
 
-def _short_list(names: list[str], keep: int = 4) -> str:
+def format_names(names: list[str], keep: int = 4) -> str:
+    """Module names for a one-line message: the first ``keep``, then how many more.
+
+    Args:
+        names: module names (``""``, the model itself, shows as ``<model>``).
+        keep: how many names to show.
+
+    Returns:
+        The names joined by ", ", ending in ``... (+N)`` when some were left out.
+
+    Example:
+        >>> format_names(["", "0", "1", "2", "3", "4"])
+        '<model>, 0, 1, 2, ... (+2)'
+    """
     names = [n or "<model>" for n in names]
     if len(names) <= keep:
         return ", ".join(names)
     return ", ".join(names[:keep]) + f", ... (+{len(names) - keep})"
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
+    """A piece of evidence as short text: floats to 3 significant digits, long lists cut to 3 values.
+
+    Args:
+        v: a number, a list or tuple of them, or anything printable.
+
+    Returns:
+        The text.
+
+    Example:
+        >>> format_value(0.123456), format_value([1.0, 2.5]), format_value(list(range(8)))
+        ('0.123', '[1, 2.5]', '[0, 1, 2, ... (8 values)]')
+    """
     if isinstance(v, float):
         return f"{v:.3g}"
     if isinstance(v, (list, tuple)) and len(v) > 6:
-        return "[" + ", ".join(_fmt(x) for x in v[:3]) + f", ... ({len(v)} values)]"
+        return "[" + ", ".join(format_value(x) for x in v[:3]) + f", ... ({len(v)} values)]"
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+        return "[" + ", ".join(format_value(x) for x in v) + "]"
     return str(v)
 
 
-def _jsonable(obj: Any) -> Any:
-    """Convert to plain JSON types; non-finite floats become strings "nan"/"inf"/"-inf"."""
+def jsonable(obj: Any) -> Any:
+    """``obj`` in plain JSON types; non-finite floats become the strings "nan"/"inf"/"-inf".
+
+    Dict keys become strings, tuples and sets lists, numpy/torch values their ``tolist()``,
+    other objects their ``str``. The run log and every ``to_dict`` write through it.
+
+    Args:
+        obj: anything.
+
+    Returns:
+        A value ``json.dumps(..., allow_nan=False)`` accepts.
+
+    Example:
+        >>> jsonable({1: (float("inf"), None), "t": {0.5}})
+        {'1': ['inf', None], 't': [0.5]}
+    """
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy / torch
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+# aliases for callers not yet moved to the public names: fix/remedies/base.py and
+# tests/runfixtures.py (_jsonable), present/html.py (_fmt), fix/repairing.py (_short_list)
+_jsonable = jsonable
+_fmt = format_value
+_short_list = format_names
+
+__all__ = ["Finding", "Report", "format_names", "format_value", "jsonable"]
