@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from graddoctor.runlog import FILENAME, encode
+from graddoctor.runlog.format import FILENAME, encode
 
 
 class JsonlSink:

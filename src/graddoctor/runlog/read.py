@@ -1,0 +1,190 @@
+"""Reading a run log back: the runs of a file, weight norms carried between measurements,
+and the one decoder of recorded numbers.
+
+Example:
+    >>> import tempfile, os
+    >>> from graddoctor.runlog.format import encode
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, FILENAME), "w") as f:
+    ...     _ = f.write(encode({"type": "meta", "version": 2, "run_id": "a", "layers": []}) + "\\n")
+    ...     _ = f.write(encode({"type": "step", "step": 1, "loss": float("nan")}) + "\\n")
+    >>> meta, steps = read_run(d)
+    >>> meta["run_id"], steps[0]["loss"]
+    ('a', nan)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from graddoctor.errors import InputError
+from graddoctor.runlog.format import FILENAME, NONFINITE, decode_floats
+
+
+def as_float(v: Any) -> float:
+    """A run-log number as float; the strings "nan"/"inf"/"-inf" decoded.
+
+    The one decoder used by plots and rules.
+
+    Args:
+        v: a recorded value.
+
+    Returns:
+        The float; nan for None, a missing value or anything that is not a number.
+
+    Example:
+        >>> [as_float(v) for v in (2, "inf", None, {})]
+        [2.0, inf, nan, nan]
+    """
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def is_nonfinite(v: Any) -> bool:
+    """True for a recorded NaN/Inf: a non-finite number or the strings "nan"/"inf"/"-inf" (any case).
+
+    Args:
+        v: a recorded value.
+
+    Returns:
+        Whether it is a NaN or an infinity; None (nothing recorded) is not one.
+
+    Example:
+        >>> [is_nonfinite(v) for v in ("nan", float("-inf"), 1.0, None, "relu")]
+        [True, True, False, False, False]
+    """
+    if isinstance(v, str):
+        return v.lower() in NONFINITE
+    return isinstance(v, (int, float)) and not math.isfinite(v)
+
+
+def run_path(path_or_dir: str | os.PathLike) -> Path:
+    """The JSONL file of a run: ``path_or_dir`` itself if a file, else ``<dir>/watch.jsonl``.
+
+    Args:
+        path_or_dir: a run-log file or the ``log_dir`` holding one.
+
+    Returns:
+        The file's path.
+
+    Raises:
+        InputError: there is no such file.
+
+    Example:
+        >>> import tempfile
+        >>> run_path(tempfile.mkdtemp())
+        Traceback (most recent call last):
+        graddoctor.errors.InputError: no watch run log at ...
+    """
+    p = Path(path_or_dir)
+    if p.is_dir():
+        p = p / FILENAME
+    if not p.is_file():
+        raise InputError(f"no watch run log at {str(p)!r} - pass the log_dir given to gd.watch() "
+                         f"or the path of its {FILENAME}")
+    return p
+
+
+def carry_weights(steps: list[dict]) -> list[dict]:
+    """Fill ``weight_norm`` into the steps between two measurements (in place).
+
+    ``watch`` measures weight norms every ``weight_every`` steps and writes them on those steps
+    only; the steps in between get the last measured dict (shared, read-only) and every step
+    with one gets ``weight_step``, the step it was measured at.
+
+    Args:
+        steps: step records in step order.
+
+    Returns:
+        ``steps`` itself.
+
+    Example:
+        >>> s = carry_weights([{"step": 1, "weight_norm": {"0": 2.0}}, {"step": 2}])
+        >>> s[1]["weight_norm"], s[1]["weight_step"]
+        ({'0': 2.0}, 1)
+    """
+    last: tuple[dict, int] | None = None
+    for s in steps:
+        if "weight_norm" in s:
+            s.setdefault("weight_step", s.get("step"))
+            last = (s["weight_norm"], s["weight_step"])
+        elif last is not None:
+            s["weight_norm"], s["weight_step"] = last
+    return steps
+
+
+def _runs(p: Path) -> list[tuple[dict, list[dict]]]:
+    """Every run of the file: its latest meta and its steps, in file order."""
+    lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
+    runs: list[tuple[dict, list[dict]]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # a killed writer leaves at most one partial line, the last
+            raise InputError(f"{p}: line {i + 1} is not valid JSON - the run log is corrupt") from None
+        rec = decode_floats(rec)
+        if rec.get("type") == "meta":
+            if runs and runs[-1][0].get("run_id") == rec.get("run_id"):
+                runs[-1] = (rec, runs[-1][1])
+            else:
+                runs.append((rec, []))
+        elif rec.get("type") == "step":
+            if not runs:
+                runs.append(({}, []))
+            runs[-1][1].append(rec)
+    return runs
+
+
+def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
+    """Read a run log back: ``(meta, steps)``, weight norms carried (``carry_weights``).
+
+    A truncated or corrupt last line (a killed process) is skipped. A file holding several
+    runs (the same ``log_dir`` used twice; each run has its own ``run_id``) gives the one
+    ``run`` names. Re-attaching the same watcher repeats its meta line with the same
+    ``run_id``; the latest meta is returned.
+
+    Args:
+        path_or_dir: a ``watch.jsonl`` file or the directory holding it.
+        run: "last", "first" or a run_id.
+
+    Returns:
+        The run's meta record and its step records, non-finite floats decoded.
+
+    Raises:
+        InputError: no run log there, a corrupt line before the last, no records, or no run ``run``.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with open(os.path.join(d, FILENAME), "w") as f:
+        ...     _ = f.write('{"type":"meta","run_id":"a"}\\n{"type":"meta","run_id":"b"}\\n{"type":"st')
+        >>> read_run(d, run="first")[0]["run_id"], read_run(d)[0]["run_id"]
+        ('a', 'b')
+    """
+    p = run_path(path_or_dir)
+    runs = _runs(p)
+    if not runs:
+        raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
+    if run == "last":
+        return runs[-1][0], carry_weights(runs[-1][1])
+    if run == "first":
+        return runs[0][0], carry_weights(runs[0][1])
+    for r in runs:
+        if r[0].get("run_id") == run:
+            return r[0], carry_weights(r[1])
+    raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
+
+
+__all__ = ["as_float", "carry_weights", "is_nonfinite", "read_run", "run_path"]
