@@ -1,9 +1,23 @@
 """graddoctor: find and fix vanishing and exploding gradients in PyTorch models.
 
+The public names:
+
+- ``check(model, example_inputs)``: a ``Report`` on the untrained model (static rules and
+  an init probe);
+- ``watch(model, optimizer, log_dir)``: a ``Watcher`` that records gradient flow during
+  training; ``Watcher.report()`` gives a ``Report``;
+- ``repair(model, report)``: a ``RepairResult`` (the repaired model and its changes);
+- ``Report``, ``Finding``: what ``check`` and ``watch`` return;
+- ``ModelMap``: the layers and activations of a model in execution order;
+- ``GraddoctorError``: the base of graddoctor's errors;
+- subpackages ``zoo``, ``data``, ``lab``, and the module aliases ``plots``
+  (``graddoctor.present.plots``), ``rules`` (``graddoctor.diagnose.training``) and
+  ``remedies`` (``graddoctor.fix.remedies``), imported on first use.
+
 Example:
     >>> import graddoctor as gd
-    >>> gd.__version__ >= "0.1"
-    True
+    >>> gd.__version__ >= "0.1", gd.rules.__name__, gd.Report().ok
+    (True, 'graddoctor.diagnose.training', True)
 """
 
 from __future__ import annotations
