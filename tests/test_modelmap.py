@@ -274,3 +274,21 @@ def test_hf_gpt2_from_config():
     assert m.layer("transformer.h.0.mlp.c_fc").kind == "linear"
     assert m.shortest_path < m.longest_path
     assert _no_hooks(model)
+
+
+def test_map_records_its_model_weakly():
+    import gc
+
+    net = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid())
+    m = ModelMap(net, torch.randn(1, 2))
+    assert m.model is net and m.with_activations({"1": nn.ReLU()}).model is net
+    assert m.to_dict()["model"] == "Sequential"  # the dict names the type only
+    del net
+    gc.collect()
+    assert m.model is None  # the map does not keep the model alive
+
+
+def test_activation_aliases_are_the_kinds_registry():
+    from graddoctor import kinds, modelmap
+
+    assert modelmap.ACTIVATION_FAMILY is kinds.FAMILY and activation_kind is kinds.of_module

@@ -1,0 +1,42 @@
+"""The run-log line format and reading it back (graddoctor.runlog.format / .read)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from graddoctor import runlog
+from graddoctor.errors import InputError
+from graddoctor.runlog import format as fmt
+from graddoctor.runlog import read
+
+
+def test_package_re_exports_format_and_read():
+    assert runlog.encode is fmt.encode and runlog.VERSION == fmt.VERSION == 2
+    assert runlog.read_run is read.read_run and runlog.carry_weights is read.carry_weights
+
+
+def test_encode_decode_round_trip_of_non_finite_floats():
+    rec = {"type": "step", "step": 3, "grad_norm": {"0": math.inf, "1": None}, "loss": -math.inf}
+    line = fmt.encode(rec)
+    assert "Infinity" not in line and "NaN" not in line
+    assert fmt.decode_floats(json.loads(line)) == rec
+
+
+def test_read_run_skips_a_partial_last_line_and_picks_runs(tmp_path):
+    lines = [{"type": "meta", "run_id": "a"}, {"type": "step", "step": 1, "weight_norm": {"0": 1.0}},
+             {"type": "step", "step": 2}, {"type": "meta", "run_id": "b"}, {"type": "step", "step": 1}]
+    (tmp_path / fmt.FILENAME).write_text("\n".join(map(fmt.encode, lines)) + '\n{"type": "st')
+    meta, steps = read.read_run(tmp_path, run="a")
+    assert meta["run_id"] == "a" and steps[1]["weight_norm"] == {"0": 1.0} and steps[1]["weight_step"] == 1
+    assert read.read_run(tmp_path)[0]["run_id"] == "b" and read.read_run(tmp_path, "first")[0]["run_id"] == "a"
+    with pytest.raises(InputError, match="no run 'c'"):
+        read.read_run(tmp_path, run="c")
+
+
+def test_a_corrupt_line_before_the_last_is_an_error(tmp_path):
+    (tmp_path / fmt.FILENAME).write_text('{"type": "meta"}\nnot json\n{"type": "step", "step": 1}\n')
+    with pytest.raises(InputError, match="line 2"):
+        read.read_run(tmp_path)
