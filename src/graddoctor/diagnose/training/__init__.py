@@ -1,11 +1,15 @@
 """Training-time rules: watch's statistics in, findings out.
 
+(The check-time rules, static audit and init probe, are ``graddoctor.diagnose.checktime``.)
 ``diagnose(meta, steps)`` runs every rule of ``TRAINING_RULES`` (finding code ->
 function) over the records of one run (``Watcher.records()`` or
 ``graddoctor.runlog.read_run``). Each rule is a small pure function in a file
-per family: ``gradients`` (vanishing, exploding, stalled), ``nonfinite``,
-``activations`` (dead ReLU, saturation), ``loss`` (plateau); their thresholds
-are documented next to them with the paper they rest on.
+per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
+vanilla RNN), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
+(plateau). ``series`` pulls arrays out of the records and ``sites`` picks the layers
+and activation sites a rule reads. A threshold used by one rule is documented next to
+it with the paper it rests on; one shared by several is in
+``graddoctor.diagnose.thresholds``. A rule that raises is a bug: the error propagates.
 
 Example:
     >>> meta = {"layers": [{"name": "0", "kind": "linear"}], "activations": []}
