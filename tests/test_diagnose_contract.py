@@ -193,3 +193,9 @@ class _Cell(nn.Module):
 ])
 def test_recurrence(model, x, want):
     assert recurrence(model, ModelMap(model, x)) == want
+
+
+def test_the_training_rules_entry_keeps_its_public_name():
+    from graddoctor.diagnose.training import diagnose, training_findings
+
+    assert gd.rules.diagnose is diagnose is training_findings

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.diagnose.training import diagnose
+from graddoctor.diagnose.training import training_findings
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.report import Report
 
@@ -65,7 +65,7 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
         >>> build_report({"layers": [], "activations": []}, steps).codes
         {'non-finite'}
     """
-    return Report(diagnose(meta, steps), source="watch", data={"meta": meta, "steps": steps})
+    return Report(training_findings(meta, steps), source="watch", data={"meta": meta, "steps": steps})
 
 
 def watch(
