@@ -47,14 +47,14 @@ def run_scenario(sc: Scenario, seed: int = 0, watch_kwargs: dict | None = None
 
 
 def main() -> None:
-    from graddoctor.diagnose.training import diagnose
+    from graddoctor.diagnose.training import training_findings
     from graddoctor.report import Report
 
     torch.set_num_threads(1)
     for name in sys.argv[1:]:
         sc = by_name(name)
         meta, steps = run_scenario(sc)
-        rep = Report(diagnose(meta, steps), source=f"watch:{name}")
+        rep = Report(training_findings(meta, steps), source=f"watch:{name}")
         print(f"{name}: expected {sorted(sc.expected)}")
         print(rep)
 

@@ -1,11 +1,11 @@
 """Score graddoctor's training-time rules on the labelled scenario suite.
 
 Runs every scenario of ``scenarios.py`` under ``gd.watch`` (or reads records saved
-with ``--save``), diagnoses the records with ``graddoctor.diagnose.training.diagnose`` and
+with ``--save``), diagnoses the records with ``graddoctor.diagnose.training.training_findings`` and
 prints, per finding code: recall, precision, the false-alarm rate on healthy
 controls, and the median/max steps to first detection. Two step counts are
 given: ``seen`` (the step the finding reports as first seen) and ``online``
-(the fewest recorded steps after which ``diagnose`` on the run so far already
+(the fewest recorded steps after which ``training_findings`` on the run so far already
 reports the code: what a live monitor would achieve). ``non-finite`` is an event:
 its label for each run is read from the raw records (a NaN/Inf loss or gradient
 on a step the optimizer took), the scenario's own label being the prediction.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from scenarios import SCENARIOS, TRAINING_CODES  # noqa: E402
 
-from graddoctor.diagnose.training import diagnose  # noqa: E402
+from graddoctor.diagnose.training import training_findings  # noqa: E402
 
 
 def raw_nonfinite(steps: list[dict]) -> bool:
@@ -58,9 +58,9 @@ def _with_truth(sc, steps: list[dict]):
 
 
 def online_step(meta: dict, steps: list[dict], code: str) -> int | None:
-    """Step number of the shortest prefix of the run on which ``diagnose`` reports ``code``."""
+    """Step number of the shortest prefix of the run on which ``training_findings`` reports ``code``."""
     for k in range(1, len(steps) + 1):
-        if any(f.code == code for f in diagnose(meta, steps[:k], rules=[code])):
+        if any(f.code == code for f in training_findings(meta, steps[:k], rules=[code])):
             return int(steps[k - 1].get("step", k))
     return None
 
@@ -76,7 +76,7 @@ def score(records: dict[tuple[str, int], tuple[dict, list[dict]]], verbose: bool
         predicted = sc.expected
         sc = _with_truth(sc, steps)
         nf_pred.append(("non-finite" in predicted, "non-finite" in sc.expected))
-        findings = diagnose(meta, steps)
+        findings = training_findings(meta, steps)
         got = {f.code for f in findings}
         first = {f.code: f.step for f in findings}
         online = {c: online_step(meta, steps, c) for c in got & sc.expected}

@@ -1,10 +1,12 @@
 """check(): the pre-flight audit - static checklist plus a probe at initialisation.
 
-``check(model, example_inputs)`` maps the model (``ModelMap``: one traced
-forward), runs the static rules (``graddoctor.diagnose.checktime.static``) and the init
-probe (``graddoctor.measure.probe``: one forward and backward, then
-``graddoctor.diagnose.checktime.probe_rules``), and returns a ``Report(source="check")`` whose
-``data`` holds the map summary and the probe's per-layer profile.
+``check(model, example_inputs)`` maps the model (``ModelMap``: one traced forward,
+the only one of the call), runs the static rules (``graddoctor.diagnose.checktime.static``)
+and the init probe (``graddoctor.measure.probe``: one forward and backward, then
+``graddoctor.diagnose.checktime.probe_rules``), and returns a ``Report(source="check")``
+whose ``data`` holds the map summary and the probe's per-layer profile. The map itself
+rides along as ``report.model_map`` (not serialised) so ``gd.repair`` need not trace
+the model again. The rules receive what they judge; none calls back into ``check``.
 
 It leaves no trace: parameters and ``p.grad`` are not touched (gradients are
 taken with ``torch.autograd.grad``), train/eval flags, buffers (BatchNorm running
@@ -26,7 +28,8 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor.diagnose.checktime.probe_rules import MIN_STEPS, probe_findings
+from graddoctor.diagnose.checktime.probe_rules import probe_findings
+from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.static import static_findings
 from graddoctor.errors import InputError
 from graddoctor.inputs import check_inputs
@@ -46,6 +49,8 @@ def check(
 ) -> Report:
     """Audit ``model`` before training: static rules, then one probe at initialisation.
 
+    Leaves no trace (parameters, ``p.grad``, buffers, modes and RNG state as they were).
+
     Args:
         model: any ``nn.Module`` (left exactly as it was); a ``torch.compile``,
             ``nn.DataParallel`` or DDP wrapper is audited through the module it wraps.
@@ -62,15 +67,23 @@ def check(
 
     Returns:
         ``Report(source="check")``; ``report.data`` has ``map`` (layer counts, paths),
-        ``probe`` (``ProbeResult.to_dict()``) and ``seconds``.
+        ``probe`` (``ProbeResult.to_dict()``) and ``seconds``; ``report.model_map`` is the
+        ``ModelMap`` traced for it (an attribute, not serialised by ``to_dict``/``to_json``).
+
+    Raises:
+        InputError: ``model`` is not an ``nn.Module``, the inputs are not tensors, the loss
+            fails on the output and target, or nothing can be differentiated.
+        Exception: the model's own forward errors, and any error of a rule: a broken rule is
+            never reported as "no findings".
 
     Example:
         >>> import torch
         >>> import graddoctor as gd
         >>> from torch import nn
         >>> net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-        >>> gd.check(net, torch.randn(4, 8)).ok
-        True
+        >>> report = gd.check(net, torch.randn(4, 8))
+        >>> report.ok, len(report.model_map.layers)
+        (True, 2)
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"check() needs an nn.Module, got {type(model).__name__}")
@@ -89,22 +102,9 @@ def check(
         findings += probe_findings(p, m, recurrent=recurrence(model, m))
         data["probe"] = p.to_dict()
     data["seconds"] = round(time.perf_counter() - t0, 3)
-    return Report(findings, source="check", data=data)
+    report = Report(findings, source="check", data=data)
+    report.model_map = m  # type: ignore[attr-defined]  # for gd.repair: one trace per verb call
+    return report
 
 
-def recurrence(model: nn.Module, m: ModelMap) -> str | None:
-    """"vanilla", "gated" (LSTM/GRU, or hand-written cells with gates) or None (no recurrence).
-
-    A hand-written cell shows as a layer called at least ``MIN_STEPS`` times in one forward.
-    """
-    mods = list(model.modules())
-    if any(isinstance(x, (nn.RNN, nn.RNNCell)) for x in mods):
-        return "vanilla"
-    if any(isinstance(x, (nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)) for x in mods):
-        return "gated"
-    if any(x.calls >= MIN_STEPS and x.kind != "norm" for x in m.layers):
-        return "gated" if any(s.gate and s.calls > 1 for s in m.activations) else "vanilla"
-    return None
-
-
-__all__ = ["check", "recurrence"]
+__all__ = ["check"]

@@ -1,7 +1,9 @@
 """``gd.watch``: the training monitor plus the judgement of what it recorded.
 
 ``Monitor`` (``graddoctor.measure.monitor``) records; ``Watcher`` adds ``report()``, which runs the
-training-time rules (``graddoctor.diagnose.training``) over the records.
+training-time rules (``graddoctor.diagnose.training``) over the records. The report is built
+here, where the rules are: ``build_report`` also judges a run log read back from disk. A rule
+module that is missing or broken raises; it is never reported as "no findings".
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.diagnose.training import diagnose
+from graddoctor.diagnose.training import training_findings
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.report import Report
 
@@ -21,19 +23,49 @@ class Watcher(Monitor):
     """An attached training monitor whose ``report()`` judges what it recorded (see ``Monitor``)."""
 
     def report(self) -> Report:
-        """The Report: raw series in ``data`` and the findings of the training-time rules.
+        """Judge what was recorded so far: the training-time rules over ``self.records()``.
 
         Returns:
-            ``Report(source="watch")``.
+            ``Report(source="watch")``: the findings, and the records in ``data``
+            (``meta``, ``steps``).
+
+        Raises:
+            Exception: any error of a rule (see ``build_report``).
+
+        Example:
+            >>> import torch, graddoctor as gd
+            >>> net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+            >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+            >>> with gd.watch(net, opt) as w:
+            ...     loss = net(torch.randn(4, 3)).sum(); loss.backward(); opt.step(); w.step(loss)
+            >>> w.report().findings
+            []
         """
         meta, steps = self.records()
         return build_report(meta, steps)
 
 
 def build_report(meta: dict, steps: list[dict]) -> Report:
-    """``Report(source="watch")`` over run-log records; findings from ``graddoctor.diagnose.training`` """
-    return Report(diagnose(meta, steps), source="watch", data={"meta": meta, "steps": steps})
+    """Judge one run's records: every training-time rule, then a ``Report(source="watch")``.
 
+    Args:
+        meta: the run log's meta record (``Watcher.records()[0]`` or ``runlog.read_run``).
+        steps: the step records.
+
+    Returns:
+        ``Report(source="watch")`` with the findings of ``graddoctor.diagnose.training`` and
+        the records in ``data`` (``meta``, ``steps``).
+
+    Raises:
+        InputError: records that are not a meta dict and a list of step dicts.
+        Exception: any error raised by a rule propagates: a broken rule never reads as "ok".
+
+    Example:
+        >>> steps = [{"step": 0, "loss": 1.0}, {"step": 1, "loss": float("nan")}]
+        >>> build_report({"layers": [], "activations": []}, steps).codes
+        {'non-finite'}
+    """
+    return Report(training_findings(meta, steps), source="watch", data={"meta": meta, "steps": steps})
 
 
 def watch(
@@ -51,6 +83,14 @@ def watch(
         **kwargs: see ``Watcher`` (example_inputs, flush_every, update_every, activation_every,
             weight_every, dead_window, output_grads, scaler, sinks, fsync, history).
 
+    Returns:
+        The attached ``Watcher``: call ``w.step(loss)`` each step, ``w.report()`` for the
+        findings, ``w.detach()`` (or leave the ``with`` block) to remove every hook.
+
+    Raises:
+        InputError: ``model`` is not an ``nn.Module``, ``optimizer`` not an optimizer, an
+            option out of range, or a sink without the sink methods.
+
     Example:
         >>> import torch, graddoctor as gd
         >>> net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
@@ -61,7 +101,6 @@ def watch(
         'watch'
     """
     return Watcher(model, optimizer, log_dir, **kwargs).attach()
-
 
 
 __all__ = ["Watcher", "build_report", "watch"]

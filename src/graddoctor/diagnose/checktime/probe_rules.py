@@ -16,10 +16,11 @@ q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
 Through time: orders = log10(median of the last ~10% of steps / median of the
-first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps), judged
-for recurrent models only (for attention the profile says which steps the
-loss reads: it stays in the data). Gated
-RNNs (LSTM/GRU) are exempt: at PyTorch's default init they too decay (about
+first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps, a threshold
+shared with ``recurrence`` in ``graddoctor.diagnose.thresholds``), judged for
+recurrent models only: ``gd.check`` passes in ``recurrence.recurrence(model, map)``
+(for attention the profile says which steps the loss reads: it stays in the data).
+Gated RNNs (LSTM/GRU) are exempt: at PyTorch's default init they too decay (about
 0.2 orders per step, measured), but that decay is set by the forget gate, a
 learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
 (Bengio et al. 1994). The profile stays in ``report.data["probe"]``.
@@ -30,13 +31,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from graddoctor.diagnose.thresholds import MIN_STEPS
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding
 
 WARN_ORDERS = 2.0
 ERROR_ORDERS = 4.0
-MIN_STEPS = 8
 _FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
 
 REF_VANISHING = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010"
@@ -243,9 +244,18 @@ def _upper_median(v: Sequence[float]) -> float:
 
 
 def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) -> list[Finding]:
-    """Every probe rule: gradient flow along depth and through time, signal propagation."""
+    """Every probe rule: gradient flow along depth and through time, signal propagation.
+
+    Args:
+        p: the init probe's measurements.
+        m: the model map the probe ran on.
+        recurrent: the model's recurrence (``recurrence.recurrence``: "vanilla", "gated", None).
+
+    Returns:
+        The findings, ``step=0``.
+    """
     return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m)
 
 
-__all__ = ["ERROR_ORDERS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
+__all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
            "role", "signal_propagation", "through_time"]

@@ -12,10 +12,10 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   Warning when the sites are applied at least ``SATURATING_MIN`` (3) times per
   forward (a depth or a recurrence through which sigmoid' <= 1/4 compounds),
   info below.
-- ``poor-init``: per weight layer, gain = std(W) / target, target = He
-  sqrt(2/fan_in) before a ReLU-family activation, LeCun sqrt(1/fan_in) before a
-  saturating one or none, the Xavier value sqrt(2/(fan_in+fan_out)) also
-  accepted. In a plain chain (no skip connection) the scale compounds: the sum
+- ``poor-init``: per weight layer, gain = std(W) / target, target
+  ``kinds.target_std``: He sqrt(2/fan_in) before a ReLU-family activation, LeCun
+  sqrt(1/fan_in) before a saturating one or none, the Glorot value
+  ``kinds.glorot_std`` = sqrt(2/(fan_in+fan_out)) also accepted. In a plain chain (no skip connection) the scale compounds: the sum
   of log10(gain) over a run of hidden layers is the change, in orders of
   magnitude, of the backward gradient (and of the forward signal for centred
   activations, relu and tanh; a sigmoid's output scale does not follow its
@@ -35,7 +35,7 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   tags). Fallback: where the data flow is lost (ops outside torch), the path is
   under-counted, so the rule errs on the side of silence.
 - ``small-batch-batchnorm``: a BatchNorm in training mode whose calls see fewer
-  than ``BN_MIN_BATCH`` (8) samples. For BatchNorm2d/3d the statistics pool
+  than ``BN_MIN_BATCH`` (8, ``graddoctor.diagnose.thresholds``) samples. For BatchNorm2d/3d the statistics pool
   B*H*W values but neighbouring positions of one image are strongly correlated,
   so the sample count B is what matters (Wu & He 2018: error grows sharply below 8).
 - ``long-sequence-rnn``: a vanilla ``nn.RNN`` (or ``nn.RNNCell`` stepped) over more
@@ -51,6 +51,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from graddoctor import kinds
+from graddoctor.diagnose.thresholds import BN_MIN_BATCH
 from graddoctor.modelmap import ModelMap, modules_by_name
 from graddoctor.report import Finding
 
@@ -58,7 +60,6 @@ SATURATING_MIN = 3
 INIT_CHAIN_ORDERS = 2.0
 INIT_LAYER_ORDERS = 1.5
 DEEP_LAYERS = 30
-BN_MIN_BATCH = 8
 RNN_LONG = 200
 RNN_VERY_LONG = 512
 
@@ -102,9 +103,9 @@ def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None) -
     """
     fan_in, fan_out = _fans(w, layer_type)
     std = float(w.detach().float().std()) if w.numel() > 1 else 0.0
-    if activation_family == "relu":
-        return std / math.sqrt(2.0 / fan_in)
-    lo, hi = sorted((math.sqrt(2.0 / (fan_in + fan_out)), math.sqrt(1.0 / fan_in)))
+    if activation_family == "relu":  # He's gain sqrt(2) for the whole family
+        return std / kinds.target_std(fan_in, "relu")
+    lo, hi = sorted((kinds.glorot_std(fan_in, fan_out), kinds.target_std(fan_in, None)))
     return std / lo if std < lo else std / hi if std > hi else 1.0
 
 
@@ -255,5 +256,5 @@ def static_findings(m: ModelMap, model: nn.Module) -> list[Finding]:
     return [f for rule in STATIC_RULES.values() for f in rule(m, model)]
 
 
-__all__ = ["STATIC_RULES", "deep_without_skip", "init_gain", "static_findings", "long_sequence_rnn", "poor_init", "saturating_hidden_activation",
-           "small_batch_batchnorm"]
+__all__ = ["BN_MIN_BATCH", "STATIC_RULES", "deep_without_skip", "init_gain", "long_sequence_rnn", "poor_init",
+           "saturating_hidden_activation", "small_batch_batchnorm", "static_findings"]

@@ -1,17 +1,22 @@
 """Training-time rules: watch's statistics in, findings out.
 
-``diagnose(meta, steps)`` runs every rule of ``TRAINING_RULES`` (finding code ->
-function) over the records of one run (``Watcher.records()`` or
+(The check-time rules, static audit and init probe, are ``graddoctor.diagnose.checktime``.)
+``training_findings(meta, steps)`` (public name ``gd.rules.diagnose``, kept as
+``diagnose``) runs every rule of ``TRAINING_RULES`` (finding code -> function), as
+``static_findings`` and ``probe_findings`` run the check-time ones, over the records of one run (``Watcher.records()`` or
 ``graddoctor.runlog.read_run``). Each rule is a small pure function in a file
-per family: ``gradients`` (vanishing, exploding, stalled), ``nonfinite``,
-``activations`` (dead ReLU, saturation), ``loss`` (plateau); their thresholds
-are documented next to them with the paper they rest on.
+per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
+vanilla RNN), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
+(plateau). ``series`` pulls arrays out of the records and ``sites`` picks the layers
+and activation sites a rule reads. A threshold used by one rule is documented next to
+it with the paper it rests on; one shared by several is in
+``graddoctor.diagnose.thresholds``. A rule that raises is a bug: the error propagates.
 
 Example:
     >>> meta = {"layers": [{"name": "0", "kind": "linear"}], "activations": []}
     >>> steps = [{"step": 0, "loss": 2.3, "grad_norm": {"0": 0.1}, "weight_norm": {"0": 1.0}},
     ...          {"step": 1, "loss": float("inf"), "grad_norm": {"0": 0.1}, "weight_norm": {"0": 1.0}}]
-    >>> [f.code for f in diagnose(meta, steps)]
+    >>> [f.code for f in training_findings(meta, steps)]
     ['non-finite']
 """
 
@@ -34,7 +39,7 @@ from graddoctor.report import Finding
 
 Rule = Callable[[dict, list[dict]], list[Finding]]
 
-#: finding code -> rule over (meta, steps); add a rule here to have diagnose run it
+#: finding code -> rule over (meta, steps); add a rule here to have training_findings run it
 TRAINING_RULES: dict[str, Rule] = {
     "vanishing-gradient": vanishing_gradient,
     "exploding-gradient": exploding_gradient,
@@ -46,7 +51,7 @@ TRAINING_RULES: dict[str, Rule] = {
 }
 
 
-def diagnose(meta: dict, steps: list[dict], rules: list[str] | None = None) -> list[Finding]:
+def training_findings(meta: dict, steps: list[dict], rules: list[str] | None = None) -> list[Finding]:
     """Run the training-time rules on one run's records.
 
     Args:
@@ -57,15 +62,19 @@ def diagnose(meta: dict, steps: list[dict], rules: list[str] | None = None) -> l
     Returns:
         The findings, in the order of ``TRAINING_RULES``.
 
+    Raises:
+        InputError: records that are not a meta dict and a list of step dicts, or an
+            unknown rule code. Any error of a rule propagates.
+
     Example:
-        >>> diagnose({"layers": [], "activations": []}, [])
+        >>> training_findings({"layers": [], "activations": []}, [])
         []
     """
     if not isinstance(meta, dict) or not isinstance(steps, (list, tuple)):
-        raise InputError("diagnose(meta, steps) takes watch's records: a meta dict and a list of "
+        raise InputError("training_findings(meta, steps) takes watch's records: a meta dict and a list of "
                          "step dicts (use Watcher.records() or graddoctor.runlog.read_run(path))")
     if any(not isinstance(s, dict) for s in steps):
-        raise InputError("diagnose: every step record must be a dict (one JSON object per step line)")
+        raise InputError("training_findings: every step record must be a dict (one JSON object per step line)")
     unknown = sorted(set(rules or ()) - set(TRAINING_RULES))
     if unknown:
         raise InputError(f"unknown training rule(s) {unknown}; known: {sorted(TRAINING_RULES)}")
@@ -88,6 +97,10 @@ def diagnose(meta: dict, steps: list[dict], rules: list[str] | None = None) -> l
     return out
 
 
+#: the public name since 0.1 (``gd.rules.diagnose``)
+diagnose = training_findings
+
+
 def blowup_step(meta: dict, steps: list[dict]) -> int | None:
     """Step at which the gradient norm blew up over steps (see ``gradients._blowup``), or None."""
     f = _blowup(meta, steps)
@@ -107,4 +120,4 @@ def first_nonfinite(steps: list[dict]) -> int:
     return len(steps)
 
 
-__all__ = ["TRAINING_RULES", "diagnose", "Rule"]
+__all__ = ["TRAINING_RULES", "Rule", "diagnose", "training_findings"]

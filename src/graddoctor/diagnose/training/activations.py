@@ -4,9 +4,10 @@
   fired over watch's window. A healthy ReLU layer outputs ~50% zeros per sample
   (``zero_frac``) but almost no unit is silent for a whole window, so the natural
   zeros never count. Only ``relu``/``relu6`` die: leaky ReLU, ELU, GELU and SiLU
-  pass a gradient on the negative side.
-- saturated-activation reads ``sat_frac`` (|tanh| > 0.99, sigmoid outside
-  [0.01, 0.99]) at sigmoid/tanh-family sites. Output sites (a final sigmoid) and
+  pass a gradient on the negative side (``graddoctor.kinds.DYING``).
+- saturated-activation reads ``sat_frac`` (``graddoctor.kinds.saturated_mask``:
+  |tanh| > 0.99, sigmoid outside [0.01, 0.99]) at sigmoid/tanh-family sites, from
+  ``SAT_FRAC`` (``graddoctor.diagnose.thresholds``) on. Output sites (a final sigmoid) and
   gates (LSTM/GRU gates, GLU, squeeze-excitation) are meant to sit near 0/1 and
   are never read.
 
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import math
 
+from graddoctor.diagnose.thresholds import SAT_FRAC
 from graddoctor.diagnose.training.series import as_float, first_persistent, sampled, used_steps
+from graddoctor.diagnose.training.sites import dying_sites, saturating_hidden_sites, site_layer
 from graddoctor.report import Finding
 
 #: a site is dead when at least half its units never fire over a window (Lu et al.
@@ -29,10 +32,6 @@ from graddoctor.report import Finding
 #: point where the layer has lost most of its width)
 DEAD_FRAC = 0.5
 DEAD_ERROR_FRAC = 0.9
-DEAD_KINDS = ("relu", "relu6")
-#: a site is saturated when at least 40% of its outputs sit at the bounds; a tanh
-#: layer at Xavier init has ~1% (pre-activations ~N(0, 1), |z| > 2.65)
-SAT_FRAC = 0.4
 #: consecutive sampled steps the statistic must hold
 PERSIST = 2
 
@@ -44,19 +43,6 @@ REF_SAT = (
     "Glorot & Bengio 2010 (AISTATS, sec. 3.1: saturation); LeCun, Bottou, Orr & Mueller 1998 "
     "(Efficient BackProp, sec. 4.4)"
 )
-
-_GATE_HINTS = ("lstm", "gru", "gate", "cell")
-
-
-def _is_gate(site: dict) -> bool:
-    owner = (site.get("owner") or "").lower()
-    return bool(site.get("gate")) or any(h in owner for h in _GATE_HINTS)
-
-
-def _site_layer(site: dict) -> str:
-    """Module name for a site: the activation module, or the owner of a functional call."""
-    return site.get("owner", site["name"]) if site.get("functional") else site["name"]
-
 
 def _scan(meta: dict, steps: list[dict], sites: list[dict], key: str, thr: float):
     """{site name: (first step, values at and after it)} for sites over ``thr`` PERSIST times."""
@@ -79,7 +65,7 @@ def _finding(code, sev, msg, sites, hits, key, thr, remedies, ref) -> Finding:
     ev = {f"{key}[{n}]": round(max(hits[n][1][:PERSIST]), 3) for n in names}
     ev.update({"threshold": thr, "sites": len(names),
                "max_" + key: round(max(max(v[1][:PERSIST]) for v in hits.values()), 3)})
-    layers = list(dict.fromkeys(_site_layer(by_name[n]) for n in names))
+    layers = list(dict.fromkeys(site_layer(by_name[n]) for n in names))
     return Finding(code, sev, msg, layers, ev, remedies, min(h[0] for h in hits.values()), ref)
 
 
@@ -90,8 +76,7 @@ def dead_relu(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> dead_relu({"activations": []}, [])
         []
     """
-    sites = [a for a in meta.get("activations", [])
-             if a.get("kind") in DEAD_KINDS and not a.get("is_output")]
+    sites = dying_sites(meta)
     hits = _scan(meta, steps, sites, "dead_frac", DEAD_FRAC)
     if not hits:
         return []
@@ -111,8 +96,7 @@ def saturated_activation(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> saturated_activation({"activations": []}, [])
         []
     """
-    sites = [a for a in meta.get("activations", [])
-             if a.get("family") == "saturating" and not a.get("is_output") and not _is_gate(a)]
+    sites = saturating_hidden_sites(meta)
     hits = _scan(meta, steps, sites, "sat_frac", SAT_FRAC)
     if not hits:
         return []

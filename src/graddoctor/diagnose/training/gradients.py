@@ -28,6 +28,14 @@ import math
 
 import numpy as np
 
+from graddoctor import kinds
+from graddoctor.diagnose.thresholds import (
+    MIN_LAYERS,
+    REF_VANISH,
+    STALL_ORDERS,
+    VANILLA_RNN_TYPES,
+    VANISH_ORDERS,
+)
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
@@ -41,15 +49,13 @@ from graddoctor.diagnose.training.series import (
     side_drop,
     used_steps,
 )
-from graddoctor.modelmap import ACTIVATION_FAMILY
+from graddoctor.diagnose.training.through_time import vanishing_through_time
 from graddoctor.report import Finding
 
-#: input side this many orders of magnitude below the output side -> vanishing. A
-#: healthy He-initialised ReLU net, a ResNet or a pre-norm Transformer stays
-#: within about one order (He et al. 2015, sec. 2.2: the backward variance is
-#: preserved layer to layer); the default-init sigmoid MLP of Glorot & Bengio
-#: loses about one order per layer.
-VANISH_ORDERS = 2.0
+# shared with loss-plateau, in graddoctor.diagnose.thresholds: VANISH_ORDERS (input side this
+# many orders below the output side: vanishing), STALL_ORDERS (the same for update ratios:
+# stalled), MIN_LAYERS (fewest layers for a profile), and REF_VANISH
+
 #: the seed's rule of thumb: a drop of more than 3-4 orders is vanishing beyond doubt
 RULE_OF_THUMB_ORDERS = (3, 4)
 #: input side this many orders above the output side -> exploding across layers
@@ -62,21 +68,10 @@ PRE_NAN_GROWTH_ORDERS = 1.0
 #: an SGD step larger than the weights themselves (||update|| / ||w||) just before a
 #: non-finite step marks that step as the end of a blow-up (healthy runs take ~1e-3)
 MAX_UPDATE_RATIO = 1.0
-#: input-side updates this many orders below output-side ones -> stalled
-STALL_ORDERS = 2.0
-#: module types of vanilla recurrent layers (no gates to carry the gradient through time)
-VANILLA_RNN_TYPES = ("RNN", "RNNCell")
-#: fewest weight layers for an across-layer profile (thirds need >= 1 layer each
-#: and a middle; with 2-3 layers the raw input scale of layer 1 would decide)
-MIN_LAYERS = 4
 #: consecutive steps (samples, for updates) the pattern must hold
 PERSIST = 3
 PERSIST_SAMPLED = 2
 
-REF_VANISH = (
-    "Hochreiter 1991 (diploma thesis, sec. 4); Bengio, Simard & Frasconi 1994 "
-    "(IEEE TNN 5(2), sec. II); Glorot & Bengio 2010 (AISTATS, sec. 4.2)"
-)
 REF_EXPLODE = "Pascanu, Mikolov & Bengio 2013 (ICML, sec. 2.1 and 3.2: gradient norm clipping)"
 REF_STALL = (
     "Glorot & Bengio 2010 (AISTATS, sec. 4.2); You, Gitman & Ginsburg 2017 "
@@ -113,12 +108,12 @@ def decay_remedies(meta: dict, layers: list[str]) -> list[str]:
     a ReLU chain without skips -> residual, he-init; otherwise normalisation first.
     """
     info = _layer_info(meta)
-    fams = {ACTIVATION_FAMILY.get(info.get(n, {}).get("activation") or "", "") for n in layers}
+    fams = {kinds.family(info.get(n, {}).get("activation")) for n in layers}
     types = {info.get(n, {}).get("type", "") for n in layers}
     skips = any(
         (info[n].get("min_depth") or 0) + 1 < (info[n].get("depth") or 0) for n in layers if n in info
     )
-    if "RNN" in types or "RNNCell" in types:
+    if types & set(VANILLA_RNN_TYPES):
         return ["lstm", "orthogonal-init", "clip-norm"]
     if "saturating" in fams:
         return ["relu", "batchnorm", "residual"]
@@ -166,7 +161,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     names, ids, logs = relative_gradient(meta, steps)
     hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
     if hit is None:
-        return _through_time(meta, steps)
+        return vanishing_through_time(meta, steps)
     i, prof, drops = hit
     drop, rate, n = side_drop(prof)
     prof_ev = _profile_evidence(names, prof, drop, rate, n)
@@ -190,33 +185,6 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     sev = "error" if drop >= RULE_OF_THUMB_ORDERS[0] else "warning"
     return [Finding("vanishing-gradient", sev, msg, affected, ev,
                     decay_remedies(meta, ev["profile_layers"]), ids[i], REF_VANISH)]
-
-
-def _through_time(meta: dict, steps: list[dict]) -> list[Finding]:
-    """Vanishing through time, inferred: a vanilla RNN whose loss plateaus early.
-
-    Per-layer norms cannot resolve time steps, so this is the textbook reading of
-    the symptom (Bengio et al. 1994, sec. IV; Hochreiter & Schmidhuber 1997,
-    sec. 5): a tanh/ReLU RNN stuck on a plateau lacks the long-range gradient.
-    ``gd.check`` measures the through-time profile directly.
-    """
-    rnns = [ly["name"] for ly in meta.get("layers", [])
-            if ly.get("kind") == "rnn" and ly.get("type") in VANILLA_RNN_TYPES
-            and ly.get("trainable", True)]
-    if not rnns:
-        return []
-    from graddoctor.diagnose.training.loss import loss_plateau
-
-    plateau = loss_plateau(meta, steps)
-    if not plateau:
-        return []
-    p = plateau[0]
-    ev = {"inferred_from": "loss-plateau", "recurrent_type": "vanilla RNN", **{
-        k: p.evidence[k] for k in ("loss_start", "loss_level", "level_over_start")}}
-    msg = ("likely vanishing through time: a vanilla RNN whose loss plateaus early (per-layer "
-           "norms cannot see time steps; gd.check measures the through-time profile)")
-    return [Finding("vanishing-gradient", "warning", msg, rnns, ev,
-                    ["lstm", "orthogonal-init", "clip-norm"], p.step, REF_VANISH)]
 
 
 def _global_norm(meta: dict, steps: list[dict]) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -335,8 +303,8 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
                f"input side ({-rate:.2f} orders per layer over {n} layers)")
         affected = ev["profile_layers"][: max(1, n // 3)]
         info = _layer_info(meta)
-        saturating = any(ACTIVATION_FAMILY.get(info.get(nm, {}).get("activation") or "") ==
-                         "saturating" for nm in affected)
+        saturating = any(kinds.family(info.get(nm, {}).get("activation")) == "saturating"
+                         for nm in affected)
         rem = ["clip-norm", "lower-lr", "xavier-init" if saturating else "he-init"]
         out.append(Finding("exploding-gradient", "error", msg, affected, ev, rem, ids2[i], REF_EXPLODE))
     out.sort(key=lambda f: f.step or 0)  # one finding: the earliest sign of the blow-up

@@ -51,13 +51,7 @@ import math
 
 import numpy as np
 
-from graddoctor.diagnose.training.activations import SAT_FRAC, _is_gate
-from graddoctor.diagnose.training.gradients import (
-    MIN_LAYERS,
-    STALL_ORDERS,
-    VANILLA_RNN_TYPES,
-    VANISH_ORDERS,
-)
+from graddoctor.diagnose.thresholds import MIN_LAYERS, SAT_FRAC, STALL_ORDERS, VANISH_ORDERS
 from graddoctor.diagnose.training.series import (
     UPDATE_FLOOR,
     as_float,
@@ -68,6 +62,7 @@ from graddoctor.diagnose.training.series import (
     side_drop,
     used_steps,
 )
+from graddoctor.diagnose.training.sites import saturating_hidden_sites, vanilla_rnns
 from graddoctor.report import Finding
 
 #: generic path: window length and consecutive flat windows
@@ -93,7 +88,8 @@ LEVEL_STEPS = 10
 #: only the first steps are searched (a plateau later on is convergence or a schedule)
 EARLY_STEPS = 100
 #: a gradient-profile sign must hold this many steps in a row (as vanishing-gradient's);
-#: its thresholds (VANISH_ORDERS, STALL_ORDERS, MIN_LAYERS) are those of gradients.py
+#: its thresholds (VANISH_ORDERS, STALL_ORDERS, MIN_LAYERS) are the gradient rules' own
+#: (``graddoctor.diagnose.thresholds``)
 EVIDENCE_PERSIST = 3
 #: every layer's update ratio below this: the step is too small for the loss to move
 TINY_STEP = 1e-4
@@ -204,10 +200,8 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = log10_safe(g) - np.log10(w)
     u = matrix(steps, "update_ratio", names)
-    sites = [a["name"] for a in meta.get("activations", []) if a.get("family") == "saturating"
-             and not a.get("is_output") and not _is_gate(a)]
-    vanilla = any(ly.get("kind") == "rnn" and ly.get("type") in VANILLA_RNN_TYPES
-                  and ly.get("trainable", True) for ly in meta.get("layers", []))
+    sites = [a["name"] for a in saturating_hidden_sites(meta)]
+    vanilla = bool(vanilla_rnns(meta))
     out: list[str | None] = []
     down = up = 0
     last_u, saturated = None, False
