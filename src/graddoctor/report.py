@@ -71,6 +71,8 @@ class Report:
         findings: the findings, any order (kept sorted by severity, errors first).
         source: "check", "watch" or "repair".
         data: raw numbers (per-layer series, probe profiles, ...), JSON-able.
+        model_map: the ``ModelMap`` that ``check`` traced (so ``repair`` need not trace the
+            model again); not serialised, not compared, not shown.
 
     Example:
         >>> r = Report([Finding("loss-plateau", "info", "flat"), Finding("non-finite", "error", "NaN")], "watch")
@@ -83,6 +85,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     source: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    model_map: Any = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.findings = sorted(self.findings, key=lambda f: _SEVERITY_RANK[f.severity])

@@ -103,7 +103,7 @@ def check(
         data["probe"] = p.to_dict()
     data["seconds"] = round(time.perf_counter() - t0, 3)
     report = Report(findings, source="check", data=data)
-    report.model_map = m  # type: ignore[attr-defined]  # for gd.repair: one trace per verb call
+    report.model_map = m  # for gd.repair: one trace per verb call
     return report
 
 
