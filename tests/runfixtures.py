@@ -12,9 +12,8 @@ import math
 import torch
 from torch import nn
 
-from graddoctor.report import _jsonable
-
-ACTS = {nn.Sigmoid: ("sigmoid", "saturating"), nn.Tanh: ("tanh", "saturating"), nn.ReLU: ("relu", "relu")}
+from graddoctor import kinds
+from graddoctor.runlog import encode
 
 
 def tiny_model(depth: int = 6, width: int = 16, act: type[nn.Module] = nn.Sigmoid) -> nn.Sequential:
@@ -40,15 +39,15 @@ def record_run(model: nn.Module | None = None, n_steps: int = 24, frozen: tuple[
         for p in model.get_submodule(name).parameters():
             p.requires_grad_(False)
     layers = [(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
-    sites = [(n, m) for n, m in model.named_modules() if type(m) in ACTS]
+    sites = [(n, m) for n, m in model.named_modules() if kinds.of_module(m) is not None]
     meta = {
         "type": "meta", "version": 1,
         "layers": [{"name": n, "type": type(m).__name__, "kind": "linear", "depth": i + 1, "min_depth": i + 1,
                     "activation": None, "is_output": i == len(layers) - 1,
                     "numel": sum(p.numel() for p in m.parameters()),
                     "trainable": any(p.requires_grad for p in m.parameters())} for i, (n, m) in enumerate(layers)],
-        "activations": [{"name": n, "kind": ACTS[type(m)][0], "family": ACTS[type(m)][1], "owner": None,
-                         "functional": False, "is_output": False} for n, m in sites],
+        "activations": [{"name": n, "kind": kinds.of_module(m), "family": kinds.family(kinds.of_module(m)),
+                         "owner": None, "functional": False, "is_output": False} for n, m in sites],
         "config": {"update_every": update_every},
     }
     g = torch.Generator().manual_seed(0)
@@ -88,12 +87,12 @@ def record_run(model: nn.Module | None = None, n_steps: int = 24, frozen: tuple[
                     rec["update_ratio"][n] = upd / max(new.norm().item(), 1e-12)
                 rec["act"] = {}
                 for n, m in sites:
-                    o, kind = outs[n], ACTS[type(m)][0]
-                    sat = ((o < 0.01) | (o > 0.99)) if kind == "sigmoid" else (o.abs() > 0.99)
+                    o, kind = outs[n], kinds.of_module(m)
+                    sat = kinds.saturated_mask(o, kind)
                     rec["act"][n] = {"mean": o.mean().item(), "std": o.std().item(),
                                      "zero_frac": (o == 0).float().mean().item(),
-                                     "dead_frac": (o <= 0).all(0).float().mean().item() if kind == "relu" else 0.0,
-                                     "sat_frac": sat.float().mean().item() if kind != "relu" else 0.0}
+                                     "dead_frac": (o <= 0).all(0).float().mean().item() if kind in kinds.DYING else 0.0,
+                                     "sat_frac": sat.float().mean().item() if sat is not None else 0.0}
             steps.append(rec)
     finally:
         for h in handles:
@@ -103,7 +102,7 @@ def record_run(model: nn.Module | None = None, n_steps: int = 24, frozen: tuple[
 
 def to_jsonl(meta: dict, steps: list[dict]) -> str:
     """The run as watch.jsonl text (non-finite floats as "nan"/"inf" strings)."""
-    return "\n".join(json.dumps(_jsonable(r)) for r in [meta, *steps]) + "\n"
+    return "\n".join(encode(r) for r in [meta, *steps]) + "\n"
 
 
 def from_jsonl(text: str) -> tuple[dict, list[dict]]:
