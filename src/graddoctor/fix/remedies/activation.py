@@ -42,6 +42,15 @@ _SATURATING = frozenset(k for k, f in kinds.FAMILY.items() if f == "saturating")
 def kind_of(to: str) -> str:
     """The activation kind a swap remedy produces (``"leaky-relu"`` -> ``"leaky_relu"``).
 
+    Args:
+        to: a swap remedy id (``SWAPS``).
+
+    Returns:
+        The ``graddoctor.kinds`` kind name.
+
+    Raises:
+        Nothing.
+
     Example:
         >>> kind_of("leaky-relu"), kind_of("gelu")
         ('leaky_relu', 'gelu')
@@ -51,6 +60,15 @@ def kind_of(to: str) -> str:
 
 def default_sources(to: str) -> set[str]:
     """Activation kinds a swap to ``to`` replaces: saturating ones; the dying ReLUs too for leaky-relu.
+
+    Args:
+        to: a swap remedy id (``SWAPS``).
+
+    Returns:
+        The kinds (``graddoctor.kinds`` names) it replaces by default.
+
+    Raises:
+        Nothing.
 
     Example:
         >>> sorted(default_sources("leaky-relu") - default_sources("relu"))
@@ -159,6 +177,17 @@ def _code(to: str) -> str:
           options=("sources",))
 def swap(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
     """The registered remedy: ``swap_activation`` to ``ctx.remedy`` on the ``layers`` sites.
+
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: activation sites (module names) to swap; None: every hidden one.
+        ctx: ``ctx.remedy`` the target (``SWAPS``); ``ctx.options["sources"]`` the kinds replaced.
+
+    Returns:
+        ``(new_model, change)``.
+
+    Raises:
+        InputError: an unknown target.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))

@@ -25,6 +25,16 @@ def lstm(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tupl
     """Advise replacing each vanilla ``nn.RNN`` by ``nn.LSTM`` (or ``nn.GRU``); the model is
     returned as is.
 
+    Args:
+        model: the model, returned as is.
+        layers, ctx: unused (the remedy signature).
+
+    Returns:
+        ``(model, change)``: a "manual" change with the code to write per RNN.
+
+    Raises:
+        Nothing.
+
     Example:
         >>> lstm(nn.Linear(2, 2), None, RemedyContext("lstm"))[1].modules
         []
@@ -45,6 +55,17 @@ def lower_lr(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> 
     """Advise dividing the learning rate by ``ctx.options["factor"]`` (default 10; the current
     rates named when ``ctx.optimizer`` is given).
 
+    Args:
+        model: the model, returned as is.
+        layers: unused.
+        ctx: ``ctx.options["factor"]``; ``ctx.optimizer`` names the current rates.
+
+    Returns:
+        ``(model, change)``: advice.
+
+    Raises:
+        Nothing.
+
     Example:
         >>> lower_lr(nn.Linear(2, 2), None, RemedyContext("lower-lr"))[1].details["factor"]
         10.0
@@ -62,6 +83,16 @@ def lower_lr(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> 
 @register("lr-find", family="advice", keeps_map=True, summary="run an LR range test")
 def lr_find(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
     """Advise an LR range test (Smith 2017); the model is returned as is.
+
+    Args:
+        model: the model, returned as is.
+        layers, ctx: unused (the remedy signature).
+
+    Returns:
+        ``(model, change)``: advice.
+
+    Raises:
+        Nothing.
 
     Example:
         >>> lr_find(nn.Linear(2, 2), None, RemedyContext("lr-find"))[1].kind

@@ -93,6 +93,18 @@ def clip(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tupl
 
     Returns the model unchanged (clipping lives on the optimizer); ``layers`` is ignored.
 
+    Args:
+        model: the model, returned unchanged (clipping lives on the optimizer).
+        layers: ignored.
+        ctx: ``ctx.remedy`` the mode; ``ctx.options["value"]`` the bound; ``ctx.optimizer``.
+
+    Returns:
+        ``(model, change)``: "applied" when registered on the optimizer, else "advice" with
+        the hook in ``change.hooks``.
+
+    Raises:
+        InputError: an unknown clipping remedy.
+
     Example:
         >>> net = torch.nn.Linear(2, 2)
         >>> _, change = clip(net, None, RemedyContext("clip-norm"))

@@ -280,6 +280,17 @@ def reinit_layers(model: nn.Module, layers: list[str] | None,
                   ctx: RemedyContext) -> tuple[nn.Module, Change]:
     """The registered remedy: ``reinit`` with scheme ``ctx.remedy`` on the ``layers``.
 
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: weight layers to re-draw; None: every Linear/Conv (and RNN for orthogonal).
+        ctx: ``ctx.remedy`` the scheme; ``ctx.options``: ``lsuv_tol``, ``lsuv_iters``.
+
+    Returns:
+        ``(new_model, change)``; ``change.mmap`` is the map used (the structure is unchanged).
+
+    Raises:
+        InputError: "lsuv-init" without example inputs.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
         >>> reinit_layers(net, ["0"], RemedyContext("he-init"))[1].modules

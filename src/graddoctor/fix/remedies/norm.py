@@ -258,6 +258,17 @@ def normalise(model: nn.Module, layers: list[str] | None,
     """The registered remedy: ``groupnorm``/``layernorm`` replace BatchNorm where the model has
     some, else (and ``batchnorm`` always) ``insert_norm`` after the hidden ``layers``.
 
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: weight layers to follow with a norm (insertion only); None: every hidden one.
+        ctx: ``ctx.remedy`` the norm; ``ctx.example_inputs`` required (shapes, batch size).
+
+    Returns:
+        ``(new_model, change)``.
+
+    Raises:
+        InputError: no example inputs for an insertion.
+
     Example:
         >>> import torch
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))

@@ -46,6 +46,12 @@ class RemedyContext:
         options: the remedy's own options (``value`` of a clip, ``block_size`` of a skip, ...).
         inplace: change the model itself instead of a deep copy.
 
+    Returns:
+        (plain data) read by the remedy; ``repair`` builds one per plan step.
+
+    Raises:
+        Nothing.
+
     Example:
         >>> RemedyContext("clip-norm", options={"value": 0.5}).options["value"]
         0.5
@@ -76,6 +82,12 @@ class Remedy:
         keeps_map: it changes no module and no data flow (re-init, hooks, advice), so a
             ``ModelMap`` of the model stays valid after it.
         options: the names ``ctx.options`` may hold.
+
+    Returns:
+        (plain data) ``REMEDIES[id]``; ``get(id)`` returns it.
+
+    Raises:
+        Nothing: ``register`` checks ids, ``apply`` checks options.
 
     Example:
         >>> get("rezero").family, get("rezero").needs_inputs, get("he-init").keeps_map

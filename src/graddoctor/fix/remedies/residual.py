@@ -253,6 +253,17 @@ def add_skips(model: nn.Module, layers: list[str] | None,
     """The registered remedy: ``add_residual`` (``rezero`` when ``ctx.remedy`` is "rezero");
     ``layers`` is ignored (every Sequential chain is wrapped).
 
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: ignored.
+        ctx: ``ctx.example_inputs`` required (block shapes); ``ctx.options["block_size"]``.
+
+    Returns:
+        ``(new_model, change)``; a "manual" change when the model has no Sequential chain.
+
+    Raises:
+        InputError: no example inputs.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(),
         ...                     nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
