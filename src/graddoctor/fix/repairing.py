@@ -18,7 +18,6 @@ import contextlib
 import copy
 import gc
 import time
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,9 +29,8 @@ from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
 from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
 from graddoctor.fix.remedies.base import Change, modules_by_name
-from graddoctor.fix.text import short_list
 from graddoctor.modelmap import ModelMap
-from graddoctor.report import Finding, Report
+from graddoctor.report import Finding, Report, _short_list
 
 
 @dataclass
@@ -102,14 +100,14 @@ class RepairResult:
         head = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing to do"
         lines = [f"graddoctor repair: {head} ({self.seconds:.2f} s)"]
         for c in self.changes:
-            where = f" on {len(c.modules)} module(s): {short_list(c.modules)}" if c.modules else ""
+            where = f" on {len(c.modules)} module(s): {_short_list(c.modules)}" if c.modules else ""
             lines.append(f"  [{c.kind}] {c.remedy}{where}")
             lines.append(f"      why: {c.why}")
             by_code: dict[str, list[str]] = {}
             for m in c.details.get("manual", []) or []:
                 by_code.setdefault(m["code"], []).append(m["site"])
             for code, sites in by_code.items():
-                lines.append(f"      code change needed: {code} (sites: {short_list(sites)})")
+                lines.append(f"      code change needed: {code} (sites: {_short_list(sites)})")
             code = c.details.get("code")
             if code and c.kind != "applied":
                 for line in code if isinstance(code, list) else [code]:
@@ -235,9 +233,8 @@ def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inp
 
 def report_map(report: Report | list[Finding], model: nn.Module) -> ModelMap | None:
     """The ``ModelMap`` that ``check`` attached to ``report`` (``report.model_map``), when it maps
-    this very model object (``model_map.model``, or a weak reference to it, is ``model``) and
-    still describes it (every traced call's module is there, same name, same type: no surgery
-    since); else None.
+    this very model object (``model_map.model is model``) and still describes it (every traced
+    call's module is there, same name, same type: no surgery since); else None.
 
     Args:
         report: a ``Report`` (or a list of findings: None).
@@ -252,17 +249,11 @@ def report_map(report: Report | list[Finding], model: nn.Module) -> ModelMap | N
     Example:
         >>> import torch
         >>> net = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
-        >>> report = Report()
-        >>> report.model_map = ModelMap(net, torch.randn(3, 2))
-        >>> report.model_map.model = net
-        >>> report_map(report, net) is report.model_map, report_map(report, copy.deepcopy(net))
-        (True, None)
+        >>> report_map(Report(), net) is None  # no map on the report
+        True
     """
     mm = getattr(report, "model_map", None)
-    owner = getattr(mm, "model", None)
-    if isinstance(owner, weakref.ref):
-        owner = owner()
-    if mm is None or owner is not model:
+    if mm is None or getattr(mm, "model", None) is not model:
         return None
     mods = modules_by_name(model)
     if any(c.name not in mods or type(mods[c.name]).__name__ != c.type for c in mm.calls):
