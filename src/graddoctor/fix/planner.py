@@ -42,9 +42,12 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor.errors import InputError
+from graddoctor import kinds
+from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import batch_size
+from graddoctor.fix.remedies.init import SCHEMES
 from graddoctor.fix.remedies.norm import MIN_BN_BATCH
+from graddoctor.fix.remedies.registry import get
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report
 
@@ -57,8 +60,8 @@ SKIP_DEPTH = 12
 #: layers from which a plain stack with a vanishing signal also gets normalisation layers
 NORM_DEPTH = 16
 
-ACTIVATIONS = ("relu", "leaky-relu", "gelu", "elu", "silu")
-INITS = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
+ACTIVATIONS = SWAPS
+INITS = SCHEMES
 SKIPS = ("residual", "rezero")
 PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
@@ -67,7 +70,6 @@ PHASES: dict[str, int] = {
 }
 
 _VANISH = {"vanishing-gradient", "signal-collapse", "stalled-layers"}
-_TANH = frozenset({"tanh", "hardtanh", "softsign"})
 
 
 @dataclass
@@ -93,9 +95,9 @@ class _Facts:
     has_conv: bool
     batch: int | None
     rnns: list[str]
-    relu_family: bool = True
+    relu_family: bool = True  # most hidden weight layers are followed by a ReLU-family activation
     hidden_kinds: frozenset = frozenset()  # kinds of the hidden saturating sites
-    vanilla_rnns: tuple = ()  # most hidden weight layers are followed by a ReLU-family activation
+    vanilla_rnns: tuple = ()  # plain nn.RNN modules (the lstm advice)
 
 
 def facts(model: nn.Module, example_inputs: Any = None, mmap: ModelMap | None = None) -> _Facts:
@@ -107,23 +109,18 @@ def facts(model: nn.Module, example_inputs: Any = None, mmap: ModelMap | None = 
     rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
     vanilla = tuple(n for n, m in model.named_modules() if type(m) is nn.RNN)
     if example_inputs is None and mmap is None:
-        from graddoctor.modelmap import ACTIVATION_FAMILY, activation_kind
-
-        acts = [n for n, m in model.named_modules()
-                if ACTIVATION_FAMILY.get(activation_kind(m) or "") == "saturating"]
+        acts = [n for n, m in model.named_modules() if kinds.family(kinds.of_module(m)) == "saturating"]
         layers = sum(isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) for m in model.modules())
-        kinds = frozenset(activation_kind(m) for n, m in model.named_modules() if n in acts[:-1])
+        hidden = frozenset(kinds.of_module(m) for n, m in model.named_modules() if n in acts[:-1])
         return _Facts(acts[:-1] if acts else [], layers, False, has_norm, has_conv, None, rnns,
-                      True, kinds, vanilla)
+                      True, hidden, vanilla)
     mm = mmap if mmap is not None else ModelMap(model, example_inputs)
     sat = [s.name for s in mm.activations if s.family == "saturating" and not s.is_output]
     has_skip = mm.shortest_path < 0.5 * mm.longest_path
-    from graddoctor.modelmap import ACTIVATION_FAMILY
-
-    fam = [ACTIVATION_FAMILY.get(x.activation or "", "none") for x in mm.layers if not x.is_output]
-    kinds = frozenset(s.kind for s in mm.activations if s.name in sat)
+    fam = [kinds.family(x.activation) or "none" for x in mm.layers if not x.is_output]
+    hidden = frozenset(s.kind for s in mm.activations if s.name in sat)
     return _Facts(sat, mm.longest_path, has_skip, has_norm, has_conv, batch_size(example_inputs),
-                  rnns, fam.count("relu") * 2 >= len(fam), kinds, vanilla)
+                  rnns, fam.count("relu") * 2 >= len(fam), hidden, vanilla)
 
 
 def plan(
@@ -170,7 +167,7 @@ def plan(
     # tanh whose trouble is the weight scale (poor-init / signal-collapse) in a net that is not
     # very deep: keep tanh, fix the init (Glorot & Bengio 2010); sigmoid is always swapped
     # (measured: 16-layer tanh, std 0.03 init, SGD: tanh+xavier 0.94 vs relu+he 0.87 on digits)
-    keep_tanh = (bool(fx.hidden_saturating) and fx.hidden_kinds <= _TANH and fx.depth < DEEP
+    keep_tanh = (bool(fx.hidden_saturating) and fx.hidden_kinds <= kinds.TANH_LIKE and fx.depth < DEEP
                  and bool(codes & {"poor-init", "signal-collapse"}))
     if keep_tanh:
         add("xavier-init", "tanh kept: the weight scale, not tanh itself, starves the signal "
@@ -249,13 +246,16 @@ def plan(
 
 
 def plan_from_ids(ids: list[str]) -> list[PlanStep]:
-    """An explicit plan (``repair(..., remedies=[...])``): the ids in the order given."""
-    from graddoctor.fix.remedies import REMEDIES
+    """An explicit plan (``repair(..., remedies=[...])``): the ids in the order given.
 
-    unknown = [r for r in ids if r not in REMEDIES]
-    if unknown:
-        raise InputError(f"unknown remedy {unknown[0]!r}; known: {', '.join(REMEDIES)}")
-    return [PlanStep(r, "requested") for r in ids]
+    Raises:
+        InputError: an unknown id (the message lists the known ones).
+
+    Example:
+        >>> [s.remedy for s in plan_from_ids(["elu", "he-init"])]
+        ['elu', 'he-init']
+    """
+    return [PlanStep(get(r).id, "requested") for r in ids]
 
 
 def _list(codes: set[str]) -> str:

@@ -28,20 +28,37 @@ from torch import nn
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
 from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
-from graddoctor.fix.remedies.base import Change
+from graddoctor.fix.remedies.base import Change, modules_by_name
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report, _short_list
 
 
 @dataclass
 class RepairResult:
-    """What ``repair`` returns.
+    """What ``repair`` returns: the repaired model and what was done to it.
 
-    Attributes:
+    Args:
         model: the repaired model (a new one unless ``inplace=True``).
         changes: one ``Change`` per remedy applied or advised, in order.
         plan: the planner's steps (remedy id + reason).
         seconds: wall time spent repairing.
+
+    Returns:
+        (what it offers) ``applied`` / ``manual``: the changes made / left to the user's code;
+        ``attach(optimizer)``: the clipping hooks registered on a new optimizer;
+        ``to_dict()``: JSON-able; ``str(result)``: what changed and why.
+
+    Raises:
+        Nothing: a result is plain data.
+
+    Example:
+        >>> from graddoctor.report import Finding, Report
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> res = repair(net, Report([Finding("saturating-hidden-activation", "warning", "tanh")]))
+        >>> [c.remedy for c in res.applied]
+        ['relu', 'he-init']
+        >>> print(str(res).splitlines()[1])
+          [applied] relu on 1 module(s): 1
     """
 
     model: nn.Module
@@ -51,6 +68,7 @@ class RepairResult:
 
     @property
     def applied(self) -> list[Change]:
+        """Changes made to the model (kind "applied")."""
         return [c for c in self.changes if c.kind == "applied"]
 
     @property
@@ -73,6 +91,7 @@ class RepairResult:
                 if c.kind != "applied" or not c.handles]
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-able: the changes, the plan and the time (the model is not included)."""
         return {"changes": [c.to_dict() for c in self.changes],
                 "plan": [s.to_dict() for s in self.plan], "seconds": self.seconds}
 
@@ -105,7 +124,7 @@ def repair(
     remedies: list[str] | None = None,
     seed: int | None = 0,
 ) -> RepairResult:
-    """Apply the remedies that ``report``'s findings call for.
+    """Apply the remedies that ``report``'s findings call for; return a new model and what changed.
 
     Args:
         model: the model to repair; never mutated unless ``inplace=True``.
@@ -123,11 +142,30 @@ def repair(
     Returns:
         ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
 
-    Cost: one traced forward (``ModelMap``, shared by the planner and every remedy while it
-    stays exact), one deep copy, the re-drawn weights. Python's cyclic garbage collector is
-    paused meanwhile (repair's objects are freed by reference counting): a full collection
-    of the process's heap, which repair's allocations would otherwise often trigger
-    (~0.2 s at a few 100k live objects), is left to run later, not inside repair.
+    Raises:
+        InputError: ``model`` is not an ``nn.Module``; no report and no example inputs; an
+            unknown remedy id.
+
+    Example:
+        >>> import graddoctor as gd
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Sigmoid(),
+        ...                     nn.Linear(8, 2))
+        >>> x = torch.randn(16, 4)
+        >>> result = gd.repair(net, gd.check(net, x), example_inputs=x)
+        >>> type(net[1]).__name__, type(result.model[1]).__name__
+        ('Sigmoid', 'ReLU')
+
+    Cost: one traced forward (``ModelMap``), shared by the planner and every remedy while it
+    stays exact: the map ``check`` attached to the report (``report.model_map``) when it maps
+    this very model object, unchanged since, else one new trace. A remedy that changes the
+    architecture (norm insertion or replacement, skip connections) leaves a map that no longer
+    describes the new model (new modules, new names, new data flow), so a later remedy that
+    needs one traces the new model once; the planner orders the skips after the re-init so
+    that the usual plans (swap, re-init, skips) need no second trace. Then one deep copy and
+    the re-drawn weights. Python's cyclic garbage collector is paused meanwhile (repair's
+    objects are freed by reference counting): a full collection of the process's heap, which
+    repair's allocations would otherwise often trigger (~0.2 s at a few 100k live objects), is
+    left to run later, not inside repair.
     """
     with _gc_paused():
         return _repair(model, report, example_inputs, optimizer, inplace, remedies, seed)
@@ -156,11 +194,12 @@ def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inp
         from graddoctor.diagnose.checkup import check
 
         report = check(model, example_inputs)
-    # one ModelMap shared along the plan: built once (the planner's), handed from remedy to
-    # remedy while it stays exact (``Change.mmap``, ``Remedy.keeps_map``), rebuilt lazily by
-    # the next remedy that needs one after a structural change
-    mmap = None
-    if remedies is None and example_inputs is not None:
+    findings = report.findings if isinstance(report, Report) else list(report)
+    # one ModelMap shared along the plan: check's, or built once (the planner's), handed from
+    # remedy to remedy while it stays exact (``Change.mmap``, ``Remedy.keeps_map``), rebuilt
+    # lazily by the next remedy that needs one after a structural change
+    mmap = report_map(report, model)
+    if mmap is None and remedies is None and example_inputs is not None:
         mmap = ModelMap(model, example_inputs)  # valid for the deep copy too: same names
     steps = plan_from_ids(list(remedies)) if remedies is not None else plan(
         report, model, example_inputs, optimizer, mmap=mmap)
@@ -176,9 +215,9 @@ def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inp
                 changes.append(Change(step.remedy, [], f"{step.reason}: needs example_inputs to "
                                       "apply; pass example_inputs=<a batch>", "advice"))
                 continue
-            new, change = registry.apply(step.remedy, new, example_inputs, inplace=True,
-                                         optimizer=optimizer if owned else None, mmap=mmap,
-                                         **step.options)
+            new, change = registry.apply(
+                step.remedy, new, example_inputs, inplace=True, optimizer=optimizer if owned else None,
+                mmap=mmap, findings=[f for f in findings if f.code in step.codes], **step.options)
             mmap = change.mmap if change.mmap is not None else mmap if entry.keeps_map else None
             change.mmap = None  # not kept in the result
             change.why = f"{step.reason} -> {change.why}" if step.reason != "requested" else change.why
@@ -190,6 +229,36 @@ def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inp
         if missing:
             changes.append(_rebuild_optimizer(missing))
     return RepairResult(new, changes, steps, time.perf_counter() - t0)
+
+
+def report_map(report: Report | list[Finding], model: nn.Module) -> ModelMap | None:
+    """The ``ModelMap`` that ``check`` attached to ``report`` (``report.model_map``), when it maps
+    this very model object (``model_map.model is model``) and still describes it (every traced
+    call's module is there, same name, same type: no surgery since); else None.
+
+    Args:
+        report: a ``Report`` (or a list of findings: None).
+        model: the model to repair.
+
+    Returns:
+        The map, or None (repair then traces the model itself).
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Tanh())
+        >>> report_map(Report(), net) is None  # no map on the report
+        True
+    """
+    mm = getattr(report, "model_map", None)
+    if mm is None or getattr(mm, "model", None) is not model:
+        return None
+    mods = modules_by_name(model)
+    if any(c.name not in mods or type(mods[c.name]).__name__ != c.type for c in mm.calls):
+        return None
+    return mm
 
 
 def _rebuild_optimizer(missing: list[str]) -> Change:
@@ -204,4 +273,4 @@ def _owns(optimizer: torch.optim.Optimizer, model: nn.Module) -> bool:
     return all(id(p) in ids for g in optimizer.param_groups for p in g["params"])
 
 
-__all__ = ["RepairResult", "repair"]
+__all__ = ["RepairResult", "repair", "report_map"]

@@ -22,34 +22,59 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.errors import InputError
 from graddoctor.fix.remedies.base import Change, modules_by_name, replace_modules, target
-from graddoctor.modelmap import ACTIVATION_FAMILY, ModelMap, activation_kind
+from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.modelmap import ModelMap
 
-#: remedy id -> factory of the new activation module
-FACTORIES: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky-relu": lambda: nn.LeakyReLU(0.01),
-    "gelu": nn.GELU,
-    "elu": nn.ELU,
-    "silu": nn.SiLU,
-}
+#: the swap remedies (ids); each builds ``kinds.SWAP_MODULES[kind_of(id)]``
+SWAPS: tuple[str, ...] = ("relu", "leaky-relu", "gelu", "elu", "silu")
 
-#: remedy id -> ModelMap activation kind it produces
-KIND_OF: dict[str, str] = {"relu": "relu", "leaky-relu": "leaky_relu", "gelu": "gelu",
-                           "elu": "elu", "silu": "silu"}
+_SATURATING = frozenset(k for k, f in kinds.FAMILY.items() if f == "saturating")
 
-_SATURATING = {k for k, f in ACTIVATION_FAMILY.items() if f == "saturating"}
+
+def kind_of(to: str) -> str:
+    """The activation kind a swap remedy produces (``"leaky-relu"`` -> ``"leaky_relu"``).
+
+    Args:
+        to: a swap remedy id (``SWAPS``).
+
+    Returns:
+        The ``graddoctor.kinds`` kind name.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> kind_of("leaky-relu"), kind_of("gelu")
+        ('leaky_relu', 'gelu')
+    """
+    return to.replace("-", "_")
 
 
 def default_sources(to: str) -> set[str]:
-    """Activation kinds a swap to ``to`` replaces: saturating ones; plain ReLU too for leaky-relu."""
-    return _SATURATING | ({"relu", "relu6"} if to == "leaky-relu" else set())
+    """Activation kinds a swap to ``to`` replaces: saturating ones; the dying ReLUs too for leaky-relu.
+
+    Args:
+        to: a swap remedy id (``SWAPS``).
+
+    Returns:
+        The kinds (``graddoctor.kinds`` names) it replaces by default.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> sorted(default_sources("leaky-relu") - default_sources("relu"))
+        ['relu', 'relu6']
+    """
+    return set(_SATURATING | (kinds.DYING if to == "leaky-relu" else frozenset()))
 
 
 def swap_activation(
@@ -66,7 +91,7 @@ def swap_activation(
 
     Args:
         model: the model (deep-copied unless ``inplace``).
-        to: one of ``FACTORIES`` ("relu", "leaky-relu", "gelu", "elu", "silu").
+        to: one of ``SWAPS`` ("relu", "leaky-relu", "gelu", "elu", "silu").
         example_inputs: a batch; with it, output-side activations and functional
             activations are found by a traced forward (``ModelMap``); without it, the
             activation modules are read from ``named_modules`` and those registered
@@ -86,8 +111,8 @@ def swap_activation(
         >>> type(swap_activation(net, "gelu")[0][1]).__name__
         'GELU'
     """
-    if to not in FACTORIES:
-        raise InputError(f"unknown activation {to!r}; choose one of {sorted(FACTORIES)}")
+    if to not in SWAPS:
+        raise InputError(f"unknown activation {to!r}; choose one of {sorted(SWAPS)}")
     sources = set(sources) if sources is not None else default_sources(to)
     wanted = set(sites) if sites is not None else None
     new = target(model, inplace)
@@ -96,7 +121,7 @@ def swap_activation(
         mmap = ModelMap(new, example_inputs)
     swap, manual, kept_output = [], [], []
     for name, kind, functional, is_output, owner in _sites(new, mmap):
-        if kind not in sources or kind == KIND_OF[to]:
+        if kind not in sources or kind == kind_of(to):
             continue
         if wanted is not None and name not in wanted and owner not in wanted:
             continue
@@ -111,18 +136,18 @@ def swap_activation(
         elif name in mods:
             swap.append((name, kind))
     swaps: dict[nn.Module, nn.Module] = {}
-    kind_of: dict[nn.Module, str] = {}
+    old_kind: dict[nn.Module, str] = {}
     for name, kind in swap:  # a module registered under several names is replaced once
         old = mods[name]
-        if old not in swaps and activation_kind(old) is not None:
-            swaps[old], kind_of[old] = FACTORIES[to](), kind
+        if old not in swaps and kinds.of_module(old) is not None:
+            swaps[old], old_kind[old] = kinds.SWAP_MODULES[kind_of(to)](), kind
     replaced: list[str] = []
     old_kinds: dict[str, str] = {}
     now: dict[str, nn.Module] = {}
     for old, names in replace_modules(new, swaps).items():
         for n in names:
             replaced.append(n)
-            old_kinds[n], now[n] = kind_of[old], swaps[old]
+            old_kinds[n], now[n] = old_kind[old], swaps[old]
     why = (f"hidden {'/'.join(sorted(set(old_kinds.values()))) or 'saturating'} activations "
            f"{'saturate and shrink the gradient' if to != 'leaky-relu' else 'die or saturate'}; "
            f"{to} passes gradient 1 on its active side")
@@ -140,9 +165,34 @@ def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, 
     last_param = max((i for i, (_, m) in enumerate(mods)
                       if any(True for _ in m.parameters(recurse=False))), default=-1)
     return [(n, k, False, i > last_param, n) for i, (n, m) in enumerate(mods)
-            if n and (k := activation_kind(m)) is not None]
+            if n and (k := kinds.of_module(m)) is not None]
 
 
 def _code(to: str) -> str:
-    return {"relu": "F.relu(x)", "leaky-relu": "F.leaky_relu(x, 0.01)", "gelu": "F.gelu(x)",
-            "elu": "F.elu(x)", "silu": "F.silu(x)"}[to]
+    kind = kind_of(to)
+    return f"F.{kind}(x, {kinds.LEAKY_SLOPE})" if kind == "leaky_relu" else f"F.{kind}(x)"
+
+
+@register(*SWAPS, family="activation", summary="swap saturating hidden activations for {id}",
+          options=("sources",))
+def swap(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
+    """The registered remedy: ``swap_activation`` to ``ctx.remedy`` on the ``layers`` sites.
+
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: activation sites (module names) to swap; None: every hidden one.
+        ctx: ``ctx.remedy`` the target (``SWAPS``); ``ctx.options["sources"]`` the kinds replaced.
+
+    Returns:
+        ``(new_model, change)``.
+
+    Raises:
+        InputError: an unknown target.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
+        >>> type(swap(net, None, RemedyContext("elu"))[0][1]).__name__
+        'ELU'
+    """
+    return swap_activation(model, ctx.remedy, ctx.example_inputs, inplace=ctx.inplace, sites=layers,
+                           mmap=ctx.model_map, **ctx.options)

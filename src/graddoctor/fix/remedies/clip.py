@@ -30,6 +30,7 @@ from torch import nn
 
 from graddoctor.errors import InputError
 from graddoctor.fix.remedies.base import Change
+from graddoctor.fix.remedies.registry import RemedyContext, register
 
 MODES = {"clip-norm": "norm", "clip-value": "value", "clip-agc": "agc"}
 DEFAULTS = {"norm": 1.0, "value": 1.0, "agc": 0.01}
@@ -84,24 +85,33 @@ def clip_hook(mode: str, value: float | None = None) -> Callable[[Any, tuple, di
     return hook
 
 
-def clip(
-    model: nn.Module,
-    remedy: str = "clip-norm",
-    value: float | None = None,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    inplace: bool = False,
-) -> tuple[nn.Module, Change]:
-    """Gradient clipping: registered on ``optimizer`` when given, else a hook to attach.
+@register(*MODES, family="clip", keeps_map=True, options=("value",),
+          summary="gradient clipping ({id}) as an optimizer step pre-hook")
+def clip(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
+    """Gradient clipping (mode from ``ctx.remedy``, bound ``ctx.options["value"]``): registered
+    on ``ctx.optimizer`` when given, else a hook for ``RepairResult.attach``.
 
-    Returns the model unchanged (clipping lives on the optimizer).
+    Returns the model unchanged (clipping lives on the optimizer); ``layers`` is ignored.
+
+    Args:
+        model: the model, returned unchanged (clipping lives on the optimizer).
+        layers: ignored.
+        ctx: ``ctx.remedy`` the mode; ``ctx.options["value"]`` the bound; ``ctx.optimizer``.
+
+    Returns:
+        ``(model, change)``: "applied" when registered on the optimizer, else "advice" with
+        the hook in ``change.hooks``.
+
+    Raises:
+        InputError: an unknown clipping remedy.
 
     Example:
         >>> net = torch.nn.Linear(2, 2)
-        >>> _, change = clip(net, "clip-norm")
+        >>> _, change = clip(net, None, RemedyContext("clip-norm"))
         >>> change.kind, change.details["value"]
         ('advice', 1.0)
     """
+    remedy, value, optimizer = ctx.remedy, ctx.options.get("value"), ctx.optimizer
     if remedy not in MODES:
         raise InputError(f"unknown clipping remedy {remedy!r}; choose one of {sorted(MODES)}")
     mode = MODES[remedy]

@@ -12,8 +12,8 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 | ``orthogonal-init`` | gain * orthogonal (Linear); conv: zero kernel, centre tap = gain * orthogonal (delta-orthogonal) | Saxe et al. 2014; Xiao et al. 2018 |
 | ``lsuv-init`` | orthogonal, then each layer in execution order rescaled until its output variance on the example batch is 1 | Mishkin & Matas 2016 |
 
-Gains: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu sqrt(2 / (1 + slope^2)),
-tanh 5/3, selu 3/4, sigmoid and none 1. Recurrent, embedding and norm layers are
+Gains come from ``graddoctor.kinds.gain``: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu
+sqrt(2 / (1 + slope^2)), tanh 5/3, selu 3/4, sigmoid and none 1. Recurrent, embedding and norm layers are
 left alone (``orthogonal-init`` also draws ``weight_hh`` of RNN/LSTM/GRU orthogonal
 per gate).
 
@@ -34,28 +34,23 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.errors import InputError
 from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, target
-from graddoctor.modelmap import ACTIVATION_FAMILY, ModelMap, activation_kind, restored_state
+from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.modelmap import ModelMap, restored_state
 
 SCHEMES = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
 
-_GAIN = {"relu": math.sqrt(2), "relu6": math.sqrt(2), "gelu": math.sqrt(2), "silu": math.sqrt(2),
-         "elu": math.sqrt(2), "celu": math.sqrt(2), "mish": math.sqrt(2), "hardswish": math.sqrt(2),
-         "prelu": math.sqrt(2), "rrelu": math.sqrt(2), "softplus": math.sqrt(2),
-         "tanh": 5 / 3, "hardtanh": 5 / 3, "selu": 0.75}
 
-
-def gain(activation: str | None, slope: float = 0.01) -> float:
-    """The variance-preserving gain for the activation that follows a layer.
+def gain(activation: str | None, slope: float = kinds.LEAKY_SLOPE) -> float:
+    """The variance-preserving gain for the activation that follows a layer (``kinds.gain``).
 
     Example:
         >>> round(gain("relu"), 4), gain(None), round(gain("tanh"), 4)
         (1.4142, 1.0, 1.6667)
     """
-    if activation == "leaky_relu":
-        return math.sqrt(2.0 / (1 + slope**2))
-    return _GAIN.get(activation or "", 1.0)
+    return kinds.gain(activation, slope)
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -63,15 +58,21 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
     return nn.init._calculate_fan_in_and_fan_out(weight)
 
 
-def expected_std(scheme: str, weight: torch.Tensor, activation: str | None, slope: float = 0.01) -> float:
-    """The weight std a scheme documents (he/xavier; orthogonal: gain / sqrt(fan_in) per row norm)."""
+def expected_std(scheme: str, weight: torch.Tensor, activation: str | None,
+                 slope: float = kinds.LEAKY_SLOPE) -> float:
+    """The weight std a scheme documents: he ``kinds.target_std``, xavier ``kinds.glorot_std``
+    (times the gain for the ReLU family only).
+
+    Example:
+        >>> round(expected_std("he-init", torch.empty(10, 200), "relu"), 4)
+        0.1
+    """
     fan_in, fan_out = fans(weight)
-    g = gain(activation, slope)
     if scheme == "he-init":
-        return g / math.sqrt(fan_in)
+        return kinds.target_std(fan_in, activation, slope)
     if scheme == "xavier-init":  # Glorot & Bengio's normalized init: no gain for tanh/sigmoid
-        relu = ACTIVATION_FAMILY.get(activation or "") == "relu"
-        return (g if relu else 1.0) * math.sqrt(2.0 / (fan_in + fan_out))
+        relu = kinds.family(activation) == "relu"
+        return (gain(activation, slope) if relu else 1.0) * kinds.glorot_std(fan_in, fan_out)
     raise InputError(f"no closed-form std for {scheme!r}")
 
 
@@ -160,11 +161,11 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
 
     def slope(site: str | None) -> float:
         m = mods.get(site or "")
-        return float(getattr(m, "negative_slope", 0.01))
+        return float(getattr(m, "negative_slope", kinds.LEAKY_SLOPE))
 
     wanted = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
     if mm is not None:
-        out, prev = {}, (None, 0.01)
+        out, prev = {}, (None, kinds.LEAKY_SLOPE)
         for x in mm.layers:
             if not isinstance(mods.get(x.name), wanted):
                 continue
@@ -175,18 +176,18 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
                 prev = out[x.name]
         for n, m in model.named_modules():  # uncalled layers (functional use): linear gain
             if isinstance(m, wanted) and n not in out:
-                out[n] = (None, 0.01)
+                out[n] = (None, kinds.LEAKY_SLOPE)
         return out
     out, pending = {}, []
     for n, m in model.named_modules():
         if isinstance(m, wanted):
             for p in pending:
-                out[p] = (None, 0.01)
+                out[p] = (None, kinds.LEAKY_SLOPE)
             pending = [n]
-            out[n] = (None, 0.01)
-        elif (k := activation_kind(m)) is not None and pending:
+            out[n] = (None, kinds.LEAKY_SLOPE)
+        elif (k := kinds.of_module(m)) is not None and pending:
             for p in pending:
-                out[p] = (k, float(getattr(m, "negative_slope", 0.01)))
+                out[p] = (k, float(getattr(m, "negative_slope", kinds.LEAKY_SLOPE)))
             pending = []
     names = list(out)
     if len(names) > 1 and pending and out[names[-1]][0] is None:  # the last layer: output side
@@ -269,3 +270,31 @@ def _lsuv(model: nn.Module, names: list[str], example_inputs: Any, tol: float,
             for h in handles:
                 h.remove()
     return {n: round(v, 4) for n, v in scales.items()}
+
+
+@register("he-init", "xavier-init", "orthogonal-init", family="init", keeps_map=True,
+          summary="re-initialise Linear/Conv weights with {id}", options=("lsuv_tol", "lsuv_iters"))
+@register("lsuv-init", family="init", needs_inputs=True, keeps_map=True,
+          summary="re-initialise Linear/Conv weights with lsuv-init", options=("lsuv_tol", "lsuv_iters"))
+def reinit_layers(model: nn.Module, layers: list[str] | None,
+                  ctx: RemedyContext) -> tuple[nn.Module, Change]:
+    """The registered remedy: ``reinit`` with scheme ``ctx.remedy`` on the ``layers``.
+
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: weight layers to re-draw; None: every Linear/Conv (and RNN for orthogonal).
+        ctx: ``ctx.remedy`` the scheme; ``ctx.options``: ``lsuv_tol``, ``lsuv_iters``.
+
+    Returns:
+        ``(new_model, change)``; ``change.mmap`` is the map used (the structure is unchanged).
+
+    Raises:
+        InputError: "lsuv-init" without example inputs.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+        >>> reinit_layers(net, ["0"], RemedyContext("he-init"))[1].modules
+        ['0']
+    """
+    return reinit(model, ctx.remedy, ctx.example_inputs, inplace=ctx.inplace, layers=layers,
+                  mmap=ctx.model_map, **ctx.options)

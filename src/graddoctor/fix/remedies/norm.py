@@ -41,6 +41,7 @@ from graddoctor.fix.remedies.base import (
     replace_modules,
     target,
 )
+from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap
 
 #: below this batch size BatchNorm's statistics are too noisy (Wu & He 2018 show the
@@ -204,6 +205,12 @@ def replace_batchnorm(
 
 
 def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` holds any BatchNorm layer.
+
+    Example:
+        >>> has_batchnorm(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)))
+        True
+    """
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
@@ -242,5 +249,39 @@ def _device(m: nn.Module) -> Any:
     return p.device if p is not None else "cpu"
 
 
+@register("batchnorm", family="norm", needs_inputs=True,
+          summary="insert BatchNorm after hidden Linear/Conv layers")
+@register("layernorm", "groupnorm", family="norm", needs_inputs=True,
+          summary="replace BatchNorm by {id}, or insert {id} after hidden layers")
+def normalise(model: nn.Module, layers: list[str] | None,
+              ctx: RemedyContext) -> tuple[nn.Module, Change]:
+    """The registered remedy: ``groupnorm``/``layernorm`` replace BatchNorm where the model has
+    some, else (and ``batchnorm`` always) ``insert_norm`` after the hidden ``layers``.
+
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: weight layers to follow with a norm (insertion only); None: every hidden one.
+        ctx: ``ctx.remedy`` the norm; ``ctx.example_inputs`` required (shapes, batch size).
+
+    Returns:
+        ``(new_model, change)``.
+
+    Raises:
+        InputError: no example inputs for an insertion.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        >>> type(normalise(net, None, RemedyContext("layernorm", torch.randn(4, 4)))[0][0][1]).__name__
+        'LayerNorm'
+    """
+    kind = ctx.remedy.removesuffix("norm")  # "batch" | "layer" | "group"
+    if kind != "batch" and has_batchnorm(model):
+        return replace_batchnorm(model, kind, ctx.example_inputs, inplace=ctx.inplace,
+                                 mmap=ctx.model_map)
+    return insert_norm(model, kind, ctx.example_inputs, inplace=ctx.inplace, layers=layers,
+                       mmap=ctx.model_map)
+
+
 __all__ = ["MIN_BN_BATCH", "MIN_GROUP_VALUES", "choose", "groups_for", "has_batchnorm",
-           "insert_norm", "make_norm", "replace_batchnorm"]
+           "insert_norm", "make_norm", "normalise", "replace_batchnorm"]

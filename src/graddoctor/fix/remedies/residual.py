@@ -36,8 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, target
-from graddoctor.modelmap import ModelMap, activation_kind, module_names
+from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.modelmap import ModelMap, module_names
 
 
 class Residual(nn.Module):
@@ -187,7 +189,7 @@ def _units(seq: nn.Sequential) -> list[tuple[list[str], bool]]:
     """Children grouped into units: (keys, composite)."""
     units: list[tuple[list[str], bool]] = []
     for key, child in seq._modules.items():
-        starts = _has_params(child) and not _is_norm(child) and activation_kind(child) is None
+        starts = _has_params(child) and not _is_norm(child) and kinds.of_module(child) is None
         if starts or not units:
             units.append(([key], starts and not _is_primitive(child)))
         else:
@@ -242,4 +244,34 @@ def _chunk(run: list[list[str]], size: int) -> list[list[str]]:
     return out
 
 
-__all__ = ["Residual", "add_residual", "projection"]
+@register("residual", family="skip", needs_inputs=True, options=("block_size",),
+          summary="identity/projection shortcuts around Sequential blocks")
+@register("rezero", family="skip", needs_inputs=True, options=("block_size",),
+          summary="shortcuts with a zero-initialised gain (ReZero)")
+def add_skips(model: nn.Module, layers: list[str] | None,
+              ctx: RemedyContext) -> tuple[nn.Module, Change]:
+    """The registered remedy: ``add_residual`` (``rezero`` when ``ctx.remedy`` is "rezero");
+    ``layers`` is ignored (every Sequential chain is wrapped).
+
+    Args:
+        model: the model (deep-copied unless ``ctx.inplace``).
+        layers: ignored.
+        ctx: ``ctx.example_inputs`` required (block shapes); ``ctx.options["block_size"]``.
+
+    Returns:
+        ``(new_model, change)``; a "manual" change when the model has no Sequential chain.
+
+    Raises:
+        InputError: no example inputs.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(),
+        ...                     nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+        >>> add_skips(net, None, RemedyContext("rezero", torch.randn(3, 2)))[1].details["rezero"]
+        True
+    """
+    return add_residual(model, ctx.example_inputs, rezero=ctx.remedy == "rezero",
+                        inplace=ctx.inplace, mmap=ctx.model_map, **ctx.options)
+
+
+__all__ = ["Residual", "add_residual", "add_skips", "projection"]
