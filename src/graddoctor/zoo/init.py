@@ -29,7 +29,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.errors import InputError
-from graddoctor.zoo._common import choice
+from graddoctor.zoo.common import choice
 
 INITS = ("default", "normal", "uniform", "xavier", "he", "orthogonal")
 
