@@ -108,7 +108,24 @@ def first_last_ratio(profile: Profile) -> float:
 
 
 class DemoView:
-    """What the demo shows as it goes; this base view shows nothing (subclass it to print)."""
+    """What the demo shows as it goes; this base view shows nothing (subclass it to print).
+
+    Args:
+        none; override the methods that should show their part of the story.
+
+    Returns:
+        Every method returns None (``training`` yields the progress callback).
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> class Titles(DemoView):
+        ...     def section(self, title):
+        ...         print(title)
+        >>> Titles().section("1. check: before training")
+        1. check: before training
+    """
 
     def section(self, title: str) -> None:
         """A new part of the story begins."""

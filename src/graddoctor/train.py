@@ -44,6 +44,11 @@ class TrainLog:
         losses: training loss of every step run (nan for a non-finite step that stopped the run).
         grad_norms: total gradient norm (before clipping) of every step, when asked for.
         seconds: wall-clock time of the loop.
+
+    Example:
+        >>> log = TrainLog([2.3, 1.9])
+        >>> log.steps
+        2
     """
 
     losses: list[float] = field(default_factory=list)

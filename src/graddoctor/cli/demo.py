@@ -26,7 +26,24 @@ from graddoctor.report import Report
 
 
 class ConsoleView(DemoView):
-    """Prints the demo on a rich console: rules, findings, progress bars, tables."""
+    """Prints the demo on a rich console: rules, findings, progress bars, tables.
+
+    Args:
+        console: where to print (default: a new rich Console on stdout).
+
+    Returns:
+        Every method returns None.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> import io
+        >>> view = ConsoleView(Console(file=io.StringIO(), width=40, color_system=None))
+        >>> view.section("3. repair")
+        >>> "3. repair" in view.console.file.getvalue()
+        True
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console()
@@ -77,7 +94,25 @@ class ConsoleView(DemoView):
 
 
 def print_profiles(console: Console, profiles: dict[str, Profile]) -> None:
-    """Per-layer gradient norm (median over the last quarter of training) as a table of log-scale bars."""
+    """Per-layer gradient norm (median over the last quarter of training) as a table of log-scale bars.
+
+    Args:
+        console: where to print.
+        profiles: run label -> [(layer, gradient norm)], input side first; empty runs are left out.
+
+    Returns:
+        None.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> import io
+        >>> c = Console(file=io.StringIO(), width=80, color_system=None)
+        >>> print_profiles(c, {"broken": [("0", 1e-9), ("1", 1e-3)]})
+        >>> "first/last layer gradient ratio 1.0e-06" in c.file.getvalue()
+        True
+    """
     profiles = {k: v for k, v in profiles.items() if v}
     if not profiles:
         return
@@ -108,7 +143,21 @@ def print_profiles(console: Console, profiles: dict[str, Profile]) -> None:
 
 
 def before_after_table(res: dict[str, Any]) -> Table:
-    """The broken and repaired runs side by side: findings, gradient ratio, loss, test accuracy."""
+    """The broken and repaired runs side by side: findings, gradient ratio, loss, test accuracy.
+
+    Args:
+        res: :func:`graddoctor.demo.run_demo`'s result (its ``broken`` and ``repaired`` numbers).
+
+    Returns:
+        A rich Table.
+
+    Raises:
+        Nothing (a number not measured shows as ``-``).
+
+    Example:
+        >>> before_after_table({"broken": {"test_accuracy": 0.1}, "repaired": {}}).row_count
+        5
+    """
     b, r = res["broken"], res["repaired"]
     table = Table(title="before / after (same budget)", title_justify="left")
     table.add_column("", no_wrap=True)
