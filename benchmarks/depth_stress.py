@@ -16,31 +16,19 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import graddoctor as gd
 from graddoctor import data, zoo
+from graddoctor.train import accuracy, fit, sampled_batches
 
 
 def train(model: nn.Module, b, budget: float, seed: int = 0, lr: float = 1e-3, bs: int = 64
           ) -> tuple[float, int, float]:
-    g = torch.Generator().manual_seed(seed)
+    """Adam on seeded random batches for ``budget`` seconds; (test accuracy, steps, seconds)."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    t0, steps = time.perf_counter(), 0
-    model.train()
-    while time.perf_counter() - t0 < budget:
-        idx = torch.randint(0, len(b.x_train), (bs,), generator=g)
-        loss = F.cross_entropy(model(b.x_train[idx]), b.y_train[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        steps += 1
-    seconds = time.perf_counter() - t0
-    model.eval()
-    with torch.no_grad():
-        acc = (model(b.x_test).argmax(1) == b.y_test).float().mean().item()
-    return acc, steps, seconds
+    log = fit(model, opt, sampled_batches(b.x_train, b.y_train, bs, seed), seconds=budget)
+    return accuracy(model, b.x_test, b.y_test), log.steps, log.seconds
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import data, zoo
 from graddoctor.report import Report
+from graddoctor.train import fit, sampled_batches
 
 
 @dataclass
@@ -188,24 +189,15 @@ def train(case: Case, model: nn.Module, opt: torch.optim.Optimizer, seed: int = 
           watch: bool = True) -> tuple[float, float, Report | None]:
     """Train for the case's budget on seeded batches; return (test metric, seconds, watch report)."""
     x, y, xt, yt = bundle(case)
-    g = torch.Generator().manual_seed(seed)
-    ctx = gd.watch(model, optimizer=opt, example_inputs=x[:case.bs]) if watch else None
-    t0 = time.perf_counter()
-    w = ctx.__enter__() if ctx is not None else None
-    try:
-        model.train()
-        for _ in range(case.steps):
-            idx = torch.randint(0, len(x), (case.bs,), generator=g)
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if w is not None:
-                w.step(loss)
-        report = w.report() if w is not None else None
-    finally:
-        if ctx is not None:
-            ctx.__exit__(None, None, None)
+    batches = sampled_batches(x, y, case.bs, seed)
+    t0 = time.perf_counter()  # the watch's setup and report included
+    if watch:
+        with gd.watch(model, optimizer=opt, example_inputs=x[:case.bs]) as w:
+            fit(model, opt, batches, steps=case.steps, loss_fn=loss_fn, on_step=lambda step, loss: w.step(loss))
+            report = w.report()
+    else:
+        fit(model, opt, batches, steps=case.steps, loss_fn=loss_fn)
+        report = None
     seconds = time.perf_counter() - t0
     model.eval()
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 
 from graddoctor.cli import main
-from graddoctor.cli._factory import build, make_inputs, parse_shape
+from graddoctor.cli.factory import build, make_inputs, parse_shape
 from graddoctor.errors import InputError
 
 MODELS = textwrap.dedent('''

@@ -10,8 +10,9 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from graddoctor.cli import demo as demo_mod
+from graddoctor import demo as demo_mod
 from graddoctor.cli import main
+from graddoctor.cli.demo import ConsoleView
 from graddoctor.cli.report import load_sections
 
 
@@ -41,9 +42,8 @@ def test_grad_profile_and_ratio_skip_missing_and_nonfinite():
 def test_demo_acceptance(tmp_path):
     """The README's demo, default settings: broken near chance, repaired >= 90 %, report written."""
     console, buf = _console()
-    res = demo_mod.run_demo(out=tmp_path, console=console)
+    res = demo_mod.run_demo(out=tmp_path, view=ConsoleView(console))
     text = buf.getvalue()
-    assert res["missing"] == []
     assert res["broken"]["test_accuracy"] < 0.2  # 10 classes: chance is 0.1
     assert res["repaired"]["test_accuracy"] >= 0.9
     assert res["broken"]["grad_ratio_first_last"] < 1e-6 < res["repaired"]["grad_ratio_first_last"]
@@ -66,18 +66,30 @@ def test_demo_acceptance(tmp_path):
                                              "watch: broken", "watch: repaired", "repair"]
 
 
+def test_demo_needs_every_part_of_graddoctor(monkeypatch):
+    """No "not installed" fallback: a part that cannot be imported fails the demo's import."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "graddoctor.fix.repairing", None)  # import -> ImportError
+    monkeypatch.delitem(sys.modules, "graddoctor.demo")
+    with pytest.raises(ImportError, match="graddoctor.fix.repairing"):
+        importlib.import_module("graddoctor.demo")
+
+
 @pytest.mark.slow
-def test_demo_says_what_is_missing_instead_of_faking(tmp_path, monkeypatch):
-    real = demo_mod._module
-    monkeypatch.setattr(demo_mod, "_module", lambda name: None if name in ("watch", "repair") else real(name))
-    console, buf = _console()
-    res = demo_mod.run_demo(steps=20, out=tmp_path, console=console)
-    text = buf.getvalue()
-    assert res["missing"] == ["watch", "repair"]
-    assert res["repaired"] == {}  # nothing retrained, no number made up
-    assert "graddoctor.fix.repairing is not available" in text and "graddoctor.diagnose.watching is not available" in text
-    assert "not shown (missing from this install): watch, repair" in text
-    assert (tmp_path / "report.html").is_file()  # the check section still has a report
+def test_demo_runs_every_part_and_hides_no_failure(tmp_path, monkeypatch):
+    res = demo_mod.run_demo(steps=20, out=tmp_path / "ok")  # the base view shows nothing
+    assert {"check_codes", "watch_codes", "test_accuracy"} <= set(res["broken"]) & set(res["repaired"])
+    assert "missing" not in res and (tmp_path / "ok" / "report.html").is_file()
+
+    def failing_repair(*args, **kwargs):
+        raise RuntimeError("repair failed")
+
+    monkeypatch.setattr(demo_mod, "repair", failing_repair)
+    with pytest.raises(RuntimeError, match="repair failed"):  # not skipped, not replaced by a message
+        demo_mod.run_demo(steps=20, out=tmp_path / "failed")
+    assert not (tmp_path / "failed" / "summary.json").exists()
 
 
 def test_cli_options_and_errors(tmp_path):

@@ -12,6 +12,7 @@ import torch
 from matplotlib.image import imread
 from torch import nn
 
+from graddoctor import runlog
 from graddoctor.errors import InputError
 from graddoctor.present import plots as plots
 from graddoctor.report import Finding, Report
@@ -72,7 +73,7 @@ def test_gradient_flow_draws_the_recorded_norms(which, request):
     lines = {ln.get_label(): ln for ln in ax.get_lines()}
     assert set(lines) == {"step 1", "step 24"}
     y = lines["step 24"].get_ydata()
-    expected = [plots._num(steps[23]["grad_norm"][n]) for n in ["0", "2", "4", "6", "8", "10"]]
+    expected = [runlog.as_float(steps[23]["grad_norm"][n]) for n in ["0", "2", "4", "6", "8", "10"]]
     np.testing.assert_allclose(y[[0, 2, 3, 4, 5]], np.array(expected)[[0, 2, 3, 4, 5]])
     assert math.isnan(y[1])  # frozen layer: no point
     marks = {c.get_label(): c.get_offsets()[:, 0].tolist() for c in ax.collections}

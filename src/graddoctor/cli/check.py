@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from graddoctor.cli._factory import model_input_options
+from graddoctor.cli.factory import model_input_options
 
 
 @click.command("check")
@@ -30,7 +30,7 @@ def check(factory: str, input_shape: str | None, dtype: str, seq: int | None, as
     FACTORY is path/to/file.py:function or package.module:function; the function
     returns a model or (model, example_inputs).
     """
-    from graddoctor.cli._factory import build
+    from graddoctor.cli.factory import build
     from graddoctor.diagnose.checkup import check as run_check
 
     model, inputs = build(factory, input_shape, dtype, seq)

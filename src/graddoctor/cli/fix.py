@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from graddoctor.cli._factory import model_input_options
+from graddoctor.cli.factory import model_input_options
 
 
 @click.command("fix")
@@ -38,7 +38,7 @@ def fix(factory: str, input_shape: str | None, dtype: str, seq: int | None,
     FACTORY is path/to/file.py:function or package.module:function; the function
     returns a model or (model, example_inputs).
     """
-    from graddoctor.cli._factory import build
+    from graddoctor.cli.factory import build
     from graddoctor.diagnose.checkup import check
     from graddoctor.fix.repairing import repair
 

@@ -10,6 +10,7 @@ import math
 import sys
 
 import click
+from rich.console import Console
 
 
 def _fmt(v: float | None) -> str:
@@ -48,10 +49,5 @@ def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
         click.echo(f"{len(steps)} steps, {len(meta.get('layers', []))} layers ({run_dir})")
         if layers:
             click.echo(layer_table(meta, steps))
-        try:
-            from rich.console import Console
-
-            Console().print(report)
-        except ImportError:  # pragma: no cover
-            click.echo(str(report))
+        Console().print(report)
     sys.exit(0 if report.ok else 1)

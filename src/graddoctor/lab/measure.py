@@ -1,8 +1,7 @@
 """What the lab measures, in one place: per-layer gradients, Jacobian spectra, training runs.
 
-Each function is the single call an experiment makes for a measurement, so the
-source of the numbers (graddoctor's own ``check``/``watch`` statistics, or the
-plain-autograd fallback used when they are not installed) can be switched here.
+Each function is the single call an experiment makes for a measurement: graddoctor's own
+``check``/``watch`` statistics, or plain autograd where a statistic is the oracle.
 
 Example:
     >>> import torch
@@ -15,14 +14,20 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from graddoctor import kinds
+from graddoctor.diagnose.checkup import check
+from graddoctor.diagnose.watching import watch as gd_watch
+from graddoctor.errors import InputError
+from graddoctor.train import fit, shuffled_batches
+
 _LAYER_TYPES = (nn.Linear, nn.modules.conv._ConvNd)
-_RELU_TYPES = (nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU)
 
 
 def loss_fn_for(task: str) -> Any:
@@ -75,8 +80,6 @@ def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
         >>> p["names"], len(p["grad_rms"])
         (['0', '2'], 2)
     """
-    from graddoctor.diagnose.checkup import check
-
     report = check(model, x, target=y)
     probe = report.data["probe"]
     return {"names": probe["layers"], "grad_rms": probe["grad_rms"],
@@ -94,13 +97,11 @@ def watched_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         >>> g["names"], len(g["grad_norm"])
         (['0', '2'], 2)
     """
-    from graddoctor.diagnose.watching import watch
-
     saved = {n: p.grad for n, p in model.named_parameters()}
     try:
         for p in model.parameters():
             p.grad = None
-        with watch(model, activation_every=0, example_inputs=x) as w:
+        with gd_watch(model, activation_every=0, example_inputs=x) as w:
             loss = loss_fn(model(x), y)
             loss.backward()
             w.step(loss)
@@ -136,7 +137,8 @@ def jacobian_singular_values(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def dead_fraction(model: nn.Module, x: torch.Tensor) -> float:
-    """Fraction of hidden ReLU-family units whose input is <= 0 on every sample of ``x``."""
+    """Fraction of hidden ReLU-family units (``kinds.family(...) == "relu"``) whose input is <= 0
+    on every sample of ``x``."""
     counts = [0, 0]
 
     def fn(_m: nn.Module, inp: tuple, _out: torch.Tensor) -> None:
@@ -145,7 +147,7 @@ def dead_fraction(model: nn.Module, x: torch.Tensor) -> float:
         counts[1] += alive.numel()
 
     was = model.training
-    handles = [m.register_forward_hook(fn) for m in model.modules() if isinstance(m, _RELU_TYPES)]
+    handles = [m.register_forward_hook(fn) for m in model.modules() if kinds.family(kinds.of_module(m)) == "relu"]
     try:
         model.eval()
         model(x)
@@ -180,8 +182,6 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
         return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    from graddoctor.errors import InputError
-
     raise InputError(f"unknown optimizer {name!r}: use 'sgd', 'momentum' or 'adam'")
 
 
@@ -197,48 +197,18 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
     ``eval_every`` steps), and ``steps_run``. Stops early once the test accuracy reaches
     ``stop_at_acc``. ``clip``: clip the total gradient norm to this value. ``warmup``:
     linear learning-rate warm-up steps. ``watch=True``: the run is recorded by
-    ``graddoctor.measure.monitor.watcher`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
+    ``graddoctor.watch`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
+    Batches: seeded epochs without replacement (:func:`graddoctor.train.shuffled_batches`).
     """
-    import contextlib
-
-    gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(model, optimizer, lr)
     sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
              if warmup else None)
-    loss_fn = loss_fn_for(task)
-    xs, ys = data.x_train, data.y_train
-    n = len(xs)
-    losses: list[float] = []
-    gnorms: list[float] = []
     evals: list[list[float]] = []
-    perm = torch.randperm(n, generator=gen)
-    pos = 0
     model.train()
-    if watch:
-        from graddoctor.diagnose.watching import watch as gd_watch
-
-        ctx: Any = gd_watch(model, opt, activation_every=activation_every, flush_every=100,
-                            example_inputs=xs[:batch_size])
-    else:
-        ctx = contextlib.nullcontext()
+    ctx: Any = (gd_watch(model, opt, activation_every=activation_every, flush_every=100,
+                         example_inputs=data.x_train[:batch_size]) if watch else contextlib.nullcontext())
     with ctx as w:
-        for step in range(1, steps + 1):
-            if pos + batch_size > n:
-                perm, pos = torch.randperm(n, generator=gen), 0
-            idx = perm[pos:pos + batch_size]
-            pos += batch_size
-            loss = loss_fn(model(xs[idx]), ys[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            params = [p for p in model.parameters() if p.grad is not None]
-            gn = torch.nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))
-            if not (torch.isfinite(loss) and torch.isfinite(gn)):
-                losses.append(float("nan"))
-                gnorms.append(float("inf"))
-                break
-            losses.append(float(loss.detach()))
-            gnorms.append(float(gn))
-            opt.step()
+        def on_step(step: int, loss: torch.Tensor) -> bool:
             if w is not None:
                 w.step(loss)
             if sched is not None:
@@ -246,9 +216,13 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
             if eval_every and step % eval_every == 0:
                 ev = evaluate(model, data.x_test, data.y_test, task)
                 evals.append([step, ev.get("acc", ev["loss"])])
-                if stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc:
-                    break
-    out = {"losses": losses, "grad_norms": gnorms, "evals": evals, "steps_run": len(losses)}
+                return stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc
+            return False
+
+        log = fit(model, opt, shuffled_batches(data.x_train, data.y_train, batch_size, seed), steps=steps,
+                  loss_fn=loss_fn_for(task), clip=clip or None, grad_norms=True, stop_nonfinite=True,
+                  on_step=on_step)
+    out = {"losses": log.losses, "grad_norms": log.grad_norms, "evals": evals, "steps_run": log.steps}
     if w is not None:
         out["watch"] = watch_summary(w)
     return out

@@ -24,8 +24,8 @@ import torch  # noqa: F401  (used in the docstring example)
 from torch import nn
 
 from graddoctor.errors import InputError
-from graddoctor.zoo._common import ACTIVATIONS, n_params
 from graddoctor.zoo.cnn import cnn, plain_param_count, resnet_param_count
+from graddoctor.zoo.common import ACTIVATIONS, n_params
 from graddoctor.zoo.densenet import densenet, densenet_param_count
 from graddoctor.zoo.init import INITS, apply_init
 from graddoctor.zoo.mlp import Residual, mlp, mlp_param_count

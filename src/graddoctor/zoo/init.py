@@ -27,13 +27,11 @@ import math
 import torch
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.errors import InputError
-from graddoctor.zoo._common import choice
+from graddoctor.zoo.common import choice
 
 INITS = ("default", "normal", "uniform", "xavier", "he", "orthogonal")
-
-_GAIN_NAME = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "leaky_relu": "leaky_relu",
-              "elu": "relu", "gelu": "relu", "silu": "relu"}
 
 
 def resolve(init: str | float, std: float | None = None) -> tuple[str, float | None]:
@@ -55,11 +53,13 @@ def apply_init(model: nn.Module, init: str | float = "default", std: float | Non
     Args:
         init: scheme name (see module doc) or a float std meaning ``normal``.
         std: std for ``normal`` (default 0.01) or ``uniform``.
-        activation: the hidden activation, for the gain of ``he``/``orthogonal``.
+        activation: the hidden activation: ``orthogonal`` scales by its gain (``kinds.gain``;
+            an unknown name counts as ``relu``); ``he`` uses the leaky-ReLU gain for
+            ``leaky_relu`` and the ReLU gain otherwise (``kinds.target_std``).
         bias: constant for every bias (e.g. -3 to kill ReLUs); default 0 (``default``: untouched).
     """
     scheme, std = resolve(init, std)
-    gain_name = _GAIN_NAME.get(activation, "relu")
+    kind = activation if activation in kinds.KINDS else "relu"
     with torch.no_grad():
         for m in model.modules():
             if not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
@@ -74,11 +74,9 @@ def apply_init(model: nn.Module, init: str | float = "default", std: float | Non
             elif scheme == "xavier":
                 nn.init.xavier_uniform_(w)
             elif scheme == "he":
-                slope = 0.01 if gain_name == "leaky_relu" else 0.0
-                nn.init.kaiming_normal_(w, a=slope, mode="fan_in",
-                                        nonlinearity="leaky_relu" if slope else "relu")
+                nn.init.normal_(w, 0.0, kinds.target_std(fan_in, "leaky_relu" if kind == "leaky_relu" else "relu"))
             elif scheme == "orthogonal":
-                nn.init.orthogonal_(w, gain=nn.init.calculate_gain(gain_name))
+                nn.init.orthogonal_(w, gain=kinds.gain(kind))
             if m.bias is not None and (scheme != "default" or bias is not None):
                 m.bias.fill_(0.0 if bias is None else float(bias))
     return model

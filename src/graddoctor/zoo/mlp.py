@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from graddoctor.zoo._common import activation as make_activation
-from graddoctor.zoo._common import choice, norm_layer, positive, seeded
+from graddoctor.zoo.common import activation as make_activation
+from graddoctor.zoo.common import choice, norm_layer, positive, seeded
 from graddoctor.zoo.init import apply_init, resolve
 
 RESIDUALS = (None, "plain", "rezero")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from graddoctor.zoo._common import choice, positive, seeded
+from graddoctor.zoo.common import choice, positive, seeded
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from graddoctor.errors import InputError
-from graddoctor.zoo._common import activation as make_activation
-from graddoctor.zoo._common import choice, positive, seeded
+from graddoctor.zoo.common import activation as make_activation
+from graddoctor.zoo.common import choice, positive, seeded
 
 NORMS = ("pre", "post", "rezero")
 

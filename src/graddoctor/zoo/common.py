@@ -9,13 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.errors import InputError
 
-#: activation name -> module class (modules, not functions: repair swaps them)
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
-}
+#: activation name -> module class (modules, not functions: repair swaps them): ``kinds.SWAP_MODULES``
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(kinds.SWAP_MODULES)
 
 NORMS = ("none", "batch", "layer", "group")
 
