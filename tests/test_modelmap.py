@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from graddoctor.errors import ModelCallError
-from graddoctor.modelmap import ModelMap, activation_kind
+from graddoctor.kinds import of_module as activation_kind
+from graddoctor.modelmap import ModelMap
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -287,8 +288,3 @@ def test_map_records_its_model_weakly():
     gc.collect()
     assert m.model is None  # the map does not keep the model alive
 
-
-def test_activation_aliases_are_the_kinds_registry():
-    from graddoctor import kinds, modelmap
-
-    assert modelmap.ACTIVATION_FAMILY is kinds.FAMILY and activation_kind is kinds.of_module

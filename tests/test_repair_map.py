@@ -36,8 +36,6 @@ def checked(model: nn.Module, *codes: str) -> Report:
     a ModelMap whose ``model`` is the model it traced)."""
     report = Report([Finding(c, "error", c) for c in codes])
     report.model_map = ModelMap(model, X)
-    if getattr(report.model_map, "model", None) is not model:  # a ModelMap that does not record its model
-        report.model_map.model = model
     return report
 
 
@@ -47,9 +45,7 @@ def test_check_then_repair_traces_the_model_once(maps_built):
     assert len(maps_built) == 1
     res = gd.repair(net, report, example_inputs=X)
     assert [c.remedy for c in res.changes] == ["relu", "he-init", "rezero"]
-    # 1 when check attaches its map to the report (report.model_map): repair must reuse it;
-    # 2 while check attaches none: repair then traces the model once itself
-    assert len(maps_built) == (1 if hasattr(report, "model_map") else 2)
+    assert len(maps_built) == 1  # repair reuses the map check attached (report.model_map)
 
 
 def test_repair_reuses_the_reports_map_of_this_model(maps_built):

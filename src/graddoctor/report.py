@@ -249,10 +249,5 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-# aliases for callers not yet moved to the public names: fix/remedies/base.py and
-# tests/runfixtures.py (_jsonable), present/html.py (_fmt), fix/repairing.py (_short_list)
-_jsonable = jsonable
-_fmt = format_value
-_short_list = format_names
 
 __all__ = ["Finding", "Report", "format_names", "format_value", "jsonable"]

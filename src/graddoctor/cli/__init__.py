@@ -25,16 +25,12 @@ _COMMANDS: dict[str, str] = {
 }
 
 
-def _load(name: str) -> click.Command | None:
-    """The command ``name``; None when its module is not built (left out of ``--help``); a
-    stand-in that shows the error in ``--help`` and fails in one line when its import fails."""
+def _load(name: str) -> click.Command:
+    """The command ``name``, or a stand-in that shows the error in ``--help`` and fails in one
+    line when its import fails (a broken install is shown, never hidden)."""
     module_name, attr = _COMMANDS[name].split(":")
     try:
         return getattr(import_module(module_name), attr)
-    except ModuleNotFoundError as e:
-        if e.name == module_name:  # not built yet
-            return None
-        return _broken(name, e)
     except Exception as e:  # noqa: BLE001 - shown, not hidden: the command is broken
         return _broken(name, e)
 
@@ -54,7 +50,7 @@ def _broken(name: str, error: Exception) -> click.Command:
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n in _COMMANDS if _load(n) is not None]
+        return list(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return _load(cmd_name) if cmd_name in _COMMANDS else None

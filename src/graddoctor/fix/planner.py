@@ -43,10 +43,10 @@ from typing import Any
 from torch import nn
 
 from graddoctor import kinds
+from graddoctor.diagnose.thresholds import BN_INSERT_MIN_BATCH
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import batch_size
 from graddoctor.fix.remedies.init import SCHEMES
-from graddoctor.fix.remedies.norm import MIN_BN_BATCH
 from graddoctor.fix.remedies.registry import get
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report
@@ -199,7 +199,7 @@ def plan(
     skip_planned = any(s in steps for s in SKIPS)
     if (codes & _VANISH and fx.depth >= NORM_DEPTH and fx.has_conv and not fx.has_norm
             and not skip_planned and fx.batch is not None):
-        norm = "groupnorm" if fx.batch < MIN_BN_BATCH else "batchnorm"
+        norm = "groupnorm" if fx.batch < BN_INSERT_MIN_BATCH else "batchnorm"
         add(norm, f"{_list(codes & _VANISH)}: {fx.depth} plain layers without normalisation "
                   f"(batch {fx.batch})", set(_VANISH))
     if "small-batch-batchnorm" in codes:

@@ -30,7 +30,7 @@ from graddoctor.fix import remedies as registry
 from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
 from graddoctor.fix.remedies.base import Change, modules_by_name
 from graddoctor.modelmap import ModelMap
-from graddoctor.report import Finding, Report, _short_list
+from graddoctor.report import Finding, Report, format_names
 
 
 @dataclass
@@ -100,14 +100,14 @@ class RepairResult:
         head = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing to do"
         lines = [f"graddoctor repair: {head} ({self.seconds:.2f} s)"]
         for c in self.changes:
-            where = f" on {len(c.modules)} module(s): {_short_list(c.modules)}" if c.modules else ""
+            where = f" on {len(c.modules)} module(s): {format_names(c.modules)}" if c.modules else ""
             lines.append(f"  [{c.kind}] {c.remedy}{where}")
             lines.append(f"      why: {c.why}")
             by_code: dict[str, list[str]] = {}
             for m in c.details.get("manual", []) or []:
                 by_code.setdefault(m["code"], []).append(m["site"])
             for code, sites in by_code.items():
-                lines.append(f"      code change needed: {code} (sites: {_short_list(sites)})")
+                lines.append(f"      code change needed: {code} (sites: {format_names(sites)})")
             code = c.details.get("code")
             if code and c.kind != "applied":
                 for line in code if isinstance(code, list) else [code]:

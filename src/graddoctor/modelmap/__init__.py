@@ -66,16 +66,10 @@ from graddoctor.modelmap.records import (
 from graddoctor.modelmap.state import restored_state
 from graddoctor.modelmap.trace import (
     FunctionalActivationMode,
-    _shape,  # noqa: F401 - alias for tests/test_review_fixes.py
     function_activation_kind,
     trace,
 )
 from graddoctor.modelmap.views import layer_table, param_groups
-
-# alias for callers not yet moved to graddoctor.kinds
-ACTIVATION_FAMILY = kinds.FAMILY
-# alias for callers not yet moved to graddoctor.kinds
-activation_kind = kinds.of_module
 
 
 class ModelMap:
@@ -217,8 +211,8 @@ class ModelMap:
 
 
 __all__ = [
-    "ACTIVATION_FAMILY", "PROBE_KINDS", "PROFILE_KINDS",
+    "PROBE_KINDS", "PROFILE_KINDS",
     "ActivationSite", "FunctionalActivationMode", "Layer", "ModelMap",
-    "ModuleCall", "activation_kind", "function_activation_kind", "layer_kind", "module_names",
+    "ModuleCall", "function_activation_kind", "layer_kind", "module_names",
     "modules_by_name", "restored_state",
 ]

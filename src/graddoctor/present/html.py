@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from graddoctor import __version__
-from graddoctor.report import Finding, Report, _fmt
+from graddoctor.report import Finding, Report, format_value
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 #: step records embedded per run (the figures are drawn from all of them)
@@ -189,9 +189,9 @@ def _figures(report: Report) -> list[str]:
 def _value(v: Any, keep: int = 6) -> str:
     """An evidence/detail value for a table cell: long dicts and lists cut short."""
     if isinstance(v, dict) and len(v) > keep:
-        head = ", ".join(f"{k}: {_fmt(x)}" for k, x in list(v.items())[:3])
+        head = ", ".join(f"{k}: {format_value(x)}" for k, x in list(v.items())[:3])
         return "{" + head + f", ... ({len(v)} entries)}}"
-    return _fmt(v)
+    return format_value(v)
 
 
 def _thin(d: dict[str, Any], max_steps: int = MAX_STEPS) -> dict[str, Any]:

@@ -28,10 +28,6 @@ from graddoctor.present.run_figures import grad_heatmap, gradient_flow, loss_cur
 from graddoctor.present.run_records import Run, as_run, layer_names, matrix, site_names
 from graddoctor.report import Report
 
-# the run-log decoders under their old names here (tests/test_review_fixes.py checks they are runlog's)
-from graddoctor.runlog import as_float as _num  # noqa: F401
-from graddoctor.runlog import is_nonfinite as _is_nonfinite  # noqa: F401
-
 #: figure name -> function, in the order a report shows them
 WATCH_FIGURES = {
     "loss_curve": loss_curve,

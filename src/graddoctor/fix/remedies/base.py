@@ -57,10 +57,10 @@ class Change:
             raise ValueError(f"change kind must be one of {CHANGE_KINDS}, got {self.kind!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        from graddoctor.report import _jsonable
+        from graddoctor.report import jsonable
 
         return {"remedy": self.remedy, "modules": list(self.modules), "why": self.why,
-                "kind": self.kind, "details": _jsonable(self.details)}
+                "kind": self.kind, "details": jsonable(self.details)}
 
 
 def target(model: nn.Module, inplace: bool) -> nn.Module:

@@ -3,7 +3,7 @@ layers, or replace BatchNorm when the batch is too small for its statistics.
 
 Which norm (``choose``), by layer type and batch size ``B`` of the example inputs:
 
-| layer output | B >= MIN_BN_BATCH | B < MIN_BN_BATCH (or unknown) |
+| layer output | B >= BN_INSERT_MIN_BATCH | B < BN_INSERT_MIN_BATCH (or unknown) |
 |---|---|---|
 | Linear on (B, F) | BatchNorm1d(F) | LayerNorm(F) |
 | Linear on (B, T, F) (sequences) | LayerNorm(F) | LayerNorm(F) |
@@ -31,6 +31,7 @@ from typing import Any
 
 from torch import nn
 
+from graddoctor.diagnose.thresholds import BN_INSERT_MIN_BATCH
 from graddoctor.errors import InputError
 from graddoctor.fix.remedies.base import (
     Change,
@@ -44,9 +45,6 @@ from graddoctor.fix.remedies.base import (
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap
 
-#: below this batch size BatchNorm's statistics are too noisy (Wu & He 2018 show the
-#: error rising steeply under 16 per device)
-MIN_BN_BATCH = 16
 #: GroupNorm keeps at least this many values (channels x positions) per group and sample
 #: (measured, CNN on 8x8 digits, batch 2, 3 seeds: 2x2 maps with 8 groups of 4 channels,
 #: 16 values each, 0.82 test acc; 2 groups of 16 channels, 64 values, 0.86)
@@ -78,7 +76,7 @@ def groups_for(channels: int, most: int = 32, per_group: int = 4, spatial: int |
 def choose(kind: str, layer_kind: str, out_shape: tuple[int, ...], batch: int | None) -> str:
     """Resolve "auto" (and impossible combinations) to "batch" | "layer" | "group"."""
     seq = layer_kind == "linear" and len(out_shape) > 2
-    small = batch is None or batch < MIN_BN_BATCH
+    small = batch is None or batch < BN_INSERT_MIN_BATCH
     if kind == "auto":
         if layer_kind == "conv":
             return "group" if small else "batch"
@@ -154,7 +152,7 @@ def insert_norm(
     why = ("normalising each hidden layer's output keeps activations at unit scale whatever the "
            f"depth (Ioffe & Szegedy 2015); batch size {batch} chose {sorted(set(chosen.values()))}")
     return new, Change(remedy, done, why, "applied" if done else "advice",
-                       {"norms": chosen, "batch_size": batch, "min_bn_batch": MIN_BN_BATCH})
+                       {"norms": chosen, "batch_size": batch, "min_bn_batch": BN_INSERT_MIN_BATCH})
 
 
 def replace_batchnorm(
@@ -283,5 +281,5 @@ def normalise(model: nn.Module, layers: list[str] | None,
                        mmap=ctx.model_map)
 
 
-__all__ = ["MIN_BN_BATCH", "MIN_GROUP_VALUES", "choose", "groups_for", "has_batchnorm",
+__all__ = ["MIN_GROUP_VALUES", "choose", "groups_for", "has_batchnorm",
            "insert_norm", "make_norm", "normalise", "replace_batchnorm"]
