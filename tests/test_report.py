@@ -8,7 +8,6 @@ import math
 import pytest
 import torch
 
-from graddoctor import report
 from graddoctor.report import Finding, Report, format_names, format_value, jsonable
 
 
@@ -42,8 +41,3 @@ def test_format_helpers():
     assert format_names(list("abcdef"), keep=2) == "a, b, ... (+4)"
     assert format_value(1 / 3) == "0.333" and format_value("x") == "x"
     assert format_value(tuple(range(7))) == "[0, 1, 2, ... (7 values)]"
-
-
-def test_underscore_aliases_are_the_public_helpers():
-    # kept for files not yet moved to the public names
-    assert report._jsonable is jsonable and report._fmt is format_value and report._short_list is format_names
