@@ -79,11 +79,29 @@ def _own_loss(output: Any) -> torch.Tensor:
     return loss
 
 
-def batch_loss(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> torch.Tensor:
-    """The scalar loss of ``model`` on ``batch`` (see the module docstring)."""
+def batch_loss(model: nn.Module, batch: Any, loss_fn: LossFn | None, first: bool = False
+               ) -> torch.Tensor:
+    """The scalar loss of ``model`` on ``batch`` (see the module docstring).
+
+    ``first``: this is the first batch, so an error of the forward or the loss is the
+    batch's fault (an ``InputError``); later errors pass through unchanged.
+    """
     param = next(model.parameters(), None)
     if param is not None:
         batch = _to(batch, param.device)
+    if not first:
+        return _loss(model, batch, loss_fn)
+    try:
+        return _loss(model, batch, loss_fn)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code, reported in one line
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(f"the forward failed on the first batch ({type(e).__name__}: {why}); check "
+                         "that the batches fit the model (shape, dtype, dict keys) and loss_fn") from e
+
+
+def _loss(model: nn.Module, batch: Any, loss_fn: LossFn | None) -> torch.Tensor:
     if isinstance(batch, dict):
         output = model(**batch)
         loss = _own_loss(output) if loss_fn is None else loss_fn(output, batch)

@@ -1,10 +1,9 @@
 """The range test itself: train one batch per learning rate, record the loss, then put everything back.
 
 Every param group is set to the same learning rate at each step (the suggestion is one
-number). The sweep stops early when the loss is not finite or its smoothed value exceeds
-
-
-norms per layer are recorded by ``graddoctor.watch`` (in memory, nothing on disk).
+number). The sweep stops early when the loss is not finite or its running average
+(``suggest.smoothed``: it cannot look ahead) exceeds ``diverge`` times its best, after
+``MIN_STEPS`` steps. Gradient norms per layer are recorded by ``graddoctor.watch`` (in memory, nothing on disk).
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ MIN_STEPS = 5
 
 @dataclass
 class Sweep:
-    """The curve up to where it stopped (``smoothed``: zero-lag, NaN at a NaN/Inf loss) and
-    the watch report."""
+    """The curve up to where it stopped (``smoothed``: ``capped``, then ``zero_lag``) and the
+    watch report."""
 
     lrs: list[float]
     losses: list[float]
@@ -81,11 +80,11 @@ def run_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
     try:
         model.train()
         batches = cycle(train_loader)
-        for lr in schedule:
+        for i, lr in enumerate(schedule):
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad()
-            loss = batch_loss(model, next(batches), loss_fn)
+            loss = batch_loss(model, next(batches), loss_fn, first=i == 0)
             loss.backward()
             optimizer.step()
             value = float(loss.detach())
@@ -105,9 +104,21 @@ def run_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
             watcher.detach()
         snapshot.restore(model, optimizer)
     gradients = watcher.report() if watcher is not None else None
-    finite = losses if math.isfinite(losses[-1]) else losses[:-1]  # only the last can be NaN/Inf
-    curve = zero_lag(finite, smooth) + [math.nan] * (len(losses) - len(finite))
+    curve = zero_lag(capped(losses, smooth, diverge), smooth) if losses else []
     return Sweep(lrs, losses, curve, diverged, gradients)
 
 
-__all__ = ["MIN_STEPS", "Sweep", "check_args", "run_sweep"]
+def capped(losses: list[float], smooth: float, diverge: float) -> list[float]:
+    """``losses`` with every value above ``diverge`` x the best running average (and NaN/Inf) set
+    to that cap: one huge loss at the end would otherwise swamp the no-lag smoothed curve for
+    dozens of steps back.
+
+    Example:
+        >>> capped([2.0, 1.0, 1.0, float("nan"), 1e9], 1.0, 5.0)
+        [2.0, 1.0, 1.0, 5.0, 5.0]
+    """
+    cap = diverge * min(v for v in smoothed([v for v in losses if math.isfinite(v)], smooth))
+    return [v if math.isfinite(v) and v <= cap else cap for v in losses]
+
+
+__all__ = ["MIN_STEPS", "Sweep", "capped", "check_args", "run_sweep"]
