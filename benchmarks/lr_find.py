@@ -97,7 +97,7 @@ def lightning_tuner(make: Callable, opt: Callable, bundle: gd.data.Bundle, seed:
             return opt(self.parameters(), self.lr)
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
+        trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=-1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, default_root_dir=tmp)
         found = Tuner(trainer).lr_find(Module(), train_dataloaders=_loader(bundle, seed),
