@@ -34,8 +34,8 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
 
     The suggestion is the *valley* rule's pick (the longest descent of the smoothed curve,
     half-way down); the steepest-descent pick is in ``suggestions``. Valley is the default
-    because it varies less over seeds and trains as well (``benchmarks/lr_find.py``); see
-    ``graddoctor.lrfind.suggest``. With ``watch=True`` the per-layer gradient norms of the sweep
+    because it reads the whole descent, so batch noise moves it less than the minimum of a
+    derivative (see ``graddoctor.lrfind.suggest`` and ``benchmarks/lr_find.py``). With ``watch=True`` the per-layer gradient norms of the sweep
     are recorded (``graddoctor.watch``, in memory); a flat curve then says whether the input
     side's gradients vanish (finding ``lr-insensitive``, see ``graddoctor.lrfind.judge``).
 

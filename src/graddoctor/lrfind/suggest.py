@@ -10,8 +10,9 @@ Both suggestions read the *smoothed* loss against ``log10(lr)``:
   whole descent rather than one derivative, so it moves less with noise and lands before the
   minimum, where training is still stable.
 
-``DEFAULT_METHOD`` is ``valley``: on ``benchmarks/lr_find.py`` (3 models x 5 seeds) its
-suggestion spreads less over seeds than steepest descent and trains at least as well.
+``DEFAULT_METHOD`` is ``valley``, for stability: it reads the whole descent, so noise moves it
+less than the minimum of a derivative (fastai's reason for making it its default).
+``benchmarks/lr_find.py`` measures both against torch-lr-finder and Lightning.
 
 Example:
     >>> lrs = lr_schedule(1e-4, 1.0, 5, "exp")
