@@ -1,0 +1,94 @@
+"""``graddoctor lr-find FACTORY --dataset digits|mnist1d``: the range test from the command line.
+
+Trains the factory's model on an embedded dataset (flat inputs: digits (64,), mnist1d (40,)),
+prints the curve in the terminal, the suggestion or the finding, and writes the figure as a
+PNG (``--out``). Exit code 1 when a finding has severity "error", 0 otherwise; bad input
+prints one line ``graddoctor: error: ...`` and exits 2.
+
+Example::
+
+    graddoctor lr-find examples/models.py:sigmoid_mlp --dataset digits --out lr.png
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+
+import click
+
+#: terminal plot size (columns x rows)
+WIDTH, HEIGHT = 64, 12
+
+
+def ascii_curve(lrs: Sequence[float], losses: Sequence[float], mark: float | None = None) -> str:
+    """The loss against log10(lr) as text: one ``*`` per column (its mean loss), ``|`` at ``mark``.
+
+    Example:
+        >>> print(ascii_curve([1e-3, 1e-2, 1e-1], [2.0, 1.0, 3.0]).splitlines()[0].strip())
+        3 |                                                               *
+    """
+    pts = [(math.log10(x), y) for x, y in zip(lrs, losses) if x > 0 and math.isfinite(y)]
+    if len(pts) < 2:
+        return "(too few points to draw)"
+    x0, x1 = pts[0][0], pts[-1][0]
+    cols: dict[int, list[float]] = {}
+    for x, y in pts:
+        cols.setdefault(round((x - x0) / (x1 - x0 or 1) * (WIDTH - 1)), []).append(y)
+    level = {c: sum(v) / len(v) for c, v in cols.items()}
+    lo, hi = min(level.values()), max(level.values())
+    grid = [[" "] * WIDTH for _ in range(HEIGHT)]
+    if mark is not None and mark > 0 and x1 > x0:
+        c = round((math.log10(mark) - x0) / (x1 - x0) * (WIDTH - 1))
+        for row in grid if 0 <= c < WIDTH else []:
+            row[c] = "|"
+    for c, y in level.items():
+        grid[HEIGHT - 1 - round((y - lo) / (hi - lo or 1) * (HEIGHT - 1))][c] = "*"
+    label = [f"{hi:.3g}"] + [""] * (HEIGHT - 2) + [f"{lo:.3g}"]
+    pad = max(len(s) for s in label)
+    lines = [f"{s:>{pad}} |{''.join(r)}" for s, r in zip(label, grid)]
+    axis = f"{'':>{pad}}  lr {10 ** x0:.0e}" + f"{10 ** x1:.0e}".rjust(WIDTH - 8)
+    return "\n".join([*lines, f"{'':>{pad}} +" + "-" * WIDTH, axis])
+
+
+@click.command("lr-find")
+@click.argument("factory")
+@click.option("--dataset", type=click.Choice(["digits", "mnist1d"]), default="digits", show_default=True,
+              help="Embedded dataset to sweep on (flat inputs).")
+@click.option("--optimizer", "opt_name", type=click.Choice(["sgd", "adam"]), default="sgd",
+              show_default=True, help="SGD with momentum 0.9, or Adam.")
+@click.option("--steps", type=int, default=100, show_default=True, help="Batches in the sweep.")
+@click.option("--start-lr", type=float, default=1e-7, show_default=True)
+@click.option("--end-lr", type=float, default=10.0, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the batch order.")
+@click.option("--out", default="lr_find.png", show_default=True, help="Where the PNG goes.")
+def lr_find_command(factory: str, dataset: str, opt_name: str, steps: int, start_lr: float,
+                    end_lr: float, batch_size: int, seed: int, out: str) -> None:
+    """Learning-rate range test: suggest a learning rate, or say why none works.
+
+    FACTORY is path/to/file.py:function or package.module:function; the function returns a
+    model (or (model, example_inputs)) taking the dataset's flat inputs.
+    """
+    import torch
+
+    from graddoctor.cli._factory import build
+    from graddoctor.data import load
+    from graddoctor.lrfind import lr_find
+
+    bundle = load(dataset, seed=seed)
+    shape = ",".join(str(d) for d in (batch_size, *bundle.input_shape))
+    model, _ = build(factory, input_shape=shape)
+    opt = (torch.optim.SGD(model.parameters(), lr=start_lr, momentum=0.9) if opt_name == "sgd"
+           else torch.optim.Adam(model.parameters(), lr=start_lr))
+    train = bundle.loaders(batch_size)[0]
+    result = lr_find(model, opt, train, start_lr=start_lr, end_lr=end_lr, num_steps=steps)
+    click.echo(ascii_curve(result.lrs, result.smoothed_losses, result.suggestion))
+    click.echo(str(result))
+    result.plot(out)
+    click.echo(f"figure: {out}")
+    sys.exit(1 if any(f.severity == "error" for f in result.findings) else 0)
+
+
+__all__ = ["ascii_curve", "lr_find_command"]
