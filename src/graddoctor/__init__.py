@@ -37,6 +37,8 @@ _LAZY = {
     "Report": "graddoctor.report",
     "Finding": "graddoctor.report",
     "GraddoctorError": "graddoctor.errors",
+    "lr_find": "graddoctor.lrfind",
+    "LRFindResult": "graddoctor.lrfind",
     "zoo": None,
     "data": None,
     "lab": None,

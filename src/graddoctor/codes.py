@@ -24,6 +24,7 @@ FINDING_CODES: dict[str, str] = {
     "long-sequence-rnn": "static: a vanilla RNN over long sequences",
     "signal-collapse": "init probe: forward activation variance dies out with depth",
     "signal-explosion": "init probe: forward activation variance blows up with depth",
+    "lr-insensitive": "range test: the loss barely moves across the swept learning rates",
 }
 
 #: remedy ids, each an entry of the remedy registry

@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "fix": "graddoctor.cli.fix:fix",
     "lab": "graddoctor.cli.lab:lab",
     "report": "graddoctor.cli.report:report",
+    "lr-find": "graddoctor.cli.lr_find:lr_find_command",
 }
 
 

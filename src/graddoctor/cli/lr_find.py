@@ -73,7 +73,7 @@ def lr_find_command(factory: str, dataset: str, opt_name: str, steps: int, start
     """
     import torch
 
-    from graddoctor.cli._factory import build
+    from graddoctor.cli.factory import build
     from graddoctor.data import load
     from graddoctor.lrfind import lr_find
 
