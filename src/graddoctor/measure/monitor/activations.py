@@ -34,9 +34,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.inputs import first_tensor
 from graddoctor import kinds
-from graddoctor.measure.stats import MOMENTS, dead_fractions, moments_to_stats, site_moments, unit_dim
+from graddoctor.inputs import first_tensor
+from graddoctor.measure.stats import (
+    MOMENTS,
+    dead_fractions,
+    moments_to_stats,
+    site_moments,
+    unit_dim,
+)
 from graddoctor.modelmap import FunctionalActivationMode, modules_by_name
 
 #: columns of ``ActivationSampler.stop()``
