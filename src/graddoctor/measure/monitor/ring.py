@@ -160,6 +160,10 @@ class Ring:
             views[0].index_copy_(0, sel, tensor_norms(grads, self.acc))
         return grads, sel
 
+    def last_norms(self) -> torch.Tensor:
+        """The last row's gradient norms (a view built once: no new tensor per step)."""
+        return self._views[len(self.rows) - 1][0]
+
     def flush_block(self, n: int, count_nonfinite: bool, mode: str = "single") -> torch.Tensor:
         """The first ``n`` rows as one ``[n, columns.width]`` block of norms (``Columns``).
 

@@ -67,7 +67,7 @@ class StepWriter:
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         grads, cols = self.ring.write(grads)
-        if host_check and grads and not math.isfinite(self.ring.data[len(self.ring.rows) - 1].sum().item()):
+        if host_check and grads and not math.isfinite(self.ring.last_norms().sum().item()):
             index = self.ring.col_index if cols is None else self.ring.col_index[cols]
             row.nonfinite = nonfinite_counts(grads, index, self.layers.n_layers)
         if scale is not None:
