@@ -106,7 +106,7 @@ class Ring:
         >>> from graddoctor.measure.stats import segment_index
         >>> ps = [torch.ones(2, 2, requires_grad=True), torch.ones(2, requires_grad=True)]
         >>> ring = Ring(ps, segment_index([2]), 1, capacity=4)
-        >>> ring.append(1) and ring.write([torch.ones(2, 2), None])[1].tolist()
+        >>> ring.append(1) and ring.write([torch.ones(2, 2), None])[2].tolist()
         [0]
         >>> ring.flush_block(1, count_nonfinite=False)[0, ring.columns["grad_norm"]].tolist()
         [2.0]
@@ -143,26 +143,24 @@ class Ring:
         self.rows.append(row)
         return row
 
-    def write(self, grads: list[torch.Tensor | None]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def write(self, grads: list[torch.Tensor | None]
+              ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """The norms of ``grads`` (in column order; None: missing) into the last row's ring row.
 
         Returns:
-            The gradients present, and their columns (None when all are present).
+            The ring row (a view built once), the gradients present, and their columns (None
+            when all are present).
         """
         views = self._views[len(self.rows) - 1]
         if not any(map(operator.is_, grads, _NONE)):
             self.norms.ordered(grads, views)
-            return grads, None
+            return views[0], grads, None
         sel, self.rows[-1].present = self.pattern(tuple(g is not None for g in grads))
         grads = [g for g in grads if g is not None]  # frozen or unused parameters: the rarer path
         views[0].zero_()
         if grads:
             views[0].index_copy_(0, sel, tensor_norms(grads, self.acc))
-        return grads, sel
-
-    def last_norms(self) -> torch.Tensor:
-        """The last row's gradient norms (a view built once: no new tensor per step)."""
-        return self._views[len(self.rows) - 1][0]
+        return views[0], grads, sel
 
     def flush_block(self, n: int, count_nonfinite: bool, mode: str = "single") -> torch.Tensor:
         """The first ``n`` rows as one ``[n, columns.width]`` block of norms (``Columns``).

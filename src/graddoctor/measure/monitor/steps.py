@@ -13,7 +13,7 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> from graddoctor.measure.monitor.layers import WatchedLayers
-    >>> from graddoctor.measure.monitor.schedule import Schedule
+    >>> from graddoctor.measure.monitor.schedule import Schedule, due
     >>> net = nn.Linear(2, 1)
     >>> layers = WatchedLayers(net, None)
     >>> writer = StepWriter(layers, Schedule())
@@ -33,7 +33,7 @@ import torch
 from graddoctor.measure import distributed as dist_
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.ring import Ring, Row
-from graddoctor.measure.monitor.schedule import Schedule
+from graddoctor.measure.monitor.schedule import Schedule, due
 from graddoctor.measure.stats import nonfinite_counts
 
 
@@ -66,8 +66,8 @@ class StepWriter:
         grads = [p.grad for p in self.params]
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
-        grads, cols = self.ring.write(grads)
-        if host_check and grads and not math.isfinite(self.ring.last_norms().sum().item()):
+        norms, grads, cols = self.ring.write(grads)
+        if host_check and grads and not math.isfinite(norms.sum().item()):
             index = self.ring.col_index if cols is None else self.ring.col_index[cols]
             row.nonfinite = nonfinite_counts(grads, index, self.layers.n_layers)
         if scale is not None:
@@ -82,7 +82,7 @@ class StepWriter:
 
     def snapshot_for(self, step: int) -> None:
         """Copy the trainable weights when step ``step`` measures its update."""
-        if self.schedule.updates(step) and self.layers.train_params:
+        if due(step, self.schedule.update_every) and self.layers.train_params:
             self.snapshot = self.layers.snapshot()
 
     def write_update(self) -> None:

@@ -182,8 +182,8 @@ class Monitor:
         return row
 
     def _record(self, scale: torch.Tensor | None = None, found_inf: torch.Tensor | None = None) -> None:
-        """This step's statistics into a new ring row (``StepWriter.write``)."""
-        self.steps.write(self._new_row(), self._host_check, scale, found_inf)
+        row = self._new_row()  # (sets up first, when the step comes before any forward)
+        self.steps.write(row, self._host_check, scale, found_inf)
 
     def _guarded(self, fn: Any, *args: Any, always: bool = False) -> Any:
         """Run ``fn`` unless recording stopped (``always``: even then, e.g. the final flush); an
@@ -210,7 +210,7 @@ class Monitor:
         self._guarded(self._pre_step, optimizer)
 
     def _safe_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._guarded(self.steps.write_update)
+        self._guarded(lambda: self.steps.write_update())
 
     def _pre_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._opt_steps += 1
