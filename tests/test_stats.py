@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from graddoctor.measure import stats as stats
+from graddoctor import kinds
+from graddoctor.measure import stats
 
 
 def test_layer_sq_norms_match_per_tensor_norms():
@@ -53,41 +54,70 @@ def test_update_sq_norms_exact():
     ("relu", [0.0, 1.0], None),
 ])
 def test_saturated_mask(kind, x, want):
-    m = stats.saturated_mask(torch.tensor(x), kind)
+    """The saturation test the activation statistics count (``kinds.saturated_mask``)."""
+    m = kinds.saturated_mask(torch.tensor(x), kind)
     if want is None:
         assert m is None
     else:
         assert m.float().mean().item() == pytest.approx(want)
 
 
-def test_activation_moments_and_stats_match_torch():
-    x = torch.relu(torch.randn(64, 32, generator=torch.Generator().manual_seed(2)))
-    m = stats.activation_moments(x, "relu")
-    mean, std, zero, sat = stats.moments_to_stats(m).tolist()
-    assert mean == pytest.approx(x.mean().item(), rel=1e-5)
+def _moments(m: dict[str, torch.Tensor], n: int) -> torch.Tensor:
+    """``MOMENTS`` of one output from ``site_moments`` (as the activation sampler adds them)."""
+    total = m["sum"] if "sum" in m else m["units"].sum()
+    sat = m.get("sat", torch.tensor(0))
+    return torch.stack([torch.tensor(float(n)), total, m["norm"] ** 2, n - m["nnz"].float(), sat.float()])
+
+
+@pytest.mark.parametrize("kind,make", [
+    ("relu", torch.relu),
+    ("leaky_relu", lambda x: torch.nn.functional.leaky_relu(x, 0.01)),
+    ("tanh", lambda x: torch.tanh(3 * x)),
+    ("sigmoid", lambda x: torch.sigmoid(4 * x)),
+])
+def test_site_moments_and_stats_match_torch(kind, make):
+    x = make(torch.randn(16, 4, 3, 3, generator=torch.Generator().manual_seed(2)))
+    x[:, 2] = 0.0  # one channel never active (a dead unit for the ReLU family)
+    m = stats.site_moments(x, kind, 1)
+    assert stats.MOMENTS == ("count", "sum", "sumsq", "zeros", "saturated")
+    mean, std, zero, sat = stats.moments_to_stats(_moments(m, x.numel())).tolist()
+    assert mean == pytest.approx(x.mean().item(), rel=1e-5, abs=1e-7)
     assert std == pytest.approx(x.std(unbiased=False).item(), rel=1e-4)
     assert zero == pytest.approx((x == 0).float().mean().item())
-    assert sat == 0.0
-    # moments add over calls: two halves == the whole
-    m2 = stats.activation_moments(x[:32], "relu") + stats.activation_moments(x[32:], "relu")
-    assert torch.allclose(stats.moments_to_stats(m2), stats.moments_to_stats(m), rtol=1e-5)
+    want_sat = {"tanh": x.abs() > 0.99, "sigmoid": (x < 0.01) | (x > 0.99)}.get(kind)
+    assert sat == pytest.approx(0.0 if want_sat is None else want_sat.float().mean().item())
+    if kind in ("relu", "leaky_relu"):  # per channel: active (> 0) somewhere in the batch
+        active = (x > 0).any(dim=0).any(dim=-1).any(dim=-1)
+        assert ((m["units"] > 0) == active).all() and not active[2]
+    else:
+        assert "units" not in m
+    halves = [stats.site_moments(h, kind, 1) for h in (x[:8], x[8:])]  # moments add over calls
+    both = _moments(halves[0], x[:8].numel()) + _moments(halves[1], x[8:].numel())
+    assert torch.allclose(stats.moments_to_stats(both), stats.moments_to_stats(_moments(m, x.numel())),
+                          rtol=1e-5, atol=1e-7)
 
 
-def test_active_units_and_dead_fraction():
-    x = torch.zeros(8, 4, 3, 3)
-    x[:, 1] = 1.0  # channel 1 always active
-    x[0, 3, 0, 0] = 0.5  # channel 3 active once
-    act = stats.active_units(x, 1)
-    assert act.tolist() == [False, True, False, True]
-    assert stats.dead_fraction(act[None]).item() == pytest.approx(0.5)
-    # a unit active in any of the window's batches is not dead
-    other = torch.tensor([True, False, False, False])
-    assert stats.dead_fraction(torch.stack([act, other])).item() == pytest.approx(0.25)
+def test_dead_fractions_match_the_window_of_masks():
+    g = torch.Generator().manual_seed(4)
+    masks = torch.rand(12, 50, generator=g) < 0.1  # [samples, units]: active in a sample
+    site = torch.repeat_interleave(torch.tensor([0, 2, 3]), torch.tensor([20, 25, 5]))
+    site_units = torch.tensor([20.0, 0.0, 25.0, 5.0])
+    window = 3
+    for sample in range(1, len(masks) + 1):
+        seen = masks[:sample]
+        numbered = torch.arange(1, sample + 1)[:, None].expand_as(seen)
+        last = torch.where(seen, numbered, -(2**62)).amax(dim=0)  # last sample each unit was active
+        dead = ~seen[-window:].any(dim=0)
+        want = [dead[site == s].float().mean().item() for s in range(4)]
+        got = stats.dead_fractions(last, sample, window, site, site_units).tolist()
+        assert math.isnan(got[1]) and math.isnan(want[1])
+        assert got[:1] + got[2:] == pytest.approx(want[:1] + want[2:])
 
 
 def test_unit_dim():
     assert stats.unit_dim(torch.zeros(2, 3, 4, 4), True) == 1
     assert stats.unit_dim(torch.zeros(2, 5, 7), False) == 2
+    assert stats.unit_dim(torch.zeros(5), True) == 0 and stats.unit_dim(torch.zeros(()), False) == 0
 
 
 def test_tensor_norms_into_a_row_match_per_tensor_norms():

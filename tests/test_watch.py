@@ -429,6 +429,18 @@ def test_lazy_map_fallback_without_forward():
     assert steps[0]["grad_norm"]["1"] is not None
 
 
+def test_first_optimizer_step_before_any_forward_is_recorded():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gd.watch(model, opt) as w:
+        (model[1](model[0].weight)).sum().backward()  # calls submodules only, not the root
+        opt.step()
+        w.step(torch.tensor(1.0))
+    meta, steps = w.records()
+    assert w.failed is None and meta["config"]["mapped"] is False
+    assert [s["step"] for s in steps] == [1] and steps[0]["loss"] == 1.0 and steps[0]["grad_norm"]["1"] > 0
+
+
 def test_bad_input_errors():
     with pytest.raises(gd.GraddoctorError, match="nn.Module"):
         gd.watch("not a model")

@@ -1,5 +1,5 @@
 """Pure tensor statistics used by ``watch``: fused per-layer norms, update norms,
-activation moments, saturation and dead-unit fractions.
+activation moments (saturation as ``graddoctor.kinds`` defines it) and dead-unit fractions.
 
 Every function takes tensors and returns tensors on the same device; none of
 them synchronises with the host (no ``.item()``), so they can run every step.
@@ -20,17 +20,13 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
-#: |tanh| (and softsign) above this counts as saturated
-TANH_SAT = 0.99
-#: sigmoid (and hardsigmoid) outside [SIGMOID_LO, 1 - SIGMOID_LO] counts as saturated
-SIGMOID_LO = 0.01
+from graddoctor import kinds
 
-#: moments layout returned by ``activation_moments``
+#: the moments of an activation output, in the column order ``moments_to_stats`` reads
 MOMENTS = ("count", "sum", "sumsq", "zeros", "saturated")
 
 
@@ -257,53 +253,61 @@ def round_significant(x: torch.Tensor, digits: int) -> torch.Tensor:
     return torch.where(ok, torch.round(x * up / down) * down / up, x)
 
 
-def saturated_mask(x: torch.Tensor, kind: str) -> torch.Tensor | None:
-    """Boolean mask of saturated outputs of an activation of ``kind``, None when not bounded.
-
-    Thresholds: tanh/softsign |y| > 0.99; sigmoid y outside [0.01, 0.99];
-    hardtanh at its clip value (|y| >= 1, the default bound); hardsigmoid
-    y <= 0 or y >= 1; logsigmoid y > log(0.99) (the flat side).
+def unit_dim(x: torch.Tensor, channels_first: bool) -> int:
+    """Which dimension of an activation output holds the units: channels (dim 1) for conv-like
+    outputs, else the last; 0 for a scalar or a vector.
 
     Example:
-        >>> saturated_mask(torch.tensor([0.5, 0.995]), "sigmoid").tolist()
-        [False, True]
+        >>> unit_dim(torch.zeros(2, 3, 4, 4), True), unit_dim(torch.zeros(2, 5), False)
+        (1, 1)
     """
-    if kind in ("tanh", "softsign"):
-        return x.abs() > TANH_SAT
-    if kind == "sigmoid":
-        return (x - 0.5).abs() > 0.5 - SIGMOID_LO
-    if kind == "hardtanh":
-        return x.abs() >= 1.0
-    if kind == "hardsigmoid":
-        return (x <= 0) | (x >= 1)
-    if kind == "logsigmoid":
-        return x > math.log(1 - SIGMOID_LO)
-    return None
+    if x.dim() <= 1:
+        return 0
+    return 1 if channels_first else x.dim() - 1
 
 
-def activation_moments(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """``[count, sum, sum of squares, zeros, saturated]`` of an activation output (float32).
+def site_moments(x: torch.Tensor, kind: str, unit_dim: int) -> dict[str, torch.Tensor]:
+    """One activation output -> the few one-pass reductions its statistics need.
 
-    Moments add up across calls (shared modules, time steps); turn them into
-    statistics with ``moments_to_stats``.
+    Args:
+        x: the output of an activation of kind ``kind`` (any shape, floating point).
+        kind: its activation kind (``graddoctor.kinds``).
+        unit_dim: the dimension that holds the units (``unit_dim``).
+
+    Returns:
+        ``norm`` (L2, float32), ``nnz`` (non-zeros), ``sum`` (float32; omitted for
+        ``kinds.RECTIFIED`` kinds, where it is the sum of ``units``), ``sat`` (count of
+        ``kinds.saturated_mask``; bounded kinds only) and ``units`` (ReLU family: per-unit sums
+        for ``kinds.RECTIFIED`` kinds, else per-unit maxima; a unit is active when > 0).
+        ``norm ** 2`` is the sum of squares: the moments of ``MOMENTS`` follow (see
+        ``moments_to_stats``). Avoided on CPU: ``torch.var_mean`` (a slow Welford loop) and
+        ``torch.count_nonzero`` (30x slower than ``bool().sum(int32)``).
 
     Example:
-        >>> activation_moments(torch.tensor([0.0, 1.0, 3.0]), "relu").tolist()
-        [3.0, 4.0, 10.0, 1.0, 0.0]
+        >>> m = site_moments(torch.tensor([[0.0, 1.0], [0.0, 3.0]]), "relu", 1)
+        >>> m["units"].tolist(), int(m["nnz"]), round(float(m["norm"]) ** 2, 4)
+        ([0.0, 4.0], 2, 10.0)
     """
-    x = x.detach()
-    xf = x.float()
-    s = xf.sum()
-    ss = (xf * xf).sum()
-    zeros = (x == 0).sum()
-    sat = saturated_mask(x, kind)
-    n_sat = sat.sum() if sat is not None else torch.zeros((), device=x.device)
-    count = torch.full((), float(x.numel()), device=x.device)
-    return torch.stack([count, s, ss, zeros.float(), n_sat.float()])
+    out = {"norm": torch.linalg.vector_norm(x, dtype=torch.float32),
+           "nnz": x.bool().sum(dtype=torch.int32 if x.numel() < 2**31 else torch.int64)}
+    if kinds.family(kind) == "relu":
+        others = [d for d in range(x.dim()) if d != unit_dim]
+        if kind in kinds.RECTIFIED:
+            out["units"] = x.sum(dim=others, dtype=torch.float32) if others else x.float()
+        else:
+            out["sum"] = x.sum(dtype=torch.float32)
+            out["units"] = (x.amax(dim=others) if others else x).float()
+    else:
+        out["sum"] = x.sum(dtype=torch.float32)
+    sat = kinds.saturated_mask(x, kind)
+    if sat is not None:
+        out["sat"] = sat.sum()
+    return out
 
 
 def moments_to_stats(m: torch.Tensor) -> torch.Tensor:
-    """``[..., 5]`` moments -> ``[..., 4]``: mean, std (population), zero fraction, saturated fraction.
+    """``[..., 5]`` moments (``MOMENTS``) -> ``[..., 4]``: mean, std (population), zero fraction,
+    saturated fraction.
 
     Example:
         >>> moments_to_stats(torch.tensor([4.0, 4.0, 8.0, 2.0, 0.0])).tolist()
@@ -315,41 +319,33 @@ def moments_to_stats(m: torch.Tensor) -> torch.Tensor:
     return torch.stack([mean, var.sqrt(), m[..., 3] / n, m[..., 4] / n], dim=-1)
 
 
-def unit_dim(x: torch.Tensor, channels_first: bool) -> int:
-    """Which dimension holds the units: channels (dim 1) for conv-like outputs, else the last."""
-    if x.dim() <= 1:
-        return 0
-    return 1 if channels_first else x.dim() - 1
+def dead_fractions(last_active: torch.Tensor, sample: int, window: int, site: torch.Tensor,
+                   site_units: torch.Tensor) -> torch.Tensor:
+    """Per activation site, the fraction of its units not active in any of the last ``window``
+    samples (the current one, number ``sample``, included).
 
+    Args:
+        last_active: per unit (all sites' units concatenated), the number of the last sample
+            it was active (> 0) in.
+        sample: the current sample's number.
+        window: samples a unit must stay inactive to count as dead.
+        site: per unit, the index of its site.
+        site_units: per site, its number of units (float).
 
-def active_units(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Boolean per-unit mask: the unit along ``dim`` was > 0 for at least one element.
-
-    Example:
-        >>> active_units(torch.tensor([[0.0, 1.0], [0.0, 0.0]]), 1).tolist()
-        [False, True]
-    """
-    x = x.detach()
-    if x.dim() == 0:
-        return (x > 0).reshape(1)
-    others = [d for d in range(x.dim()) if d != dim]
-    return (x.amax(dim=others) if others else x) > 0
-
-
-def dead_fraction(masks: torch.Tensor) -> torch.Tensor:
-    """Fraction of units never active in any row of ``masks`` ``[samples, units]`` (bool).
+    Returns:
+        ``[sites]`` float32 fractions; NaN for a site without units.
 
     Example:
-        >>> round(dead_fraction(torch.tensor([[True, False, False], [False, False, True]])).item(), 4)
-        0.3333
+        >>> dead_fractions(torch.tensor([5, 1, 4, 2]), 5, 2, torch.tensor([0, 0, 0, 2]),
+        ...                torch.tensor([3.0, 0.0, 1.0])).tolist()
+        [0.3333333432674408, nan, 1.0]
     """
-    return (~masks.any(dim=0)).float().mean()
+    dead = torch.zeros_like(site_units).index_add_(0, site, (last_active <= sample - window).to(site_units))
+    return torch.where(site_units > 0, dead / site_units.clamp_min(1), float("nan"))
 
 
 __all__ = [
-    "MOMENTS", "SIGMOID_LO", "TANH_SAT", "activation_moments", "active_units", "dead_fraction",
-    "dense_values",
-    "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "saturated_mask",
-    "TensorNorms", "round_significant", "segment_index", "tensor_norms", "tensor_sq_norms", "unit_dim",
-    "update_sq_norms",
+    "GROUP_MAX_NUMEL", "GROUP_MIN", "MOMENTS", "TensorNorms", "dead_fractions", "dense_values",
+    "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "round_significant",
+    "segment_index", "site_moments", "tensor_norms", "tensor_sq_norms", "unit_dim", "update_sq_norms",
 ]

@@ -9,7 +9,7 @@ so that functional sites get the same names as in ``ModelMap``
 it again. Unsampled forwards run with no hook at all.
 
 Per site and sampled forward (moments add over repeated calls, e.g. time steps):
-mean, std, zero fraction, saturated fraction (thresholds in ``graddoctor.measure.stats``),
+mean, std, zero fraction, saturated fraction (thresholds in ``graddoctor.kinds``),
 and for the ReLU family a per-unit "ever active" mask (unit = channel for conv
 outputs and 4-D+ tensors, else the last dimension). ``dead_frac`` is the fraction
 of units not active (> 0) in any of the last ``dead_window`` sampled batches
@@ -34,59 +34,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor import kinds
 from graddoctor.inputs import first_tensor
-from graddoctor.measure.stats import moments_to_stats, saturated_mask
+from graddoctor.measure.stats import (
+    MOMENTS,
+    dead_fractions,
+    moments_to_stats,
+    site_moments,
+    unit_dim,
+)
 from graddoctor.modelmap import FunctionalActivationMode, modules_by_name
 
 #: columns of ``ActivationSampler.stop()``
 STAT_NAMES = ("mean", "std", "zero_frac", "sat_frac", "dead_frac", "seen")
+_COUNT, _SUM, _SUMSQ, _ZEROS, _SAT = (MOMENTS.index(c) for c in ("count", "sum", "sumsq", "zeros", "saturated"))
 
 Site = tuple[str, str, str, bool, str]  # name, kind, family, functional, owner
-
-
-#: activations whose outputs are >= 0: a unit's summed output > 0 means it was active
-NONNEG = frozenset({"relu", "relu6", "softplus"})
-
-
-def site_moments(x: torch.Tensor, kind: str, family: str, unit_dim: int) -> dict[str, Any]:
-    """One activation output -> the few reductions the statistics need (4-5 one-pass ops).
-
-    ``norm`` (L2), ``nnz`` (non-zeros), ``sum`` (omitted for ``NONNEG`` kinds: it is the sum of
-    ``units``), ``sat`` (saturating kinds), ``units`` (ReLU family: per-unit sums for ``NONNEG``
-    kinds, else per-unit maxima; a unit is active when > 0). Avoided on CPU: ``torch.var_mean``
-    (a slow Welford loop) and ``torch.count_nonzero`` (30x slower than ``bool().sum(int32)``).
-
-    Example:
-        >>> m = site_moments(torch.tensor([[0.0, 1.0], [0.0, 3.0]]), "relu", "relu", 1)
-        >>> m["units"].tolist(), int(m["nnz"]), round(float(m["norm"]) ** 2, 4)
-        ([0.0, 4.0], 2, 10.0)
-    """
-    out: dict[str, Any] = {"norm": torch.linalg.vector_norm(x, dtype=torch.float32),
-                           "nnz": x.bool().sum(dtype=torch.int32 if x.numel() < 2**31 else torch.int64)}
-    if family == "relu":
-        others = [d for d in range(x.dim()) if d != unit_dim]
-        if kind in NONNEG:
-            out["units"] = x.sum(dim=others, dtype=torch.float32) if others else x.float()
-        else:
-            out["sum"] = x.sum(dtype=torch.float32)
-            out["units"] = (x.amax(dim=others) if others else x).float()
-    else:
-        out["sum"] = x.sum(dtype=torch.float32)
-    sat = saturated_mask(x, kind)
-    if sat is not None:
-        out["sat"] = sat.sum()
-    return out
-
-
-def dead_fraction_since(last_active: torch.Tensor, sample: int, window: int) -> torch.Tensor:
-    """Fraction of units whose last active sample is ``window`` or more samples before ``sample``
-    (i.e. not active in any of the last ``window`` samples, the current one included).
-
-    Example:
-        >>> dead_fraction_since(torch.tensor([5, 1, 4]), 5, 2).item()
-        0.3333333432674408
-    """
-    return (last_active <= sample - window).float().mean()
 
 
 class ActivationSampler:
@@ -105,7 +68,6 @@ class ActivationSampler:
         self.sites = sites
         self.index = {s[0]: i for i, s in enumerate(sites)}
         self.kind = {s[0]: s[1] for s in sites}
-        self.family = {s[0]: s[2] for s in sites}
         self.conv_sites = set(conv_sites)
         names = modules_by_name(root)
         self.modules = {s[0]: names[s[0]] for s in sites if not s[3] and s[0] in names}
@@ -136,9 +98,8 @@ class ActivationSampler:
         if x is None or i is None or not x.is_floating_point() or x.numel() == 0:
             return
         x = x.detach()
-        kind, fam = self.kind[name], self.family[name]
-        ud = 1 if (name in self.conv_sites or x.dim() >= 4) and x.dim() > 1 else max(x.dim() - 1, 0)
-        m = site_moments(x, kind, fam, ud)
+        kind = self.kind[name]
+        m = site_moments(x, kind, unit_dim(x, name in self.conv_sites or x.dim() >= 4))
         self._idx.append(i)
         self._n.append(float(x.numel()))
         self._norm.append(m["norm"])
@@ -152,7 +113,7 @@ class ActivationSampler:
             if prev is None or prev.shape != u.shape:
                 self._cur_mask[name] = u
             else:
-                self._cur_mask[name] = prev + u if kind in NONNEG else torch.maximum(prev, u)
+                self._cur_mask[name] = prev + u if kind in kinds.RECTIFIED else torch.maximum(prev, u)
 
     def _module_pre(self, module: nn.Module, args: Any) -> None:
         self._in_act += 1
@@ -225,7 +186,7 @@ class ActivationSampler:
             return None
         mom, dead = self._combine()
         self._reset_calls()
-        seen = (mom[:, 0] > 0).float()
+        seen = (mom[:, _COUNT] > 0).float()
         return torch.cat([moments_to_stats(mom), dead[:, None], seen[:, None]], dim=1)
 
     def _reset_calls(self) -> None:
@@ -237,7 +198,7 @@ class ActivationSampler:
         self._sat: list[tuple[int, torch.Tensor]] = []
 
     def _combine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-site moments ``[sites, 5]`` (count, sum, sumsq, zeros, saturated) and dead fractions."""
+        """Per-site moments ``[sites, 5]`` (``MOMENTS``) and dead fractions."""
         S = len(self.sites)
         dev = self._norm[0].device
         key = (tuple(self._idx), tuple(self._n))
@@ -247,15 +208,15 @@ class ActivationSampler:
             self._idx_cache[key] = (torch.tensor(self._idx, device=dev), torch.tensor(self._n, device=dev))
         idx, n = self._idx_cache[key]
         norm = torch.stack(self._norm)
-        cols = [n, torch.zeros_like(n), norm * norm, n - torch.stack(self._nnz).float()]
-        mom = torch.zeros(S, 5, device=dev)
-        mom[:, :4].index_add_(0, idx, torch.stack(cols, dim=1))
-        for col, items in ((1, self._sum), (4, self._sat)):
+        mom = torch.zeros(S, len(MOMENTS), device=dev)
+        for col, per_call in ((_COUNT, n), (_SUMSQ, norm * norm), (_ZEROS, n - torch.stack(self._nnz).float())):
+            mom[:, col].index_add_(0, idx, per_call)
+        for col, items in ((_SUM, self._sum), (_SAT, self._sat)):
             if items:
                 mom[:, col].index_add_(0, self._cached_index(tuple(i for i, _ in items), dev),
                                        torch.stack([v for _, v in items]).float())
         dead, unit_sums = self._dead(dev)
-        mom[:, 1] += unit_sums
+        mom[:, _SUM] += unit_sums
         return mom, dead
 
     def _cached_index(self, sel: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -270,7 +231,7 @@ class ActivationSampler:
         return hit
 
     def _dead(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-site dead fraction (NaN for non-ReLU sites) and the per-site sums of ``NONNEG``
+        """Per-site dead fraction (NaN for non-ReLU sites) and the per-site sums of ``kinds.RECTIFIED``
         sites' unit sums, for all sites in a few vectorised ops."""
         S = len(self.sites)
         if not self._cur_mask:
@@ -285,15 +246,14 @@ class ActivationSampler:
             self._seg = torch.repeat_interleave(torch.tensor([self.index[n] for n in names]),
                                                 sizes).to(device)
             self._is_sum = torch.repeat_interleave(
-                torch.tensor([self.kind[n] in NONNEG for n in names]), sizes).to(device)
+                torch.tensor([self.kind[n] in kinds.RECTIFIED for n in names]), sizes).to(device)
             self._units = torch.zeros(S, device=device).index_add_(
                 0, self._seg, torch.ones(len(self._seg), device=device))
             self._last = torch.full((len(self._seg),), -(2**62), dtype=torch.long, device=device)
         self._last = torch.where(flat > 0, self._sample, self._last)
-        dead_units = (self._last <= self._sample - self.dead_window).float()
-        dead = torch.zeros(S, device=device).index_add_(0, self._seg, dead_units)
+        dead = dead_fractions(self._last, self._sample, self.dead_window, self._seg, self._units)
         sums = torch.zeros(S, device=device).index_add_(0, self._seg, torch.where(self._is_sum, flat, 0.0))
-        return torch.where(self._units > 0, dead / self._units.clamp_min(1), float("nan")), sums
+        return dead, sums
 
     def close(self) -> None:
         """Remove every hook (idempotent); the dead-unit windows are kept for a re-attach."""

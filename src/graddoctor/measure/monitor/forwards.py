@@ -1,0 +1,151 @@
+"""The root forward hooks of watch: armed only for the forwards that need them.
+
+The first forward maps the model (when no ``example_inputs`` were given); the first forward
+(with grad enabled) of an activation-sampled step runs the activation sampler and, opt-in,
+the output-gradient hooks. Those hooks are installed for that forward only: unsampled
+forwards run with no hook at all. ``torch.compile``: the hooks are excluded from
+compilation (``torch.compiler.disable``).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from graddoctor.measure.monitor.schedule import Schedule
+    >>> net = nn.Linear(2, 1)
+    >>> seen = []
+    >>> fw = SampledForwards(net, Schedule(), seen.append, lambda fn, *a: fn(*a))
+    >>> fw.arm(); _ = net(torch.ones(1, 2)); fw.ready = True; fw.disarm()
+    >>> len(seen), bool(net._forward_hooks)
+    (1, False)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from graddoctor.measure.monitor.activations import ActivationSampler
+from graddoctor.measure.monitor.layers import WatchedLayers
+from graddoctor.measure.monitor.output_grads import OutputGradients
+from graddoctor.measure.monitor.schedule import Schedule
+from graddoctor.modelmap import ModelMap
+
+
+class SampledForwards:
+    """The root's forward hooks: the mapping forward and the activation-sampled forwards.
+
+    Args:
+        root: the unwrapped model.
+        schedule: the sampling schedule (``activations(step)``).
+        on_first_forward: called with the first forward's inputs (None when it mixes positional
+            and keyword inputs) while no map exists (``ready`` False); it maps the model.
+        guard: runs a hook body (``guard(fn, *args)``) so an internal error stops the recording
+            instead of the training.
+        sample: sample forwards at all (rank 0 only, when distributed).
+    """
+
+    def __init__(self, root: nn.Module, schedule: Schedule, on_first_forward: Callable[[Any], None],
+                 guard: Callable[..., Any], sample: bool = True) -> None:
+        self.root, self.schedule, self.sample = root, schedule, sample
+        self.on_first_forward, self.guard = on_first_forward, guard
+        self.ready = False  # the model is mapped
+        self.mapping = False  # the map's own forward runs: not a training forward
+        self.next_step = 1  # the step the coming forwards belong to
+        self.sampler: ActivationSampler | None = None
+        self.out_grads: OutputGradients | None = None
+        self.acts: dict[int, torch.Tensor] = {}  # step -> activation statistics, until the flush
+        self._sampled = 0  # the last step whose forward was sampled
+        self._handles: list[Any] = []
+
+    def set_up(self, root: nn.Module, mm: ModelMap | None, layers: WatchedLayers, dead_window: int,
+               output_grads: bool) -> None:
+        """Build the samplers for the mapped model (activation sites of ``mm``, layers' outputs)."""
+        self.ready = True
+        if mm is not None and mm.activations and self.schedule.activation_every and self.sample:
+            conv = {lay.activation_site for lay in mm.layers if lay.kind == "conv" and lay.activation_site}
+            sites = [(s.name, s.kind, s.family, s.functional, s.owner) for s in mm.activations]
+            self.sampler = ActivationSampler(root, sites, conv, dead_window)
+        if output_grads:
+            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt)
+
+    def wants(self, step: int) -> bool:
+        """Step ``step`` samples its first forward (activation statistics, output gradients)."""
+        return ((self.sampler is not None or self.out_grads is not None) and self.sample
+                and self.schedule.activations(step))
+
+    def arm(self) -> None:
+        """Hook the root's forward (idempotent)."""
+        if not self._handles:
+            self._handles = [
+                self.root.register_forward_pre_hook(self._safe_on_forward, with_kwargs=True, prepend=True),
+                self.root.register_forward_hook(self._safe_on_forward_end, always_call=True)]
+
+    def disarm(self) -> None:
+        """Remove the root's forward hooks (idempotent)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def close(self) -> None:
+        """Remove every hook (the dead-unit windows are kept for a re-attach)."""
+        self.disarm()
+        if self.out_grads is not None:
+            self.out_grads.stop()
+        if self.sampler is not None:
+            self.sampler.close()
+
+    def take(self, steps: list[int]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+        """The activation statistics and output-gradient norms of ``steps``, by step; statistics
+        of earlier steps are dropped (stale: no step followed their forward)."""
+        acts = {s: self.acts.pop(s) for s in steps if s in self.acts}
+        for k in [k for k in self.acts if k <= steps[-1]]:
+            del self.acts[k]
+        return acts, self.out_grads.take(steps) if self.out_grads is not None else {}
+
+    @torch.compiler.disable
+    def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.guard(self._on_forward, args, kwargs)
+
+    @torch.compiler.disable
+    def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
+        self.guard(self._on_forward_end)
+
+    def _on_forward(self, args: tuple, kwargs: dict) -> None:
+        if self.mapping:
+            return
+        if not self.ready:
+            inputs = (args if len(args) != 1 else args[0]) if not kwargs else (kwargs if not args else None)
+            if inputs is None:
+                warnings.warn("graddoctor.measure.monitor.watcher: the first forward mixes positional and "
+                              "keyword inputs; layers in named_modules order - pass example_inputs= to "
+                              "watch() for the execution order", stacklevel=2)
+            self.mapping = True
+            try:
+                self.on_first_forward(inputs)
+            finally:
+                self.mapping = False
+        step = self.next_step
+        if self._sampled != step and torch.is_grad_enabled() and self.wants(step):
+            self._sampled = step
+            if self.sampler is not None:
+                self.sampler.start()
+            if self.out_grads is not None:
+                self.out_grads.start(step)
+
+    def _on_forward_end(self) -> None:
+        if self.mapping:
+            return
+        if self.out_grads is not None:
+            self.out_grads.stop()
+        if self.sampler is not None and self.sampler.active:
+            stats = self.sampler.stop()
+            if stats is not None:
+                self.acts[self.next_step] = stats
+        if self.ready and (self._sampled == self.next_step or not self.wants(self.next_step)):
+            self.disarm()  # sampled (or nothing to sample): no hook until the next sampled step
+
+
+__all__ = ["SampledForwards"]

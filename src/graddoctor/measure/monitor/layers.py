@@ -1,0 +1,125 @@
+"""The layers watch records: parameter-owning modules and their parameters, with the
+per-layer weight and update norms.
+
+Layers come in ``ModelMap`` execution order (``ModelMap.param_groups``), or in
+``named_modules`` order when no map could be built. Under FSDP every tensor is read
+through its rank-local shard (``graddoctor.measure.distributed.local``).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> layers = WatchedLayers(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)), None)
+    >>> layers.names, layers.train_layers
+    (['0', '2'], [0, 1])
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from graddoctor.measure import distributed as dist_
+from graddoctor.measure.stats import layer_sq_norms, segment_index, update_sq_norms
+from graddoctor.modelmap import ModelMap
+
+
+def map_model(root: nn.Module, inputs: Any) -> ModelMap | None:
+    """``ModelMap(root, inputs)``, or None (with a warning) when it fails.
+
+    Args:
+        root: the unwrapped model.
+        inputs: example inputs of one forward.
+
+    Returns:
+        The map, or None: layers then come in ``named_modules`` order.
+
+    Example:
+        >>> import torch
+        >>> map_model(nn.Linear(2, 1), torch.ones(1, 2)).layers[0].kind
+        'linear'
+    """
+    try:
+        return ModelMap(root, inputs)
+    except Exception as e:  # noqa: BLE001 - fall back to definition order
+        warnings.warn(f"graddoctor.measure.monitor.watcher: ModelMap failed ({e}); layers in "
+                      "named_modules order", stacklevel=4)
+        return None
+
+
+def param_groups(root: nn.Module, mm: ModelMap | None) -> list[tuple[str, list[nn.Parameter]]]:
+    """``(module name, its parameters)`` per parameter-owning module: the map's order, else
+    ``named_modules`` order (a parameter shared by several modules counts for the first).
+
+    Example:
+        >>> [name for name, _ in param_groups(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), None)]
+        ['0']
+    """
+    if mm is not None:
+        return mm.param_groups(root)
+    groups, seen = [], set()
+    for n, m in root.named_modules():
+        ps = [p for p in m.parameters(recurse=False) if id(p) not in seen]
+        seen.update(id(p) for p in ps)
+        if ps:
+            groups.append((n, ps))
+    return groups
+
+
+class WatchedLayers:
+    """The watched layers: names, modules, parameters and their layer index, norm dtypes.
+
+    Args:
+        root: the unwrapped model.
+        mm: its ``ModelMap`` (None: ``named_modules`` order).
+        sharded: read parameters through their rank-local shard (FSDP).
+
+    Example:
+        >>> layers = WatchedLayers(nn.Linear(3, 4), None)
+        >>> round(layers.weight_sq().sum().item(), 2) > 0, layers.acc
+        (True, torch.float32)
+    """
+
+    def __init__(self, root: nn.Module, mm: ModelMap | None, sharded: bool = False) -> None:
+        self.groups = param_groups(root, mm)
+        self.sharded = sharded
+        modules = dict(root.named_modules())
+        self.names = [dist_.clean_name(n) for n, _ in self.groups]
+        self.modules = [modules.get(n) for n, _ in self.groups]
+        self.n_layers = len(self.groups)
+        self.params = [p for _, ps in self.groups for p in ps]
+        self.device = self.params[0].device if self.params else torch.device("cpu")
+        #: norms accumulated in float64 only for float64 parameters (decided once, not every step)
+        self.acc = torch.float64 if any(p.dtype == torch.float64 for p in self.params) else torch.float32
+        #: dtype of the per-layer statistics: float64 (squared norms up to 1e308) where available
+        self.rdt = torch.float32 if self.device.type == "mps" else torch.float64
+        self.index = segment_index([len(ps) for _, ps in self.groups], self.device)
+        trainable = [i for i, p in enumerate(self.params) if p.requires_grad]
+        self.train_params = [self.params[i] for i in trainable]
+        self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
+        self.train_layers = sorted({int(i) for i in self.train_index.tolist()})
+
+    def local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The rank-local, detached part of each tensor."""
+        if self.sharded:
+            return [dist_.local(t).detach() for t in tensors]
+        return [t.detach() for t in tensors]
+
+    def weight_sq(self) -> torch.Tensor:
+        """Per-layer squared weight norms ``[n_layers]`` (dtype ``rdt``), on the device."""
+        out = torch.zeros(self.n_layers, device=self.device, dtype=self.rdt)
+        return layer_sq_norms(self.local(self.params), self.index, self.n_layers, out=out, acc=self.acc)
+
+    def snapshot(self) -> list[torch.Tensor]:
+        """A copy of the trainable weights (for ``update_sq`` after the optimizer step)."""
+        return [dist_.local(p).detach().clone() for p in self.train_params]
+
+    def update_sq(self, snapshot: list[torch.Tensor]) -> torch.Tensor:
+        """Per-layer squared norms of the update since ``snapshot`` (computed in it, in place)."""
+        return update_sq_norms(self.local(self.train_params), snapshot, self.train_index, self.n_layers,
+                               in_place=True, dtype=self.rdt)
+
+
+__all__ = ["WatchedLayers", "map_model", "param_groups"]

@@ -1,0 +1,94 @@
+"""Where watch's records go: the sinks (rank 0 only) and a bounded in-memory history.
+
+With a JSONL sink no history is kept by default: ``RunOutput.read`` reads the run back
+from the file.
+
+Example:
+    >>> out = RunOutput(None, ["jsonl"], run_id="r1")
+    >>> out.open(); out.write_steps([{"type": "step", "step": 1}])
+    >>> out.read({"type": "meta"})[1][0]["step"]
+    1
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from graddoctor.errors import InputError
+from graddoctor.runlog import carry_weights, read_run
+
+
+class RunOutput:
+    """The sinks and the history of one watched run.
+
+    Args:
+        log_dir: directory of the sinks' files; None: records kept in memory only.
+        sinks: sink names ("jsonl", "tensorboard") or ``Sink`` objects.
+        fsync: ``os.fsync`` the JSONL file at each write.
+        history: step records kept in memory (oldest dropped); None: none with a JSONL sink,
+            else 100000.
+        run_id: the run's id (a log directory may hold several runs).
+        write: this process writes the sinks (rank 0).
+
+    Raises:
+        InputError: (at ``open``) a sink object without ``write_meta``/``write_steps``/``close``.
+    """
+
+    def __init__(self, log_dir: str | None, sinks: tuple | list = ("jsonl",), fsync: bool = False,
+                 history: int | None = None, run_id: str = "", write: bool = True) -> None:
+        self.log_dir, self.specs, self.fsync = log_dir, list(sinks), fsync
+        self.history_len, self.run_id, self.write = history, run_id, write
+        self.sinks: list[Any] = []
+        self.history: deque | None = None
+
+    def open(self) -> None:
+        """Create the sinks and the history (once)."""
+        if self.log_dir is not None and self.write and not self.sinks:
+            self.sinks = [_make_sink(s, self.log_dir, self.fsync) for s in self.specs]
+        if self.history is None:
+            n = self.history_len
+            self.history = deque(maxlen=n if n is not None else 0 if self.jsonl() else 100_000)
+
+    def write_meta(self, meta: dict) -> None:
+        """The meta line, to every sink."""
+        for s in self.sinks:
+            s.write_meta(meta)
+
+    def write_steps(self, records: list[dict]) -> None:
+        """Step records, to the history and every sink."""
+        self.history.extend(records)
+        for s in self.sinks:
+            s.write_steps(records)
+
+    def close(self) -> None:
+        """Close the sinks."""
+        for s in self.sinks:
+            s.close()
+
+    def read(self, meta: dict | None) -> tuple[dict, list[dict]]:
+        """``(meta, steps)``: from the JSONL file when no history is kept, else from memory."""
+        sink = self.jsonl()
+        if sink is not None and self.history.maxlen == 0 and sink.path.exists():
+            meta, steps = read_run(sink.path, run=self.run_id)
+            return meta, steps
+        return dict(meta or {}), carry_weights(list(self.history or []))
+
+    def jsonl(self) -> Any:
+        """The JSONL sink, or None."""
+        from graddoctor.runlog.sinks.jsonl import JsonlSink
+
+        return next((s for s in self.sinks if isinstance(s, JsonlSink)), None)
+
+
+def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
+    from graddoctor.runlog.sinks import Sink, make_sink
+
+    if isinstance(spec, str):
+        return make_sink(spec, log_dir, **({"fsync": fsync} if spec == "jsonl" else {}))
+    if not isinstance(spec, Sink):
+        raise InputError(f"sink {spec!r} lacks write_meta/write_steps/close - see graddoctor.runlog.sinks.Sink")
+    return spec
+
+
+__all__ = ["RunOutput"]

@@ -1,0 +1,136 @@
+"""The step path of watch: what one optimizer step writes into its ring row.
+
+``StepWriter.write`` runs in the optimizer's step pre-hook, where gradients are final
+(accumulated, unscaled by a ``GradScaler``, all-reduced by DDP): one fused reduction of the
+gradient norms into the ring (``Ring.write``) and, on sampled steps, the weight norms; no
+host read of a device value, except on CPU, where a host read is free: one bool per step
+decides whether to count the NaN/Inf values (only when a norm is non-finite). Update norms
+are exact but sampled: the pre-hook snapshots the trainable weights, the post-hook measures
+``||w_after - w_before||`` in the snapshot and frees it (at most one copy of the weights,
+only during that step). ``LossSlot`` pairs each ``w.step(loss)`` with its step's row.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from graddoctor.measure.monitor.layers import WatchedLayers
+    >>> from graddoctor.measure.monitor.schedule import Schedule, due
+    >>> net = nn.Linear(2, 1)
+    >>> layers = WatchedLayers(net, None)
+    >>> writer = StepWriter(layers, Schedule())
+    >>> net(torch.ones(1, 2)).sum().backward()
+    >>> row = writer.ring.append(1); writer.write(row, host_check=True)
+    >>> row.weight_sq is not None, round(writer.ring.flush_block(1, False)[0, 0].item(), 4)
+    (True, 1.7321)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from graddoctor.measure import distributed as dist_
+from graddoctor.measure.monitor.layers import WatchedLayers
+from graddoctor.measure.monitor.ring import Ring, Row
+from graddoctor.measure.monitor.schedule import Schedule, due
+from graddoctor.measure.stats import nonfinite_counts
+
+
+class StepWriter:
+    """Writes the statistics of a training step into its ring row.
+
+    Args:
+        layers: the watched layers.
+        schedule: the sampling schedule (ring size, weight and update norms).
+        optimizer: the watched optimizer (its first group's learning rate is recorded), or None.
+    """
+
+    def __init__(self, layers: WatchedLayers, schedule: Schedule, optimizer: Any = None) -> None:
+        self.layers, self.schedule, self.optimizer = layers, schedule, optimizer
+        self.ring = Ring(layers.local(layers.params), layers.index, layers.n_layers, schedule.flush_every,
+                         layers.acc, layers.rdt)
+        self.params = [layers.params[i] for i in self.ring.norms.order]  # in ring column order
+        self.snapshot: list[torch.Tensor] | None = None
+
+    def write(self, row: Row, host_check: bool, scale: torch.Tensor | None = None,
+              found_inf: torch.Tensor | None = None) -> None:
+        """The gradient norms into the last ring row, and the rest of the step into ``row``.
+
+        Args:
+            row: the step's row (the ring's last).
+            host_check: count NaN/Inf values exactly when a norm is non-finite (one host read).
+            scale: the gradient scale a fused optimizer has not divided by yet (divided at flush).
+            found_inf: a fused optimizer's AMP flag.
+        """
+        grads = [p.grad for p in self.params]
+        if self.layers.sharded:
+            grads = [None if g is None else dist_.local(g) for g in grads]
+        norms, grads, cols = self.ring.write(grads)
+        if host_check and grads and not math.isfinite(norms.sum().item()):
+            index = self.ring.col_index if cols is None else self.ring.col_index[cols]
+            row.nonfinite = nonfinite_counts(grads, index, self.layers.n_layers)
+        if scale is not None:
+            row.scale = scale.detach().to(self.layers.rdt)
+        if found_inf is not None:
+            row.found_inf = found_inf.float().sum()
+        if self.schedule.weights(row.step):
+            row.weight_sq = self.layers.weight_sq()
+        if self.optimizer is not None:
+            lr = self.optimizer.param_groups[0].get("lr")
+            row.lr = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+
+    def snapshot_for(self, step: int) -> None:
+        """Copy the trainable weights when step ``step`` measures its update."""
+        if due(step, self.schedule.update_every) and self.layers.train_params:
+            self.snapshot = self.layers.snapshot()
+
+    def write_update(self) -> None:
+        """The update since the snapshot into the last row; the snapshot is freed."""
+        if self.snapshot is not None and self.ring.rows:
+            self.ring.rows[-1].update_sq = self.layers.update_sq(self.snapshot)
+            self.snapshot = None
+
+
+class LossSlot:
+    """Pairs each ``w.step(loss)`` with its step's row, whichever comes first.
+
+    A loss that comes before its row waits; several are averaged (one running sum: O(1)
+    memory).
+
+    Example:
+        >>> slot, row = LossSlot(), Row(1)
+        >>> slot.add(torch.tensor(1.0)); slot.add(torch.tensor(3.0)); slot.new_row(row)
+        >>> row.loss.item(), slot.row
+        (2.0, None)
+    """
+
+    def __init__(self) -> None:
+        self.row: Row | None = None  # the last row, while its loss may still come
+        self.pending: tuple[torch.Tensor, int] | None = None  # (sum, count)
+
+    def new_row(self, row: Row) -> None:
+        """A new step's row: it takes the waiting losses, or waits for its own."""
+        if self.pending is None:
+            self.row = row
+        else:
+            total, n = self.pending
+            row.loss = total if n == 1 else total / n
+            self.row = self.pending = None
+
+    def add(self, loss: torch.Tensor) -> None:
+        """A loss: to the row waiting for it, else it waits for the next row."""
+        if self.row is not None:
+            self.row.loss, self.row = loss, None
+        elif self.pending is None:
+            self.pending = (loss, 1)
+        else:
+            self.pending = (self.pending[0] + loss, self.pending[1] + 1)
+
+    def flushed(self, last_step: int) -> None:
+        """The rows up to ``last_step`` left the ring: no loss goes to them any more."""
+        if self.row is not None and self.row.step <= last_step:
+            self.row = None
+
+
+__all__ = ["LossSlot", "StepWriter"]
