@@ -33,7 +33,6 @@ from graddoctor.measure.monitor.schedule import (
     Schedule,
 )
 from graddoctor.measure.monitor.steps import LossSlot, StepWriter
-from graddoctor.measure.stats import nonfinite_counts  # noqa: F401 - alias: patched here by tests
 
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
@@ -148,7 +147,7 @@ class Monitor:
         """Layers (ModelMap order, or named_modules order as fallback), ring buffer, meta line."""
         mm = None if inputs is None else map_model(self.root, inputs)
         self.layers = layers = WatchedLayers(self.root, mm, sharded=self.mode == "sharded")
-        self.device, self._acc = layers.device, layers.acc
+        self.device = layers.device
         self._host_check = layers.device.type == "cpu"  # a host read is free on CPU, a sync elsewhere
         self.steps = StepWriter(layers, self.schedule, self.optimizer)
         self.ring = self.steps.ring
@@ -163,10 +162,6 @@ class Monitor:
         if self.optimizer is None:
             self.steps.snapshot_for(1)
         self.output.write_meta(self._meta)
-
-    @property
-    def _pending_loss(self) -> tuple[torch.Tensor, int] | None:
-        return self.losses.pending
 
     def _new_row(self) -> Row:
         if self._meta is None:
