@@ -29,6 +29,7 @@ learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from graddoctor.diagnose.thresholds import MIN_STEPS
@@ -39,6 +40,7 @@ from graddoctor.report import Finding
 WARN_ORDERS = 2.0
 ERROR_ORDERS = 4.0
 _FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
+_DIGITS = re.compile(r"\d+")
 
 REF_VANISHING = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010"
 REF_EXPLODING = "Pascanu, Mikolov & Bengio 2013; He et al. 2015"
@@ -47,13 +49,21 @@ REF_JACOBIAN = "Pennington, Schoenholz & Ganguli 2017 (dynamical isometry)"
 
 
 def role(name: str) -> str:
-    """A layer's role: its name with whole-number path components replaced by ``#``.
+    """A layer's role: its name with the stage/block indices of its container path replaced by ``#``.
+
+    Every number in a container part counts as an index (``layer1.0`` -> ``layer#.#``,
+    ``s1.b1`` -> ``s#.b#``, ``stages.0.blocks.1``, ``encoder.layer.3``, ``h.3``,
+    ``model.layers.3``); the last part keeps its name (``conv1`` and ``conv2`` of one
+    block are two roles) unless it is a bare index (``features.12`` -> ``features.#``).
 
     Example:
-        >>> role("transformer.h.3.attn.c_attn"), role("12")
-        ('transformer.h.#.attn.c_attn', '#')
+        >>> role("transformer.h.3.attn.c_attn"), role("12"), role("layer1.0.conv1"), role("s2.b1.conv")
+        ('transformer.h.#.attn.c_attn', '#', 'layer#.#.conv1', 's#.b#.conv')
     """
-    return ".".join("#" if part.isdigit() else part for part in name.split("."))
+    parts = name.split(".")
+    head = [_DIGITS.sub("#", part) for part in parts[:-1]]
+    last = "#" if parts[-1].isdigit() else parts[-1]
+    return ".".join([*head, last])
 
 
 def log10(v: float) -> float:
@@ -103,6 +113,30 @@ def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
     return pairs[-1][0]
 
 
+def zero_gradient_layers(names: Sequence[str], grads: Sequence[float]) -> tuple[list[str], list[str]]:
+    """Layers with an exactly-zero gradient: ``(input_side, bypassed)``.
+
+    A zero *after* a layer that the gradient does reach (execution order) sits on a branch
+    that a skip bypasses, whose exit is multiplied by an exact zero at init (the last norm
+    gain of a zero-init residual branch, a zero layer scale, a dead gate): "not yet on the
+    path", not vanishing; it is left out of the depth trend. A zero run from the input side
+    with nonzero gradients after it is the decay underflowing (or units dead on the whole
+    path): vanishing, never fitted through log10(0).
+
+    Example:
+        >>> zero_gradient_layers(["stem", "b1.conv", "b2.conv", "head"], [1.0, 0.0, 0.0, 1.0])
+        ([], ['b1.conv', 'b2.conv'])
+        >>> zero_gradient_layers(["0", "2", "4"], [0.0, 0.0, 1e-9])
+        (['0', '2'], [])
+    """
+    first = next((i for i, g in enumerate(grads) if g != 0.0), len(grads))
+    if first == len(grads):
+        return [], []
+    vanished = list(names[:first])
+    dormant = [n for n, g in zip(names[first:], grads[first:]) if g == 0.0]
+    return vanished, dormant
+
+
 def _severity(orders: float) -> str | None:
     a = abs(orders)
     return "error" if a >= ERROR_ORDERS else "warning" if a >= WARN_ORDERS else None
@@ -125,35 +159,46 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
                                   "grad_log10": _profile(p.grad_rms)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
-    t = depth_trend(p.layers, p.grad_rms)
-    if t is None or (sev := _severity(t["orders"])) is None:
+    vanished, dormant = zero_gradient_layers(p.layers, p.grad_rms)
+    kept = [(n, g) for n, g in zip(p.layers, p.grad_rms) if n not in set(dormant)]
+    nonzero = [(n, g) for n, g in kept if g != 0.0]
+    t = depth_trend([n for n, _ in nonzero], [g for _, g in nonzero])
+    if vanished and nonzero:  # exactly zero on the whole input side: the decay underflowed (or died)
+        sev = "error"
+        t = t if t is not None and t["orders"] > 0 else {"rate": 0.0, "orders": 0.0, "roles": 1}
+    elif t is None or (sev := _severity(t["orders"])) is None:
         return []
-    logs = [log10(g) for g in p.grad_rms]
+    names = [n for n, _ in kept]
+    logs = [log10(g) for _, g in kept]
     ref = logs[-1]
     evidence = {
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
         "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
+        "zero_gradient_input_side": len(vanished), "zero_gradient_bypassed": len(dormant),
     }
     if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
         evidence["jacobian_gain"] = p.jacobian.get("gain")
         evidence["jacobian_spread"] = p.jacobian.get("spread")
-    if t["orders"] > 0:  # smaller on the input side
-        layers = [n for n, y in zip(p.layers, logs) if y <= ref - WARN_ORDERS] or p.layers[:1]
+    if vanished or t["orders"] > 0:  # smaller on the input side
+        layers = [n for n, y in zip(names, logs) if y <= ref - WARN_ORDERS] or names[:1]
         sat = any(s.family == "saturating" and not s.is_output for s in m.activations)
         remedies = (["relu", "he-init", "batchnorm", "residual"] if sat
                     else ["he-init", "lsuv-init", "batchnorm", "residual"])
+        zeros = (f"; it is exactly zero at the {len(vanished)} input-side layer(s) (underflow, or no "
+                 "unit on the path passes a gradient)" if vanished else "")
         return [Finding(
             "vanishing-gradient", sev,
             f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
-            f"from the output side to the input side ({t['rate']:.2f} per layer over {len(p.layers)} layers)",
+            f"from the output side to the input side ({t['rate']:.2f} per layer over "
+            f"{len(nonzero)} layers){zeros}",
             layers=layers, evidence=evidence, remedies=remedies, step=0,
             reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
-    layers = [n for n, y in zip(p.layers, logs) if y >= ref + WARN_ORDERS] or p.layers[:1]
+    layers = [n for n, y in zip(names, logs) if y >= ref + WARN_ORDERS] or names[:1]
     return [Finding(
         "exploding-gradient", sev,
         f"at initialisation the gradient grows by {abs(t['orders']):.1f} orders of magnitude "
-        f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(p.layers)} layers)",
+        f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(nonzero)} layers)",
         layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
         step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
 
@@ -258,4 +303,4 @@ def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) ->
 
 
 __all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
-           "role", "signal_propagation", "through_time"]
+           "role", "signal_propagation", "through_time", "zero_gradient_layers"]
