@@ -74,6 +74,7 @@ class ProbeResult:
     time_grad: list[float] | None = None
     jacobian: dict[str, Any] | None = None
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
+    zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     loss: float = float("nan")
     loss_source: str = ""
     seconds: float = 0.0
@@ -161,7 +162,7 @@ def probe(
 
             t.register_hook(on_grad)
 
-    result = ProbeResult()
+    result = ProbeResult(zero_params=zero_parameters(model))
     handles = [m.register_forward_hook(fwd_hook) for m in set(names) if m in modules or names[m] == emb]
     try:
         with restored_state(model), torch.enable_grad():
@@ -202,6 +203,28 @@ def probe(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def zero_parameters(model: nn.Module) -> list[str]:
+    """Names of trainable parameters that are exactly zero everywhere (one host sync).
+
+    A zero gain at the exit of a branch (``zero_init_residual``, ReZero's alpha) or a zero
+    head cuts the gradient to everything behind it at init only: the zero parameter itself
+    gets a gradient and moves at the first step.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> _ = nn.init.zeros_(net[1].weight)
+        >>> zero_parameters(net)
+        ['1.weight']
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
+    if not named:
+        return []
+    with torch.no_grad():
+        dev = named[0][1].device
+        norms = torch.stack([p.detach().abs().amax().float().to(dev) for _, p in named]).cpu()
+    return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 
 def _unique(ts: list[torch.Tensor | None]) -> list[torch.Tensor]:
@@ -306,4 +329,4 @@ def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, 
             "effective_rank": s2 * s2 / s4 if s4 > 0 else float("nan"), "outputs": m}
 
 
-__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe"]
+__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe", "zero_parameters"]

@@ -9,9 +9,11 @@ Depth trend, scale-free and robust to layers of different kinds: layers are
 grouped by *role* (their name with whole-number path components replaced by
 ``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``), a least-squares line of
 log10(value) against the layer's position in execution order is fitted in
-each role with at least 3 layers, and the slopes' median (weighted by role
-size) is the per-layer rate; orders over depth = rate x (layers - 1). Without
-any role of 3 layers, one line over the whole profile. So a transformer's
+each role with at least 3 layers (without any, in each role of 2: a stack of two
+blocks), and the slopes' median (weighted by role size) is the per-layer rate;
+orders over depth = rate x (layers - 1). Without any repeated role, one line over
+the whole profile (execution order). Layers with an exactly-zero gradient never
+enter a trend (``zero_gradient_layers``). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
@@ -90,6 +92,7 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
     for i, y in pts:
         groups.setdefault(role(names[i]), []).append((i, y))
     fits = [(_slope(g), len(g)) for g in groups.values() if len(g) >= 3]
+    fits = fits or [(_slope(g), len(g)) for g in groups.values() if len(g) == 2]  # 2 blocks per stack
     rate = _weighted_median(fits) if fits else _slope(pts)
     n = len(values)
     return {"rate": rate, "orders": rate * (n - 1), "roles": len(fits) or 1}
@@ -113,28 +116,36 @@ def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
     return pairs[-1][0]
 
 
-def zero_gradient_layers(names: Sequence[str], grads: Sequence[float]) -> tuple[list[str], list[str]]:
-    """Layers with an exactly-zero gradient: ``(input_side, bypassed)``.
+def zero_gradient_layers(names: Sequence[str], grads: Sequence[float],
+                         zero_params: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Layers with an exactly-zero gradient: ``(vanished, not_yet_on_path)``.
 
-    A zero *after* a layer that the gradient does reach (execution order) sits on a branch
-    that a skip bypasses, whose exit is multiplied by an exact zero at init (the last norm
-    gain of a zero-init residual branch, a zero layer scale, a dead gate): "not yet on the
-    path", not vanishing; it is left out of the depth trend. A zero run from the input side
-    with nonzero gradients after it is the decay underflowing (or units dead on the whole
-    path): vanishing, never fitted through log10(0).
+    An exact zero is a multiplication by an exact zero, not a decay. Where the model holds
+    trainable parameters that are exactly zero (``zero_params``: the last norm gain of a
+    zero-init residual branch, ReZero's alpha, a zero-init head), those cut the gradient
+    at init only - they get a gradient and move at the first step - so every zero-gradient
+    layer is "not yet on the path". Without them, a zero *after* a layer the gradient does
+    reach (execution order) sits on a branch that a skip bypasses (not yet on the path
+    too), while a zero run from the input side with nonzero gradients after it is the
+    decay underflowing, or every unit on the path dead: vanished. Neither enters a depth
+    trend, so no trend is fitted through log10(0).
 
     Example:
         >>> zero_gradient_layers(["stem", "b1.conv", "b2.conv", "head"], [1.0, 0.0, 0.0, 1.0])
         ([], ['b1.conv', 'b2.conv'])
         >>> zero_gradient_layers(["0", "2", "4"], [0.0, 0.0, 1e-9])
         (['0', '2'], [])
+        >>> zero_gradient_layers(["0", "2", "4"], [0.0, 0.0, 1.0], zero_params=["4.weight"])
+        ([], ['0', '2'])
     """
     first = next((i for i, g in enumerate(grads) if g != 0.0), len(grads))
     if first == len(grads):
         return [], []
-    vanished = list(names[:first])
-    dormant = [n for n, g in zip(names[first:], grads[first:]) if g == 0.0]
-    return vanished, dormant
+    prefix = list(names[:first])
+    later = [n for n, g in zip(names[first:], grads[first:]) if g == 0.0]
+    if zero_params:
+        return [], prefix + later
+    return prefix, later
 
 
 def _severity(orders: float) -> str | None:
@@ -159,7 +170,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
                                   "grad_log10": _profile(p.grad_rms)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
-    vanished, dormant = zero_gradient_layers(p.layers, p.grad_rms)
+    vanished, dormant = zero_gradient_layers(p.layers, p.grad_rms, p.zero_params)
     kept = [(n, g) for n, g in zip(p.layers, p.grad_rms) if n not in set(dormant)]
     nonzero = [(n, g) for n, g in kept if g != 0.0]
     t = depth_trend([n for n, _ in nonzero], [g for _, g in nonzero])
@@ -175,7 +186,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
         "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
-        "zero_gradient_input_side": len(vanished), "zero_gradient_bypassed": len(dormant),
+        "zero_gradient_input_side": len(vanished), "zero_gradient_not_yet_on_path": len(dormant),
     }
     if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
         evidence["jacobian_gain"] = p.jacobian.get("gain")
