@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-
 from zoo_vision import BasicBlock, ResNet
 
 
@@ -280,4 +279,23 @@ BROKEN: dict[str, tuple[str, Callable, str, Callable]] = {
     "cnn40-default-init": ("cnn", _seeded(default_init_plain_cnn), "vanishing-gradient", vanishing),
     "cnn8-sigmoid": ("cnn", _seeded(sigmoid_lenet), "saturating-hidden-activation", saturation),
     "mlp16-tanh-default": ("mlp", _seeded(tanh_deep_default), "saturating-hidden-activation", saturation),
+}
+
+#: every code each variant's mechanism makes true (the expected code first), written from the
+#: mechanism: a too-small/large weight scale is ``poor-init``, a plain chain over 30 layers is
+#: ``deep-without-skip``, a measured input/output gradient ratio beyond 100x is vanishing/exploding
+LABELS: dict[str, set[str]] = {
+    "mlp20-sigmoid-everywhere": {"vanishing-gradient", "saturating-hidden-activation", "poor-init"},
+    "mlp12-relu-std1e-3": {"vanishing-gradient", "poor-init"},
+    "mlp12-relu-std1e-3-zero-bias": {"signal-collapse", "vanishing-gradient", "poor-init"},
+    "mlp60-relu-plain": {"deep-without-skip"},
+    "mlp8-relu-dead-bias": {"vanishing-gradient"},
+    "mlp10-relu-std1": {"signal-explosion", "exploding-gradient", "poor-init"},
+    "rnn-tanh-T500": {"long-sequence-rnn", "vanishing-gradient"},
+    "rnn-relu-gain3-T60": {"exploding-gradient"},
+    "resnet10-bn-batch2": {"small-batch-batchnorm"},
+    "resmlp20-no-norm": {"signal-explosion", "exploding-gradient"},
+    "cnn40-default-init": {"vanishing-gradient", "deep-without-skip", "poor-init"},
+    "cnn8-sigmoid": {"saturating-hidden-activation", "vanishing-gradient"},
+    "mlp16-tanh-default": {"saturating-hidden-activation", "vanishing-gradient", "poor-init"},
 }

@@ -206,7 +206,9 @@ def probe(
 
 
 def zero_parameters(model: nn.Module) -> list[str]:
-    """Names of trainable parameters that are exactly zero everywhere (one host sync).
+    """Names of trainable multiplicative parameters that are exactly zero everywhere (one host sync).
+
+    Biases are left out: a zero bias (the usual init) does not cut a gradient.
 
     A zero gain at the exit of a branch (``zero_init_residual``, ReZero's alpha) or a zero
     head cuts the gradient to everything behind it at init only: the zero parameter itself
@@ -218,7 +220,8 @@ def zero_parameters(model: nn.Module) -> list[str]:
         >>> zero_parameters(net)
         ['1.weight']
     """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.numel() > 0]
+    named = [(n, p) for n, p in model.named_parameters()
+             if p.requires_grad and p.numel() > 0 and "bias" not in n.rsplit(".", 1)[-1]]
     if not named:
         return []
     with torch.no_grad():
