@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,7 +43,7 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
 
 
 def leaves(tree: Any) -> list[Any]:
-    """The leaves of nested tuples, lists and dicts; other containers through torch's pytree.
+    """The leaves of nested tuples, lists, dicts and dataclasses; other containers through torch's pytree.
 
     A hand-written walk for the common cases: ModelMap calls it for every torch op of a
     trace, where ``tree_flatten`` cost more than the op itself.
@@ -59,11 +60,15 @@ def leaves(tree: Any) -> list[Any]:
         items = tree.values()
     elif tree is None or isinstance(tree, (bool, int, float, str)):
         return [tree]
+    elif dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        items = [getattr(tree, f.name) for f in dataclasses.fields(tree)]
     else:
         return tree_flatten(tree)[0]
     out: list[Any] = []
     for x in items:
-        if isinstance(x, (tuple, list, dict)):
+        if isinstance(x, torch.Tensor):
+            out.append(x)
+        elif isinstance(x, (tuple, list, dict)) or (dataclasses.is_dataclass(x) and not isinstance(x, type)):
             out.extend(leaves(x))
         else:
             out.append(x)
@@ -89,7 +94,17 @@ def first_tensor(tree: Any) -> torch.Tensor | None:
 
 
 def output_tensors(tree: Any) -> list[torch.Tensor]:
-    """All tensors in a nested output structure (HF ModelOutput included)."""
+    """All tensors in a nested output structure (dict, tuple, namedtuple, dataclass, HF ModelOutput).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Out:
+        ...     logits: torch.Tensor
+        ...     extra: dict
+        >>> [t.shape[0] for t in output_tensors(Out(torch.ones(2), {"h": (torch.ones(3),)}))]
+        [2, 3]
+    """
     if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):
         tree = tree.to_tuple()
     return [x for x in leaves(tree) if isinstance(x, torch.Tensor)]

@@ -20,12 +20,14 @@ What it measures (numbers only; ``graddoctor.diagnose.checktime.probe_rules`` tu
   [v_i / ||u_i||] estimate the spread of J's spectrum (Pennington et al. 2017,
   dynamical isometry: a well-conditioned deep net has a spread near 1).
 
-The loss, in order of preference: ``loss_fn(output, target)``; the model's own
-loss (a ``.loss`` attribute or a ``"loss"`` key, Hugging Face style); with a
-``target`` and no ``loss_fn``, cross-entropy for an integer target and MSE for a
-floating one; otherwise the *projection scalar* ``mean(output * R)`` with R a
-fixed N(0, 1) tensor drawn from a generator seeded 0 (unlike ``output.sum()``
-it is not degenerate under a softmax or a normalisation: its gradient is R).
+The loss (``graddoctor.measure.probe_loss``), in order of preference:
+``loss_fn(output, target)``; the model's own loss (a ``loss`` field of any output
+structure, or the leading scalar of a tuple, Hugging Face's ``return_dict=False``);
+with a ``target`` and no ``loss_fn``, cross-entropy for an integer target and MSE for
+a floating one; otherwise the *projection scalar* ``mean(output * R)``.
+
+A module holding parameters at the model's root (a CLIP-style ``logit_scale``) is not a
+profiled layer: its output is the model's; nor is a layer whose output is a scalar.
 
 Gradients are taken with ``torch.autograd.grad`` with respect to the layer
 outputs (and the input), so ``p.grad`` is never touched and no weight gradient
@@ -43,21 +45,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils._pytree import tree_map
 
-from graddoctor.errors import GraddoctorError, InputError
+from graddoctor.errors import InputError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
+from graddoctor.measure.probe_loss import main_output, own_loss, probe_loss
 from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
@@ -73,6 +74,7 @@ class ProbeResult:
     time_grad: list[float] | None = None
     jacobian: dict[str, Any] | None = None
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
+    zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     loss: float = float("nan")
     loss_source: str = ""
     seconds: float = 0.0
@@ -120,7 +122,9 @@ def probe(
     model = unwrap(model)  # torch.compile / DataParallel / DDP: probe the module inside
     mmap = mmap or ModelMap(model, example_inputs)
     names = module_names(model)
-    wanted = [x.name for x in mmap.layers if x.kind in PROBE_KINDS]
+    # the model itself holds parameters directly (a CLIP-style ``logit_scale``): its output is
+    # the model's output (often the loss), not a layer's, so it is not profiled
+    wanted = [x.name for x in mmap.layers if x.kind in PROBE_KINDS and x.name != ""]
     accs = {n: _Acc() for n in wanted}
     modules = {m: n for m, n in names.items() if n in accs}
     emb = next((x.name for x in mmap.layers if x.kind == "embedding"), None)
@@ -136,7 +140,7 @@ def probe(
         if module not in modules:
             return
         t = _first_float(out)
-        if t is None:
+        if t is None or t.numel() < 2:  # a scalar output has no variance to profile
             return
         acc = accs[modules[module]]
         with torch.no_grad():
@@ -158,13 +162,13 @@ def probe(
 
             t.register_hook(on_grad)
 
-    result = ProbeResult()
+    result = ProbeResult(zero_params=zero_parameters(model))
     handles = [m.register_forward_hook(fwd_hook) for m in set(names) if m in modules or names[m] == emb]
     try:
         with restored_state(model), torch.enable_grad():
             inputs, leaf = _grad_inputs(example_inputs)
             out = call_model(model, inputs)
-            loss, result.loss_source = _loss(out, target, loss_fn, seed)
+            loss, result.loss_source = probe_loss(out, target, loss_fn, seed)
             result.loss = float(loss.detach())
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]
@@ -199,6 +203,31 @@ def probe(
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def zero_parameters(model: nn.Module) -> list[str]:
+    """Names of trainable multiplicative parameters that are exactly zero everywhere (one host sync).
+
+    Biases are left out: a zero bias (the usual init) does not cut a gradient.
+
+    A zero gain at the exit of a branch (``zero_init_residual``, ReZero's alpha) or a zero
+    head cuts the gradient to everything behind it at init only: the zero parameter itself
+    gets a gradient and moves at the first step.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> _ = nn.init.zeros_(net[1].weight)
+        >>> zero_parameters(net)
+        ['1.weight']
+    """
+    named = [(n, p) for n, p in model.named_parameters()
+             if p.requires_grad and p.numel() > 0 and "bias" not in n.rsplit(".", 1)[-1]]
+    if not named:
+        return []
+    with torch.no_grad():
+        dev = named[0][1].device
+        norms = torch.stack([p.detach().abs().amax().float().to(dev) for _, p in named]).cpu()
+    return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 
 def _unique(ts: list[torch.Tensor | None]) -> list[torch.Tensor]:
@@ -240,98 +269,6 @@ def _grad_inputs(inputs: Any) -> tuple[Any, torch.Tensor | None]:
         return ({k: v if any(w in str(k).lower() for w in _NOT_DATA) else copy(v)
                  for k, v in inputs.items()}, (leaf[0] if leaf else None))
     return tree_map(copy, inputs), (leaf[0] if leaf else None)
-
-
-def main_output(out: Any) -> torch.Tensor:
-    """The tensor a loss is made from: the largest floating-point output (logits, hidden states)."""
-    ts = [t for t in output_tensors(out) if t.is_floating_point() and t.requires_grad]
-    if not ts:
-        raise InputError("the model's output has no floating-point tensor that depends on its "
-                         "parameters or inputs - nothing to backpropagate")
-    return max(ts, key=lambda t: t.numel())
-
-
-def own_loss(out: Any) -> torch.Tensor | None:
-    """The loss a model computed itself (``out.loss`` or ``out["loss"]``), if any."""
-    loss = out.get("loss") if isinstance(out, Mapping) else getattr(out, "loss", None)
-    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad:
-        return loss.reshape(())
-    return None
-
-
-def _loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Tensor, str]:
-    if target is not None:
-        target = _as_target(target)
-    if loss_fn is not None:
-        y = main_output(out)
-        with _loss_errors(y, target, "loss_fn"):
-            loss = loss_fn(y, target) if target is not None else loss_fn(y)
-        return _scalar(loss, "loss_fn"), "loss_fn"
-    own = own_loss(out)
-    if own is not None:
-        return own, "model"
-    y = main_output(out)
-    if target is not None:
-        target = target.to(y.device)
-        if not target.is_floating_point():
-            with _loss_errors(y, target, "cross-entropy"):
-                return _cross_entropy(y, target.long()), "cross_entropy"
-        if target.shape != y.shape and target.numel() == y.numel():
-            target = target.reshape(y.shape)  # [N] vs [N, 1]: same values, no broadcasting
-        with _loss_errors(y, target, "MSE"):
-            if target.shape != y.shape:
-                raise ValueError("shapes differ")
-            return F.mse_loss(y, target.to(y.dtype)), "mse"
-    gen = torch.Generator(device=y.device).manual_seed(seed)
-    r = torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
-    return (y * r).mean(), "projection"
-
-
-def _as_target(target: Any) -> torch.Tensor:
-    """``target`` as a tensor (lists, numpy arrays and numbers converted); one-line InputError else."""
-    if isinstance(target, torch.Tensor):
-        return target
-    try:
-        return torch.as_tensor(target)
-    except Exception as e:  # noqa: BLE001 - rewrapped as a one-line error
-        raise InputError(f"target must be a tensor (or an array of numbers), got {type(target).__name__}: "
-                         f"{type(e).__name__}") from None
-
-
-def _cross_entropy(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy with the classes on dim 1 (PyTorch's layout: [N, C], [N, C, T]) or, for a
-    sequence output [B, T, C] with a target [B, T], on the last dim (flattened to [B*T, C])."""
-    class_dim_1 = y.dim() == target.dim() + 1 and y.shape[:1] + y.shape[2:] == target.shape
-    if y.dim() > 2 and not class_dim_1 and y.shape[:-1] == target.shape:
-        return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1))
-    return F.cross_entropy(y, target)
-
-
-@contextlib.contextmanager
-def _loss_errors(y: torch.Tensor, target: torch.Tensor | None, what: str) -> Iterator[None]:
-    """A failure of the loss becomes a one-line InputError naming the output and target shapes."""
-    try:
-        yield
-    except GraddoctorError:
-        raise
-    except Exception as e:  # noqa: BLE001 - rewrapped with context, original chained
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        tgt = "no target" if target is None else f"target {tuple(target.shape)} {_dtype(target)}"
-        raise InputError(
-            f"the {what} loss failed on output {tuple(y.shape)} {_dtype(y)} and {tgt}: "
-            f"{type(e).__name__}: {msg} - give a target that fits the output (integer classes "
-            f"[N] for [N, C], [B, T] for [B, T, C]; floats of the output's shape for MSE) or a loss_fn"
-        ) from e
-
-
-def _dtype(t: torch.Tensor) -> str:
-    return str(t.dtype).replace("torch.", "")
-
-
-def _scalar(loss: Any, what: str) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise InputError(f"{what} must return a scalar tensor, got {type(loss).__name__}")
-    return loss.reshape(())
 
 
 def _sequence(leaf: torch.Tensor | None, emb_out: torch.Tensor | None, model: nn.Module,
@@ -395,4 +332,4 @@ def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, 
             "effective_rank": s2 * s2 / s4 if s4 > 0 else float("nan"), "outputs": m}
 
 
-__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe"]
+__all__ = ["PROBE_KINDS", "ProbeResult", "main_output", "own_loss", "probe", "zero_parameters"]

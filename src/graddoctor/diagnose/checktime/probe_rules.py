@@ -9,9 +9,11 @@ Depth trend, scale-free and robust to layers of different kinds: layers are
 grouped by *role* (their name with whole-number path components replaced by
 ``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``), a least-squares line of
 log10(value) against the layer's position in execution order is fitted in
-each role with at least 3 layers, and the slopes' median (weighted by role
-size) is the per-layer rate; orders over depth = rate x (layers - 1). Without
-any role of 3 layers, one line over the whole profile. So a transformer's
+each role with at least 3 layers (without any, in each role of 2: a stack of two
+blocks), and the slopes' median (weighted by role size) is the per-layer rate;
+orders over depth = rate x (layers - 1). Without any repeated role, one line over
+the whole profile (execution order). Layers with an exactly-zero gradient never
+enter a trend (``zero_gradient_layers``). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
@@ -29,6 +31,7 @@ learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from graddoctor.diagnose.thresholds import MIN_STEPS
@@ -39,6 +42,7 @@ from graddoctor.report import Finding
 WARN_ORDERS = 2.0
 ERROR_ORDERS = 4.0
 _FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
+_DIGITS = re.compile(r"\d+")
 
 REF_VANISHING = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010"
 REF_EXPLODING = "Pascanu, Mikolov & Bengio 2013; He et al. 2015"
@@ -47,13 +51,21 @@ REF_JACOBIAN = "Pennington, Schoenholz & Ganguli 2017 (dynamical isometry)"
 
 
 def role(name: str) -> str:
-    """A layer's role: its name with whole-number path components replaced by ``#``.
+    """A layer's role: its name with the stage/block indices of its container path replaced by ``#``.
+
+    Every number in a container part counts as an index (``layer1.0`` -> ``layer#.#``,
+    ``s1.b1`` -> ``s#.b#``, ``stages.0.blocks.1``, ``encoder.layer.3``, ``h.3``,
+    ``model.layers.3``); the last part keeps its name (``conv1`` and ``conv2`` of one
+    block are two roles) unless it is a bare index (``features.12`` -> ``features.#``).
 
     Example:
-        >>> role("transformer.h.3.attn.c_attn"), role("12")
-        ('transformer.h.#.attn.c_attn', '#')
+        >>> role("transformer.h.3.attn.c_attn"), role("12"), role("layer1.0.conv1"), role("s2.b1.conv")
+        ('transformer.h.#.attn.c_attn', '#', 'layer#.#.conv1', 's#.b#.conv')
     """
-    return ".".join("#" if part.isdigit() else part for part in name.split("."))
+    parts = name.split(".")
+    head = [_DIGITS.sub("#", part) for part in parts[:-1]]
+    last = "#" if parts[-1].isdigit() else parts[-1]
+    return ".".join([*head, last])
 
 
 def log10(v: float) -> float:
@@ -80,6 +92,7 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
     for i, y in pts:
         groups.setdefault(role(names[i]), []).append((i, y))
     fits = [(_slope(g), len(g)) for g in groups.values() if len(g) >= 3]
+    fits = fits or [(_slope(g), len(g)) for g in groups.values() if len(g) == 2]  # 2 blocks per stack
     rate = _weighted_median(fits) if fits else _slope(pts)
     n = len(values)
     return {"rate": rate, "orders": rate * (n - 1), "roles": len(fits) or 1}
@@ -101,6 +114,38 @@ def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
         if acc >= half:
             return v
     return pairs[-1][0]
+
+
+def zero_gradient_layers(names: Sequence[str], grads: Sequence[float],
+                         zero_params: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Layers with an exactly-zero gradient: ``(vanished, not_yet_on_path)``.
+
+    An exact zero is a multiplication by an exact zero, not a decay. Where the model holds
+    trainable parameters that are exactly zero (``zero_params``: the last norm gain of a
+    zero-init residual branch, ReZero's alpha, a zero-init head), those cut the gradient
+    at init only - they get a gradient and move at the first step - so every zero-gradient
+    layer is "not yet on the path". Without them, a zero *after* a layer the gradient does
+    reach (execution order) sits on a branch that a skip bypasses (not yet on the path
+    too), while a zero run from the input side with nonzero gradients after it is the
+    decay underflowing, or every unit on the path dead: vanished. Neither enters a depth
+    trend, so no trend is fitted through log10(0).
+
+    Example:
+        >>> zero_gradient_layers(["stem", "b1.conv", "b2.conv", "head"], [1.0, 0.0, 0.0, 1.0])
+        ([], ['b1.conv', 'b2.conv'])
+        >>> zero_gradient_layers(["0", "2", "4"], [0.0, 0.0, 1e-9])
+        (['0', '2'], [])
+        >>> zero_gradient_layers(["0", "2", "4"], [0.0, 0.0, 1.0], zero_params=["4.weight"])
+        ([], ['0', '2'])
+    """
+    first = next((i for i, g in enumerate(grads) if g != 0.0), len(grads))
+    if first == len(grads):
+        return [], []
+    prefix = list(names[:first])
+    later = [n for n, g in zip(names[first:], grads[first:]) if g == 0.0]
+    if zero_params:
+        return [], prefix + later
+    return prefix, later
 
 
 def _severity(orders: float) -> str | None:
@@ -125,35 +170,46 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
                                   "grad_log10": _profile(p.grad_rms)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
-    t = depth_trend(p.layers, p.grad_rms)
-    if t is None or (sev := _severity(t["orders"])) is None:
+    vanished, dormant = zero_gradient_layers(p.layers, p.grad_rms, p.zero_params)
+    kept = [(n, g) for n, g in zip(p.layers, p.grad_rms) if n not in set(dormant)]
+    nonzero = [(n, g) for n, g in kept if g != 0.0]
+    t = depth_trend([n for n, _ in nonzero], [g for _, g in nonzero])
+    if vanished and nonzero:  # exactly zero on the whole input side: the decay underflowed (or died)
+        sev = "error"
+        t = t if t is not None and t["orders"] > 0 else {"rate": 0.0, "orders": 0.0, "roles": 1}
+    elif t is None or (sev := _severity(t["orders"])) is None:
         return []
-    logs = [log10(g) for g in p.grad_rms]
+    names = [n for n, _ in kept]
+    logs = [log10(g) for _, g in kept]
     ref = logs[-1]
     evidence = {
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
         "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
+        "zero_gradient_input_side": len(vanished), "zero_gradient_not_yet_on_path": len(dormant),
     }
     if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
         evidence["jacobian_gain"] = p.jacobian.get("gain")
         evidence["jacobian_spread"] = p.jacobian.get("spread")
-    if t["orders"] > 0:  # smaller on the input side
-        layers = [n for n, y in zip(p.layers, logs) if y <= ref - WARN_ORDERS] or p.layers[:1]
+    if vanished or t["orders"] > 0:  # smaller on the input side
+        layers = [n for n, y in zip(names, logs) if y <= ref - WARN_ORDERS] or names[:1]
         sat = any(s.family == "saturating" and not s.is_output for s in m.activations)
         remedies = (["relu", "he-init", "batchnorm", "residual"] if sat
                     else ["he-init", "lsuv-init", "batchnorm", "residual"])
+        zeros = (f"; it is exactly zero at the {len(vanished)} input-side layer(s) (underflow, or no "
+                 "unit on the path passes a gradient)" if vanished else "")
         return [Finding(
             "vanishing-gradient", sev,
             f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
-            f"from the output side to the input side ({t['rate']:.2f} per layer over {len(p.layers)} layers)",
+            f"from the output side to the input side ({t['rate']:.2f} per layer over "
+            f"{len(nonzero)} layers){zeros}",
             layers=layers, evidence=evidence, remedies=remedies, step=0,
             reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
-    layers = [n for n, y in zip(p.layers, logs) if y >= ref + WARN_ORDERS] or p.layers[:1]
+    layers = [n for n, y in zip(names, logs) if y >= ref + WARN_ORDERS] or names[:1]
     return [Finding(
         "exploding-gradient", sev,
         f"at initialisation the gradient grows by {abs(t['orders']):.1f} orders of magnitude "
-        f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(p.layers)} layers)",
+        f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(nonzero)} layers)",
         layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
         step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
 
@@ -258,4 +314,4 @@ def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) ->
 
 
 __all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
-           "role", "signal_propagation", "through_time"]
+           "role", "signal_propagation", "through_time", "zero_gradient_layers"]

@@ -1,0 +1,161 @@
+"""The loss the init probe backpropagates, chosen from the model's output and the target.
+
+In order of preference: ``loss_fn(output, target)``; the model's own loss (see
+``own_loss``: a ``loss`` field of a dict, ``ModelOutput``, dataclass or namedtuple, or
+the leading scalar of a tuple such as Hugging Face's ``return_dict=False`` output); with a
+``target`` and no ``loss_fn``, cross-entropy for an integer target and MSE for a floating
+one; otherwise the *projection scalar* ``mean(output * R)`` with R a fixed N(0, 1) tensor
+drawn from a generator seeded 0 (unlike ``output.sum()`` it is not degenerate under a
+softmax or a normalisation: its gradient is R).
+
+Example:
+    >>> import torch
+    >>> w = torch.ones(3, requires_grad=True)
+    >>> loss, source = probe_loss((w.sum(), w * 2), None, None, 0)
+    >>> source, float(loss.detach())
+    ('model', 3.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from graddoctor.errors import GraddoctorError, InputError
+from graddoctor.inputs import output_tensors
+
+
+def main_output(out: Any) -> torch.Tensor:
+    """The tensor a loss is made from: the largest floating-point output (logits, hidden states)."""
+    ts = [t for t in output_tensors(out) if t.is_floating_point() and t.requires_grad]
+    if not ts:
+        raise InputError("the model's output has no floating-point tensor that depends on its "
+                         "parameters or inputs - nothing to backpropagate")
+    return max(ts, key=lambda t: t.numel())
+
+
+def own_loss(out: Any) -> torch.Tensor | None:
+    """The loss a model computed itself, if any.
+
+    Read from a ``loss`` entry of any output structure (dict, Hugging Face ``ModelOutput``,
+    dataclass, namedtuple, object attribute) or, for a tuple/list of several outputs, its
+    leading scalar (Hugging Face's ``return_dict=False`` puts the loss first). Only a
+    one-element floating-point tensor that requires grad counts.
+
+    Example:
+        >>> from collections import namedtuple
+        >>> w = torch.ones(2, requires_grad=True)
+        >>> Out = namedtuple("Out", "logits loss")
+        >>> float(own_loss(Out(w * 3, w.sum())).detach()), own_loss(w * 3) is None
+        (2.0, True)
+    """
+    for loss in (_loss_field(out), _leading_scalar(out)):
+        if _is_loss(loss):
+            return loss.reshape(())
+    return None
+
+
+def _loss_field(out: Any) -> Any:
+    if isinstance(out, Mapping):
+        return out.get("loss")
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return getattr(out, "loss", None) if any(f.name == "loss" for f in dataclasses.fields(out)) else None
+    if isinstance(out, (torch.Tensor, tuple, list)) and not hasattr(out, "_fields"):
+        return None
+    return getattr(out, "loss", None)
+
+
+def _leading_scalar(out: Any) -> Any:
+    if isinstance(out, (tuple, list)) and not hasattr(out, "_fields") and len(out) > 1:
+        first = out[0]
+        if isinstance(first, torch.Tensor) and first.dim() == 0:
+            return first
+    return None
+
+
+def _is_loss(t: Any) -> bool:
+    return (isinstance(t, torch.Tensor) and t.numel() == 1 and t.is_floating_point()
+            and t.requires_grad)
+
+
+def probe_loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Tensor, str]:
+    if target is not None:
+        target = _as_target(target)
+    if loss_fn is not None:
+        y = main_output(out)
+        with _loss_errors(y, target, "loss_fn"):
+            loss = loss_fn(y, target) if target is not None else loss_fn(y)
+        return _scalar(loss, "loss_fn"), "loss_fn"
+    own = own_loss(out)
+    if own is not None:
+        return own, "model"
+    y = main_output(out)
+    if target is not None:
+        target = target.to(y.device)
+        if not target.is_floating_point():
+            with _loss_errors(y, target, "cross-entropy"):
+                return _cross_entropy(y, target.long()), "cross_entropy"
+        if target.shape != y.shape and target.numel() == y.numel():
+            target = target.reshape(y.shape)  # [N] vs [N, 1]: same values, no broadcasting
+        with _loss_errors(y, target, "MSE"):
+            if target.shape != y.shape:
+                raise ValueError("shapes differ")
+            return F.mse_loss(y, target.to(y.dtype)), "mse"
+    gen = torch.Generator(device=y.device).manual_seed(seed)
+    r = torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
+    return (y * r).mean(), "projection"
+
+
+def _as_target(target: Any) -> torch.Tensor:
+    """``target`` as a tensor (lists, numpy arrays and numbers converted); one-line InputError else."""
+    if isinstance(target, torch.Tensor):
+        return target
+    try:
+        return torch.as_tensor(target)
+    except Exception as e:  # noqa: BLE001 - rewrapped as a one-line error
+        raise InputError(f"target must be a tensor (or an array of numbers), got {type(target).__name__}: "
+                         f"{type(e).__name__}") from None
+
+
+def _cross_entropy(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with the classes on dim 1 (PyTorch's layout: [N, C], [N, C, T]) or, for a
+    sequence output [B, T, C] with a target [B, T], on the last dim (flattened to [B*T, C])."""
+    class_dim_1 = y.dim() == target.dim() + 1 and y.shape[:1] + y.shape[2:] == target.shape
+    if y.dim() > 2 and not class_dim_1 and y.shape[:-1] == target.shape:
+        return F.cross_entropy(y.reshape(-1, y.shape[-1]), target.reshape(-1))
+    return F.cross_entropy(y, target)
+
+
+@contextlib.contextmanager
+def _loss_errors(y: torch.Tensor, target: torch.Tensor | None, what: str) -> Iterator[None]:
+    """A failure of the loss becomes a one-line InputError naming the output and target shapes."""
+    try:
+        yield
+    except GraddoctorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - rewrapped with context, original chained
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        tgt = "no target" if target is None else f"target {tuple(target.shape)} {_dtype(target)}"
+        raise InputError(
+            f"the {what} loss failed on output {tuple(y.shape)} {_dtype(y)} and {tgt}: "
+            f"{type(e).__name__}: {msg} - give a target that fits the output (integer classes "
+            f"[N] for [N, C], [B, T] for [B, T, C]; floats of the output's shape for MSE) or a loss_fn"
+        ) from e
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+def _scalar(loss: Any, what: str) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise InputError(f"{what} must return a scalar tensor, got {type(loss).__name__}")
+    return loss.reshape(())
+
+
+__all__ = ["main_output", "own_loss", "probe_loss"]
