@@ -1,6 +1,6 @@
 """Recorded runs in the watch run-log format (notes/RUNLOG.md) for the plot and HTML tests.
 
-The recorder is plain autograd, independent of ``graddoctor.measure.monitor.watcher``: it trains a small model and
+The recorder is plain autograd, independent of ``graddoctor.watch``: it trains a small model and
 writes what the format promises, including frozen layers (grad_norm null) and an injected NaN.
 """
 

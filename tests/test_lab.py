@@ -70,7 +70,7 @@ def test_measure_oracles() -> None:
     loss.backward()
     assert math.isclose(g["backprop"][0], float(h.grad.norm()), rel_tol=1e-5)
     assert math.isclose(g["weight"][0], float(net[0].weight.grad.norm()), rel_tol=1e-5)
-    p = probe_profile(net, x, y)  # graddoctor.diagnose.checkup: RMS per element of the same gradient
+    p = probe_profile(net, x, y)  # gd.check: RMS per element of the same gradient
     assert math.isclose(p["grad_rms"][0], float(h.grad.norm()) / math.sqrt(h.numel()), rel_tol=1e-4)
     xs = torch.randn(3, 5)
     s = jacobian_singular_values(net[0], xs)

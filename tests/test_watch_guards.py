@@ -61,7 +61,7 @@ def test_error_inside_a_hook_warns_once_and_never_breaks_opt_step(tmp_path):
         train_step()
         sink.broken = True
         before = m.weight.detach().clone()
-        with pytest.warns(UserWarning, match=r"graddoctor[\w.]*: internal error.*ZeroDivisionError"):
+        with pytest.warns(UserWarning, match=r"graddoctor.watch: internal error.*ZeroDivisionError"):
             train_step()
         assert not torch.equal(before, m.weight)  # the optimizer stepped anyway
         with warnings.catch_warnings():

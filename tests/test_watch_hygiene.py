@@ -88,7 +88,7 @@ def test_unsampled_forwards_run_without_any_hook():
     assert hook_count(net, opt) == base
 
 
-@pytest.mark.filterwarnings("ignore:graddoctor.measure.monitor.watcher. ModelMap failed")
+@pytest.mark.filterwarnings("ignore:graddoctor.watch. ModelMap failed")
 def test_exception_inside_with_and_inside_sampled_forward_leaves_no_hooks():
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.01)

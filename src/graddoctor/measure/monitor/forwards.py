@@ -119,7 +119,7 @@ class SampledForwards:
         if not self.ready:
             inputs = (args if len(args) != 1 else args[0]) if not kwargs else (kwargs if not args else None)
             if inputs is None:
-                warnings.warn("graddoctor.measure.monitor.watcher: the first forward mixes positional and "
+                warnings.warn("graddoctor.watch: the first forward mixes positional and "
                               "keyword inputs; layers in named_modules order - pass example_inputs= to "
                               "watch() for the execution order", stacklevel=2)
             self.mapping = True

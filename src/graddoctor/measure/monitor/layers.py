@@ -44,7 +44,7 @@ def map_model(root: nn.Module, inputs: Any) -> ModelMap | None:
     try:
         return ModelMap(root, inputs)
     except Exception as e:  # noqa: BLE001 - fall back to definition order
-        warnings.warn(f"graddoctor.measure.monitor.watcher: ModelMap failed ({e}); layers in "
+        warnings.warn(f"graddoctor.watch: ModelMap failed ({e}); layers in "
                       "named_modules order", stacklevel=4)
         return None
 

@@ -37,7 +37,7 @@ from graddoctor.measure.monitor.steps import LossSlot, StepWriter
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
 IDLE_WSTEPS = 100
-_WHO = "graddoctor.measure.monitor.watcher"
+_WHO = "graddoctor.watch"
 
 
 class Monitor:
