@@ -11,7 +11,7 @@
   forward and backward conditions differ by a factor only; Poole et al. 2016, the chaotic
   regime). Healthy He-initialised, normalised or residual nets stay within one order.
 - ``loss_spikes``: the loss jumps to >= ``SPIKE_RATIO`` x the median of the ``SPIKE_WINDOW``
-  losses before it, back up to >= ``SPIKE_FLOOR`` of the starting loss, on >= ``MIN_SPIKES``
+  losses before it, back up to >= ``SPIKE_FLOOR`` x the starting loss, on >= ``MIN_SPIKES``
   steps: a learning rate past the stability limit that overshoots again and again without a
   NaN (Cohen et al. 2021, edge of stability; Pascanu et al. 2013, sec. 2.1). Mini-batch noise
   near convergence doubles a small loss but does not throw it back toward its start.
@@ -38,7 +38,7 @@ SIGNAL_ORDERS = 2.0
 PERSIST = 2
 SPIKE_RATIO = 2.0
 SPIKE_WINDOW = 10
-SPIKE_FLOOR = 0.5
+SPIKE_FLOOR = 1.0
 MIN_SPIKES = 8
 START_LOSSES = 5
 
