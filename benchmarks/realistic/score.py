@@ -26,7 +26,6 @@ from runs import BY_NAME, CASES, build  # noqa: E402
 from graddoctor.diagnose.training import training_findings  # noqa: E402
 from graddoctor.fix.planner import plan  # noqa: E402
 
-
 #: a fault is real when its final training loss is above HARM_RATIO x its twin's + HARM_MARGIN
 HARM_RATIO, HARM_MARGIN = 1.5, 0.05
 
@@ -62,7 +61,7 @@ def score(half: str, verbose: bool = False) -> dict:
         rows.append((c.name, c.fault, sorted(expected), sev, steps, r["final_loss"], twin))
     print(f"\n== half {half} ({'calibration' if half == 'A' else 'held out'}): {len(cases)} runs")
     print(f"{'run':30s} {'expected':24s} {'found (e/w/i)':44s} {'loss':>6s} {'twin':>6s}  plan")
-    for name, fault, exp, sev, steps, fl, tw in rows:
+    for name, _fault, exp, sev, steps, fl, tw in rows:
         tws = f"{tw:6.3f}" if tw is not None else "     -"
         print(f"{name:30s} {','.join(exp) or '-':24s} {sev:44s} {fl:6.3f} {tws}  {','.join(steps)}")
     out = {"recall": {k: (h, n) for k, (h, n) in hits.items()}, "false_alarms": false_alarms,

@@ -36,6 +36,7 @@ from graddoctor.diagnose.thresholds import (
     VANILLA_RNN_TYPES,
     VANISH_ORDERS,
 )
+from graddoctor.diagnose.training.instability import loss_spikes, signal_growth
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
@@ -49,7 +50,6 @@ from graddoctor.diagnose.training.series import (
     side_drop,
     used_steps,
 )
-from graddoctor.diagnose.training.instability import loss_spikes, signal_growth
 from graddoctor.diagnose.training.through_time import vanishing_through_time
 from graddoctor.report import Finding
 

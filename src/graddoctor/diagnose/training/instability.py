@@ -30,7 +30,13 @@ import math
 import numpy as np
 
 from graddoctor.diagnose.thresholds import MIN_LAYERS
-from graddoctor.diagnose.training.series import as_float, first_persistent, sampled, side_drop, used_steps
+from graddoctor.diagnose.training.series import (
+    as_float,
+    first_persistent,
+    sampled,
+    side_drop,
+    used_steps,
+)
 from graddoctor.diagnose.training.sites import is_gate
 from graddoctor.report import Finding
 

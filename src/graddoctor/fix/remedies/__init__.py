@@ -32,7 +32,17 @@ Example:
 
 from __future__ import annotations
 
-from graddoctor.fix.remedies import activation, advice, clip, init, norm, prenorm, residual, train_mode, warmup
+from graddoctor.fix.remedies import (
+           activation,
+           advice,
+           clip,
+           init,
+           norm,
+           prenorm,
+           residual,
+           train_mode,
+           warmup,
+)
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
