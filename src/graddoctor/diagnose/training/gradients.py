@@ -64,7 +64,7 @@ EXPLODE_ORDERS = 2.0
 #: global gradient norm this many orders above its value at the first step, with the loss
 #: no lower than at that step -> blow-up
 EXPLODE_GROWTH_ORDERS = 2.0
-#: a blow-up without a NaN drives the loss up: the last 3 losses' median at least this many
+#: a blow-up without a NaN drives the loss up: the loss at the step at least this many
 #: times the median of the first ``START_LOSSES`` (the healthy LSTM of issue 14 grows its norm
 #: 2 orders from 0.04 while its loss holds at log(10))
 LOSS_RISE = 1.2
@@ -250,16 +250,16 @@ def _growth(meta: dict, steps: list[dict]) -> Finding | None:
         growth = np.log10(np.where(np.isfinite(total) & (total > 0), total, np.nan) / base)
     st = [s for s in used_steps(steps) if s.get("grad_norm")]
     loss = np.array([as_float(s.get("loss")) for s in st])
-    fin = loss[np.isfinite(loss)]
-    start = float(np.median(fin[:START_LOSSES])) if len(fin) else math.nan
     for j in range(f0 + 1, len(total)):
         # growth that settles while the loss holds is a net leaving a tiny initial norm (an LSTM
         # whose first norm is 0.04 reaches ~4.5 in 20 steps), not a blow-up: a blow-up without a
-        # NaN drives the loss up (median of the last 3 losses >= LOSS_RISE x the start's)
-        recent = loss[max(f0, j - 2): j + 1]
-        recent = recent[np.isfinite(recent)]
-        rising = (not len(recent) or not math.isfinite(start)
-                  or float(np.median(recent)) >= LOSS_RISE * start)
+        # NaN drives the loss up (the loss at that step >= LOSS_RISE x the median of the first
+        # START_LOSSES losses before it)
+        before = loss[f0: min(f0 + START_LOSSES, j)]
+        before = before[np.isfinite(before)]
+        start = float(np.median(before)) if len(before) else math.nan
+        rising = (not math.isfinite(loss[j]) or not math.isfinite(start)
+                  or float(loss[j]) >= LOSS_RISE * start)
         if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and rising:
             how = f"grew {growth[j]:.1f} orders of magnitude above its first value"
             break
