@@ -227,7 +227,8 @@ def test_diagnose_validates_input_and_runs_the_registry():
         diagnose({}, [], rules=["nope"])
     assert set(TRAINING_RULES) == {"vanishing-gradient", "exploding-gradient", "non-finite",
                                    "dead-relu", "saturated-activation", "stalled-layers",
-                                   "loss-plateau"}
+                                   "loss-plateau", "batchnorm-eval-mode", "clip-too-tight",
+                                   "post-ln-no-warmup"}
     assert diagnose({"layers": []}, []) == []
 
 

@@ -25,6 +25,9 @@ FINDING_CODES: dict[str, str] = {
     "signal-collapse": "init probe: forward activation variance dies out with depth",
     "signal-explosion": "init probe: forward activation variance blows up with depth",
     "lr-insensitive": "range test: the loss barely moves across the swept learning rates",
+    "batchnorm-eval-mode": "BatchNorm layers in eval mode while the model trains",
+    "clip-too-tight": "gradient clipping cuts nearly every step's norm by orders of magnitude",
+    "post-ln-no-warmup": "post-LN Transformer trained without LR warm-up fails to move",
 }
 
 #: remedy ids, each an entry of the remedy registry
@@ -35,6 +38,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "residual", "rezero",
     "clip-norm", "clip-value", "clip-agc",
     "lstm", "lower-lr", "lr-find",
+    "warmup", "prenorm", "train-mode",
 )
 
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")

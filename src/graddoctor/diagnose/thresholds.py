@@ -66,5 +66,21 @@ BN_MIN_BATCH = 8
 #: start near the batch size at which an existing one is flagged.
 BN_INSERT_MIN_BATCH = 16
 
-__all__ = ["BN_INSERT_MIN_BATCH", "BN_MIN_BATCH", "MIN_LAYERS", "MIN_STEPS", "REF_VANISH", "SAT_FRAC",
+# ---------------------------------------------------------------- severity policy (watch)
+
+#: Severity policy of the training-time findings (``training.policy.apply_policy``):
+#:
+#: - a run that does not learn (``loss-plateau``, or the loss at >= 90% of its start after 40
+#:   steps: ``training.progress``) and has a gradient-flow cause (a code of
+#:   ``GRADIENT_FLOW_CODES``) is an **error**: the CI gate (``watch-report``) fails;
+#: - a gradient-flow cause without that harm is a **warning** (an over-steps blow-up and a
+#:   non-finite loss are harm in themselves and stay errors);
+#: - a plateau with no gradient-flow cause is a warning that names the data, the labels or
+#:   the learning rate as the likely cause and claims no vanishing or exploding gradient.
+GRADIENT_FLOW_CODES = ("vanishing-gradient", "exploding-gradient", "saturated-activation", "dead-relu",
+                       "stalled-layers", "batchnorm-eval-mode", "clip-too-tight", "post-ln-no-warmup")
+#: harm (the loss did not move) -> severity of a gradient-flow cause
+HARM_SEVERITY = {True: "error", False: "warning"}
+
+__all__ = ["BN_INSERT_MIN_BATCH", "GRADIENT_FLOW_CODES", "HARM_SEVERITY", "BN_MIN_BATCH", "MIN_LAYERS", "MIN_STEPS", "REF_VANISH", "SAT_FRAC",
            "STALL_ORDERS", "VANILLA_RNN_TYPES", "VANISH_ORDERS"]

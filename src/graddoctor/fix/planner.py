@@ -16,6 +16,9 @@ findings into *one* combination that fits together, using the model's map
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
+| ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
+| ``clip-too-tight`` | ``clip-norm`` at the finding's ``suggested_max_norm`` (replaces the user's clip) |
+| ``post-ln-no-warmup`` | ``warmup`` (+ ``prenorm`` where the blocks can switch) |
 | ``loss-plateau`` / ``stalled-layers`` with nothing structural to fix | ``lr-find`` (advice) |
 
 Order of application: activation swap, BatchNorm replacement, norm insertion,
@@ -47,6 +50,7 @@ from graddoctor.diagnose.thresholds import BN_INSERT_MIN_BATCH
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import batch_size
 from graddoctor.fix.remedies.init import SCHEMES
+from graddoctor.fix.remedies.prenorm import post_ln_blocks
 from graddoctor.fix.remedies.registry import get
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report
@@ -67,6 +71,7 @@ PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
     **{i: 3 for i in INITS}, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
     "clip-agc": 5, "lstm": 6, "lower-lr": 6, "lr-find": 6,
+    "train-mode": 1, "prenorm": 4, "warmup": 5,
 }
 
 _VANISH = {"vanishing-gradient", "signal-collapse", "stalled-layers"}
@@ -238,6 +243,23 @@ def plan(
     if fx.vanilla_rnns and codes & ({"long-sequence-rnn"} | _VANISH):
         add("lstm", f"{_list(codes & ({'long-sequence-rnn'} | _VANISH))}: a vanilla RNN forgets "
                     "over long sequences", {"long-sequence-rnn"} | _VANISH)
+    # mechanism findings (training time): their own remedy, whatever else the run shows
+    if "batchnorm-eval-mode" in codes:
+        f = by_code["batchnorm-eval-mode"][0]
+        add("train-mode", "batchnorm-eval-mode: BatchNorm layers in eval mode normalise with "
+                          "running statistics that never update", {"batchnorm-eval-mode"}, layers=f.layers)
+    if "clip-too-tight" in codes:
+        f = by_code["clip-too-tight"][0]
+        value = f.evidence.get("suggested_max_norm", 1.0)
+        add("clip-norm", f"clip-too-tight: the clip cuts every step to "
+                         f"{f.evidence.get('pinned_norm', 0):.3g}; clip at max_norm {value:g} instead "
+                         "(replace your clip_grad_norm_ call)", {"clip-too-tight"}, value=value)
+    if "post-ln-no-warmup" in codes:
+        add("warmup", "post-ln-no-warmup: ramp the learning rate up over the first steps",
+            {"post-ln-no-warmup"})
+        if post_ln_blocks(model):
+            add("prenorm", "post-ln-no-warmup: pre-LN blocks train without a warm-up",
+                {"post-ln-no-warmup"})
     if codes & {"loss-plateau", "stalled-layers"} and not steps:
         add("lr-find", f"{_list(codes & {'loss-plateau', 'stalled-layers'})}: nothing structural "
                        "to fix; the learning rate is the next suspect",

@@ -7,7 +7,8 @@
 ``graddoctor.runlog.read_run``). Each rule is a small pure function in a file
 per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
 vanilla RNN), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
-(plateau). ``series`` pulls arrays out of the records and ``sites`` picks the layers
+(plateau), ``batchnorm`` (eval mode), ``clipping`` (clip too tight), ``postln`` (post-LN
+without warm-up); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
 and activation sites a rule reads. A threshold used by one rule is documented next to
 it with the paper it rests on; one shared by several is in
 ``graddoctor.diagnose.thresholds``. A rule that raises is a bug: the error propagates.
@@ -25,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
+from graddoctor.diagnose.training.batchnorm import batchnorm_eval_mode
+from graddoctor.diagnose.training.clipping import clip_too_tight
 from graddoctor.diagnose.training.gradients import (
     _blowup,
     exploding_gradient,
@@ -33,6 +36,8 @@ from graddoctor.diagnose.training.gradients import (
 )
 from graddoctor.diagnose.training.loss import loss_plateau
 from graddoctor.diagnose.training.nonfinite import non_finite
+from graddoctor.diagnose.training.policy import apply_policy
+from graddoctor.diagnose.training.postln import post_ln_no_warmup
 from graddoctor.diagnose.training.series import nonfinite_step
 from graddoctor.errors import InputError
 from graddoctor.report import Finding
@@ -48,6 +53,9 @@ TRAINING_RULES: dict[str, Rule] = {
     "saturated-activation": saturated_activation,
     "stalled-layers": stalled_layers,
     "loss-plateau": loss_plateau,
+    "batchnorm-eval-mode": batchnorm_eval_mode,
+    "clip-too-tight": clip_too_tight,
+    "post-ln-no-warmup": post_ln_no_warmup,
 }
 
 
@@ -60,7 +68,8 @@ def training_findings(meta: dict, steps: list[dict], rules: list[str] | None = N
         rules: codes to run (default: all of ``TRAINING_RULES``).
 
     Returns:
-        The findings, in the order of ``TRAINING_RULES``.
+        The findings, in the order of ``TRAINING_RULES``, after the severity policy
+        (``policy.apply_policy``: harm makes a gradient-flow cause an error).
 
     Raises:
         InputError: records that are not a meta dict and a list of step dicts, or an
@@ -94,7 +103,7 @@ def training_findings(meta: dict, steps: list[dict], rules: list[str] | None = N
         else:
             seen = steps[: min(cut, wreck)]
         out.extend(TRAINING_RULES[code](meta, list(seen)))
-    return out
+    return apply_policy(out, steps[: min(cut, wreck)])
 
 
 #: the public name since 0.1 (``gd.rules.diagnose``)

@@ -36,6 +36,7 @@ from graddoctor.diagnose.thresholds import (
     VANILLA_RNN_TYPES,
     VANISH_ORDERS,
 )
+from graddoctor.diagnose.training.instability import loss_spikes, signal_growth
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
@@ -63,6 +64,11 @@ EXPLODE_ORDERS = 2.0
 #: global gradient norm this many orders above its value at the first step, with the loss
 #: no lower than at that step -> blow-up
 EXPLODE_GROWTH_ORDERS = 2.0
+#: a blow-up without a NaN drives the loss up: the loss at the step at least this many
+#: times the median of the first ``START_LOSSES`` (the healthy LSTM of issue 14 grows its norm
+#: 2 orders from 0.04 while its loss holds at log(10))
+LOSS_RISE = 1.2
+START_LOSSES = 5
 #: growth before a non-finite step that marks it as the end of a blow-up
 PRE_NAN_GROWTH_ORDERS = 1.0
 #: an SGD step larger than the weights themselves (||update|| / ||w||) just before a
@@ -245,8 +251,15 @@ def _growth(meta: dict, steps: list[dict]) -> Finding | None:
     st = [s for s in used_steps(steps) if s.get("grad_norm")]
     loss = np.array([as_float(s.get("loss")) for s in st])
     for j in range(f0 + 1, len(total)):
-        # growth while the loss falls is learning (an LSTM leaving its plateau), not a blow-up
-        rising = not (math.isfinite(loss[j]) and math.isfinite(loss[f0]) and loss[j] < loss[f0])
+        # growth that settles while the loss holds is a net leaving a tiny initial norm (an LSTM
+        # whose first norm is 0.04 reaches ~4.5 in 20 steps), not a blow-up: a blow-up without a
+        # NaN drives the loss up (the loss at that step >= LOSS_RISE x the median of the first
+        # START_LOSSES losses before it)
+        before = loss[f0: min(f0 + START_LOSSES, j)]
+        before = before[np.isfinite(before)]
+        start = float(np.median(before)) if len(before) else math.nan
+        rising = (not math.isfinite(loss[j]) or not math.isfinite(start)
+                  or float(loss[j]) >= LOSS_RISE * start)
         if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and rising:
             how = f"grew {growth[j]:.1f} orders of magnitude above its first value"
             break
@@ -284,14 +297,18 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     """Gradient norms that blow up over steps, or grow by orders towards the input side.
 
     Over steps: the global norm reaches ``EXPLODE_GROWTH_ORDERS`` orders above its
-    first value, or rises ``PRE_NAN_GROWTH_ORDERS`` before a non-finite step.
+    first value while the loss rises, or rises ``PRE_NAN_GROWTH_ORDERS`` before a non-finite
+    step. On the sampled forwards: the activation scale grows by orders with depth (the
+    backpropagated signal grows as much toward the input while the weight-gradient profile
+    stays balanced); on the loss: repeated spikes (``instability``).
     AMP-skipped steps are not explosions and are never read.
 
     Example:
         >>> exploding_gradient({"layers": []}, [])
         []
     """
-    out = [f for f in [_blowup(meta, steps)] if f is not None]
+    out = [f for f in [_blowup(meta, steps), signal_growth(meta, steps), loss_spikes(meta, steps)]
+           if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
     hit2 = _persistent_profile(names, ids2, logs, -1.0, EXPLODE_ORDERS, PERSIST)
     if hit2 is not None:

@@ -30,7 +30,9 @@ are too small, has nothing to escape with). Three paths, the earliest call wins:
 - ``loss only`` (no sign): ``PERSIST`` windows of ``WINDOW`` steps: step >= 49.
   Healthy slow starts last up to ~45 steps (an LSTM at log(10) for 20-30 steps,
   a 3-layer sigmoid net within 5% of its start for 40), so a call on the loss
-  alone waits for them.
+  alone waits for them; and it is dropped when the whole record read (up to
+  ``EARLY_STEPS``) shows the loss still falling (``still_learning``): judged against
+  what the run goes on to reach, not against one window.
 
 Each flag reads only the records up to its step, so the reported step is the
 one at which a live monitor would first call the plateau. Windows in which the
@@ -175,6 +177,26 @@ def plateau_flags(loss: np.ndarray, lr: np.ndarray | None = None, window: int = 
     return flags, start
 
 
+def still_learning(loss: np.ndarray) -> bool:
+    """True when the loss over all the early steps read falls steadily: a slow-but-steady run
+    (an LSTM leaving log(10) late, a frozen backbone whose head learns slowly), judged on the
+    whole record rather than on one window. Either the level at the end is below
+    ``PROGRESS_FRAC`` of the start, or the Theil-Sen change over the whole span is a drop of at
+    least ``MIN_REL_DROP`` beyond ``NOISE_SE`` standard errors.
+
+    Example:
+        >>> still_learning(np.linspace(2.35, 2.2, 100)), still_learning(np.full(100, 2.3))
+        (True, False)
+    """
+    start, level = _median(loss[:START_STEPS]), _median(loss[-LEVEL_STEPS:])
+    if level < PROGRESS_FRAC * start:
+        return True
+    slope, se = theil_sen(loss[:: max(1, len(loss) // 60)])  # subsampled: O(60^2) pairs
+    n = len(loss[:: max(1, len(loss) // 60)])
+    change, noise = slope * n / level, se * n / level
+    return bool(change < -MIN_REL_DROP and -change > NOISE_SE * noise)
+
+
 def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     """Per step record: why the net cannot learn, from the records up to it; None if no sign.
 
@@ -252,6 +274,8 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
         if i is not None and (j is None or i + per - 1 < j):
             j, path = i + per - 1, name  # the step where the plateau is established
     if j is None:
+        return []
+    if path == "loss only" and still_learning(loss):
         return []
     window, persist, _ = PATHS[path]
     level = _median(loss[max(0, j - LEVEL_STEPS + 1):j + 1])

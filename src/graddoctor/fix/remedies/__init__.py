@@ -16,6 +16,9 @@ leaves it valid).
 | residual, rezero | residual.py | skip connections around the blocks of Sequential chains | ignored |
 | clip-norm, clip-value, clip-agc | clip.py | gradient clipping as an optimizer step pre-hook | ignored |
 | lstm, lower-lr, lr-find | advice.py | recommendations (code change / advice) | ignored |
+| warmup | warmup.py | linear learning-rate warm-up as an optimizer step hook | ignored |
+| prenorm | prenorm.py | post-LN Transformer blocks -> pre-LN | ignored |
+| train-mode | train_mode.py | BatchNorm layers in eval mode back to training mode | BatchNorm layers |
 
 Example:
     >>> import torch
@@ -29,9 +32,19 @@ Example:
 
 from __future__ import annotations
 
-from graddoctor.fix.remedies import activation, advice, clip, init, norm, residual
+from graddoctor.fix.remedies import (
+           activation,
+           advice,
+           clip,
+           init,
+           norm,
+           prenorm,
+           residual,
+           train_mode,
+           warmup,
+)
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
 __all__ = ["REMEDIES", "Change", "Remedy", "RemedyContext", "activation", "advice", "apply", "clip",
-           "get", "init", "norm", "register", "residual"]
+           "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]

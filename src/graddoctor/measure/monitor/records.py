@@ -91,6 +91,9 @@ class StepRecords:
         self.site_names = site_names
         self.columns = Columns(layers.n_layers)
         self._last_weight: dict[str, float] = {}
+        #: BatchNorm layers: their ``training`` flag is read at each flush (``bn_eval``)
+        self._batchnorms = [(n, m) for n, m in zip(layers.names, layers.modules)
+                            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
 
     def build(self, rows: list[Row], block: torch.Tensor, acts: dict[int, torch.Tensor],
               out_grads: dict[int, torch.Tensor]) -> list[dict]:
@@ -104,8 +107,11 @@ class StepRecords:
             for step, t in by_step.items():
                 found[step] = flat[off: off + t.numel()]
                 off += t.numel()
-        return [self.record(row, self.columns.split(flat[i * width: (i + 1) * width]),
+        recs = [self.record(row, self.columns.split(flat[i * width: (i + 1) * width]),
                             extra[0].get(row.step), extra[1].get(row.step)) for i, row in enumerate(rows)]
+        if recs and self._batchnorms:  # the last record of the block: BatchNorms in eval mode now
+            recs[-1]["bn_eval"] = [n for n, m in self._batchnorms if not m.training]
+        return recs
 
     def record(self, row: Row, v: dict[str, Any], act: list[float] | None, og: list[float] | None) -> dict:
         """One step record from its block row ``v`` (by column name) and sampled statistics."""

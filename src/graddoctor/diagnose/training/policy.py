@@ -1,0 +1,72 @@
+"""The severity policy and the mechanism findings that explain others (see ``thresholds``).
+
+``apply_policy(findings, steps)``, run by ``training_findings`` after the rules:
+
+1. A mechanism finding (``batchnorm-eval-mode``, ``clip-too-tight``, ``post-ln-no-warmup``)
+   explains the plateau and the weak gradients of its run: ``loss-plateau``,
+   ``vanishing-gradient`` and ``stalled-layers`` are dropped when one is present (their
+   remedies would treat the symptom: a norm insertion for a net whose BatchNorm is in eval
+   mode, he-init for a post-LN Transformer that needs a warm-up).
+2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``). With harm,
+   every gradient-flow cause (``GRADIENT_FLOW_CODES``) is an error, and so is a plateau that
+   has one; without harm a cause is a warning (on runs long enough to tell: ``progress.MIN_STEPS``
+   losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
+   over steps (evidence ``blowup_step``) or overflowed, which is harm in itself.
+3. A plateau with no gradient-flow cause names the data, the labels or the learning rate.
+
+Example:
+    >>> from graddoctor.report import Finding
+    >>> fs = [Finding("saturated-activation", "warning", "tanh pinned", ["1"]),
+    ...       Finding("loss-plateau", "warning", "flat", [], {"gradient_evidence": "saturated"})]
+    >>> [(f.code, f.severity) for f in apply_policy(fs, [])]
+    [('saturated-activation', 'error'), ('loss-plateau', 'error')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES, HARM_SEVERITY
+from graddoctor.diagnose.training.progress import loss_progress
+from graddoctor.report import Finding
+
+#: mechanism code -> the symptom codes it explains
+EXPLAINS = {code: ("loss-plateau", "vanishing-gradient", "stalled-layers")
+            for code in ("batchnorm-eval-mode", "clip-too-tight", "post-ln-no-warmup")}
+
+NO_CAUSE = ("no gradient-flow cause in the records (gradients reach every layer at a healthy "
+            "scale): suspect the data or the labels (shuffled, noisy or unlearnable), or the "
+            "learning rate")
+
+
+def _blew_up(f: Finding) -> bool:
+    return f.code == "exploding-gradient" and ("blowup_step" in f.evidence or "overflowed_layers" in f.evidence)
+
+
+def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
+    """The findings after the three steps of the module docstring (a new list)."""
+    codes = {f.code for f in findings}
+    drop = {c for m, cs in EXPLAINS.items() if m in codes for c in cs}
+    kept = [f for f in findings if f.code not in drop]
+    plateau = next((f for f in kept if f.code == "loss-plateau"), None)
+    causes = [f for f in kept if f.code in GRADIENT_FLOW_CODES]
+    prog = loss_progress(steps)
+    harm = plateau is not None or prog["stuck"]
+    judged = harm or prog["judged"]  # too short a run to say: each rule's own severity stands
+    out = []
+    for f in kept:
+        if f.code in GRADIENT_FLOW_CODES and not _blew_up(f) and judged:
+            f = replace(f, severity=HARM_SEVERITY[harm])
+        elif f.code == "loss-plateau":
+            why = f.evidence.get("gradient_evidence")
+            has_cause = bool(causes) or why not in (None, "tiny-steps")
+            if has_cause:
+                f = replace(f, severity="error")
+            elif NO_CAUSE not in f.message:
+                f = replace(f, message=f"{f.message}; {NO_CAUSE}",
+                            remedies=[r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"])
+        out.append(f)
+    return out
+
+
+__all__ = ["EXPLAINS", "NO_CAUSE", "apply_policy"]

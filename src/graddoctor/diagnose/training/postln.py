@@ -1,0 +1,101 @@
+"""post-ln-no-warmup: a post-LN Transformer trained at full learning rate from step 1 that
+does not move.
+
+A post-LN block (``x = LN(x + f(x))``) has large output-side gradients at initialisation;
+full-size Adam steps from the first step throw it onto a plateau it does not leave, which a
+learning-rate warm-up (or pre-LN blocks) avoids (Xiong et al. 2020, sec. 3; Liu et al. 2020,
+"Understanding the difficulty of training Transformers", sec. 3). The rule needs all three:
+
+- **post-LN**: in most Transformer blocks the first weight layer to run is the attention,
+  not a norm. A block is the deepest module holding an attention layer (``kind ==
+  "attention"`` or a name part with "attn"/"attention") and a norm layer; execution order
+  comes from the meta (a pre-LN block runs its norm first: GPT-2 ``h.0.ln_1``, Llama
+  ``input_layernorm``; a post-LN one its attention: BERT, ``nn.TransformerEncoderLayer``);
+- **no warm-up**: the recorded learning rate at the first step is already >= ``RAMP_FRAC`` of
+  its maximum over the first ``progress.EARLY_STEPS`` steps;
+- **stuck**: the loss has not moved (``progress.loss_progress``).
+
+Example:
+    >>> meta = {"layers": [{"name": "emb", "kind": "linear"},
+    ...     {"name": "b.0.attn", "kind": "attention"}, {"name": "b.0.norm1", "kind": "norm"},
+    ...     {"name": "b.0.ff", "kind": "linear"}, {"name": "b.0.norm2", "kind": "norm"}]}
+    >>> steps = [{"step": t, "loss": 2.3, "lr": 1e-3} for t in range(1, 61)]
+    >>> [(f.code, f.remedies) for f in post_ln_no_warmup(meta, steps)]
+    [('post-ln-no-warmup', ['warmup', 'prenorm'])]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graddoctor.diagnose.training.progress import EARLY_STEPS, loss_progress
+from graddoctor.diagnose.training.series import as_float, used_steps
+from graddoctor.report import Finding
+
+#: the first step's LR at or above this fraction of the early maximum: no warm-up
+RAMP_FRAC = 0.5
+
+REF = ("Xiong et al. 2020 (ICML, On Layer Normalization in the Transformer Architecture, sec. 3); "
+       "Liu et al. 2020 (EMNLP, Understanding the Difficulty of Training Transformers, sec. 3)")
+
+
+def _is_attention(layer: dict) -> bool:
+    parts = layer["name"].lower().split(".")
+    return layer.get("kind") == "attention" or any("attn" in p or "attention" in p for p in parts)
+
+
+def block_norm_order(meta: dict) -> dict[str, str]:
+    """Block name -> "pre" | "post": which runs first in it, a norm or the attention.
+
+    Example:
+        >>> block_norm_order({"layers": [{"name": "h.0.ln_1", "kind": "norm"},
+        ...                              {"name": "h.0.attn.c_attn", "kind": "linear"}]})
+        {'h.0': 'pre'}
+    """
+    layers = meta.get("layers", [])
+    norms = [ly["name"] for ly in layers if ly.get("kind") == "norm"]
+    out: dict[str, str] = {}
+    for ly in layers:
+        if not _is_attention(ly):
+            continue
+        parts = ly["name"].split(".")
+        for k in range(len(parts) - 1, 0, -1):
+            block = ".".join(parts[:k])
+            if any(n.startswith(block + ".") for n in norms):
+                if block not in out:
+                    first = next(x for x in layers if x["name"].startswith(block + ".")
+                                 and (x.get("kind") == "norm" or _is_attention(x) or x.get("kind") == "linear"))
+                    out[block] = "pre" if first.get("kind") == "norm" else "post"
+                break
+    return out
+
+
+def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Post-LN blocks, no LR warm-up, and a loss that has not moved.
+
+    Example:
+        >>> post_ln_no_warmup({"layers": []}, [])
+        []
+    """
+    order = block_norm_order(meta)
+    post = [b for b, o in order.items() if o == "post"]
+    if not order or len(post) * 2 <= len(order):
+        return []
+    lr = np.array([as_float(s.get("lr")) for s in used_steps(steps) if int(s.get("step", 0)) <= EARLY_STEPS])
+    lr = lr[np.isfinite(lr)]
+    if not len(lr) or lr.max() <= 0 or lr[0] < RAMP_FRAC * lr.max():
+        return []
+    prog = loss_progress(steps)
+    if not prog["stuck"]:
+        return []
+    ev = {"post_ln_blocks": len(post), "blocks": len(order), "lr_first": float(lr[0]),
+          "lr_max_early": float(lr.max()), "loss_start": round(prog["start"], 4),
+          "loss_level": round(prog["level"], 4), "level_over_start": round(prog["ratio"], 3)}
+    msg = (f"{len(post)} of {len(order)} Transformer blocks are post-LN (the attention runs before "
+           f"the norm) and the learning rate starts at its full value {lr[0]:.3g} with no warm-up; "
+           f"the loss has not moved ({prog['level']:.4g} vs {prog['start']:.4g} at the start)")
+    first = int(used_steps(steps)[0].get("step", 1)) if used_steps(steps) else None
+    return [Finding("post-ln-no-warmup", "error", msg, post, ev, ["warmup", "prenorm"], first, REF)]
+
+
+__all__ = ["RAMP_FRAC", "block_norm_order", "post_ln_no_warmup"]

@@ -1,0 +1,52 @@
+"""Has the loss moved? The harm side of the severity policy, from the loss records alone.
+
+``loss_progress(steps)`` compares the loss level at the end of the first ``EARLY_STEPS``
+(median of the last ``LEVEL_STEPS``) with its start (median of the first ``START_STEPS``).
+A run whose level stays above ``STUCK_FRAC`` of its start after at least ``MIN_STEPS`` steps
+has learnt nothing: the harm that turns a gradient-flow cause into an error.
+
+Example:
+    >>> loss_progress([{"step": t, "loss": 2.3} for t in range(1, 61)])["stuck"]
+    True
+    >>> loss_progress([{"step": t, "loss": 2.3 / t} for t in range(1, 61)])["stuck"]
+    False
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graddoctor.diagnose.training.series import as_float, used_steps
+
+#: steps read (a plateau later on is convergence or a schedule)
+EARLY_STEPS = 100
+START_STEPS = 5
+LEVEL_STEPS = 10
+#: fewest finite losses before "stuck" can be said
+MIN_STEPS = 40
+#: the level at or above this fraction of the start: nothing learnt
+STUCK_FRAC = 0.9
+
+
+def finite_losses(steps: list[dict], early: int = EARLY_STEPS) -> np.ndarray:
+    """The finite losses of the used steps numbered <= ``early``, in step order."""
+    vals = [as_float(s.get("loss")) for s in used_steps(steps) if int(s.get("step", 0)) <= early]
+    return np.array([v for v in vals if math.isfinite(v)], dtype=float)
+
+
+def loss_progress(steps: list[dict]) -> dict:
+    """``{"start", "level", "ratio", "stuck", "judged"}`` of the loss over the first ``EARLY_STEPS``
+    (``judged``: enough losses to tell, ``MIN_STEPS``)."""
+    loss = finite_losses(steps)
+    if len(loss) < START_STEPS + LEVEL_STEPS:
+        return {"start": math.nan, "level": math.nan, "ratio": math.nan, "stuck": False, "judged": False}
+    start, level = float(np.median(loss[:START_STEPS])), float(np.median(loss[-LEVEL_STEPS:]))
+    ratio = level / start if start > 0 else math.nan
+    return {"start": start, "level": level, "ratio": ratio,
+            "stuck": bool(len(loss) >= MIN_STEPS and math.isfinite(ratio) and ratio >= STUCK_FRAC),
+            "judged": bool(len(loss) >= MIN_STEPS and math.isfinite(ratio))}
+
+
+__all__ = ["EARLY_STEPS", "MIN_STEPS", "STUCK_FRAC", "finite_losses", "loss_progress"]
