@@ -62,8 +62,10 @@ def versions() -> dict[str, Any]:
 def run_experiments(names: list[str], mode: str = "quick", seeds: int = 3,
                     out: str | Path | None = None,
                     on_progress: Callable[[str, int, int], None] | None = None,
-                    threads: int | None = None, **overrides: Any) -> list[Outcome]:
-    """Run ``names`` over seeds 0..seeds-1; write the results into ``out`` when given.
+                    threads: int | None = None, seed_start: int = 0,
+                    **overrides: Any) -> list[Outcome]:
+    """Run ``names`` over seeds ``seed_start`` .. ``seed_start+seeds-1``; write the results
+    into ``out`` when given.
 
     ``on_progress(name, done, total)`` is called after each seed. ``threads``: torch
     intra-op threads while running (tiny models are fastest on 1), restored afterwards.
@@ -77,7 +79,8 @@ def run_experiments(names: list[str], mode: str = "quick", seeds: int = 3,
             exp = get(name)
             settings = exp.settings(mode, **overrides)
             cb = (lambda i, n=name: on_progress(n, i, seeds)) if on_progress else None
-            outcomes.append(exp.verdict(list(range(seeds)), settings, mode, progress=cb))
+            seed_list = list(range(seed_start, seed_start + seeds))
+            outcomes.append(exp.verdict(seed_list, settings, mode, progress=cb))
             if out is not None:
                 figure(outcomes[-1], Path(out))
                 write_results(outcomes, Path(out))  # partial results survive an interruption
@@ -119,18 +122,27 @@ def write_results(outcomes: list[Outcome], out: Path) -> None:
 def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
     """The RESULTS.md text: one table row per check, then one section per experiment."""
     n_pass = sum(o.passed for o in outcomes)
+    seeds = outcomes[0].seeds if outcomes else []
+    total = sum(o.seconds for o in outcomes)
     lines = [
         "# graddoctor lab results", "",
-        f"{n_pass}/{len(outcomes)} experiments pass. Mode `{outcomes[0].mode if outcomes else '-'}`, "
-        f"torch {vers['torch']}, {vers['threads']} threads, {vers['date']}. "
-        "Ours = mean ± std over seeds [min, max]; the check is on the mean.", "",
-        "| experiment | claim | paper / target | ours | pass |", "|---|---|---|---|---|",
+        f"{n_pass}/{len(outcomes)} experiments pass on every seed. Mode "
+        f"`{outcomes[0].mode if outcomes else '-'}`, seeds {seeds}, torch {vers['torch']}, "
+        f"{vers['threads']} thread(s), {total:.0f} s of experiment time, {vers['date']}.", "",
+        "How to read a row: **paper** is the paper's own number for the quantity (its unit may "
+        "differ from ours: the note under each experiment says where); **check** is our "
+        "criterion, applied to every seed on its own; **ours** is mean [min, max] over seeds; "
+        "**seeds** counts the seeds that pass. A row passes only if every seed passes.", "",
+        "| experiment | what we measure | paper | check (each seed) | ours | seeds | pass |",
+        "|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         for c in o.checks:
-            ours = f"{fmt(c['mean'])} ± {fmt(c['std'])} [{fmt(c['min'])}, {fmt(c['max'])}]"
-            target = f"{c['paper']} (check: {_OP_TEXT[c['op']]} {fmt(c['threshold'])})"
-            lines.append(f"| {o.name} | {_cell(c['claim'])} | {_cell(target)} | {ours} | "
+            ours = f"{fmt(c['mean'])} [{fmt(c['min'])}, {fmt(c['max'])}]"
+            n = len(c.get("per_seed", o.seeds))
+            lines.append(f"| {o.name} | {_cell(c['claim'])} | {_cell(c['paper'])} | "
+                         f"{_OP_TEXT[c['op']]} {fmt(c['threshold'])} | {ours} | "
+                         f"{c.get('seeds_passed', n if c['passed'] else 0)}/{n} | "
                          f"{'pass' if c['passed'] else '**FAIL**'} |")
     lines.append("")
     for o in outcomes:
@@ -138,6 +150,9 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
         settings = ", ".join(f"{k}={v}" for k, v in o.settings.items())
         lines += [f"## {o.name}: {'pass' if o.passed else 'FAIL'}", "",
                   f"- Claim: {exp.claim}", f"- Source: {exp.source}", f"- Setup: {exp.setup}",
+                  *([f"- Scaled down: {exp.scaled}"] if getattr(exp, "scaled", "") else []),
+                  *([f"- Why the criterion can fail: {exp.can_fail}"]
+                    if getattr(exp, "can_fail", "") else []),
                   f"- Settings: {settings}; seeds {o.seeds}; {o.seconds:.1f} s",
                   *[f"- {line}" for line in exp.notes(o.runs)], "",
                   f"![{o.name}]({o.name}.png)", ""]
