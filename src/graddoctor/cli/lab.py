@@ -70,7 +70,7 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
                                    threads=threads, seed_start=seed_start)
     for o in outcomes:
         verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
-        console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s)")
+        console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s wall, {o.cpu_seconds:.1f} s CPU)")
         for c in o.checks:
             mark = "ok " if c["passed"] else "BAD"
             console.print(f"  {mark} {c['claim']}: {c['seeds_passed']}/{len(c['per_seed'])} seeds; "
@@ -78,7 +78,9 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
                           f"(check each seed {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
                           highlight=False, markup=False)
     total = sum(o.seconds for o in outcomes)
-    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass in {total:.0f} s; "
+    cpu = sum(o.cpu_seconds for o in outcomes)
+    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass on every seed in "
+                  f"{total:.0f} s wall ({cpu:.0f} s CPU); "
                   f"results in {out}/")
     if not all(o.passed for o in outcomes):
         raise SystemExit(1)

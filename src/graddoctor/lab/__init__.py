@@ -32,6 +32,7 @@ EXPERIMENTS: dict[str, str] = {
     "dying-relu": "dying_relu:DyingReLU",
     "small-batch-norm": "small_batch_norm:SmallBatchNorm",
     "prenorm-postnorm": "prenorm_postnorm:PreNormPostNorm",
+    "skip-gradients": "skip_gradients:SkipGradients",
 }
 
 

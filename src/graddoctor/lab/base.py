@@ -111,6 +111,7 @@ class Outcome:
     summaries: dict[str, dict[str, float]]
     checks: list[dict[str, Any]]
     seconds: float
+    cpu_seconds: float = 0.0
     passed: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,7 +120,8 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode, "settings": self.settings,
                 "seeds": self.seeds, "runs": self.runs, "summaries": self.summaries,
-                "checks": self.checks, "seconds": self.seconds, "passed": self.passed}
+                "checks": self.checks, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+                "passed": self.passed}
 
 
 class Experiment:
@@ -159,7 +161,7 @@ class Experiment:
                 progress: Callable[[int], None] | None = None) -> Outcome:
         """Run every seed (torch/numpy global RNGs seeded per seed, restored afterwards) and
         judge every check on every seed."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         runs = []
         np_state = np.random.get_state()
         try:
@@ -182,4 +184,4 @@ class Experiment:
                            "claim": c.claim, "paper": c.paper, **summaries[c.metric],
                            "per_seed": values, "seeds_passed": sum(ok), "passed": all(ok)})
         return Outcome(self.name, mode, settings, list(seeds), runs, summaries, checks,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, time.process_time() - c0)

@@ -124,11 +124,14 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
     n_pass = sum(o.passed for o in outcomes)
     seeds = outcomes[0].seeds if outcomes else []
     total = sum(o.seconds for o in outcomes)
+    cpu = sum(o.cpu_seconds for o in outcomes)
     lines = [
         "# graddoctor lab results", "",
         f"{n_pass}/{len(outcomes)} experiments pass on every seed. Mode "
         f"`{outcomes[0].mode if outcomes else '-'}`, seeds {seeds}, torch {vers['torch']}, "
-        f"{vers['threads']} thread(s), {total:.0f} s of experiment time, {vers['date']}.", "",
+        f"{vers['threads']} thread(s), {total:.0f} s wall / {cpu:.0f} s CPU of experiment time "
+        f"(the machine is shared: wall time depends on the load, CPU time much less), "
+        f"{vers['date']}.", "",
         "How to read a row: **paper** is the paper's own number for the quantity (its unit may "
         "differ from ours: the note under each experiment says where); **check** is our "
         "criterion, applied to every seed on its own; **ours** is mean [min, max] over seeds; "
@@ -153,7 +156,8 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
                   *([f"- Scaled down: {exp.scaled}"] if getattr(exp, "scaled", "") else []),
                   *([f"- Why the criterion can fail: {exp.can_fail}"]
                     if getattr(exp, "can_fail", "") else []),
-                  f"- Settings: {settings}; seeds {o.seeds}; {o.seconds:.1f} s",
+                  f"- Settings: {settings}; seeds {o.seeds}; {o.seconds:.1f} s wall, "
+                  f"{o.cpu_seconds:.1f} s CPU",
                   *[f"- {line}" for line in exp.notes(o.runs)], "",
                   f"![{o.name}]({o.name}.png)", ""]
     return "\n".join(lines)
