@@ -54,3 +54,17 @@ def test_seed_start_runs_the_held_out_seeds(tmp_path) -> None:  # noqa: ANN001
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["experiments"][0]["seeds"] == [12, 13]
     assert "/2 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_render_rewrites_results_md_from_json(tmp_path) -> None:  # noqa: ANN001
+    from graddoctor.cli import main
+    from graddoctor.lab.runner import run_experiments
+
+    run_experiments(["dynamical-isometry"], seeds=1, out=tmp_path, depth=4, width=16, inputs=2)
+    before = json.loads((tmp_path / "results.json").read_text())
+    (tmp_path / "RESULTS.md").write_text("stale")
+    r = CliRunner().invoke(main, ["lab", "render", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "| dynamical-isometry |" in md and "Pennington" in md
+    assert json.loads((tmp_path / "results.json").read_text()) == before  # numbers untouched

@@ -84,3 +84,15 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
                   f"results in {out}/")
     if not all(o.passed for o in outcomes):
         raise SystemExit(1)
+
+
+@lab.command("render")
+@click.option("--out", default="lab-results", show_default=True,
+              type=click.Path(file_okay=False, exists=True),
+              help="Folder holding results.json; RESULTS.md is rewritten there.")
+def render_command(out: str) -> None:
+    """Rewrite RESULTS.md from results.json (stored numbers, current texts); runs nothing."""
+    from graddoctor.lab.runner import rerender
+
+    outcomes = rerender(out)
+    click.echo(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass; {out}/RESULTS.md rewritten")

@@ -161,3 +161,22 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
                   *[f"- {line}" for line in exp.notes(o.runs)], "",
                   f"![{o.name}]({o.name}.png)", ""]
     return "\n".join(lines)
+
+
+def rerender(out: str | Path) -> list[Outcome]:
+    """Rewrite ``out/RESULTS.md`` from ``out/results.json`` without rerunning anything: the
+    numbers and verdicts are the stored ones; the texts (claim, paper number, setup notes)
+    come from the current experiment classes, matched by metric."""
+    out = Path(out)
+    data = json.loads((out / "results.json").read_text())
+    outcomes = []
+    for e in data["experiments"]:
+        texts = {c.metric: c for c in get(e["name"]).checks}
+        for c in e["checks"]:
+            if c["metric"] in texts:
+                c["claim"], c["paper"] = texts[c["metric"]].claim, texts[c["metric"]].paper
+        o = Outcome(e["name"], e["mode"], e["settings"], e["seeds"], e["runs"], e["summaries"],
+                    e["checks"], e["seconds"], e.get("cpu_seconds", 0.0))
+        outcomes.append(o)
+    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"]))
+    return outcomes
