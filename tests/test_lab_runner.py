@@ -68,3 +68,14 @@ def test_render_rewrites_results_md_from_json(tmp_path) -> None:  # noqa: ANN001
     md = (tmp_path / "RESULTS.md").read_text()
     assert "| dynamical-isometry |" in md and "Pennington" in md
     assert json.loads((tmp_path / "results.json").read_text()) == before  # numbers untouched
+
+
+def test_jobs_give_the_same_numbers_in_order() -> None:
+    from graddoctor.lab.runner import run_experiments
+
+    kw = {"depth": 4, "width": 16, "inputs": 2, "batch": 32}
+    one = run_experiments(["dynamical-isometry", "gradient-decay"], seeds=1, **kw)
+    two = run_experiments(["dynamical-isometry", "gradient-decay"], seeds=1, jobs=2, **kw)
+    assert [o.name for o in two] == ["dynamical-isometry", "gradient-decay"]
+    for a, b in zip(one, two):
+        assert [c["per_seed"] for c in a.checks] == [c["per_seed"] for c in b.checks]

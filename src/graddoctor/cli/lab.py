@@ -3,7 +3,7 @@
 Example:
     graddoctor lab list
     graddoctor lab run gradient-decay --quick --seeds 3 --out lab-results
-    graddoctor lab run all --quick --out benchmarks/lab
+    graddoctor lab run all --quick --jobs 2 --out benchmarks/lab
     graddoctor lab run all --quick --seeds 5 --seed-start 10 --out held-out
 """
 
@@ -43,10 +43,13 @@ def list_command() -> None:
               help="First seed S (e.g. 10 for held-out seeds never used while designing).")
 @click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, RESULTS.md and the figures.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Experiments run at once in separate processes (one core each; 2 on a "
+                   "2-core machine).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="torch threads (the lab's tiny models run fastest on one).")
 def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out: str,
-                threads: int) -> None:
+                jobs: int, threads: int) -> None:
     """Run experiment NAME (or `all`) and write results into --out."""
     seeds = seeds or (3 if quick else 5)
     from rich.console import Console
@@ -67,7 +70,7 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
             progress.update(tasks[n], completed=done)
 
         outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress,
-                                   threads=threads, seed_start=seed_start)
+                                   threads=threads, seed_start=seed_start, jobs=jobs)
     for o in outcomes:
         verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
         console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s wall, {o.cpu_seconds:.1f} s CPU)")
