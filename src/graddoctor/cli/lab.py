@@ -3,7 +3,8 @@
 Example:
     graddoctor lab list
     graddoctor lab run gradient-decay --quick --seeds 3 --out lab-results
-    graddoctor lab run all --quick --out benchmarks/lab
+    graddoctor lab run all --quick --jobs 2 --out benchmarks/lab
+    graddoctor lab run all --quick --seeds 5 --seed-start 10 --out held-out
 """
 
 from __future__ import annotations
@@ -37,12 +38,18 @@ def list_command() -> None:
               help="Quick settings (2 CPU cores, < 10 min in all) or full ones (longer "
                    "sequences, deeper nets: a long run; not calibrated on this machine).")
 @click.option("--seeds", default=None, type=click.IntRange(1, 100),
-              help="Seeds per experiment (0..N-1)  [default: 3 quick, 5 full].")
+              help="Seeds per experiment (S..S+N-1)  [default: 3 quick, 5 full].")
+@click.option("--seed-start", default=0, show_default=True, type=click.IntRange(0, 10**6),
+              help="First seed S (e.g. 10 for held-out seeds never used while designing).")
 @click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, RESULTS.md and the figures.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Experiments run at once in separate processes (one core each; 2 on a "
+                   "2-core machine).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="torch threads (the lab's tiny models run fastest on one).")
-def run_command(name: str, quick: bool, seeds: int | None, out: str, threads: int) -> None:
+def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out: str,
+                jobs: int, threads: int) -> None:
     """Run experiment NAME (or `all`) and write results into --out."""
     seeds = seeds or (3 if quick else 5)
     from rich.console import Console
@@ -63,17 +70,32 @@ def run_command(name: str, quick: bool, seeds: int | None, out: str, threads: in
             progress.update(tasks[n], completed=done)
 
         outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress,
-                                   threads=threads)
+                                   threads=threads, seed_start=seed_start, jobs=jobs)
     for o in outcomes:
         verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
-        console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s)")
+        console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s wall, {o.cpu_seconds:.1f} s CPU)")
         for c in o.checks:
             mark = "ok " if c["passed"] else "BAD"
-            console.print(f"  {mark} {c['claim']}: {fmt(c['mean'])} ± {fmt(c['std'])} "
-                          f"(check {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
+            console.print(f"  {mark} {c['claim']}: {c['seeds_passed']}/{len(c['per_seed'])} seeds; "
+                          f"mean {fmt(c['mean'])} [{fmt(c['min'])}, {fmt(c['max'])}] "
+                          f"(check each seed {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
                           highlight=False, markup=False)
     total = sum(o.seconds for o in outcomes)
-    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass in {total:.0f} s; "
+    cpu = sum(o.cpu_seconds for o in outcomes)
+    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass on every seed in "
+                  f"{total:.0f} s wall ({cpu:.0f} s CPU); "
                   f"results in {out}/")
     if not all(o.passed for o in outcomes):
         raise SystemExit(1)
+
+
+@lab.command("render")
+@click.option("--out", default="lab-results", show_default=True,
+              type=click.Path(file_okay=False, exists=True),
+              help="Folder holding results.json; RESULTS.md is rewritten there.")
+def render_command(out: str) -> None:
+    """Rewrite RESULTS.md from results.json (stored numbers, current texts); runs nothing."""
+    from graddoctor.lab.runner import rerender
+
+    outcomes = rerender(out)
+    click.echo(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass; {out}/RESULTS.md rewritten")

@@ -32,6 +32,7 @@ EXPERIMENTS: dict[str, str] = {
     "dying-relu": "dying_relu:DyingReLU",
     "small-batch-norm": "small_batch_norm:SmallBatchNorm",
     "prenorm-postnorm": "prenorm_postnorm:PreNormPostNorm",
+    "skip-gradients": "skip_gradients:SkipGradients",
 }
 
 
@@ -48,15 +49,18 @@ def get(name: str) -> Experiment:
     return getattr(import_module(f".{module}", __name__), cls)()
 
 
-def run(name: str, mode: str = "quick", seeds: int = 3, **overrides) -> Outcome:  # noqa: ANN003
-    """Run one experiment over ``seeds`` seeds (0..seeds-1) and return its :class:`Outcome`.
+def run(name: str, mode: str = "quick", seeds: int = 3, seed_start: int = 0,
+        **overrides) -> Outcome:  # noqa: ANN003
+    """Run one experiment over ``seeds`` seeds (``seed_start`` .. ``seed_start+seeds-1``) and
+    return its :class:`Outcome`.
 
     Example:
         >>> out = run("dynamical-isometry", seeds=1, width=16, depth=4)  # doctest: +SKIP
         >>> out.passed  # doctest: +SKIP
     """
     exp = get(name)
-    return exp.verdict(list(range(seeds)), exp.settings(mode, **overrides), mode)
+    return exp.verdict(list(range(seed_start, seed_start + seeds)), exp.settings(mode, **overrides),
+                       mode)
 
 
 __all__ = ["EXPERIMENTS", "Check", "Experiment", "Outcome", "get", "names", "run"]

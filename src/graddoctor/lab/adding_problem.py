@@ -10,27 +10,38 @@ from graddoctor import data, zoo
 from graddoctor.lab.base import Check, Experiment, Numbers, plot_curves
 from graddoctor.lab.measure import train
 
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm")
 
 
 class AddingProblem(Experiment):
     name = "adding-problem"
-    claim = ("On the adding problem a tanh RNN stays near the constant-prediction baseline "
-             "(MSE 0.167) while an LSTM solves it (Hochreiter's criterion: error < 0.04).")
-    source = ("Hochreiter & Schmidhuber 1997, Exp. 4; Arjovsky, Shah & Bengio 2016 (adding "
-              "problem, baseline MSE 0.167)")
-    setup = ("data.load('adding', T) (Arjovsky variant: values U[0,1], one marker per half); "
-             "zoo.rnn(cell, hidden) read out at the last step; Adam, MSE loss; test MSE and the "
-             "fraction of test sequences with |error| < 0.04.")
-    quick = {"T": 50, "hidden": 32, "steps": 2000, "lr": 0.01, "batch": 64, "n_train": 5000,
-             "n_test": 500}
-    full = {"T": 100, "hidden": 64, "steps": 10000, "lr": 0.003, "batch": 64, "n_train": 20000,
-            "n_test": 1000}
+    claim = ("On the adding problem at T=100 a tanh RNN stays at the predict-the-mean baseline "
+             "(MSE 0.167) while an LSTM solves it: nearly every test sequence within Hochreiter "
+             "& Schmidhuber's 0.04 of the target.")
+    source = ("Hochreiter & Schmidhuber 1997, Exp. 4 (adding problem, Table 7); Arjovsky, Shah "
+              "& Bengio 2016 (the variant used here, baseline MSE 0.167)")
+    setup = ("data.load('adding', T=100) (Arjovsky variant: values U[0,1], one marker per half, "
+             "target the sum); zoo.rnn(cell, hidden 32) read out at the last step; Adam lr 0.01, "
+             "batch 64, MSE loss, same step budget for both; a run stops early only on its own "
+             "training loss (mean of the last 20 minibatches <= 5e-4), never on the test set; "
+             "test MSE and the fraction of test sequences with |error| < 0.04 at the end.")
+    scaled = ("H&S train until 2000 consecutive training sequences are correct (74,000 sequences "
+              "at T=100); here at most 1200 steps x 64 = 76,800 sequences. GRU dropped from the "
+              "quick run to save time. H&S's targets are scaled to [0, 1] (their 0.04 is 1/25 of "
+              "the range); ours are sums in [0, 2], so our 0.04 is twice as strict.")
+    can_fail = ("if the LSTM could not carry the two numbers over 100 steps, fewer than 90% of "
+                "its test sequences would be within 0.04 (at the baseline about 10% are); if "
+                "the RNN could, its MSE would drop below 0.10.")
+    quick = {"T": 100, "hidden": 32, "steps": 1200, "lr": 0.01, "batch": 64, "n_train": 5000,
+             "n_test": 500, "stop_loss": 5e-4}
+    full = {"T": 200, "hidden": 64, "steps": 10000, "lr": 0.003, "batch": 64, "n_train": 20000,
+            "n_test": 2560, "stop_loss": 2e-4}
     checks = [
-        Check("mse_rnn", ">", 0.10, "tanh RNN test MSE stays above 0.10", "baseline 0.167; RNN fails"),
-        Check("mse_lstm", "<", 0.02, "LSTM test MSE", "< 0.02 (solved)"),
-        Check("within_lstm", ">=", 0.8, "LSTM: fraction of sequences with |error| < 0.04",
-              ">= 80% (H&S criterion)"),
+        Check("mse_rnn", ">", 0.10, "tanh RNN test MSE (baseline 0.167)",
+              "RNN (BPTT/RTRL) fails at T ≥ 100 (Sec. 5)"),
+        Check("mse_lstm", "<", 0.02, "LSTM test MSE", "— (H&S count errors, not MSE)"),
+        Check("within_lstm", ">=", 0.9, "LSTM: fraction of test sequences with |error| < 0.04",
+              "1 of 2560 wrong at T=100 (99.96%, Table 7)"),
     ]
 
     def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
@@ -41,11 +52,12 @@ class AddingProblem(Experiment):
             net = zoo.rnn(cell, input_size=2, hidden_size=s["hidden"], seed=seed)
             r = train(net, d, steps=s["steps"], lr=s["lr"], batch_size=s["batch"],
                       optimizer="adam", task="regression", seed=seed,
-                      eval_every=max(1, s["steps"] // 20))
+                      eval_every=max(1, s["steps"] // 20), stop_at_loss=s["stop_loss"])
             with torch.no_grad():
                 err = (net(d.x_test) - d.y_test).abs()
             out[f"mse_{cell}"] = float((err ** 2).mean())
             out[f"within_{cell}"] = float((err < 0.04).float().mean())
+            out[f"steps_{cell}"] = r["steps_run"]
             out[f"curve_{cell}"] = r["evals"]
         return out
 
@@ -54,5 +66,6 @@ class AddingProblem(Experiment):
         plot_curves(ax, runs, CELLS)
         ax.axhline(1 / 6, color="k", ls=":", label="constant baseline 0.167")
         ax.axhline(0.02, color="gray", ls="--", label="0.02")
-        ax.set(yscale="log", xlabel="step", ylabel="test MSE", title=f"adding problem, T={settings['T']}")
+        ax.set(yscale="log", xlabel="step", ylabel="test MSE (monitor only)",
+               title=f"adding problem, T={settings['T']}")
         ax.legend(fontsize=7)

@@ -1,15 +1,16 @@
 """The shape of a lab experiment: a claim from a paper, a setup, a numeric criterion.
 
 An experiment's ``run(seed, settings)`` trains or probes small models and returns
-plain numbers (floats, lists of floats). Its ``checks`` compare the mean of one
-number over the seeds with the paper's threshold; ``verdict`` runs every seed
-and reports mean, spread and pass/fail for each check.
+plain numbers (floats, lists of floats). Each of its ``checks`` is judged on every
+seed on its own (``number op threshold``); a check passes only if every seed passes.
+``verdict`` runs every seed and reports, per check, the seeds passing, the mean,
+spread and range, next to the paper's own number.
 
 Example:
-    >>> from graddoctor.lab.base import Check, summarize
-    >>> c = Check("ratio", "<", 1e-3, "first/last gradient ratio", "< 1e-3")
-    >>> c.passes(summarize([1e-5, 2e-5, 3e-5]))
-    True
+    >>> from graddoctor.lab.base import Check
+    >>> c = Check("ratio", "<", 1e-3, "first/last gradient ratio", "0.25^19 = 3.6e-12")
+    >>> c.seed_passes([1e-5, 2e-5, 3e-3])
+    [True, True, False]
 """
 
 from __future__ import annotations
@@ -75,10 +76,11 @@ def plot_curves(ax: Any, runs: list[Numbers], configs: Sequence[str], label: str
 
 @dataclass(frozen=True)
 class Check:
-    """One numeric pass criterion: ``mean over seeds of numbers[metric]  op  threshold``.
+    """One numeric pass criterion, judged on every seed: ``numbers[metric]  op  threshold``.
 
-    ``claim`` says it in words; ``paper`` is the paper's number (or the issue's target)
-    shown next to ours.
+    ``claim`` says what is measured; ``paper`` is the paper's own number for the same
+    quantity (or, where the paper has none, says so), shown next to ours; the threshold
+    is ours. A check passes only if every seed passes (a nan never passes).
     """
 
     metric: str
@@ -87,7 +89,12 @@ class Check:
     claim: str
     paper: str
 
+    def seed_passes(self, values: Sequence[float]) -> list[bool]:
+        """Pass/fail of each seed's value."""
+        return [not math.isnan(v) and _OPS[self.op](v, self.threshold) for v in values]
+
     def passes(self, summary: dict[str, float]) -> bool:
+        """Whether the mean of a :func:`summarize` passes (kept for callers judging a mean)."""
         m = summary["mean"]
         return not math.isnan(m) and _OPS[self.op](m, self.threshold)
 
@@ -104,6 +111,7 @@ class Outcome:
     summaries: dict[str, dict[str, float]]
     checks: list[dict[str, Any]]
     seconds: float
+    cpu_seconds: float = 0.0
     passed: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,7 +120,8 @@ class Outcome:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mode": self.mode, "settings": self.settings,
                 "seeds": self.seeds, "runs": self.runs, "summaries": self.summaries,
-                "checks": self.checks, "seconds": self.seconds, "passed": self.passed}
+                "checks": self.checks, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds,
+                "passed": self.passed}
 
 
 class Experiment:
@@ -122,6 +131,8 @@ class Experiment:
     claim: ClassVar[str]          # the claim, one sentence
     source: ClassVar[str]         # paper, table/figure
     setup: ClassVar[str]          # what we train, on what, how long
+    scaled: ClassVar[str] = ""    # what was scaled down from the paper, and why
+    can_fail: ClassVar[str] = ""  # how the criterion would fail if the effect did not exist
     quick: ClassVar[dict[str, Any]]
     full: ClassVar[dict[str, Any]]
     checks: ClassVar[list[Check]]
@@ -149,8 +160,8 @@ class Experiment:
     def verdict(self, seeds: list[int], settings: dict[str, Any], mode: str = "quick",
                 progress: Callable[[int], None] | None = None) -> Outcome:
         """Run every seed (torch/numpy global RNGs seeded per seed, restored afterwards) and
-        evaluate the checks."""
-        t0 = time.perf_counter()
+        judge every check on every seed."""
+        t0, c0 = time.perf_counter(), time.process_time()
         runs = []
         np_state = np.random.get_state()
         try:
@@ -165,8 +176,12 @@ class Experiment:
             np.random.set_state(np_state)
         scalars = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float))})
         summaries = {k: summarize([float(r[k]) for r in runs]) for k in scalars}
-        checks = [{"metric": c.metric, "op": c.op, "threshold": c.threshold, "claim": c.claim,
-                   "paper": c.paper, **summaries[c.metric], "passed": c.passes(summaries[c.metric])}
-                  for c in self.checks]
+        checks = []
+        for c in self.checks:
+            values = [float(r[c.metric]) for r in runs]
+            ok = c.seed_passes(values)
+            checks.append({"metric": c.metric, "op": c.op, "threshold": c.threshold,
+                           "claim": c.claim, "paper": c.paper, **summaries[c.metric],
+                           "per_seed": values, "seeds_passed": sum(ok), "passed": all(ok)})
         return Outcome(self.name, mode, settings, list(seeds), runs, summaries, checks,
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, time.process_time() - c0)

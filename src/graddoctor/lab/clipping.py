@@ -36,24 +36,36 @@ def exploding_rnn(seed: int, hidden: int, gain: float) -> torch.nn.Module:
 
 class Clipping(Experiment):
     name = "clipping"
-    claim = ("Clipping the gradient norm tames an exploding RNN (the loss stays finite and "
-             "decreases) but leaves a vanishing 20-layer sigmoid MLP stuck.")
+    claim = ("Clipping the gradient norm tames an exploding RNN (without it SGD diverges; with "
+             "it the RNN learns and beats the predict-the-mean baseline on test MSE) but leaves "
+             "a vanishing 20-layer sigmoid MLP stuck.")
     source = ("Pascanu, Mikolov & Bengio 2013 (On the difficulty of training RNNs), Sec. 3.2 "
               "and Alg. 1")
-    setup = ("(a) zoo.rnn('rnn', hidden 32) with recurrent weights N(0, 2^2/32) on the adding "
-             "problem (T=50), plain SGD lr 0.1, batch 32, with and without clip-norm 1; "
+    setup = ("(a) zoo.rnn('rnn', hidden 32) with recurrent weights N(0, 1.5^2/32) (spectral "
+             "radius ~1.5: the exploding regime) on the adding problem (T=10), plain SGD lr 0.1, "
+             "batch 32, with and without clip-norm 1; test MSE against the predict-the-mean "
+             "baseline (the variance of the test targets, ~0.16); "
              "(b) zoo.mlp(depth=20, width=64, sigmoid, default init) on digits, SGD momentum "
              "lr 0.1 with clip-norm 1, watched by graddoctor.measure.monitor.watcher (per-layer gradient norms).")
-    quick = {"T": 50, "hidden": 32, "gain": 2.0, "rnn_steps": 300, "rnn_lr": 0.1,
+    scaled = ("T=10 instead of Pascanu et al.'s 50-200: at T >= 50 a vanilla RNN does not beat "
+              "the mean within our budget even when clipped, because of the vanishing gradient "
+              "(see adding-problem), which clipping does not address. The paper's adding-problem "
+              "success rates use its regulariser as well and longer runs: not comparable.")
+    can_fail = ("if clipping did not tame the explosion, the clipped run would diverge too or end "
+                "no better than the mean (ratio >= 0.9); if the RNN were not in the exploding "
+                "regime, the unclipped run would not diverge; if clipping helped a vanishing "
+                "gradient, the sigmoid MLP's loss would fall below 90% of its start.")
+    quick = {"T": 10, "hidden": 32, "gain": 1.5, "rnn_steps": 600, "rnn_lr": 0.1,
              "mlp_steps": 300, "mlp_lr": 0.1, "clip": 1.0}
-    full = {"T": 100, "hidden": 64, "gain": 2.0, "rnn_steps": 2000, "rnn_lr": 0.1,
+    full = {"T": 20, "hidden": 64, "gain": 1.5, "rnn_steps": 3000, "rnn_lr": 0.1,
             "mlp_steps": 2000, "mlp_lr": 0.1, "clip": 1.0}
     checks = [
-        Check("rnn_unclipped_diverged", ">=", 0.5,
-              "exploding RNN without clipping: fraction of seeds whose loss blows up",
-              "explodes without clipping"),
-        Check("rnn_clipped_end_over_start", "<", 0.5,
-              "same RNN with clip-norm 1: final / initial loss (finite)", "finite and decreasing"),
+        Check("rnn_unclipped_diverged", ">=", 1.0,
+              "exploding RNN without clipping: loss blows up (1) or not (0)",
+              "SGD jumps off the 'cliff' (Sec. 3, Fig. 6)"),
+        Check("rnn_clipped_mse_over_baseline", "<", 0.9,
+              "same RNN with clip-norm 1: test MSE / predict-the-mean MSE",
+              "clipping keeps SGD stable (Sec. 3.2, Alg. 1)"),
         Check("mlp_clipped_end_over_start", ">=", 0.9,
               "20-layer sigmoid MLP with clip-norm 1: final / initial loss",
               "stuck (clipping cannot raise a vanishing gradient)"),
@@ -65,7 +77,7 @@ class Clipping(Experiment):
     def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
         s = settings
         out: Numbers = {}
-        d = data.load("adding", seed=seed, T=s["T"], n_train=2000, n_test=200)
+        d = data.load("adding", seed=seed, T=s["T"], n_train=2000, n_test=500)
         for clip in (None, s["clip"]):
             tag = "clipped" if clip else "unclipped"
             net = exploding_rnn(seed, s["hidden"], s["gain"])
@@ -73,6 +85,9 @@ class Clipping(Experiment):
                       task="regression", seed=seed, clip=clip)
             start, end = start_end(r["losses"])
             out[f"rnn_{tag}_end_over_start"] = end / start
+            with torch.no_grad():
+                mse = float(((net(d.x_test) - d.y_test) ** 2).mean()) if math.isfinite(end) else math.inf
+            out[f"rnn_{tag}_mse_over_baseline"] = mse / float(d.y_test.var(unbiased=False))
             out[f"rnn_{tag}_diverged"] = float(not math.isfinite(end) or end > start)
             out[f"rnn_{tag}_losses"] = r["losses"]
             out[f"rnn_{tag}_grad_norms"] = r["grad_norms"]

@@ -188,14 +188,16 @@ def make_optimizer(model: nn.Module, name: str, lr: float, momentum: float = 0.9
 def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int = 64,
           optimizer: str = "sgd", task: str = "classification", seed: int = 0,
           clip: float | None = None, eval_every: int = 0, warmup: int = 0,
-          stop_at_acc: float | None = None, watch: bool = False,
+          stop_at_acc: float | None = None, stop_at_loss: float | None = None, watch: bool = False,
           activation_every: int = 20) -> dict[str, Any]:
     """Train ``model`` on ``data`` (x_train, y_train, x_test, y_test) for ``steps`` minibatch steps.
 
     Returns per-step ``losses`` (train minibatch, nan once non-finite, then it stops),
     ``grad_norms`` (total, before clipping), ``evals`` ([step, test acc (or loss)] every
     ``eval_every`` steps), and ``steps_run``. Stops early once the test accuracy reaches
-    ``stop_at_acc``. ``clip``: clip the total gradient norm to this value. ``warmup``:
+    ``stop_at_acc`` (a steps-to-target measurement, not model selection), or once the mean
+    of the last 20 training minibatch losses is at most ``stop_at_loss`` (training data only,
+    as Hochreiter & Schmidhuber stopped on training error). ``clip``: clip the total gradient norm to this value. ``warmup``:
     linear learning-rate warm-up steps. ``watch=True``: the run is recorded by
     ``graddoctor.watch`` and ``result["watch"]`` holds its summary (see :func:`watch_summary`).
     Batches: seeded epochs without replacement (:func:`graddoctor.train.shuffled_batches`).
@@ -208,7 +210,15 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
     ctx: Any = (gd_watch(model, opt, activation_every=activation_every, flush_every=100,
                          example_inputs=data.x_train[:batch_size]) if watch else contextlib.nullcontext())
     with ctx as w:
+        recent: list[torch.Tensor] = []
+
         def on_step(step: int, loss: torch.Tensor) -> bool:
+            stop = False
+            if stop_at_loss is not None:
+                recent.append(loss.detach())
+                del recent[:-20]
+                stop = (len(recent) == 20 and step % 10 == 0
+                        and float(torch.stack(recent).mean()) <= stop_at_loss)
             if w is not None:
                 w.step(loss)
             if sched is not None:
@@ -216,8 +226,8 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
             if eval_every and step % eval_every == 0:
                 ev = evaluate(model, data.x_test, data.y_test, task)
                 evals.append([step, ev.get("acc", ev["loss"])])
-                return stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc
-            return False
+                stop = stop or (stop_at_acc is not None and ev.get("acc", 0.0) >= stop_at_acc)
+            return stop
 
         log = fit(model, opt, shuffled_batches(data.x_train, data.y_train, batch_size, seed), steps=steps,
                   loss_fn=loss_fn_for(task), clip=clip or None, grad_norms=True, stop_nonfinite=True,

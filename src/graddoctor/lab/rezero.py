@@ -16,16 +16,27 @@ STYLES = {"vanilla": None, "residual": "plain", "rezero": "rezero"}
 class ReZero(Experiment):
     name = "rezero"
     claim = ("In a 64-layer, 128-wide ReLU MLP with Xavier init, ReZero (x + alpha*F(x), "
-             "alpha=0 at init) trains fast while the vanilla net stalls at chance loss.")
-    source = "Bachlechner et al. 2020 (ReZero is All You Need: deep fully connected nets)"
+             "alpha=0 at init) trains, while the same net as a plain residual net (x + F(x)) "
+             "blows up and the vanilla (non-residual) net stalls at chance loss.")
+    source = ("Bachlechner et al. 2020 (ReZero is All You Need), Sec. 3 (a residual signal "
+              "grows like (1+w)^L at init) and Fig. 3 (deep fully connected nets: vanilla, "
+              "residual, residual + norm, ReZero)")
+    scaled = ("the paper trains 32-layer FC nets on CIFAR-10 for many epochs; here 64 layers on "
+              "digits for 150 steps (2 CPU cores). The paper reports convergence speed in "
+              "epochs, we report the final training loss ratio: only the ordering is comparable.")
+    can_fail = ("if the zero-initialised gain did not matter, ReZero would blow up like the "
+                "plain residual net (ratio ~1) or stall like the vanilla one (ratio ~1); each "
+                "ratio must be ≤ 0.5 on every seed.")
     setup = ("zoo.mlp(depth=64, width=128, activation='relu', init='xavier', residual=None|"
              "'plain'|'rezero') on digits; Adam lr 1e-3, batch 32, same budget; training loss "
-             "on the full training set at the end.")
+             "on the full training set at the end (inf if it went non-finite).")
     quick = {"depth": 64, "width": 128, "steps": 150, "lr": 1e-3, "batch": 32}
     full = {"depth": 64, "width": 128, "steps": 2000, "lr": 1e-3, "batch": 128}
     checks = [
+        Check("loss_ratio_residual", "<=", 0.5, "final train loss ReZero / plain residual",
+              "residual signal grows like 2^L at init (Sec. 3); ReZero trains (Fig. 3)"),
         Check("loss_ratio", "<=", 0.5, "final train loss ReZero / vanilla",
-              "<= 0.5 (ReZero converges much faster)"),
+              "vanilla deep FC net trains slowest (Fig. 3)"),
     ]
 
     def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
@@ -42,6 +53,7 @@ class ReZero(Experiment):
             out[f"final_loss_{style}"] = loss if math.isfinite(loss) else float("inf")
             out[f"losses_{style}"] = r["losses"]
         out["loss_ratio"] = out["final_loss_rezero"] / out["final_loss_vanilla"]
+        out["loss_ratio_residual"] = out["final_loss_rezero"] / out["final_loss_residual"]
         return out
 
     def notes(self, runs: list[Numbers]) -> list[str]:
