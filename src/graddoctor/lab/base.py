@@ -44,13 +44,13 @@ def summarize(values: list[float]) -> dict[str, float]:
                 "max": float(a.max()), "n": len(values)}
 
 
-def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.measure.monitor.watcher") -> str:
+def codes_note(runs: list[Numbers], configs: list[str], what: str = "graddoctor.watch") -> str:
     """One line: which finding codes ``what`` reported for each config, in how many seeds
     (from the ``codes_<config>`` lists of the runs).
 
     Example:
         >>> codes_note([{"codes_a": ["x"], "codes_b": []}], ["a", "b"])
-        'graddoctor.measure.monitor.watcher findings per config (seeds): a: x (1/1); b: none'
+        'graddoctor.watch findings per config (seeds): a: x (1/1); b: none'
     """
     parts = []
     for cfg in configs:

@@ -46,7 +46,7 @@ class Clipping(Experiment):
              "batch 32, with and without clip-norm 1; test MSE against the predict-the-mean "
              "baseline (the variance of the test targets, ~0.16); "
              "(b) zoo.mlp(depth=20, width=64, sigmoid, default init) on digits, SGD momentum "
-             "lr 0.1 with clip-norm 1, watched by graddoctor.measure.monitor.watcher (per-layer gradient norms).")
+             "lr 0.1 with clip-norm 1, watched by graddoctor.watch (per-layer gradient norms).")
     scaled = ("T=10 instead of Pascanu et al.'s 50-200: at T >= 50 a vanilla RNN does not beat "
               "the mean within our budget even when clipped, because of the vanishing gradient "
               "(see adding-problem), which clipping does not address. The paper's adding-problem "
@@ -70,7 +70,7 @@ class Clipping(Experiment):
               "20-layer sigmoid MLP with clip-norm 1: final / initial loss",
               "stuck (clipping cannot raise a vanishing gradient)"),
         Check("mlp_log10_grad_ratio", "<", -6,
-              "... its first/last layer gradient norm at the end (log10, graddoctor.measure.monitor.watcher)",
+              "... its first/last layer gradient norm at the end (log10, graddoctor.watch)",
               "still vanishing"),
     ]
 

@@ -57,7 +57,7 @@ class DynamicalIsometry(Experiment):
              "singular values near 1 (dynamical isometry); Gaussian tanh and ReLU nets do not.")
     source = ("Pennington, Schoenholz & Ganguli 2017 (Resurrecting the sigmoid: dynamical "
               "isometry)")
-    setup = ("Exact Jacobians (one batched backward); graddoctor.diagnose.checkup's sketch in the notes. "
+    setup = ("Exact Jacobians (one batched backward); graddoctor.check's sketch in the notes. "
              "zoo.mlp(depth=32, width=128, 128 -> 128), biases 0: tanh with orthogonal or "
              "Gaussian weights of scale sigma_w=1.05 (sigma_w^2 = 1.1, near critical), ReLU with He "
              "Gaussian weights; inputs x ~ N(0, q*) at the tanh fixed point; singular values of "

@@ -29,9 +29,9 @@ class GradientDecay(Experiment):
     source = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010 (eq. 14)"
     setup = ("zoo.mlp(depth=20, width=64) on a batch of MNIST-1D at initialisation, one "
              "forward/backward, no training. Backpropagated gradient = RMS of dL/d(layer output) "
-             "from graddoctor.diagnose.checkup's init probe; ratio = layer 1 / layer 20 (output). Weight "
+             "from graddoctor.check's init probe; ratio = layer 1 / layer 20 (output). Weight "
              "gradients (eq. 14) = norms of the weight matrices' gradients (plain autograd); "
-             "graddoctor.measure.monitor.watcher's per-layer norms (weights + biases) are reported beside them.")
+             "graddoctor.watch's per-layer norms (weights + biases) are reported beside them.")
     quick = {"depth": 20, "width": 64, "batch": 256}
     full = {"depth": 20, "width": 64, "batch": 1000}
     checks = [
@@ -80,7 +80,7 @@ class GradientDecay(Experiment):
         text = ", ".join(f"{cfg} {v:.0%}" for cfg, v in flags.items())
         watch = np.mean([r["watch_log10_ratio_tanh-standard"] for r in runs])
         return [f"graddoctor check reports `vanishing-gradient` (fraction of seeds): {text}",
-                f"tanh-standard: graddoctor.measure.monitor.watcher's per-layer norm (weights + biases) first/last "
+                f"tanh-standard: graddoctor.watch's per-layer norm (weights + biases) first/last "
                 f"= 10^{watch:.1f}: bias gradients carry the backpropagated signal, so watch's "
                 f"norms are not fooled by the eq. 14 trap"]
 

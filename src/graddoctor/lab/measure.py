@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graddoctor import kinds
-from graddoctor.diagnose.checkup import check
+from graddoctor.check import check
 from graddoctor.diagnose.watching import watch as gd_watch
 from graddoctor.errors import InputError
 from graddoctor.train import fit, shuffled_batches
@@ -71,7 +71,7 @@ def layer_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, Any]:
-    """``graddoctor.diagnose.checkup`` on ``(x, y)``: the init probe's per-layer RMS of dLoss/d(layer
+    """``graddoctor.check`` on ``(x, y)``: the init probe's per-layer RMS of dLoss/d(layer
     output) (``grad_rms``, execution order), its Jacobian sketch, and the finding codes.
 
     Example:
@@ -88,7 +88,7 @@ def probe_profile(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = No
 
 def watched_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                        loss_fn: Any = F.cross_entropy) -> dict[str, list]:
-    """Per-layer gradient norms of one backward as ``graddoctor.measure.monitor.watcher`` records them (what a
+    """Per-layer gradient norms of one backward as ``graddoctor.watch`` records them (what a
     user sees on a dashboard). ``p.grad`` is restored afterwards.
 
     Example:
@@ -239,7 +239,7 @@ def train(model: nn.Module, data: Any, *, steps: int, lr: float, batch_size: int
 
 
 def watch_summary(w: Any, max_rows: int = 100) -> dict[str, Any]:
-    """What the lab keeps of a ``graddoctor.measure.monitor.watcher`` run: layer names, per-layer gradient
+    """What the lab keeps of a ``graddoctor.watch`` run: layer names, per-layer gradient
     norms (at most ``max_rows`` steps, evenly spaced), the last activation statistics
     (mean dead / saturated fraction over sites) and the codes of ``w.report()``."""
     meta, steps = w.records()
