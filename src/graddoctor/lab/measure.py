@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from graddoctor import kinds
-from graddoctor.check import check
+from graddoctor.diagnose.checkup import check
 from graddoctor.diagnose.watching import watch as gd_watch
 from graddoctor.errors import InputError
 from graddoctor.train import fit, shuffled_batches
