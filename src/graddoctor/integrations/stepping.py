@@ -45,7 +45,20 @@ class HookedWatcher(Watcher):
         model: the model (the LightningModule, or the Trainer's model).
         optimizer: the first (main) optimizer: its learning rate and step post-hook are used.
         log_dir, **kwargs: as ``gd.watch``.
+        extra_config: entries added to the meta record's ``config`` (e.g. the clip threshold).
     """
+
+    def __init__(self, model: Any, optimizer: Any = None, log_dir: Any = None, *,
+                 extra_config: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(model, optimizer, log_dir, **kwargs)
+        self.extra_config = dict(extra_config or {})
+        write_meta = self.output.write_meta
+
+        def write_meta_with_extra(meta: dict) -> None:
+            meta.setdefault("config", {}).update(self.extra_config)
+            write_meta(meta)
+
+        self.output.write_meta = write_meta_with_extra  # type: ignore[method-assign]
 
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """The optimizer's own pre-hook does nothing here: the framework hook marks the step."""
