@@ -58,10 +58,10 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
             ``sinks``, ...).
 
     Example:
-        >>> import lightning.pytorch as pl  # doctest: +SKIP
-        >>> cb = GradDoctorCallback(log_dir="runs/gd")  # doctest: +SKIP
-        >>> pl.Trainer(callbacks=[cb]).fit(model, loader)  # doctest: +SKIP
-        >>> print(cb.report())  # doctest: +SKIP
+        >>> import lightning.pytorch as pl
+        >>> cb = GradDoctorCallback(flush_every=20)
+        >>> isinstance(cb, pl.Callback)  # then: pl.Trainer(callbacks=[cb]).fit(...); cb.report()
+        True
     """
 
     def __init__(self, log_dir: str | os.PathLike | None = None, **watch_options: Any) -> None:

@@ -48,10 +48,10 @@ class GradDoctorCallback(TrainerCallback):
         **watch_options: passed to ``gd.watch`` (``flush_every``, ``activation_every``, ``sinks``, ...).
 
     Example:
-        >>> from transformers import Trainer  # doctest: +SKIP
-        >>> cb = GradDoctorCallback(log_dir="runs/gd")
-        >>> Trainer(model, args, train_dataset=data, callbacks=[cb]).train()  # doctest: +SKIP
-        >>> print(cb.report())  # doctest: +SKIP
+        >>> from transformers import TrainerCallback
+        >>> cb = GradDoctorCallback(flush_every=20)
+        >>> isinstance(cb, TrainerCallback)  # then: Trainer(..., callbacks=[cb]).train(); cb.report()
+        True
     """
 
     def __init__(self, log_dir: str | os.PathLike | None = None, **watch_options: Any) -> None:
