@@ -117,6 +117,6 @@ def test_custom_sink_object():
     assert c.meta["layers"][0]["name"] == "0" and [s["step"] for s in c.steps] == [1, 2, 3]
     assert c.closed == 1
     with pytest.raises(InputError, match="unknown sink"):
-        gd.watch(model, opt, "x", sinks=["wandb"])
+        gd.watch(model, opt, "x", sinks=["mlflow"])
     with pytest.raises(InputError, match="Sink"):
         gd.watch(model, opt, "x", sinks=[object()])

@@ -9,6 +9,7 @@ module that is missing or broken raises; it is never reported as "no findings".
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -42,7 +43,13 @@ class Watcher(Monitor):
             []
         """
         meta, steps = self.records()
-        return build_report(meta, steps)
+        report = build_report(meta, steps)
+        for sink in self.output.sinks:  # sinks that show findings (W&B: summary and alerts)
+            try:
+                getattr(sink, "write_findings", lambda findings: None)(report.findings)
+            except Exception as e:  # noqa: BLE001 - a sink's failure never hides the report
+                warnings.warn(f"graddoctor: {type(sink).__name__} could not show the findings ({e})", stacklevel=2)
+        return report
 
 
 def build_report(meta: dict, steps: list[dict]) -> Report:

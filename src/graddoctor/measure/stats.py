@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -344,8 +345,44 @@ def dead_fractions(last_active: torch.Tensor, sample: int, window: int, site: to
     return torch.where(site_units > 0, dead / site_units.clamp_min(1), float("nan"))
 
 
+def histogram_range(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """``[lo, hi]`` (a device tensor, no host read) for a fixed-bin histogram of ``x``: each
+    finite bound of the activation's output range, else ``x``'s finite min/max widened by 25%.
+
+    Example:
+        >>> histogram_range(torch.tensor([0.5, 2.0]), (0.0, float("inf"))).tolist()
+        [0.0, 2.5]
+    """
+    v = x.detach().float()
+    ok = torch.isfinite(v)
+    lo_x, hi_x = torch.where(ok, v, math.inf).min(), torch.where(ok, v, -math.inf).max()
+    lo_x = torch.where(torch.isfinite(lo_x), lo_x, 0.0)  # no finite value: [0, 1]
+    hi_x = torch.where(torch.isfinite(hi_x), hi_x, 1.0)
+    lo = torch.full((), bounds[0], device=x.device) if math.isfinite(bounds[0]) else lo_x - 0.25 * lo_x.abs()
+    hi = torch.full((), bounds[1], device=x.device) if math.isfinite(bounds[1]) else hi_x + 0.25 * hi_x.abs()
+    hi = torch.where(hi > lo, hi, lo + 1.0)
+    return torch.stack([lo, hi]).float()
+
+
+def histogram_counts(x: torch.Tensor, lo_hi: torch.Tensor, bins: int) -> torch.Tensor:
+    """Counts of ``x`` in ``bins`` equal bins over ``[lo, hi]`` (``lo_hi``: a 2-element tensor),
+    on ``x``'s device with no host read; values outside go to the end bins, NaN is not counted.
+    Inside the range it bins as ``torch.histc(x, bins, lo, hi)``.
+
+    Example:
+        >>> histogram_counts(torch.tensor([0.0, 0.1, 0.9, 1.0, 5.0]), torch.tensor([0.0, 1.0]), 4).tolist()
+        [2.0, 0.0, 0.0, 3.0]
+    """
+    v = x.detach().reshape(-1).float()
+    lo, hi = lo_hi[0].to(v.device), lo_hi[1].to(v.device)
+    pos = ((v - lo) * bins / (hi - lo)).nan_to_num(nan=-1.0, posinf=bins, neginf=-1.0)
+    keep = ~torch.isnan(v)
+    idx = pos.floor().clamp_(0, bins - 1).long()
+    return torch.zeros(bins, device=v.device).index_add_(0, idx, keep.float())
+
+
 __all__ = [
     "GROUP_MAX_NUMEL", "GROUP_MIN", "MOMENTS", "TensorNorms", "dead_fractions", "dense_values",
-    "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "round_significant",
+    "histogram_counts", "histogram_range", "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "round_significant",
     "segment_index", "site_moments", "tensor_norms", "tensor_sq_norms", "unit_dim", "update_sq_norms",
 ]

@@ -9,7 +9,10 @@ so that functional sites get the same names as in ``ModelMap``
 it again. Unsampled forwards run with no hook at all.
 
 Per site and sampled forward (moments add over repeated calls, e.g. time steps):
-mean, std, zero fraction, saturated fraction (thresholds in ``graddoctor.kinds``),
+mean, std, zero fraction, saturated fraction (thresholds in ``graddoctor.kinds``), a
+``HIST_BINS``-bin histogram over a range fixed per site at its first sample (the kind's
+bounds where finite, else the first sample's range widened by 25%; values outside go to the
+end bins; ``stats.histogram_counts``: on the device, read with the flush),
 and for the ReLU family a per-unit "ever active" mask (unit = channel for conv
 outputs and 4-D+ tensors, else the last dimension). ``dead_frac`` is the fraction
 of units not active (> 0) in any of the last ``dead_window`` sampled batches
@@ -23,8 +26,8 @@ Example:
     >>> net = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
     >>> s = ActivationSampler(net, [("1", "relu", "relu", False, "1")], {}, dead_window=4)
     >>> s.start(); _ = net(torch.randn(5, 3)); stats = s.stop()
-    >>> tuple(stats.shape)
-    (1, 6)
+    >>> tuple(stats.shape) == (1, ROW_WIDTH)
+    True
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from graddoctor.inputs import first_tensor
 from graddoctor.measure.stats import (
     MOMENTS,
     dead_fractions,
+    histogram_counts,
+    histogram_range,
     moments_to_stats,
     site_moments,
     unit_dim,
@@ -47,6 +52,9 @@ from graddoctor.modelmap import FunctionalActivationMode, modules_by_name
 
 #: columns of ``ActivationSampler.stop()``
 STAT_NAMES = ("mean", "std", "zero_frac", "sat_frac", "dead_frac", "seen")
+#: bins of the per-site activation histogram; ``stop()`` rows: STAT_NAMES, lo, hi, then the counts
+HIST_BINS = 32
+ROW_WIDTH = len(STAT_NAMES) + 2 + HIST_BINS
 _COUNT, _SUM, _SUMSQ, _ZEROS, _SAT = (MOMENTS.index(c) for c in ("count", "sum", "sumsq", "zeros", "saturated"))
 
 Site = tuple[str, str, str, bool, str]  # name, kind, family, functional, owner
@@ -81,6 +89,7 @@ class ActivationSampler:
         self._seg = self._units = self._last = None
         self._sample = 0
         self._idx_cache: dict[tuple, tuple] = {}
+        self._ranges: dict[int, torch.Tensor] = {}  # site -> [lo, hi], fixed at its first sample
         self._handles: list[Any] = []
         self._mode: FunctionalActivationMode | None = None
         self._reset_calls()
@@ -103,6 +112,9 @@ class ActivationSampler:
         self._idx.append(i)
         self._n.append(float(x.numel()))
         self._norm.append(m["norm"])
+        if i not in self._ranges:
+            self._ranges[i] = histogram_range(x, kinds.bounds(kind))
+        self._hist.append(histogram_counts(x, self._ranges[i], HIST_BINS))
         self._nnz.append(m["nnz"])
         if "sum" in m:
             self._sum.append((i, m["sum"]))
@@ -175,7 +187,8 @@ class ActivationSampler:
         self.active = False
 
     def stop(self) -> torch.Tensor | None:
-        """Remove the hooks; the statistics ``[sites, 6]`` (``STAT_NAMES``) or None if nothing was seen.
+        """Remove the hooks; the statistics ``[sites, ROW_WIDTH]`` (``STAT_NAMES``, the histogram's
+        lo and hi, its ``HIST_BINS`` counts) or None if nothing was seen.
 
         ``seen`` is 1 for the sites called in this forward; other rows are meaningless.
         """
@@ -185,9 +198,18 @@ class ActivationSampler:
         if not self._idx:
             return None
         mom, dead = self._combine()
+        hist = self._histograms(mom.device)
         self._reset_calls()
         seen = (mom[:, _COUNT] > 0).float()
-        return torch.cat([moments_to_stats(mom), dead[:, None], seen[:, None]], dim=1)
+        return torch.cat([moments_to_stats(mom), dead[:, None], seen[:, None], hist], dim=1)
+
+    def _histograms(self, device: torch.device) -> torch.Tensor:
+        """``[sites, 2 + HIST_BINS]``: each site's range and its counts summed over its calls."""
+        idx = self._cached_index(tuple(self._idx), device)
+        counts = torch.zeros(len(self.sites), HIST_BINS, device=device).index_add_(0, idx, torch.stack(self._hist))
+        none = torch.zeros(2, device=device)
+        ranges = torch.stack([self._ranges.get(j, none).to(device) for j in range(len(self.sites))])
+        return torch.cat([ranges, counts], dim=1)
 
     def _reset_calls(self) -> None:
         self._idx: list[int] = []
@@ -196,6 +218,7 @@ class ActivationSampler:
         self._nnz: list[torch.Tensor] = []
         self._sum: list[tuple[int, torch.Tensor]] = []
         self._sat: list[tuple[int, torch.Tensor]] = []
+        self._hist: list[torch.Tensor] = []
 
     def _combine(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-site moments ``[sites, 5]`` (``MOMENTS``) and dead fractions."""
@@ -260,4 +283,4 @@ class ActivationSampler:
         self._remove()
 
 
-__all__ = ["STAT_NAMES", "ActivationSampler"]
+__all__ = ["HIST_BINS", "ROW_WIDTH", "STAT_NAMES", "ActivationSampler"]

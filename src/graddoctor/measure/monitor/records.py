@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from graddoctor.measure.monitor.activations import STAT_NAMES
+from graddoctor.measure.monitor.activations import HIST_BINS, ROW_WIDTH, STAT_NAMES
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.ring import Columns, Row
 from graddoctor.measure.stats import round_significant
@@ -146,14 +146,17 @@ class StepRecords:
 
     def _activations(self, act: list[float]) -> dict[str, dict[str, float]]:
         """Per site seen in the sampled forward: its statistics (``ActivationSampler.stop``)."""
-        k, out = len(STAT_NAMES), {}
+        k, out = ROW_WIDTH, {}
         for j, site in enumerate(self.site_names):
-            stats = dict(zip(STAT_NAMES, act[j * k: (j + 1) * k]))
+            row = act[j * k: (j + 1) * k]
+            stats = dict(zip(STAT_NAMES, row))
             if stats["seen"] <= 0:
                 continue
             out[site] = {name: stats[name] for name in _ACT_STATS}
             if not math.isnan(stats["dead_frac"]):
                 out[site]["dead_frac"] = stats["dead_frac"]
+            lo, hi = row[len(STAT_NAMES)], row[len(STAT_NAMES) + 1]
+            out[site]["hist"] = {"lo": lo, "hi": hi, "counts": [int(c) for c in row[-HIST_BINS:]]}
         return out
 
 

@@ -1,6 +1,6 @@
 """Where watch sends its records: a ``Sink`` is anything with ``write_meta``,
 ``write_steps`` and ``close``. Built in: ``JsonlSink`` (the default run log) and
-``TensorBoardSink`` (scalars for TensorBoard). Add W&B, MLflow, ... by writing
+``TensorBoardSink`` (scalars for TensorBoard), ``WandbSink`` (a W&B run). Add MLflow, ... by writing
 a class with these three methods and passing it in ``gd.watch(sinks=[...])``.
 
 Example:
@@ -32,7 +32,7 @@ class Sink(Protocol):
 
 
 def make_sink(name: str, log_dir: str, **kwargs: Any) -> Sink:
-    """Build a built-in sink by name: "jsonl" or "tensorboard"."""
+    """Build a built-in sink by name: "jsonl", "tensorboard" or "wandb"."""
     from graddoctor.errors import InputError
 
     if name == "jsonl":
@@ -43,7 +43,11 @@ def make_sink(name: str, log_dir: str, **kwargs: Any) -> Sink:
         from graddoctor.runlog.sinks.tensorboard import TensorBoardSink
 
         return TensorBoardSink(log_dir, **kwargs)
-    raise InputError(f"unknown sink {name!r} - use 'jsonl', 'tensorboard' or a Sink object")
+    if name == "wandb":
+        from graddoctor.runlog.sinks.wandb import WandbSink
+
+        return WandbSink(log_dir=log_dir, **kwargs)
+    raise InputError(f"unknown sink {name!r} - use 'jsonl', 'tensorboard', 'wandb' or a Sink object")
 
 
 __all__ = ["Sink", "make_sink"]

@@ -2,7 +2,8 @@
 
 Tags: ``loss``, ``lr``, ``grad_norm/<layer>``, ``weight_norm/<layer>``,
 ``update_ratio/<layer>``, ``nonfinite/<layer>`` (only when > 0), ``skipped``,
-``act/<site>/<stat>``. Non-finite values are written as they are (TensorBoard
+``act/<site>/<stat>``, and the activation histograms as TensorBoard histograms
+``act_hist/<site>`` (``add_histogram_raw``, on sampled steps). Non-finite values are written as they are (TensorBoard
 shows NaN/Inf); null (frozen/unused) layers are not written.
 
 Example:
@@ -20,6 +21,22 @@ from typing import Any
 from graddoctor.errors import InputError
 
 _PER_LAYER = ("grad_norm", "weight_norm", "update_norm", "update_ratio", "out_grad_norm")
+
+
+def _add_histogram(w: Any, tag: str, hist: dict[str, Any] | None, step: int) -> None:
+    """A recorded histogram (``{"lo", "hi", "counts"}``) as a TensorBoard histogram."""
+    counts = (hist or {}).get("counts") or []
+    total = float(sum(counts))
+    if not total:
+        return
+    lo, hi, n = float(hist["lo"]), float(hist["hi"]), len(counts)
+    edges = [lo + (hi - lo) * (i + 1) / n for i in range(n)]  # right edges, as TensorBoard wants
+    centers = [lo + (hi - lo) * (i + 0.5) / n for i in range(n)]
+    used = [i for i, c in enumerate(counts) if c]
+    mean = sum(centers[i] * counts[i] for i in used) / total
+    w.add_histogram_raw(tag, min=centers[used[0]], max=centers[used[-1]], num=total,
+                        sum=mean * total, sum_squares=sum(centers[i] ** 2 * counts[i] for i in used),
+                        bucket_limits=edges, bucket_counts=list(counts), global_step=step)
 
 
 class TensorBoardSink:
@@ -62,7 +79,9 @@ class TensorBoardSink:
                     w.add_scalar(f"nonfinite/{layer or '<model>'}", v, t)
             for site, stats in (rec.get("act") or {}).items():
                 for k, v in stats.items():
-                    if v is not None:
+                    if k == "hist":
+                        _add_histogram(w, f"act_hist/{site}", v, t)
+                    elif v is not None:
                         w.add_scalar(f"act/{site}/{k}", v, t)
         w.flush()
 

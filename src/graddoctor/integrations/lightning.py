@@ -1,0 +1,153 @@
+"""``GradDoctorCallback`` for Lightning (``lightning`` and ``pytorch_lightning``).
+
+Lightning runs forward and backward inside ``optimizer.step(closure)``, so the optimizer's step
+pre-hook fires before the step's gradients exist. The callback records each optimizer step in
+``on_before_optimizer_step``, where Lightning guarantees the gradients are final: accumulated
+over ``accumulate_grad_batches``, unscaled by the AMP plugin, all-reduced by DDP, not yet
+clipped. It works with automatic and manual optimisation and several optimizers (each
+``optimizer.step()`` is one recorded step, as ``trainer.global_step`` counts them); the loss of
+a step is the mean of its micro-batches' losses (from each ``training_step`` output).
+
+Example:
+    >>> cb = GradDoctorCallback(flush_every=10)
+    >>> cb.watcher is None  # attached at on_fit_start
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+from graddoctor.errors import InputError
+from graddoctor.integrations.stepping import HookedWatcher, LossAverage
+from graddoctor.report import Report
+
+
+def _callback_bases() -> tuple[type, ...]:
+    """Lightning's ``Callback`` classes that are installed (both packages: the callback is an
+    instance of each, so either Trainer accepts it)."""
+    bases: list[type] = []
+    try:
+        from lightning.pytorch import Callback as LCallback
+
+        bases.append(LCallback)
+    except ImportError:
+        pass
+    try:
+        from pytorch_lightning import Callback as PLCallback
+
+        if PLCallback not in bases:
+            bases.append(PLCallback)
+    except ImportError:
+        pass
+    if not bases:
+        raise InputError("graddoctor.integrations.lightning needs Lightning - pip install 'graddoctor[lightning]'")
+    return tuple(bases)
+
+
+class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
+    """Watch gradient flow in a Lightning ``Trainer``: per-layer gradient norms at every
+    optimizer step, findings logged to the trainer's loggers and warned at the end of ``fit``.
+
+    Args:
+        log_dir: directory for ``watch.jsonl`` (read it with ``graddoctor watch-report``);
+            None: records kept in memory only.
+        **watch_options: passed to ``gd.watch`` (``flush_every``, ``activation_every``,
+            ``sinks``, ...).
+
+    Example:
+        >>> import lightning.pytorch as pl
+        >>> cb = GradDoctorCallback(flush_every=20)
+        >>> isinstance(cb, pl.Callback)  # then: pl.Trainer(callbacks=[cb]).fit(...); cb.report()
+        True
+    """
+
+    def __init__(self, log_dir: str | os.PathLike | None = None, **watch_options: Any) -> None:
+        super().__init__()
+        self.log_dir, self.watch_options = log_dir, watch_options
+        self.watcher: HookedWatcher | None = None
+        self._losses = LossAverage()
+        self._stepped = False
+        self._report: Report | None = None
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        optimizers = list(trainer.optimizers)
+        self.watcher = HookedWatcher(pl_module, optimizers[0] if optimizers else None,
+                                     self.log_dir, **self.watch_options).attach()
+        self._report = None
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        if self.watcher is not None:
+            self.watcher.before_optimizer_step(optimizer)
+            self._stepped = True
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None and pl_module.automatic_optimization:
+            loss = loss * trainer.accumulate_grad_batches  # Lightning divides it for backward
+        self._losses.add(loss)
+        if self._stepped and self.watcher is not None and self.watcher.attached:
+            self._stepped = False
+            self.watcher.step(self._losses.take())
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.watcher is not None:
+            self.watcher.detach()  # every rank, while the process group is up (the last flush)
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.watcher is None or self._report is not None or trainer.global_rank != 0:
+            return
+        self.watcher.detach()
+        try:
+            self._report = self.watcher.report()
+        except Exception as e:  # noqa: BLE001 - never break the user's fit
+            warnings.warn(f"graddoctor: the report failed ({type(e).__name__}: {e})", stacklevel=2)
+            return
+        _log_findings(trainer, self._report)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if self.watcher is not None:
+            self.watcher.detach()
+
+    def report(self) -> Report:
+        """The findings on the run so far (the training-time rules over ``records()``).
+
+        Raises:
+            InputError: before ``fit`` started.
+        """
+        if self._report is not None:
+            return self._report
+        return self._require().report()
+
+    def records(self) -> tuple[dict, list[dict]]:
+        """``(meta, steps)``: the run as in the run log (``Watcher.records()``).
+
+        Raises:
+            InputError: before ``fit`` started.
+        """
+        return self._require().records()
+
+    def _require(self) -> HookedWatcher:
+        if self.watcher is None:
+            raise InputError("GradDoctorCallback has no run yet - pass it to Trainer(callbacks=[...]) and call fit()")
+        return self.watcher
+
+
+def _log_findings(trainer: Any, report: Report) -> None:
+    """Each finding as a warning, and one metric per code (its count) in the trainer's loggers."""
+    counts: dict[str, float] = {}
+    for f in report.findings:
+        counts[f"graddoctor/{f.code}"] = counts.get(f"graddoctor/{f.code}", 0.0) + 1.0
+        warnings.warn(f"graddoctor: {f.severity}: {f.code}: {f.message}", stacklevel=2)
+    counts["graddoctor/findings"] = float(len(report.findings))
+    for logger in getattr(trainer, "loggers", []) or []:
+        try:
+            logger.log_metrics(counts, step=trainer.global_step)
+            logger.save()
+        except Exception as e:  # noqa: BLE001 - a logger's failure is not the user's problem
+            warnings.warn(f"graddoctor: could not log findings to {type(logger).__name__}: {e}", stacklevel=2)
+
+
+__all__ = ["GradDoctorCallback"]

@@ -1,0 +1,59 @@
+"""Find the optimizer whose step hooks watch can use, under the wrappers frameworks add.
+
+Accelerate's ``AcceleratedOptimizer`` subclasses ``torch.optim.Optimizer`` without its hook
+state (``register_step_pre_hook`` fails on it), Lightning's ``LightningOptimizer`` is a plain
+proxy; both step the optimizer they hold, so watch hooks that one. A wrapper is anything
+holding the real optimizer in ``.optimizer`` (Accelerate, DeepSpeed, many schedulers-as-
+optimizers) or ``._optimizer`` (Lightning).
+
+Example:
+    >>> import torch
+    >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+    >>> class Wrapper:
+    ...     def __init__(self, optimizer): self.optimizer = optimizer
+    >>> unwrap_optimizer(Wrapper(Wrapper(opt))) is opt
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: wrappers nested deeper than this are not followed (a cycle would loop forever)
+_MAX_DEPTH = 8
+
+
+def _has_hook_state(optimizer: Any) -> bool:
+    """A real ``torch.optim.Optimizer``: it carries the hook dicts ``Optimizer.__init__`` sets."""
+    return hasattr(optimizer, "register_step_pre_hook") and "_optimizer_step_pre_hooks" in vars(optimizer)
+
+
+def unwrap_optimizer(optimizer: Any) -> Any:
+    """The optimizer inside ``optimizer``'s wrappers (``.optimizer`` / ``._optimizer``), or
+    ``optimizer`` itself when it is a real ``torch.optim.Optimizer`` or holds none.
+
+    Args:
+        optimizer: an optimizer or a wrapper of one (None passes through).
+
+    Returns:
+        The innermost optimizer with step-hook state, else the outermost object unchanged.
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1)
+        >>> unwrap_optimizer(opt) is opt, unwrap_optimizer(None)
+        (True, None)
+    """
+    current = optimizer
+    for _ in range(_MAX_DEPTH):
+        if current is None or _has_hook_state(current):
+            return current
+        inner = next((v for v in (getattr(current, a, None) for a in ("optimizer", "_optimizer"))
+                      if v is not None and v is not current), None)
+        if inner is None:
+            return optimizer
+        current = inner
+    return optimizer
+
+
+__all__ = ["unwrap_optimizer"]

@@ -1,0 +1,124 @@
+"""The Lightning callback: per-layer gradient norms recorded for step k equal the norms that
+Lightning's own ``on_before_optimizer_step`` hook measures for step k (the oracle), every
+step, under accumulation, bf16-mixed, manual optimisation with two optimizers, and DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightning")
+
+from graddoctor.integrations.lightning import GradDoctorCallback  # noqa: E402
+from graddoctor.runlog import read_run  # noqa: E402
+from lightning_models import Regressor, TinyGAN, loader, trainer  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def assert_matches_oracle(steps: list[dict], oracle: list[dict]) -> None:
+    assert len(steps) == len(oracle)
+    for k, (rec, ref) in enumerate(zip(steps, oracle), start=1):
+        assert rec["step"] == k
+        for layer, norm in ref.items():
+            got = rec["grad_norm"][layer]
+            assert got == pytest.approx(norm, rel=1e-5), (k, layer, got, norm)
+
+
+@pytest.mark.parametrize("accumulate, precision", [(1, "32-true"), (3, "32-true"), (2, "bf16-mixed")])
+def test_lightning_norms_equal_the_hook_oracle(accumulate, precision):
+    model, cb = Regressor(), GradDoctorCallback(flush_every=4)
+    tr = trainer(callbacks=[cb], accumulate_grad_batches=accumulate, precision=precision)
+    tr.fit(model, loader(n=48, batch_size=4))  # 12 batches
+    meta, steps = cb.records()
+    assert tr.global_step == 12 // accumulate == len(steps)
+    assert_matches_oracle(steps, model.oracle)
+    assert all(s["loss"] is not None for s in steps)
+    assert cb.report().source == "watch"
+
+
+def test_lightning_loss_is_the_mean_of_the_micro_batches():
+    class Logged(Regressor):
+        def __init__(self):
+            super().__init__()
+            self.losses = []
+
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.losses.append(loss.item())
+            return loss
+
+    model, cb = Logged(), GradDoctorCallback()
+    trainer(callbacks=[cb], accumulate_grad_batches=2).fit(model, loader(n=32, batch_size=4))
+    steps = cb.records()[1]
+    expected = [(a + b) / 2 for a, b in zip(model.losses[::2], model.losses[1::2])]
+    assert [s["loss"] for s in steps] == pytest.approx(expected, rel=1e-5)
+
+
+def test_lightning_gradient_clipping_records_the_pre_clip_norm():
+    model, cb = Regressor(), GradDoctorCallback()
+    trainer(callbacks=[cb], gradient_clip_val=1e-3).fit(model, loader(n=16, batch_size=4))
+    steps = cb.records()[1]
+    assert_matches_oracle(steps, model.oracle)
+    assert max(s["grad_norm"]["net.4"] for s in steps) > 1e-2  # well above the clip
+
+
+def test_lightning_manual_optimisation_with_two_optimizers():
+    model, cb = TinyGAN(), GradDoctorCallback()
+    tr = trainer(callbacks=[cb])
+    tr.fit(model, loader(n=24, batch_size=8))  # 3 batches x 2 optimizer steps
+    steps = cb.records()[1]
+    assert tr.global_step == 6 == len(steps)
+    assert_matches_oracle(steps, model.oracle)
+    # a discriminator step has no generator norms and vice versa
+    assert steps[0]["grad_norm"]["gen.0"] is None and steps[0]["grad_norm"]["disc.0"] > 0
+    assert steps[1]["grad_norm"]["disc.0"] is None and steps[1]["grad_norm"]["gen.0"] > 0
+
+
+def test_lightning_log_dir_and_logger(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    model, cb = Regressor(), GradDoctorCallback(log_dir=tmp_path / "gd")
+    trainer(callbacks=[cb], logger=CSVLogger(tmp_path / "csv")).fit(model, loader(n=16, batch_size=4))
+    meta, steps = read_run(tmp_path / "gd")
+    assert [s["step"] for s in steps] == [1, 2, 3, 4]
+    metrics = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
+    assert "graddoctor/findings" in metrics
+
+
+def test_pytorch_lightning_trainer_accepts_the_callback():
+    pl = pytest.importorskip("pytorch_lightning")
+    cb = GradDoctorCallback()
+    assert isinstance(cb, pl.Callback)
+
+
+def test_records_before_fit_is_a_clear_error():
+    from graddoctor.errors import InputError
+
+    with pytest.raises(InputError, match="fit"):
+        GradDoctorCallback().records()
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_lightning_ddp_rank0_equals_single_process(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"), str(HERE)])}
+    out = tmp_path / "ddp.json"
+    proc = subprocess.run([sys.executable, str(HERE / "_lightning_ddp_worker.py"), str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = json.loads(out.read_text())
+    # the same global batch (2 ranks x 4 = 8, DistributedSampler interleaves) in one process
+    model, cb = Regressor(), GradDoctorCallback()
+    trainer(callbacks=[cb]).fit(model, loader(n=48, batch_size=8))
+    single = cb.records()[1]
+    assert ddp["world_size"] == 2 and len(ddp["steps"]) == len(single) == 6
+    for a, b in zip(ddp["steps"], single):
+        for layer, norm in b["grad_norm"].items():
+            assert a["grad_norm"][layer] == pytest.approx(norm, rel=1e-5)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
