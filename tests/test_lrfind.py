@@ -238,16 +238,3 @@ def test_cli_names_a_missing_factory_in_one_line(tmp_path) -> None:
 
     res = CliRunner().invoke(main, ["lr-find", f"{tmp_path}/nope.py:f", "--out", os.devnull])
     assert res.exit_code == 2 and "no such file" in res.output
-
-
-def test_tune_lr_sets_the_suggestion_only_when_findings_call_for_lr_find() -> None:
-    from graddoctor.lrfind.planner import tune_lr
-    from graddoctor.report import Finding, Report
-
-    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-    opt = torch.optim.SGD(model.parameters(), lr=0.123)
-    assert tune_lr(Report([]), model, opt, _batches()) is None and opt.param_groups[0]["lr"] == 0.123
-    plateau = Report([Finding("loss-plateau", "warning", "flat", remedies=["lr-find"])])
-    result = tune_lr(plateau, model, opt, _batches(), start_lr=1e-4, num_steps=60)
-    assert result is not None
-    assert opt.param_groups[0]["lr"] == (0.123 if result.suggestion is None else result.suggestion)

@@ -35,6 +35,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "residual", "rezero",
     "clip-norm", "clip-value", "clip-agc",
     "lstm", "lower-lr", "lr-find",
+    "edge-of-chaos-init", "looks-linear-init",
 )
 
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")

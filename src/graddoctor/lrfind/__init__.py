@@ -2,7 +2,7 @@
 
 Files: ``sweep`` (the sweep), ``state`` (snapshot and exact restore), ``batches`` (batch ->
 loss), ``suggest`` (pure curve functions), ``judge`` (the ``lr-insensitive`` rule),
-``result`` (``LRFindResult``), ``planner`` (the opt-in hook for ``repair``).
+``result`` (``LRFindResult``). ``repair`` runs it on request (``graddoctor.fix.tuning``).
 """
 
 from __future__ import annotations
