@@ -238,3 +238,13 @@ def test_cli_names_a_missing_factory_in_one_line(tmp_path) -> None:
 
     res = CliRunner().invoke(main, ["lr-find", f"{tmp_path}/nope.py:f", "--out", os.devnull])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_a_blow_up_at_the_end_does_not_lift_the_smoothed_descent_before_it() -> None:
+    from graddoctor.lrfind.sweep import no_lag_curve
+
+    # flat, a real fall just before the blow-up, then diverging losses (a digits MLP under SGD)
+    losses = [2.3] * 80 + [2.2, 2.0, 1.8, 1.6, 1.5] + [3.0, 8.0, 30.0, 1e3, 1e5]
+    curve = no_lag_curve(losses, 0.05, 5.0)
+    assert curve[84] < 2.2 < 2.5 < curve[-1]  # the fall is in the curve; the end still rises
+    assert max(curve[:80]) < 2.31  # the blow-up is not carried back over the flat part (was 2.41)
