@@ -52,6 +52,7 @@ def train_to_target(model: nn.Module, opt: torch.optim.Optimizer, b: data.Bundle
             return False
         acc = accuracy(model, b.x_test, b.y_test)
         hit["best"] = max(hit["best"], acc)
+        print(f"    step {step}: test acc {100 * acc:.1f}% ({time.perf_counter() - t0:.0f} s)", flush=True)
         if acc >= TARGET:
             hit["steps"], hit["seconds"] = step, time.perf_counter() - t0
             return True
