@@ -233,7 +233,10 @@ def _set_lr(result: RepairResult, findings: list[Finding], model: nn.Module,
                                      "to run the LR range test and set the learning rate", "advice"))
         return
     opt = optimizer_for(model, result.model, optimizer) if optimizer is not None else None
-    lr_result, change = tune_lr(result.model, opt, train_loader, loss_fn, **options)
+    # keep_architecture: the valley pick, measured with it (benchmarks/README.md, depth: 200 and
+    # 1,000-layer tanh MLPs to 90%); steepest picked ~20x larger rates for deep tanh under Adam
+    lr_result, change = tune_lr(result.model, opt, train_loader, loss_fn,
+                                "valley" if keep else None, **options)
     result.changes = [c for c in result.changes if not (c.remedy == "lr-find" and c.kind == "advice")
                       and not (c.remedy == "optimizer" and opt is not None)]
     result.changes.append(change)

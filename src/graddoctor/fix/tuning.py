@@ -75,7 +75,8 @@ def optimizer_for(old: nn.Module, new: nn.Module, optimizer: torch.optim.Optimiz
 
 
 def tune_lr(model: nn.Module, optimizer: torch.optim.Optimizer | None, train_loader: Iterable,
-            loss_fn: Any = None, **options: Any) -> tuple[LRFindResult, Change]:
+            loss_fn: Any = None, method: str | None = None, **options: Any
+            ) -> tuple[LRFindResult, Change]:
     """Run ``lr_find`` on ``model`` and set every param group of ``optimizer`` to the suggestion.
 
     Args:
@@ -83,6 +84,7 @@ def tune_lr(model: nn.Module, optimizer: torch.optim.Optimizer | None, train_loa
         optimizer: an optimizer over ``model``'s parameters, or None (Adam, lr 1e-3, for the sweep).
         train_loader: batches, as for ``lr_find``.
         loss_fn: as for ``lr_find``.
+        method: the suggestion rule to use ("valley" / "steepest"; None: ``lr_find``'s default).
         **options: passed to ``lr_find`` (``start_lr``, ``end_lr``, ``num_steps``, ...).
 
     Returns:
@@ -104,6 +106,8 @@ def tune_lr(model: nn.Module, optimizer: torch.optim.Optimizer | None, train_loa
     """
     opt = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=1e-3)
     result = lr_find(model, opt, train_loader, loss_fn, **options)
+    if method is not None and result.suggestion is not None:
+        result.suggestion, result.method = result.suggestions.get(method), method
     details: dict[str, Any] = {"method": result.method, "suggestions": result.suggestions,
                                "steps": len(result.lrs), "optimizer": type(opt).__name__}
     if result.suggestion is None:
