@@ -15,7 +15,10 @@ drawing. Lightning runs when it is installed (else it is reported and left out).
 
 Spread: max/min ratio of a method's suggestion over the seeds (1.0 = the same every time).
 
-    PYTHONPATH=src python benchmarks/lr_find.py [--seeds 5] [--train-steps 300]
+    PYTHONPATH=src python benchmarks/lr_find.py [--seeds 5] [--train-steps 300] [--only ours]
+
+``--only ours`` runs our two methods only (the peers' numbers do not depend on our code: same
+seeds, models, batches and budget).
 """
 
 from __future__ import annotations
@@ -140,12 +143,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--train-steps", type=int, default=TRAIN_STEPS)
+    ap.add_argument("--only", choices=("all", "ours"), default="all")
     args = ap.parse_args()
     globals()["TRAIN_STEPS"] = args.train_steps
     warnings.filterwarnings("ignore")
     try:
         import lightning  # noqa: F401
-        have_lightning = True
+        have_lightning = args.only == "all"
     except ImportError as e:
         have_lightning = False
         print(f"Lightning not installed ({e}); its column is left out")
@@ -156,7 +160,8 @@ def main() -> None:
         accs: dict[str, list[float]] = {}
         for seed in range(args.seeds):
             found = ours(make, opt, bundle, seed)
-            found["torch-lr-finder"] = torch_lr_finder(make, opt, bundle, seed)
+            if args.only == "all":
+                found["torch-lr-finder"] = torch_lr_finder(make, opt, bundle, seed)
             if have_lightning:
                 found["Lightning"] = lightning_tuner(make, opt, bundle, seed)
             for method, lr in found.items():

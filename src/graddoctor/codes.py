@@ -39,6 +39,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "clip-norm", "clip-value", "clip-agc",
     "lstm", "lower-lr", "lr-find",
     "warmup", "prenorm", "train-mode",
+    "edge-of-chaos-init", "looks-linear-init",
 )
 
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")

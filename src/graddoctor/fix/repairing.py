@@ -27,8 +27,10 @@ from torch import nn
 
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
+from graddoctor.fix.keep_architecture import keep_architecture_plan
 from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
 from graddoctor.fix.remedies.base import Change, modules_by_name
+from graddoctor.fix.tuning import calls_for_lr_find, optimizer_for, tune_lr
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report, format_names
 
@@ -42,6 +44,10 @@ class RepairResult:
         changes: one ``Change`` per remedy applied or advised, in order.
         plan: the planner's steps (remedy id + reason).
         seconds: wall time spent repairing.
+        lr: the learning rate the LR range test set (``tune_lr`` / ``keep_architecture``), or None.
+        optimizer: the optimizer set to ``lr`` over the repaired model (the one passed when it
+            holds the repaired parameters, else a new one of its type), or None.
+        lr_find: the ``LRFindResult`` of that range test, or None.
 
     Returns:
         (what it offers) ``applied`` / ``manual``: the changes made / left to the user's code;
@@ -65,6 +71,14 @@ class RepairResult:
     changes: list[Change] = field(default_factory=list)
     plan: list[PlanStep] = field(default_factory=list)
     seconds: float = 0.0
+    lr: float | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    lr_find: Any = None
+
+    @property
+    def theory(self) -> dict[str, Any] | None:
+        """The mean-field init's details (theory, sigma_w, q*, predicted depth scales), or None."""
+        return next((c.details for c in self.changes if "theory" in c.details), None)
 
     @property
     def applied(self) -> list[Change]:
@@ -93,7 +107,7 @@ class RepairResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the changes, the plan and the time (the model is not included)."""
         return {"changes": [c.to_dict() for c in self.changes],
-                "plan": [s.to_dict() for s in self.plan], "seconds": self.seconds}
+                "plan": [s.to_dict() for s in self.plan], "seconds": self.seconds, "lr": self.lr}
 
     def __str__(self) -> str:
         counts = {k: sum(c.kind == k for c in self.changes) for k in ("applied", "manual", "advice")}
@@ -123,6 +137,12 @@ def repair(
     inplace: bool = False,
     remedies: list[str] | None = None,
     seed: int | None = 0,
+    *,
+    keep_architecture: bool = False,
+    train_loader: Any = None,
+    tune_lr: bool | None = None,
+    loss_fn: Any = None,
+    lr_find_options: dict[str, Any] | None = None,
 ) -> RepairResult:
     """Apply the remedies that ``report``'s findings call for; return a new model and what changed.
 
@@ -138,13 +158,23 @@ def repair(
         remedies: an explicit list of remedy ids, applied in that order (skips the planner).
         seed: seed for the re-drawn weights (the global RNG is restored afterwards);
             None uses the global RNG.
+        keep_architecture: change no module (same types, same count): the activation, norm,
+            skip and init steps of the plan become one init chosen from mean-field theory
+            for the hidden activation (``graddoctor.fix.keep_architecture``), followed by the
+            LR range test when ``train_loader`` is given.
+        train_loader: batches for the LR range test (as for ``gd.lr_find``).
+        tune_lr: run ``gd.lr_find`` on the repaired model where a finding (or the plan) calls
+            for ``lr-find``, and set the optimizer's learning rate (``result.lr``,
+            ``result.optimizer``); None: only with ``keep_architecture``. Needs ``train_loader``.
+        loss_fn: the loss for the range test (as for ``gd.lr_find``).
+        lr_find_options: other arguments of ``gd.lr_find`` (``start_lr``, ``num_steps``, ...).
 
     Returns:
         ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
 
     Raises:
         InputError: ``model`` is not an ``nn.Module``; no report and no example inputs; an
-            unknown remedy id.
+            unknown remedy id; ``tune_lr=True`` without ``train_loader``.
 
     Example:
         >>> import graddoctor as gd
@@ -168,7 +198,16 @@ def repair(
     left to run later, not inside repair.
     """
     with _gc_paused():
-        return _repair(model, report, example_inputs, optimizer, inplace, remedies, seed)
+        result = _repair(model, report, example_inputs, optimizer, inplace, remedies, seed,
+                         keep_architecture, tune_lr is True and train_loader is None)
+        if tune_lr if tune_lr is not None else keep_architecture:
+            t0 = time.perf_counter()
+            findings = [] if report is None else report.findings if isinstance(report, Report) \
+                else list(report)
+            _set_lr(result, findings, model, optimizer, train_loader, loss_fn, lr_find_options or {},
+                    keep_architecture)
+            result.seconds += time.perf_counter() - t0
+        return result
 
 
 @contextlib.contextmanager
@@ -182,12 +221,41 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _set_lr(result: RepairResult, findings: list[Finding], model: nn.Module,
+            optimizer: torch.optim.Optimizer | None, train_loader: Any, loss_fn: Any,
+            options: dict[str, Any], keep: bool) -> None:
+    """The LR range test on the repaired model where the findings, the plan or ``keep`` ask for it."""
+    asked = keep or calls_for_lr_find(findings, [s.remedy for s in result.plan])
+    if not asked:
+        return
+    if train_loader is None:
+        result.changes.append(Change("lr-find", [], "keep_architecture: pass train_loader=<batches> "
+                                     "to run the LR range test and set the learning rate", "advice"))
+        return
+    opt = optimizer_for(model, result.model, optimizer) if optimizer is not None else None
+    # keep_architecture: the valley pick, measured with it (benchmarks/README.md, depth: 200 and
+    # 1,000-layer tanh MLPs to 90%); steepest picked ~20x larger rates for deep tanh under Adam
+    lr_result, change = tune_lr(result.model, opt, train_loader, loss_fn,
+                                "valley" if keep else None, **options)
+    result.changes = [c for c in result.changes if not (c.remedy == "lr-find" and c.kind == "advice")
+                      and not (c.remedy == "optimizer" and opt is not None)]
+    result.changes.append(change)
+    result.lr_find, result.lr = lr_result, lr_result.suggestion
+    if opt is not None:
+        result.optimizer = opt
+        if opt is not optimizer:
+            result.attach(opt)
+
+
 def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inputs: Any,
             optimizer: torch.optim.Optimizer | None, inplace: bool, remedies: list[str] | None,
-            seed: int | None) -> RepairResult:
+            seed: int | None, keep_architecture: bool = False, no_loader: bool = False
+            ) -> RepairResult:
     t0 = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise InputError(f"repair needs an nn.Module, got {type(model).__name__}")
+    if no_loader:
+        raise InputError("tune_lr=True runs the LR range test, which needs train_loader=<batches>")
     if report is None:
         if example_inputs is None:
             raise InputError("repair without a report runs check, which needs example_inputs=<a batch>")
@@ -203,6 +271,8 @@ def _repair(model: nn.Module, report: Report | list[Finding] | None, example_inp
         mmap = ModelMap(model, example_inputs)  # valid for the deep copy too: same names
     steps = plan_from_ids(list(remedies)) if remedies is not None else plan(
         report, model, example_inputs, optimizer, mmap=mmap)
+    if keep_architecture and remedies is None:
+        steps = keep_architecture_plan(steps, model, example_inputs, mmap)
     new = model if inplace else copy.deepcopy(model)
     owned = optimizer is not None and _owns(optimizer, new)
     changes: list[Change] = []

@@ -10,9 +10,10 @@ Both suggestions read the *smoothed* loss against ``log10(lr)``:
   whole descent rather than one derivative, so it moves less with noise and lands before the
   minimum, where training is still stable.
 
-``DEFAULT_METHOD`` is ``valley``, for stability: it reads the whole descent, so noise moves it
-less than the minimum of a derivative (fastai's reason for making it its default).
-``benchmarks/lr_find.py`` measures both against torch-lr-finder and Lightning.
+``DEFAULT_METHOD`` is ``steepest``, measured (``benchmarks/lr_find.py``, 5 seeds, same training
+budget): MNIST-1D CNN (SGD) steepest 89.0% vs valley 27.4% (valley's pick, ~4e-4, is three
+decades too low for SGD there), spread over seeds 3.1 for both; digits MLP both near chance
+(steepest 10.0%, valley 11.8%), steepest spread 1.2 vs 4.4. Valley stays in ``suggestions``.
 
 Example:
     >>> lrs = lr_schedule(1e-4, 1.0, 5, "exp")
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 METHODS: tuple[str, ...] = ("valley", "steepest")
-DEFAULT_METHOD = "valley"
+DEFAULT_METHOD = "steepest"
 #: points left out at each end of the curve by ``steepest`` (the start is flat and
 #: noisy, the end is divergence); the same as torch-lr-finder's skip_start/skip_end scaled
 SKIP_START_FRAC = 0.1

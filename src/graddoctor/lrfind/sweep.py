@@ -104,8 +104,30 @@ def run_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
             watcher.detach()
         snapshot.restore(model, optimizer)
     gradients = watcher.report() if watcher is not None else None
-    curve = zero_lag(capped(losses, smooth, diverge), smooth) if losses else []
+    curve = no_lag_curve(losses, smooth, diverge) if losses else []
     return Sweep(lrs, losses, curve, diverged, gradients)
+
+
+def no_lag_curve(losses: list[float], smooth: float, diverge: float) -> list[float]:
+    """The smoothed curve the suggestions read: ``zero_lag`` of the ``capped`` losses up to the
+    blow-up (the first loss after the best that exceeds the level the curve started from), the
+    one-way average after it.
+
+    The backward pass of ``zero_lag`` would otherwise carry the divergence at the end of the
+    sweep dozens of steps back (measured: a digits MLP whose raw loss fell from 2.30 to 1.5
+    just before blowing up had a smoothed curve that only rose, 2.30 -> 2.76).
+
+    Example:
+        >>> curve = no_lag_curve([2.0, 2.0, 1.5, 1.0, 1e9, 1e9], 0.5, 5.0)
+        >>> curve[3] < 1.5 and curve[-1] > 2.0  # the fall is kept, the blow-up after it too
+        True
+    """
+    clipped = capped(losses, smooth, diverge)
+    forward = smoothed(clipped, smooth)
+    best = min(range(len(forward)), key=forward.__getitem__)
+    level = max(forward[: best + 1])
+    end = next((i for i in range(best + 1, len(clipped)) if clipped[i] > level), len(clipped))
+    return zero_lag(clipped[:end], smooth) + forward[end:]
 
 
 def capped(losses: list[float], smooth: float, diverge: float) -> list[float]:
@@ -121,4 +143,4 @@ def capped(losses: list[float], smooth: float, diverge: float) -> list[float]:
     return [v if math.isfinite(v) and v <= cap else cap for v in losses]
 
 
-__all__ = ["MIN_STEPS", "Sweep", "capped", "check_args", "run_sweep"]
+__all__ = ["MIN_STEPS", "Sweep", "capped", "check_args", "no_lag_curve", "run_sweep"]

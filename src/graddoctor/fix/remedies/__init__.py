@@ -14,6 +14,7 @@ leaves it valid).
 | batchnorm | norm.py | insert BatchNorm after hidden Linear/Conv layers | weight layers |
 | layernorm, groupnorm | norm.py | replace BatchNorm if the model has any, else insert after hidden layers | weight layers (insertion) |
 | residual, rezero | residual.py | skip connections around the blocks of Sequential chains | ignored |
+| edge-of-chaos-init, looks-linear-init | critical_init.py | init-only, from mean-field theory (``meanfield.py``): orthogonal at the edge of chaos (sigmoid/tanh), looks-linear (ReLU family) | weight layers |
 | clip-norm, clip-value, clip-agc | clip.py | gradient clipping as an optimizer step pre-hook | ignored |
 | lstm, lower-lr, lr-find | advice.py | recommendations (code change / advice) | ignored |
 | warmup | warmup.py | linear learning-rate warm-up as an optimizer step hook | ignored |
@@ -33,18 +34,19 @@ Example:
 from __future__ import annotations
 
 from graddoctor.fix.remedies import (
-           activation,
-           advice,
-           clip,
-           init,
-           norm,
-           prenorm,
-           residual,
-           train_mode,
-           warmup,
+    activation,
+    advice,
+    clip,
+    critical_init,
+    init,
+    norm,
+    prenorm,
+    residual,
+    train_mode,
+    warmup,
 )
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
 __all__ = ["REMEDIES", "Change", "Remedy", "RemedyContext", "activation", "advice", "apply", "clip",
-           "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]
+           "critical_init", "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]
