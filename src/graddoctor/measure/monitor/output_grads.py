@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor.measure.monitor.hooksafe import HandleBin
+
 
 class OutputGradients:
     """The norm of the gradient of each layer's output, on the steps ``start`` is called for.
@@ -31,10 +33,13 @@ class OutputGradients:
         modules: the layers' modules (None: a layer without one, not measured).
         device: where the per-step buffers live.
         dtype: their dtype (float64 where available: squared norms above 1e38).
+        handles: where the hooks go when removed (``HandleBin``: not while torch iterates them).
     """
 
-    def __init__(self, modules: list[nn.Module | None], device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, modules: list[nn.Module | None], device: torch.device, dtype: torch.dtype,
+                 handles: HandleBin | None = None) -> None:
         self.modules = modules
+        self._bin = handles if handles is not None else HandleBin()
         self.device, self.dtype = device, dtype
         self._handles: list[Any] = []
         self._sq: dict[int, torch.Tensor] = {}  # step -> per-layer squared norms
@@ -45,6 +50,8 @@ class OutputGradients:
 
         def layer_hook(i: int) -> Any:
             def fwd(module: nn.Module, args: Any, out: Any) -> None:
+                if self._sq.get(step) is not buf or not self._handles:  # a stale hook (released late)
+                    return
                 t = out if isinstance(out, torch.Tensor) else None
                 if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
                     t = out[0]
@@ -59,9 +66,8 @@ class OutputGradients:
 
     def stop(self) -> None:
         """Remove the forward hooks (the output hooks fire in the coming backward)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        handles, self._handles = self._handles, []
+        self._bin.release(handles)
 
     def take(self, steps: list[int]) -> dict[int, torch.Tensor]:
         """The per-layer norms of the measured steps among ``steps``, forgotten here."""

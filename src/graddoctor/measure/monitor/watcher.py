@@ -134,8 +134,8 @@ class Monitor:
             self.steps.snapshot = None
         try:
             self._guarded(self.flush, always=True)
-        finally:
-            self.output.close()
+        finally:  # a failing close (disk full) warns like any internal error
+            self._guarded(self.output.close, always=True)
 
     def __enter__(self) -> Monitor:
         return self.attach()
