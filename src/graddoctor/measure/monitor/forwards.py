@@ -146,12 +146,17 @@ class SampledForwards:
     def _on_forward_end(self) -> None:
         if self.mapping:
             return
+        failed = in_exception()  # the user's forward raised: torch runs this hook while it unwinds
         if self.out_grads is not None:
             self.out_grads.stop()
         if self.sampler is not None and self.sampler.active:
             stats = self.sampler.stop()
-            if stats is not None and not in_exception():  # a forward that raised: no statistics
+            if stats is not None and not failed:
                 self.acts[self.next_step] = stats
+        if failed:
+            if self._sampled == self.next_step:
+                self._sampled = 0  # the step samples its next forward instead
+            return  # (and the root hooks stay: torch is iterating them)
         if self.ready and (self._sampled == self.next_step or not self.wants(self.next_step)):
             self.disarm()  # sampled (or nothing to sample): no hook until the next sampled step
 
