@@ -40,6 +40,16 @@ def unsupported_reason(model: nn.Module) -> str | None:
         what = "the model" if name == "" else f"module {name!r}"
         return (f"{what} is a TorchScript module (torch.jit.script/trace), which takes no Python hooks "
                 "- pass the eager nn.Module, before scripting it")
+    return uninitialised_reason(model)
+
+
+def uninitialised_reason(model: nn.Module) -> str | None:
+    """Why the parameters of ``model`` cannot be measured yet (lazy or on the meta device), or None.
+
+    Example:
+        >>> uninitialised_reason(nn.Linear(2, 2)) is None
+        True
+    """
     for mname, m in model.named_modules():
         for p in (*m.parameters(recurse=False), *m.buffers(recurse=False)):
             label = f"module {mname!r} ({type(m).__name__})" if mname else f"the model ({type(m).__name__})"
@@ -65,4 +75,4 @@ def require_supported(model: nn.Module, verb: str) -> None:
         raise InputError(f"{verb}(): {reason}")
 
 
-__all__ = ["require_supported", "script_module", "unsupported_reason"]
+__all__ = ["require_supported", "script_module", "uninitialised_reason", "unsupported_reason"]

@@ -59,8 +59,10 @@ class SampledForwards:
         self.out_grads: OutputGradients | None = None
         self.acts: dict[int, torch.Tensor] = {}  # step -> activation statistics, until the flush
         self._sampled = 0  # the last step whose forward was sampled
+        self._open = False  # a sampled forward started and has not ended yet
         self._handles: list[Any] = []
         self.bin = HandleBin()  # hooks released while torch iterated them, removed at the next safe point
+        self.hookable = not isinstance(root, torch.jit.ScriptModule)  # TorchScript takes no Python hooks
 
     def set_up(self, root: nn.Module, mm: ModelMap | None, layers: WatchedLayers, dead_window: int,
                output_grads: bool) -> None:
@@ -71,7 +73,7 @@ class SampledForwards:
             sites = [(s.name, s.kind, s.family, s.functional, s.owner) for s in mm.activations]
             self.sampler = ActivationSampler(root, sites, conv, dead_window, self.guard, self.bin)
         if output_grads:
-            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt, self.bin)
+            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt, self.bin, self.guard)
 
     def wants(self, step: int) -> bool:
         """Step ``step`` samples its first forward (activation statistics, output gradients)."""
@@ -81,7 +83,7 @@ class SampledForwards:
     def arm(self) -> None:
         """Hook the root's forward (idempotent)."""
         self.bin.empty()
-        if not self._handles:
+        if not self._handles and self.hookable:
             self._handles = [
                 self.root.register_forward_pre_hook(self._safe_on_forward, with_kwargs=True, prepend=True),
                 self.root.register_forward_hook(self._safe_on_forward_end, always_call=True)]
@@ -133,19 +135,31 @@ class SampledForwards:
                 self.on_first_forward(inputs)
             finally:
                 self.mapping = False
-        if self.sampler is not None and self.sampler.active:  # left over by an interrupted forward
-            self.sampler.stop()
+        if self._open:  # the last forward ended by a BaseException (no always_call hook ran)
+            self._end_interrupted()
         step = self.next_step
         if self._sampled != step and torch.is_grad_enabled() and self.wants(step):
-            self._sampled = step
+            self._sampled, self._open = step, True
             if self.sampler is not None:
                 self.sampler.start()
             if self.out_grads is not None:
                 self.out_grads.start(step)
 
+    def _end_interrupted(self) -> None:
+        """Clean up after a sampled forward that raised a ``BaseException`` (KeyboardInterrupt):
+        its hooks come off, its statistics are dropped, and its step samples its next forward."""
+        self._open = False
+        if self.out_grads is not None:
+            self.out_grads.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self._sampled == self.next_step:
+            self._sampled = 0
+
     def _on_forward_end(self) -> None:
         if self.mapping:
             return
+        self._open = False
         failed = in_exception()  # the user's forward raised: torch runs this hook while it unwinds
         if self.out_grads is not None:
             self.out_grads.stop()

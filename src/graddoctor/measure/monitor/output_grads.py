@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -34,11 +35,14 @@ class OutputGradients:
         device: where the per-step buffers live.
         dtype: their dtype (float64 where available: squared norms above 1e38).
         handles: where the hooks go when removed (``HandleBin``: not while torch iterates them).
+        guard: runs each hook body (``guard(fn, *args)``): an internal error stops the recording,
+            not the user's forward or backward; None: run it as is.
     """
 
     def __init__(self, modules: list[nn.Module | None], device: torch.device, dtype: torch.dtype,
-                 handles: HandleBin | None = None) -> None:
+                 handles: HandleBin | None = None, guard: Callable[..., Any] | None = None) -> None:
         self.modules = modules
+        self._guard = guard if guard is not None else (lambda fn, *a: fn(*a))
         self._bin = handles if handles is not None else HandleBin()
         self.device, self.dtype = device, dtype
         self._handles: list[Any] = []
@@ -48,16 +52,20 @@ class OutputGradients:
         """Hook the layers' outputs of the coming forward into step ``step``'s buffer."""
         buf = self._sq[step] = torch.zeros(len(self.modules), device=self.device, dtype=self.dtype)
 
+        def add(i: int, g: torch.Tensor) -> None:
+            buf[i] = buf[i] + torch.linalg.vector_norm(g.detach(), dtype=buf.dtype).square()
+
+        def on_output(i: int, out: Any) -> None:
+            t = out if isinstance(out, torch.Tensor) else None
+            if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+                t = out[0]
+            if t is not None and t.requires_grad:
+                t.register_hook(lambda g: self._guard(add, i, g))
+
         def layer_hook(i: int) -> Any:
             def fwd(module: nn.Module, args: Any, out: Any) -> None:
-                if self._sq.get(step) is not buf or not self._handles:  # a stale hook (released late)
-                    return
-                t = out if isinstance(out, torch.Tensor) else None
-                if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-                    t = out[0]
-                if t is not None and t.requires_grad:
-                    t.register_hook(lambda g: buf.__setitem__(
-                        i, buf[i] + torch.linalg.vector_norm(g.detach(), dtype=buf.dtype).square()))
+                if self._sq.get(step) is buf and self._handles:  # else a stale hook (released late)
+                    self._guard(on_output, i, out)
             return fwd
 
         for i, m in enumerate(self.modules):
