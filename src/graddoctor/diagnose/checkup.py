@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -119,6 +120,8 @@ def _probe(model: nn.Module, inputs: Any, target: Any, loss_fn: Any, m: ModelMap
     except GraddoctorError:
         raise
     except Exception as e:  # noqa: BLE001 - rewrapped in one line, original chained
+        if _raised_in_graddoctor(e):
+            raise  # our own bug: shown as it is, never blamed on the model
         msg = (str(e).strip().splitlines() or [""])[0]
         if "use_reentrant=True" in msg:
             raise InputError("check(): the model uses torch.utils.checkpoint(..., use_reentrant=True), which "
@@ -127,6 +130,17 @@ def _probe(model: nn.Module, inputs: Any, target: Any, loss_fn: Any, m: ModelMap
         raise ModelCallError(f"check(): the probe's backward through the model failed ({type(e).__name__}: "
                              f"{msg}) - a custom autograd Function or backward hook raised; fix it, or "
                              "check(..., probe=False) for the static rules only") from e
+
+
+def _raised_in_graddoctor(e: BaseException) -> bool:
+    """True when the innermost frame of ``e``'s traceback is graddoctor's own code."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 __all__ = ["check"]
