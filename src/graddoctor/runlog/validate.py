@@ -90,7 +90,7 @@ def clean_meta(rec: dict, n: Counts) -> dict:
 
     Example:
         >>> clean_meta({"type": "meta", "layers": [{"name": "0"}, 5], "config": []}, Counts())
-        {'type': 'meta', 'layers': [{'name': '0'}], 'activations': [], 'config': {}}
+        {'type': 'meta', 'layers': [{'name': '0'}], 'config': {}, 'activations': []}
     """
     out = dict(rec)
     out["layers"], out["activations"] = _entries(rec.get("layers"), n), _entries(rec.get("activations"), n)
