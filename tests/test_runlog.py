@@ -14,7 +14,7 @@ from graddoctor.runlog import read
 
 
 def test_package_re_exports_format_and_read():
-    assert runlog.encode is fmt.encode and runlog.VERSION == fmt.VERSION == 2
+    assert runlog.encode is fmt.encode and runlog.VERSION == fmt.VERSION == 3
     assert runlog.read_run is read.read_run and runlog.carry_weights is read.carry_weights
 
 
@@ -36,7 +36,7 @@ def test_read_run_skips_a_partial_last_line_and_picks_runs(tmp_path):
         read.read_run(tmp_path, run="c")
 
 
-def test_a_corrupt_line_before_the_last_is_an_error(tmp_path):
+def test_a_corrupt_line_before_the_last_is_skipped_and_counted(tmp_path):
     (tmp_path / fmt.FILENAME).write_text('{"type": "meta"}\nnot json\n{"type": "step", "step": 1}\n')
-    with pytest.raises(InputError, match="line 2"):
-        read.read_run(tmp_path)
+    meta, steps = read.read_run(tmp_path)
+    assert [s["step"] for s in steps] == [1] and meta["malformed"] == {"lines": 1, "fields": 0}

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from graddoctor.errors import InputError, ModelCallError
 
@@ -94,20 +94,49 @@ def first_tensor(tree: Any) -> torch.Tensor | None:
 
 
 def output_tensors(tree: Any) -> list[torch.Tensor]:
-    """All tensors in a nested output structure (dict, tuple, namedtuple, dataclass, HF ModelOutput).
+    """All tensors in a nested output structure: tuples, lists, dicts, namedtuples,
+    dataclasses and HF ModelOutput, nested in any order.
 
     Example:
-        >>> from dataclasses import dataclass
-        >>> @dataclass
+        >>> import dataclasses
+        >>> @dataclasses.dataclass
         ... class Out:
         ...     logits: torch.Tensor
         ...     extra: dict
-        >>> [t.shape[0] for t in output_tensors(Out(torch.ones(2), {"h": (torch.ones(3),)}))]
-        [2, 3]
+        >>> len(output_tensors(Out(torch.ones(1), {"a": [torch.zeros(1)]})))
+        2
     """
-    if hasattr(tree, "to_tuple") and not isinstance(tree, torch.Tensor):
+    if isinstance(tree, torch.Tensor):
+        return [tree]
+    if hasattr(tree, "to_tuple"):
         tree = tree.to_tuple()
+    elif dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        tree = [getattr(tree, f.name) for f in dataclasses.fields(tree)]
+    if isinstance(tree, Mapping):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return [t for x in tree for t in output_tensors(x)]
     return [x for x in leaves(tree) if isinstance(x, torch.Tensor)]
+
+
+def clone_tensors(tree: Any) -> Any:
+    """``tree`` with every tensor cloned (any dtype, nested in tuples, lists, dicts,
+    namedtuples), so a model that changes its inputs in place cannot change the caller's.
+    Leaf tensors keep ``requires_grad``; other objects are shared.
+
+    Example:
+        >>> x = {"ids": torch.ones(2, dtype=torch.long), "rest": (torch.zeros(1),)}
+        >>> y = clone_tensors(x)
+        >>> _ = y["ids"].mul_(5); x["ids"].tolist(), y["rest"][0] is x["rest"][0]
+        ([1, 1], False)
+    """
+    def clone(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        c = t.detach().clone()
+        return c.requires_grad_(True) if t.requires_grad and c.is_floating_point() else c
+
+    return tree_map(clone, tree)
 
 
 def _describe(inputs: Any) -> str:

@@ -28,7 +28,8 @@ def check(factory: str, input_shape: str | None, dtype: str, seq: int | None, as
     """Audit a model before training: will its gradients vanish or explode?
 
     FACTORY is path/to/file.py:function or package.module:function; the function
-    returns a model or (model, example_inputs).
+    returns a model or (model, example_inputs). The file is imported and the function
+    run, as python or torchrun would run them: pass only code you trust.
     """
     from graddoctor.cli.factory import build
     from graddoctor.diagnose.checkup import check as run_check

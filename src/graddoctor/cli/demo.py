@@ -192,4 +192,7 @@ def before_after_table(res: dict[str, Any]) -> Table:
 @click.option("--seed", default=0, show_default=True, type=int)
 def demo(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: float, seed: int) -> None:
     """Watch graddoctor find, explain and fix vanishing gradients in a 20-layer sigmoid MLP."""
+    from graddoctor.cli.paths import writable_dir
+
+    writable_dir(out, "--out")  # before training, not after it
     run_demo(model, dataset, steps, out, batch_size, lr, seed, view=ConsoleView())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +86,10 @@ def _load_file(path: Path) -> Any:
     return module
 
 
+#: the largest random example input the CLI makes (a typo in --input-shape must not exhaust memory)
+MAX_INPUT_BYTES = 2**32
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"8,3,32,32"`` -> ``(8, 3, 32, 32)`` (also ``x``-separated)."""
     try:
@@ -111,6 +116,11 @@ def make_inputs(model: nn.Module | None, shape: tuple[int, ...], dtype: str = "f
         shape = (shape[0], seq, *shape[1:])
     gen = torch.Generator().manual_seed(seed)
     dt = DTYPES[dtype]
+    size = math.prod(shape) * max(dt.itemsize, 4)
+    if size > MAX_INPUT_BYTES:
+        raise InputError(f"--input-shape {','.join(map(str, shape))} needs {size / 2**30:.3g} GiB, over the "
+                         f"{MAX_INPUT_BYTES // 2**30} GiB graddoctor allocates for an example input - use a "
+                         "smaller batch (the probe needs only a few samples)")
     if dt.is_floating_point:
         return torch.randn(shape, generator=gen).to(dt)
     vocab = min((m.num_embeddings for m in (model.modules() if model is not None else [])

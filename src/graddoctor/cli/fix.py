@@ -36,12 +36,16 @@ def fix(factory: str, input_shape: str | None, dtype: str, seq: int | None,
     """Repair a model whose gradients will vanish or explode, and show before/after.
 
     FACTORY is path/to/file.py:function or package.module:function; the function
-    returns a model or (model, example_inputs).
+    returns a model or (model, example_inputs). The file is imported and the function
+    run, as python or torchrun would run them: pass only code you trust.
     """
     from graddoctor.cli.factory import build
+    from graddoctor.cli.paths import writable_dir
     from graddoctor.diagnose.checkup import check
     from graddoctor.fix.repairing import repair
 
+    if out_dir is not None:
+        writable_dir(out_dir, "--out")  # before the work, not after it
     model, inputs = build(factory, input_shape, dtype, seq)
     ids = [r.strip() for r in remedies.split(",") if r.strip()] if remedies else None
     before = check(model, inputs)

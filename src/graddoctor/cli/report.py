@@ -101,11 +101,13 @@ def report(run_dir: Path, out: Path | None, title: str | None) -> None:
 
     RUN_DIR: a watch log_dir (watch.jsonl), a folder of check/repair result JSON files, or one file.
     """
+    from graddoctor.cli.paths import writable_file
     from graddoctor.present import html as html
 
-    sections = load_sections(run_dir)
     if out is None:
         out = (run_dir if run_dir.is_dir() else run_dir.parent) / "report.html"
+    writable_file(out, "--out")  # before reading and plotting
+    sections = load_sections(run_dir)
     path = html.write(out, sections, title=title or f"graddoctor report: {run_dir.resolve().name}")
     for name, r in sections.items():
         click.echo(f"{name}: {r.summary()}")

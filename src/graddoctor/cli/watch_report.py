@@ -42,6 +42,10 @@ def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
     from graddoctor.runlog import read_run
 
     meta, steps = read_run(run_dir)  # InputError -> exit 2 (one line)
+    bad = meta.get("malformed")
+    if bad:
+        click.echo(f"graddoctor: warning: {run_dir}: skipped {bad['lines']} malformed line(s) and "
+                   f"{bad['fields']} wrongly typed field(s)", err=True)
     report = build_report(meta, steps)
     if as_json:
         click.echo(report.to_json())

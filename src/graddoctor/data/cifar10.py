@@ -27,11 +27,64 @@ def _folder(data_dir: str | Path | None) -> Path:
     raise InputError(f"{hint}; missing in {root}: {', '.join(missing)}")
 
 
+#: the only globals a CIFAR-10 batch may name: numpy arrays, scalars and dtypes (and the
+#: ``_codecs.encode`` protocol 2 uses for bytes); anything else is refused, never imported
+_ALLOWED = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """A pickle reader that builds numpy arrays, bytes, lists and dicts only."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        if module.startswith("numpy.core."):  # numpy 2 moved numpy.core to numpy._core
+            module = "numpy._core." + module[len("numpy.core."):] if hasattr(np, "_core") else module
+        elif module.startswith("numpy._core.") and not hasattr(np, "_core"):
+            module = "numpy.core." + module[len("numpy._core."):]
+        return super().find_class(module, name)
+
+
+def load_batch(path: str | Path) -> dict:
+    """One CIFAR-10 python batch, read with a restricted unpickler (numpy arrays, bytes, lists,
+    dicts only: a file that names any other global is refused, nothing from it runs).
+
+    Raises:
+        InputError: (one line) not a CIFAR-10 batch, or a pickle that asks for anything else.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "b")
+        >>> with open(p, "wb") as f:
+        ...     pickle.dump({b"data": np.zeros((1, 3072), np.uint8), b"labels": [3]}, f)
+        >>> load_batch(p)[b"labels"]
+        [3]
+    """
+    try:
+        with open(path, "rb") as fh:
+            d = _BatchUnpickler(fh, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{path} is not a CIFAR-10 python batch ({type(e).__name__}: {e}) - use the "
+                         "batches of cifar-10-python.tar.gz") from None
+    if not isinstance(d, dict) or b"data" not in d or b"labels" not in d:
+        raise InputError(f"{path} is not a CIFAR-10 python batch (no b'data'/b'labels') - use the "
+                         "batches of cifar-10-python.tar.gz")
+    return d
+
+
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as fh:  # the official format is a pickle: only open files you trust
-        d = pickle.load(fh, encoding="bytes")
-    x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return x, np.asarray(d[b"labels"], dtype=np.int64)
+    d = load_batch(path)
+    try:
+        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        return x, np.asarray(d[b"labels"], dtype=np.int64)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{path}: a CIFAR-10 batch holds b'data' [N, 3072] uint8 and N b'labels' "
+                         f"({e})") from None
 
 
 def cifar10(seed: int = 0, data_dir: str | Path | None = None, n_train: int | None = None,

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -31,11 +32,13 @@ from torch import nn
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.static import static_findings
-from graddoctor.errors import InputError
-from graddoctor.inputs import check_inputs
+from graddoctor.errors import GraddoctorError, InputError, ModelCallError
+from graddoctor.inputs import check_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
+from graddoctor.measure.probe import ProbeResult
 from graddoctor.measure.probe import probe as run_probe
 from graddoctor.modelmap import ModelMap
+from graddoctor.modelmap.support import require_supported
 from graddoctor.report import Report
 
 
@@ -88,9 +91,10 @@ def check(
     if not isinstance(model, nn.Module):
         raise InputError(f"check() needs an nn.Module, got {type(model).__name__}")
     model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
+    require_supported(model, "check")  # TorchScript, lazy or meta parameters: one line
     check_inputs(example_inputs)
     t0 = time.perf_counter()
-    m = ModelMap(model, example_inputs)
+    m = ModelMap(model, clone_tensors(example_inputs))  # each forward gets its own copy of the inputs
     findings = static_findings(m, model)
     data: dict[str, Any] = {"map": {
         "model": m.model_type, "layers": len(m.layers), "activation_sites": len(m.activations),
@@ -98,13 +102,45 @@ def check(
         "shortest_weight_path": m.shortest_weight_path, "longest_weight_path": m.longest_weight_path,
     }}
     if probe:
-        p = run_probe(model, example_inputs, target=target, loss_fn=loss_fn, mmap=m, jacobian_k=jacobian_k)
+        p = _probe(model, example_inputs, target, loss_fn, m, jacobian_k)
         findings += probe_findings(p, m, recurrent=recurrence(model, m))
         data["probe"] = p.to_dict()
     data["seconds"] = round(time.perf_counter() - t0, 3)
     report = Report(findings, source="check", data=data)
     report.model_map = m  # for gd.repair: one trace per verb call
     return report
+
+
+def _probe(model: nn.Module, inputs: Any, target: Any, loss_fn: Any, m: ModelMap, jacobian_k: int) -> ProbeResult:
+    """The init probe on copies of the inputs and target; an error of the model's backward is a
+    one-line error naming it (the original chained), never a raw traceback."""
+    try:
+        return run_probe(model, clone_tensors(inputs), target=clone_tensors(target), loss_fn=loss_fn,
+                         mmap=m, jacobian_k=jacobian_k)
+    except GraddoctorError:
+        raise
+    except Exception as e:  # noqa: BLE001 - rewrapped in one line, original chained
+        if _raised_in_graddoctor(e):
+            raise  # our own bug: shown as it is, never blamed on the model
+        msg = (str(e).strip().splitlines() or [""])[0]
+        if "use_reentrant=True" in msg:
+            raise InputError("check(): the model uses torch.utils.checkpoint(..., use_reentrant=True), which "
+                             "the probe's torch.autograd.grad cannot run through - pass use_reentrant=False "
+                             "to checkpoint, or check(..., probe=False) for the static rules only") from e
+        raise ModelCallError(f"check(): the probe's backward through the model failed ({type(e).__name__}: "
+                             f"{msg}) - a custom autograd Function or backward hook raised; fix it, or "
+                             "check(..., probe=False) for the static rules only") from e
+
+
+def _raised_in_graddoctor(e: BaseException) -> bool:
+    """True when the innermost frame of ``e``'s traceback is graddoctor's own code."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]
 
 
 __all__ = ["check"]

@@ -327,7 +327,7 @@ def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, 
     s2 = float(gram.diagonal().mean())
     off = gram[~torch.eye(k, dtype=torch.bool, device=gram.device)]
     s4 = float((off * off).mean()) if k > 1 else float("nan")
-    spread = m * s4 / (s2 * s2) if s2 > 0 and math.isfinite(s2) else float("nan")
+    spread = m * s4 / (s2 * s2) if s2 * s2 > 0 and math.isfinite(s2) else float("nan")  # s2*s2 may underflow
     return {"k": k, "gain": math.sqrt(max(s2, 0.0) / m), "spread": spread,
             "effective_rank": s2 * s2 / s4 if s4 > 0 else float("nan"), "outputs": m}
 

@@ -94,7 +94,8 @@ def layer_axis(ax: Any, names: Sequence[str], max_labels: int = 30) -> None:
 
 
 def short_name(name: str, keep: int = 24) -> str:
-    """A layer name fit for a tick label: "<model>" for the root, long names cut in the middle.
+    """A layer name fit for a tick label: "<model>" for the root, long names cut in the middle,
+    ``$`` escaped (matplotlib would read ``$...$`` as mathtext and fail on it).
 
     Args:
         name: a module name ("" for the root).
@@ -107,11 +108,12 @@ def short_name(name: str, keep: int = 24) -> str:
         Nothing.
 
     Example:
-        >>> short_name("0.body.3")
-        '0.body.3'
+        >>> short_name("0.body.3"), short_name("$x$").count(chr(92))  # each $ behind a backslash
+        ('0.body.3', 2)
     """
     name = name or "<model>"
-    return name if len(name) <= keep else name[: keep // 2 - 1] + "…" + name[-(keep // 2) :]
+    name = name if len(name) <= keep else name[: keep // 2 - 1] + "…" + name[-(keep // 2) :]
+    return name.replace("$", r"\$")
 
 
 def to_png(fig: Figure, dpi: int = 90) -> bytes:

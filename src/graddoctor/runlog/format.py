@@ -18,7 +18,7 @@ from typing import Any
 
 from graddoctor.report import jsonable
 
-VERSION = 2  # 2: weight_norm written on measured steps only (read_run carries it forward)
+VERSION = 3  # 2: weight_norm written on measured steps only (read_run carries it forward); 3: run_id on steps
 FILENAME = "watch.jsonl"
 #: the strings non-finite floats are written as, and their values
 NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

@@ -23,6 +23,7 @@ from typing import Any
 
 from graddoctor.errors import InputError
 from graddoctor.runlog.format import FILENAME, NONFINITE, decode_floats
+from graddoctor.runlog.validate import Counts, check_version, clean_meta, clean_step
 
 
 def as_float(v: Any) -> float:
@@ -121,39 +122,68 @@ def carry_weights(steps: list[dict]) -> list[dict]:
     return steps
 
 
-def _runs(p: Path) -> list[tuple[dict, list[dict]]]:
-    """Every run of the file: its latest meta and its steps, in file order."""
+def _find(runs: list[tuple[dict, list[dict]]], run_id: Any) -> tuple[dict, list[dict]] | None:
+    return next((r for r in reversed(runs) if run_id is not None and r[0].get("run_id") == run_id), None)
+
+
+def _run_of(runs: list[tuple[dict, list[dict]]], step: dict, n: Counts) -> tuple[dict, list[dict]] | None:
+    """The run a step line belongs to: the one its ``run_id`` names (format version 3: several
+    watchers may share a file), else the last one; None (counted) for an unknown run."""
+    if "run_id" not in step:
+        if not runs:
+            runs.append(({}, []))
+        return runs[-1]
+    run = _find(runs, step["run_id"])
+    n.lines += run is None
+    return run
+
+
+def _runs(p: Path) -> tuple[list[tuple[dict, list[dict]]], Counts]:
+    """Every run of the file: its latest meta and its steps, in file order; malformed lines
+    skipped and fields dropped (counted), a partial last line (a killed writer) skipped."""
     lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
     runs: list[tuple[dict, list[dict]]] = []
+    n = Counts()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break  # a killed writer leaves at most one partial line, the last
-            raise InputError(f"{p}: line {i + 1} is not valid JSON - the run log is corrupt") from None
+        except (ValueError, RecursionError):
+            n.lines += i != len(lines) - 1  # a killed writer leaves at most one partial line, the last
+            continue
+        if not isinstance(rec, dict):
+            n.lines += 1
+            continue
         rec = decode_floats(rec)
         if rec.get("type") == "meta":
-            if runs and runs[-1][0].get("run_id") == rec.get("run_id"):
-                runs[-1] = (rec, runs[-1][1])
+            check_version(rec, str(p))
+            rec = clean_meta(rec, n)
+            same = _find(runs, rec.get("run_id"))
+            if same is not None:  # a re-attach repeats the meta line: the latest one counts
+                runs[runs.index(same)] = (rec, same[1])
             else:
                 runs.append((rec, []))
         elif rec.get("type") == "step":
-            if not runs:
-                runs.append(({}, []))
-            runs[-1][1].append(rec)
-    return runs
+            step = clean_step(rec, n)
+            run = None if step is None else _run_of(runs, step, n)
+            if run is not None:
+                run[1].append(step)
+        else:
+            n.lines += 1
+    return runs, n
 
 
 def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
     """Read a run log back: ``(meta, steps)``, weight norms carried (``carry_weights``).
 
     A truncated or corrupt last line (a killed process) is skipped. A file holding several
-    runs (the same ``log_dir`` used twice; each run has its own ``run_id``) gives the one
-    ``run`` names. Re-attaching the same watcher repeats its meta line with the same
-    ``run_id``; the latest meta is returned.
+    runs (the same ``log_dir`` used twice, or by two watchers at once; each run has its own
+    ``run_id``, on every line since format version 3) gives the one ``run`` names.
+    Re-attaching the same watcher repeats its meta line with the same ``run_id``; the latest
+    meta is returned. Malformed lines are skipped and wrongly typed fields dropped
+    (``runlog.validate``), counted in ``meta["malformed"]`` (``{"lines", "fields"}``, present
+    when either is not 0).
 
     Args:
         path_or_dir: a ``watch.jsonl`` file or the directory holding it.
@@ -163,7 +193,7 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
         The run's meta record and its step records, non-finite floats decoded.
 
     Raises:
-        InputError: no run log there, a corrupt line before the last, no records, or no run ``run``.
+        InputError: no run log there, no records, a newer or unknown format version, or no run ``run``.
 
     Example:
         >>> import tempfile, os
@@ -174,16 +204,13 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
         ('a', 'b')
     """
     p = run_path(path_or_dir)
-    runs = _runs(p)
+    runs, n = _runs(p)
     if not runs:
         raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
-    if run == "last":
-        return runs[-1][0], carry_weights(runs[-1][1])
-    if run == "first":
-        return runs[0][0], carry_weights(runs[0][1])
-    for r in runs:
-        if r[0].get("run_id") == run:
-            return r[0], carry_weights(r[1])
+    found = runs[-1] if run == "last" else runs[0] if run == "first" else _find(runs, run)
+    if found is not None:
+        meta = dict(found[0], **({"malformed": n.as_dict()} if n.lines or n.fields else {}))
+        return meta, carry_weights(sorted(found[1], key=lambda s: s["step"]))
     raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
 
 

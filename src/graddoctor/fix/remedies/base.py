@@ -116,3 +116,29 @@ def batch_size(example_inputs: Any) -> int | None:
 def device_of(model: nn.Module) -> torch.device:
     p = next(model.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
+
+
+def like(neighbour: nn.Module) -> dict[str, Any]:
+    """``device=`` and ``dtype=`` of ``neighbour``'s first floating parameter or buffer (empty
+    when it has none; no dtype on the meta device), for a new layer or tensor placed next to it.
+
+    Example:
+        >>> like(nn.Linear(2, 2).double())
+        {'device': device(type='cpu'), 'dtype': torch.float64}
+    """
+    ref = next((t for t in (*neighbour.parameters(), *neighbour.buffers()) if t.is_floating_point()), None)
+    if ref is None:
+        return {}
+    return {"device": ref.device} if ref.device.type == "meta" else {"device": ref.device, "dtype": ref.dtype}
+
+
+def place_like(new: nn.Module, neighbour: nn.Module) -> nn.Module:
+    """``new`` moved to the device and floating dtype of ``neighbour`` (``like``): an inserted
+    layer computes like the layers around it (a float64 or bfloat16 model gets float64 or
+    bfloat16 norms and gains).
+
+    Example:
+        >>> place_like(nn.LayerNorm(2), nn.Linear(2, 2).double()).weight.dtype
+        torch.float64
+    """
+    return new.to(**like(neighbour))

@@ -38,6 +38,7 @@ from graddoctor.fix.remedies.base import (
     batch_size,
     modules_by_name,
     need_inputs,
+    place_like,
     replace_module,
     replace_modules,
     target,
@@ -141,7 +142,7 @@ def insert_norm(
                 or (layers is not None and layer.name not in layers)):
             continue
         k = choose(kind, layer.kind, layer.output_shape, batch)
-        norm = make_norm(k, layer.kind, layer.output_shape).to(_device(mods[layer.name]))
+        norm = place_like(make_norm(k, layer.kind, layer.output_shape), mods[layer.name])
         old = mods[layer.name]
         swaps[old] = nn.Sequential(old, norm)
         done.append(layer.name)
@@ -193,7 +194,7 @@ def replace_batchnorm(
         if m.affine:
             norm.weight.data.copy_(m.weight.data)
             norm.bias.data.copy_(m.bias.data)
-        norm = norm.to(m.weight.device if m.affine else "cpu")
+        norm = place_like(norm, m)
         done += replace_module(new, m, norm)
         chosen[name] = type(norm).__name__
     why = ("BatchNorm's batch statistics are noise at this batch size; GroupNorm/LayerNorm "
@@ -240,11 +241,6 @@ def _majority(chosen: dict[str, str]) -> str:
         return "batch"
     top = max(set(names), key=names.count)
     return "batch" if "Batch" in top else ("group" if "Group" in top else "layer")
-
-
-def _device(m: nn.Module) -> Any:
-    p = next(m.parameters(), None)
-    return p.device if p is not None else "cpu"
 
 
 @register("batchnorm", family="norm", needs_inputs=True,

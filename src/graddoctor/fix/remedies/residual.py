@@ -37,7 +37,14 @@ import torch
 from torch import nn
 
 from graddoctor import kinds
-from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, target
+from graddoctor.fix.remedies.base import (
+    Change,
+    like,
+    modules_by_name,
+    need_inputs,
+    place_like,
+    target,
+)
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap, module_names
 
@@ -145,8 +152,9 @@ def add_residual(
                 continue
             body = seq._modules[keys[0]] if len(keys) == 1 else nn.Sequential(
                 *[seq._modules[k] for k in keys])
-            dev = next(body.parameters()).device
-            block = Residual(body, short.to(dev) if short is not None else None, rezero=rezero)
+            block = Residual(body, None if short is None else place_like(short, body), rezero=rezero)
+            if block.alpha is not None:  # the gain takes the body's dtype and device
+                block.alpha = nn.Parameter(torch.zeros((), **like(body)))
             seq._modules[keys[0]] = block
             for k in keys[1:]:
                 seq._modules[k] = nn.Identity()

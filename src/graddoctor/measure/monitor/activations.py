@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,6 +40,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.inputs import first_tensor
+from graddoctor.measure.monitor.hooksafe import HandleBin
 from graddoctor.measure.stats import (
     MOMENTS,
     dead_fractions,
@@ -68,11 +70,17 @@ class ActivationSampler:
         sites: ``(name, kind, family, functional, owner)`` per activation site (ModelMap order).
         conv_sites: names of sites whose units are channels (outputs of conv layers).
         dead_window: number of sampled batches the dead-unit masks span.
+        guard: runs each hook body (``guard(fn, *args)``) so an internal error stops the
+            recording instead of the user's forward; None: run it as is.
+        handles: where the hooks go when removed (``HandleBin``: not while torch iterates them).
     """
 
     def __init__(self, root: nn.Module, sites: list[Site], conv_sites: set | dict,
-                 dead_window: int = 10) -> None:
+                 dead_window: int = 10, guard: Callable[..., Any] | None = None,
+                 handles: HandleBin | None = None) -> None:
         self.root = root
+        self._guard = guard if guard is not None else (lambda fn, *a: fn(*a))
+        self._bin = handles if handles is not None else HandleBin()
         self.sites = sites
         self.index = {s[0]: i for i, s in enumerate(sites)}
         self.kind = {s[0]: s[1] for s in sites}
@@ -107,6 +115,8 @@ class ActivationSampler:
         if x is None or i is None or not x.is_floating_point() or x.numel() == 0:
             return
         x = x.detach()
+        if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):  # float64: statistics in float32
+            x = x.float()
         kind = self.kind[name]
         m = site_moments(x, kind, unit_dim(x, name in self.conv_sites or x.dim() >= 4))
         self._idx.append(i)
@@ -128,24 +138,31 @@ class ActivationSampler:
                 self._cur_mask[name] = prev + u if kind in kinds.RECTIFIED else torch.maximum(prev, u)
 
     def _module_pre(self, module: nn.Module, args: Any) -> None:
-        self._in_act += 1
+        if self.active:
+            self._in_act += 1
 
     def _module_post(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
-            self._in_act = max(self._in_act - 1, 0)
-            self._add(name, out)
+            if self.active:
+                self._in_act = max(self._in_act - 1, 0)
+                self._guard(self._add, name, out)
         return hook
 
     def _owner_pre(self, name: str) -> Any:
         def hook(module: nn.Module, args: Any) -> None:
-            self._stack.append(name)
+            if self.active:
+                self._stack.append(name)
         return hook
 
     def _owner_post(self, module: nn.Module, args: Any, out: Any) -> None:
-        if self._stack:
+        if self.active and self._stack:
             self._stack.pop()
 
     def _on_functional(self, kind: str, args: tuple, out: Any) -> None:
+        if self.active:
+            self._guard(self._add_functional, kind, out)
+
+    def _add_functional(self, kind: str, out: Any) -> None:
         owner = self._stack[-1] if self._stack else ""
         key = (owner, kind)
         i = self._fn_counter.get(key, 0)
@@ -178,9 +195,8 @@ class ActivationSampler:
             raise
 
     def _remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        handles, self._handles = self._handles, []
+        self._bin.release(handles)
         if self._mode is not None:
             mode, self._mode = self._mode, None
             mode.__exit__(None, None, None)

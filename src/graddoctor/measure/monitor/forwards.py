@@ -12,7 +12,7 @@ Example:
     >>> from graddoctor.measure.monitor.schedule import Schedule
     >>> net = nn.Linear(2, 1)
     >>> seen = []
-    >>> fw = SampledForwards(net, Schedule(), seen.append, lambda fn, *a: fn(*a))
+    >>> fw = SampledForwards(net, Schedule(), seen.append, lambda fn, *a, **k: fn(*a))
     >>> fw.arm(); _ = net(torch.ones(1, 2)); fw.ready = True; fw.disarm()
     >>> len(seen), bool(net._forward_hooks)
     (1, False)
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from graddoctor.measure.monitor.activations import ActivationSampler
+from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.output_grads import OutputGradients
 from graddoctor.measure.monitor.schedule import Schedule
@@ -58,7 +59,10 @@ class SampledForwards:
         self.out_grads: OutputGradients | None = None
         self.acts: dict[int, torch.Tensor] = {}  # step -> activation statistics, until the flush
         self._sampled = 0  # the last step whose forward was sampled
+        self._open = False  # a sampled forward started and has not ended yet
         self._handles: list[Any] = []
+        self.bin = HandleBin()  # hooks released while torch iterated them, removed at the next safe point
+        self.hookable = not isinstance(root, torch.jit.ScriptModule)  # TorchScript takes no Python hooks
 
     def set_up(self, root: nn.Module, mm: ModelMap | None, layers: WatchedLayers, dead_window: int,
                output_grads: bool) -> None:
@@ -67,9 +71,9 @@ class SampledForwards:
         if mm is not None and mm.activations and self.schedule.activation_every and self.sample:
             conv = {lay.activation_site for lay in mm.layers if lay.kind == "conv" and lay.activation_site}
             sites = [(s.name, s.kind, s.family, s.functional, s.owner) for s in mm.activations]
-            self.sampler = ActivationSampler(root, sites, conv, dead_window)
+            self.sampler = ActivationSampler(root, sites, conv, dead_window, self.guard, self.bin)
         if output_grads:
-            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt)
+            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt, self.bin, self.guard)
 
     def wants(self, step: int) -> bool:
         """Step ``step`` samples its first forward (activation statistics, output gradients)."""
@@ -78,16 +82,16 @@ class SampledForwards:
 
     def arm(self) -> None:
         """Hook the root's forward (idempotent)."""
-        if not self._handles:
+        self.bin.empty()
+        if not self._handles and self.hookable:
             self._handles = [
                 self.root.register_forward_pre_hook(self._safe_on_forward, with_kwargs=True, prepend=True),
                 self.root.register_forward_hook(self._safe_on_forward_end, always_call=True)]
 
     def disarm(self) -> None:
-        """Remove the root's forward hooks (idempotent)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        """Remove the root's forward hooks (idempotent; later when torch iterates them)."""
+        handles, self._handles = self._handles, []
+        self.bin.release(handles)
 
     def close(self) -> None:
         """Remove every hook (the dead-unit windows are kept for a re-attach)."""
@@ -96,6 +100,7 @@ class SampledForwards:
             self.out_grads.stop()
         if self.sampler is not None:
             self.sampler.close()
+        self.bin.empty()
 
     def take(self, steps: list[int]) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
         """The activation statistics and output-gradient norms of ``steps``, by step; statistics
@@ -107,11 +112,14 @@ class SampledForwards:
 
     @torch.compiler.disable
     def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.guard(self._on_forward, args, kwargs)
+        self.bin.empty()  # safe here: torch iterates a copy of the pre-hooks
+        if self._handles:  # else a hook released late: nothing to do
+            self.guard(self._on_forward, args, kwargs)
 
     @torch.compiler.disable
     def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
-        self.guard(self._on_forward_end)
+        if self._handles:  # always: the sampler's hooks come off even after an internal error
+            self.guard(self._on_forward_end, always=True)
 
     def _on_forward(self, args: tuple, kwargs: dict) -> None:
         if self.mapping:
@@ -127,23 +135,42 @@ class SampledForwards:
                 self.on_first_forward(inputs)
             finally:
                 self.mapping = False
+        if self._open:  # the last forward ended by a BaseException (no always_call hook ran)
+            self._end_interrupted()
         step = self.next_step
         if self._sampled != step and torch.is_grad_enabled() and self.wants(step):
-            self._sampled = step
+            self._sampled, self._open = step, True
             if self.sampler is not None:
                 self.sampler.start()
             if self.out_grads is not None:
                 self.out_grads.start(step)
 
+    def _end_interrupted(self) -> None:
+        """Clean up after a sampled forward that raised a ``BaseException`` (KeyboardInterrupt):
+        its hooks come off, its statistics are dropped, and its step samples its next forward."""
+        self._open = False
+        if self.out_grads is not None:
+            self.out_grads.stop()
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self._sampled == self.next_step:
+            self._sampled = 0
+
     def _on_forward_end(self) -> None:
         if self.mapping:
             return
+        self._open = False
+        failed = in_exception()  # the user's forward raised: torch runs this hook while it unwinds
         if self.out_grads is not None:
             self.out_grads.stop()
         if self.sampler is not None and self.sampler.active:
             stats = self.sampler.stop()
-            if stats is not None:
+            if stats is not None and not failed:
                 self.acts[self.next_step] = stats
+        if failed:
+            if self._sampled == self.next_step:
+                self._sampled = 0  # the step samples its next forward instead
+            return  # (and the root hooks stay: torch is iterating them)
         if self.ready and (self._sampled == self.next_step or not self.wants(self.next_step)):
             self.disarm()  # sampled (or nothing to sample): no hook until the next sampled step
 

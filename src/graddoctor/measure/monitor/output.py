@@ -56,15 +56,23 @@ class RunOutput:
             s.write_meta(meta)
 
     def write_steps(self, records: list[dict]) -> None:
-        """Step records, to the history and every sink."""
+        """Step records (each given the run's id), to the history and every sink."""
+        for r in records:
+            r["run_id"] = self.run_id
         self.history.extend(records)
         for s in self.sinks:
             s.write_steps(records)
 
     def close(self) -> None:
-        """Close the sinks."""
+        """Close the sinks (every one, even when one fails; the first error is raised after)."""
+        error: Exception | None = None
         for s in self.sinks:
-            s.close()
+            try:
+                s.close()
+            except Exception as e:  # noqa: BLE001 - raised below, after the other sinks closed
+                error = error or e
+        if error is not None:
+            raise error
 
     def read(self, meta: dict | None) -> tuple[dict, list[dict]]:
         """``(meta, steps)``: from the JSONL file when no history is kept, else from memory."""

@@ -18,10 +18,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
+
+from graddoctor.measure.monitor.hooksafe import HandleBin
 
 
 class OutputGradients:
@@ -31,10 +34,16 @@ class OutputGradients:
         modules: the layers' modules (None: a layer without one, not measured).
         device: where the per-step buffers live.
         dtype: their dtype (float64 where available: squared norms above 1e38).
+        handles: where the hooks go when removed (``HandleBin``: not while torch iterates them).
+        guard: runs each hook body (``guard(fn, *args)``): an internal error stops the recording,
+            not the user's forward or backward; None: run it as is.
     """
 
-    def __init__(self, modules: list[nn.Module | None], device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, modules: list[nn.Module | None], device: torch.device, dtype: torch.dtype,
+                 handles: HandleBin | None = None, guard: Callable[..., Any] | None = None) -> None:
         self.modules = modules
+        self._guard = guard if guard is not None else (lambda fn, *a: fn(*a))
+        self._bin = handles if handles is not None else HandleBin()
         self.device, self.dtype = device, dtype
         self._handles: list[Any] = []
         self._sq: dict[int, torch.Tensor] = {}  # step -> per-layer squared norms
@@ -43,14 +52,20 @@ class OutputGradients:
         """Hook the layers' outputs of the coming forward into step ``step``'s buffer."""
         buf = self._sq[step] = torch.zeros(len(self.modules), device=self.device, dtype=self.dtype)
 
+        def add(i: int, g: torch.Tensor) -> None:
+            buf[i] = buf[i] + torch.linalg.vector_norm(g.detach(), dtype=buf.dtype).square()
+
+        def on_output(i: int, out: Any) -> None:
+            t = out if isinstance(out, torch.Tensor) else None
+            if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+                t = out[0]
+            if t is not None and t.requires_grad:
+                t.register_hook(lambda g: self._guard(add, i, g))
+
         def layer_hook(i: int) -> Any:
             def fwd(module: nn.Module, args: Any, out: Any) -> None:
-                t = out if isinstance(out, torch.Tensor) else None
-                if t is None and isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-                    t = out[0]
-                if t is not None and t.requires_grad:
-                    t.register_hook(lambda g: buf.__setitem__(
-                        i, buf[i] + torch.linalg.vector_norm(g.detach(), dtype=buf.dtype).square()))
+                if self._sq.get(step) is buf and self._handles:  # else a stale hook (released late)
+                    self._guard(on_output, i, out)
             return fwd
 
         for i, m in enumerate(self.modules):
@@ -59,9 +74,8 @@ class OutputGradients:
 
     def stop(self) -> None:
         """Remove the forward hooks (the output hooks fire in the coming backward)."""
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        handles, self._handles = self._handles, []
+        self._bin.release(handles)
 
     def take(self, steps: list[int]) -> dict[int, torch.Tensor]:
         """The per-layer norms of the measured steps among ``steps``, forgotten here."""

@@ -133,4 +133,43 @@ class LossSlot:
             self.row = None
 
 
-__all__ = ["LossSlot", "StepWriter"]
+class StepGate:
+    """Lets each optimizer step through once: a subclass whose ``step()`` calls
+    ``super().step()`` makes torch run the step hooks twice, nested.
+
+    The inner pre-hook call is the outer one again when the first parameter's gradient is the
+    same tensor at the same version (no backward in between); a step that raised (no post-hook)
+    does not block the next one, whose backward changed that gradient.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+        >>> gate = StepGate()
+        >>> gate.enter(opt), gate.enter(opt), gate.exit(), gate.exit()
+        (True, False, True, False)
+    """
+
+    def __init__(self) -> None:
+        self.inside, self.key = False, None
+
+    def enter(self, optimizer: Any) -> bool:
+        """The step pre-hook: True unless it is the inner call of a nested pair."""
+        key = _grad_key(optimizer)
+        if self.inside and key == self.key:
+            return False
+        self.inside, self.key = True, key
+        return True
+
+    def exit(self) -> bool:
+        """The step post-hook: True once per step."""
+        was, self.inside = self.inside, False
+        return was
+
+
+def _grad_key(optimizer: Any) -> tuple[int, int] | None:
+    """Identity and version of the first parameter's gradient."""
+    params = optimizer.param_groups[0]["params"] if optimizer.param_groups else []
+    g = params[0].grad if params else None
+    return None if g is None else (id(g), g._version)
+
+
+__all__ = ["LossSlot", "StepGate", "StepWriter"]

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.errors import InputError
+from graddoctor.errors import GraddoctorError, InputError
 from graddoctor.measure import distributed as dist_
+from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import unwrap_optimizer
@@ -33,7 +34,7 @@ from graddoctor.measure.monitor.schedule import (
     WEIGHT_EVERY,
     Schedule,
 )
-from graddoctor.measure.monitor.steps import LossSlot, StepWriter
+from graddoctor.measure.monitor.steps import LossSlot, StepGate, StepWriter
 
 #: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
 #: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
@@ -61,7 +62,8 @@ class Monitor:
             sink is used (``records()`` reads the run back from the file), else 100000.
 
     Raises:
-        InputError: not a module or not an optimizer, a bad period, parameters on several devices.
+        InputError: not a module or not an optimizer, a bad period, parameters on several devices,
+            lazy (not yet materialised) or meta-device parameters.
 
     Example:
         >>> import torch
@@ -85,11 +87,7 @@ class Monitor:
             raise InputError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.schedule = Schedule(flush_every, update_every, weight_every, activation_every, dead_window)
         self.model, self.root = model, dist_.unwrap(model)
-        check_one_device(self.root)
-        if (activation_every or output_grads) and isinstance(getattr(model, "_orig_mod", None), nn.Module):  # compiled
-            warnings.warn(f"{_WHO}: activation statistics are off for a torch.compile'd model (module hooks "
-                          "added between compiled calls do not fire)", stacklevel=3)
-            self.schedule, output_grads = self.schedule.without_activations(), False
+        self.schedule, output_grads = admit(model, self.root, self.schedule, output_grads)
         self.optimizer, self.output_grads, self.scaler = optimizer, output_grads, scaler
         self.log_dir, self.example_inputs = None if log_dir is None else str(log_dir), example_inputs
         self.run_id, self.mode = uuid.uuid4().hex[:12], dist_.mode(model)
@@ -100,6 +98,7 @@ class Monitor:
         self._handles: list[Any] = []  # optimizer hooks
         self._step = self._opt_steps = self._opt_steps_at_wstep = self._idle_wsteps = 0
         self.losses = LossSlot()
+        self._gate = StepGate()  # once per optimizer step, also when torch runs the hooks twice
         self.attached, self.failed = False, None  # failed: why an internal error stopped the recording
 
     def attach(self) -> Monitor:
@@ -108,11 +107,7 @@ class Monitor:
             return self
         try:
             self.attached = True
-            self.output.open()
-            if self._meta is None and self.example_inputs is not None:
-                self._setup(self.example_inputs)
-            elif self._meta is not None:
-                self.output.write_meta(self._meta)
+            self._guarded(self._open_output, raises=GraddoctorError)  # bad inputs raise
             if self._meta is None or self.forwards.wants(self._step + 1):
                 self.forwards.arm()
             if self.optimizer is not None:
@@ -122,6 +117,14 @@ class Monitor:
             self.detach()
             raise
         return self
+
+    def _open_output(self) -> None:
+        """The sinks and the meta line (a failing sink warns, through ``_guarded``)."""
+        self.output.open()
+        if self._meta is None and self.example_inputs is not None:
+            self._setup(self.example_inputs)
+        elif self._meta is not None:
+            self.output.write_meta(self._meta)
 
     def detach(self) -> None:
         """Remove every hook, flush the ring and close the sinks (idempotent)."""
@@ -136,8 +139,8 @@ class Monitor:
             self.steps.snapshot = None
         try:
             self._guarded(self.flush, always=True)
-        finally:
-            self.output.close()
+        finally:  # a failing close (disk full) warns like any internal error
+            self._guarded(self.output.close, always=True)
 
     def __enter__(self) -> Monitor:
         return self.attach()
@@ -182,32 +185,34 @@ class Monitor:
         row = self._new_row()  # (sets up first, when the step comes before any forward)
         self.steps.write(row, self._host_check, scale, found_inf)
 
-    def _guarded(self, fn: Any, *args: Any, always: bool = False) -> Any:
-        """Run ``fn`` unless recording stopped (``always``: even then, e.g. the final flush); an
-        internal error warns once and stops the recording instead of raising into the user's
-        ``opt.step()`` / forward / training loop."""
+    def _guarded(self, fn: Any, *args: Any, always: bool = False, raises: Any = ()) -> Any:
+        """Run ``fn`` unless recording stopped (``always``: even then); an internal error (not one of
+        ``raises``) warns once and stops the recording, never breaking the user's training loop."""
         if self.failed is not None and not always:
             return None
         step0 = self._step
         try:
             return fn(*args)
+        except raises:
+            raise
         except Exception as e:  # noqa: BLE001 - never break the training loop
-            if self.failed is not None:
-                return None
-            self.failed = f"{type(e).__name__}: {e}"
-            if self._meta is not None:  # drop a half-written row
-                self.ring.rows = [r for r in self.ring.rows if r.step <= step0]
-                self.steps.snapshot = None
-            self.losses = LossSlot()
-            warnings.warn(f"{_WHO}: internal error ({self.failed}); recording stopped at step {self._step}, "
-                          "training continues", stacklevel=3)
+            if self.failed is None:
+                self.failed = f"{type(e).__name__}: {e}"
+                if self._meta is not None:  # drop a half-written row
+                    self.ring.rows = [r for r in self.ring.rows if r.step <= step0]
+                    self.steps.snapshot = None
+                self.losses = LossSlot()
+                warnings.warn(f"{_WHO}: internal error ({self.failed}); recording stopped at step "
+                              f"{self._step}, training continues", stacklevel=3)
             return None
 
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._guarded(self._pre_step, optimizer)
+        if self._gate.enter(optimizer):
+            self._guarded(self._pre_step, optimizer)
 
     def _safe_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._guarded(lambda: self.steps.write_update())
+        if self._gate.exit():
+            self._guarded(lambda: self.steps.write_update())
 
     def _pre_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._opt_steps += 1
@@ -288,25 +293,6 @@ class Monitor:
 
     def __repr__(self) -> str:
         return f"Watcher({type(self.root).__name__}, {'attached' if self.attached else 'detached'}, step={self._step})"
-
-
-def check_one_device(model: nn.Module) -> None:
-    """Check that the parameters of ``model`` live on one device (the ring buffer and the fused
-    reductions need one device: model parallelism is not supported yet).
-
-    Args:
-        model: the model.
-
-    Raises:
-        InputError: (one line) the parameters are on several devices.
-
-    Example:
-        >>> check_one_device(nn.Linear(2, 2))  # fine: one device
-    """
-    devices = sorted({str(p.device) for p in model.parameters()})
-    if len(devices) > 1:
-        raise InputError(f"watch() needs the parameters on one device, found {', '.join(devices)} "
-                         "(model parallelism is not supported yet) - watch one device's part")
 
 
 def _loss_tensor(loss: Any) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 Each flush appends its lines with one ``write`` and flushes the file (and
 ``os.fsync``s it when ``fsync=True``), so a killed process leaves every complete
-line readable; ``graddoctor.runlog.read_run`` skips a partial last line.
+line readable; ``graddoctor.runlog.read_run`` skips a partial last line. A file removed
+while the run goes on (its ``log_dir`` deleted) is started again at the next flush, with the
+meta line first.
 
 Example:
     >>> import tempfile
@@ -36,9 +38,19 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
         self._f = None
+        self._meta: dict[str, Any] | None = None  # written again when the file was removed
 
     def _write(self, records: list[dict[str, Any]]) -> None:
+        if self._f is not None and not self.path.exists():  # log_dir removed mid-run: start it again
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except OSError:
+                pass
+            if self._meta is not None and records[0] is not self._meta:
+                records = [self._meta, *records]
         if self._f is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across flushes
         self._f.write("".join(encode(r) + "\n" for r in records))
         self._f.flush()
@@ -46,6 +58,7 @@ class JsonlSink:
             os.fsync(self._f.fileno())
 
     def write_meta(self, meta: dict[str, Any]) -> None:
+        self._meta = meta
         self._write([meta])
 
     def write_steps(self, steps: list[dict[str, Any]]) -> None:
@@ -54,5 +67,5 @@ class JsonlSink:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            f.close()

@@ -1,0 +1,51 @@
+"""Removing hooks safely from inside a hook.
+
+When a module's ``forward`` raises, torch runs the ``always_call`` forward hooks while it
+iterates the module's hook dict; removing a hook from that dict then raises ``RuntimeError:
+OrderedDict mutated during iteration`` in place of the user's exception. ``HandleBin.release``
+removes handles at once, except while an exception is in flight: then it keeps them (the hooks
+check that they are still live and do nothing) and ``empty()`` removes them at the next safe
+point (the next forward pre-hook, the next step, ``detach``).
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Linear(1, 1)
+    >>> bin_ = HandleBin()
+    >>> bin_.release([net.register_forward_hook(lambda *a: None)])
+    >>> len(net._forward_hooks), bin_.stale
+    (0, [])
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def in_exception() -> bool:
+    """True while an exception is being handled (torch's ``always_call`` hook path)."""
+    return sys.exc_info()[0] is not None
+
+
+class HandleBin:
+    """Hook handles to remove now, or at the next safe point while an exception is in flight."""
+
+    def __init__(self) -> None:
+        self.stale: list[Any] = []
+
+    def release(self, handles: list[Any]) -> None:
+        """Remove ``handles`` (now, or later when called while an exception is handled)."""
+        if in_exception():
+            self.stale.extend(handles)
+        else:
+            for h in handles:
+                h.remove()
+
+    def empty(self) -> None:
+        """Remove the handles kept back by ``release``."""
+        stale, self.stale = self.stale, []
+        for h in stale:
+            h.remove()
+
+
+__all__ = ["HandleBin", "in_exception"]
