@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from graddoctor.errors import InputError
+
 #: wrappers nested deeper than this are not followed (a cycle would loop forever)
 _MAX_DEPTH = 8
 
@@ -56,4 +58,22 @@ def unwrap_optimizer(optimizer: Any) -> Any:
     return optimizer
 
 
-__all__ = ["unwrap_optimizer"]
+
+
+def hookable_optimizer(optimizer: Any) -> Any:
+    """``unwrap_optimizer(optimizer)``, checked: None, or an optimizer whose step hooks watch can use.
+
+    Raises:
+        InputError: the object (after unwrapping) is not a ``torch.optim.Optimizer``.
+
+    Example:
+        >>> hookable_optimizer(None) is None
+        True
+    """
+    optimizer = unwrap_optimizer(optimizer)
+    if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
+        raise InputError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    return optimizer
+
+
+__all__ = ["hookable_optimizer", "unwrap_optimizer"]

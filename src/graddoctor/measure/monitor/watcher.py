@@ -22,7 +22,7 @@ from graddoctor.measure import distributed as dist_
 from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
-from graddoctor.measure.monitor.optimizers import unwrap_optimizer
+from graddoctor.measure.monitor.optimizers import hookable_optimizer
 from graddoctor.measure.monitor.output import RunOutput
 from graddoctor.measure.monitor.records import StepRecords, meta_record
 from graddoctor.measure.monitor.ring import Row
@@ -82,9 +82,7 @@ class Monitor:
                  sinks: tuple | list = ("jsonl",), fsync: bool = False, history: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"watch() needs an nn.Module, got {type(model).__name__}")
-        optimizer = unwrap_optimizer(optimizer)  # Accelerate / Lightning wrappers: hook the inner one
-        if optimizer is not None and not hasattr(optimizer, "register_step_pre_hook"):
-            raise InputError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        optimizer = hookable_optimizer(optimizer)  # Accelerate / Lightning wrappers: hook the inner one
         self.schedule = Schedule(flush_every, update_every, weight_every, activation_every, dead_window)
         self.model, self.root = model, dist_.unwrap(model)
         self.schedule, output_grads = admit(model, self.root, self.schedule, output_grads)
