@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from graddoctor import runlog
 from graddoctor.errors import InputError
@@ -40,3 +41,22 @@ def test_a_corrupt_line_before_the_last_is_skipped_and_counted(tmp_path):
     (tmp_path / fmt.FILENAME).write_text('{"type": "meta"}\nnot json\n{"type": "step", "step": 1}\n')
     meta, steps = read.read_run(tmp_path)
     assert [s["step"] for s in steps] == [1] and meta["malformed"] == {"lines": 1, "fields": 0}
+
+
+def test_a_healthy_run_with_histograms_reads_back_whole(tmp_path):
+    """Every field watch writes passes the reader's type checks: nothing dropped, histograms kept."""
+    import graddoctor as gd
+    from graddoctor.runlog import read_run
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Sigmoid(), torch.nn.Linear(8, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with gd.watch(net, opt, tmp_path, activation_every=2) as w:
+        for _ in range(6):
+            net(torch.randn(8, 4)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            w.step()
+    meta, steps = read_run(tmp_path)
+    assert "malformed" not in meta, meta.get("malformed")
+    hists = [st["hist"] for s in steps for st in s.get("act", {}).values() if "hist" in st]
+    assert hists and all(sum(h["counts"]) > 0 for h in hists)

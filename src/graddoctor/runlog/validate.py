@@ -116,6 +116,20 @@ def _number_map(v: Any, n: Counts, counts: bool = False) -> dict | None:
     return good
 
 
+def _site_stats(v: Any, n: Counts) -> dict | None:
+    """One activation site's statistics: numbers, plus an optional ``hist`` (lo, hi, counts)."""
+    hist = v.get("hist") if isinstance(v, dict) else None
+    out = _number_map({k: x for k, x in v.items() if k != "hist"} if isinstance(v, dict) else v, n)
+    if out is not None and hist is not None:
+        ok = (isinstance(hist, dict) and is_number(hist.get("lo")) and is_number(hist.get("hi"))
+              and isinstance(hist.get("counts"), list) and all(_is_count(c) for c in hist["counts"]))
+        if ok:
+            out["hist"] = hist
+        else:
+            n.fields += 1
+    return out
+
+
 def clean_step(rec: dict, n: Counts) -> dict | None:
     """The step record with every field of the wrong type dropped; None (a skipped line)
     without an integer ``step``.
@@ -155,7 +169,7 @@ def clean_step(rec: dict, n: Counts) -> dict | None:
             del out["act"]
             n.fields += 1
         else:
-            out["act"] = {site: m for site, st in act.items() if (m := _number_map(st, n)) is not None}
+            out["act"] = {site: m for site, st in act.items() if (m := _site_stats(st, n)) is not None}
     if "run_id" in out and not isinstance(out["run_id"], str):
         del out["run_id"]
         n.fields += 1
