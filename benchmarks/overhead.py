@@ -21,7 +21,9 @@ Configurations: "aa" (A/A control: the second copy is not watched; its ratio
 shows the measurement noise and any bias between the two copies), "floor"
 (gradient norms only: no weight/update norms, no activations), "grads"
 (activation_every=0), "acts" (activations only), "default" (the shipped defaults, JSONL sink on), "actN"
-(activation statistics every N steps), "act1" (every step).
+(activation statistics every N steps), "act1" (every step). A "-nohist" suffix (e.g.
+"default-nohist", "act1-nohist") runs that configuration with the activation histograms
+replaced by a constant: the difference to the plain name is the histograms' own cost.
 
 Usage:
     python benchmarks/overhead.py                    # both models, aa/floor/default/act1
@@ -36,12 +38,15 @@ import json
 import statistics
 import tempfile
 import time
+from contextlib import nullcontext
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from graddoctor.diagnose.watching import watch
+from graddoctor.measure.monitor import activations
 from graddoctor.measure.monitor.watcher import ACTIVATION_EVERY
 
 CONFIGS: dict[str, dict | None] = {
@@ -121,6 +126,20 @@ def block_time(step, batches) -> tuple[float, float]:
 
 
 def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> dict:
+    base, _, suffix = config.partition("-")
+    kw = CONFIGS[base]
+    if suffix not in ("", "nohist"):
+        raise SystemExit(f"unknown configuration suffix {suffix!r} in {config!r}: use -nohist")
+    with mock.patch.object(activations, "histogram_counts", _no_histogram) if suffix else nullcontext():
+        return _measure(name, config, kw, repeats, block, log_dir)
+
+
+def _no_histogram(x: torch.Tensor, lo_hi: torch.Tensor, bins: int) -> torch.Tensor:
+    """The histogram's stand-in for "-nohist": constant zeros, no pass over ``x``."""
+    return torch.zeros(bins, device=x.device)
+
+
+def _measure(name: str, config: str, kw: dict | None, repeats: int, block: int, log_dir: str) -> dict:
     build, make_x, batch = MODELS[name]
     torch.manual_seed(0)
     plain = build()
@@ -128,7 +147,6 @@ def measure(name: str, config: str, repeats: int, block: int, log_dir: str) -> d
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_w = torch.optim.SGD(watched.parameters(), lr=1e-3, momentum=0.9)
     batches = [(make_x(), torch.randint(0, 10, (batch,))) for _ in range(block)]
-    kw = CONFIGS[config]
     w = None if kw is None else watch(watched, opt_w, log_dir, example_inputs=batches[0][0], **kw)
     step_p, step_w = make_step(plain, opt_p), make_step(watched, opt_w, w)
     for _ in range(-(-WARMUP_STEPS // block)):  # warm-up: allocator, oneDNN kernels, flushes,
@@ -172,14 +190,14 @@ def main() -> None:
           f"{torch.get_num_threads()} threads")
     print("amortised = total CPU time watched / plain (process_time, every sampled step included); "
           "median = median over repeats of the per-block ratio (IQR); wall = median, wall-clock")
-    print(f"{'model':<8} {'config':<8} {'plain ms':>9} {'watched ms':>11} {'amortised':>9} "
+    print(f"{'model':<8} {'config':<14} {'plain ms':>9} {'watched ms':>11} {'amortised':>9} "
           f"{'median':>7} {'(IQR)':>13} {'wall':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             for config in args.configs.split(","):
                 r = measure(name, config, args.repeats, args.block, f"{tmp}/{name}-{config}")
                 results.append(r)
-                print(f"{name:<8} {config:<8} {r['plain_ms']:>9.2f} {r['watched_ms']:>11.2f} "
+                print(f"{name:<8} {config:<14} {r['plain_ms']:>9.2f} {r['watched_ms']:>11.2f} "
                       f"{r['amortised']:>9.3f} "
                       f"{r['ratio']:>7.3f}  ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) "
                       f"{r['wall_ratio']:>6.3f}", flush=True)

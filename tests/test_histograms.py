@@ -27,6 +27,16 @@ def test_histogram_counts_edges_outside_and_nan():
     assert got == [3.0, 0.0, 0.0, 3.0]  # below/at lo and -inf | at/above hi and +inf; NaN not counted
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64])
+def test_histogram_counts_other_dtypes_bin_their_float32_values(dtype):
+    x = (torch.randn(5_000, generator=torch.Generator().manual_seed(0)) * 2).to(dtype)
+    x[::97] = float("nan")
+    v = x.float()
+    finite = v[~v.isnan()].clamp(-1.0, 1.0)
+    got = histogram_counts(x, torch.tensor([-1.0, 1.0]), 16)
+    assert torch.equal(got, torch.histc(finite, 16, -1.0, 1.0))
+
+
 def test_histogram_range_uses_finite_bounds_else_data():
     x = torch.tensor([0.2, 3.0, float("nan")])
     assert histogram_range(x, (0.0, 1.0)).tolist() == [0.0, 1.0]

@@ -373,12 +373,12 @@ def histogram_counts(x: torch.Tensor, lo_hi: torch.Tensor, bins: int) -> torch.T
         >>> histogram_counts(torch.tensor([0.0, 0.1, 0.9, 1.0, 5.0]), torch.tensor([0.0, 1.0]), 4).tolist()
         [2.0, 0.0, 0.0, 3.0]
     """
-    v = x.detach().reshape(-1).float()
+    v = x.detach().reshape(-1)
     lo, hi = lo_hi[0].to(v.device), lo_hi[1].to(v.device)
-    pos = ((v - lo) * bins / (hi - lo)).nan_to_num(nan=-1.0, posinf=bins, neginf=-1.0)
-    keep = ~torch.isnan(v)
-    idx = pos.floor().clamp_(0, bins - 1).long()
-    return torch.zeros(bins, device=v.device).index_add_(0, idx, keep.float())
+    # clamp sends +-inf and out-of-range values to the end bins; NaN goes to an extra bin that is dropped
+    idx = (v.float() - lo).mul_(bins / (hi - lo)).clamp_(0, bins - 1).nan_to_num_(nan=bins).long()
+    ones = torch.ones(1, device=v.device).expand(idx.numel())
+    return torch.zeros(bins + 1, device=v.device).index_add_(0, idx, ones)[:bins]
 
 
 __all__ = [
