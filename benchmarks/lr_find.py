@@ -3,7 +3,10 @@
 reaches after the same training budget.
 
 Tasks: a digits MLP (SGD + momentum), an MNIST-1D CNN (SGD + momentum) and a small
-Transformer on the temporal-order sequence task (AdamW). For every task and seed, each
+Transformer (2 layers, d=32; AdamW) reading MNIST-1D as a sequence of 10 patches of 4 values
+(the temporal-order task at T=20 was solved to 100% at every learning rate tried, so that
+row could not tell the finders apart). The method was chosen on the first two rows; the
+Transformer row is the held-out check. For every task and seed, each
 finder sweeps 1e-7 -> 10 over 100 batches from the same fresh model; then a fresh model
 with the same seed trains ``TRAIN_STEPS`` steps at the suggested constant learning rate on
 the same batch order, and its test accuracy is measured. ``ours (minimum)`` is the default
@@ -30,6 +33,7 @@ seeds, models, batches and budget).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import tempfile
@@ -50,7 +54,9 @@ TRAIN_STEPS = 300
 def _tasks() -> dict[str, tuple[Callable[[int], nn.Module], Callable, gd.data.Bundle]]:
     digits = gd.data.load("digits")
     mnist1d = gd.data.load("mnist1d", flat=False)
-    order = gd.data.load("temporal-order", T=20, n_train=2000, n_test=500)
+    patches = dataclasses.replace(mnist1d, name="mnist1d-patches", input_shape=(10, 4),
+                                  x_train=mnist1d.x_train.reshape(-1, 10, 4),
+                                  x_test=mnist1d.x_test.reshape(-1, 10, 4))
 
     def sgd(params: object, lr: float) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
@@ -62,9 +68,9 @@ def _tasks() -> dict[str, tuple[Callable[[int], nn.Module], Callable, gd.data.Bu
         "digits MLP": (lambda s: gd.zoo.mlp(depth=4, width=64, seed=s), sgd, digits),
         "MNIST-1D CNN": (lambda s: gd.zoo.cnn(depth=5, kind="plain", dims=1, in_channels=1, width=16,
                                               seed=s), sgd, mnist1d),
-        "Transformer (temporal order)": (
-            lambda s: gd.zoo.transformer(depth=2, d_model=32, nhead=4, input_dim=8, num_classes=4,
-                                         max_len=20, seed=s), adamw, order),
+        "Transformer (MNIST-1D patches)": (
+            lambda s: gd.zoo.transformer(depth=2, d_model=32, nhead=4, input_dim=4, num_classes=10,
+                                         max_len=10, seed=s), adamw, patches),
     }
 
 

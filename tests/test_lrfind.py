@@ -16,7 +16,15 @@ from torch import nn
 import graddoctor as gd
 from graddoctor.errors import InputError
 from graddoctor.lrfind.judge import loss_drop
-from graddoctor.lrfind.suggest import DEFAULT_METHOD, lr_schedule, minimum, steepest, suggest, valley, zero_lag
+from graddoctor.lrfind.suggest import (
+    DEFAULT_METHOD,
+    lr_schedule,
+    minimum,
+    steepest,
+    suggest,
+    valley,
+    zero_lag,
+)
 
 
 def _blobs(n: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
