@@ -4,8 +4,8 @@ reaches after the same training budget.
 
 Tasks: a digits MLP (SGD + momentum), an MNIST-1D CNN (SGD + momentum) and a small
 Transformer (2 layers, d=32; AdamW) reading MNIST-1D as a sequence of 10 patches of 4 values
-(the temporal-order task at T=20 was solved to 100% at every learning rate tried, so that
-row could not tell the finders apart). The method was chosen on the first two rows; the
+(the temporal-order task at T=20 reached 100% test accuracy at both rates tried, 1e-4 and
+3e-4, so that row could not tell the finders apart). The method was chosen on the first two rows; the
 Transformer row is the held-out check. For every task and seed, each
 finder sweeps 1e-7 -> 10 over 100 batches from the same fresh model; then a fresh model
 with the same seed trains ``TRAIN_STEPS`` steps at the suggested constant learning rate on
