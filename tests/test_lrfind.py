@@ -16,7 +16,15 @@ from torch import nn
 import graddoctor as gd
 from graddoctor.errors import InputError
 from graddoctor.lrfind.judge import loss_drop
-from graddoctor.lrfind.suggest import lr_schedule, steepest, suggest, valley, zero_lag
+from graddoctor.lrfind.suggest import (
+    DEFAULT_METHOD,
+    lr_schedule,
+    minimum,
+    steepest,
+    suggest,
+    valley,
+    zero_lag,
+)
 
 
 def _blobs(n: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +206,21 @@ def test_suggestions_on_a_clean_curve() -> None:
     picks = suggest(lrs, losses)
     assert 10 ** -2.3 < picks["steepest"] < 10 ** -1.7
     assert 1e-4 < picks["valley"] < 1e-1
-    assert steepest(lrs[:3], losses[:3]) is None and valley([1.0]) is None
+    lowest = lrs[losses.index(min(losses))]  # the fall ends where the blow-up starts, near 1
+    assert 0.3 < lowest <= 1.0 and picks["minimum"] == pytest.approx(lowest / 10)
+    assert steepest(lrs[:3], losses[:3]) is None and valley([1.0]) is None and minimum([1.0, 0.5]) is None
+
+
+def test_the_default_pick_is_a_decade_below_the_smoothed_minimum_on_a_real_sweep() -> None:
+    model = gd.zoo.mlp(depth=3, width=32, seed=0)
+    train = gd.data.load("digits").loaders(64, seed=0)[0]
+    result = gd.lr_find(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), train,
+                        start_lr=1e-5, num_steps=60, watch=False)
+    curve = result.smoothed_losses
+    lowest = result.lrs[curve.index(min(curve))]
+    assert result.method == DEFAULT_METHOD == "minimum" and not result.findings
+    assert result.suggestion == pytest.approx(lowest / 10)
+    assert result.suggestion < result.suggestions["steepest"]  # steepest sits at the blow-up here
 
 
 def test_zero_lag_smoothing_does_not_shift_a_step() -> None:

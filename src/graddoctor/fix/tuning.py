@@ -84,7 +84,7 @@ def tune_lr(model: nn.Module, optimizer: torch.optim.Optimizer | None, train_loa
         optimizer: an optimizer over ``model``'s parameters, or None (Adam, lr 1e-3, for the sweep).
         train_loader: batches, as for ``lr_find``.
         loss_fn: as for ``lr_find``.
-        method: the suggestion rule to use ("valley" / "steepest"; None: ``lr_find``'s default).
+        method: the suggestion rule ("minimum", "steepest", "valley"; None: ``lr_find``'s default).
         **options: passed to ``lr_find`` (``start_lr``, ``end_lr``, ``num_steps``, ...).
 
     Returns:

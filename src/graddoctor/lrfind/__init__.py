@@ -32,10 +32,10 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
     momentum buffers, every param-group hyper-parameter) and the global RNGs (torch CPU and
     CUDA, ``random``, NumPy) are restored bit for bit; nothing is written to disk.
 
-    The suggestion is the *steepest* rule's pick (where the smoothed loss falls fastest per
-    decade); the valley rule's pick (half-way down the longest descent) is in ``suggestions``.
-    Steepest is the default because it trained better at the same budget in
-    ``benchmarks/lr_find.py`` (see ``graddoctor.lrfind.suggest``). With ``watch=True`` the per-layer gradient norms of the sweep
+    The suggestion is the *minimum* rule's pick: a decade below the learning rate of the lowest
+    smoothed loss (Smith 2017; fastai's ``lr_min``); the steepest-descent and valley picks are in
+    ``suggestions`` (see ``graddoctor.lrfind.suggest`` for the rules and the benchmark that chose
+    the default). With ``watch=True`` the per-layer gradient norms of the sweep
     are recorded (``graddoctor.watch``, in memory); a flat curve then says whether the input
     side's gradients vanish (finding ``lr-insensitive``, see ``graddoctor.lrfind.judge``).
 
@@ -71,7 +71,7 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
         >>> before = net[0].weight.clone()
         >>> result = gd.lr_find(net, opt, batches, start_lr=1e-4, end_lr=10, num_steps=30)
         >>> result.method, torch.equal(net[0].weight, before), opt.param_groups[0]["lr"]
-        ('steepest', True, 0.1)
+        ('minimum', True, 0.1)
     """
     check_args(model, optimizer, train_loader, start_lr, end_lr, num_steps, mode, smooth, diverge)
     sweep = run_sweep(model, optimizer, train_loader, loss_fn, start_lr, end_lr, num_steps, mode,

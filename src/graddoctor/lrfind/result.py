@@ -22,9 +22,9 @@ class LRFindResult:
             suggestions read and the plot shows.
         suggestion: the suggested learning rate; None when no learning rate in the range
             lowered the loss (see ``findings``) or the curve was too short.
-        method: the method that chose ``suggestion`` ("valley" or "steepest"; see
+        method: the method that chose ``suggestion`` ("minimum", "steepest" or "valley"; see
             ``graddoctor.lrfind.suggest``).
-        suggestions: every method's pick, e.g. ``{"valley": 3e-3, "steepest": 2e-2}``.
+        suggestions: every method's pick, e.g. ``{"minimum": 0.1, "steepest": 0.6, "valley": 3e-4}``.
         diverged: the sweep stopped early because the loss blew up.
         findings: ``lr-insensitive`` when the loss barely moved over the sweep.
         gradients: the watch report of the sweep (per-layer gradient norms in ``data``), or None.

@@ -1,19 +1,24 @@
-"""Pure functions over a range-test curve: the LR schedule, smoothing and the two suggestions.
+"""Pure functions over a range-test curve: the LR schedule, smoothing and the suggestions.
 
-Both suggestions read the *smoothed* loss against ``log10(lr)``:
+Every suggestion reads the *smoothed* loss (no lag, ``zero_lag``) against ``log10(lr)``:
 
-- ``steepest``: the learning rate where the smoothed loss falls fastest per decade
-  (Smith 2017, sec. 3.3; ``torch-lr-finder`` and Lightning's default). Sensitive to noise:
-  one lucky batch moves the minimum of a derivative.
-- ``valley`` (fastai >= 2.4, ``lr_find(suggest_funcs=valley)``): the longest run of decreasing
-  losses (longest decreasing subsequence), and the point about half-way down it. It reads the
-  whole descent rather than one derivative, so it moves less with noise and lands before the
-  minimum, where training is still stable.
+- ``minimum`` (the default; Smith 2017, sec. 3.3, fastai's ``lr_min``): one decade below the
+  learning rate where the smoothed loss is lowest. Past the minimum the steps are too large
+  for the loss to keep falling; a decade below it training is still stable, and fast. The
+  minimum of a whole smoothed curve moves little with noise.
+- ``steepest``: where the smoothed loss falls fastest per decade. ``torch-lr-finder`` reads
+  it off a one-way average (weight 0.05 of the newest loss), which trails the curve by ~19
+  steps (1.5 decades of a 100-step sweep over 8); Lightning reads the steepest fall per unit
+  of lr (not per decade) of a debiased one-way average (beta 0.98). On our no-lag curve it
+  marks where the loss falls fastest, which for a short, late descent (a default-init MLP
+  under SGD) is right at the edge of divergence.
+- ``valley`` (fastai >= 2.4): the longest run of decreasing losses (longest decreasing
+  subsequence), and the point about half-way down it. Often decades too low for SGD.
 
-``DEFAULT_METHOD`` is ``steepest``, measured (``benchmarks/lr_find.py``, 5 seeds, same training
-budget): MNIST-1D CNN (SGD) steepest 89.0% vs valley 27.4% (valley's pick, ~4e-4, is three
-decades too low for SGD there), spread over seeds 3.1 for both; digits MLP both near chance
-(steepest 10.0%, valley 11.8%), steepest spread 1.2 vs 4.4. Valley stays in ``suggestions``.
+``DEFAULT_METHOD`` is ``minimum``, chosen on the digits MLP and MNIST-1D CNN rows of
+``benchmarks/lr_find.py`` (5 seeds, same training budget) and confirmed on the held-out
+Transformer row (numbers in ``benchmarks/README.md``, "LR finder"). ``repair`` with
+``keep_architecture=True`` asks for ``valley`` explicitly.
 
 Example:
     >>> lrs = lr_schedule(1e-4, 1.0, 5, "exp")
@@ -30,8 +35,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-METHODS: tuple[str, ...] = ("valley", "steepest")
-DEFAULT_METHOD = "steepest"
+METHODS: tuple[str, ...] = ("minimum", "steepest", "valley")
+DEFAULT_METHOD = "minimum"
+#: ``minimum`` suggests the learning rate of the lowest smoothed loss divided by this (one decade)
+BELOW_MINIMUM = 10.0
 #: points left out at each end of the curve by ``steepest`` (the start is flat and
 #: noisy, the end is divergence); the same as torch-lr-finder's skip_start/skip_end scaled
 SKIP_START_FRAC = 0.1
@@ -128,19 +135,36 @@ def valley(losses: Sequence[float]) -> int | None:
     return start + int(third) + int(third / 2)
 
 
+def minimum(losses: Sequence[float]) -> int | None:
+    """Index of the lowest loss (the first one on a tie); None if the curve is too short.
+
+    ``suggest`` divides its learning rate by ``BELOW_MINIMUM``.
+
+    Example:
+        >>> minimum([2.3, 2.0, 1.2, 1.5, 9.0])
+        2
+    """
+    if len(losses) < 3:
+        return None
+    return int(np.argmin(np.asarray(losses, float)))
+
+
 def suggest(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float | None]:
-    """Both suggestions: ``{"valley": lr, "steepest": lr}`` (None where the curve is too short).
+    """Every method's pick: ``{"minimum": lr, "steepest": lr, "valley": lr}`` (None: curve too short).
 
     Example:
         >>> lrs = lr_schedule(1e-5, 1.0, 50, "exp")
-        >>> sorted(suggest(lrs, [2 - math.tanh(math.log10(v) + 2) for v in lrs]))
-        ['steepest', 'valley']
+        >>> picks = suggest(lrs, [2 - math.tanh(math.log10(v) + 2) + 9 * max(v - 0.1, 0) for v in lrs])
+        >>> sorted(picks), round(math.log10(picks["minimum"]), 1)
+        (['minimum', 'steepest', 'valley'], -2.0)
     """
     finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
     xs, ys = [lrs[i] for i in finite], [losses[i] for i in finite]
-    picks = {"valley": valley(ys), "steepest": steepest(xs, ys)}
-    return {m: (None if i is None else float(xs[i])) for m, i in picks.items()}
+    low = minimum(ys)
+    picks = {"steepest": steepest(xs, ys), "valley": valley(ys)}
+    out = {m: (None if i is None else float(xs[i])) for m, i in picks.items()}
+    return {"minimum": None if low is None else float(xs[low]) / BELOW_MINIMUM, **out}
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "lr_schedule", "smoothed", "steepest", "suggest", "valley",
+__all__ = ["BELOW_MINIMUM", "DEFAULT_METHOD", "METHODS", "lr_schedule", "minimum", "smoothed", "steepest", "suggest", "valley",
            "zero_lag"]
