@@ -18,6 +18,15 @@ Tools:
 Usage:
     python benchmarks/peers.py                       # MLP 8x256, batch 128
     python benchmarks/peers.py --repeats 20 --block 20
+
+Cockpit needs ``setuptools<81`` (``pkg_resources``), which the shared environment does not
+have; install it into a side environment and put its packages first on the path:
+    python -m venv /tmp/cockpit-venv && /tmp/cockpit-venv/bin/pip install -c constraints.txt \
+        "setuptools<81" torch==2.13.0 cockpit-for-pytorch backpack-for-pytorch
+    mkdir /tmp/cockpit-overlay && for p in cockpit backpack einops unfoldNd json_tricks pandas \
+        seaborn pkg_resources setuptools dateutil tzdata; do \
+        ln -s /tmp/cockpit-venv/lib/python3.11/site-packages/$p /tmp/cockpit-overlay/; done
+    PYTHONPATH=src:/tmp/cockpit-overlay python -W ignore benchmarks/peers.py
 """
 
 from __future__ import annotations
@@ -107,15 +116,18 @@ def make_tools(base: nn.Module, tmp: str) -> tuple[list[Tool], dict[str, str]]:
         lossfn = extend(nn.CrossEntropyLoss(reduction="mean"))
         lossfn_flat = extend(nn.CrossEntropyLoss(reduction="none"))
 
-        def cockpit_steps(batches, t=t, cockpit=cockpit):
+        step = [-1]  # Cockpit's global step from 0, one per optimizer step (its quantities cache by it)
+
+        def cockpit_steps(batches, t=t, cockpit=cockpit, step=step):
             t0 = time.process_time()
             for x, y in batches:
+                step[0] += 1
                 out = t.model(x)
                 loss, losses = lossfn(out, y), lossfn_flat(out, y)
                 t.opt.zero_grad()
-                with cockpit(len(t.times) + 1, info={"batch_size": len(x), "individual_losses": losses,
-                                                     "loss": loss, "optimizer": t.opt}):
-                    loss.backward(create_graph=cockpit.create_graph(len(t.times) + 1))
+                with cockpit(step[0], info={"batch_size": len(x), "individual_losses": losses,
+                                            "loss": loss, "optimizer": t.opt}):
+                    loss.backward(create_graph=cockpit.create_graph(step[0]))
                 t.opt.step()
             return time.process_time() - t0
 
