@@ -104,7 +104,7 @@ class AutofixWatcher(Watcher):
         if not was:
             self._snapshot = self._snapshot or snapshot(self.root)
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
-            if self.example_inputs is None:
+            if self.example_inputs is None and self.forwards.hookable:
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
                                                                             with_kwargs=True))
             if self.refused:
