@@ -84,7 +84,7 @@ def triggering(findings: list[Finding]) -> list[Finding]:
 
 
 def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, optimizer: Any,
-             allowed: tuple[str, ...] | None, surgery: bool) -> list[PlanStep]:
+             allowed: tuple[str, ...] | None, surgery: bool, blowup: bool = False) -> list[PlanStep]:
     """The planner's steps that autofix can apply now (see the module docstring).
 
     Args:
@@ -94,12 +94,13 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
         optimizer: the live optimizer.
         allowed: the user's remedy ids (None: all of ``IN_PLACE``).
         surgery: module surgery is allowed (``surgery.refusal`` said nothing).
+        blowup: the run blew up (or a blow-up fix did not help): ``lower-lr`` is planned.
     """
     steps = plan(findings, model, example_inputs, optimizer)
     codes = {f.code for f in triggering(findings)}
-    if codes & set(_BLOWUP) and not any(s.remedy == "lower-lr" for s in steps):
+    if (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):
         steps.append(PlanStep("lower-lr", "the run blew up: the learning rate is the usual cause",
-                              sorted(codes & set(_BLOWUP))))
+                              sorted(codes)))
     keep = [s for s in steps if s.remedy in IN_PLACE and (allowed is None or s.remedy in allowed)
             and (surgery or s.remedy in OPTIMIZER_LEVEL)]
     if example_inputs is None:

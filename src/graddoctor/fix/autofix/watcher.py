@@ -1,11 +1,14 @@
 """``AutofixWatcher``: a ``Watcher`` that repairs the user's model and optimizer in place.
 
 ``gd.watch(model, optimizer=opt, autofix=True)`` returns one. After each optimizer step (its
-step post-hook: between two steps), every ``check_every`` steps once ``warmup`` steps were
-recorded since attach or since the last fix, it judges the records of that window with the
-training rules; an error finding with a gradient-flow cause (``actions.triggering``) makes it
+step post-hook: between two steps), every ``check_every`` steps, it judges the records since
+attach or since the last fix (the window) with the training rules. Before ``warmup`` steps only
+a blow-up (non-finite, or an exploding gradient that grew over steps) counts; after it, any
+error finding with a gradient-flow cause (``actions.triggering``) makes it
 plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
-the optimizer's param groups (``surgery.rebind_optimizer``). At most ``max_fixes`` rounds; the
+the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
+attach-time weights with the learning rate divided by 10; a run that still fails after a
+blow-up fix is rolled back again and the rate lowered again. At most ``max_fixes`` rounds; the
 window restarts after each (the cool-down), so a fix is judged on its own steps only.
 
 Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one warning line
@@ -142,21 +145,27 @@ class AutofixWatcher(Watcher):
 
     def _maybe_fix(self) -> None:
         step = self._step
-        if step - self._since < self.warmup or (step - self._since) % self.check_every:
+        since = step - self._since
+        if since % self.check_every or since < self.check_every:
             return
         meta, steps = self.records()
         window = [s for s in steps if s.get("step", 0) > self._since]
         findings = training_findings(meta, window)
         causes = triggering(findings)
+        if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
+            causes = [f for f in causes if blew_up([f])]
         if not causes:
             return
+        # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
+        blowup = blew_up(causes) or bool(self.fixes and self.fixes[-1]["blowup"])
         self._since = step
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
-        plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None)
+        plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
+                        blowup)
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before = {id(p) for p in self.root.parameters()}
         changes, reset = [], []
-        if blew_up(findings):
+        if blowup:
             changes.append(rollback(self.root, self._snapshot or {}))
             reset = list(self.root.parameters())
         if plan:
@@ -168,9 +177,9 @@ class AutofixWatcher(Watcher):
         if any(_family(c.remedy) in _STRUCTURAL for c in applied) and self.forwards.sampler is not None:
             self.forwards.sampler.close()
             self.forwards.sampler = None  # its sites were the old modules
-        self._log(step, causes, applied, counts)
+        self._log(step, causes, applied, counts, blowup)
 
-    def _log(self, step: int, causes: list, applied: list, counts: dict) -> None:
+    def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool) -> None:
         codes = sorted({f.code for f in causes})
         modules = sorted({m for c in applied for m in c.modules})
         what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
@@ -179,7 +188,7 @@ class AutofixWatcher(Watcher):
         line = (f"step {step}: {', '.join(codes)} -> {what}"
                 + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
         self.fixes.append({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
-                           "modules": modules, "optimizer": counts, "message": line,
+                           "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
                            "changes": [c.to_dict() for c in applied]})
         warnings.warn(f"{_WHO}: {line}", stacklevel=4)
 
