@@ -319,6 +319,7 @@ def main() -> None:
                 continue
             for seed in a.seeds:
                 actions[f"{name}-s{seed}"] = run_healthy(name, build, seed)
+                print(f"healthy   {name:36s} s{seed} actions {actions[f'{name}-s{seed}']}", flush=True)
     judged = [r for r in rows if r.judged]
     fixed = [r for r in judged if r.fixed]
     costs = [r.cost for r in fixed]

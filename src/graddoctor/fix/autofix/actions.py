@@ -9,8 +9,9 @@ outside (the report still names them).
 Plan (``plan_fix``): the planner of ``repair`` (``fix/planner.py``) on the findings of the window,
 kept to the remedies autofix can apply in place (``IN_PLACE``), and to the user's list when
 ``autofix=[ids]``; an exploding or non-finite run also gets ``lower-lr`` (the usual cause is the
-learning rate) and its weights rolled back to the snapshot taken at attach time (a blown-up
-run's weights are the wreck, not a warm start).
+learning rate) unless the plan re-draws the weights (then the init was the cause), and its
+weights are rolled back to the snapshot taken at attach time (a blown-up run's weights are the
+wreck, not a warm start).
 
 Apply (``apply_fix``): each remedy through the registry with ``inplace=True`` (module swaps by
 ``setattr`` on the parent, re-draws with ``normal_``/``copy_`` under ``no_grad``, wrappers that
@@ -84,7 +85,8 @@ def triggering(findings: list[Finding]) -> list[Finding]:
 
 
 def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, optimizer: Any,
-             allowed: tuple[str, ...] | None, surgery: bool, blowup: bool = False) -> list[PlanStep]:
+             allowed: tuple[str, ...] | None, surgery: bool, blowup: bool = False,
+             retry: bool = False) -> list[PlanStep]:
     """The planner's steps that autofix can apply now (see the module docstring).
 
     Args:
@@ -94,11 +96,16 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
         optimizer: the live optimizer.
         allowed: the user's remedy ids (None: all of ``IN_PLACE``).
         surgery: module surgery is allowed (``surgery.refusal`` said nothing).
-        blowup: the run blew up (or a blow-up fix did not help): ``lower-lr`` is planned.
+        blowup: the run blew up (or a blow-up fix did not help): ``lower-lr`` is planned, unless
+            the plan re-draws the weights on a first round (then the init is the cause).
+        retry: a blow-up fix did not help: ``lower-lr`` whatever else is planned.
     """
     steps = plan(findings, model, example_inputs, optimizer)
     codes = {f.code for f in triggering(findings)}
-    if (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):
+    redraw = any(s.remedy in SCHEMES for s in steps)
+    if redraw and not retry:  # the weights are re-drawn: the init was the cause, not the rate
+        steps = [s for s in steps if s.remedy != "lower-lr"]
+    elif (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):
         steps.append(PlanStep("lower-lr", "the run blew up: the learning rate is the usual cause",
                               sorted(codes)))
     keep = [s for s in steps if s.remedy in IN_PLACE and (allowed is None or s.remedy in allowed)

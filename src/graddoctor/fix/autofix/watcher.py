@@ -157,11 +157,12 @@ class AutofixWatcher(Watcher):
         if not causes:
             return
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
-        blowup = blew_up(causes) or bool(self.fixes and self.fixes[-1]["blowup"])
+        retry = bool(self.fixes and self.fixes[-1]["blowup"])
+        blowup = blew_up(causes) or retry
         self._since = step
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
         plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
-                        blowup)
+                        blowup, retry)
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before = {id(p) for p in self.root.parameters()}
         changes, reset = [], []
