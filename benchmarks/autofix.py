@@ -295,7 +295,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", choices=("faults", "healthy"), default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--merge", nargs="+", default=None,
+                    help="summarise saved --json files (a later file's row replaces an earlier one)")
     a = ap.parse_args()
+    if a.merge:
+        summarize(*merged(a.merge), 0.0)
+        return
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     t0 = time.process_time()
@@ -320,6 +325,24 @@ def main() -> None:
             for seed in a.seeds:
                 actions[f"{name}-s{seed}"] = run_healthy(name, build, seed)
                 print(f"healthy   {name:36s} s{seed} actions {actions[f'{name}-s{seed}']}", flush=True)
+    summarize(rows, actions, time.process_time() - t0)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"faults": [asdict(r) for r in rows], "healthy": actions}, indent=1))
+
+
+def merged(paths: list[str]) -> tuple[list[Row], dict[str, int]]:
+    rows: dict[tuple, Row] = {}
+    actions: dict[str, int] = {}
+    for p in paths:
+        d = json.loads(Path(p).read_text())
+        for r in d["faults"]:
+            rows[(r["name"], r["seed"])] = Row(**r)
+        actions.update(d["healthy"])
+    return list(rows.values()), actions
+
+
+def summarize(rows: list[Row], actions: dict[str, int], seconds: float) -> None:
+    """Print the score: fraction fixed, median cost, healthy-control actions."""
     judged = [r for r in rows if r.judged]
     fixed = [r for r in judged if r.fixed]
     costs = [r.cost for r in fixed]
@@ -341,9 +364,8 @@ def main() -> None:
     if actions:
         print(f"healthy controls: {sum(actions.values())} actions on {len(actions)} runs "
               f"({sum(v > 0 for v in actions.values())} runs with any)")
-    print(f"process time {time.process_time() - t0:.0f} s")
-    if a.json:
-        Path(a.json).write_text(json.dumps({"faults": [asdict(r) for r in rows], "healthy": actions}, indent=1))
+    if seconds:
+        print(f"process time {seconds:.0f} s")
 
 
 if __name__ == "__main__":
