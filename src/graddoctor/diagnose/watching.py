@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from graddoctor.diagnose.training import training_findings
+from graddoctor.errors import InputError
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.report import Report
 
@@ -75,10 +76,27 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
     return Report(training_findings(meta, steps), source="watch", data={"meta": meta, "steps": steps})
 
 
+#: the Watcher class of ``watch(..., autofix=...)``, registered by ``graddoctor.fix.autofix``
+#: (a higher layer: this module cannot import it)
+_AUTOFIX: list[type] = []
+
+
+def register_autofix(cls: type) -> None:
+    """Make ``cls`` (a ``Watcher`` subclass taking ``autofix=``) the class of ``watch(..., autofix=...)``."""
+    _AUTOFIX[:] = [cls]
+
+
+def autofix_watcher() -> type | None:
+    """The registered autofix Watcher class, or None."""
+    return _AUTOFIX[0] if _AUTOFIX else None
+
+
 def watch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     log_dir: str | os.PathLike | None = None,
+    *,
+    autofix: bool | list[str] = False,
     **kwargs: Any,
 ) -> Watcher:
     """Start watching ``model``: returns an attached ``Watcher`` (also a context manager).
@@ -87,6 +105,9 @@ def watch(
         model: the model.
         optimizer: its optimizer (gradients read in its step pre-hook); None: ``w.step()`` marks steps.
         log_dir: where ``watch.jsonl`` goes (None: in memory only).
+        autofix: True (or a list of remedy ids): repair ``model`` and ``optimizer`` in place
+            between two steps when an error finding with a gradient-flow cause fires
+            (``graddoctor.fix.autofix``; needs ``optimizer``).
         **kwargs: see ``Watcher`` (example_inputs, flush_every, update_every, activation_every,
             weight_every, dead_window, output_grads, scaler, sinks, fsync, history).
 
@@ -107,7 +128,12 @@ def watch(
         >>> w.report().source
         'watch'
     """
+    if autofix is not False and autofix is not None:
+        cls = autofix_watcher()
+        if cls is None:  # pragma: no cover - graddoctor/__init__ imports graddoctor.fix
+            raise InputError("watch(autofix=...) needs graddoctor.fix: import graddoctor first")
+        return cls(model, optimizer, log_dir, autofix=autofix, **kwargs).attach()
     return Watcher(model, optimizer, log_dir, **kwargs).attach()
 
 
-__all__ = ["Watcher", "build_report", "watch"]
+__all__ = ["Watcher", "autofix_watcher", "build_report", "register_autofix", "watch"]

@@ -1,0 +1,105 @@
+"""In-place surgery helpers: the optimizer rebound to the model's parameters, and when to refuse.
+
+``rebind_optimizer`` keeps the user's optimizer object: in each param group the parameters that
+left the model are dropped (their state with them), parameters new since ``before`` join the group
+of their nearest neighbour (the group that holds another parameter of the same parent module,
+else the first group), and the state of re-initialised parameters is reset. Every other
+hyper-parameter of every group is kept. ``refusal`` says why module surgery is unsafe (DDP/FSDP,
+``torch.compile``, TorchScript); optimizer-level remedies still apply there.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    >>> before = {id(p) for p in net.parameters()}
+    >>> net[1] = nn.Linear(2, 1)  # a new module replaces an old one
+    >>> rebind_optimizer(opt, net, before)
+    {'added': 2, 'dropped': 2, 'reset': 0}
+    >>> {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in net.parameters()}
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before: set[int],
+                     reset: Iterable[torch.Tensor] = ()) -> dict[str, int]:
+    """Rebind ``optimizer``'s param groups to ``model`` in place after module surgery.
+
+    Args:
+        optimizer: the user's optimizer (same object afterwards).
+        model: the model after the surgery.
+        before: ``id`` of every parameter the model held before the surgery (a parameter not in
+            it is new and joins a group; one held before but not in the optimizer stays out).
+        reset: parameters whose optimizer state is dropped (re-initialised weights).
+
+    Returns:
+        ``{"added", "dropped", "reset"}``: how many parameters joined, left, had their state reset.
+
+    Example:
+        >>> net = nn.Linear(2, 2)
+        >>> opt = torch.optim.Adam(net.parameters())
+        >>> net(torch.ones(1, 2)).sum().backward(); opt.step()
+        >>> rebind_optimizer(opt, net, {id(p) for p in net.parameters()}, reset=[net.weight])
+        {'added': 0, 'dropped': 0, 'reset': 1}
+        >>> net.weight in opt.state, net.bias in opt.state
+        (False, True)
+    """
+    named = list(model.named_parameters())
+    live = {id(p) for _, p in named}
+    added = dropped = 0
+    owner: dict[int, int] = {}  # param id -> group index
+    for gi, group in enumerate(optimizer.param_groups):
+        kept = [p for p in group["params"] if id(p) in live]
+        for p in group["params"]:
+            if id(p) not in live:
+                optimizer.state.pop(p, None)
+                dropped += 1
+        group["params"] = kept
+        owner.update({id(p): gi for p in kept})
+    parent_group: dict[str, int] = {}
+    for name, p in named:
+        if id(p) in owner:
+            parent_group.setdefault(name.rpartition(".")[0], owner[id(p)])
+    for name, p in named:
+        if id(p) in before or id(p) in owner or not p.requires_grad:
+            continue
+        gi = parent_group.get(name.rpartition(".")[0], 0)
+        optimizer.param_groups[gi]["params"].append(p)
+        owner[id(p)] = gi
+        added += 1
+    n_reset = 0
+    for p in reset:
+        if optimizer.state.pop(p, None) is not None:
+            n_reset += 1
+    return {"added": added, "dropped": dropped, "reset": n_reset}
+
+
+def refusal(model: nn.Module) -> str | None:
+    """Why module surgery on ``model`` is unsafe (one line), or None when it is safe.
+
+    Example:
+        >>> refusal(nn.Linear(2, 2)) is None
+        True
+        >>> refusal(torch.jit.script(nn.Linear(2, 2)))
+        'a TorchScript module (its code is compiled): only optimizer-level remedies apply'
+    """
+    from graddoctor.measure import distributed as dist_
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return "a TorchScript module (its code is compiled): only optimizer-level remedies apply"
+    if hasattr(model, "_orig_mod"):
+        return "a torch.compile'd module (surgery would invalidate its graph): only optimizer-level remedies apply"
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) or dist_.mode(model) != "single":
+        return ("a distributed (DDP/FSDP) model (every rank would have to change in step): only "
+                "optimizer-level remedies apply")
+    return None
+
+
+__all__ = ["rebind_optimizer", "refusal"]

@@ -1,0 +1,204 @@
+"""``AutofixWatcher``: a ``Watcher`` that repairs the user's model and optimizer in place.
+
+``gd.watch(model, optimizer=opt, autofix=True)`` returns one. After each optimizer step (its
+step post-hook: between two steps), every ``check_every`` steps, it judges the records since
+attach or since the last fix (the window) with the training rules. Before ``warmup`` steps only
+a blow-up (non-finite, or an exploding gradient that grew over steps) counts; after it, any
+error finding with a gradient-flow cause (``actions.triggering``) makes it
+plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
+the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
+attach-time weights with the learning rate divided by 10; a run that still fails after a
+blow-up fix is rolled back again and the rate lowered again. At most ``max_fixes`` rounds; the
+window restarts after each (the cool-down), so a fix is judged on its own steps only.
+
+Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one warning line
+("graddoctor.autofix: step 40: vanishing-gradient -> relu, he-init, rezero on 39 modules;
+weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
+Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
+TorchScript models (optimizer-level remedies still apply). Memory: one copy of the weights
+(the rollback snapshot), taken at attach.
+
+After a structural change the activation sampler is turned off for the rest of the run (its
+sites were the old modules); gradient statistics go on (the parameters keep their identity).
+
+Example:
+    >>> import torch, graddoctor as gd
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> with gd.watch(net, opt, autofix=True) as w:
+    ...     for _ in range(3):
+    ...         loss = net(torch.randn(8, 4)).pow(2).mean()
+    ...         opt.zero_grad(); loss.backward(); opt.step(); w.step(loss)
+    >>> type(w).__name__, w.fixes
+    ('AutofixWatcher', [])
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+from graddoctor.diagnose.training import training_findings
+from graddoctor.diagnose.watching import Watcher
+from graddoctor.errors import InputError
+from graddoctor.fix.autofix.actions import (
+    apply_fix,
+    blew_up,
+    check_allowed,
+    plan_fix,
+    rollback,
+    snapshot,
+    triggering,
+)
+from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
+from graddoctor.report import Report, format_names
+
+#: steps recorded (since attach or the last fix) before a window is judged: the severity
+#: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
+WARMUP = 40
+#: judge the window every this many steps
+CHECK_EVERY = 10
+#: at most this many fix rounds per run
+MAX_FIXES = 2
+_WHO = "graddoctor.autofix"
+_STRUCTURAL = ("activation", "norm", "skip")
+
+
+class AutofixWatcher(Watcher):
+    """A ``Watcher`` that repairs in place between two steps (see the module docstring).
+
+    Args:
+        model, optimizer, log_dir, **kwargs: as for ``Watcher`` (the optimizer is required).
+        autofix: True (every in-place remedy) or a list of remedy ids to restrict to.
+        warmup, check_every, max_fixes: the trigger schedule and the cap on rounds.
+        seed: seed of the re-drawn weights (the user's RNG stream is not touched).
+
+    Raises:
+        InputError: no optimizer, or a bad ``autofix`` value.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                 log_dir: str | os.PathLike | None = None, *, autofix: Any = True, warmup: int = WARMUP,
+                 check_every: int = CHECK_EVERY, max_fixes: int = MAX_FIXES, seed: int = 0,
+                 **kwargs: Any) -> None:
+        if optimizer is None:
+            raise InputError("autofix needs the optimizer: gd.watch(model, optimizer=opt, autofix=True) "
+                             "(a fix rebinds its param groups)")
+        self.allowed = check_allowed(autofix)
+        super().__init__(model, optimizer, log_dir, **kwargs)
+        self.warmup, self.check_every, self.max_fixes, self.seed = warmup, check_every, max_fixes, seed
+        self.fixes: list[dict] = []
+        self.autofix_failed: str | None = None
+        self.refused = refusal(model)
+        self._since = 0  # the window judged starts after this step
+        self._snapshot: dict[str, torch.Tensor] | None = None
+        self._inputs: Any = None
+        self._fix_handles: list[Any] = []
+
+    def attach(self) -> AutofixWatcher:
+        """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
+        was = self.attached
+        super().attach()
+        if not was:
+            self._snapshot = self._snapshot or snapshot(self.root)
+            self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
+            if self.example_inputs is None and self.forwards.hookable:
+                self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
+                                                                            with_kwargs=True))
+            if self.refused:
+                warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=3)
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook (the fix's too), flush and close (idempotent)."""
+        for h in self._fix_handles:
+            h.remove()
+        self._fix_handles.clear()
+        super().detach()
+
+    def report(self) -> Report:
+        """The watcher's report, with the fix events in ``data["autofix"]``."""
+        report = super().report()
+        report.data["autofix"] = [dict(e) for e in self.fixes]
+        return report
+
+    def _keep_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not self.forwards.mapping:
+            self._inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else None
+
+    def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        if self.autofix_failed is not None or self.failed is not None or len(self.fixes) >= self.max_fixes:
+            return
+        try:
+            self._maybe_fix()
+        except Exception as e:  # noqa: BLE001 - never break the training loop
+            self.autofix_failed = f"{type(e).__name__}: {e}"
+            warnings.warn(f"{_WHO}: internal error ({self.autofix_failed}); autofix off from step "
+                          f"{self._step}, training continues", stacklevel=3)
+        finally:
+            self.forwards.mapping = False
+
+    def _maybe_fix(self) -> None:
+        step = self._step
+        since = step - self._since
+        if since % self.check_every or since < self.check_every:
+            return
+        meta, steps = self.records()
+        window = [s for s in steps if s.get("step", 0) > self._since]
+        findings = training_findings(meta, window)
+        causes = triggering(findings)
+        if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
+            causes = [f for f in causes if blew_up([f])]
+        if not causes:
+            return
+        # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
+        retry = bool(self.fixes and self.fixes[-1]["blowup"])
+        blowup = blew_up(causes) or retry
+        self._since = step
+        inputs = self.example_inputs if self.example_inputs is not None else self._inputs
+        plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
+                        blowup, retry)
+        self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
+        before = {id(p) for p in self.root.parameters()}
+        changes, reset = [], []
+        if blowup:
+            changes.append(rollback(self.root, self._snapshot or {}))
+            reset = list(self.root.parameters())
+        if plan:
+            done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed)
+            changes += done
+            reset += redrawn
+        applied = [c for c in changes if c.kind == "applied"]
+        counts = rebind_optimizer(self.optimizer, self.root, before, reset)
+        if any(_family(c.remedy) in _STRUCTURAL for c in applied) and self.forwards.sampler is not None:
+            self.forwards.sampler.close()
+            self.forwards.sampler = None  # its sites were the old modules
+        self._log(step, causes, applied, counts, blowup)
+
+    def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool) -> None:
+        codes = sorted({f.code for f in causes})
+        modules = sorted({m for c in applied for m in c.modules})
+        what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
+        tail = "; weights re-initialised" if counts["reset"] or any(
+            _family(c.remedy) == "init" for c in applied) else ""
+        line = (f"step {step}: {', '.join(codes)} -> {what}"
+                + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
+        self.fixes.append({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
+                           "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
+                           "changes": [c.to_dict() for c in applied]})
+        warnings.warn(f"{_WHO}: {line}", stacklevel=4)
+
+
+def _family(remedy: str) -> str:
+    from graddoctor.fix import remedies as registry
+
+    entry = registry.REMEDIES.get(remedy)
+    return entry.family if entry is not None else "optimizer" if remedy == "rollback" else ""
+
+
+__all__ = ["CHECK_EVERY", "MAX_FIXES", "WARMUP", "AutofixWatcher"]

@@ -1,0 +1,182 @@
+"""Autofix: in-place repair during training (``gd.watch(..., autofix=True)``).
+
+Real runs on digits: a deep sigmoid MLP that must trigger a fix, a healthy ReLU+He twin that
+must not; the in-place surgery contract (identity, param groups, optimizer state, the user's
+loop); bad input; refusal; internal failure.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor import data, zoo
+from graddoctor.errors import InputError
+from graddoctor.fix.autofix import actions, rebind_optimizer
+from graddoctor.train import accuracy, sampled_batches
+
+_DIGITS = data.load("digits", seed=0)
+X, Y = _DIGITS.x_train.float(), _DIGITS.y_train
+XT, YT = _DIGITS.x_test.float(), _DIGITS.y_test
+
+
+def _loop(model, opt, steps, w=None, seed=0, on_eval=None, every=10):
+    """The user's training loop, written before any fix: it holds ``model`` and ``opt`` only."""
+    batches = sampled_batches(X, Y, 32, seed=seed)
+    losses = []
+    for t in range(1, steps + 1):
+        x, y = next(batches)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if w is not None:
+            w.step(loss)
+        losses.append(loss.item())
+        if on_eval is not None and t % every == 0 and on_eval(t):
+            break
+    return losses
+
+
+def _sigmoid20(seed=0):
+    return zoo.mlp(depth=20, width=32, in_features=64, out_features=10, activation="sigmoid", seed=seed)
+
+
+def _trainable(model):
+    return {id(p) for p in model.parameters() if p.requires_grad}
+
+
+def test_deep_sigmoid_is_fixed_in_place_and_the_loop_runs_on():
+    torch.manual_seed(0)
+    model = _sigmoid20()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model_id, opt_id, groups_before = id(model), id(opt), len(opt.param_groups)
+    with pytest.warns(UserWarning, match=r"graddoctor.autofix: step \d+: .*vanishing-gradient"):
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            losses = _loop(model, opt, 200, w)
+    assert id(model) == model_id and id(opt) == opt_id and len(opt.param_groups) == groups_before
+    assert len(w.fixes) == 1, w.fixes
+    fix = w.fixes[0]
+    assert {"relu", "he-init"} <= set(fix["remedies"])
+    assert not any(isinstance(m, nn.Sigmoid) for m in model.modules())
+    # the optimizer holds exactly the model's trainable parameters (new rezero gains included)
+    held = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert sorted(held) == sorted(_trainable(model)) and len(held) == len(set(held))
+    assert fix["optimizer"]["added"] == sum(1 for m in model.modules() if getattr(m, "alpha", None) is not None)
+    # the loop written before the fix kept training the repaired model
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:20]) / 20
+    assert accuracy(model, XT, YT) > 0.8
+    report = w.report()
+    assert report.data["autofix"][0]["step"] == fix["step"]
+
+
+def test_optimizer_state_of_kept_parameters_is_kept():
+    net = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(torch.randn(8, 4)).sum().backward()
+    opt.step()
+    before = {id(p) for p in net.parameters()}
+    kept_state = opt.state[net[3].weight]["exp_avg"].clone()
+    old_last = net[4]
+    net[4] = nn.Linear(4, 2)  # a module replaced: its parameters leave, the new ones join
+    counts = rebind_optimizer(opt, net, before, reset=[net[0].weight])
+    assert counts == {"added": 2, "dropped": 2, "reset": 1}
+    assert torch.equal(opt.state[net[3].weight]["exp_avg"], kept_state)
+    assert net[0].weight not in opt.state and old_last.weight not in opt.state
+    assert sorted(id(p) for g in opt.param_groups for p in g["params"]) == sorted(_trainable(net))
+    net(torch.randn(8, 4)).sum().backward()
+    opt.step()  # the rebound optimizer steps
+
+
+def test_new_parameters_join_their_parents_group():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    opt = torch.optim.SGD([{"params": net[0].parameters()}, {"params": net[1].parameters(), "lr": 0.5}], lr=0.1)
+    before = {id(p) for p in net.parameters()}
+    net[1].scale = nn.Parameter(torch.ones(()))
+    rebind_optimizer(opt, net, before)
+    assert any(p is net[1].scale for p in opt.param_groups[1]["params"])
+    assert opt.param_groups[1]["lr"] == 0.5
+
+
+def test_healthy_twin_never_triggers():
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=20, width=32, in_features=64, out_features=10, init="he", seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no autofix line, no internal error
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 150, w)
+    assert w.fixes == [] and w.autofix_failed is None
+
+
+def test_exploding_run_is_rolled_back_and_slowed_down_until_it_learns():
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
+    opt = torch.optim.SGD(model.parameters(), lr=30.0)  # ~300x past a working rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            losses = _loop(model, opt, 200, w)
+    assert w.fixes, "the blow-up was not acted on"
+    first = w.fixes[0]
+    assert first["step"] <= 20 and first["blowup"]  # a blow-up is acted on before the warm-up
+    assert {"rollback", "clip-norm", "lower-lr"} <= set(first["remedies"])
+    # lr 3 still wrecks the net: the fix did not help, so it is rolled back and lowered again
+    assert len(w.fixes) == 2 and {"rollback", "lower-lr"} <= set(w.fixes[1]["remedies"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(losses[-20:]) / 20 < 1.0 and accuracy(model, XT, YT) > 0.8
+
+
+@pytest.mark.parametrize("bad, match", [("yes", "autofix must be True or a list"),
+                                        (["lstm"], "cannot be applied in place")])
+def test_bad_autofix_values_raise_one_line(bad, match):
+    net = nn.Linear(2, 2)
+    with pytest.raises(InputError, match=match) as e:
+        gd.watch(net, torch.optim.SGD(net.parameters(), lr=0.1), autofix=bad)
+    assert "\n" not in str(e.value)
+
+
+def test_autofix_needs_the_optimizer():
+    with pytest.raises(InputError, match="autofix needs the optimizer"):
+        gd.watch(nn.Linear(2, 2), autofix=True)
+
+
+def test_torchscript_is_refused_with_a_reason():
+    net = torch.jit.script(nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 1)))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="no module surgery on a TorchScript module"):
+        w = gd.watch(net, opt, autofix=True)
+    w.detach()
+    assert actions.check_allowed(["clip-norm"]) == ("clip-norm",)
+
+
+def test_internal_failure_warns_and_training_continues(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("planner exploded")
+
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.plan_fix", broken)
+    torch.manual_seed(0)
+    model = _sigmoid20()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.warns(UserWarning, match="autofix: internal error .*planner exploded.*training continues"):
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            losses = _loop(model, opt, 80, w)
+    assert len(losses) == 80 and w.fixes == [] and w.failed is None
+
+
+def test_restricted_remedies_are_respected():
+    torch.manual_seed(0)
+    model = _sigmoid20()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=["relu", "he-init"]) as w:
+            _loop(model, opt, 60, w)
+    assert w.fixes and set(w.fixes[0]["remedies"]) <= {"relu", "he-init"}
+    assert not any(getattr(m, "alpha", None) is not None for m in model.modules())
