@@ -167,7 +167,8 @@ def minimum_lr(lrs: Sequence[float], losses: Sequence[float],
     those points, is the pick. Where the parabola opens downwards (no minimum in the window)
     the lowest point itself is returned. The same sub-sample peak estimate as parabolic
     interpolation of a spectrum's peak, over more than 3 points so that one noisy point
-    does not move it.
+    does not move it. Where the descent ends in a cliff (a kink, not a valley) the vertex
+    sits about one point before the lowest one, on the side of the smaller learning rate.
 
     Example:
         >>> lrs = lr_schedule(1e-3, 1.0, 13, "exp")  # 0.25 decades apart
@@ -192,8 +193,8 @@ def suggest(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float | 
     Example:
         >>> lrs = lr_schedule(1e-5, 1.0, 50, "exp")
         >>> picks = suggest(lrs, [2 - math.tanh(math.log10(v) + 2) + 9 * max(v - 0.1, 0) for v in lrs])
-        >>> sorted(picks), round(math.log10(picks["minimum"]), 1)
-        (['minimum', 'steepest', 'valley'], -2.0)
+        >>> sorted(picks), round(math.log10(picks["minimum"]), 1)  # lowest at 0.1: a kink
+        (['minimum', 'steepest', 'valley'], -2.1)
     """
     finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
     xs, ys = [lrs[i] for i in finite], [losses[i] for i in finite]
