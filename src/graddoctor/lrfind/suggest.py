@@ -5,7 +5,10 @@ Every suggestion reads the *smoothed* loss (no lag, ``zero_lag``) against ``log1
 - ``minimum`` (the default; Smith 2017, sec. 3.3, fastai's ``lr_min``): one decade below the
   learning rate where the smoothed loss is lowest. Past the minimum the steps are too large
   for the loss to keep falling; a decade below it training is still stable, and fast. The
-  minimum of a whole smoothed curve moves little with noise.
+  minimum of a whole smoothed curve moves little with noise. It is the grid point itself:
+  reading it between points (vertex of a parabola over the 7 points around it, in log10(lr))
+  was tried and not adopted (spread over 5 seeds 1.1 instead of 1.5 on the digits MLP, but
+  2.1 points less test accuracy there, lower on each seed; ``benchmarks/README.md``).
 - ``steepest``: where the smoothed loss falls fastest per decade. ``torch-lr-finder`` reads
   it off a one-way average (weight 0.05 of the newest loss), which trails the curve by ~19
   steps (1.5 decades of a 100-step sweep over 8); Lightning reads the steepest fall per unit
