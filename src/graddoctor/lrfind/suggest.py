@@ -5,10 +5,10 @@ Every suggestion reads the *smoothed* loss (no lag, ``zero_lag``) against ``log1
 - ``minimum`` (the default; Smith 2017, sec. 3.3, fastai's ``lr_min``): one decade below the
   learning rate where the smoothed loss is lowest. Past the minimum the steps are too large
   for the loss to keep falling; a decade below it training is still stable, and fast. The
-  minimum of a whole smoothed curve moves little with noise. It is the grid point itself:
-  reading it between points (vertex of a parabola over the 7 points around it, in log10(lr))
-  was tried and not adopted (spread over 5 seeds 1.1 instead of 1.5 on the digits MLP, but
-  2.1 points less test accuracy there, lower on each seed; ``benchmarks/README.md``).
+  minimum of a whole smoothed curve moves little with noise. It is read between the sweep's
+  points (``minimum_lr``: the vertex of a parabola fitted in log10(lr) to the 7 points around
+  the lowest one), so seeds whose lowest point falls one sweep step apart (x1.2) do not
+  jump by a whole step.
 - ``steepest``: where the smoothed loss falls fastest per decade. ``torch-lr-finder`` reads
   it off a one-way average (weight 0.05 of the newest loss), which trails the curve by ~19
   steps (1.5 decades of a 100-step sweep over 8); Lightning reads the steepest fall per unit
@@ -42,6 +42,11 @@ METHODS: tuple[str, ...] = ("minimum", "steepest", "valley")
 DEFAULT_METHOD = "minimum"
 #: ``minimum`` suggests the learning rate of the lowest smoothed loss divided by this (one decade)
 BELOW_MINIMUM = 10.0
+#: ``minimum_lr`` fits its parabola to the lowest point and this many on each side: 7 points,
+#: +-0.24 decades of a 100-step sweep over 8. Chosen among 1-8 on the digits MLP and MNIST-1D
+#: CNN rows of ``benchmarks/lr_find.py`` (smallest spread over 5 seeds; 1-2 points follow the
+#: grid, 6-8 reach into the descent and pull the pick down by seed-dependent amounts).
+MINIMUM_FIT_HALF_WIDTH = 3
 #: points left out at each end of the curve by ``steepest`` (the start is flat and
 #: noisy, the end is divergence); the same as torch-lr-finder's skip_start/skip_end scaled
 SKIP_START_FRAC = 0.1
@@ -141,7 +146,8 @@ def valley(losses: Sequence[float]) -> int | None:
 def minimum(losses: Sequence[float]) -> int | None:
     """Index of the lowest loss (the first one on a tie); None if the curve is too short.
 
-    ``suggest`` divides its learning rate by ``BELOW_MINIMUM``.
+    ``minimum_lr`` reads the minimum between the points around it; ``suggest`` divides that
+    learning rate by ``BELOW_MINIMUM``.
 
     Example:
         >>> minimum([2.3, 2.0, 1.2, 1.5, 9.0])
@@ -152,22 +158,51 @@ def minimum(losses: Sequence[float]) -> int | None:
     return int(np.argmin(np.asarray(losses, float)))
 
 
+def minimum_lr(lrs: Sequence[float], losses: Sequence[float],
+               half_width: int = MINIMUM_FIT_HALF_WIDTH) -> float | None:
+    """The learning rate of the lowest loss, read between the points; None if the curve is too short.
+
+    A parabola in log10(lr) is fitted (least squares) to the lowest point (``minimum``) and
+    ``half_width`` points on each side (fewer at an end of the curve); its vertex, kept within
+    those points, is the pick. Where the parabola opens downwards (no minimum in the window)
+    the lowest point itself is returned. The same sub-sample peak estimate as parabolic
+    interpolation of a spectrum's peak, over more than 3 points so that one noisy point
+    does not move it. Where the descent ends in a cliff (a kink, not a valley) the vertex
+    sits about one point before the lowest one, on the side of the smaller learning rate.
+
+    Example:
+        >>> lrs = lr_schedule(1e-3, 1.0, 13, "exp")  # 0.25 decades apart
+        >>> losses = [(math.log10(v) + 1.6) ** 2 for v in lrs]  # lowest at 10 ** -1.6, off the grid
+        >>> round(math.log10(lrs[minimum(losses)]), 2), round(math.log10(minimum_lr(lrs, losses)), 2)
+        (-1.5, -1.6)
+    """
+    low = minimum(losses)
+    if low is None:
+        return None
+    lo, hi = max(0, low - half_width), min(len(losses), low + half_width + 1)
+    x = np.log10(np.asarray(lrs[lo:hi], float))
+    curvature, slope, _ = np.polyfit(x, np.asarray(losses[lo:hi], float), 2)
+    if not curvature > 0:
+        return float(lrs[low])
+    return float(10 ** np.clip(-slope / (2 * curvature), x[0], x[-1]))
+
+
 def suggest(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float | None]:
     """Every method's pick: ``{"minimum": lr, "steepest": lr, "valley": lr}`` (None: curve too short).
 
     Example:
         >>> lrs = lr_schedule(1e-5, 1.0, 50, "exp")
         >>> picks = suggest(lrs, [2 - math.tanh(math.log10(v) + 2) + 9 * max(v - 0.1, 0) for v in lrs])
-        >>> sorted(picks), round(math.log10(picks["minimum"]), 1)
-        (['minimum', 'steepest', 'valley'], -2.0)
+        >>> sorted(picks), round(math.log10(picks["minimum"]), 1)  # lowest at 0.1: a kink
+        (['minimum', 'steepest', 'valley'], -2.1)
     """
     finite = [i for i, v in enumerate(losses) if math.isfinite(v)]
     xs, ys = [lrs[i] for i in finite], [losses[i] for i in finite]
-    low = minimum(ys)
+    low = minimum_lr(xs, ys)
     picks = {"steepest": steepest(xs, ys), "valley": valley(ys)}
     out = {m: (None if i is None else float(xs[i])) for m, i in picks.items()}
-    return {"minimum": None if low is None else float(xs[low]) / BELOW_MINIMUM, **out}
+    return {"minimum": None if low is None else low / BELOW_MINIMUM, **out}
 
 
-__all__ = ["BELOW_MINIMUM", "DEFAULT_METHOD", "METHODS", "lr_schedule", "minimum", "smoothed", "steepest", "suggest", "valley",
-           "zero_lag"]
+__all__ = ["BELOW_MINIMUM", "DEFAULT_METHOD", "METHODS", "MINIMUM_FIT_HALF_WIDTH", "lr_schedule", "minimum", "minimum_lr",
+           "smoothed", "steepest", "suggest", "valley", "zero_lag"]
