@@ -57,6 +57,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torch.utils._pytree import tree_map
 
 from graddoctor.errors import InputError
@@ -95,6 +96,9 @@ class ProbeResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_GLOBAL_HOOK_ABOVE = 1000  # more profiled modules than this: one global forward hook (filtered)
 
 
 class _Acc:
@@ -148,21 +152,20 @@ def probe(
     outs: list[torch.Tensor] = []
 
     def fwd_hook(module: nn.Module, args: Any, out: Any) -> None:
-        name = names.get(module)
-        if name == emb and state["emb_out"] is None:
+        if emb is not None and state["emb_out"] is None and names.get(module) == emb:
             t = _first_float(out)
             if t is not None and t.requires_grad:
                 state["emb_out"] = t
         if module not in modules:
             return
-        t = _first_float(out)
+        t = out if isinstance(out, torch.Tensor) and out.is_floating_point() else _first_float(out)
         if t is None or t.numel() < 2:  # a scalar output has no variance to profile
             return
         acc = accs[modules[module]]
         with torch.no_grad():
-            d = t.detach().double()
-            acc.s += float(d.sum())
-            acc.ss += float((d * d).sum())
+            d = t.detach()
+            acc.s += float(d.sum(dtype=torch.float64))
+            acc.ss += float(torch.linalg.vector_norm(d, dtype=torch.float64)) ** 2
             acc.n += d.numel()
         if t.requires_grad:
             if state["first_out"] is None:
@@ -174,10 +177,9 @@ def probe(
             def on_grad(g: torch.Tensor) -> torch.Tensor | None:
                 if not state["record"]:
                     return None
-                gd = g.detach().double()
-                ss = float((gd * gd).sum())
-                acc.g.add(ss, gd.numel(), state["exp"])
-                k = rescale_exponent(ss, gd.numel(), g.dtype) if node in state["cuts"] else 0
+                ss = float(torch.linalg.vector_norm(g.detach(), dtype=torch.float64)) ** 2
+                acc.g.add(ss, g.numel(), state["exp"])
+                k = rescale_exponent(ss, g.numel(), g.dtype) if node in state["cuts"] else 0
                 if k == 0:
                     return None
                 state["exp"] += k  # every gradient from here to the input side is 2^exp too large
@@ -186,7 +188,9 @@ def probe(
             t.register_hook(on_grad)
 
     result = ProbeResult(zero_params=zero_parameters(model))
-    handles = [m.register_forward_hook(fwd_hook) for m in set(names) if m in modules or names[m] == emb]
+    hooked = [m for m in names if m in modules or names[m] == emb]
+    handles = ([m.register_forward_hook(fwd_hook) for m in hooked] if len(hooked) <= _GLOBAL_HOOK_ABOVE
+               else [register_module_forward_hook(fwd_hook)])  # one hook, not 10,000 registrations
     try:
         with restored_state(model), torch.enable_grad():
             inputs, leaf = _grad_inputs(example_inputs)
@@ -254,8 +258,12 @@ def zero_parameters(model: nn.Module) -> list[str]:
     if not named:
         return []
     with torch.no_grad():
-        dev = named[0][1].device
-        norms = torch.stack([p.detach().abs().amax().float().to(dev) for _, p in named]).cpu()
+        try:  # one fused max-abs over every parameter
+            maxabs = list(torch._foreach_norm([p.detach() for _, p in named], float("inf")))
+        except (RuntimeError, TypeError, NotImplementedError):
+            maxabs = [p.detach().abs().amax() for _, p in named]
+        dev = maxabs[0].device
+        norms = torch.stack([m.float().to(dev) for m in maxabs]).cpu()
     return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 
