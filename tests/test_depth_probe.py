@@ -19,6 +19,11 @@ def test_gradients_that_underflow_to_zero_are_vanishing_with_the_depth_they_vani
     found = [f for f in gd.check(net, X, jacobian_k=0).findings if f.code == "vanishing-gradient"]
     assert found and found[0].severity == "error"
     assert "float32" in found[0].message or "float32" in str(found[0].evidence)
+    ev = found[0].evidence
+    # measured to the input side, not read as zeros: ~0.85 orders per layer at PyTorch's default init
+    assert ev["orders_over_depth"] > 1000 and ev["zero_gradient_input_side"] == 0
+    # float32 ends ~45 orders below the output side's gradient: some 50 layers from the output
+    assert ev["below_dtype_range_layers"] > 9000 and 20 <= ev["below_range_depth_from_output"] <= 200
 
 
 def test_a_healthy_rezero_net_of_the_same_depth_has_no_vanishing_finding() -> None:

@@ -279,9 +279,9 @@ class _Tracer:
                 self.layer_by_name[lname].is_output = True
             for sname in main.acts:
                 self.site_by_name[sname].is_output = True
-                for layer in found.layers:
-                    if layer.activation_site == sname:
-                        layer.is_output = True
+            for layer in found.layers:  # one pass (a residual stack's output tag holds every site)
+                if layer.activation_site in main.acts:
+                    layer.is_output = True
         found.uncalled = [n for m, n in self.names.items()
                           if m in self.owners and n not in self.layer_by_name and self.act_kinds[m] is None]
         return found
