@@ -170,7 +170,7 @@ def _profile(values: Sequence[float]) -> list[float]:
 
 def _log_profile(logs: Sequence[float]) -> list[float]:
     """Rounded log10 values; an exact zero as float32's floor (-45), as ``_profile`` writes it."""
-    return [round(max(y, log10(0.0)), 2) if y < math.inf else math.inf for y in logs]
+    return [round(y if y > -math.inf else log10(0.0), 2) if y < math.inf else math.inf for y in logs]
 
 
 def grad_logs(p: ProbeResult) -> list[float]:
@@ -233,7 +233,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         return []
     names = [n for n, _ in kept]
     ref = kept[-1][1]
-    logs_kept = [max(y, log10(0.0)) for _, y in kept]
+    logs_kept = [y if y > -math.inf else log10(0.0) for _, y in kept]  # an exact zero as the floor
     evidence = {
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
         "layers_probed": len(p.layers), "grad_log10": _log_profile(logs),
