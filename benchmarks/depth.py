@@ -13,10 +13,13 @@ best accuracy seen.
   the learning rate (``result.lr``); trained with ``result.optimizer``. The architecture is
   compared before and after (module types, in order).
 
-``--cnn`` adds a plain tanh CNN on MNIST-1D (``--cnn-depth`` conv layers, width 32).
+``--cnn`` adds a plain tanh CNN on MNIST-1D (``--cnn-depth`` conv layers, width 32). A
+``rezero`` row is the healthy control (ReLU, He init, ReZero residual blocks): its check must
+find no vanishing-gradient. Times are wall-clock and process CPU (all threads) side by side.
 
     PYTHONPATH=src python benchmarks/depth.py --rows tanh:200,tanh:1000 --modes keep
     PYTHONPATH=src python benchmarks/depth.py --rows sigmoid:10000 --modes full --budget 600
+    PYTHONPATH=src python benchmarks/depth.py --rows sigmoid:10000,rezero:10000 --modes "" --threads 1
 """
 
 from __future__ import annotations
@@ -72,18 +75,25 @@ def run_row(kind: str, depth: int, modes: list[str], a: argparse.Namespace) -> N
         if cnn:
             return zoo.cnn(depth=depth, kind="plain", dims=1, in_channels=1, width=32,
                            activation="tanh", seed=a.seed)
+        if kind == "rezero":
+            return zoo.mlp(depth=depth, width=a.width, activation="relu", init="he", residual="rezero",
+                           seed=a.seed)
         return zoo.mlp(depth=depth, width=a.width, activation=kind, seed=a.seed)
 
     model = make()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = gd.check(model, x, jacobian_k=0)
-    t_check = time.perf_counter() - t0
-    codes = sorted({f.code for f in report.findings})
+    t_check, c_check = time.perf_counter() - t0, time.process_time() - c0
+    codes = sorted({f"{f.code} ({f.severity})" for f in report.findings})
     name = f"{'tanh CNN (mnist1d)' if cnn else kind + ' MLP'} {depth} layers"
-    print(f"\n{name}: check {t_check:.2f} s, vanishing-gradient "
-          f"{'yes' if 'vanishing-gradient' in codes else 'NO'}; findings: {', '.join(codes)}", flush=True)
-    for mode in modes:
+    vanishing = report.by_code("vanishing-gradient")
+    print(f"\n{name}: check {t_check:.2f} s wall, {c_check:.2f} s CPU ({torch.get_num_threads()} threads), "
+          f"vanishing-gradient {'yes' if vanishing else 'NO'}; findings: {', '.join(codes)}", flush=True)
+    if vanishing:
+        print(f"  {vanishing[0].message[:300]}", flush=True)
+    for mode in (m for m in modes if m):
         torch.manual_seed(a.seed)
+        r0 = time.process_time()
         if mode == "full":
             res = gd.repair(model, report, example_inputs=x, seed=a.seed)
             opt = torch.optim.Adam(res.model.parameters(), lr=1e-3)
@@ -104,11 +114,15 @@ def run_row(kind: str, depth: int, modes: list[str], a: argparse.Namespace) -> N
             if lr is None:
                 lr = a.fallback_lr
                 opt = torch.optim.Adam(res.model.parameters(), lr=lr)
+        c_repair = time.process_time() - r0
+        c0 = time.process_time()
         hit = train_to_target(res.model, opt, b, a.budget, a.max_steps, a.eval_every, a.seed)
+        cpu = time.process_time() - c0
         steps = "-" if hit["steps"] is None else str(hit["steps"])
         secs = "-" if hit["seconds"] is None else f"{hit['seconds']:.0f}"
-        print(f"  {mode:<5} repair {res.seconds:6.2f} s | lr {lr:.2g} | to 90%: {steps:>5} steps, "
-              f"{secs:>5} s | best {100 * hit['best']:.1f}% in {hit['trained']} steps", flush=True)
+        print(f"  {mode:<5} repair {res.seconds:6.2f} s ({c_repair:.2f} s CPU) | lr {lr:.2g} | to 90%: {steps:>5} steps, "
+              f"{secs:>5} s | best {100 * hit['best']:.1f}% in {hit['trained']} steps "
+              f"({cpu:.0f} s CPU training)", flush=True)
 
 
 def main() -> None:

@@ -8,7 +8,11 @@ What it measures (numbers only; ``graddoctor.diagnose.checktime.probe_rules`` tu
   a tensor hook registered on the output in a forward hook (hooks registered
   before an in-place op see the value before it, so ``Linear -> ReLU(inplace)``
   still gives the pre-activation). Several calls of one module add up
-  (root of the summed squares over the summed element counts).
+  (root of the summed squares over the summed element counts). ``grad_log10``
+  is its log10, measured also where the value is below any float's range: where a
+  gradient gets tiny at a layer that every backward path passes through, the hook
+  multiplies it by a power of two and keeps the exponent (``probe_scale``), so a
+  10,000-layer chain is measured to the input side instead of underflowing to zero.
 - ``act_var``: the variance of each of those layer outputs (forward signal).
 - ``time_grad``: for a sequence (a 3-D float input to a model with RNN or
   attention layers, or the 3-D output of the first embedding), the norm of
@@ -53,12 +57,20 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook
 from torch.utils._pytree import tree_map
 
 from graddoctor.errors import InputError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe_loss import main_output, own_loss, probe_loss
+from graddoctor.measure.probe_scale import (
+    LogSquares,
+    cut_nodes,
+    from_log10,
+    rescale_exponent,
+    scaled,
+)
 from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
@@ -69,6 +81,9 @@ class ProbeResult:
     layers: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     grad_rms: list[float] = field(default_factory=list)
+    grad_log10: list[float] = field(default_factory=list)  # log10(grad_rms), also below float64's range
+    grad_rescale_log2: int = 0  # the input side's gradient was multiplied by 2^this (0: never rescaled)
+    grad_dtype: str = "float32"  # the dtype the backward ran in (its range is where gradients underflow)
     act_var: list[float] = field(default_factory=list)
     time_axis: int | None = None
     time_grad: list[float] | None = None
@@ -83,14 +98,18 @@ class ProbeResult:
         return asdict(self)
 
 
-class _Acc:
-    """Running sums for one layer: forward sum/sumsq/count, backward sumsq/count."""
+_GLOBAL_HOOK_ABOVE = 1000  # more profiled modules than this: one global forward hook (filtered)
 
-    __slots__ = ("s", "ss", "n", "gss", "gn")
+
+class _Acc:
+    """Running sums for one layer: forward sum/sumsq/count, backward sumsq/count (as log2)."""
+
+    __slots__ = ("s", "ss", "n", "g")
 
     def __init__(self) -> None:
-        self.s = self.ss = self.gss = 0.0
-        self.n = self.gn = 0
+        self.s = self.ss = 0.0
+        self.n = 0
+        self.g = LogSquares()
 
 
 def probe(
@@ -128,42 +147,50 @@ def probe(
     accs = {n: _Acc() for n in wanted}
     modules = {m: n for m, n in names.items() if n in accs}
     emb = next((x.name for x in mmap.layers if x.kind == "embedding"), None)
-    state: dict[str, Any] = {"record": True, "emb_out": None, "first_out": None, "first_params": []}
+    state: dict[str, Any] = {"record": True, "emb_out": None, "first_out": None, "first_params": [],
+                             "exp": 0, "cuts": set()}
     outs: list[torch.Tensor] = []
 
     def fwd_hook(module: nn.Module, args: Any, out: Any) -> None:
-        name = names.get(module)
-        if name == emb and state["emb_out"] is None:
+        if emb is not None and state["emb_out"] is None and names.get(module) == emb:
             t = _first_float(out)
             if t is not None and t.requires_grad:
                 state["emb_out"] = t
         if module not in modules:
             return
-        t = _first_float(out)
+        t = out if isinstance(out, torch.Tensor) and out.is_floating_point() else _first_float(out)
         if t is None or t.numel() < 2:  # a scalar output has no variance to profile
             return
         acc = accs[modules[module]]
         with torch.no_grad():
-            d = t.detach().double()
-            acc.s += float(d.sum())
-            acc.ss += float((d * d).sum())
+            d = t.detach()
+            acc.s += float(d.sum(dtype=torch.float64))
+            acc.ss += float(torch.linalg.vector_norm(d, dtype=torch.float64)) ** 2
             acc.n += d.numel()
         if t.requires_grad:
             if state["first_out"] is None:
                 state["first_out"] = t
                 state["first_params"] = [p for p in module.parameters(recurse=False) if p.requires_grad]
             outs.append(t)
+            node = t.grad_fn
 
-            def on_grad(g: torch.Tensor) -> None:
-                if state["record"]:
-                    gd = g.detach().double()
-                    acc.gss += float((gd * gd).sum())
-                    acc.gn += gd.numel()
+            def on_grad(g: torch.Tensor) -> torch.Tensor | None:
+                if not state["record"]:
+                    return None
+                ss = float(torch.linalg.vector_norm(g.detach(), dtype=torch.float64)) ** 2
+                acc.g.add(ss, g.numel(), state["exp"])
+                k = rescale_exponent(ss, g.numel(), g.dtype) if node in state["cuts"] else 0
+                if k == 0:
+                    return None
+                state["exp"] += k  # every gradient from here to the input side is 2^exp too large
+                return scaled(g, k)
 
             t.register_hook(on_grad)
 
     result = ProbeResult(zero_params=zero_parameters(model))
-    handles = [m.register_forward_hook(fwd_hook) for m in set(names) if m in modules or names[m] == emb]
+    hooked = [m for m in names if m in modules or names[m] == emb]
+    handles = ([m.register_forward_hook(fwd_hook) for m in hooked] if len(hooked) <= _GLOBAL_HOOK_ABOVE
+               else [register_module_forward_hook(fwd_hook)])  # one hook, not 10,000 registrations
     try:
         with restored_state(model), torch.enable_grad():
             inputs, leaf = _grad_inputs(example_inputs)
@@ -176,10 +203,15 @@ def probe(
             if not wrt:
                 raise InputError("nothing to differentiate: the model has no trainable parameters "
                                  "and no floating-point input - give it some")
+            if state["first_out"] is not None:
+                result.grad_dtype = str(state["first_out"].dtype).removeprefix("torch.")
+            state["cuts"] = cut_nodes(loss.grad_fn)  # where a rescaled gradient stays exact
             grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
+            result.grad_rescale_log2 = state["exp"]
             if seq is not None:
                 g = grads[0]
-                result.time_grad = _per_step_norms(g, result.time_axis) if g is not None else None
+                result.time_grad = ([math.ldexp(v, -state["exp"]) for v in _per_step_norms(g, result.time_axis)]
+                                    if g is not None else None)
             state["record"] = False
             if jacobian_k > 0 and jac_in is not None:
                 result.jacobian = _jacobian_sketch(out, jac_in, jacobian_k, seed)
@@ -190,14 +222,15 @@ def probe(
         a = accs[n]
         if a.n == 0:
             continue
-        if a.gn == 0:  # no gradient reached it: off the loss's path (or frozen), not vanishing
+        if a.g.count == 0:  # no gradient reached it: off the loss's path (or frozen), not vanishing
             result.off_path.append(n)
             continue
         mean = a.s / a.n
         result.layers.append(n)
         result.kinds.append(mmap.layer(n).kind)
         result.act_var.append(max(a.ss / a.n - mean * mean, 0.0))
-        result.grad_rms.append(math.sqrt(a.gss / a.gn))
+        result.grad_log10.append(a.g.log10_rms())
+        result.grad_rms.append(from_log10(result.grad_log10[-1]))
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -225,8 +258,12 @@ def zero_parameters(model: nn.Module) -> list[str]:
     if not named:
         return []
     with torch.no_grad():
-        dev = named[0][1].device
-        norms = torch.stack([p.detach().abs().amax().float().to(dev) for _, p in named]).cpu()
+        try:  # one fused max-abs over every parameter
+            maxabs = list(torch._foreach_norm([p.detach() for _, p in named], float("inf")))
+        except (RuntimeError, TypeError, NotImplementedError):
+            maxabs = [p.detach().abs().amax() for _, p in named]
+        dev = maxabs[0].device
+        norms = torch.stack([m.float().to(dev) for m in maxabs]).cpu()
     return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 

@@ -88,7 +88,13 @@ def input_tag(tree: Any) -> Tag | None:
         >>> input_tag([torch.ones(1), "x"]) is None
         True
     """
-    tags = [t for t in map(tag_of, leaves(tree)) if t is not None]
+    if isinstance(tree, torch.Tensor):  # fast paths (every op of a trace): a tensor; (tensors, {})
+        return getattr(tree, TAG_ATTR, None)
+    if (isinstance(tree, tuple) and len(tree) == 2 and isinstance(tree[0], tuple) and tree[1] == {}
+            and all(isinstance(a, torch.Tensor) for a in tree[0])):
+        tags = [t for t in (getattr(a, TAG_ATTR, None) for a in tree[0]) if t is not None]
+    else:
+        tags = [t for t in map(tag_of, leaves(tree)) if t is not None]
     return merge(tags) if tags else None
 
 
@@ -104,7 +110,7 @@ def set_tag(tree: Any, tag: Tag, tagged: list[weakref.ref]) -> None:
         >>> tag_of(x).hi, len(tagged)
         (1, 1)
     """
-    for x in leaves(tree):
+    for x in ((tree,) if isinstance(tree, torch.Tensor) else leaves(tree)):
         if isinstance(x, torch.Tensor) and x.is_floating_point():
             with contextlib.suppress(Exception):
                 setattr(x, TAG_ATTR, tag)

@@ -43,6 +43,9 @@ from graddoctor.modelmap.tags import (
 _MUL_NAMES = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply", "addcmul", "addcmul_"}
 
 Shape = tuple[int, ...] | None
+# what a query returns (``x.shape``, ``x.numel()``, ``x.is_floating_point()``: most calls a trace
+# sees, the hooks' own included); no tensor in it, so no tag or activation to record
+_QUERY_RESULTS = (bool, int, float, str, torch.Size, torch.dtype, torch.device)
 
 
 def function_activation_kind(func: Callable) -> str | None:
@@ -99,6 +102,8 @@ class FunctionalActivationMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if out is None or isinstance(out, _QUERY_RESULTS):  # .shape, .numel(), ...: nothing to follow
+            return out
         kind = function_activation_kind(func)
         if kind is not None and not self.in_activation_module():
             self.on_activation(kind, args, out)
@@ -124,7 +129,12 @@ class Trace:
 
 
 def _shape(tree: Any) -> Shape:
-    t = first_tensor(tree)
+    """The shape of the first tensor in ``tree``. Fast path (called for every module call of a
+    trace): the first leaf, found by following first elements, is that tensor when it is one."""
+    head = tree
+    while isinstance(head, (tuple, list)) and head:
+        head = head[0]
+    t = head if isinstance(head, torch.Tensor) else first_tensor(tree)
     return tuple(t.shape) if t is not None else None
 
 
@@ -269,9 +279,9 @@ class _Tracer:
                 self.layer_by_name[lname].is_output = True
             for sname in main.acts:
                 self.site_by_name[sname].is_output = True
-                for layer in found.layers:
-                    if layer.activation_site == sname:
-                        layer.is_output = True
+            for layer in found.layers:  # one pass (a residual stack's output tag holds every site)
+                if layer.activation_site in main.acts:
+                    layer.is_output = True
         found.uncalled = [n for m, n in self.names.items()
                           if m in self.owners and n not in self.layer_by_name and self.act_kinds[m] is None]
         return found

@@ -34,6 +34,8 @@ import math
 import re
 from collections.abc import Sequence
 
+import torch
+
 from graddoctor.diagnose.thresholds import MIN_STEPS
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.modelmap import ModelMap
@@ -84,7 +86,16 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
         >>> depth_trend(["0", "1", "2", "3"], [1e-6, 1e-4, 1e-2, 1.0])["orders"]
         6.0
     """
-    logs = [log10(v) for v in values]
+    return trend_of_logs(names, [log10(v) for v in values])
+
+
+def trend_of_logs(names: Sequence[str], logs: Sequence[float]) -> dict[str, float] | None:
+    """``depth_trend`` of a profile given as log10 values (non-finite ones left out).
+
+    Example:
+        >>> trend_of_logs(["0", "1", "2"], [-900.0, -450.0, 0.0])["orders"]
+        900.0
+    """
     pts = [(i, y) for i, y in enumerate(logs) if math.isfinite(y)]
     if len(pts) < 3:
         return None
@@ -94,7 +105,7 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
     fits = [(_slope(g), len(g)) for g in groups.values() if len(g) >= 3]
     fits = fits or [(_slope(g), len(g)) for g in groups.values() if len(g) == 2]  # 2 blocks per stack
     rate = _weighted_median(fits) if fits else _slope(pts)
-    n = len(values)
+    n = len(logs)
     return {"rate": rate, "orders": rate * (n - 1), "roles": len(fits) or 1}
 
 
@@ -157,34 +168,75 @@ def _profile(values: Sequence[float]) -> list[float]:
     return [round(log10(v), 2) if math.isfinite(v) else math.inf for v in values]
 
 
+def _log_profile(logs: Sequence[float]) -> list[float]:
+    """Rounded log10 values; an exact zero as float32's floor (-45), as ``_profile`` writes it."""
+    return [round(y if y > -math.inf else log10(0.0), 2) if y < math.inf else math.inf for y in logs]
+
+
+def grad_logs(p: ProbeResult) -> list[float]:
+    """log10 of each profiled layer's gradient RMS: -inf for an exact zero, +inf if not finite.
+
+    The probe's ``grad_log10`` where it has one per layer (exact below any float's range),
+    else computed from ``grad_rms``.
+
+    Example:
+        >>> grad_logs(ProbeResult(layers=["0", "1"], grad_rms=[0.0, 100.0]))
+        [-inf, 2.0]
+    """
+    if len(p.grad_log10) == len(p.layers):
+        return [math.inf if math.isnan(y) else y for y in p.grad_log10]
+    return [-math.inf if g == 0.0 else log10(g) for g in p.grad_rms]
+
+
+def underflow_log10(dtype: str) -> float:
+    """log10 of the smallest positive (subnormal) value of a float dtype: where gradients underflow.
+
+    Example:
+        >>> round(underflow_log10("float32"), 2), round(underflow_log10("bfloat16"), 2)
+        (-44.85, -40.04)
+    """
+    dt = getattr(torch, dtype, torch.float32)
+    info = torch.finfo(dt if isinstance(dt, torch.dtype) and dt.is_floating_point else torch.float32)
+    return math.log10(info.tiny * info.eps)
+
+
 # ---------------------------------------------------------------- rules
 
 
 def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
-    """``vanishing-gradient`` / ``exploding-gradient`` from dL/d(layer output) along depth."""
-    bad = [n for n, g in zip(p.layers, p.grad_rms) if not math.isfinite(g)]
+    """``vanishing-gradient`` / ``exploding-gradient`` from dL/d(layer output) along depth.
+
+    Read in log10 (``grad_logs``), so a gradient the probe measured below float32's range
+    (its rescaled backward) counts with its true size; the evidence says how many layers lie
+    below the dtype's range and from which layer (the depth from the output where an
+    unscaled backward reads exact zeros).
+    """
+    logs = grad_logs(p)
+    bad = [n for n, y in zip(p.layers, logs) if not y < math.inf]
     if bad:
         return [Finding(
             "exploding-gradient", "error",
             f"the init probe's gradient is not finite at {len(bad)} layer(s): it overflows at step 0",
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
-                                  "grad_log10": _profile(p.grad_rms)},
+                                  "grad_log10": _log_profile(logs)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
-    vanished, dormant = zero_gradient_layers(p.layers, p.grad_rms, p.zero_params)
-    kept = [(n, g) for n, g in zip(p.layers, p.grad_rms) if n not in set(dormant)]
-    nonzero = [(n, g) for n, g in kept if g != 0.0]
-    t = depth_trend([n for n, _ in nonzero], [g for _, g in nonzero])
+    vanished, dormant = zero_gradient_layers(p.layers, [0.0 if y == -math.inf else 1.0 for y in logs],
+                                             p.zero_params)
+    skip = set(dormant)
+    kept = [(n, y) for n, y in zip(p.layers, logs) if n not in skip]
+    nonzero = [(n, y) for n, y in kept if y > -math.inf]
+    t = trend_of_logs([n for n, _ in nonzero], [y for _, y in nonzero])
     if vanished and nonzero:  # exactly zero on the whole input side: the decay underflowed (or died)
         sev = "error"
         t = t if t is not None and t["orders"] > 0 else {"rate": 0.0, "orders": 0.0, "roles": 1}
     elif t is None or (sev := _severity(t["orders"])) is None:
         return []
     names = [n for n, _ in kept]
-    logs = [log10(g) for _, g in kept]
-    ref = logs[-1]
+    ref = kept[-1][1]
+    logs_kept = [y if y > -math.inf else log10(0.0) for _, y in kept]  # an exact zero as the floor
     evidence = {
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
-        "layers_probed": len(p.layers), "grad_log10": _profile(p.grad_rms),
+        "layers_probed": len(p.layers), "grad_log10": _log_profile(logs),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
         "zero_gradient_input_side": len(vanished), "zero_gradient_not_yet_on_path": len(dormant),
     }
@@ -192,12 +244,23 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         evidence["jacobian_gain"] = p.jacobian.get("gain")
         evidence["jacobian_spread"] = p.jacobian.get("spread")
     if vanished or t["orders"] > 0:  # smaller on the input side
-        layers = [n for n, y in zip(names, logs) if y <= ref - WARN_ORDERS] or names[:1]
+        layers = [n for n, y in zip(names, logs_kept) if y <= ref - WARN_ORDERS] or names[:1]
         sat = any(s.family == "saturating" and not s.is_output for s in m.activations)
         remedies = (["relu", "he-init", "batchnorm", "residual"] if sat
                     else ["he-init", "lsuv-init", "batchnorm", "residual"])
-        zeros = (f"; it is exactly zero at the {len(vanished)} input-side layer(s) (underflow, or no "
-                 "unit on the path passes a gradient)" if vanished else "")
+        floor = underflow_log10(p.grad_dtype)
+        below = [i for i, (_, y) in enumerate(kept) if y < floor]  # exact zeros included
+        zeros = ""
+        if below:
+            at = below[-1]  # the layer nearest the output whose gradient is below the dtype's range
+            evidence.update({"dtype": p.grad_dtype, "below_dtype_range_layers": len(below),
+                             "dtype_floor_log10": round(floor, 2), "below_range_from": names[at],
+                             "below_range_depth_from_output": len(kept) - at,
+                             "rescaled_by_2_to_the": p.grad_rescale_log2})
+            how = ("measured by the probe's rescaled backward" if p.grad_rescale_log2
+                   else "read as exact zeros: underflow, or no unit on the path passes a gradient")
+            zeros = (f"; below {p.grad_dtype} range (< 1e{floor:.0f}) at {len(below)} input-side layer(s), "
+                     f"from {names[at]!r} ({len(kept) - at} layers from the output) on ({how})")
         return [Finding(
             "vanishing-gradient", sev,
             f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
@@ -205,7 +268,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             f"{len(nonzero)} layers){zeros}",
             layers=layers, evidence=evidence, remedies=remedies, step=0,
             reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
-    layers = [n for n, y in zip(names, logs) if y >= ref + WARN_ORDERS] or names[:1]
+    layers = [n for n, y in zip(names, logs_kept) if y >= ref + WARN_ORDERS] or names[:1]
     return [Finding(
         "exploding-gradient", sev,
         f"at initialisation the gradient grows by {abs(t['orders']):.1f} orders of magnitude "
@@ -313,5 +376,6 @@ def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) ->
     return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m)
 
 
-__all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "gradient_flow", "probe_findings",
-           "role", "signal_propagation", "through_time", "zero_gradient_layers"]
+__all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "grad_logs", "gradient_flow",
+           "probe_findings", "role", "signal_propagation", "through_time", "trend_of_logs", "underflow_log10",
+           "zero_gradient_layers"]
