@@ -275,7 +275,7 @@ CASES: list[Case] = [
     _c("b-resnet8-lr10x", "resnet", "B", "learning rate 10x", [E], cnn(8, lr=0.5), "b-resnet8-sgd",
        ["lower-lr", "clip-norm", "warmup"]),
     _c("b-plaincnn20-gain", "cnn", "B", "20 convs, no norm, init 1.3x He", [E],
-       cnn(20, "plain", "plain-sgd", 1e-3, batchnorm=False, post=scale_weights(1.3)), "b-plaincnn20-he",
+       cnn(20, "plain", "sgd", 0.01, batchnorm=False, post=scale_weights(1.3)), "b-plaincnn20-he",
        ["he-init", "lower-lr", "batchnorm", "clip-norm"]),
     _c("b-resnet8-zero-init-residual", "resnet", "B", "none", [], cnn(8, post=zero_init_residual)),
     _c("b-resnet8-finetune", "resnet", "B", "none", [], pretrained(cnn(8), 300)),
@@ -366,7 +366,10 @@ CASES += [
        torch_tf(False, 16, lr=2e-3), "b-ttf-pre16", R_POST),
     _c("b-ttf-pre16", "nn.Transformer", "B", "none", [], torch_tf(True, 16, lr=2e-3)),
     _c("b-gru-noisy-bs4", "gru", "B", "none", [], rnn("gru", lr=3e-3, bs=4, steps=200)),
-    _c("b-plaincnn20-he", "cnn", "B", "none", [], cnn(20, "plain", "plain-sgd", 1e-3, batchnorm=False)),
+    # twin only, not a healthy control: 20 plain convs without norm sit at chance for ~100 steps at
+    # any init (measured: plain SGD 1e-3 never leaves 2.30; SGD+momentum 1e-2 leaves it after ~100)
+    _c("b-plaincnn20-he", "cnn", "B", "twin only (20 plain convs, He init: slow start)", [],
+       cnn(20, "plain", "sgd", 0.01, batchnorm=False)),
     _c("b-resnet8-1d-sgd", "resnet1d", "B", "none", [], cnn(8, dims=1)),
     _c("b-resnet8-1d-bn-eval", "resnet1d", "B", "batchnorm eval mode", [BN], cnn(8, dims=1, post=freeze_bn),
        "b-resnet8-1d-sgd", R_BN),
@@ -380,6 +383,9 @@ CASES += [
     _c("b-resnet14-clip-tight", "resnet", "B", "clip max_norm 1e-4", [CLIP], cnn(14, clip=1e-4),
        "b-resnet14-sgd", R_CLIP),
     _c("b-resnet14-lr10x", "resnet", "B", "learning rate 10x", [E], cnn(14, lr=0.5), "b-resnet14-sgd", R_LR),
+    _c("b-plaincnn14-lr10x", "cnn", "B", "learning rate 10x", [E], cnn(14, "plain", lr=0.5), "b-plaincnn14-sgd",
+       R_LR),
+    _c("b-plaincnn8-lr5x", "cnn", "B", "learning rate 5x", [E], cnn(8, "plain", lr=0.25), "b-plaincnn8-sgd", R_LR),
     _c("b-gru-finetune", "gru", "B", "none", [], pretrained(rnn("gru"), 300)),
     _c("b-ttf-pre6-warmup", "nn.Transformer", "B", "none", [], torch_tf(True, 6, lr=3e-3, warmup=50)),
 ]
