@@ -6,7 +6,8 @@ it with ``graddoctor.train.fit`` under ``gd.watch`` and caches the records. Arch
 split in two halves (``half``): thresholds are calibrated on one and scored on the other.
 
 - half A: MLPs on digits, LSTMs, graddoctor's zoo Transformer;
-- half B: conv nets (plain and ResNet), GRUs, ``nn.TransformerEncoder``.
+- half B: conv nets (plain and ResNet, 2-d on digits and 1-d on mnist1d), GRUs,
+  ``nn.TransformerEncoder``.
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
         return []
     ev = {"post_ln_blocks": len(post), "blocks": len(order), "lr_first": float(lr[0]),
           "lr_max_early": float(lr.max()), "loss_start": round(prog["start"], 4),
-          "loss_stuck_from_start": prog["stuck"],
+          "loss_stuck_from_start": prog["stuck"], "stuck_after_settling": not prog["stuck"],
           "loss_level": round(prog["level"], 4), "level_over_start": round(prog["ratio"], 3)}
     msg = (f"{len(post)} of {len(order)} Transformer blocks are post-LN (the attention runs before "
            f"the norm) and the learning rate starts at its full value {lr[0]:.3g} with no warm-up; "
