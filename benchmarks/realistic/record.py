@@ -7,6 +7,7 @@ run reads them back, so scoring takes seconds. ``--force`` records again.
 Usage:
     python benchmarks/realistic/record.py            # every case, seed 0
     python benchmarks/realistic/record.py a-mlp4-clip-tight --force
+    python benchmarks/realistic/record.py --shard 0/2 & python benchmarks/realistic/record.py --shard 1/2
 """
 
 from __future__ import annotations
@@ -38,9 +39,17 @@ def record(case: Case, seed: int = 0, force: bool = False) -> dict:
     torch.set_num_threads(1)
     s = build(case, seed)
     t0 = time.perf_counter()
+    sched = (torch.optim.lr_scheduler.LambdaLR(s.optimizer, lambda t: min(1.0, (t + 1) / s.warmup))
+             if s.warmup else None)
+
+    def on_step(step: int, loss: float) -> None:
+        w.step(loss)
+        if sched is not None:
+            sched.step()
+
     with gd.watch(s.model, optimizer=s.optimizer, example_inputs=s.example) as w:
         log = fit(s.model, s.optimizer, s.batches, steps=s.steps, loss_fn=s.loss_fn, clip=s.clip,
-                  on_step=lambda step, loss: w.step(loss))
+                  on_step=on_step)
         meta, steps = w.records()
     tail = [v for v in log.losses[-20:] if v == v]
     out = {"meta": meta, "steps": steps, "final_loss": statistics.median(tail) if tail else float("nan"),
@@ -55,8 +64,13 @@ def main() -> None:
     ap.add_argument("names", nargs="*")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shard", help="K/N: record every N-th case from the K-th (parallel processes)")
     a = ap.parse_args()
-    for c in [BY_NAME[n] for n in a.names] or CASES:
+    chosen = [BY_NAME[n] for n in a.names] or CASES
+    if a.shard:
+        k, n = map(int, a.shard.split("/"))
+        chosen = chosen[k::n]
+    for c in chosen:
         r = record(c, a.seed, a.force)
         print(f"{c.name:32s} final loss {r['final_loss']:.3f}  {r['seconds']:.1f}s", flush=True)
 

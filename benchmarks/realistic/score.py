@@ -58,15 +58,20 @@ def score(half: str, verbose: bool = False) -> dict:
             ok = bool(set(steps) & set(c.remedies)) if c.remedies else True
             matched += ok
         sev = ",".join(sorted(f"{f.code}:{f.severity[0]}" for f in fs)) or "-"
-        rows.append((c.name, c.fault, sorted(expected), sev, steps, r["final_loss"], twin))
+        rows.append((c.name, c.fault, sorted(expected), sev, steps, r["final_loss"], twin, r["seconds"]))
     print(f"\n== half {half} ({'calibration' if half == 'A' else 'held out'}): {len(cases)} runs")
-    print(f"{'run':30s} {'expected':24s} {'found (e/w/i)':44s} {'loss':>6s} {'twin':>6s}  plan")
-    for name, _fault, exp, sev, steps, fl, tw in rows:
+    print(f"{'run':30s} {'expected':24s} {'found (e/w/i)':44s} {'loss':>6s} {'twin':>6s} {'sec':>5s}  plan")
+    for name, _fault, exp, sev, steps, fl, tw, sec in rows:
         tws = f"{tw:6.3f}" if tw is not None else "     -"
-        print(f"{name:30s} {','.join(exp) or '-':24s} {sev:44s} {fl:6.3f} {tws}  {','.join(steps)}")
+        print(f"{name:30s} {','.join(exp) or '-':24s} {sev:44s} {fl:6.3f} {tws} {sec:5.1f}  {','.join(steps)}")
     out = {"recall": {k: (h, n) for k, (h, n) in hits.items()}, "false_alarms": false_alarms,
            "controls": sum(c.fault == "none" for c in cases), "remedy_match": (matched, faults)}
     print("recall per code: " + ", ".join(f"{k} {h}/{n}" for k, (h, n) in out["recall"].items()))
+    big = {k: round(h / n, 2) for k, (h, n) in out["recall"].items() if n >= 5}
+    print(f"recall of the codes with >= 5 positives: {big}")
+    secs = sorted(r[-1] for r in rows)
+    print(f"seconds per run (recording, 1 thread): median {secs[len(secs) // 2]:.1f}, max {secs[-1]:.1f}, "
+          f"total {sum(secs):.0f}")
     print(f"false alarms on healthy controls: {len(false_alarms)}/{out['controls']} {false_alarms}")
     print(f"remedies matching the mechanism: {matched}/{faults}")
     print(f"faults without harm against their twin (scored as no-error runs): {harmless}")

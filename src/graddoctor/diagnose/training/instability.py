@@ -12,9 +12,29 @@
   regime). Healthy He-initialised, normalised or residual nets stay within one order.
 - ``loss_spikes``: the loss jumps to >= ``SPIKE_RATIO`` x the median of the ``SPIKE_WINDOW``
   losses before it, back up to >= ``SPIKE_FLOOR`` x the starting loss, on >= ``MIN_SPIKES``
-  steps: a learning rate past the stability limit that overshoots again and again without a
-  NaN (Cohen et al. 2021, edge of stability; Pascanu et al. 2013, sec. 2.1). Mini-batch noise
-  near convergence doubles a small loss but does not throw it back toward its start.
+  steps, while the steps are large (the largest sampled median update ratio >=
+  ``SPIKE_MIN_UPDATE``): a learning rate past the stability limit that overshoots again and
+  again without a NaN (Cohen et al. 2021, edge of stability; Pascanu et al. 2013, sec. 2.1).
+  Mini-batch noise near convergence doubles a small loss but does not throw it back toward
+  its start; a run that starts converged (a fine-tune) has heavy-tailed tiny losses whose
+  spikes reach its "start", but its steps are ~1e-3 of the weights: no overshoot.
+- ``oversized_updates``: the median over the weight layers of ``||w_t - w_(t-1)|| / ||w||``
+  (watch's sampled ``update_ratio``) >= ``UPDATE_TOO_BIG`` on ``UPDATE_PERSIST`` samples in a
+  row from step ``UPDATE_FROM_STEP`` (Adam's first steps move every weight by ~lr whatever its
+  gradient, so they say nothing about stability): every step moves the weights by several
+  percent, a learning rate far past the usual
+  ~1e-3 of the weights per step (Karpathy, CS231n notes, "ratio of weights:updates"; You et
+  al. 2017, LARS, sec. 3). It catches a learning rate 5-10x too high that does not diverge:
+  in a BatchNorm net the scale-invariant weights grow instead (Hoffer et al. 2018, sec. 2),
+  the loss still falls but stays above its twin's. Measured on the realistic suite's
+  calibration half (``benchmarks/realistic``), from step 4: healthy runs peak at 0.021 (an
+  LSTM, Adam 3e-3), the harmful runs with a learning rate 5-10x too high reach 0.043 and 0.102
+  (5x) and 0.12-0.19 (10x) on two samples in a row. Only for optimizers that step along the
+  gradient (SGD and the like): an adaptive optimizer (``ADAPTIVE_OPTIMIZERS``, the
+  ``optimizer`` of the meta's config) moves every weight by ~lr whatever its gradient, so its
+  update ratio is lr / weight scale, not a sign of instability: healthy Adam LSTM/GRU runs at
+  lr 1e-2 reach 0.04-0.06 (the scenario suite), and the three Adam runs with a learning rate
+  10-30x too high in the calibration half did no harm against their twins.
 
 Example:
     >>> meta = {"activations": [{"name": str(i), "kind": "relu", "family": "relu"} for i in range(6)]}
@@ -33,6 +53,8 @@ from graddoctor.diagnose.thresholds import MIN_LAYERS
 from graddoctor.diagnose.training.series import (
     as_float,
     first_persistent,
+    matrix,
+    profile_layers,
     sampled,
     side_drop,
     used_steps,
@@ -47,9 +69,20 @@ SPIKE_WINDOW = 10
 SPIKE_FLOOR = 1.0
 MIN_SPIKES = 8
 START_LOSSES = 5
+#: an overshoot needs a step that is large next to the weights (10x the ~1e-3 rule of thumb)
+SPIKE_MIN_UPDATE = 0.01
+#: median update/weight ratio over the layers: steps too large for the weights
+UPDATE_TOO_BIG = 0.04
+UPDATE_PERSIST = 2
+#: samples before this step are not read (Adam's normalised first steps)
+UPDATE_FROM_STEP = 4
+#: optimizer class names (lower case, substrings) whose steps are normalised per coordinate
+ADAPTIVE_OPTIMIZERS = ("adam", "rmsprop", "adagrad", "adadelta", "adafactor", "lamb", "lion")
 
 REF_SIGNAL = ("He, Zhang, Ren & Sun 2015 (ICCV, sec. 2.2); Poole et al. 2016 (NeurIPS, sec. 3: "
               "the chaotic regime)")
+REF_UPDATES = ("Karpathy, CS231n notes (ratio of updates to weights ~1e-3); You, Gitman & Ginsburg "
+               "2017 (LARS, sec. 3); Hoffer et al. 2018 (NeurIPS, Norm matters, sec. 2)")
 REF_SPIKES = ("Pascanu, Mikolov & Bengio 2013 (ICML, sec. 2.1); Cohen et al. 2021 (ICLR, "
               "gradient descent at the edge of stability)")
 
@@ -87,6 +120,56 @@ def signal_growth(meta: dict, steps: list[dict]) -> Finding | None:
                    ["he-init", "batchnorm", "lower-lr"], int(st[i].get("step", 0)), REF_SIGNAL)
 
 
+def median_update_ratios(meta: dict, steps: list[dict]) -> tuple[list[int], np.ndarray]:
+    """(sampled step numbers, median over the trainable weight layers of ``update_ratio``).
+
+    Example:
+        >>> meta = {"layers": [{"name": n, "kind": "linear"} for n in "abc"]}
+        >>> median_update_ratios(meta, [{"step": 2, "update_ratio": {"a": 0.1, "b": 0.2, "c": 0.3}}])
+        ([2], array([0.2]))
+    """
+    names = profile_layers(meta)
+    st = sampled(used_steps(steps), "update_ratio")
+    if not st or not names:
+        return [], np.array([])
+    u = matrix(st, "update_ratio", names)
+    with np.errstate(all="ignore"):
+        med = np.array([np.nanmedian(r) if np.isfinite(r).any() else np.nan for r in u])
+    return [int(s.get("step", 0)) for s in st], med
+
+
+def oversized_updates(meta: dict, steps: list[dict]) -> Finding | None:
+    """Median update/weight ratio >= ``UPDATE_TOO_BIG`` on ``UPDATE_PERSIST`` samples in a row from step
+    ``UPDATE_FROM_STEP`` under a non-adaptive optimizer, or None.
+
+    Example:
+        >>> meta = {"layers": [{"name": "a", "kind": "linear"}], "config": {"optimizer": "SGD"}}
+        >>> steps = [{"step": t, "update_ratio": {"a": 0.08}} for t in (1, 2, 4, 8, 16)]
+        >>> oversized_updates(meta, steps).evidence["median_update_ratio"]
+        0.08
+        >>> oversized_updates({**meta, "config": {"optimizer": "AdamW"}}, steps) is None
+        True
+    """
+    opt = str((meta.get("config") or {}).get("optimizer") or "").lower()
+    if any(a in opt for a in ADAPTIVE_OPTIMIZERS):
+        return None
+    ids, med = median_update_ratios(meta, steps)
+    keep = [k for k, t in enumerate(ids) if t >= UPDATE_FROM_STEP]
+    ids, med = [ids[k] for k in keep], med[keep]
+    flags = [bool(np.isfinite(v) and v >= UPDATE_TOO_BIG) for v in med]
+    i = first_persistent(flags, UPDATE_PERSIST) if len(flags) >= UPDATE_PERSIST else None
+    if i is None:
+        return None
+    peak = float(np.nanmax(med))
+    ev = {"median_update_ratio": round(float(med[i]), 4), "peak_median_update_ratio": round(peak, 4),
+          "threshold": UPDATE_TOO_BIG, "samples_over": int(sum(flags)), "samples": len(flags)}
+    msg = (f"each step moves the weights by {med[i]:.1%} of their norm (median over the layers; "
+           f"up to {peak:.1%}) on {sum(flags)} of {len(flags)} sampled steps, against ~0.1% in a "
+           "healthy run: the learning rate is far too high for these weights")
+    return Finding("exploding-gradient", "error", msg, [], ev, ["lower-lr", "clip-norm", "warmup"],
+                   ids[i], REF_UPDATES)
+
+
 def loss_spikes(meta: dict, steps: list[dict]) -> Finding | None:
     """>= ``MIN_SPIKES`` steps whose loss jumps >= ``SPIKE_RATIO`` x back toward its start, or None."""
     st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
@@ -99,6 +182,9 @@ def loss_spikes(meta: dict, steps: list[dict]) -> Finding | None:
               and loss[t] >= SPIKE_FLOOR * start]
     if len(spikes) < MIN_SPIKES:
         return None
+    _, med = median_update_ratios(meta, steps)
+    if len(med) and not np.nanmax(np.where(np.isfinite(med), med, 0.0)) >= SPIKE_MIN_UPDATE:
+        return None  # small steps: spikes of a converged run's heavy-tailed losses, no overshoot
     t = spikes[MIN_SPIKES - 1]
     ev = {"loss_spikes": len(spikes), "spike_frac": round(len(spikes) / len(loss), 3),
           "spike_ratio": SPIKE_RATIO, "min_spikes": MIN_SPIKES, "loss_start": round(start, 4),
@@ -110,4 +196,5 @@ def loss_spikes(meta: dict, steps: list[dict]) -> Finding | None:
                    int(st[t].get("step", 0)), REF_SPIKES)
 
 
-__all__ = ["SIGNAL_ORDERS", "loss_spikes", "signal_growth"]
+__all__ = ["ADAPTIVE_OPTIMIZERS", "SIGNAL_ORDERS", "UPDATE_TOO_BIG", "loss_spikes", "median_update_ratios", "oversized_updates",
+           "signal_growth"]

@@ -7,7 +7,9 @@
    ``vanishing-gradient`` and ``stalled-layers`` are dropped when one is present (their
    remedies would treat the symptom: a norm insertion for a net whose BatchNorm is in eval
    mode, he-init for a post-LN Transformer that needs a warm-up).
-2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``). With harm,
+2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``), or a finding
+   whose evidence says the loss stayed flat after a first fall to the class prior
+   (``stuck_after_settling``, post-ln-no-warmup). With harm,
    every gradient-flow cause (``GRADIENT_FLOW_CODES``) is an error, and so is a plateau that
    has one; without harm a cause is a warning (on runs long enough to tell: ``progress.MIN_STEPS``
    losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
@@ -51,7 +53,8 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     plateau = next((f for f in kept if f.code == "loss-plateau"), None)
     causes = [f for f in kept if f.code in GRADIENT_FLOW_CODES]
     prog = loss_progress(steps)
-    harm = plateau is not None or prog["stuck"]
+    # a post-LN net whose loss fell to the class prior and stayed there learnt nothing either
+    harm = plateau is not None or prog["stuck"] or any(f.evidence.get("stuck_after_settling") for f in kept)
     judged = harm or prog["judged"]  # too short a run to say: each rule's own severity stands
     out = []
     for f in kept:

@@ -1,0 +1,91 @@
+"""The instability paths of exploding-gradient (issue 14, training half) on real training runs: steps
+too large for the weights (a learning rate 5-10x too high that does not diverge), loss spikes that
+need large steps (not a converged fine-tune's heavy-tailed losses), and the post-LN rule's "stuck
+after the first fall to the class prior"."""
+
+from __future__ import annotations
+
+import torch
+
+import graddoctor as gd
+from graddoctor import zoo
+from graddoctor.diagnose.training import training_findings
+from graddoctor.diagnose.training.instability import (
+    SPIKE_MIN_UPDATE,
+    UPDATE_TOO_BIG,
+    loss_spikes,
+    median_update_ratios,
+    oversized_updates,
+)
+from graddoctor.diagnose.training.postln import flat_after_settling
+from graddoctor.fix.planner import plan
+from graddoctor.train import fit, sampled_batches
+
+
+def _xy():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 16, generator=g)
+    return x, x[:, :4].argmax(1)
+
+
+def _mlp():
+    return zoo.mlp(depth=4, width=32, in_features=16, out_features=4, init="he", seed=0)
+
+
+def _watch(model, opt, steps=60, seed=0):
+    x, y = _xy()
+    with gd.watch(model, optimizer=opt, example_inputs=x[:32]) as w:
+        log = fit(model, opt, sampled_batches(x, y, 32, seed=seed), steps=steps,
+                  on_step=lambda s, loss: w.step(loss))
+        return w.records(), log
+
+
+def _sgd(model, lr):
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def test_learning_rate_5x_too_high_is_exploding_by_its_update_size_and_its_twin_is_not():
+    net = _mlp()
+    (meta, steps), log = _watch(net, _sgd(net, 0.25))
+    assert all(v == v for v in log.losses)  # no NaN: the blow-up path cannot see it
+    f = oversized_updates(meta, steps)
+    assert f is not None and f.code == "exploding-gradient"
+    assert f.evidence["median_update_ratio"] >= UPDATE_TOO_BIG and f.remedies[0] == "lower-lr"
+    found = {g.code: g for g in training_findings(meta, steps)}
+    assert "exploding-gradient" in found
+    assert "clip-norm" in [s.remedy for s in plan(list(found.values()), net, _xy()[0][:32])]
+    twin = _mlp()
+    (tmeta, tsteps), tlog = _watch(twin, _sgd(twin, 0.05))
+    assert tlog.losses[-1] < log.losses[-1]  # the twin learns better: the fault does harm
+    assert oversized_updates(tmeta, tsteps) is None
+    assert float(max(median_update_ratios(tmeta, tsteps)[1])) < UPDATE_TOO_BIG
+    assert not training_findings(tmeta, tsteps)
+
+
+def test_a_converged_fine_tune_has_no_exploding_finding():
+    net = _mlp()
+    opt = _sgd(net, 0.05)
+    x, y = _xy()
+    fit(net, opt, sampled_batches(x, y, 32, seed=1), steps=400)  # pretrain, unwatched
+    (meta, steps), log = _watch(net, opt, steps=100)
+    assert max(median_update_ratios(meta, steps)[1]) < SPIKE_MIN_UPDATE  # small steps: no overshoot
+    assert loss_spikes(meta, steps) is None
+    assert not [f for f in training_findings(meta, steps) if f.severity in ("error", "warning")]
+
+
+def test_loss_spikes_need_large_steps():
+    meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(4)]}
+    loss = [0.01 if t % 3 else 0.05 for t in range(60)]  # a converged run's heavy-tailed losses
+
+    def steps(ratio):
+        return [{"step": t + 1, "loss": v, "update_ratio": {str(i): ratio for i in range(4)} if t % 10 == 0
+                 else None} for t, v in enumerate(loss)]
+    assert loss_spikes(meta, steps(1e-3)) is None
+    assert loss_spikes(meta, steps(0.05)) is not None
+
+
+def test_post_ln_stuck_after_falling_to_chance_counts_as_stuck():
+    above_chance_then_flat = [{"step": t, "loss": 2.3 + 0.35 * max(0.0, 1 - t / 20)} for t in range(1, 101)]
+    slow_but_learning = [{"step": t, "loss": 2.3 if t < 30 else 2.3 * 0.98 ** (t - 30)} for t in range(1, 101)]
+    assert flat_after_settling(above_chance_then_flat)
+    assert not flat_after_settling(slow_but_learning)
