@@ -133,6 +133,7 @@ class Experiment:
     setup: ClassVar[str]          # what we train, on what, how long
     scaled: ClassVar[str] = ""    # what was scaled down from the paper, and why
     can_fail: ClassVar[str] = ""  # how the criterion would fail if the effect did not exist
+    cost_s: ClassVar[float] = 60.0  # measured CPU s of 3 quick seeds: `--jobs` starts the longest first
     quick: ClassVar[dict[str, Any]]
     full: ClassVar[dict[str, Any]]
     checks: ClassVar[list[Check]]
