@@ -69,6 +69,7 @@ class DynamicalIsometry(Experiment):
     can_fail = ("if orthogonal weights did not concentrate the spectrum, fewer than half its "
                 "singular values would lie in [0.5, 2]; if Gaussian weights did too, more than "
                 "20% of theirs would.")
+    cost_s = 1.0
     quick = {"depth": 32, "width": 128, "sigma_w": 1.05, "inputs": 4}
     full = {"depth": 32, "width": 128, "sigma_w": 1.05, "inputs": 32}
     checks = [

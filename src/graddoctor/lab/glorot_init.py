@@ -34,6 +34,7 @@ class GlorotInit(Experiment):
     can_fail = ("if the normalised init did not help tanh, the tanh-N minus tanh error gap would "
                 "be <= 0 on some seed; if sigmoid trained as well as tanh, the sigmoid gap "
                 "would be <= 0.")
+    cost_s = 52.0
     quick = {"depth": 6, "width": 64, "steps": 2500, "lr": 0.1, "batch": 32}
     full = {"depth": 6, "width": 256, "steps": 20000, "lr": 0.1, "batch": 32}
     checks = [

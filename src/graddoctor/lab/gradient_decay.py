@@ -40,6 +40,7 @@ class GradientDecay(Experiment):
                 "the matched inits did not keep it, ReLU+He would fall below 0.1 and "
                 "tanh+Xavier/orthogonal below 0.05; if weight gradients showed the decay too, "
                 "|log10 weight-gradient first/last| would reach 1.")
+    cost_s = 7.0
     quick = {"depth": 20, "width": 64, "batch": 256}
     full = {"depth": 20, "width": 64, "batch": 1000}
     checks = [

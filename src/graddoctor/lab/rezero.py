@@ -30,6 +30,7 @@ class ReZero(Experiment):
     setup = ("zoo.mlp(depth=64, width=128, activation='relu', init='xavier', residual=None|"
              "'plain'|'rezero') on digits; Adam lr 1e-3, batch 32, same budget; training loss "
              "on the full training set at the end (inf if it went non-finite).")
+    cost_s = 67.0
     quick = {"depth": 64, "width": 128, "steps": 150, "lr": 1e-3, "batch": 32}
     full = {"depth": 64, "width": 128, "steps": 2000, "lr": 1e-3, "batch": 128}
     checks = [

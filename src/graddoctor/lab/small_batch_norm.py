@@ -31,6 +31,7 @@ class SmallBatchNorm(Experiment):
               "only their sign.")
     can_fail = ("if batch-2 statistics did not hurt BN, its batch-2 error would not exceed "
                 "GroupNorm's at batch 2, nor its own at batch 32, by 5 points.")
+    cost_s = 30.0
     quick = {"depth": 4, "width": 64, "steps": 1024, "lr": 0.01, "batch": 2, "big_batch": 32}
     full = {"depth": 6, "width": 128, "steps": 8192, "lr": 0.01, "batch": 2, "big_batch": 32}
     checks = [
