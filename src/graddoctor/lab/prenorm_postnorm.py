@@ -31,6 +31,7 @@ class PreNormPostNorm(Experiment):
               "ordering (post fails without warm-up, pre and post + warm-up train) compares.")
     can_fail = ("if post-norm were trainable without warm-up at this lr it would fall below 0.9 "
                 "of chance; if warm-up were not the rescue, post-warmup would stay above 0.5.")
+    cost_s = 170.0
     quick = {"depth": 12, "d_model": 16, "T": 20, "steps": 300, "lr": 0.005, "batch": 32,
              "configs": ["pre", "post", "post-warmup"], "warmup": 200}
     full = {"depth": 24, "d_model": 64, "T": 50, "steps": 2000, "lr": 0.003, "batch": 64,
