@@ -40,6 +40,7 @@ class BatchNormSigmoid(Experiment):
                 "steps to 90%; if the 20-layer plain sigmoid net could learn, its test accuracy "
                 "would exceed 0.2 (chance 0.1); if BN did not make it trainable, the BN net "
                 "would miss 0.9.")
+    cost_s = 81.0
     quick = {"width": 64, "lr": 0.1, "batch": 32, "shallow_depth": 4, "shallow_budget": 4000,
              "deep_depth": 20, "deep_steps": 1000, "target": 0.9}
     full = {"width": 100, "lr": 0.1, "batch": 32, "shallow_depth": 4, "shallow_budget": 20000,
