@@ -188,9 +188,26 @@ def test_temporal_order() -> None:
 
 
 def test_skip_gradients() -> None:
-    r = smoke("skip-gradients", depth=8, width=4, steps=20)
-    assert len(r["profile_skip"]) == len(r["profile_no-skip"]) == 7  # every conv layer
-    assert r["spread_no-skip"] > 0 and r["spread_skip"] > 0
+    r = smoke("skip-gradients", depth=14, width=4, steps=20)
+    for cfg in ("no-skip", "skip", "no-skip-bn-he", "no-skip-he"):
+        assert len(r[f"profile_{cfg}"]) == 13  # every conv layer
+        assert all(math.isfinite(v) and v > 0 for v in r[f"profile_{cfg}"])
+    # without skips, BN or a matched init the gradient is smaller near the input than with them
+    assert r["drop_no-skip"] < r["drop_skip"] and r["drop_no-skip"] < r["drop_no-skip-bn-he"]
+
+
+def test_skip_gradients_on_a_local_cifar10_copy(tmp_path) -> None:  # noqa: ANN001
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
+                 b"labels": list(rng.integers(0, 10, 20))}
+        (tmp_path / f).write_bytes(pickle.dumps(batch))
+    r = smoke("skip-gradients", depth=8, width=4, steps=3, batch=16, data_dir=str(tmp_path))
+    assert len(r["profile_skip"]) == 7 and r["layers_skip"][0] == "stem.0"  # 2-D convs ran
 
 
 def test_prenorm_postnorm() -> None:

@@ -70,12 +70,32 @@ def test_render_rewrites_results_md_from_json(tmp_path) -> None:  # noqa: ANN001
     assert json.loads((tmp_path / "results.json").read_text()) == before  # numbers untouched
 
 
-def test_jobs_give_the_same_numbers_in_order() -> None:
+def test_jobs_give_the_same_numbers_in_order(tmp_path) -> None:  # noqa: ANN001
     from graddoctor.lab.runner import run_experiments
 
     kw = {"depth": 4, "width": 16, "inputs": 2, "batch": 32}
     one = run_experiments(["dynamical-isometry", "gradient-decay"], seeds=1, **kw)
-    two = run_experiments(["dynamical-isometry", "gradient-decay"], seeds=1, jobs=2, **kw)
+    two = run_experiments(["dynamical-isometry", "gradient-decay"], seeds=1, jobs=2,
+                          out=tmp_path, **kw)
     assert [o.name for o in two] == ["dynamical-isometry", "gradient-decay"]
     for a, b in zip(one, two):
         assert [c["per_seed"] for c in a.checks] == [c["per_seed"] for c in b.checks]
+    assert all(o.cpu_seconds > 0 for o in two)  # measured in the worker processes
+    run = json.loads((tmp_path / "results.json").read_text())["run"]
+    assert run["jobs"] == 2 and run["elapsed_s"] > 0
+    assert "with 2 job(s)" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_results_give_each_experiment_time_and_the_total(tmp_path) -> None:  # noqa: ANN001
+    from graddoctor.cli import main
+
+    r = CliRunner().invoke(main, ["lab", "run", "dynamical-isometry", "--seeds", "1",
+                                  "--out", str(tmp_path)])
+    assert "elapsed wall with 1 job(s); per experiment summed:" in r.output
+    data = json.loads((tmp_path / "results.json").read_text())
+    o = data["experiments"][0]
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "| experiment | wall s | CPU s |" in md
+    assert f"| dynamical-isometry | {o['seconds']:.1f} | {o['cpu_seconds']:.1f} |" in md
+    assert f"| total | {o['seconds']:.1f} | {o['cpu_seconds']:.1f} |" in md
+    assert data["run"]["elapsed_s"] >= o["seconds"]

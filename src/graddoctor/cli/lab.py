@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+
 import click
 
 
@@ -56,7 +58,7 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from graddoctor import lab as lab_
-    from graddoctor.lab.runner import fmt, run_experiments
+    from graddoctor.lab.runner import fmt, run_experiments, timing_line
 
     names = lab_.names() if name == "all" else [name]
     for n in names:
@@ -69,8 +71,10 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
         def on_progress(n: str, done: int, total: int) -> None:
             progress.update(tasks[n], completed=done)
 
+        t0 = time.perf_counter()
         outcomes = run_experiments(names, "quick" if quick else "full", seeds, out, on_progress,
                                    threads=threads, seed_start=seed_start, jobs=jobs)
+        elapsed = time.perf_counter() - t0
     for o in outcomes:
         verdict = "[green]pass[/]" if o.passed else "[red]FAIL[/]"
         console.print(f"{o.name}: {verdict} ({o.seconds:.1f} s wall, {o.cpu_seconds:.1f} s CPU)")
@@ -80,11 +84,9 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
                           f"mean {fmt(c['mean'])} [{fmt(c['min'])}, {fmt(c['max'])}] "
                           f"(check each seed {c['op']} {fmt(c['threshold'])}; paper {c['paper']})",
                           highlight=False, markup=False)
-    total = sum(o.seconds for o in outcomes)
-    cpu = sum(o.cpu_seconds for o in outcomes)
-    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass on every seed in "
-                  f"{total:.0f} s wall ({cpu:.0f} s CPU); "
-                  f"results in {out}/")
+    console.print(f"{sum(o.passed for o in outcomes)}/{len(outcomes)} pass on every seed; "
+                  f"{timing_line(outcomes, {'elapsed_s': elapsed, 'jobs': jobs})}; "
+                  f"results in {out}/", highlight=False)
     if not all(o.passed for o in outcomes):
         raise SystemExit(1)
 

@@ -133,6 +133,8 @@ class Experiment:
     setup: ClassVar[str]          # what we train, on what, how long
     scaled: ClassVar[str] = ""    # what was scaled down from the paper, and why
     can_fail: ClassVar[str] = ""  # how the criterion would fail if the effect did not exist
+    #: CPU s of 3 quick seeds as measured; `--jobs` starts the longest first (unmeasured: first)
+    cost_s: ClassVar[float] = 120.0
     quick: ClassVar[dict[str, Any]]
     full: ClassVar[dict[str, Any]]
     checks: ClassVar[list[Check]]

@@ -55,6 +55,7 @@ class Clipping(Experiment):
                 "no better than the mean (ratio >= 0.9); if the RNN were not in the exploding "
                 "regime, the unclipped run would not diverge; if clipping helped a vanishing "
                 "gradient, the sigmoid MLP's loss would fall below 90% of its start.")
+    cost_s = 15.0
     quick = {"T": 10, "hidden": 32, "gain": 1.5, "rnn_steps": 600, "rnn_lr": 0.1,
              "mlp_steps": 300, "mlp_lr": 0.1, "clip": 1.0}
     full = {"T": 20, "hidden": 64, "gain": 1.5, "rnn_steps": 3000, "rnn_lr": 0.1,

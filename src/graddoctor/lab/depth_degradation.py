@@ -37,6 +37,7 @@ class DepthDegradation(Experiment):
                 "depth-20 error would not exceed the depth-4 one by 5 points; if residual nets also "
                 "degraded, their depth-20 error would exceed depth 4 by more than 2 points; if "
                 "the deep plain net's gradients were the cause, the probe control would fail.")
+    cost_s = 50.0
     quick = {"depths": [4, 20], "width": 32, "steps": 400, "lr": 1e-3, "batch": 64}
     full = {"depths": [4, 8, 20, 32], "width": 64, "steps": 5000, "lr": 1e-3, "batch": 128}
     checks = [

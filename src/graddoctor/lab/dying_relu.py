@@ -43,6 +43,7 @@ class DyingReLU(Experiment):
     can_fail = ("if a large learning rate did not kill units, the ReLU net's dead fraction "
                 "after training would stay near its init value (< 10%) and miss the 50% bar; if "
                 "LeakyReLU were equally affected, the relu-minus-leaky gap would be < 0.3.")
+    cost_s = 11.0
     quick = {"depth": 4, "width": 64, "steps": 400, "lr": 0.1, "batch": 32}
     full = {"depth": 4, "width": 128, "steps": 2000, "lr": 0.1, "batch": 32}
     checks = [

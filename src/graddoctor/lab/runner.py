@@ -85,22 +85,25 @@ def run_experiments(names: list[str], mode: str = "quick", seeds: int = 3,
     for name in names:
         get(name).settings(mode, **overrides)  # bad names or modes fail before anything runs
     outcomes: list[Outcome] = []
+    t0 = time.perf_counter()
 
     def done(outcome: Outcome) -> None:
         outcomes.append(outcome)
         if out is not None:
             figure(outcome, Path(out))
             order = {n: i for i, n in enumerate(names)}
-            write_results(sorted(outcomes, key=lambda o: order[o.name]), Path(out))
+            write_results(sorted(outcomes, key=lambda o: order[o.name]), Path(out),
+                          {"elapsed_s": time.perf_counter() - t0, "jobs": jobs})
 
     if jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         ctx = multiprocessing.get_context("spawn")
+        longest_first = sorted(names, key=lambda n: -get(n).cost_s)  # shortest makespan
         with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             futures = {pool.submit(_run_one, n, mode, seed_list, threads, overrides): n
-                       for n in names}
+                       for n in longest_first}
             for fut in as_completed(futures):
                 done(fut.result())
                 if on_progress:
@@ -143,27 +146,42 @@ def figure(outcome: Outcome, out: Path) -> Path:
     return path
 
 
-def write_results(outcomes: list[Outcome], out: Path) -> None:
-    """Write ``results.json`` (every number) and ``RESULTS.md`` (the table) into ``out``."""
+def write_results(outcomes: list[Outcome], out: Path, run: dict[str, Any] | None = None) -> None:
+    """Write ``results.json`` (every number) and ``RESULTS.md`` (the table) into ``out``;
+    ``run`` holds the whole run's ``elapsed_s`` (wall clock) and ``jobs``."""
     out.mkdir(parents=True, exist_ok=True)
-    data = {"versions": versions(), "experiments": [_rounded(o.to_dict()) for o in outcomes]}
+    data = {"versions": versions(), "run": _rounded(run or {}),
+            "experiments": [_rounded(o.to_dict()) for o in outcomes]}
     (out / "results.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
-    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"]))
+    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"], run))
 
 
-def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
-    """The RESULTS.md text: one table row per check, then one section per experiment."""
+def timing_line(outcomes: list[Outcome], run: dict[str, Any] | None = None) -> str:
+    """The run's time: elapsed wall clock (when known) and the per-experiment sums.
+
+    Example:
+        >>> o = Outcome("x", "quick", {}, [0], [{}], {}, [], 10.0, 4.0)
+        >>> timing_line([o, o], {"elapsed_s": 12.0, "jobs": 2})
+        '12 s elapsed wall with 2 job(s); per experiment summed: 20 s wall, 8 s CPU'
+    """
+    wall = sum(o.seconds for o in outcomes)
+    cpu = sum(o.cpu_seconds for o in outcomes)
+    head = (f"{run['elapsed_s']:.0f} s elapsed wall with {run.get('jobs', 1)} job(s); "
+            if run and "elapsed_s" in run else "")
+    return f"{head}per experiment summed: {wall:.0f} s wall, {cpu:.0f} s CPU"
+
+
+def markdown(outcomes: list[Outcome], vers: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+    """The RESULTS.md text: one table row per check, the time of each experiment, then one
+    section per experiment."""
     n_pass = sum(o.passed for o in outcomes)
     seeds = outcomes[0].seeds if outcomes else []
-    total = sum(o.seconds for o in outcomes)
-    cpu = sum(o.cpu_seconds for o in outcomes)
     lines = [
         "# graddoctor lab results", "",
         f"{n_pass}/{len(outcomes)} experiments pass on every seed. Mode "
         f"`{outcomes[0].mode if outcomes else '-'}`, seeds {seeds}, torch {vers['torch']}, "
-        f"{vers['threads']} thread(s), {total:.0f} s wall / {cpu:.0f} s CPU of experiment time "
-        f"(the machine is shared: wall time depends on the load, CPU time much less), "
-        f"{vers['date']}.", "",
+        f"{vers['threads']} thread(s), {vers['date']}. Time: {timing_line(outcomes, run)} "
+        f"(the machine is shared: wall time depends on the load, CPU time much less).", "",
         "How to read a row: **paper** is the paper's own number for the quantity (its unit may "
         "differ from ours: the note under each experiment says where); **check** is our "
         "criterion, applied to every seed on its own; **ours** is mean [min, max] over seeds; "
@@ -179,6 +197,10 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any]) -> str:
                          f"{_OP_TEXT[c['op']]} {fmt(c['threshold'])} | {ours} | "
                          f"{c.get('seeds_passed', n if c['passed'] else 0)}/{n} | "
                          f"{'pass' if c['passed'] else '**FAIL**'} |")
+    lines += ["", "| experiment | wall s | CPU s |", "|---|---|---|"]
+    lines += [f"| {o.name} | {o.seconds:.1f} | {o.cpu_seconds:.1f} |" for o in outcomes]
+    lines.append(f"| total | {sum(o.seconds for o in outcomes):.1f} | "
+                 f"{sum(o.cpu_seconds for o in outcomes):.1f} |")
     lines.append("")
     for o in outcomes:
         exp = get(o.name)
@@ -210,5 +232,5 @@ def rerender(out: str | Path) -> list[Outcome]:
         o = Outcome(e["name"], e["mode"], e["settings"], e["seeds"], e["runs"], e["summaries"],
                     e["checks"], e["seconds"], e.get("cpu_seconds", 0.0))
         outcomes.append(o)
-    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"]))
+    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"], data.get("run")))
     return outcomes

@@ -18,7 +18,8 @@ class SmallBatchNorm(Experiment):
              "with GroupNorm, and a higher error than itself at batch 32 (same number of "
              "epochs, learning rate scaled with the batch); GroupNorm barely changes.")
     source = ("Wu & He 2018 (Group Normalization), Fig. 1 / Table 3: ResNet-50 ImageNet val. "
-              "error, BN 23.6% at 32 images/GPU → 34.7% at 2; GN 24.1% → 24.1%")
+              "error, BN 34.7% and GN 24.1% at 2 images/GPU (GN 10.6 points lower, abstract); BN "
+              "23.6% at 32 (not confirmed)")
     setup = ("zoo.mlp(depth=4, width=64, relu, He init, norm=batch|group(8 groups)|layer) on "
              "digits; SGD momentum 0.9; batch 2 with lr 0.01 for `steps` steps, and batch 32 "
              "with lr 0.16 for steps/16 steps (the same number of samples seen, lr scaled "
@@ -30,13 +31,14 @@ class SmallBatchNorm(Experiment):
               "only their sign.")
     can_fail = ("if batch-2 statistics did not hurt BN, its batch-2 error would not exceed "
                 "GroupNorm's at batch 2, nor its own at batch 32, by 5 points.")
+    cost_s = 30.0
     quick = {"depth": 4, "width": 64, "steps": 1024, "lr": 0.01, "batch": 2, "big_batch": 32}
     full = {"depth": 6, "width": 128, "steps": 8192, "lr": 0.01, "batch": 2, "big_batch": 32}
     checks = [
         Check("gap", ">=", 0.05, "test error BN minus GN, both at batch 2",
               "+10.6 pts (34.7 vs 24.1)"),
         Check("bn_small_minus_big", ">=", 0.05, "BN test error at batch 2 minus at batch 32",
-              "+11.1 pts (34.7 vs 23.6)"),
+              "+11.1 pts (34.7 vs 23.6; the 23.6 not confirmed)"),
     ]
 
     def run(self, seed: int, settings: dict[str, Any]) -> Numbers:
