@@ -24,9 +24,10 @@ class AddingProblem(Experiment):
              "half, target the sum in [0, 2]); zoo.rnn(cell, hidden 32) read out at the last "
              "step; Adam (gradient norm clipped at 1), batch 64, MSE loss, the same step budget for "
              "both cells; a run stops "
-             "early only on its own training loss (mean of the last 20 minibatches <= stop_loss "
-             "= 5e-4, RMS error 0.022, about H&S's 'average training error below 0.01' in our "
-             "units), never on the test set; test MSE and the fraction of test sequences within "
+             "early only on its own training loss (mean of the last 20 minibatch MSEs <= "
+             "stop_loss = 1e-3: RMS error 0.032 on our sums, 0.016 on H&S's [0, 1] scale, "
+             "where they stop at an average error of 0.01 and 2000 consecutive correct "
+             "sequences), never on the test set; test MSE and the fraction of test sequences within "
              "the tolerance at the end. The LSTM's gates start with chrono init (forget bias "
              "log U[1, T-1], input bias its negative); the tanh RNN's learning rate is the best "
              "of those tried (rnn_lrs).")
@@ -45,10 +46,10 @@ class AddingProblem(Experiment):
                 "rate.")
     quick = {"T": 100, "hidden": 32, "steps": 800, "lr": 0.02, "rnn_lrs": (0.001,), "batch": 64,
              "clip": 1.0, "n_train": 5000, "n_test": 1000, "gate_init": "chrono",
-             "forget_bias": 0.0, "stop_loss": 5e-4, "tolerance": 0.08}
+             "forget_bias": 0.0, "stop_loss": 1e-3, "tolerance": 0.08}
     full = {"T": 100, "hidden": 32, "steps": 3000, "lr": 0.02, "rnn_lrs": (0.001, 0.003, 0.02),
             "batch": 64, "clip": 1.0, "n_train": 20000, "n_test": 2560, "gate_init": "chrono",
-            "forget_bias": 0.0, "stop_loss": 2e-4, "tolerance": 0.08}
+            "forget_bias": 0.0, "stop_loss": 5e-4, "tolerance": 0.08}
     checks = [
         Check("mse_rnn", ">", 0.10, "tanh RNN test MSE at its best lr (baseline 0.167; "
               "remembering only the recent number: 0.083)",

@@ -38,7 +38,7 @@ class TemporalOrder(Experiment):
     can_fail = ("if the LSTM could not bridge the gap it would stay near 0.25 (as it does with "
                 "PyTorch's default init in the same budget) and miss 0.95; if the tanh RNN could, "
                 "its accuracy would exceed 0.35 at its best learning rate.")
-    quick = {"T": 100, "hidden": 32, "steps": 800, "lr": 0.01, "rnn_lrs": (0.001,), "batch": 64,
+    quick = {"T": 100, "hidden": 32, "steps": 600, "lr": 0.01, "rnn_lrs": (0.001,), "batch": 64,
              "clip": 1.0, "n_train": 5000, "n_test": 1000, "gate_init": "chrono",
              "forget_bias": 0.0, "stop_loss": 0.02}
     full = {"T": 100, "hidden": 32, "steps": 3000, "lr": 0.01, "rnn_lrs": (0.001, 0.003, 0.01),
