@@ -38,7 +38,12 @@ class AddingProblem(Experiment):
               "instead of lengths T..1.1T. H&S's target is 0.5 + (x1 + x2)/4 with x in [-1, 1] "
               "and a sequence counts as correct if |error| < 0.04: 4% of the target range; our "
               "sums span [0, 2], so the same tolerance is 0.08 (the strict 0.04 is reported "
-              "beside it). RNN learning rates tried while designing (seeds 0-2): see the notes.")
+              "beside it). The tanh RNN's learning rate, tried while designing: Adam 0.01, 1200 "
+              "steps (seeds 0-2): MSE 0.166 [0.149, 0.178] against baselines 0.149-0.177; Adam "
+              "0.001 with clipping, 800 steps (seed 0): 0.1488 against 0.1492; the quick run "
+              "uses 0.001, the full run tries three. LSTM init, tried while designing (seeds "
+              "0-1): forget bias 1 without clipping solves it after ~750-800 steps, chrono init "
+              "after ~250-400 (the breakthrough from the baseline), hence chrono.")
     can_fail = ("if the LSTM could not carry the first number over 50-100 steps its MSE would "
                 "stay near 1/12 = 0.083 (remembering only the recent number) or the baseline "
                 "0.167, far above 0.01, and most test sequences would miss the tolerance; if the "
