@@ -14,8 +14,8 @@ from graddoctor.lab.recurrent import fit_cell
 class AddingProblem(Experiment):
     name = "adding-problem"
     claim = ("On the adding problem at T=100 a tanh RNN stays at the predict-the-mean "
-             "baseline (MSE 0.167; remembering only the recent number would give 0.083: it "
-             "cannot carry even one number over 50+ steps) while an LSTM, same optimizer and step budget, solves it: nearly every test "
+             "baseline (MSE 0.167; using only the second number, up to 50 steps back, would give "
+             "0.083: it learns to use neither) while an LSTM, same optimizer and step budget, solves it: nearly every test "
              "sequence within Hochreiter & Schmidhuber's tolerance.")
     source = ("Hochreiter & Schmidhuber 1997, Exp. 4 (adding problem, Table 7); Arjovsky, Shah "
               "& Bengio 2016 (the variant used here, baseline MSE 0.167); Tallec & Ollivier "
