@@ -213,3 +213,12 @@ def test_skip_gradients_on_a_local_cifar10_copy(tmp_path) -> None:  # noqa: ANN0
 def test_prenorm_postnorm() -> None:
     r = smoke("prenorm-postnorm", depth=6, T=10, steps=60)
     assert r["pre_loss_over_chance"] < r["post_loss_over_chance"]
+
+
+def test_prenorm_postnorm_criterion_fails_a_trained_post_norm_and_a_stuck_warmup() -> None:
+    checks = {c.metric: c for c in lab.get("prenorm-postnorm").checks}
+    post, warm = checks["post_loss_over_chance"], checks["post-warmup_loss_over_chance"]
+    # dev seed values: post partly learned (0.515) still counts; a trained post-norm (0.002) does not
+    assert post.seed_passes([0.515, 1.004, math.inf, 0.002]) == [True, True, True, False]
+    # warm-up rescue: trained (0.002) passes; stuck at chance (1.005, depth-12 dev seed) fails
+    assert warm.seed_passes([0.002, 1.005, math.nan]) == [True, False, False]

@@ -16,34 +16,41 @@ CHANCE = math.log(4)  # cross-entropy of a uniform guess over the 4 temporal-ord
 
 class PreNormPostNorm(Experiment):
     name = "prenorm-postnorm"
-    claim = ("A deep post-norm Transformer encoder trained with Adam and no warm-up stalls at "
-             "the chance loss, while the same net with pre-norm trains, and the same post-norm "
-             "net with a linear warm-up trains too (warm-up is the rescue).")
+    claim = ("A post-norm Transformer encoder trained with Adam at a large learning rate and no "
+             "warm-up stays far from trained (near the chance loss), while the same net with "
+             "pre-norm trains, and the same post-norm net with a linear warm-up trains too "
+             "(warm-up is the rescue).")
     source = ("Xiong et al. 2020 (On Layer Normalization in the Transformer Architecture); "
               "Liu et al. 2020 (Understanding the Difficulty of Training Transformers)")
-    setup = ("zoo.transformer(depth=12, d_model=16, nhead=4, norm='post'|'pre') on temporal "
-             "order (T=20, 8 one-hot inputs, 4 classes); Adam lr 0.005, batch 32, 300 steps, no "
-             "warm-up, except 'post-warmup': linear warm-up over the first 200 steps; training "
-             "loss = mean of the last 10 minibatch losses, chance = ln 4 = 1.386.")
-    scaled = ("Xiong et al. train 6-layer (and deeper) Transformers on IWSLT/WMT translation; "
-              "here 12 tiny layers (d_model 16) on a 4-class sequence task for 300 steps. They "
-              "report BLEU and validation loss, we report training loss over chance: only the "
-              "ordering (post fails without warm-up, pre and post + warm-up train) compares.")
-    can_fail = ("if post-norm were trainable without warm-up at this lr it would fall below 0.9 "
-                "of chance; if warm-up were not the rescue, post-warmup would stay above 0.5.")
-    cost_s = 170.0
-    quick = {"depth": 12, "d_model": 16, "T": 20, "steps": 300, "lr": 0.005, "batch": 32,
-             "configs": ["pre", "post", "post-warmup"], "warmup": 200}
+    setup = ("zoo.transformer(depth=6, d_model=16, nhead=4, norm='post'|'pre') on temporal "
+             "order (T=20, 8 one-hot inputs, 4 classes); Adam lr 0.01, batch 32, 200 steps, no "
+             "warm-up, except 'post-warmup': linear warm-up over the first 100 steps; training "
+             "loss = mean of the last 10 minibatch losses, chance = ln 4 = 1.386. Settings chosen "
+             "on development seeds 20-24 only (post 0.52-1.60 of chance, pre and post-warmup "
+             "<= 0.002); lr 0.005 left post-norm learning partway (0.58-0.69), lr 0.02 broke the "
+             "warm-up run too, depth 12 made warm-up an unreliable rescue (3/5 dev seeds stuck).")
+    scaled = ("Xiong et al. train 6-layer Transformers (as here) on IWSLT14/WMT14 translation with "
+              "Adam lr 5e-4..1e-3 and 4000 warm-up steps; here d_model 16 on a 4-class sequence "
+              "task for 200 steps, so the failing lr is larger (0.01). They report BLEU and "
+              "validation loss, we report training loss over chance: only the ordering (post "
+              "fails without warm-up, pre and post + warm-up train) compares.")
+    can_fail = ("if post-norm trained without warm-up at this lr it would fall below 0.3 of chance "
+                "(trained nets here reach <= 0.002); if pre-norm did not train, or warm-up were "
+                "not the rescue, pre or post-warmup would stay above 0.1 of chance (as post-warmup "
+                "did on 3 of 5 dev seeds at depth 12).")
+    cost_s = 58.0
+    quick = {"depth": 6, "d_model": 16, "T": 20, "steps": 200, "lr": 0.01, "batch": 32,
+             "configs": ["pre", "post", "post-warmup"], "warmup": 100}
     full = {"depth": 24, "d_model": 64, "T": 50, "steps": 2000, "lr": 0.003, "batch": 64,
             "configs": ["pre", "post", "post-warmup"], "warmup": 500}
     checks = [
-        Check("post_loss_over_chance", ">=", 0.9, "post-norm, no warm-up: final train loss / "
+        Check("post_loss_over_chance", ">=", 0.3, "post-norm, no warm-up: final train loss / "
               "chance (inf if it diverged)",
-              "Post-LN: warm-up 'crucial to the final performance' (Xiong et al., abstract); the "
-              "failing lr values of their Fig. 2 not confirmed"),
-        Check("pre_loss_over_chance", "<=", 0.5, "pre-norm, same settings: final train loss / "
+              "Post-LN without warm-up: BLEU far below (Xiong et al. Fig. 2, lr 5e-4/1e-3); "
+              "warm-up 'crucial to the final performance' (abstract)"),
+        Check("pre_loss_over_chance", "<=", 0.1, "pre-norm, same settings: final train loss / "
               "chance", "Pre-LN without warm-up reaches results comparable to baselines (abstract)"),
-        Check("post-warmup_loss_over_chance", "<=", 0.5, "post-norm with linear warm-up: final "
+        Check("post-warmup_loss_over_chance", "<=", 0.1, "post-norm with linear warm-up: final "
               "train loss / chance", "Post-LN trains with warm-up (Xiong et al. Fig. 2)"),
     ]
 
