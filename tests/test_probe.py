@@ -190,3 +190,16 @@ def test_works_under_no_grad_and_with_token_inputs():
     assert p.layers == ["1", "3"]
     assert p.time_axis == 1 and len(p.time_grad) == 9  # through the embedding's output
     assert p.jacobian is not None and p.jacobian["gain"] > 0
+
+
+def test_jacobian_sketch_stops_at_an_exactly_zero_projection():
+    torch.manual_seed(0)
+    deep = nn.Sequential(*[m for _ in range(300) for m in (nn.Linear(8, 8), nn.Sigmoid())], nn.Linear(8, 2))
+    x = torch.randn(4, 8)
+    oracle = torch.autograd.functional.vjp(deep, x, torch.randn(4, 2))[1]
+    assert not oracle.any()  # plain autograd: J^T u underflows to exact zeros in float32
+    p = probe(deep, x, jacobian_k=4)
+    assert p.jacobian["underflow"] and p.jacobian["k"] == 1 and p.jacobian["gain"] == 0.0
+    shallow = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    q = probe(shallow, x, jacobian_k=4)
+    assert q.jacobian["k"] == 4 and "underflow" not in q.jacobian and q.jacobian["gain"] > 0

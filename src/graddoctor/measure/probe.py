@@ -357,6 +357,11 @@ def _jacobian_sketch(out: Any, x: torch.Tensor, k: int, seed: int) -> dict[str, 
         (v,) = torch.autograd.grad(y, x, grad_outputs=u, retain_graph=i < k - 1, allow_unused=True)
         if v is None:
             return None
+        if i == 0 and not bool(v.detach().any()):
+            # J^T u is exactly zero: the Jacobian is below the dtype's range (e.g. thousands of
+            # saturating layers); more projections cannot lift it, and each costs a full backward
+            return {"k": 1, "gain": 0.0, "spread": float("nan"), "effective_rank": float("nan"),
+                    "outputs": y.numel(), "underflow": True}
         rows.append(v.detach().double().flatten())
     v = torch.stack(rows)
     gram = v @ v.T
