@@ -13,6 +13,9 @@ nn.TransformerEncoder at d=64: post-LN 2.336 / 2.314 / 2.329, all flagged; pre-L
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -22,29 +25,16 @@ from graddoctor import data, zoo
 from graddoctor.diagnose.training.postln import flat_after_settling
 from graddoctor.train import fit, sampled_batches
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "realistic"))
+from runs import TorchTransformer  # noqa: E402  (the realistic suite's nn.TransformerEncoder model)
+
 DEPTH, D_MODEL, LR, STEPS, BATCH = 6, 32, 1e-2, 60, 32
-
-
-class _TorchEncoder(nn.Module):
-    """Rows of a digit as tokens -> ``nn.TransformerEncoder`` -> mean over tokens -> head."""
-
-    def __init__(self, norm_first: bool, d: int = D_MODEL) -> None:
-        super().__init__()
-        self.embed = nn.Linear(8, d)
-        self.pos = nn.Parameter(torch.randn(8, d) * 0.02)
-        layer = nn.TransformerEncoderLayer(d, 4, 2 * d, dropout=0.0, batch_first=True, norm_first=norm_first)
-        self.enc = nn.TransformerEncoder(layer, DEPTH, norm=nn.LayerNorm(d) if norm_first else None,
-                                         enable_nested_tensor=False)
-        self.head = nn.Linear(d, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.enc(self.embed(x) + self.pos).mean(1))
 
 
 def _model(arch: str, norm: str, seed: int = 0, d: int = D_MODEL) -> nn.Module:
     torch.manual_seed(seed)
     if arch == "torch":
-        return _TorchEncoder(norm_first=norm == "pre", d=d)
+        return TorchTransformer(DEPTH, norm_first=norm == "pre", d=d)
     return zoo.transformer(depth=DEPTH, d_model=d, nhead=4, norm=norm, input_dim=8, num_classes=10,
                            max_len=16, seed=seed)
 
