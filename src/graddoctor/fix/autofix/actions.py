@@ -2,9 +2,13 @@
 
 Trigger (``triggering``): an **error** finding of the training rules with a gradient-flow cause
 (``GRADIENT_FLOW_CODES``: the severity policy makes a cause an error only when the run does not
-learn) or a non-finite loss/gradient. ``clip-too-tight`` and ``post-ln-no-warmup`` are left out:
-the clip is a call in the user's loop and the warm-up a scheduler, neither changeable from the
-outside (the report still names them).
+learn) or a non-finite loss/gradient. ``clip-too-tight`` is left out: the clip is a call in the
+user's loop, not changeable from the outside (the report still names it). Two warnings also
+trigger: a **definite fault** (``definite``: BatchNorm layers in eval mode that still hold their
+initial running statistics, mean 0 and variance 1, so they normalise nothing: no deliberate
+"frozen BN" fine-tune looks like that), and a **persistent slow cause** (``persistent``: the
+same gradient-flow warning at two checks in a row while the loss has fallen by less than
+``SLOW_FRAC``; the watcher applies that rule).
 
 Plan (``plan_fix``): the planner of ``repair`` (``fix/planner.py``) on the findings of the window,
 kept to the remedies autofix can apply in place (``IN_PLACE``), and to the user's list when
@@ -38,6 +42,7 @@ from torch import nn
 from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
+from graddoctor.fix.autofix.ramp import RAMP_STEPS, LinearRamp
 from graddoctor.fix.planner import PlanStep, plan
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
@@ -45,13 +50,15 @@ from graddoctor.fix.remedies.init import SCHEMES
 from graddoctor.report import Finding
 
 #: codes whose error findings make autofix act
-TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite")
-                 if c not in ("clip-too-tight", "post-ln-no-warmup"))
+TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c != "clip-too-tight")
 #: remedies that act on the optimizer only (they also apply where surgery is refused)
-OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr")
+OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr", "warmup")
 #: remedies autofix applies in place, in any order the planner gives
 IN_PLACE = (*SWAPS, *SCHEMES, "batchnorm", "groupnorm", "layernorm", "residual", "rezero",
             "train-mode", *OPTIMIZER_LEVEL)
+#: remedies after which the weights restart from the attach snapshot: a blown-up run's weights
+#: are a wreck, a stuck post-LN net's have collapsed (its warm-up must start from the init)
+RESTART = ("warmup",)
 #: the learning rate is divided by this on an exploding or non-finite run
 LR_FACTOR = 10.0
 _BLOWUP = ("exploding-gradient", "non-finite")
@@ -82,6 +89,36 @@ def check_allowed(autofix: Any) -> tuple[str, ...] | None:
 def triggering(findings: list[Finding]) -> list[Finding]:
     """The findings that make autofix act: errors with a gradient-flow cause, or non-finite."""
     return [f for f in findings if f.severity == "error" and f.code in TRIGGERS]
+
+
+def definite(findings: list[Finding], model: nn.Module) -> list[Finding]:
+    """``batchnorm-eval-mode`` findings (any severity) whose layers all hold their initial running
+    statistics (mean 0, variance 1): a BatchNorm that normalises nothing, never a deliberate freeze.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).eval()
+        >>> f = Finding("batchnorm-eval-mode", "warning", "eval", ["1"])
+        >>> len(definite([f], net))
+        1
+        >>> _ = net.train()(torch.randn(8, 2)); len(definite([f], net.eval()))
+        0
+    """
+    mods = dict(model.named_modules())
+    out = []
+    for f in findings:
+        if f.code != "batchnorm-eval-mode":
+            continue
+        bns = [mods.get(n) for n in f.layers]
+        if bns and all(isinstance(m, nn.modules.batchnorm._BatchNorm) and _initial_stats(m) for m in bns):
+            out.append(f)
+    return out
+
+
+def _initial_stats(bn: nn.Module) -> bool:
+    mean, var = getattr(bn, "running_mean", None), getattr(bn, "running_var", None)
+    if mean is None or var is None:
+        return False  # no running statistics: eval mode uses batch statistics
+    return bool((mean == 0).all() and (var == 1).all())
 
 
 def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, optimizer: Any,
@@ -116,9 +153,10 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
 
 
 def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Optimizer,
-              example_inputs: Any, findings: list[Finding], seed: int = 0
-              ) -> tuple[list[Change], list[torch.Tensor]]:
-    """Apply ``steps`` to ``model`` and ``optimizer`` in place.
+              example_inputs: Any, findings: list[Finding], seed: int = 0,
+              ramps: list[LinearRamp] | None = None) -> tuple[list[Change], list[torch.Tensor]]:
+    """Apply ``steps`` to ``model`` and ``optimizer`` in place (a ``warmup`` ramp is appended to
+    ``ramps``, so the caller can take it off at detach).
 
     Returns:
         ``(changes, reset)``: the changes made, and the parameters whose weights were re-drawn
@@ -126,11 +164,17 @@ def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Op
     """
     changes: list[Change] = []
     reset: list[torch.Tensor] = []
+    ramps = [] if ramps is None else ramps
     with torch.random.fork_rng(devices=[]):  # the user's RNG stream is left as it was
         torch.manual_seed(seed)
         for step in steps:
             if step.remedy == "lower-lr":
                 changes.append(lower_lr(optimizer, LR_FACTOR, step.reason))
+                continue
+            if step.remedy == "warmup":
+                ramps.append(LinearRamp(optimizer, RAMP_STEPS))
+                changes.append(Change("warmup", [], f"{step.reason} -> linear learning-rate warm-up "
+                                      f"over the next {RAMP_STEPS} steps", "applied", {"steps": RAMP_STEPS}))
                 continue
             _, change = registry.apply(step.remedy, model, example_inputs, inplace=True,
                                        optimizer=optimizer,
@@ -194,5 +238,5 @@ def blew_up(findings: list[Finding]) -> bool:
     return any(f.code in _BLOWUP for f in triggering(findings))
 
 
-__all__ = ["IN_PLACE", "LR_FACTOR", "OPTIMIZER_LEVEL", "TRIGGERS", "apply_fix", "blew_up",
-           "check_allowed", "lower_lr", "plan_fix", "rollback", "snapshot", "triggering"]
+__all__ = ["IN_PLACE", "LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
+           "check_allowed", "definite", "lower_lr", "plan_fix", "rollback", "snapshot", "triggering"]

@@ -3,20 +3,31 @@
 ``gd.watch(model, optimizer=opt, autofix=True)`` returns one. After each optimizer step (its
 step post-hook: between two steps), every ``check_every`` steps, it judges the records since
 attach or since the last fix (the window) with the training rules. Before ``warmup`` steps only
-a blow-up (non-finite, or an exploding gradient that grew over steps) counts; after it, any
-error finding with a gradient-flow cause (``actions.triggering``) makes it
+a blow-up (non-finite, or an exploding gradient that grew over steps) and a definite fault
+(``actions.definite``: BatchNorms in eval mode that normalise nothing) count; after it, any
+error finding with a gradient-flow cause (``actions.triggering``), and a strong dead-ReLU or
+saturation warning (``judge.strong``) seen at two checks in a row while the run has learnt
+little (``judge.slow``), make it
 plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
 the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
 attach-time weights with the learning rate divided by 10; a run that still fails after a
-blow-up fix is rolled back again and the rate lowered again. At most ``max_fixes`` rounds; the
-window restarts after each (the cool-down), so a fix is judged on its own steps only.
+blow-up fix is rolled back again and the rate lowered again. A post-LN warm-up restarts from
+the attach-time weights too. At most ``max_fixes`` rounds; the window restarts after each (the
+cool-down), so a fix is judged on its own steps only.
+
+Trial: any other fix is judged ``warmup`` steps later. If the loss level did not fall to
+``judge.HELP_FRAC`` of its level before the fix, the fix is **undone** (``undo.restore``: the
+module tree, the weights, the train/eval flags and the learning rates as they were just before
+it; its clip hooks and ramps removed), reported, and autofix makes no further round. A fix that
+helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
+at two checks in a row, the learning rate is divided by ``REGRESS_LR`` (a round).
 
 Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one warning line
 ("graddoctor.autofix: step 40: vanishing-gradient -> relu, he-init, rezero on 39 modules;
 weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
 Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
 TorchScript models (optimizer-level remedies still apply). Memory: one copy of the weights
-(the rollback snapshot), taken at attach.
+(the rollback snapshot), taken at attach, and a second one while a fix is on trial.
 
 After a structural change the activation sampler is turned off for the rest of the run (its
 sites were the old modules); gradient statistics go on (the parameters keep their identity).
@@ -47,16 +58,22 @@ from graddoctor.diagnose.training import training_findings
 from graddoctor.diagnose.watching import Watcher
 from graddoctor.errors import InputError
 from graddoctor.fix.autofix.actions import (
+    RESTART,
     apply_fix,
     blew_up,
     check_allowed,
+    definite,
+    lower_lr,
     plan_fix,
     rollback,
     snapshot,
     triggering,
 )
+from graddoctor.fix.autofix.judge import REGRESS_FRAC, helped, level, regressed, slow, strong
+from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
-from graddoctor.report import Report, format_names
+from graddoctor.fix.autofix.undo import Checkpoint, restore
+from graddoctor.report import Finding, Report, format_names
 
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
 #: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
@@ -65,6 +82,8 @@ WARMUP = 40
 CHECK_EVERY = 10
 #: at most this many fix rounds per run
 MAX_FIXES = 2
+#: the learning rate is divided by this when a repaired run regresses
+REGRESS_LR = 3.0
 _WHO = "graddoctor.autofix"
 _STRUCTURAL = ("activation", "norm", "skip")
 
@@ -99,6 +118,10 @@ class AutofixWatcher(Watcher):
         self._snapshot: dict[str, torch.Tensor] | None = None
         self._inputs: Any = None
         self._fix_handles: list[Any] = []
+        self._ramps: list[LinearRamp] = []
+        self._trial: dict | None = None  # the last fix, until its window says whether it helped
+        self._levels: list[float] | None = None  # loss levels per check since a fix that helped
+        self._warned: set[str] = set()  # warning codes at the previous check
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -119,6 +142,8 @@ class AutofixWatcher(Watcher):
         for h in self._fix_handles:
             h.remove()
         self._fix_handles.clear()
+        for r in self._ramps:
+            r.remove()
         super().detach()
 
     def report(self) -> Report:
@@ -151,34 +176,98 @@ class AutofixWatcher(Watcher):
         meta, steps = self.records()
         window = [s for s in steps if s.get("step", 0) > self._since]
         findings = training_findings(meta, window)
+        now = level(window)
+        if self._trial is not None and since >= self.warmup and self._judge(step, now):
+            return  # the fix on trial did not help: it was undone
+        if self._trial is None and self._levels is not None:
+            self._levels.append(now)
+        warned = {f.code for f in findings if f.severity == "warning" and strong(f)}
+        persistent_codes, self._warned = warned & self._warned, warned
+        if sum(not e.get("undo") for e in self.fixes) >= self.max_fixes:
+            return
         causes = triggering(findings)
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
+        elif persistent_codes and slow(window):  # the same cause at two checks, little learnt
+            causes += [f for f in findings if f.severity == "warning" and f.code in persistent_codes and strong(f)]
+        causes += [f for f in definite(findings, self.root) if f not in causes]
         if not causes:
+            if self._levels is not None and self._trial is None and regressed(self._levels):
+                self._regressed(step)
             return
+        self._apply(step, findings, causes, now)
+
+    def _apply(self, step: int, findings: list, causes: list, now: float) -> None:
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
         retry = bool(self.fixes and self.fixes[-1]["blowup"])
         blowup = blew_up(causes) or retry
-        self._since = step
+        self._since, self._warned, self._levels = step, set(), None
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
         plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
                         blowup, retry)
+        restart = blowup or any(s.remedy in RESTART for s in plan)
+        trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
+                                     "lrs": [g["lr"] for g in self.optimizer.param_groups]}
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before = {id(p) for p in self.root.parameters()}
         changes, reset = [], []
-        if blowup:
+        if restart:
             changes.append(rollback(self.root, self._snapshot or {}))
             reset = list(self.root.parameters())
         if plan:
-            done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed)
+            done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed,
+                                      self._ramps)
             changes += done
             reset += redrawn
         applied = [c for c in changes if c.kind == "applied"]
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
-        if any(_family(c.remedy) in _STRUCTURAL for c in applied) and self.forwards.sampler is not None:
+        if any(_family(c.remedy) in _STRUCTURAL for c in applied):
+            self._stop_sampler()
+        if trial is not None and applied:
+            self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
+        self._log(step, causes, applied, counts, blowup)
+
+    def _judge(self, step: int, now: float) -> bool:
+        """Judge the fix on trial at the end of its window; undo it if it did not help (True)."""
+        t, self._trial = self._trial, None
+        event = self.fixes[t["index"]]
+        if helped(t["before"], now):
+            event["verdict"] = f"helped: loss {t['before']:.4g} -> {now:.4g} by step {step}"
+            self._levels = [now]
+            return False
+        before = {id(p) for p in self.root.parameters()}
+        for c in t["changes"]:
+            for h in c.handles:
+                h.remove()
+        for r in self._ramps:
+            r.remove()
+        restore(t["cp"])
+        for g, lr in zip(self.optimizer.param_groups, t["lrs"]):
+            g["lr"] = lr
+        counts = rebind_optimizer(self.optimizer, self.root, before, list(self.root.parameters()))
+        self._stop_sampler()
+        event["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
+        line = (f"step {step}: the fix of step {t['step']} did not help (loss {t['before']:.4g} -> "
+                f"{now:.4g}): undone (modules, weights and learning rate as before it)")
+        self.fixes.append({"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
+                           "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []})
+        self.max_fixes = 0  # no further rounds: the run goes on as the user wrote it
+        warnings.warn(f"{_WHO}: {line}", stacklevel=5)
+        return True
+
+    def _regressed(self, step: int) -> None:
+        """After a fix that helped, the loss rose well above its best: lower the rate (a round)."""
+        self._since, self._warned, self._levels = step, set(), None
+        change = lower_lr(self.optimizer, REGRESS_LR, f"after the fix the loss gave back over {REGRESS_FRAC:.0%} "
+                          "of its gain at two checks: the repaired net is unstable at this rate")
+        counts = {"added": 0, "dropped": 0, "reset": 0}
+        regress = Finding("exploding-gradient", "warning", change.why, [], {"regressed": True})
+        self._log(step, [regress], [change], counts, False)
+
+    def _stop_sampler(self) -> None:
+        if self.forwards.sampler is not None:
             self.forwards.sampler.close()
             self.forwards.sampler = None  # its sites were the old modules
-        self._log(step, causes, applied, counts, blowup)
 
     def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool) -> None:
         codes = sorted({f.code for f in causes})

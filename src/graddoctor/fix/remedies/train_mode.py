@@ -5,7 +5,8 @@ which nobody updates: at initialisation they are mean 0, variance 1, so the laye
 plain affine map and the network trains as if it had no normalisation at all (Ioffe &
 Szegedy 2015, sec. 3.1: batch statistics in training, population statistics at inference).
 Usual causes: ``model.eval()`` before the loop and no ``model.train()``, or a helper that
-freezes BatchNorm statistics on a model whose BatchNorm weights still train.
+freezes BatchNorm statistics on a model whose BatchNorm weights still train (it overrides the
+layer's ``train`` method: that override is removed, or the layer could never train again).
 
 Example:
     >>> import torch
@@ -61,13 +62,21 @@ def train_mode(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -
     new = model if ctx.inplace else copy.deepcopy(model)
     names = eval_batchnorms(new) if layers is None else [
         n for n in layers if isinstance(dict(new.named_modules()).get(n), nn.modules.batchnorm._BatchNorm)]
+    unfrozen = []
     for n in names:
-        new.get_submodule(n).train()
+        bn = new.get_submodule(n)
+        if "train" in bn.__dict__:  # a "freeze BN" helper's override: the layer could never train
+            del bn.__dict__["train"]
+            unfrozen.append(n)
+        bn.train()
     why = ("BatchNorm in eval mode normalises with running statistics that never update while "
            "training (mean 0, variance 1 at init): the net trains as if unnormalised "
            "(Ioffe & Szegedy 2015)")
     code = "call model.train() before the training loop (and after each evaluation)"
-    return new, Change("train-mode", names, why, "applied" if names else "advice", {"code": code})
+    if unfrozen:
+        why += f"; the train() override on {len(unfrozen)} of them (a 'freeze BN' helper) removed"
+    return new, Change("train-mode", names, why, "applied" if names else "advice",
+                       {"code": code, "overrides_removed": unfrozen})
 
 
 __all__ = ["eval_batchnorms", "train_mode"]

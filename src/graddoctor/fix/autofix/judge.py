@@ -1,0 +1,105 @@
+"""Autofix's judgements over the loss records: is the run slow, did a fix help, did it regress.
+
+Pure functions over watch's step records (``{"step", "loss", ...}``):
+
+- ``level(window)``: the median of the last ``LEVEL`` finite losses (inf when none is finite);
+- ``slow(window)``: the level is still above ``SLOW_FRAC`` of the start (median of the first
+  ``START`` losses): the run has learnt little. Calibrated on the autofix benchmark's seed 0:
+  the slow faults (75-90% dead ReLUs, tanh with a large init) sit at 0.70-0.93 of their start
+  after 40 steps; healthy runs of both suites are far below (the tuned references reach <= 0.5);
+- ``helped(before, after)``: the level after a fix's trial window is finite and at most
+  ``HELP_FRAC`` of the level before it;
+- ``strong(finding)``: a ``dead-relu`` / ``saturated-activation`` warning whose worst site is
+  past ``STRONG`` (the slow-cause trigger reads no other warning). Calibrated on seed 0: the
+  slow faults' worst sites are 75-83% dead or 45-59% saturated (taking 0.5: 3 of 4 faults);
+  the healthy 20-layer ReLU+He MLP's one dead site is 56% dead;
+- ``regressed(levels)``: after a fix that helped, the level gave back more than ``REGRESS_FRAC``
+  of what it had gained (first level -> best since the fix) at the last two checks: the repaired
+  net is unstable at the user's rate (a noisy low loss that wobbles by a few hundredths is not).
+
+Example:
+    >>> win = [{"step": t, "loss": 2.3 - 0.001 * t} for t in range(1, 41)]
+    >>> slow(win), round(level(win), 3)
+    (True, 2.264)
+    >>> helped(2.3, 1.9), helped(2.3, 2.25), helped(float("nan"), 1.0)
+    (True, False, True)
+    >>> regressed([2.0, 1.2, 1.7, 1.8]), regressed([2.0, 1.2, 1.25, 1.8]), regressed([1.4, 0.2, 0.3, 0.3])
+    (True, False, False)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graddoctor.diagnose.training.series import as_float
+from graddoctor.report import Finding
+
+#: losses in the level and the start
+LEVEL, START = 10, 5
+#: a window whose level is above this fraction of its start has learnt little
+SLOW_FRAC = 0.6
+#: warning code -> (evidence key, the worst site's value from which a slow cause counts)
+STRONG = {"dead-relu": ("max_dead_frac", 0.7), "saturated-activation": ("max_sat_frac", 0.5)}
+#: a fix helped when its level is at most this fraction of the level before it
+HELP_FRAC = 0.95
+#: this fraction of the gain since the fix given back, at two checks in a row: regressed
+REGRESS_FRAC = 0.5
+
+
+def _losses(window: list[dict]) -> list[float]:
+    vals = [as_float(s.get("loss")) for s in window if "loss" in s]
+    return [v for v in vals if math.isfinite(v)]
+
+
+def level(window: list[dict]) -> float:
+    """Median of the last ``LEVEL`` finite losses of ``window`` (inf when none is finite)."""
+    loss = _losses(window)
+    return float(np.median(loss[-LEVEL:])) if loss else math.inf
+
+
+def slow(window: list[dict]) -> bool:
+    """The level is above ``SLOW_FRAC`` of the start (the run has learnt little so far)."""
+    loss = _losses(window)
+    if len(loss) < START + LEVEL:
+        return False
+    start = float(np.median(loss[:START]))
+    return start > 0 and float(np.median(loss[-LEVEL:])) >= SLOW_FRAC * start
+
+
+def strong(finding: Finding) -> bool:
+    """A slow-cause warning past its ``STRONG`` threshold.
+
+    Example:
+        >>> strong(Finding("dead-relu", "warning", "d", ["1"], {"max_dead_frac": 0.8}))
+        True
+        >>> strong(Finding("dead-relu", "warning", "d", ["1"], {"max_dead_frac": 0.56}))
+        False
+    """
+    key, at = STRONG.get(finding.code, ("", math.inf))
+    value = finding.evidence.get(key)
+    return isinstance(value, (int, float)) and value >= at
+
+
+def helped(before: float, after: float) -> bool:
+    """``after`` is finite and at most ``HELP_FRAC`` of ``before`` (any finite level beats a
+    non-finite one)."""
+    if not math.isfinite(after):
+        return False
+    return not math.isfinite(before) or after <= HELP_FRAC * before
+
+
+def regressed(levels: list[float]) -> bool:
+    """The last two of ``levels`` (one per check since a fix) gave back more than ``REGRESS_FRAC``
+    of the gain from the first level to the best before them."""
+    if len(levels) < 3:
+        return False
+    first, best = levels[0], min(levels[:-2])
+    if not (math.isfinite(first) and math.isfinite(best)) or first <= best:
+        return False
+    return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
+
+
+__all__ = ["HELP_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "helped", "level", "regressed",
+           "slow", "strong"]
