@@ -3,12 +3,14 @@
 Trigger (``triggering``): an **error** finding of the training rules with a gradient-flow cause
 (``GRADIENT_FLOW_CODES``: the severity policy makes a cause an error only when the run does not
 learn) or a non-finite loss/gradient. ``clip-too-tight`` is left out: the clip is a call in the
-user's loop, not changeable from the outside (the report still names it). Two warnings also
-trigger: a **definite fault** (``definite``: BatchNorm layers in eval mode that still hold their
-initial running statistics, mean 0 and variance 1, so they normalise nothing: no deliberate
-"frozen BN" fine-tune looks like that), and a **persistent slow cause** (``persistent``: the
-same gradient-flow warning at two checks in a row while the loss has fallen by less than
-``SLOW_FRAC``; the watcher applies that rule).
+user's loop, not changeable from the outside (the report still names it). ``batchnorm-eval-mode``
+triggers only as a **definite fault**, at any severity (``definite``: BatchNorm layers in eval
+mode that still hold their initial running statistics, mean 0 and variance 1, so they
+normalise nothing); BatchNorms frozen with the data's statistics are a deliberate freeze (a
+fine-tune whose loss has already settled looks "stuck" but is not broken) and are left alone.
+A **persistent slow cause** also triggers: a strong dead-ReLU or saturation warning at two
+checks in a row while the loss has fallen little (``judge.strong``, ``judge.slow``; the watcher
+applies that rule).
 
 Plan (``plan_fix``): the planner of ``repair`` (``fix/planner.py``) on the findings of the window,
 kept to the remedies autofix can apply in place (``IN_PLACE``), and to the user's list when
@@ -50,7 +52,7 @@ from graddoctor.fix.remedies.init import SCHEMES
 from graddoctor.report import Finding
 
 #: codes whose error findings make autofix act
-TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c != "clip-too-tight")
+TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c not in ("clip-too-tight", "batchnorm-eval-mode"))
 #: remedies that act on the optimizer only (they also apply where surgery is refused)
 OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr", "warmup")
 #: remedies autofix applies in place, in any order the planner gives

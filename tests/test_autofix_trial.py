@@ -1,0 +1,154 @@
+"""Autofix's second layer: definite faults, slow causes, the trial window with undo, the warm-up ramp.
+
+Real short runs on digits: BatchNorm frozen at its initial statistics (must fire at the first
+check) vs frozen after training (a deliberate freeze: must not); 3/4 of the ReLU units dead
+(a slow cause: must fire) vs the healthy twin (must not); a fix that did not help is undone
+(the model's tree, parameters, optimizer groups and learning rate as before it, the loop runs
+on); the warm-up ramp composes with the user's LR scheduler.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor import data, zoo
+from graddoctor.fix.autofix import judge
+from graddoctor.fix.autofix.ramp import LinearRamp
+from graddoctor.fix.autofix.undo import Checkpoint, restore
+from graddoctor.train import sampled_batches
+
+_DIGITS = data.load("digits", seed=0)
+X, Y = _DIGITS.x_train.float(), _DIGITS.y_train
+
+
+def _loop(model, opt, steps, w=None, seed=0):
+    batches = sampled_batches(X, Y, 32, seed=seed)
+    for _ in range(steps):
+        x, y = next(batches)
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if w is not None:
+            w.step(loss)
+
+
+def _bn_mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 64),
+                         nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _freeze(model):
+    """A "freeze BN" helper: eval mode, and ``train()`` overridden so it stays there."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.eval()
+            m.train = (lambda mode=True, m=m: m)
+    return model
+
+
+def _run(model, opt, steps, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True, **kw) as w:
+            _loop(model, opt, steps, w)
+    return w
+
+
+def test_batchnorm_frozen_at_its_initial_statistics_is_put_back_in_training_mode():
+    model = _freeze(_bn_mlp())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    w = _run(model, opt, 30)
+    assert w.fixes and w.fixes[0]["step"] == 10 and "train-mode" in w.fixes[0]["remedies"]
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    assert all(m.training and "train" not in m.__dict__ for m in bns)
+    assert all(float(m.running_var.sub(1).abs().max()) > 0 for m in bns)  # statistics now update
+
+
+def test_batchnorm_frozen_after_training_is_a_deliberate_freeze_and_is_left_alone():
+    model = _bn_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    _loop(model, opt, 150)  # "pretraining": the running statistics hold the data's
+    _freeze(model)
+    w = _run(model, opt, 60)
+    # the converged loss looks stuck, so the rules call the eval-mode BatchNorms an error;
+    # their statistics are the data's, so autofix leaves the freeze alone
+    assert [f.severity for f in w.report().findings if f.code == "batchnorm-eval-mode"] == ["error"]
+    assert w.fixes == []
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+
+
+def _dead_mlp(frac=0.75, seed=0):
+    model = zoo.mlp(depth=4, width=64, in_features=64, out_features=10, init="he", seed=seed)
+    with torch.no_grad():
+        for m in list(model.modules())[1:-1]:
+            if isinstance(m, nn.Linear):
+                m.bias[: int(frac * m.out_features)] = -20.0
+    return model
+
+
+def test_most_relu_units_dead_is_a_slow_cause_fixed_at_the_first_judged_check():
+    model = _dead_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    w = _run(model, opt, 60)
+    assert [e["codes"] for e in w.fixes] == [["dead-relu"]]
+    assert w.fixes[0]["step"] == 40 and "leaky-relu" in w.fixes[0]["remedies"]
+
+
+def test_a_fix_that_did_not_help_is_undone_and_the_loop_runs_on(monkeypatch):
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.helped", lambda before, after: False)
+    model = _dead_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    lr = opt.param_groups[0]["lr"]
+    kinds = [type(m) for m in model.modules()]
+    params = list(model.parameters())
+    w = _run(model, opt, 100)
+    assert [e["remedies"] for e in w.fixes][1] == ["undo"] and w.fixes[1]["undo"] == 40
+    assert w.fixes[1]["step"] == 80 and "did not help" in w.fixes[0]["verdict"]
+    assert [type(m) for m in model.modules()] == kinds  # leaky ReLUs gone, ReLUs back
+    assert all(a is b for a, b in zip(model.parameters(), params))
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in params}
+    assert opt.param_groups[0]["lr"] == lr and w.autofix_failed is None
+
+
+def test_checkpoint_restores_the_tree_flags_and_weights():
+    from graddoctor.fix import remedies as registry
+
+    model = zoo.mlp(depth=14, width=16, in_features=64, out_features=10, activation="sigmoid", seed=0)
+    before = [(n, type(m)) for n, m in model.named_modules()]
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cp = Checkpoint(model)
+    for rid in ("relu", "he-init", "rezero"):
+        registry.apply(rid, model, X[:8], inplace=True)
+    assert [(n, type(m)) for n, m in model.named_modules()] != before
+    restore(cp)
+    assert [(n, type(m)) for n, m in model.named_modules()] == before
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+
+
+def test_ramp_composes_with_the_users_scheduler():
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    LinearRamp(opt, 4)
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
+    for _ in range(6):
+        p.grad = torch.ones(1)
+        opt.step()
+        sched.step()
+    # the scheduler's rates 1, 1, .5, .5, .25, .25 scaled by 1/4, 2/4, 3/4, 1, 1, 1
+    assert seen == pytest.approx([0.25, 0.5, 0.375, 0.5, 0.25, 0.25])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("levels, expected", [([2.0, 1.0, 1.8, 1.9], True), ([2.0, 1.0, 1.4, 1.9], False),
+                                              ([0.5, 0.1, 0.12, 0.14], False), ([2.0, float("inf"), 3.0, 3.0], False)])
+def test_regressed(levels, expected):
+    assert judge.regressed(levels) is expected
