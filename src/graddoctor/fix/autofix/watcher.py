@@ -122,6 +122,7 @@ class AutofixWatcher(Watcher):
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
+        self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -157,8 +158,9 @@ class AutofixWatcher(Watcher):
             self._inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else None
 
     def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.autofix_failed is not None or self.failed is not None or len(self.fixes) >= self.max_fixes:
-            return
+        if self.autofix_failed is not None or self.failed is not None or (
+                len(self._rounds()) >= self.max_fixes and self._trial is None):
+            return  # nothing left to do: no more reads of the records
         try:
             self._maybe_fix()
         except Exception as e:  # noqa: BLE001 - never break the training loop
@@ -183,7 +185,7 @@ class AutofixWatcher(Watcher):
             self._levels.append(now)
         warned = {f.code for f in findings if f.severity == "warning" and strong(f)}
         persistent_codes, self._warned = warned & self._warned, warned
-        if sum(not e.get("undo") for e in self.fixes) >= self.max_fixes:
+        if len(self._rounds()) >= self.max_fixes:
             return
         causes = triggering(findings)
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
@@ -199,13 +201,20 @@ class AutofixWatcher(Watcher):
 
     def _apply(self, step: int, findings: list, causes: list, now: float) -> None:
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
-        retry = bool(self.fixes and self.fixes[-1]["blowup"])
+        retry = bool(self._rounds() and self._rounds()[-1]["blowup"])
         blowup = blew_up(causes) or retry
-        self._since, self._warned, self._levels = step, set(), None
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
         plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
                         blowup, retry)
         restart = blowup or any(s.remedy in RESTART for s in plan)
+        if not plan and not restart:  # reported once per set of causes; the window keeps growing
+            codes = frozenset(f.code for f in causes)
+            if codes not in self._noop:
+                self._noop.add(codes)
+                self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False)
+                self.fixes[-1]["noop"] = True
+            return
+        self._since, self._warned, self._levels = step, set(), None
         trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
                                      "lrs": [g["lr"] for g in self.optimizer.param_groups]}
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
@@ -226,6 +235,10 @@ class AutofixWatcher(Watcher):
         if trial is not None and applied:
             self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
         self._log(step, causes, applied, counts, blowup)
+
+    def _rounds(self) -> list[dict]:
+        """The fix rounds so far (events that changed something; an undo is not a round)."""
+        return [e for e in self.fixes if not e.get("undo") and not e.get("noop")]
 
     def _judge(self, step: int, now: float) -> bool:
         """Judge the fix on trial at the end of its window; undo it if it did not help (True)."""
