@@ -152,3 +152,32 @@ def test_ramp_composes_with_the_users_scheduler():
                                               ([0.5, 0.1, 0.12, 0.14], False), ([2.0, float("inf"), 3.0, 3.0], False)])
 def test_regressed(levels, expected):
     assert judge.regressed(levels) is expected
+
+
+def test_refused_surgery_still_gets_the_optimizer_level_remedies():
+    torch.manual_seed(0)
+    model = torch.jit.script(zoo.mlp(depth=4, width=32, in_features=64, out_features=10,
+                                     activation="leaky_relu", init="he"))
+    opt = torch.optim.SGD(model.parameters(), lr=30.0)  # blows up
+    w = _run(model, opt, 40)
+    assert w.refused and w.fixes and w.fixes[0]["blowup"]
+    assert {"clip-norm", "lower-lr"} <= set(w.fixes[0]["remedies"])
+    assert not {"relu", "leaky-relu", "he-init", "rezero"} & set(w.fixes[0]["remedies"])
+
+
+def test_compiled_and_distributed_models_are_refused_with_one_line():
+    import os
+
+    import torch.distributed as dist
+
+    from graddoctor.fix.autofix import refusal
+
+    assert "torch.compile" in refusal(torch.compile(nn.Linear(2, 2)))
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29533")
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        why = refusal(nn.parallel.DistributedDataParallel(nn.Linear(2, 2)))
+    finally:
+        dist.destroy_process_group()
+    assert "DDP/FSDP" in why and "\n" not in why

@@ -139,8 +139,8 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
             the plan re-draws the weights on a first round (then the init is the cause).
         retry: a blow-up fix did not help: ``lower-lr`` whatever else is planned.
     """
-    steps = plan(findings, model, example_inputs, optimizer)
     codes = {f.code for f in triggering(findings)}
+    steps = plan(findings, model, example_inputs, optimizer) if surgery else _optimizer_plan(codes)
     redraw = any(s.remedy in SCHEMES for s in steps)
     if redraw and not retry:  # the weights are re-drawn: the init was the cause, not the rate
         steps = [s for s in steps if s.remedy != "lower-lr"]
@@ -152,6 +152,18 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     if example_inputs is None:
         keep = [s for s in keep if not registry.get(s.remedy).needs_inputs]
     return keep
+
+
+def _optimizer_plan(codes: set[str]) -> list[PlanStep]:
+    """The optimizer-level plan where surgery is refused (the planner traces the model, which a
+    compiled or scripted model does not allow): clip-norm for a blow-up, warm-up for post-LN."""
+    steps = []
+    if codes & set(_BLOWUP):
+        steps.append(PlanStep("clip-norm", "the run blew up: bound the update size", sorted(codes & set(_BLOWUP))))
+    if "post-ln-no-warmup" in codes:
+        steps.append(PlanStep("warmup", "post-ln-no-warmup: ramp the learning rate up over the first steps",
+                              ["post-ln-no-warmup"]))
+    return steps
 
 
 def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Optimizer,
