@@ -45,7 +45,7 @@ from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
 from graddoctor.fix.autofix.ramp import RAMP_STEPS, LinearRamp
-from graddoctor.fix.planner import PlanStep, plan
+from graddoctor.fix.planner import PHASES, SKIP_DEPTH, PlanStep, facts, plan
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.init import SCHEMES
@@ -141,6 +141,7 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     """
     codes = {f.code for f in triggering(findings)}
     steps = plan(findings, model, example_inputs, optimizer) if surgery else _optimizer_plan(codes)
+    steps = _deep_swap_skip(steps, model, example_inputs) if surgery and example_inputs is not None else steps
     redraw = any(s.remedy in SCHEMES for s in steps)
     if redraw and not retry:  # the weights are re-drawn: the init was the cause, not the rate
         steps = [s for s in steps if s.remedy != "lower-lr"]
@@ -152,6 +153,22 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     if example_inputs is None:
         keep = [s for s in keep if not registry.get(s.remedy).needs_inputs]
     return keep
+
+
+def _deep_swap_skip(steps: list[PlanStep], model: nn.Module, example_inputs: Any) -> list[PlanStep]:
+    """A swap to ReLU on a plain stack of >= ``SKIP_DEPTH`` layers also gets ``rezero``, whatever
+    triggered the swap (the planner adds the skip for a vanishing signal only; autofix also swaps
+    on a saturated, exploding tanh stack, which then trains as a deep plain ReLU stack: the
+    planner's measured rows, 12-20 layers, are such swaps)."""
+    if not any(s.remedy in SWAPS for s in steps) or any(s.remedy in ("residual", "rezero") for s in steps):
+        return steps
+    fx = facts(model, example_inputs)
+    if fx.depth < SKIP_DEPTH or fx.has_skip:
+        return steps
+    swap = next(s for s in steps if s.remedy in SWAPS)
+    skip = PlanStep("rezero", f"{fx.depth} plain layers after the activation swap: a zero-init residual "
+                              "gain keeps the deep stack trainable", list(swap.codes))
+    return sorted([*steps, skip], key=lambda s: PHASES[s.remedy])
 
 
 def _optimizer_plan(codes: set[str]) -> list[PlanStep]:
