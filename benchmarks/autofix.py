@@ -29,11 +29,11 @@ its **cost** is the step of the first hit (the steps before the fix included) ov
 controls: every healthy run of both suites trained for its budget under ``autofix=True``; any
 action is a false alarm. CPU: process time of the whole run.
 
-Usage (``--shard k/m`` splits the faults over processes; every process sweeps on seed 0):
+Usage (``--shard k/m`` splits the faults and the healthy runs over processes, each process
+running every seed, so that every process sweeps the reference on the same first seed):
     python benchmarks/autofix.py --list [--measure]
-    python benchmarks/autofix.py --only faults --seeds 0 1 2 3 4 --shard 0/2 --json a.json
-    python benchmarks/autofix.py --only healthy --seeds 0 1 2 3 4 --json h.json
-    python benchmarks/autofix.py --merge a.json b.json h.json
+    python benchmarks/autofix.py --seeds 0 1 2 3 4 --shard 0/2 --json a.json   # and 1/2 -> b.json
+    python benchmarks/autofix.py --merge a.json b.json
     python benchmarks/autofix.py --only faults mlp20-sigmoid-sgd a-mlp4-sgd-lr10x
 """
 
@@ -277,7 +277,7 @@ def main() -> None:
     ap.add_argument("names", nargs="*")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", choices=("faults", "healthy"), default=None)
-    ap.add_argument("--shard", default=None, help="k/m: this process runs every m-th fault from k")
+    ap.add_argument("--shard", default=None, help="k/m: this process runs every m-th fault (and healthy run) from k")
     ap.add_argument("--json", default=None)
     ap.add_argument("--list", action="store_true", help="print the fault set and exit")
     ap.add_argument("--measure", action="store_true", help="with --list: time N plain steps of each")
@@ -308,7 +308,8 @@ def main() -> None:
                       f"broken {r.broken:.3f} at N {r.at_budget:.3f} end {r.final:.3f} @{r.stopped} "
                       f"{verdict:9s} {cost:6s} {r.seconds:4.0f}s {fx}", flush=True)
     if a.only != "faults":
-        for _suite, name, build in healthy():
+        k, m = (int(v) for v in (a.shard or "0/1").split("/"))
+        for _suite, name, build in healthy()[k::m]:
             if a.names and name not in a.names:
                 continue
             for seed in a.seeds:
