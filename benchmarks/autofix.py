@@ -356,7 +356,8 @@ def summarize(rows: list[Row], actions: dict[str, int], seconds: float) -> None:
         if costs:
             print(f"total steps / reference steps (fixed faults): median {statistics.median(costs):.2f}x, "
                   f"max {max(costs):.2f}x")
-        print(f"faults where autofix acted: {sum(bool(r.fixes) for r in scored)}/{len(scored)}")
+        print(f"faults where autofix acted: {sum(bool(r.fixes) for r in scored)}/{len(scored)}; fixed with no "
+              f"action (the extra steps alone): {sum(r.fixed and not r.fixes for r in scored)}")
     if actions:
         print(f"healthy controls: {sum(actions.values())} actions on {len(actions)} runs "
               f"({sum(v > 0 for v in actions.values())} runs with any)")
