@@ -1,26 +1,40 @@
 """Autofix benchmark: repair during training vs a tuned healthy reference, both training suites.
 
 For every repairable fault of the scenario suite (``benchmarks/scenarios/``) and the realistic
-suite (``benchmarks/realistic/``), run definitions imported read-only:
+suite (``benchmarks/realistic/``), run definitions imported read-only (the fault set, dataset
+keys, exclusions and measured costs are in ``autofix_suite.py``):
 
-- the **tuned reference**: the fault's healthy twin (the realistic suite's ``twin``; for the
-  scenario suite the same architecture and data with the fault removed, listed below) trained
-  for the fault's step budget ``N`` at its learning rate x {1/3, 1, 3}; the best held-out score
-  at step ``N`` is the reference score (accuracy; R^2 for the adding task);
+- the **tuned reference**: the fault's healthy twin (the realistic suite's ``twin``, trained with
+  its own warm-up if it has one; for the scenario suite the same architecture and data with the
+  fault removed) trained for the fault's step budget ``N`` at its learning rate x {1/3, 1, 3};
+  the best held-out score at step ``N`` is the reference (accuracy; R^2 for the adding task).
+  The factor is swept on the first seed of the run only and reused for the other seeds;
+  reference scores are cached per (twin, seed, factor, N) within the process;
+- the **broken score**: the broken setup's score at step N without autofix. When autofix took
+  no action up to step N, the autofix run's score at N *is* the broken run's (same seed, data
+  and batches; checked on seed 0 for b-resnet8-bn-eval, b-plaincnn8-bn-eval, a-mlp6-tanh-saturated
+  and mlp4-relu-75pct-dead, where autofix took no action: the plain broken run gave the identical
+  score to the last digit), so the broken run is trained only when autofix acted by step N;
 - the **autofix run**: the broken setup trained in the same loop under
-  ``gd.watch(model, opt, autofix=True)`` for up to ``CAP`` x N steps, scored every N/10 steps.
+  ``gd.watch(model, opt, autofix=True)`` for up to ``CAP`` x N steps, scored every N/10 steps,
+  and **stopped early** at the first scoring step >= N whose score is within 2 points of the
+  reference (its final score is then that score; a run that hit before N and fell back below
+  trains on, up to CAP x N).
 
-A fault is **fixed** when the autofix run reaches the reference score minus 2 points;
-its **cost** is the step at which it first does (the steps before the fix included) over N.
-Rows whose reference does not learn (chance + 5 points) are excluded from the score. Faults
-without an in-place remedy are listed in ``EXCLUDED`` with the reason. Healthy controls: every
-healthy run of both suites trained for its budget under ``autofix=True``; any action is a false
-alarm. CPU cost: process time of the whole run.
+A row is **harm** when the broken score is below the reference - 2 points; rows without harm
+(the fault costs nothing at this budget) and rows whose reference does not learn (chance + 5
+points) are excluded from the score. A harmful fault is **fixed** when the autofix run reaches
+the reference - 2 points within CAP x N steps (hit) AND its final score beats the broken score;
+its **cost** is the step of the first hit (the steps before the fix included) over N. Healthy
+controls: every healthy run of both suites trained for its budget under ``autofix=True``; any
+action is a false alarm. CPU: process time of the whole run.
 
-Usage:
-    python benchmarks/autofix.py                  # faults + healthy controls, seed 0
-    python benchmarks/autofix.py --only faults --seeds 0 1
-    python benchmarks/autofix.py mlp20-sigmoid-sgd a-mlp4-sgd-lr10x
+Usage (``--shard k/m`` splits the faults and the healthy runs over processes, each process
+running every seed, so that every process sweeps the reference on the same first seed):
+    python benchmarks/autofix.py --list [--measure]
+    python benchmarks/autofix.py --seeds 0 1 2 3 4 --shard 0/2 --json a.json   # and 1/2 -> b.json
+    python benchmarks/autofix.py --merge a.json b.json
+    python benchmarks/autofix.py --only faults mlp20-sigmoid-sgd a-mlp4-sgd-lr10x
 """
 
 from __future__ import annotations
@@ -39,63 +53,27 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "scenarios"))
 sys.path.insert(0, str(HERE / "realistic"))
 
 import runs as realistic  # noqa: E402
 import scenarios as sc  # noqa: E402
+from autofix_suite import (  # noqa: E402
+    COST_S,
+    EXCLUDED,
+    REALISTIC_FAULTS,
+    SCENARIO_TWINS,
+    chance,
+    cost_class,
+    score,
+)
 
 import graddoctor as gd  # noqa: E402
-from graddoctor import data  # noqa: E402
 
 CAP = 2.0  # the autofix run trains at most CAP x N steps
 POINTS = 0.02  # "within 2 points"
 SWEEP = (1 / 3, 1.0, 3.0)
-
-# ---------------------------------------------------------------- test data
-
-
-_TEST: dict = {}
-
-
-def test_set(kind: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """(x_test, y_test, "acc" | "r2") for a dataset key."""
-    if kind not in _TEST:
-        if kind.startswith("adding"):
-            T = int(kind[len("adding"):])
-            b = data.load("adding", seed=0, T=T, n_train=2000, n_test=100)
-            m, s = b.y_train.float().mean(), b.y_train.float().std()
-            _TEST[kind] = (b.x_test.float(), (b.y_test.float() - m) / s, "r2")
-        elif kind.startswith("temporal"):
-            b = data.load("temporal-order", seed=0, T=int(kind[len("temporal"):]), n_train=2000, n_test=100)
-            _TEST[kind] = (b.x_test.float(), b.y_test, "acc")
-        else:
-            b = data.load("mnist1d" if kind == "mnist1d" else "digits", seed=0,
-                          **({"flat": False} if kind == "digits-img" else {}))
-            x = b.x_test.float()
-            _TEST[kind] = (x.view(-1, 8, 8) if kind == "digits-rows" else x, b.y_test, "acc")
-    return _TEST[kind]
-
-
-def score(model: torch.nn.Module, kind: str) -> float:
-    x, y, metric = test_set(kind)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        model.train(was)
-    if metric == "acc":
-        return (out.argmax(-1) == y).float().mean().item()
-    out = out.reshape(y.shape)
-    r2 = 1.0 - ((out - y) ** 2).mean().item() / y.var().item()
-    return r2 if math.isfinite(r2) else -1.0
-
-
-def chance(kind: str) -> float:
-    return {"temporal10": 0.25}.get(kind, 0.0 if kind.startswith("adding") else 0.1)
-
 
 # ---------------------------------------------------------------- the faults
 
@@ -111,6 +89,7 @@ class Setup:
     steps: int
     example: torch.Tensor
     clip: float | None = None
+    warmup: int = 0  # linear LR warm-up steps (a realistic twin's scheduler)
 
 
 @dataclass
@@ -120,6 +99,7 @@ class Fault:
     data: str
     broken: Callable[[int], Setup]
     twin: Callable[[int], Setup]
+    twin_key: str  # names the twin's configuration (the reference cache key)
 
 
 def from_scenario(build: Callable) -> Callable[[int], Setup]:
@@ -133,72 +113,16 @@ def from_scenario(build: Callable) -> Callable[[int], Setup]:
 def from_case(case) -> Callable[[int], Setup]:
     def make(seed: int) -> Setup:
         s = realistic.build(case, seed)
-        return Setup(s.model, s.optimizer, s.batches, s.loss_fn, s.steps, s.example, s.clip)
+        return Setup(s.model, s.optimizer, s.batches, s.loss_fn, s.steps, s.example, s.clip, s.warmup)
     return make
 
 
-M, CN, SQ, TF = sc.mlp_run, sc.cnn_run, sc.seq_run, sc.tf_run
-#: scenario fault -> (dataset key, healthy twin: the same architecture and data, fault removed)
-SCENARIO_TWINS: dict[str, tuple[str, Callable]] = {
-    "mlp20-sigmoid-sgd": ("digits", M(depth=20, init="he", opt="sgd", lr=0.1)),
-    "mlp20-sigmoid-adam": ("mnist1d", M(sc.mnist1d_flat, depth=20, init="he")),
-    "mlp12-sigmoid-sgd-mnist1d": ("mnist1d", M(sc.mnist1d_flat, depth=12, init="he", opt="sgd", lr=0.1)),
-    "mlp16-sigmoid-xavier-sgd": ("digits", M(depth=16, init="he", opt="sgd", lr=0.1)),
-    "mlp16-tanh-small-init-sgd": ("digits", M(depth=16, activation="tanh", init="xavier", opt="sgd", lr=0.05)),
-    "mlp12-relu-small-init-bias-sgd": ("digits", M(depth=12, init="he", opt="sgd", lr=0.05)),
-    "mlp4-relu-bias-3-all-dead": ("digits", M(depth=4, init="he", opt="sgd", lr=0.05)),
-    "mlp6-relu-bias-3-adam": ("mnist1d", M(sc.mnist1d_flat, depth=6, init="he")),
-    "mlp4-relu-75pct-dead": ("digits", M(depth=4, width=64, init="he", lr=3e-3)),
-    "mlp6-relu-90pct-dead": ("digits", M(depth=6, width=64, init="he", lr=3e-3)),
-    "mlp5-relu-60pct-dead-sgd": ("digits", M(depth=5, width=64, init="he", opt="sgd", lr=0.03)),
-    "plaincnn6-relu-80pct-dead-channels": ("digits-img", CN(depth=6, kind="plain", batchnorm=False,
-                                                            opt="adam", lr=3e-3)),
-    "transformer-pre2-ffn-90pct-dead": ("digits-rows", TF("pre", 2, lr=3e-3)),
-    "mlp4-tanh-large-init": ("digits", M(depth=4, activation="tanh", init="xavier")),
-    "mlp6-tanh-large-init-mnist1d": ("mnist1d", M(sc.mnist1d_flat, depth=6, activation="tanh", init="xavier")),
-    "plaincnn6-tanh-large-init": ("digits-img", CN(depth=6, kind="plain", batchnorm=False, activation="tanh",
-                                                   init="xavier", opt="adam", lr=1e-3)),
-    "mlp20-tanh-large-init": ("digits", M(depth=20, activation="tanh", init="xavier")),
-    "mlp4-sigmoid-bias+6": ("digits", M(depth=4, activation="sigmoid", init="xavier", opt="sgd", lr=0.1)),
-    "mlp4-leaky-lr-huge": ("digits", M(depth=4, activation="leaky_relu", init="he", opt="plain-sgd", lr=0.1)),
-    "mlp4-gelu-lr-huge": ("digits", M(depth=4, activation="gelu", init="he", opt="sgd", lr=0.03)),
-    "gru-adding-lr-huge": ("adding20", SQ("gru", "adding", T=20, opt="sgd", lr=0.1)),
-    "lstm-adding-lr-huge": ("adding20", SQ("lstm", "adding", T=20, opt="sgd", lr=0.1)),
-    "transformer-pre2-lr-huge": ("digits-rows", TF("pre", 2, opt="sgd", lr=0.05)),
-    "plaincnn8-nobn-lr-huge": ("digits-img", CN(depth=8, kind="plain", batchnorm=False, opt="plain-sgd", lr=0.05)),
-    "relu-rnn-gain3-T50": ("adding50", SQ("rnn", "adding", T=50, nonlinearity="relu", opt="sgd", lr=0.01)),
-    "plaincnn20-nobn-default-sgd": ("digits-img", CN(depth=20, kind="plain", batchnorm=False, opt="sgd", lr=0.05)),
-}
-#: realistic fault -> dataset key (the twin is the case's own ``twin``)
-REALISTIC_FAULTS: dict[str, str] = {
-    "a-mlp8-bn-eval": "digits", "a-mlp4-sgd-lr10x": "digits", "a-mlp30-relu-gain": "digits",
-    "a-mlp10-sigmoid-vanish": "digits", "a-mlp6-tanh-saturated": "digits",
-    "b-resnet8-bn-eval": "digits-img", "b-plaincnn8-bn-eval": "digits-img", "b-resnet8-lr10x": "digits-img",
-    "b-plaincnn20-gain": "digits-img", "b-gru-lr10x": "digits-rows",
-}
-#: faults left out of the score, and why (no in-place remedy exists for them)
-EXCLUDED: dict[str, str] = {
-    "mlp4-relu-lr-tiny": "the fix is a larger learning rate found by an LR range test: not applied in place",
-    "transformer-pre4-lr-tiny": "same (learning rate 1e-7)",
-    "lstm-digits-lr-tiny": "same (learning rate 1e-7)",
-    "mlp4-log-softmax-underflow": "a bug in the loss function (user code)",
-    "rnn-adding-T100": "the fix is an LSTM (a code change: the forward changes)",
-    "rnn-temporal-order-T100": "the fix is an LSTM (a code change)",
-    "a-mlp4-clip-tight": "the clip is a call in the user's loop (code change)",
-    "b-plaincnn8-clip-tight": "same", "b-resnet8-clip-tight": "same",
-    "a-tf-post6-nowarmup": "warm-up is a scheduler (not applied in place yet)",
-    "b-ttf-post6-nowarmup": "same",
-    "a-mlp4-random-labels": "unlearnable labels: nothing to repair", "b-gru-random-labels": "same",
-    "a-lstm-forget-neg": "an LSTM gate bias: no in-place remedy in the registry",
-}
-
-
 def faults() -> list[Fault]:
-    out = [Fault("scenarios", n, d, from_scenario(sc.by_name(n).build), from_scenario(twin))
+    out = [Fault("scenarios", n, d, from_scenario(sc.by_name(n).build), from_scenario(twin), f"twin-of-{n}")
            for n, (d, twin) in SCENARIO_TWINS.items()]
     for n, d in REALISTIC_FAULTS.items():
         case = realistic.BY_NAME[n]
-        out.append(Fault("realistic", n, d, from_case(case), from_case(realistic.BY_NAME[case.twin])))
+        out.append(Fault("realistic", n, d, from_case(case), from_case(realistic.BY_NAME[case.twin]), case.twin))
     return out
 
 
@@ -211,9 +135,13 @@ def healthy() -> list[tuple[str, str, Callable[[int], Setup]]]:
 # ---------------------------------------------------------------- training
 
 
-def train(s: Setup, steps: int, kind: str | None, every: int, autofix: bool) -> tuple[list, list]:
-    """Train ``s`` for ``steps``; return ([(step, score)] every ``every`` steps, fix events)."""
+def train(s: Setup, steps: int, kind: str | None, every: int, autofix: bool,
+          target: float | None = None, n: int = 0) -> tuple[list, list]:
+    """Train ``s`` for ``steps``; return ([(step, score)] every ``every`` steps, fix events).
+    With a ``target``, stop at the first scoring step >= ``n`` whose score reaches it."""
     curve: list = []
+    sched = (torch.optim.lr_scheduler.LambdaLR(s.optimizer, lambda t: min(1.0, (t + 1) / s.warmup))
+             if s.warmup else None)
     w = gd.watch(s.model, s.optimizer, example_inputs=s.example, autofix=True) if autofix else None
     try:
         for t in range(1, steps + 1):
@@ -224,10 +152,14 @@ def train(s: Setup, steps: int, kind: str | None, every: int, autofix: bool) -> 
             if s.clip is not None:
                 torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.clip)
             s.optimizer.step()
+            if sched is not None:
+                sched.step()
             if w is not None:
                 w.step(loss)
             if kind is not None and t % every == 0:
                 curve.append((t, score(s.model, kind)))
+                if target is not None and t >= n and curve[-1][1] >= target:
+                    break
     finally:
         if w is not None:
             w.detach()
@@ -248,29 +180,56 @@ class Row:
     steps: int
     reference: float
     ref_lr_factor: float
-    judged: bool
-    fixed: bool
-    cost: float | None
+    judged: bool  # the reference learns (chance + 5 points)
+    harm: bool  # the broken run is below the reference - 2 points at N
+    fixed: bool  # hit AND final > broken
+    cost: float | None  # first hit step / N
+    broken: float  # the broken run's score at N (no autofix)
     at_budget: float
     final: float
+    stopped: int  # the autofix run's last step (early stop)
     fixes: list = field(default_factory=list)
+    seconds: float = 0.0  # process time of the row (reference runs included)
+
+    @property
+    def scored(self) -> bool:
+        return self.judged and self.harm
+
+
+_REF: dict = {}  # (twin_key, seed, factor, n) -> score
+_FACTOR: dict = {}  # twin_key -> the lr factor swept on the run's first seed
+
+
+def reference(f: Fault, seed: int, n: int) -> tuple[float, float]:
+    """(score, lr factor): the twin at the best factor of SWEEP (swept on the first seed asked)."""
+    def at(k: float) -> float:
+        key = (f.twin_key, seed, k, n)
+        if key not in _REF:
+            _REF[key] = score_after(with_lr(f.twin(seed), k), n, f.data)
+        return _REF[key]
+    if f.twin_key not in _FACTOR:
+        _FACTOR[f.twin_key] = max(SWEEP, key=at)
+    k = _FACTOR[f.twin_key]
+    return at(k), k
 
 
 def run_fault(f: Fault, seed: int) -> Row:
+    t0 = time.process_time()
     n = f.broken(seed).steps
     every = max(n // 10, 1)
-    refs = []
-    for k in SWEEP:
-        s = with_lr(f.twin(seed), k)
-        refs.append((score_after(s, n, f.data), k))
-    ref, k = max(refs)
-    s = f.broken(seed)
-    curve, fixes = train(s, int(CAP * n), f.data, every, autofix=True)
+    ref, k = reference(f, seed, n)
+    curve, fixes = train(f.broken(seed), int(CAP * n), f.data, every, autofix=True, target=ref - POINTS, n=n)
     hit = next((t for t, v in curve if v >= ref - POINTS), None)
     at_n = next(v for t, v in curve if t >= n)
-    return Row(f.suite, f.name, seed, n, round(ref, 4), round(k, 3), ref >= chance(f.data) + 0.05,
-               hit is not None, None if hit is None else hit / n, round(at_n, 4), round(curve[-1][1], 4),
-               [{"step": e["step"], "codes": e["codes"], "remedies": e["remedies"]} for e in fixes])
+    acted = any(e["step"] <= n for e in fixes)
+    broken = score_after(f.broken(seed), n, f.data) if acted else at_n
+    final = curve[-1][1]
+    harm = broken < ref - POINTS
+    return Row(f.suite, f.name, seed, n, round(ref, 4), round(k, 3), ref >= chance(f.data) + 0.05, harm,
+               hit is not None and final > broken, None if hit is None else hit / n, round(broken, 4),
+               round(at_n, 4), round(final, 4), curve[-1][0],
+               [{"step": e["step"], "codes": e["codes"], "remedies": e["remedies"]} for e in fixes],
+               round(time.process_time() - t0, 1))
 
 
 def score_after(s: Setup, steps: int, kind: str) -> float:
@@ -289,37 +248,68 @@ def run_healthy(name: str, build: Callable[[int], Setup], seed: int) -> int:
 # ---------------------------------------------------------------- main
 
 
+def selected(a: argparse.Namespace) -> list[Fault]:
+    fs = [f for f in faults() if not a.names or f.name in a.names]
+    if a.shard:  # round-robin over the cost order: shards of about equal CPU
+        k, m = (int(v) for v in a.shard.split("/"))
+        fs = sorted(fs, key=lambda f: -COST_S.get(f.name, 0.0))[k::m]
+    return fs
+
+
+def list_faults(fs: list[Fault], measure: bool) -> None:
+    """Print the fault set (dataset key, N, cost of N plain steps) and the exclusions."""
+    for f in fs:
+        s = f.broken(0)
+        sec = COST_S.get(f.name)
+        if measure:
+            t = time.process_time()
+            train(s, s.steps, None, s.steps, autofix=False)
+            sec = time.process_time() - t
+        cost = f"{sec:5.1f} s {cost_class(sec)}" if sec is not None else "unmeasured"
+        print(f"{f.suite:9s} {f.name:36s} {f.data:11s} N {s.steps:4d}  {cost}", flush=True)
+    print(f"\n{len(fs)} faults; excluded {len(EXCLUDED)}:")
+    for name, why in EXCLUDED.items():
+        print(f"  {name:36s} {why}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--only", choices=("faults", "healthy"), default=None)
+    ap.add_argument("--shard", default=None, help="k/m: this process runs every m-th fault (and healthy run) from k")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--list", action="store_true", help="print the fault set and exit")
+    ap.add_argument("--measure", action="store_true", help="with --list: time N plain steps of each")
     ap.add_argument("--merge", nargs="+", default=None,
                     help="summarise saved --json files (a later file's row replaces an earlier one)")
     a = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
     if a.merge:
         summarize(*merged(a.merge), 0.0)
         return
-    torch.set_num_threads(1)
-    warnings.simplefilter("ignore")
+    if a.list:
+        list_faults(selected(a), a.measure)
+        return
     t0 = time.process_time()
     rows: list[Row] = []
     actions: dict[str, int] = {}
     if a.only != "healthy":
-        for f in faults():
-            if a.names and f.name not in a.names:
-                continue
+        for f in selected(a):
             for seed in a.seeds:
                 r = run_fault(f, seed)
                 rows.append(r)
                 fx = "; ".join(f"@{e['step']} {'+'.join(e['remedies']) or '-'}" for e in r.fixes) or "no action"
+                verdict = ("(n/j)" if not r.judged else "(no harm)" if not r.harm
+                           else "FIXED" if r.fixed else "not fixed")
                 cost = f"{r.cost:.2f}x" if r.cost is not None else "-"
                 print(f"{r.suite:9s} {r.name:36s} s{seed} ref {r.reference:.3f} (lr x{r.ref_lr_factor:.2f}) "
-                      f"at N {r.at_budget:.3f} end {r.final:.3f} {'FIXED' if r.fixed else 'not fixed':9s} "
-                      f"{cost:6s} {'' if r.judged else '(n/j) '}{fx}", flush=True)
+                      f"broken {r.broken:.3f} at N {r.at_budget:.3f} end {r.final:.3f} @{r.stopped} "
+                      f"{verdict:9s} {cost:6s} {r.seconds:4.0f}s {fx}", flush=True)
     if a.only != "faults":
-        for _suite, name, build in healthy():
+        k, m = (int(v) for v in (a.shard or "0/1").split("/"))
+        for _suite, name, build in healthy()[k::m]:
             if a.names and name not in a.names:
                 continue
             for seed in a.seeds:
@@ -341,29 +331,39 @@ def merged(paths: list[str]) -> tuple[list[Row], dict[str, int]]:
     return list(rows.values()), actions
 
 
+def _fraction(rows: list[Row]) -> str:
+    fixed = [r for r in rows if r.fixed]
+    return f"{len(fixed)}/{len(rows)} = {len(fixed) / len(rows):.1%}" if rows else "-"
+
+
 def summarize(rows: list[Row], actions: dict[str, int], seconds: float) -> None:
-    """Print the score: fraction fixed, median cost, healthy-control actions."""
-    judged = [r for r in rows if r.judged]
-    fixed = [r for r in judged if r.fixed]
-    costs = [r.cost for r in fixed]
+    """Print the score: fraction fixed (overall, per suite, per seed), costs, healthy actions."""
+    scored = [r for r in rows if r.scored]
+    costs = [r.cost for r in scored if r.fixed]
     print()
-    if judged:
-        print(f"faults fixed (within {POINTS * 100:.0f} points of the tuned reference within {CAP}x N): "
-              f"{len(fixed)}/{len(judged)} = {len(fixed) / len(judged):.1%}; excluded (n/j): "
-              f"{len(rows) - len(judged)}")
+    if rows:
+        print(f"faults fixed (within {POINTS * 100:.0f} points of the tuned reference within {CAP}x N, "
+              f"and better than broken): {_fraction(scored)}; excluded: "
+              f"{sum(not r.judged for r in rows)} reference does not learn, "
+              f"{sum(r.judged and not r.harm for r in rows)} no harm")
         for suite in ("scenarios", "realistic"):
-            js = [r for r in judged if r.suite == suite]
-            fs = [r for r in js if r.fixed]
+            js = [r for r in scored if r.suite == suite]
+            cs = [r.cost for r in js if r.fixed]
             if js:
-                print(f"  {suite}: {len(fs)}/{len(js)}, median cost "
-                      f"{statistics.median([r.cost for r in fs]) if fs else float('nan'):.2f}x")
+                print(f"  {suite}: {_fraction(js)}, median cost {statistics.median(cs) if cs else math.nan:.2f}x")
+        for seed in sorted({r.seed for r in rows}):
+            print(f"  seed {seed}: {_fraction([r for r in scored if r.seed == seed])}")
         if costs:
             print(f"total steps / reference steps (fixed faults): median {statistics.median(costs):.2f}x, "
                   f"max {max(costs):.2f}x")
-        print(f"faults where autofix acted: {sum(bool(r.fixes) for r in judged)}/{len(judged)}")
+        print(f"faults where autofix acted: {sum(bool(r.fixes) for r in scored)}/{len(scored)}; fixed with no "
+              f"action (the extra steps alone): {sum(r.fixed and not r.fixes for r in scored)}")
     if actions:
         print(f"healthy controls: {sum(actions.values())} actions on {len(actions)} runs "
               f"({sum(v > 0 for v in actions.values())} runs with any)")
+        for seed in sorted({k.rsplit('-s', 1)[1] for k in actions}):
+            ks = [v for k, v in actions.items() if k.endswith(f"-s{seed}")]
+            print(f"  seed {seed}: {sum(v > 0 for v in ks)}/{len(ks)} runs with an action")
     if seconds:
         print(f"process time {seconds:.0f} s")
 
