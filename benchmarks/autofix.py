@@ -24,8 +24,9 @@ keys, exclusions and measured costs are in ``autofix_suite.py``):
 A row is **harm** when the broken score is below the reference - 2 points; rows without harm
 (the fault costs nothing at this budget) and rows whose reference does not learn (chance + 5
 points) are excluded from the score. A harmful fault is **fixed** when the autofix run reaches
-the reference - 2 points within CAP x N steps (hit) AND its final score beats the broken score;
-its **cost** is the step of the first hit (the steps before the fix included) over N. Healthy
+the reference - 2 points within CAP x N steps (hit), its final score beats the broken score,
+AND a fix that stayed (not undone) came before the hit (a slow run that reaches the target in
+the extra steps past N with no fix was not fixed by autofix); its **cost** is the step of the first hit (the steps before the fix included) over N. Healthy
 controls: every healthy run of both suites trained for its budget under ``autofix=True``; any
 action is a false alarm. CPU: process time of the whole run.
 
@@ -225,8 +226,13 @@ def run_fault(f: Fault, seed: int) -> Row:
     broken = score_after(f.broken(seed), n, f.data) if acted else at_n
     final = curve[-1][1]
     harm = broken < ref - POINTS
+    # a hit counts only if a fix that stayed (not undone) came before it: a slow run that reaches
+    # the target in the extra steps past N without one was not fixed by autofix
+    undone = {e.get("undo") for e in fixes}
+    kept = [e["step"] for e in fixes if e["remedies"] and e["remedies"] != ["undo"] and e["step"] not in undone]
+    by_fix = hit is not None and any(t < hit for t in kept)
     return Row(f.suite, f.name, seed, n, round(ref, 4), round(k, 3), ref >= chance(f.data) + 0.05, harm,
-               hit is not None and final > broken, None if hit is None else hit / n, round(broken, 4),
+               hit is not None and final > broken and by_fix, None if hit is None else hit / n, round(broken, 4),
                round(at_n, 4), round(final, 4), curve[-1][0],
                [{"step": e["step"], "codes": e["codes"], "remedies": e["remedies"]} for e in fixes],
                round(time.process_time() - t0, 1))
