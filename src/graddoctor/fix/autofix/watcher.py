@@ -191,6 +191,7 @@ class AutofixWatcher(Watcher):
         self.fixes.append({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
                            "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
                            "changes": [c.to_dict() for c in applied]})
+        self.log_event("autofix", self.fixes[-1], causes)  # the run log (one line, flushed) and report
         warnings.warn(f"{_WHO}: {line}", stacklevel=4)
 
 
