@@ -219,3 +219,25 @@ def test_events_reach_tensorboard_and_a_broken_sink_does_not_stop_training(tmp_p
     text = acc.Tensors("graddoctor/note/text_summary")
     assert [(t.step, t.tensor_proto.string_val[0].decode()) for t in text] == [(1, "step 1: a note")]
     assert w.report().data["events"][0]["kind"] == "note" and "Events:" in str(w.report())
+
+
+def test_events_reach_the_wandb_summary(tmp_path, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    from graddoctor.runlog.sinks.wandb import WandbSink
+    from wandb_records import read_offline_run
+
+    for k, v in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}.items():
+        monkeypatch.setenv(k, v)
+    run = wandb.init(project="gd-test", dir=str(tmp_path))
+    net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with gd.watch(net, opt, tmp_path / "gd", sinks=["jsonl", WandbSink(run)]) as w:
+        net(torch.randn(8, 4)).sum().backward()
+        opt.step()
+        w.step()
+        w.log_event("autofix", {"message": "step 1: one"})
+        w.log_event("autofix", {"message": "step 1: two"})
+    run_dir = run.dir
+    run.finish()
+    _, summary, _ = read_offline_run(tmp_path / "wandb" / run_dir.split("/wandb/")[1].split("/")[0])
+    assert summary["graddoctor/events"] == ["step 1: one", "step 1: two"]
