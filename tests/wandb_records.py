@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 _BLOCK = 32768
@@ -34,11 +35,26 @@ def _records(path: Path):
             yield rec
 
 
+def _complete(path: Path, timeout: float = 30.0) -> list:
+    """The file's records once its ``exit`` record is there: W&B's service process may still be
+    writing the offline file when ``run.finish()`` returns (seen: 7 bytes, then the whole run a
+    moment later), so the reader waits for the end of the run, up to ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            recs = list(_records(path)) if path.stat().st_size > 7 else []
+        except Exception:  # noqa: BLE001 - a record cut in the middle of its write: read again
+            recs = []
+        if any(r.WhichOneof("record_type") == "exit" for r in recs) or time.monotonic() > end:
+            return recs
+        time.sleep(0.1)
+
+
 def read_offline_run(run_dir: Path) -> tuple[list[dict], dict, list[tuple[str, str]]]:
     """``(history rows, final summary, alerts)`` of the offline run in ``run_dir``."""
     path = next(Path(run_dir).glob("run-*.wandb"))
     history, summary, alerts = [], {}, []
-    for rec in _records(path):
+    for rec in _complete(path):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})

@@ -153,6 +153,10 @@ class Report:
                 lines.append(f"      what to do: {', '.join(f.remedies)}")
             if f.reference:
                 lines.append(f"      reference: {f.reference}")
+        events = run_events(self.data)
+        if events:
+            lines.append(f"{events_title(events)}:")
+            lines += [f"  {event_line(e)}" for e in events]
         return "\n".join(lines)
 
     def __rich__(self) -> Any:
@@ -161,8 +165,10 @@ class Report:
         from rich.text import Text
 
         title = Text(self.summary(), style="bold green" if self.ok else "bold red")
+        events = run_events(self.data)
+        shown = Text("\n".join([f"{events_title(events)}:", *(f"  {event_line(e)}" for e in events)]))
         if not self.findings:
-            return title
+            return Group(title, shown) if events else title
         table = Table(show_lines=True)
         for col in ("severity", "code", "layers", "evidence", "what to do"):
             table.add_column(col, overflow="fold")
@@ -175,7 +181,49 @@ class Report:
                 Text("\n".join(f"{k}={format_value(v)}" for k, v in list(f.evidence.items())[:6])),
                 Text(", ".join(f.remedies) + (f"\n({f.reference})" if f.reference else "")),
             )
-        return Group(title, table)
+        return Group(title, table, shown) if events else Group(title, table)
+
+
+def run_events(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events of a report's ``data`` in step order: ``data["events"]`` (``Watcher.log_event``,
+    ``runlog.read_events``), else the autofix rounds of ``data["autofix"]``.
+
+    Example:
+        >>> run_events({"autofix": [{"step": 40, "message": "step 40: x"}, {"step": 9}]})[0]["step"]
+        9
+        >>> run_events({"steps": []})
+        []
+    """
+    events = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(events, list):
+        rounds = data.get("autofix") if isinstance(data, dict) else None
+        events = [{"kind": "autofix", **e} for e in rounds or [] if isinstance(e, dict)]
+    good = [e for e in events if isinstance(e, dict) and isinstance(e.get("step"), int)]
+    return sorted(good, key=lambda e: e["step"])
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One event as one line, ``step N: ...`` (its message, or its kind and codes).
+
+    Example:
+        >>> event_line({"step": 37, "kind": "autofix", "codes": ["vanishing-gradient"]})
+        'step 37: autofix (vanishing-gradient)'
+    """
+    msg = e.get("message")
+    if isinstance(msg, str) and msg:
+        return msg if msg.startswith("step ") else f"step {e['step']}: {msg}"
+    codes = ", ".join(str(c) for c in e.get("codes") or [])
+    return f"step {e['step']}: {e.get('kind', 'event')}" + (f" ({codes})" if codes else "")
+
+
+def events_title(events: list[dict[str, Any]]) -> str:
+    """"Autofix" when every event is an autofix round, else "Events".
+
+    Example:
+        >>> events_title([{"kind": "autofix"}]), events_title([{"kind": "note"}])
+        ('Autofix', 'Events')
+    """
+    return "Autofix" if all(e.get("kind") == "autofix" for e in events) else "Events"
 
 
 def format_names(names: list[str], keep: int = 4) -> str:
@@ -250,4 +298,5 @@ def jsonable(obj: Any) -> Any:
 
 
 
-__all__ = ["Finding", "Report", "format_names", "format_value", "jsonable"]
+__all__ = ["Finding", "Report", "event_line", "events_title", "format_names", "format_value", "jsonable",
+           "run_events"]

@@ -2,7 +2,8 @@
 
 Reads, from RUN_DIR (or a single file given instead):
 
-- ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.diagnose.training``;
+- ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.diagnose.training``,
+  with their events (autofix rounds: a timeline table and markers on the figures);
 - ``*.json`` files holding a ``Report`` (``report.to_json()``: check or watch) or a repair result
   (``RepairResult.to_dict()``: its changes).
 """
@@ -63,9 +64,9 @@ def _load(f: Path) -> list[tuple[str, Report]]:
     ``graddoctor fix``'s changes.json (check before, the repair, check after); none for other JSON."""
     if f.suffix == ".jsonl":
         from graddoctor.diagnose.watching import build_report
-        from graddoctor.runlog import read_run
+        from graddoctor.runlog import read_events, read_run
 
-        return [("", build_report(*read_run(f)))]
+        return [("", build_report(*read_run(f), read_events(f)))]
     try:
         d = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -39,14 +39,14 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
 def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
     """Print the Report of a run recorded by gd.watch(log_dir=RUN_DIR)."""
     from graddoctor.diagnose.watching import build_report
-    from graddoctor.runlog import read_run
+    from graddoctor.runlog import read_events, read_run
 
     meta, steps = read_run(run_dir)  # InputError -> exit 2 (one line)
     bad = meta.get("malformed")
     if bad:
         click.echo(f"graddoctor: warning: {run_dir}: skipped {bad['lines']} malformed line(s) and "
                    f"{bad['fields']} wrongly typed field(s)", err=True)
-    report = build_report(meta, steps)
+    report = build_report(meta, steps, read_events(run_dir))  # autofix rounds: printed after the findings
     if as_json:
         click.echo(report.to_json())
     else:

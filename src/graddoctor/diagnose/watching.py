@@ -22,7 +22,48 @@ from graddoctor.report import Report
 
 
 class Watcher(Monitor):
-    """An attached training monitor whose ``report()`` judges what it recorded (see ``Monitor``)."""
+    """An attached training monitor whose ``report()`` judges what it recorded (see ``Monitor``).
+
+    ``log_event`` records an event (an autofix round) in the run log and in ``report()``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.events: list[dict] = []
+
+    def log_event(self, kind: str, record: dict[str, Any], findings: list[Any] = ()) -> dict:
+        """Record an event: kept for ``report()`` (``data["events"]``) and written at once to every
+        sink that has ``write_event`` (the JSONL run log: one line, flushed; TensorBoard: text).
+
+        A sink that fails warns; the event is kept and training goes on.
+
+        Args:
+            kind: what happened, e.g. "autofix".
+            record: the event's fields (JSON-able; ``step`` defaults to the current step).
+            findings: the findings that caused it (``Finding`` objects or dicts), stored as
+                ``{"code", "severity", "message", "layers", "step"}``.
+
+        Returns:
+            The event record (``{"type": "event", "kind", "step", ..., "findings", "run_id"}``).
+
+        Example:
+            >>> import torch, graddoctor as gd
+            >>> w = gd.watch(torch.nn.Linear(2, 2))
+            >>> w.log_event("note", {"message": "step 0: a note"})["kind"]
+            'note'
+            >>> w.report().data["events"][0]["message"]; w.detach()
+            'step 0: a note'
+        """
+        event = {"type": "event", "kind": kind, **record, "step": int(record.get("step", self._step)),
+                 "findings": [_brief(f) for f in findings], "run_id": self.run_id}
+        self.events.append(event)
+        for sink in self.output.sinks:
+            try:
+                getattr(sink, "write_event", lambda e: None)(event)
+            except Exception as e:  # noqa: BLE001 - never break the training loop
+                warnings.warn(f"graddoctor: {type(sink).__name__} could not write the {kind} event ({e})",
+                              stacklevel=2)
+        return event
 
     def report(self) -> Report:
         """Judge what was recorded so far: the training-time rules over ``self.records()``.
@@ -44,7 +85,7 @@ class Watcher(Monitor):
             []
         """
         meta, steps = self.records()
-        report = build_report(meta, steps)
+        report = build_report(meta, steps, self.events)
         for sink in self.output.sinks:  # sinks that show findings (W&B: summary and alerts)
             try:
                 getattr(sink, "write_findings", lambda findings: None)(report.findings)
@@ -53,16 +94,18 @@ class Watcher(Monitor):
         return report
 
 
-def build_report(meta: dict, steps: list[dict]) -> Report:
+def build_report(meta: dict, steps: list[dict], events: list[dict] | None = None) -> Report:
     """Judge one run's records: every training-time rule, then a ``Report(source="watch")``.
 
     Args:
         meta: the run log's meta record (``Watcher.records()[0]`` or ``runlog.read_run``).
         steps: the step records.
+        events: the run's event records (``Watcher.log_event``, ``runlog.read_events``), if any.
 
     Returns:
         ``Report(source="watch")`` with the findings of ``graddoctor.diagnose.training`` and
-        the records in ``data`` (``meta``, ``steps``).
+        the records in ``data`` (``meta``, ``steps``; with events also ``events``, in step
+        order, and ``autofix``: the autofix ones).
 
     Raises:
         InputError: records that are not a meta dict and a list of step dicts.
@@ -73,7 +116,17 @@ def build_report(meta: dict, steps: list[dict]) -> Report:
         >>> build_report({"layers": [], "activations": []}, steps).codes
         {'non-finite'}
     """
-    return Report(training_findings(meta, steps), source="watch", data={"meta": meta, "steps": steps})
+    data: dict[str, Any] = {"meta": meta, "steps": steps}
+    if events:
+        data["events"] = sorted((dict(e) for e in events), key=lambda e: e.get("step", 0))
+        data["autofix"] = [e for e in data["events"] if e.get("kind") == "autofix"]
+    return Report(training_findings(meta, steps), source="watch", data=data)
+
+
+def _brief(f: Any) -> dict[str, Any]:
+    """A finding as the event stores it: code, severity, message, layers, step."""
+    d = f if isinstance(f, dict) else f.to_dict()
+    return {k: d.get(k) for k in ("code", "severity", "message", "layers", "step")}
 
 
 #: the Watcher class of ``watch(..., autofix=...)``, registered by ``graddoctor.fix.autofix``

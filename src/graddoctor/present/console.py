@@ -14,13 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from graddoctor.report import Report
+from graddoctor.report import Report, event_line, events_title, run_events
 
 _SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
 def print_findings(console: Console, report: Report) -> None:
-    """The report in brief: its verdict, then per finding its severity, code, message and remedies.
+    """The report in brief: its verdict, per finding its severity, code, message and remedies,
+    then its events (autofix rounds), one ``step N: ...`` line each, in step order.
 
     Args:
         console: where to print.
@@ -41,8 +42,12 @@ def print_findings(console: Console, report: Report) -> None:
         True
     """
     console.print(Text(report.summary(), style="bold green" if report.ok else "bold red"))
-    if not report.findings:
-        return
+    if report.findings:
+        _print_grid(console, report)
+    _print_events(console, run_events(report.data))
+
+
+def _print_grid(console: Console, report: Report) -> None:
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column()
@@ -52,6 +57,13 @@ def print_findings(console: Console, report: Report) -> None:
             text.append(f"\nwhat to do: {', '.join(f.remedies)}", style="dim")
         grid.add_row(Text(f"  {f.severity:<7}", style=_SEVERITY_STYLE.get(f.severity, "")), text)
     console.print(grid)
+
+
+def _print_events(console: Console, events: list[dict]) -> None:
+    if events:
+        console.print(Text(f"{events_title(events)}:", style="bold"))
+        for e in events:
+            console.print(Text(f"  {event_line(e)}"))
 
 
 def sparkline(values: list[float], lo: float, hi: float) -> str:

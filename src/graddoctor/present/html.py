@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from graddoctor import __version__
-from graddoctor.report import Finding, Report, format_value
+from graddoctor.report import Finding, Report, event_line, events_title, format_value, run_events
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 #: step records embedded per run (the figures are drawn from all of them)
@@ -77,6 +77,9 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
         parts.append(f'<h2 id="section-{i}">{escape(name)}</h2><p>{summary}</p>')
         if report.data.get("changes"):
             parts.append(_changes_table(report.data["changes"]))
+        events = run_events(report.data)
+        if events:
+            parts.append(_timeline_table(events))
         if figures:
             parts.extend(_figures(report))
     payload = {name: _thin(r.to_dict()) for name, r in sections.items()}
@@ -172,6 +175,24 @@ def _changes_table(changes: Sequence[Any]) -> str:
         )
     return ("<h3>Changes</h3><table class=\"changes\"><thead><tr><th>remedy</th><th>kind</th><th>modules</th>"
             "<th>why</th><th>details</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _timeline_table(events: Sequence[dict]) -> str:
+    """The run's events (autofix rounds) in step order: step, the findings that caused each,
+    the remedies applied, the modules changed and the one-line message."""
+    rows = []
+    for e in events:
+        found = [f for f in e.get("findings") or [] if isinstance(f, dict)]
+        causes = "<br>".join(f"<code>{escape(str(f.get('code', '')))}</code> {escape(str(f.get('message', '')))}"
+                             for f in found) or ", ".join(f"<code>{escape(str(c))}</code>" for c in e.get("codes") or [])
+        remedies = ", ".join(f"<code>{escape(str(r))}</code>" for r in e.get("remedies") or [])
+        rows.append(f'<tr data-step="{int(e["step"])}" data-kind="{escape(str(e.get("kind", "")))}">'
+                    f"<td>{int(e['step'])}</td><td>{escape(str(e.get('kind', '')))}</td><td>{causes}</td>"
+                    f"<td>{remedies}</td><td>{_layers([str(m) for m in e.get('modules') or []])}</td>"
+                    f"<td>{escape(event_line(e))}</td></tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("step", "event", "because of", "remedies", "modules", "what happened"))
+    return (f"<h3>{events_title(list(events))} timeline</h3><table class=\"timeline\"><thead><tr>{head}</tr></thead>"
+            "<tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def _figures(report: Report) -> list[str]:

@@ -27,7 +27,7 @@ from graddoctor.present.figure_common import (
     short_name,
 )
 from graddoctor.present.run_records import Run, as_run, layer_names, matrix, pick_steps
-from graddoctor.report import Finding, Report
+from graddoctor.report import Finding, Report, run_events
 from graddoctor.runlog import as_float, is_nonfinite
 
 _SEVERITY_COLOR = {"error": "tab:red", "warning": "tab:orange", "info": "tab:blue"}
@@ -145,6 +145,8 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
     ticks = np.linspace(0, len(ids) - 1, min(8, len(ids))).round().astype(int)
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{ids[t]:.0f}" for t in ticks])
+    events = run_events(source.data) if isinstance(source, Report) else []
+    mark_events(ax, events, x_of=lambda t: float(np.interp(t, ids, np.arange(len(ids)))) + 0.5, color="white")
     ax.set_xlabel("step")
     ax.set_ylabel("layer (input at top)")
     ax.set_title(title + (" (grey: no gradient, red: NaN/Inf)" if bad.any() or np.isnan(logv).any() else ""),
@@ -152,11 +154,14 @@ def grad_heatmap(source: Report | Run, max_steps: int = 400) -> Figure:
     return fig
 
 
-def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None) -> Figure:
-    """Training loss by step; NaN/Inf losses in red at the top, findings marked at their step.
+def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None,
+               events: Sequence[dict] | None = None) -> Figure:
+    """Training loss by step; NaN/Inf losses in red at the top, findings and autofix rounds marked at their step.
 
     Args:
         findings: findings to mark (default: the report's own, when ``source`` is a Report).
+        events: events to mark with a solid green line and their remedies (default: the report's
+            ``data["events"]`` / ``data["autofix"]``, when ``source`` is a Report).
 
     Example:
         >>> fig = loss_curve(w.report())  # doctest: +SKIP
@@ -164,6 +169,8 @@ def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None) 
     meta, recs = as_run(source)
     if findings is None:
         findings = source.findings if isinstance(source, Report) else []
+    if events is None:
+        events = run_events(source.data) if isinstance(source, Report) else []
     rows = [s for s in recs if "loss" in s]
     title = "training loss"
     if not rows:
@@ -190,12 +197,33 @@ def loss_curve(source: Report | Run, findings: Sequence[Finding] | None = None) 
         ax.axvline(f.step, color=color, ls="--", lw=1)
         ax.text(f.step, 0.92 - 0.08 * (n % 10), f" {f.code}", color=color, transform=trans, fontsize=7,
                 va="top", bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 1})
+    mark_events(ax, events)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     return fig
+
+
+def mark_events(ax: Any, events: Sequence[dict], x_of: Any = None, color: str = "tab:green") -> None:
+    """A solid vertical line per event (an autofix round) at its step, labelled at the bottom
+    ``autofix: <remedies>``; ``x_of`` maps a step to the axis' x (default: the step itself).
+
+    Example:
+        >>> fig = Figure(); ax = fig.add_subplot()
+        >>> mark_events(ax, [{"step": 40, "kind": "autofix", "remedies": ["relu", "he-init"]}])
+        >>> [t.get_text() for t in ax.texts]
+        [' autofix: relu, he-init']
+    """
+    trans = ax.get_xaxis_transform()
+    for n, e in enumerate(events):
+        x = e["step"] if x_of is None else x_of(e["step"])
+        what = ", ".join(str(r) for r in e.get("remedies") or []) or ", ".join(str(c) for c in e.get("codes") or [])
+        ax.axvline(x, color=color, lw=1.6, label=None if n else f"{e.get('kind', 'event')} (graddoctor)")
+        ax.text(x, 0.04 + 0.08 * (n % 5), f" {e.get('kind', 'event')}: {what}", color="tab:green",
+                transform=trans, fontsize=7, va="bottom",
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
 
 
 def _moving_average(y: np.ndarray, k: int) -> np.ndarray:

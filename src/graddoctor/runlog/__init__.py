@@ -2,7 +2,8 @@
 
 Format: see ``docs/runlog.md`` (meta: ``{"type": "meta", "version": 2, "run_id",
 "layers", "activations", "config"}``; steps: ``{"type": "step", "step", "loss",
-"skipped", "lr", "grad_norm", ...}``). Non-finite floats are written as the strings
+"skipped", "lr", "grad_norm", ...}``; events, e.g. an autofix round: ``{"type": "event",
+"kind", "step", ...}``, read by ``read.read_events``). Non-finite floats are written as the strings
 ``"nan"``, ``"inf"``, ``"-inf"`` (``format.encode``) and decoded back to floats by
 ``read.read_run``. Sinks (where watch sends the records) are in ``runlog.sinks``.
 
@@ -20,9 +21,16 @@ Example:
 from __future__ import annotations
 
 from graddoctor.runlog.format import FILENAME, FLOAT_MAPS, VERSION, decode_floats, encode
-from graddoctor.runlog.read import as_float, carry_weights, is_nonfinite, read_run, run_path
+from graddoctor.runlog.read import (
+    as_float,
+    carry_weights,
+    is_nonfinite,
+    read_events,
+    read_run,
+    run_path,
+)
 
 __all__ = [
     "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode",
-    "is_nonfinite", "read_run", "run_path",
+    "is_nonfinite", "read_events", "read_run", "run_path",
 ]

@@ -19,6 +19,9 @@ from typing import Any
 from graddoctor.report import jsonable
 
 VERSION = 3  # 2: weight_norm written on measured steps only (read_run carries it forward); 3: run_id on steps
+# Event lines ({"type": "event"}, autofix rounds) came within version 3: they add a record type and
+# change no existing one, so older readers still read the steps (they skip the events as malformed
+# lines) and a version bump would only make them refuse the whole file.
 FILENAME = "watch.jsonl"
 #: the strings non-finite floats are written as, and their values
 NONFINITE: dict[str, float] = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}

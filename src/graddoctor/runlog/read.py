@@ -23,7 +23,7 @@ from typing import Any
 
 from graddoctor.errors import InputError
 from graddoctor.runlog.format import FILENAME, NONFINITE, decode_floats
-from graddoctor.runlog.validate import Counts, check_version, clean_meta, clean_step
+from graddoctor.runlog.validate import Counts, check_version, clean_event, clean_meta, clean_step
 
 
 def as_float(v: Any) -> float:
@@ -122,27 +122,31 @@ def carry_weights(steps: list[dict]) -> list[dict]:
     return steps
 
 
-def _find(runs: list[tuple[dict, list[dict]]], run_id: Any) -> tuple[dict, list[dict]] | None:
+#: one run of a file: its latest meta record, its step records and its event records
+_Run = tuple[dict, list[dict], list[dict]]
+
+
+def _find(runs: list[_Run], run_id: Any) -> _Run | None:
     return next((r for r in reversed(runs) if run_id is not None and r[0].get("run_id") == run_id), None)
 
 
-def _run_of(runs: list[tuple[dict, list[dict]]], step: dict, n: Counts) -> tuple[dict, list[dict]] | None:
-    """The run a step line belongs to: the one its ``run_id`` names (format version 3: several
-    watchers may share a file), else the last one; None (counted) for an unknown run."""
-    if "run_id" not in step:
+def _run_of(runs: list[_Run], rec: dict, n: Counts) -> _Run | None:
+    """The run a step or event line belongs to: the one its ``run_id`` names (format version 3:
+    several watchers may share a file), else the last one; None (counted) for an unknown run."""
+    if "run_id" not in rec:
         if not runs:
-            runs.append(({}, []))
+            runs.append(({}, [], []))
         return runs[-1]
-    run = _find(runs, step["run_id"])
+    run = _find(runs, rec["run_id"])
     n.lines += run is None
     return run
 
 
-def _runs(p: Path) -> tuple[list[tuple[dict, list[dict]]], Counts]:
-    """Every run of the file: its latest meta and its steps, in file order; malformed lines
-    skipped and fields dropped (counted), a partial last line (a killed writer) skipped."""
+def _runs(p: Path) -> tuple[list[_Run], Counts]:
+    """Every run of the file: its latest meta, its steps and its events, in file order; malformed
+    lines skipped and fields dropped (counted), a partial last line (a killed writer) skipped."""
     lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
-    runs: list[tuple[dict, list[dict]]] = []
+    runs: list[_Run] = []
     n = Counts()
     for i, line in enumerate(lines):
         if not line.strip():
@@ -156,22 +160,34 @@ def _runs(p: Path) -> tuple[list[tuple[dict, list[dict]]], Counts]:
             n.lines += 1
             continue
         rec = decode_floats(rec)
-        if rec.get("type") == "meta":
+        kind = rec.get("type")
+        if kind == "meta":
             check_version(rec, str(p))
             rec = clean_meta(rec, n)
             same = _find(runs, rec.get("run_id"))
             if same is not None:  # a re-attach repeats the meta line: the latest one counts
-                runs[runs.index(same)] = (rec, same[1])
+                runs[runs.index(same)] = (rec, same[1], same[2])
             else:
-                runs.append((rec, []))
-        elif rec.get("type") == "step":
-            step = clean_step(rec, n)
-            run = None if step is None else _run_of(runs, step, n)
+                runs.append((rec, [], []))
+        elif kind in ("step", "event"):
+            clean = (clean_step if kind == "step" else clean_event)(rec, n)
+            run = None if clean is None else _run_of(runs, clean, n)
             if run is not None:
-                run[1].append(step)
+                run[1 if kind == "step" else 2].append(clean)
         else:
             n.lines += 1
     return runs, n
+
+
+def _pick(path_or_dir: str | os.PathLike, run: str) -> tuple[_Run, Counts]:
+    p = run_path(path_or_dir)
+    runs, n = _runs(p)
+    if not runs:
+        raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
+    found = runs[-1] if run == "last" else runs[0] if run == "first" else _find(runs, run)
+    if found is None:
+        raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
+    return found, n
 
 
 def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
@@ -183,7 +199,7 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     Re-attaching the same watcher repeats its meta line with the same ``run_id``; the latest
     meta is returned. Malformed lines are skipped and wrongly typed fields dropped
     (``runlog.validate``), counted in ``meta["malformed"]`` (``{"lines", "fields"}``, present
-    when either is not 0).
+    when either is not 0). Event lines (autofix rounds) are read by ``read_events``.
 
     Args:
         path_or_dir: a ``watch.jsonl`` file or the directory holding it.
@@ -203,15 +219,37 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
         >>> read_run(d, run="first")[0]["run_id"], read_run(d)[0]["run_id"]
         ('a', 'b')
     """
-    p = run_path(path_or_dir)
-    runs, n = _runs(p)
-    if not runs:
-        raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
-    found = runs[-1] if run == "last" else runs[0] if run == "first" else _find(runs, run)
-    if found is not None:
-        meta = dict(found[0], **({"malformed": n.as_dict()} if n.lines or n.fields else {}))
-        return meta, carry_weights(sorted(found[1], key=lambda s: s["step"]))
-    raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
+    (meta, steps, _), n = _pick(path_or_dir, run)
+    meta = dict(meta, **({"malformed": n.as_dict()} if n.lines or n.fields else {}))
+    return meta, carry_weights(sorted(steps, key=lambda s: s["step"]))
 
 
-__all__ = ["as_float", "carry_weights", "is_nonfinite", "read_run", "run_path"]
+def read_events(path_or_dir: str | os.PathLike, run: str = "last") -> list[dict]:
+    """The event records of one run of a run log (autofix rounds, ``Watcher.log_event``), in step order.
+
+    Logs written before events existed have none: ``[]``.
+
+    Args:
+        path_or_dir: a ``watch.jsonl`` file or the directory holding it.
+        run: "last", "first" or a run_id, as for ``read_run``.
+
+    Returns:
+        The events (``{"type": "event", "kind", "step", ...}``, see ``docs/runlog.md``).
+
+    Raises:
+        InputError: as ``read_run``.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with open(os.path.join(d, FILENAME), "w") as f:
+        ...     _ = f.write('{"type":"meta","run_id":"a"}\\n'
+        ...                 '{"type":"event","kind":"autofix","step":40,"run_id":"a","codes":["vanishing-gradient"]}\\n')
+        >>> [(e["step"], e["codes"]) for e in read_events(d)]
+        [(40, ['vanishing-gradient'])]
+    """
+    (_, _, events), _ = _pick(path_or_dir, run)
+    return sorted(events, key=lambda e: e["step"])
+
+
+__all__ = ["as_float", "carry_weights", "is_nonfinite", "read_events", "read_run", "run_path"]

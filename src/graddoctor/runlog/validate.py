@@ -176,4 +176,44 @@ def clean_step(rec: dict, n: Counts) -> dict | None:
     return out
 
 
-__all__ = ["READABLE_VERSIONS", "Counts", "check_version", "clean_meta", "clean_step", "is_number"]
+#: event fields that are lists of strings (``docs/runlog.md``)
+_EVENT_NAMES = ("codes", "remedies", "modules")
+
+
+def clean_event(rec: dict, n: Counts) -> dict | None:
+    """The event record with wrongly typed fields dropped; None (a skipped line) without an
+    integer ``step`` and a string ``kind``.
+
+    Example:
+        >>> n = Counts()
+        >>> clean_event({"type": "event", "kind": "autofix", "step": 40, "codes": ["x", 3],
+        ...              "findings": [{"code": "x"}, "y"], "message": 5}, n)
+        {'type': 'event', 'kind': 'autofix', 'step': 40, 'codes': ['x'], 'findings': [{'code': 'x'}]}
+        >>> n.fields, clean_event({"type": "event", "step": 1}, n), n.lines
+        (3, None, 1)
+    """
+    step, kind = rec.get("step"), rec.get("kind")
+    if not isinstance(step, int) or isinstance(step, bool) or not isinstance(kind, str):
+        n.lines += 1
+        return None
+    out = dict(rec)
+    for key in _EVENT_NAMES + ("findings",):
+        if key not in out:
+            continue
+        want = dict if key == "findings" else str
+        v = out[key]
+        if not isinstance(v, list):
+            del out[key]
+            n.fields += 1
+            continue
+        out[key] = [x for x in v if isinstance(x, want)]
+        n.fields += len(v) - len(out[key])
+    for key in ("message", "run_id"):
+        if key in out and not isinstance(out[key], str):
+            del out[key]
+            n.fields += 1
+    return out
+
+
+__all__ = ["READABLE_VERSIONS", "Counts", "check_version", "clean_event", "clean_meta", "clean_step",
+           "is_number"]

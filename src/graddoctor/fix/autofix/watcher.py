@@ -211,8 +211,7 @@ class AutofixWatcher(Watcher):
             codes = frozenset(f.code for f in causes)
             if codes not in self._noop:
                 self._noop.add(codes)
-                self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False)
-                self.fixes[-1]["noop"] = True
+                self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True)
             return
         self._since, self._warned, self._levels = step, set(), None
         trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
@@ -262,10 +261,10 @@ class AutofixWatcher(Watcher):
         event["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
         line = (f"step {step}: the fix of step {t['step']} did not help (loss {t['before']:.4g} -> "
                 f"{now:.4g}): undone (modules, weights and learning rate as before it)")
-        self.fixes.append({"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
-                           "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []})
         self.max_fixes = 0  # no further rounds: the run goes on as the user wrote it
-        warnings.warn(f"{_WHO}: {line}", stacklevel=5)
+        self._add_event({"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
+                      "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []},
+                     [])
         return True
 
     def _regressed(self, step: int) -> None:
@@ -282,7 +281,7 @@ class AutofixWatcher(Watcher):
             self.forwards.sampler.close()
             self.forwards.sampler = None  # its sites were the old modules
 
-    def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool) -> None:
+    def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool, **extra: Any) -> None:
         codes = sorted({f.code for f in causes})
         modules = sorted({m for c in applied for m in c.modules})
         what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
@@ -290,10 +289,15 @@ class AutofixWatcher(Watcher):
             _family(c.remedy) == "init" for c in applied) else ""
         line = (f"step {step}: {', '.join(codes)} -> {what}"
                 + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
-        self.fixes.append({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
-                           "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
-                           "changes": [c.to_dict() for c in applied]})
-        warnings.warn(f"{_WHO}: {line}", stacklevel=4)
+        self._add_event({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
+                      "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
+                      "changes": [c.to_dict() for c in applied], **extra}, causes)
+
+    def _add_event(self, event: dict, causes: list) -> None:
+        """One event: ``w.fixes``, the run log (one line, flushed), the report, a warning line."""
+        self.fixes.append(event)
+        self.log_event("autofix", event, causes)
+        warnings.warn(f"{_WHO}: {event['message']}", stacklevel=5)
 
 
 def _family(remedy: str) -> str:

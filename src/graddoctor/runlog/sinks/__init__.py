@@ -1,7 +1,9 @@
 """Where watch sends its records: a ``Sink`` is anything with ``write_meta``,
 ``write_steps`` and ``close``. Built in: ``JsonlSink`` (the default run log) and
 ``TensorBoardSink`` (scalars for TensorBoard), ``WandbSink`` (a W&B run). Add MLflow, ... by writing
-a class with these three methods and passing it in ``gd.watch(sinks=[...])``.
+a class with these three methods and passing it in ``gd.watch(sinks=[...])``. A sink may also have
+``write_event(event)`` (an event record, e.g. an autofix round; ``Watcher.log_event``) and
+``write_findings(findings)``; sinks without them are skipped for those.
 
 Example:
     >>> class Printer:

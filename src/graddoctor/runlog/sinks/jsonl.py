@@ -65,6 +65,10 @@ class JsonlSink:
         if steps:
             self._write(steps)
 
+    def write_event(self, event: dict[str, Any]) -> None:
+        """One event line (an autofix round), written and flushed at once, like a flush of steps."""
+        self._write([event])
+
     def close(self) -> None:
         if self._f is not None:
             f, self._f = self._f, None

@@ -2,7 +2,7 @@
 
 Tags: ``loss``, ``lr``, ``grad_norm/<layer>``, ``weight_norm/<layer>``,
 ``update_ratio/<layer>``, ``nonfinite/<layer>`` (only when > 0), ``skipped``,
-``act/<site>/<stat>``, and the activation histograms as TensorBoard histograms
+``act/<site>/<stat>``, events (autofix rounds) as text ``graddoctor/<kind>``, and the activation histograms as TensorBoard histograms
 ``act_hist/<site>`` (``add_histogram_raw``, on sampled steps). Non-finite values are written as they are (TensorBoard
 shows NaN/Inf); null (frozen/unused) layers are not written.
 
@@ -84,6 +84,12 @@ class TensorBoardSink:
                     elif v is not None:
                         w.add_scalar(f"act/{site}/{k}", v, t)
         w.flush()
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """An event (an autofix round) as text ``graddoctor/<kind>`` at its step."""
+        text = event.get("message") or f"step {event['step']}: {event.get('kind')}"
+        self.writer.add_text(f"graddoctor/{event.get('kind', 'event')}", text, event["step"])
+        self.writer.flush()
 
     def close(self) -> None:
         if self._w is not None:

@@ -9,7 +9,7 @@ site's fixed-bin activation histogram, on sampled steps). The model's root layer
 ``<model>``. Writes happen at watch's flushes only (host floats: no device sync per step).
 Findings (``write_findings``, called by ``Watcher.report()``): ``graddoctor/findings`` (codes)
 and ``graddoctor/finding/<code>`` (message) in the run summary, and a W&B alert per warning or
-error.
+error. Events (``write_event``: autofix rounds): their messages as the summary's ``graddoctor/events``.
 
 Example:
     >>> keys = step_payload({"step": 3, "loss": 0.5, "grad_norm": {"": 1.0, "fc": None}})
@@ -91,6 +91,7 @@ class WandbSink:
             raise InputError("the W&B sink needs the wandb package - pip install 'graddoctor[wandb]'") from e
         self._wandb, self._run, self.log_dir = wandb, run, log_dir
         self._owned = self._defined = False
+        self._events: list[str] = []
 
     @property
     def run(self) -> Any:
@@ -129,6 +130,11 @@ class WandbSink:
             if f.severity in ("warning", "error"):
                 level = self._wandb.AlertLevel.ERROR if f.severity == "error" else self._wandb.AlertLevel.WARN
                 run.alert(title=f"graddoctor: {f.code}", text=f.message, level=level, wait_duration=0)
+
+    def write_event(self, event: dict[str, Any]) -> None:
+        """An event (an autofix round): its message appended to the run summary's ``graddoctor/events``."""
+        self._events.append(event.get("message") or f"step {event['step']}: {event.get('kind')}")
+        self.run.summary[f"{PREFIX}/events"] = list(self._events)
 
     def close(self) -> None:
         if self._owned and self._run is not None:
