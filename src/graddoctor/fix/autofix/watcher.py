@@ -15,8 +15,9 @@ blow-up fix is rolled back again and the rate lowered again. A post-LN warm-up r
 the attach-time weights too. At most ``max_fixes`` rounds; the window restarts after each (the
 cool-down), so a fix is judged on its own steps only.
 
-Trial: any other fix is judged ``warmup`` steps later. If the loss level did not fall to
-``judge.HELP_FRAC`` of its level before the fix, the fix is **undone** (``undo.restore``: the
+Trial: any other fix is judged ``trial`` steps later (default ``TRIAL``; a new round before
+then replaces it). If the loss level is no lower than its level before the fix
+(``judge.helped``), the fix is **undone** (``undo.restore``: the
 module tree, the weights, the train/eval flags and the learning rates as they were just before
 it; its clip hooks and ramps removed), reported, and autofix makes no further round. A fix that
 helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
@@ -82,6 +83,9 @@ WARMUP = 40
 CHECK_EVERY = 10
 #: at most this many fix rounds per run
 MAX_FIXES = 2
+#: steps after a fix at which it is judged: a fix that re-draws the weights restarts the run,
+#: and 40 steps were too few for a restarted net to pass the broken run's level (seed 0)
+TRIAL = 80
 #: the learning rate is divided by this when a repaired run regresses
 REGRESS_LR = 3.0
 _WHO = "graddoctor.autofix"
@@ -95,6 +99,7 @@ class AutofixWatcher(Watcher):
         model, optimizer, log_dir, **kwargs: as for ``Watcher`` (the optimizer is required).
         autofix: True (every in-place remedy) or a list of remedy ids to restrict to.
         warmup, check_every, max_fixes: the trigger schedule and the cap on rounds.
+        trial: steps after a fix at which it is judged (undone if the loss is no lower).
         seed: seed of the re-drawn weights (the user's RNG stream is not touched).
 
     Raises:
@@ -103,7 +108,7 @@ class AutofixWatcher(Watcher):
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  log_dir: str | os.PathLike | None = None, *, autofix: Any = True, warmup: int = WARMUP,
-                 check_every: int = CHECK_EVERY, max_fixes: int = MAX_FIXES, seed: int = 0,
+                 check_every: int = CHECK_EVERY, max_fixes: int = MAX_FIXES, trial: int = TRIAL, seed: int = 0,
                  **kwargs: Any) -> None:
         if optimizer is None:
             raise InputError("autofix needs the optimizer: gd.watch(model, optimizer=opt, autofix=True) "
@@ -111,6 +116,7 @@ class AutofixWatcher(Watcher):
         self.allowed = check_allowed(autofix)
         super().__init__(model, optimizer, log_dir, **kwargs)
         self.warmup, self.check_every, self.max_fixes, self.seed = warmup, check_every, max_fixes, seed
+        self.trial = trial
         self.fixes: list[dict] = []
         self.autofix_failed: str | None = None
         self.refused = refusal(model)
@@ -179,7 +185,7 @@ class AutofixWatcher(Watcher):
         window = [s for s in steps if s.get("step", 0) > self._since]
         findings = training_findings(meta, window)
         now = level(window)
-        if self._trial is not None and since >= self.warmup and self._judge(step, now):
+        if self._trial is not None and since >= self.trial and self._judge(step, now):
             return  # the fix on trial did not help: it was undone
         if self._trial is None and self._levels is not None:
             self._levels.append(now)
@@ -307,4 +313,4 @@ def _family(remedy: str) -> str:
     return entry.family if entry is not None else "optimizer" if remedy == "rollback" else ""
 
 
-__all__ = ["CHECK_EVERY", "MAX_FIXES", "WARMUP", "AutofixWatcher"]
+__all__ = ["CHECK_EVERY", "MAX_FIXES", "TRIAL", "WARMUP", "AutofixWatcher"]
