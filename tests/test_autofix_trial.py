@@ -181,3 +181,31 @@ def test_compiled_and_distributed_models_are_refused_with_one_line():
     finally:
         dist.destroy_process_group()
     assert "DDP/FSDP" in why and "\n" not in why
+
+
+@pytest.mark.slow
+def test_stuck_post_ln_transformer_restarts_with_a_warmup_and_learns():
+    torch.manual_seed(0)
+    model = zoo.transformer(depth=6, d_model=32, nhead=4, norm="post", input_dim=8, num_classes=10,
+                            max_len=16, seed=0)
+    rows = X.view(-1, 8, 8)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batches = sampled_batches(rows, Y, 32, seed=0)
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=rows[:32], autofix=True) as w:
+            for _ in range(200):
+                x, y = next(batches)
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+                losses.append(loss.item())
+    rounds = [e for e in w.fixes if not e.get("noop")]
+    assert rounds and rounds[0]["codes"] == ["post-ln-no-warmup"]
+    assert {"rollback", "warmup", "lower-lr"} <= set(rounds[0]["remedies"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 3)  # the ramp has ended: its hooks are off
+    stuck = sum(losses[rounds[0]["step"] - 10: rounds[0]["step"]]) / 10
+    assert stuck > 2.2 and sum(losses[-10:]) / 10 < 1.5  # chance is ln 10 = 2.30
