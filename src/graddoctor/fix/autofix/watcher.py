@@ -251,7 +251,7 @@ class AutofixWatcher(Watcher):
         event = self.fixes[t["index"]]
         if helped(t["before"], now):
             event["verdict"] = f"helped: loss {t['before']:.4g} -> {now:.4g} by step {step}"
-            self._levels = [now]
+            self._levels = []  # the regression guard starts here (this check's level is appended next)
             return False
         before = {id(p) for p in self.root.parameters()}
         for c in t["changes"]:
@@ -268,9 +268,9 @@ class AutofixWatcher(Watcher):
         line = (f"step {step}: the fix of step {t['step']} did not help (loss {t['before']:.4g} -> "
                 f"{now:.4g}): undone (modules, weights and learning rate as before it)")
         self.max_fixes = 0  # no further rounds: the run goes on as the user wrote it
-        self._add_event({"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
-                      "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []},
-                     [])
+        undo = {"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
+                "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []}
+        self._add_event(undo, [])
         return True
 
     def _regressed(self, step: int) -> None:
@@ -295,9 +295,10 @@ class AutofixWatcher(Watcher):
             _family(c.remedy) == "init" for c in applied) else ""
         line = (f"step {step}: {', '.join(codes)} -> {what}"
                 + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
-        self._add_event({"step": step, "codes": codes, "remedies": [c.remedy for c in applied],
-                      "modules": modules, "optimizer": counts, "message": line, "blowup": blowup,
-                      "changes": [c.to_dict() for c in applied], **extra}, causes)
+        event = {"step": step, "codes": codes, "remedies": [c.remedy for c in applied], "modules": modules,
+                 "optimizer": counts, "message": line, "blowup": blowup,
+                 "changes": [c.to_dict() for c in applied], **extra}
+        self._add_event(event, causes)
 
     def _add_event(self, event: dict, causes: list) -> None:
         """One event: ``w.fixes``, the run log (one line, flushed), the report, a warning line."""
