@@ -16,41 +16,19 @@ import torch
 from torch import nn
 
 import graddoctor as gd
-from graddoctor import data, zoo
+from graddoctor import zoo
 from graddoctor.fix.autofix import judge
 from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.undo import Checkpoint, restore
 from graddoctor.train import sampled_batches
-
-_DIGITS = data.load("digits", seed=0)
-X, Y = _DIGITS.x_train.float(), _DIGITS.y_train
-
-
-def _loop(model, opt, steps, w=None, seed=0):
-    batches = sampled_batches(X, Y, 32, seed=seed)
-    for _ in range(steps):
-        x, y = next(batches)
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if w is not None:
-            w.step(loss)
+from test_autofix import X, Y, _loop  # the user's loop, written before any fix
+from test_training_rules_mechanisms import _freeze_bn  # eval mode, train() overridden
 
 
 def _bn_mlp(seed=0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 64),
                          nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
-
-
-def _freeze(model):
-    """A "freeze BN" helper: eval mode, and ``train()`` overridden so it stays there."""
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            m.eval()
-            m.train = (lambda mode=True, m=m: m)
-    return model
 
 
 def _run(model, opt, steps, **kw):
@@ -62,7 +40,7 @@ def _run(model, opt, steps, **kw):
 
 
 def test_batchnorm_frozen_at_its_initial_statistics_is_put_back_in_training_mode():
-    model = _freeze(_bn_mlp())
+    model = _freeze_bn(_bn_mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     w = _run(model, opt, 30)
     assert w.fixes and w.fixes[0]["step"] == 10 and "train-mode" in w.fixes[0]["remedies"]
@@ -75,7 +53,7 @@ def test_batchnorm_frozen_after_training_is_a_deliberate_freeze_and_is_left_alon
     model = _bn_mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     _loop(model, opt, 150)  # "pretraining": the running statistics hold the data's
-    _freeze(model)
+    _freeze_bn(model)
     w = _run(model, opt, 60)
     # the converged loss looks stuck, so the rules call the eval-mode BatchNorms an error;
     # their statistics are the data's, so autofix leaves the freeze alone
