@@ -55,7 +55,7 @@ def test_deep_sigmoid_is_fixed_in_place_and_the_loop_runs_on():
     model = _sigmoid20()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model_id, opt_id, groups_before = id(model), id(opt), len(opt.param_groups)
-    with pytest.warns(UserWarning, match=r"graddoctor.autofix: step \d+: .*vanishing-gradient"):
+    with pytest.warns(UserWarning, match=r"graddoctor.autofix: step \d+: .*(poor-init|vanishing-gradient)"):
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
             losses = _loop(model, opt, 200, w)
     assert id(model) == model_id and id(opt) == opt_id and len(opt.param_groups) == groups_before
@@ -180,3 +180,38 @@ def test_restricted_remedies_are_respected():
             _loop(model, opt, 60, w)
     assert w.fixes and set(w.fixes[0]["remedies"]) <= {"relu", "he-init"}
     assert not any(getattr(m, "alpha", None) is not None for m in model.modules())
+
+
+def test_an_init_fault_seen_at_attach_is_re_drawn_at_the_first_check():
+    # 20 ReLU layers at 1.3x He's scale: the signal grows ~2 orders from the init alone (the
+    # static poor-init audit); nothing in the first steps' statistics calls it an error
+    model = zoo.mlp(depth=20, width=32, in_features=64, out_features=10, init="he", seed=0)
+    hidden = [m for m in model.modules() if isinstance(m, nn.Linear)][:-1]
+    with torch.no_grad():
+        for m in hidden:
+            m.weight.mul_(1.3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            losses = _loop(model, opt, 100, w)
+    first = w.fixes[0]
+    assert first["step"] == 10 and first["codes"] == ["poor-init"] and "he-init" in first["remedies"], w.fixes
+    assert "verdict" in first and first["verdict"].startswith("helped"), first  # judged on trial, kept
+    he = (2 / 32) ** 0.5
+    assert all(0.8 * he < float(m.weight.std()) < 1.25 * he for m in hidden[1:])
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+
+
+def test_a_blow_up_with_batchnorms_that_normalise_nothing_is_not_blamed_on_the_rate():
+    from graddoctor.report import Finding
+
+    net = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.BatchNorm1d(8),
+                        nn.ReLU(), nn.Linear(8, 2)).eval()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    fs = [Finding("exploding-gradient", "error", "grew", ["0"]), Finding("batchnorm-eval-mode", "warning", "eval",
+                                                                        ["1", "4"])]
+    steps = actions.plan_fix(fs, net, torch.randn(16, 8), opt, None, True, blowup=True)
+    assert "train-mode" in [s.remedy for s in steps] and "lower-lr" not in [s.remedy for s in steps]
+    retry = actions.plan_fix(fs, net, torch.randn(16, 8), opt, None, True, blowup=True, retry=True)
+    assert "lower-lr" in [s.remedy for s in retry]  # a second blow-up: the rate after all

@@ -2,7 +2,8 @@
 it, read back into the offline report, shown in the text report, the HTML timeline and on the
 loss and gradient figures.
 
-The broken run is real: a 20-layer sigmoid MLP on digits trained with SGD under
+The broken run is real: a 20-layer sigmoid MLP (Glorot's init, so the cause is the vanishing
+gradient seen in training, not the init audit at attach) on digits trained with SGD under
 ``gd.watch(..., log_dir=..., autofix=True)``; the control is a healthy ReLU+He MLP.
 """
 
@@ -60,7 +61,8 @@ def fixed_run(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("sigmoid")
     seen: list[list[dict]] = []
     torch.manual_seed(0)
-    model = zoo.mlp(depth=20, width=32, in_features=64, out_features=10, activation="sigmoid", seed=0)
+    model = zoo.mlp(depth=20, width=32, in_features=64, out_features=10, activation="sigmoid", init="xavier",
+                    seed=0)
     w = _train(model, log_dir, on_fix=lambda w: seen.append(_event_lines(log_dir / FILENAME)))
     report = w.report()
     w.detach()

@@ -81,6 +81,7 @@ def test_most_relu_units_dead_is_a_slow_cause_fixed_at_the_first_judged_check():
 
 def test_a_fix_that_did_not_help_is_undone_and_the_loop_runs_on(monkeypatch):
     monkeypatch.setattr("graddoctor.fix.autofix.watcher.helped", lambda before, after: False)
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.no_worse", lambda before, after: False)
     model = _dead_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     lr = opt.param_groups[0]["lr"]
@@ -187,3 +188,13 @@ def test_stuck_post_ln_transformer_restarts_with_a_warmup_and_learns():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 3)  # the ramp has ended: its hooks are off
     stuck = sum(losses[rounds[0]["step"] - 10: rounds[0]["step"]]) / 10
     assert stuck > 2.2 and sum(losses[-10:]) / 10 < 1.5  # chance is ln 10 = 2.30
+
+
+def test_a_fix_whose_causes_are_gone_is_kept_on_a_tie(monkeypatch):
+    # the repaired run is no lower than before (forced) but no higher, and the dead units are gone
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.helped", lambda before, after: False)
+    model = _dead_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    w = _run(model, opt, 130)
+    assert [e["remedies"][0] for e in w.fixes] == ["leaky-relu"], w.fixes
+    assert w.fixes[0]["verdict"].startswith("kept (its causes are gone"), w.fixes[0]["verdict"]

@@ -266,3 +266,12 @@ def test_deep_sigmoid_mlp_learns_after_repair():
     fixed = _train(res.model, b, 120)  # measured 0.95 (broken 0.10)
     assert broken < 0.2 and fixed >= 0.9, (broken, fixed, str(res))
     assert repair_s < 10
+
+
+def test_after_a_swap_poor_inits_ranking_for_the_old_activation_is_not_followed():
+    # poor-init ranks for the activation it saw (a sigmoid chain: xavier, then orthogonal); after
+    # the swap to ReLU neither fits (orthogonal at gain 1 halves a ReLU layer's variance): He
+    net = zoo.mlp(depth=20, activation="sigmoid")
+    r = report("saturating-hidden-activation", "poor-init",
+               remedies={"poor-init": ["xavier-init", "orthogonal-init", "lsuv-init", "he-init"]})
+    assert remedy_ids(plan(r, net, X64))[:2] == ["relu", "he-init"]

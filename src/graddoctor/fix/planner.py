@@ -220,10 +220,15 @@ def plan(
         relu = new_family == "relu" or fx.relu_family
         # coherence: after a swap to the ReLU family the findings' ranking (made for the old
         # activation) may put xavier-init first; ReLU-family layers get He (or LSUV/orthogonal)
-        # and the swap's own findings rank first (poor-init ranked for the old activation)
+        # and the swap's own findings rank first (poor-init ranked for the old activation: its
+        # first choice is kept only if it suits the new one, e.g. lsuv, never its second)
         cands = tuple(i for i in INITS if i != "xavier-init") if relu else INITS
+        default = "he-init" if relu else "xavier-init"
         init = ranked(cands, swap_trig | {"dead-relu"}, "") if new_family else ""
-        init = init or ranked(cands, init_trig, "he-init" if relu else "xavier-init")
+        if new_family and not init:  # the init findings' first choice, if it suits the new family
+            first = ranked(INITS, init_trig, default)
+            init = first if first in cands else default
+        init = init or ranked(cands, init_trig, default)
         why = (f"{_list(codes & init_trig)}: weight scale does not match the following activation"
                if codes & init_trig else "re-initialise for the new activation")
         add(init, why, init_trig | swap_trig | {"dead-relu"})

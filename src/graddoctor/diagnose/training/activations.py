@@ -63,8 +63,9 @@ def _finding(code, sev, msg, sites, hits, key, thr, remedies, ref) -> Finding:
     by_name = {s["name"]: s for s in sites}
     names = sorted(hits, key=lambda n: hits[n][0])
     ev = {f"{key}[{n}]": round(max(hits[n][1][:PERSIST]), 3) for n in names}
-    ev.update({"threshold": thr, "sites": len(names),
-               "max_" + key: round(max(max(v[1][:PERSIST]) for v in hits.values()), 3)})
+    ev.update({"threshold": thr, "sites": len(names), "sites_watched": len(sites),
+               "max_" + key: round(max(max(v[1][:PERSIST]) for v in hits.values()), 3),
+               "min_" + key: round(min(max(v[1][:PERSIST]) for v in hits.values()), 3)})
     layers = list(dict.fromkeys(site_layer(by_name[n]) for n in names))
     return Finding(code, sev, msg, layers, ev, remedies, min(h[0] for h in hits.values()), ref)
 

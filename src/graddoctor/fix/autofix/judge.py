@@ -12,10 +12,13 @@ Pure functions over watch's step records (``{"step", "loss", ...}``):
   no better than before it (calibrated on seed 0: with 0.95 and a 40-step trial, five fixes of
   stuck runs that re-draw the weights were undone at 2.209-2.595 vs 2.30 before, and the same
   fixes, kept, reach the reference; the trial is now 80 steps);
+- ``no_worse(before, after)``: within ``TIE_FRAC`` (1%) of the level before: a fix whose
+  causes are gone from its trial window is kept on a tie (the watcher applies that rule);
 - ``strong(finding)``: a ``dead-relu`` / ``saturated-activation`` warning whose worst site is
   past ``STRONG`` (the slow-cause trigger reads no other warning). Calibrated on seed 0: the
   slow faults' worst sites are 75-83% dead or 45-59% saturated (taking 0.5: 3 of 4 faults);
-  the healthy 20-layer ReLU+He MLP's one dead site is 56% dead;
+  the healthy 20-layer ReLU+He MLP's one dead site is 56% dead. A dead-ReLU warning with
+  *every* watched site (3 or more) at least ``STRONG_EVERY`` (60%) dead counts too;
 - ``regressed(levels)``: after a fix that helped, the level gave back more than ``REGRESS_FRAC``
   of what it had gained (first level -> best since the fix) at the last two checks: the repaired
   net is unstable at the user's rate (a noisy low loss that wobbles by a few hundredths is not).
@@ -45,8 +48,17 @@ LEVEL, START = 10, 5
 SLOW_FRAC = 0.6
 #: warning code -> (evidence key, the worst site's value from which a slow cause counts)
 STRONG = {"dead-relu": ("max_dead_frac", 0.7), "saturated-activation": ("max_sat_frac", 0.5)}
+#: warning code -> the value from which a slow cause counts when *every* watched site is past it
+#: (mlp5-relu-60pct-dead-sgd: all 4 sites 61-69% dead, worst under 0.7; the healthy 20-layer
+#: ReLU+He MLP has one dead site of 19)
+STRONG_EVERY = {"dead-relu": 0.6}
+EVERY_MIN_SITES = 3
 #: a fix helped when its level is at most this fraction of the level before it
 HELP_FRAC = 1.0
+#: a level within this factor of the level before a fix is a tie (a fix whose causes are gone
+#: is then kept: mlp20-sigmoid-adam seed 2, relu + He + rezero at step 10, stuck at 2.30 like the
+#: sigmoid net it replaced, was undone back to the net that never learns)
+TIE_FRAC = 1.01
 #: this fraction of the gain since the fix given back, at two checks in a row: regressed
 REGRESS_FRAC = 0.5
 
@@ -72,17 +84,26 @@ def slow(window: list[dict]) -> bool:
 
 
 def strong(finding: Finding) -> bool:
-    """A slow-cause warning past its ``STRONG`` threshold.
+    """A slow-cause warning past its ``STRONG`` threshold, or over ``STRONG_EVERY`` at every
+    watched site of a net with at least ``EVERY_MIN_SITES`` of them.
 
     Example:
         >>> strong(Finding("dead-relu", "warning", "d", ["1"], {"max_dead_frac": 0.8}))
         True
         >>> strong(Finding("dead-relu", "warning", "d", ["1"], {"max_dead_frac": 0.56}))
         False
+        >>> every = {"max_dead_frac": 0.69, "min_dead_frac": 0.61, "sites": 4, "sites_watched": 4}
+        >>> strong(Finding("dead-relu", "warning", "d", ["1"], every))
+        True
     """
     key, at = STRONG.get(finding.code, ("", math.inf))
-    value = finding.evidence.get(key)
-    return isinstance(value, (int, float)) and value >= at
+    ev = finding.evidence
+    value = ev.get(key)
+    if isinstance(value, (int, float)) and value >= at:
+        return True
+    low, sites, watched = ev.get(key.replace("max_", "min_")), ev.get("sites"), ev.get("sites_watched")
+    return (finding.code in STRONG_EVERY and isinstance(low, (int, float)) and low >= STRONG_EVERY[finding.code]
+            and isinstance(watched, int) and watched >= EVERY_MIN_SITES and sites == watched)
 
 
 def helped(before: float, after: float) -> bool:
@@ -91,6 +112,16 @@ def helped(before: float, after: float) -> bool:
     if not math.isfinite(after):
         return False
     return not math.isfinite(before) or after < HELP_FRAC * before
+
+
+def no_worse(before: float, after: float) -> bool:
+    """``after`` is finite and at most ``TIE_FRAC`` x ``before`` (a tie between two stuck runs).
+
+    Example:
+        >>> no_worse(2.302, 2.305), no_worse(2.3, 2.5), no_worse(2.3, float("nan"))
+        (True, False, False)
+    """
+    return math.isfinite(after) and (not math.isfinite(before) or after <= TIE_FRAC * before)
 
 
 def regressed(levels: list[float]) -> bool:
@@ -104,5 +135,5 @@ def regressed(levels: list[float]) -> bool:
     return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
 
 
-__all__ = ["HELP_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "helped", "level", "regressed",
+__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "TIE_FRAC", "no_worse", "STRONG_EVERY", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "helped", "level", "regressed",
            "slow", "strong"]

@@ -4,20 +4,24 @@
 step post-hook: between two steps), every ``check_every`` steps, it judges the records since
 attach or since the last fix (the window) with the training rules. Before ``warmup`` steps only
 a blow-up (non-finite, or an exploding gradient that grew over steps) and a definite fault
-(``actions.definite``: BatchNorms in eval mode that normalise nothing) count; after it, any
+count: BatchNorms in eval mode that normalise nothing (``actions.definite``), and, at the first
+check only, an init fault found at attach (``actions.init_fault``: the static ``poor-init``
+audit of the attach-time weights on the example inputs, or on the first batch); after it, any
 error finding with a gradient-flow cause (``actions.triggering``), and a strong dead-ReLU or
 saturation warning (``judge.strong``) seen at two checks in a row while the run has learnt
 little (``judge.slow``), make it
 plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
 the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
 attach-time weights with the learning rate divided by 10; a run that still fails after a
-blow-up fix is rolled back again and the rate lowered again. A post-LN warm-up restarts from
+blow-up fix is rolled back again and the rate lowered again. A fix that re-draws the weights
+makes them the new rollback point. A post-LN warm-up restarts from
 the attach-time weights too. At most ``max_fixes`` rounds; the window restarts after each (the
 cool-down), so a fix is judged on its own steps only.
 
 Trial: any other fix is judged ``trial`` steps later (default ``TRIAL``; a new round before
 then replaces it). If the loss level is no lower than its level before the fix
-(``judge.helped``), the fix is **undone** (``undo.restore``: the
+(``judge.helped``), and not a tie with the fix's causes gone from its window (``judge.no_worse``:
+two stuck runs, the repaired one without the fault), the fix is **undone** (``undo.restore``: the
 module tree, the weights, the train/eval flags and the learning rates as they were just before
 it; its clip hooks and ramps removed), reported, and autofix makes no further round. A fix that
 helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
@@ -64,13 +68,14 @@ from graddoctor.fix.autofix.actions import (
     blew_up,
     check_allowed,
     definite,
+    init_fault,
     lower_lr,
     plan_fix,
     rollback,
     snapshot,
     triggering,
 )
-from graddoctor.fix.autofix.judge import REGRESS_FRAC, helped, level, regressed, slow, strong
+from graddoctor.fix.autofix.judge import REGRESS_FRAC, helped, level, no_worse, regressed, slow, strong
 from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
@@ -79,6 +84,8 @@ from graddoctor.report import Finding, Report, format_names
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
 #: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
 WARMUP = 40
+#: steps recorded before a strong slow cause (``judge.strong``) can act
+STRONG_FROM = 40
 #: judge the window every this many steps
 CHECK_EVERY = 10
 #: at most this many fix rounds per run
@@ -129,6 +136,7 @@ class AutofixWatcher(Watcher):
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
+        self._init_faults: list[Finding] | None = None  # poor-init at attach (None: not looked yet)
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -136,6 +144,12 @@ class AutofixWatcher(Watcher):
         super().attach()
         if not was:
             self._snapshot = self._snapshot or snapshot(self.root)
+            if self._init_faults is None and self.example_inputs is not None:
+                try:
+                    self._look_at_init(self.example_inputs)
+                except Exception as e:  # noqa: BLE001 - never break the user's code
+                    warnings.warn(f"{_WHO}: the init audit failed ({type(e).__name__}: {e}); "
+                                  "autofix goes on without it", stacklevel=3)
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
             if self.example_inputs is None and self.forwards.hookable:
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
@@ -176,8 +190,21 @@ class AutofixWatcher(Watcher):
         finally:
             self.forwards.mapping = False
 
+    def _look_at_init(self, inputs: Any) -> None:
+        """The attach-time init audit (``actions.init_fault``), once; the traced forward is not
+        a training forward."""
+        self._init_faults = []
+        if self.refused is None and inputs is not None:
+            self.forwards.mapping = True
+            try:
+                self._init_faults = init_fault(self.root, inputs)
+            finally:
+                self.forwards.mapping = False
+
     def _maybe_fix(self) -> None:
         step = self._step
+        if self._init_faults is None:  # no example inputs: the first batch, after its step
+            self._look_at_init(self._inputs)
         since = step - self._since
         if since % self.check_every or since < self.check_every:
             return
@@ -185,7 +212,7 @@ class AutofixWatcher(Watcher):
         window = [s for s in steps if s.get("step", 0) > self._since]
         findings = training_findings(meta, window)
         now = level(window)
-        if self._trial is not None and since >= self.trial and self._judge(step, now):
+        if self._trial is not None and since >= self.trial and self._judge(step, now, findings):
             return  # the fix on trial did not help: it was undone
         if self._trial is None and self._levels is not None:
             self._levels.append(now)
@@ -196,9 +223,13 @@ class AutofixWatcher(Watcher):
         causes = triggering(findings)
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
-        elif persistent_codes and slow(window):  # the same cause at two checks, little learnt
+        if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
             causes += [f for f in findings if f.severity == "warning" and f.code in persistent_codes and strong(f)]
         causes += [f for f in definite(findings, self.root) if f not in causes]
+        if not self.fixes and self._init_faults:  # the first check: an init fault seen at attach
+            causes += self._init_faults
+            findings = [*findings, *self._init_faults]
+            self._init_faults = []
         if not causes:
             if self._levels is not None and self._trial is None and regressed(self._levels):
                 self._regressed(step)
@@ -237,6 +268,8 @@ class AutofixWatcher(Watcher):
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(_family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()
+        if any(_family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
+            self._snapshot = snapshot(self.root)  # start: a later blow-up rolls back to them
         if trial is not None and applied:
             self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
         self._log(step, causes, applied, counts, blowup)
@@ -245,12 +278,15 @@ class AutofixWatcher(Watcher):
         """The fix rounds so far (events that changed something; an undo is not a round)."""
         return [e for e in self.fixes if not e.get("undo") and not e.get("noop")]
 
-    def _judge(self, step: int, now: float) -> bool:
-        """Judge the fix on trial at the end of its window; undo it if it did not help (True)."""
+    def _judge(self, step: int, now: float, findings: list[Finding]) -> bool:
+        """Judge the fix on trial at the end of its window; undo it if it did not help (True).
+        A fix whose causes are gone from the trial window is kept when the loss is no higher
+        (``judge.no_worse``): two stuck runs, the repaired one without the fault."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
-        if helped(t["before"], now):
-            event["verdict"] = f"helped: loss {t['before']:.4g} -> {now:.4g} by step {step}"
+        if helped(t["before"], now) or (no_worse(t["before"], now) and self._causes_gone(event["codes"], findings)):
+            how = "helped" if helped(t["before"], now) else "kept (its causes are gone, the loss no higher)"
+            event["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
             self._levels = []  # the regression guard starts here (this check's level is appended next)
             return False
         before = {id(p) for p in self.root.parameters()}
@@ -272,6 +308,17 @@ class AutofixWatcher(Watcher):
                 "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []}
         self._add_event(undo, [])
         return True
+
+    def _causes_gone(self, codes: list[str], findings: list[Finding]) -> bool:
+        """None of ``codes`` is found in the trial window (nor, for ``poor-init``, by the init
+        audit of the weights now)."""
+        now = {f.code for f in findings}
+        if "poor-init" in codes:
+            inputs = self.example_inputs if self.example_inputs is not None else self._inputs
+            self.forwards.mapping = True
+            if inputs is None or init_fault(self.root, inputs):
+                now.add("poor-init")
+        return not now & set(codes)
 
     def _regressed(self, step: int) -> None:
         """After a fix that helped, the loss rose well above its best: lower the rate (a round)."""
