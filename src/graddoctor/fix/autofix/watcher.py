@@ -75,7 +75,15 @@ from graddoctor.fix.autofix.actions import (
     snapshot,
     triggering,
 )
-from graddoctor.fix.autofix.judge import REGRESS_FRAC, helped, level, no_worse, regressed, slow, strong
+from graddoctor.fix.autofix.judge import (
+    REGRESS_FRAC,
+    helped,
+    level,
+    no_worse,
+    regressed,
+    slow,
+    strong,
+)
 from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
