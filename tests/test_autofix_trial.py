@@ -20,6 +20,7 @@ from graddoctor import zoo
 from graddoctor.fix.autofix import judge
 from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.undo import Checkpoint, restore
+from graddoctor.fix.autofix.watcher import STRONG_FROM, TRIAL
 from graddoctor.train import sampled_batches
 from test_autofix import X, Y, _loop  # the user's loop, written before any fix
 from test_training_rules_mechanisms import _freeze_bn  # eval mode, train() overridden
@@ -76,7 +77,7 @@ def test_most_relu_units_dead_is_a_slow_cause_fixed_at_the_first_judged_check():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     w = _run(model, opt, 60)
     assert [e["codes"] for e in w.fixes] == [["dead-relu"]]
-    assert w.fixes[0]["step"] == 40 and "leaky-relu" in w.fixes[0]["remedies"]
+    assert w.fixes[0]["step"] == STRONG_FROM and "leaky-relu" in w.fixes[0]["remedies"]
 
 
 def test_a_fix_that_did_not_help_is_undone_and_the_loop_runs_on(monkeypatch):
@@ -88,8 +89,8 @@ def test_a_fix_that_did_not_help_is_undone_and_the_loop_runs_on(monkeypatch):
     kinds = [type(m) for m in model.modules()]
     params = list(model.parameters())
     w = _run(model, opt, 130)
-    assert [e["remedies"] for e in w.fixes][1] == ["undo"] and w.fixes[1]["undo"] == 40
-    assert w.fixes[1]["step"] == 120 and "did not help" in w.fixes[0]["verdict"]
+    assert [e["remedies"] for e in w.fixes][1] == ["undo"] and w.fixes[1]["undo"] == STRONG_FROM
+    assert w.fixes[1]["step"] == STRONG_FROM + TRIAL and "did not help" in w.fixes[0]["verdict"]
     assert [type(m) for m in model.modules()] == kinds  # leaky ReLUs gone, ReLUs back
     assert all(a is b for a, b in zip(model.parameters(), params))
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in params}

@@ -7,9 +7,9 @@ a blow-up (non-finite, or an exploding gradient that grew over steps) and a defi
 count: BatchNorms in eval mode that normalise nothing (``actions.definite``), and, at the first
 check only, an init fault found at attach (``actions.init_fault``: the static ``poor-init``
 audit of the attach-time weights on the example inputs, or on the first batch); after it, any
-error finding with a gradient-flow cause (``actions.triggering``), and a strong dead-ReLU or
-saturation warning (``judge.strong``) seen at two checks in a row while the run has learnt
-little (``judge.slow``), make it
+error finding with a gradient-flow cause (``actions.triggering``). From ``STRONG_FROM`` steps,
+a strong dead-ReLU or saturation finding (``judge.strong``) seen at two checks in a row while
+the run has learnt little (``judge.slow``) counts too. Any of these makes it
 plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
 the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
 attach-time weights with the learning rate divided by 10; a run that still fails after a
@@ -92,8 +92,10 @@ from graddoctor.report import Finding, Report, format_names
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
 #: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
 WARMUP = 40
-#: steps recorded before a strong slow cause (``judge.strong``) can act
-STRONG_FROM = 40
+#: steps recorded before a strong slow cause (``judge.strong``, a warning or an error) can act:
+#: it must show at two checks in a row and the run be slow (``judge.slow``). Autofix benchmark,
+#: 5 seeds of the dead-ReLU faults: from 40 steps 27/30 fixed, from 20 steps 28/30 at lower cost
+STRONG_FROM = 20
 #: judge the window every this many steps
 CHECK_EVERY = 10
 #: at most this many fix rounds per run
@@ -224,7 +226,7 @@ class AutofixWatcher(Watcher):
             return  # the fix on trial did not help: it was undone
         if self._trial is None and self._levels is not None:
             self._levels.append(now)
-        warned = {f.code for f in findings if f.severity == "warning" and strong(f)}
+        warned = {f.code for f in findings if f.severity in ("warning", "error") and strong(f)}
         persistent_codes, self._warned = warned & self._warned, warned
         if len(self._rounds()) >= self.max_fixes:
             return
@@ -232,7 +234,8 @@ class AutofixWatcher(Watcher):
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
         if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
-            causes += [f for f in findings if f.severity == "warning" and f.code in persistent_codes and strong(f)]
+            causes += [f for f in findings if f.severity in ("warning", "error") and f.code in persistent_codes
+                       and strong(f) and f not in causes]
         causes += [f for f in definite(findings, self.root) if f not in causes]
         if not self.fixes and self._init_faults:  # the first check: an init fault seen at attach
             causes += self._init_faults
