@@ -129,6 +129,8 @@ def test_exploding_run_is_rolled_back_and_slowed_down_until_it_learns():
     # lr 3 still wrecks the net: the fix did not help, so it is rolled back and lowered again
     assert len(w.fixes) == 2 and {"rollback", "lower-lr"} <= set(w.fixes[1]["remedies"])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
+    clips = [e for e in w.fixes if any(r.startswith("clip-") for r in e["remedies"])]
+    assert len(opt._optimizer_step_pre_hooks) == (1 if clips else 0)  # a later clip replaced the earlier
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert sum(losses[-20:]) / 20 < 1.0 and accuracy(model, XT, YT) > 0.8
 
@@ -215,3 +217,66 @@ def test_a_blow_up_with_batchnorms_that_normalise_nothing_is_not_blamed_on_the_r
     assert "train-mode" in [s.remedy for s in steps] and "lower-lr" not in [s.remedy for s in steps]
     retry = actions.plan_fix(fs, net, torch.randn(16, 8), opt, None, True, blowup=True, retry=True)
     assert "lower-lr" in [s.remedy for s in retry]  # a second blow-up: the rate after all
+
+
+def test_a_state_dict_saved_after_a_fix_loads_into_a_fresh_optimizer():
+    # a resume builds a new optimizer on model.parameters(): after a fix that added rezero gains
+    # the saved state must line up with that order
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=15, width=32, in_features=64, out_features=10, activation="sigmoid", seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 15, w)
+    assert w.fixes and w.fixes[0]["optimizer"]["added"] > 0, w.fixes
+    fresh = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fresh.load_state_dict(opt.state_dict())
+    assert all(fresh.state[p]["exp_avg"].shape == p.shape for p in model.parameters() if p in fresh.state)
+    _loop(model, fresh, 2)  # steps
+
+
+def test_frozen_layers_are_not_re_drawn():
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=15, width=32, in_features=64, out_features=10, activation="sigmoid", seed=0)
+    first = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    first.requires_grad_(False)
+    frozen = first.weight.clone()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 20, w)
+    assert w.fixes and any(s in w.fixes[0]["remedies"] for s in ("he-init", "xavier-init")), w.fixes
+    assert torch.equal(first.weight, frozen) and not first.weight.requires_grad
+
+
+@pytest.mark.parametrize("make", [lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0),
+                                  lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, 30.0, total_steps=400,
+                                                                                 pct_start=0.01)],
+                         ids=["LambdaLR", "OneCycleLR"])
+def test_a_lowered_rate_survives_a_scheduler_that_sets_the_rate_outright(make):
+    # LambdaLR / OneCycleLR compute the rate from their base rates: unscaled, they would write the
+    # blown-up rate back at their next step
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
+    opt = torch.optim.SGD(model.parameters(), lr=30.0)
+    sched = make(opt)
+    batches = sampled_batches(X, Y, 32, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            for _ in range(200):
+                x, y = next(batches)
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+                sched.step()
+    assert w.fixes and all("lower-lr" in e["remedies"] for e in w.fixes), w.fixes
+    assert "LR scheduler" in w.fixes[0]["message"] or any(
+        c.get("details", {}).get("schedulers") for c in w.fixes[0]["changes"]), w.fixes[0]
+    # each round's factor 10 still holds after 150+ scheduler steps (the schedule's own value
+    # never exceeds its peak, 30)
+    assert opt.param_groups[0]["lr"] <= 30.0 / 10 ** len(w.fixes) + 1e-9, (opt.param_groups[0]["lr"], w.fixes)

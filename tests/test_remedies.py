@@ -427,3 +427,11 @@ def test_replace_modules_replaces_every_registration_in_one_walk():
     out = replace_modules(net, {shared: new_t, old_s: new_s})
     assert out == {shared: ["1", "2.1"], old_s: ["3"]}
     assert net[1] is new_t and net[2][1] is new_t and net[3] is new_s
+
+
+def test_reinit_keeps_frozen_layers():
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    net[0].requires_grad_(False)
+    frozen = net[0].weight.clone()
+    _, change = reinit(net, "he-init", torch.randn(4, 8), inplace=True)
+    assert torch.equal(net[0].weight, frozen) and "0" not in change.modules and "2" in change.modules

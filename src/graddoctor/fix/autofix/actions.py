@@ -47,6 +47,7 @@ from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
 from graddoctor.fix.autofix.ramp import RAMP_STEPS, LinearRamp
+from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.planner import PHASES, PlanStep, facts, plan
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
@@ -262,7 +263,8 @@ def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Op
 
 
 def lower_lr(optimizer: torch.optim.Optimizer, factor: float, reason: str) -> Change:
-    """Divide every param group's learning rate by ``factor`` (a tensor rate in place).
+    """Divide every param group's learning rate by ``factor`` (a tensor rate in place), and the
+    base rates of the optimizer's LR schedulers with it (``schedules.scale_schedules``).
 
     Example:
         >>> opt = torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=1.0)
@@ -275,8 +277,10 @@ def lower_lr(optimizer: torch.optim.Optimizer, factor: float, reason: str) -> Ch
         else:
             g["lr"] = g["lr"] / factor
     lrs = [float(g["lr"]) for g in optimizer.param_groups]
-    return Change("lower-lr", [], f"{reason} -> learning rate divided by {factor:g}", "applied",
-                  {"factor": factor, "lr": lrs})
+    n = scale_schedules(optimizer, 1.0 / factor)  # a scheduler would write the old rate back
+    return Change("lower-lr", [], f"{reason} -> learning rate divided by {factor:g}"
+                  + (f" (and the base rates of {n} LR scheduler(s))" if n else ""), "applied",
+                  {"factor": factor, "lr": lrs, "schedulers": n})
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -3,7 +3,9 @@
 ``rebind_optimizer`` keeps the user's optimizer object: in each param group the parameters that
 left the model are dropped (their state with them), parameters new since ``before`` join the group
 of their nearest neighbour (the group that holds another parameter of the same parent module,
-else the first group), and the state of re-initialised parameters is reset. Every other
+else the first group), and the state of re-initialised parameters is reset. A group that held its
+parameters in the model's order keeps that order (new ones take their place in it), so that a
+``state_dict`` saved after a fix loads into a fresh optimizer built on ``model.parameters()``. Every other
 hyper-parameter of every group is kept. ``refusal`` says why module surgery is unsafe (DDP/FSDP,
 ``torch.compile``, TorchScript); optimizer-level remedies still apply there.
 
@@ -53,6 +55,7 @@ def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before:
     """
     named = list(model.named_parameters())
     live = {id(p) for _, p in named}
+    index = {id(p): i for i, (_, p) in enumerate(named)}
     added = dropped = 0
     owner: dict[int, int] = {}  # param id -> group index
     for gi, group in enumerate(optimizer.param_groups):
@@ -63,6 +66,7 @@ def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before:
                 dropped += 1
         group["params"] = kept
         owner.update({id(p): gi for p in kept})
+    in_order = [_ascending([index[id(p)] for p in g["params"]]) for g in optimizer.param_groups]
     parent_group: dict[str, int] = {}
     for name, p in named:
         if id(p) in owner:
@@ -74,11 +78,18 @@ def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before:
         optimizer.param_groups[gi]["params"].append(p)
         owner[id(p)] = gi
         added += 1
+    for gi, group in enumerate(optimizer.param_groups):  # a group held in the model's order keeps
+        if in_order[gi]:  # it: a resumed run's fresh optimizer on model.parameters() lines up
+            group["params"] = sorted(group["params"], key=lambda p: index[id(p)])
     n_reset = 0
     for p in reset:
         if optimizer.state.pop(p, None) is not None:
             n_reset += 1
     return {"added": added, "dropped": dropped, "reset": n_reset}
+
+
+def _ascending(xs: list[int]) -> bool:
+    return all(a < b for a, b in zip(xs, xs[1:]))
 
 
 def refusal(model: nn.Module) -> str | None:

@@ -53,6 +53,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Any
 
@@ -85,6 +86,7 @@ from graddoctor.fix.autofix.judge import (
     strong,
 )
 from graddoctor.fix.autofix.ramp import LinearRamp
+from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
 from graddoctor.report import Finding, Report, format_names
@@ -107,6 +109,17 @@ TRIAL = 80
 REGRESS_LR = 3.0
 _WHO = "graddoctor.autofix"
 _STRUCTURAL = ("activation", "norm", "skip")
+_INSIDE = (os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+           os.path.dirname(os.path.abspath(torch.__file__)))
+
+
+def _user_level() -> int:
+    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside
+    graddoctor and torch: the user's ``opt.step()`` or ``gd.watch`` line."""
+    f, level = sys._getframe(2), 2
+    while f is not None and f.f_code.co_filename.startswith(_INSIDE):
+        f, level = f.f_back, level + 1
+    return level
 
 
 class AutofixWatcher(Watcher):
@@ -146,6 +159,7 @@ class AutofixWatcher(Watcher):
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
+        self._clips: list[Any] = []  # the clip changes in force (their hooks on the optimizer)
         self._init_faults: list[Finding] | None = None  # poor-init at attach (None: not looked yet)
 
     def attach(self) -> AutofixWatcher:
@@ -159,17 +173,19 @@ class AutofixWatcher(Watcher):
                     self._look_at_init(self.example_inputs)
                 except Exception as e:  # noqa: BLE001 - never break the user's code
                     warnings.warn(f"{_WHO}: the init audit failed ({type(e).__name__}: {e}); "
-                                  "autofix goes on without it", stacklevel=3)
+                                  "autofix goes on without it", stacklevel=_user_level())
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
             if self.example_inputs is None and self.forwards.hookable:
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
                                                                             with_kwargs=True))
             if self.refused:
-                warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=3)
+                warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=_user_level())
         return self
 
     def detach(self) -> None:
-        """Remove every hook (the fix's too), flush and close (idempotent)."""
+        """Remove the watcher's hooks (autofix's post-step hook and warm-up ramps too), flush and
+        close (idempotent). The repairs stay: swapped modules, re-drawn weights, a lowered rate
+        and a clip hook (one at most) are the fixed model and optimizer."""
         for h in self._fix_handles:
             h.remove()
         self._fix_handles.clear()
@@ -196,7 +212,7 @@ class AutofixWatcher(Watcher):
         except Exception as e:  # noqa: BLE001 - never break the training loop
             self.autofix_failed = f"{type(e).__name__}: {e}"
             warnings.warn(f"{_WHO}: internal error ({self.autofix_failed}); autofix off from step "
-                          f"{self._step}, training continues", stacklevel=3)
+                          f"{self._step}, training continues", stacklevel=_user_level())
         finally:
             self.forwards.mapping = False
 
@@ -270,12 +286,18 @@ class AutofixWatcher(Watcher):
         if restart:
             changes.append(rollback(self.root, self._snapshot or {}))
             reset = list(self.root.parameters())
+        if any(s.remedy.startswith("clip-") for s in plan):  # a new clip replaces the earlier one
+            for c in self._clips:
+                for h in c.handles:
+                    h.remove()
+            self._clips = []
         if plan:
             done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed,
                                       self._ramps)
             changes += done
             reset += redrawn
         applied = [c for c in changes if c.kind == "applied"]
+        self._clips += [c for c in applied if c.remedy.startswith("clip-")]
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(_family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()
@@ -309,6 +331,9 @@ class AutofixWatcher(Watcher):
         restore(t["cp"])
         for g, lr in zip(self.optimizer.param_groups, t["lrs"]):
             g["lr"] = lr
+        for c in t["changes"]:
+            if c.remedy == "lower-lr":
+                scale_schedules(self.optimizer, c.details["factor"])
         counts = rebind_optimizer(self.optimizer, self.root, before, list(self.root.parameters()))
         self._stop_sampler()
         event["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
@@ -362,7 +387,7 @@ class AutofixWatcher(Watcher):
         """One event: ``w.fixes``, the run log (one line, flushed), the report, a warning line."""
         self.fixes.append(event)
         self.log_event("autofix", event, causes)
-        warnings.warn(f"{_WHO}: {event['message']}", stacklevel=5)
+        warnings.warn(f"{_WHO}: {event['message']}", stacklevel=_user_level())
 
 
 def _family(remedy: str) -> str:

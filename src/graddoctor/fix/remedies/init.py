@@ -94,7 +94,8 @@ def reinit(
         example_inputs: a batch: gives the activation following each layer (without
             it, the next activation module in registration order is used) and is
             required by "lsuv-init".
-        layers: restrict to these module names.
+        layers: restrict to these module names. Frozen layers (no parameter with
+            ``requires_grad``) are never re-drawn.
         lsuv_tol / lsuv_iters: LSUV stops when |var - 1| < tol or after iters.
         mmap: the ``ModelMap`` of ``model`` on ``example_inputs`` if already built (no new
             trace); the structure does not change, so ``change.mmap`` is that map.
@@ -113,7 +114,10 @@ def reinit(
     if mmap is None and example_inputs is not None:
         mmap = ModelMap(new, example_inputs)
     follow = _following(new, mmap)
-    names = [n for n in follow if layers is None or n in layers]
+    # frozen layers (every parameter requires_grad=False) are kept: a frozen pretrained
+    # backbone re-drawn would stay random for good
+    names = [n for n in follow if (layers is None or n in layers)
+             and any(p.requires_grad for p in mods[n].parameters(recurse=False))]
     gains: dict[str, float] = {}
     with torch.no_grad():
         for name in names:
