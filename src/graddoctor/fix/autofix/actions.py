@@ -153,6 +153,20 @@ def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
     return poor_init(ModelMap(model, example_inputs), model)
 
 
+def causes_gone(codes: list[str], findings: list[Finding], model: nn.Module, example_inputs: Any) -> bool:
+    """None of ``codes`` is among ``findings`` (nor, for ``poor-init``, found again by ``init_fault``
+    on the weights now; without inputs it counts as still there).
+
+    Example:
+        >>> causes_gone(["dead-relu"], [Finding("loss-plateau", "warning", "p")], nn.Linear(2, 2), None)
+        True
+    """
+    now = {f.code for f in findings}
+    if "poor-init" in codes and (example_inputs is None or init_fault(model, example_inputs)):
+        now.add("poor-init")
+    return not now & set(codes)
+
+
 def _initial_stats(bn: nn.Module) -> bool:
     mean, var = getattr(bn, "running_mean", None), getattr(bn, "running_var", None)
     if mean is None or var is None:
@@ -315,4 +329,4 @@ def blew_up(findings: list[Finding]) -> bool:
 
 
 __all__ = ["IN_PLACE", "LR_FACTOR", "WARMUP_LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
-           "check_allowed", "definite", "init_fault", "lower_lr", "plan_fix", "rollback", "snapshot", "triggering"]
+           "causes_gone", "check_allowed", "definite", "init_fault", "lower_lr", "plan_fix", "rollback", "snapshot", "triggering"]

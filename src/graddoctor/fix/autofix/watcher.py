@@ -67,6 +67,7 @@ from graddoctor.fix.autofix.actions import (
     RESTART,
     apply_fix,
     blew_up,
+    causes_gone,
     check_allowed,
     definite,
     init_fault,
@@ -76,6 +77,7 @@ from graddoctor.fix.autofix.actions import (
     snapshot,
     triggering,
 )
+from graddoctor.fix.autofix.events import family, fix_event
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     helped,
@@ -89,7 +91,7 @@ from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
-from graddoctor.report import Finding, Report, format_names
+from graddoctor.report import Finding, Report
 
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
 #: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
@@ -299,9 +301,9 @@ class AutofixWatcher(Watcher):
         applied = [c for c in changes if c.kind == "applied"]
         self._clips += [c for c in applied if c.remedy.startswith("clip-")]
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
-        if any(_family(c.remedy) in _STRUCTURAL for c in applied):
+        if any(family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()
-        if any(_family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
+        if any(family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
             self._snapshot = snapshot(self.root)  # start: a later blow-up rolls back to them
         if trial is not None and applied:
             self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
@@ -317,7 +319,10 @@ class AutofixWatcher(Watcher):
         (``judge.no_worse``): two stuck runs, the repaired one without the fault."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
-        if helped(t["before"], now) or (no_worse(t["before"], now) and self._causes_gone(event["codes"], findings)):
+        inputs = self.example_inputs if self.example_inputs is not None else self._inputs
+        self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
+        if helped(t["before"], now) or (no_worse(t["before"], now)
+                                        and causes_gone(event["codes"], findings, self.root, inputs)):
             how = "helped" if helped(t["before"], now) else "kept (its causes are gone, the loss no higher)"
             event["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
             self._levels = []  # the regression guard starts here (this check's level is appended next)
@@ -345,17 +350,6 @@ class AutofixWatcher(Watcher):
         self._add_event(undo, [])
         return True
 
-    def _causes_gone(self, codes: list[str], findings: list[Finding]) -> bool:
-        """None of ``codes`` is found in the trial window (nor, for ``poor-init``, by the init
-        audit of the weights now)."""
-        now = {f.code for f in findings}
-        if "poor-init" in codes:
-            inputs = self.example_inputs if self.example_inputs is not None else self._inputs
-            self.forwards.mapping = True
-            if inputs is None or init_fault(self.root, inputs):
-                now.add("poor-init")
-        return not now & set(codes)
-
     def _regressed(self, step: int) -> None:
         """After a fix that helped, the loss rose well above its best: lower the rate (a round)."""
         self._since, self._warned, self._levels = step, set(), None
@@ -371,30 +365,13 @@ class AutofixWatcher(Watcher):
             self.forwards.sampler = None  # its sites were the old modules
 
     def _log(self, step: int, causes: list, applied: list, counts: dict, blowup: bool, **extra: Any) -> None:
-        codes = sorted({f.code for f in causes})
-        modules = sorted({m for c in applied for m in c.modules})
-        what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
-        tail = "; weights re-initialised" if counts["reset"] or any(
-            _family(c.remedy) == "init" for c in applied) else ""
-        line = (f"step {step}: {', '.join(codes)} -> {what}"
-                + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
-        event = {"step": step, "codes": codes, "remedies": [c.remedy for c in applied], "modules": modules,
-                 "optimizer": counts, "message": line, "blowup": blowup,
-                 "changes": [c.to_dict() for c in applied], **extra}
-        self._add_event(event, causes)
+        self._add_event(fix_event(step, causes, applied, counts, blowup, **extra), causes)
 
     def _add_event(self, event: dict, causes: list) -> None:
         """One event: ``w.fixes``, the run log (one line, flushed), the report, a warning line."""
         self.fixes.append(event)
         self.log_event("autofix", event, causes)
         warnings.warn(f"{_WHO}: {event['message']}", stacklevel=_user_level())
-
-
-def _family(remedy: str) -> str:
-    from graddoctor.fix import remedies as registry
-
-    entry = registry.REMEDIES.get(remedy)
-    return entry.family if entry is not None else "optimizer" if remedy == "rollback" else ""
 
 
 __all__ = ["CHECK_EVERY", "MAX_FIXES", "TRIAL", "WARMUP", "AutofixWatcher"]

@@ -1,0 +1,43 @@
+"""An autofix round as an event record: what ``w.fixes`` holds and the run log writes.
+
+Example:
+    >>> from graddoctor.fix.remedies.base import Change
+    >>> from graddoctor.report import Finding
+    >>> e = fix_event(40, [Finding("dead-relu", "warning", "d")], [Change("leaky-relu", ["1"], "w", "applied")],
+    ...               {"added": 0, "dropped": 0, "reset": 0}, False)
+    >>> e["message"]
+    'step 40: dead-relu -> leaky-relu on 1 modules (1)'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graddoctor.report import Finding, format_names
+
+
+def family(remedy: str) -> str:
+    """The registry family of a remedy id (``rollback``: optimizer; unknown: "")."""
+    from graddoctor.fix import remedies as registry
+
+    entry = registry.REMEDIES.get(remedy)
+    return entry.family if entry is not None else "optimizer" if remedy == "rollback" else ""
+
+
+def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blowup: bool,
+              **extra: Any) -> dict:
+    """The event of one round: the causes' codes, the remedies applied, the modules touched, the
+    optimizer's rebinding counts and a one-line message."""
+    codes = sorted({f.code for f in causes})
+    modules = sorted({m for c in applied for m in c.modules})
+    what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
+    tail = "; weights re-initialised" if counts["reset"] or any(
+        family(c.remedy) == "init" for c in applied) else ""
+    line = (f"step {step}: {', '.join(codes)} -> {what}"
+            + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
+    return {"step": step, "codes": codes, "remedies": [c.remedy for c in applied], "modules": modules,
+            "optimizer": counts, "message": line, "blowup": blowup,
+            "changes": [c.to_dict() for c in applied], **extra}
+
+
+__all__ = ["family", "fix_event"]
