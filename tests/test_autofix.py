@@ -280,3 +280,16 @@ def test_a_lowered_rate_survives_a_scheduler_that_sets_the_rate_outright(make):
     # each round's factor 10 still holds after 150+ scheduler steps (the schedule's own value
     # never exceeds its peak, 30)
     assert opt.param_groups[0]["lr"] <= 30.0 / 10 ** len(w.fixes) + 1e-9, (opt.param_groups[0]["lr"], w.fixes)
+
+
+def test_an_init_audit_that_fails_warns_and_autofix_goes_on(monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("exotic forward")
+
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.init_fault", broken)
+    model = _sigmoid20()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.warns(UserWarning, match="the init audit failed"):
+        with gd.watch(model, opt, autofix=True) as w:  # no example inputs: audited on the first batch
+            _loop(model, opt, 60, w)
+    assert w.autofix_failed is None and w.fixes and w.fixes[0]["step"] == 40, w.fixes  # the training rules act

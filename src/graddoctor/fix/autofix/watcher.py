@@ -171,11 +171,7 @@ class AutofixWatcher(Watcher):
         if not was:
             self._snapshot = self._snapshot or snapshot(self.root)
             if self._init_faults is None and self.example_inputs is not None:
-                try:
-                    self._look_at_init(self.example_inputs)
-                except Exception as e:  # noqa: BLE001 - never break the user's code
-                    warnings.warn(f"{_WHO}: the init audit failed ({type(e).__name__}: {e}); "
-                                  "autofix goes on without it", stacklevel=_user_level())
+                self._look_at_init(self.example_inputs)
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
             if self.example_inputs is None and self.forwards.hookable:
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
@@ -226,6 +222,9 @@ class AutofixWatcher(Watcher):
             self.forwards.mapping = True
             try:
                 self._init_faults = init_fault(self.root, inputs)
+            except Exception as e:  # noqa: BLE001 - an exotic forward: autofix goes on without it
+                warnings.warn(f"{_WHO}: the init audit failed ({type(e).__name__}: {e}); "
+                              "autofix goes on without it", stacklevel=_user_level())
             finally:
                 self.forwards.mapping = False
 
@@ -316,7 +315,8 @@ class AutofixWatcher(Watcher):
     def _judge(self, step: int, now: float, findings: list[Finding]) -> bool:
         """Judge the fix on trial at the end of its window; undo it if it did not help (True).
         A fix whose causes are gone from the trial window is kept when the loss is no higher
-        (``judge.no_worse``): two stuck runs, the repaired one without the fault."""
+        (``judge.no_worse``): two stuck runs, the repaired one without the fault. (Activation
+        findings are not measured after a structural fix: the swapped sites are gone.)"""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
