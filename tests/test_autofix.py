@@ -293,3 +293,43 @@ def test_an_init_audit_that_fails_warns_and_autofix_goes_on(monkeypatch):
         with gd.watch(model, opt, autofix=True) as w:  # no example inputs: audited on the first batch
             _loop(model, opt, 60, w)
     assert w.autofix_failed is None and w.fixes and w.fixes[0]["step"] == 40, w.fixes  # the training rules act
+
+
+@pytest.mark.parametrize("worst, acts", [(0.52, False), (0.8, True)])
+def test_a_dead_relu_error_acts_only_when_strong(monkeypatch, worst, acts):
+    # one site just past 50% dead is common in a healthy (or fine-tuned) ReLU net: an error that
+    # is not strong must not get the net's weights re-drawn
+    from graddoctor.report import Finding
+
+    ev = {"max_dead_frac": worst, "min_dead_frac": worst, "sites": 1, "sites_watched": 3}
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
+                        lambda meta, steps: [Finding("dead-relu", "error", "dead", ["1"], ev)])
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, init="he", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 60, w)
+    assert bool(w.fixes) == acts, w.fixes
+
+
+def test_new_gains_join_the_no_decay_group_of_a_weight_decay_split():
+    # the usual AdamW split: weights decay, biases and gains do not; a ReZero gain added by a fix
+    # joins the no-decay group, and a fresh optimizer built the same way loads the saved state
+    def groups(net):
+        return [{"params": [p for p in net.parameters() if p.dim() >= 2], "weight_decay": 0.05},
+                {"params": [p for p in net.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+
+    torch.manual_seed(0)
+    model = _sigmoid20()
+    opt = torch.optim.AdamW(groups(model), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 15, w)
+    gains = [m.alpha for m in model.modules() if getattr(m, "alpha", None) is not None]
+    assert gains and all(any(g is p for p in opt.param_groups[1]["params"]) for g in gains), w.fixes
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    fresh = torch.optim.AdamW(groups(model), lr=1e-3)
+    fresh.load_state_dict(opt.state_dict())
+    _loop(model, fresh, 2)

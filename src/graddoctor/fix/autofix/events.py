@@ -31,8 +31,9 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
     codes = sorted({f.code for f in causes})
     modules = sorted({m for c in applied for m in c.modules})
     what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
-    tail = "; weights re-initialised" if counts["reset"] or any(
-        family(c.remedy) == "init" for c in applied) else ""
+    remedies = {c.remedy for c in applied}
+    tail = ("; weights re-initialised" if any(family(r) == "init" for r in remedies)
+            else "; weights rolled back" if "rollback" in remedies else "")
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
     return {"step": step, "codes": codes, "remedies": [c.remedy for c in applied], "modules": modules,

@@ -3,7 +3,8 @@
 ``rebind_optimizer`` keeps the user's optimizer object: in each param group the parameters that
 left the model are dropped (their state with them), parameters new since ``before`` join the group
 of their nearest neighbour (the group that holds another parameter of the same parent module,
-else the first group), and the state of re-initialised parameters is reset. A group that held its
+else the first group; a new scalar or vector, e.g. a ReZero gain, joins the group that holds only
+such parameters when the groups split that way: the usual no-weight-decay group), and the state of re-initialised parameters is reset. A group that held its
 parameters in the model's order keeps that order (new ones take their place in it), so that a
 ``state_dict`` saved after a fix loads into a fresh optimizer built on ``model.parameters()``. Every other
 hyper-parameter of every group is kept. ``refusal`` says why module surgery is unsafe (DDP/FSDP,
@@ -67,6 +68,10 @@ def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before:
         group["params"] = kept
         owner.update({id(p): gi for p in kept})
     in_order = [_ascending([index[id(p)] for p in g["params"]]) for g in optimizer.param_groups]
+    # the group of 1-d parameters only (the usual "no weight decay" group for biases and norm
+    # gains), if groups split by dimension
+    flat = [gi for gi, g in enumerate(optimizer.param_groups) if g["params"] and all(q.dim() < 2 for q in g["params"])]
+    flat_group = flat[0] if flat and len(optimizer.param_groups) > 1 else None
     parent_group: dict[str, int] = {}
     for name, p in named:
         if id(p) in owner:
@@ -75,6 +80,8 @@ def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before:
         if id(p) in before or id(p) in owner or not p.requires_grad:
             continue
         gi = parent_group.get(name.rpartition(".")[0], 0)
+        if p.dim() < 2 and flat_group is not None:  # a gain or bias joins the biases' group
+            gi = flat_group
         optimizer.param_groups[gi]["params"].append(p)
         owner[id(p)] = gi
         added += 1

@@ -80,6 +80,7 @@ from graddoctor.fix.autofix.actions import (
 from graddoctor.fix.autofix.events import family, fix_event
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
+    STRONG,
     helped,
     level,
     no_worse,
@@ -113,13 +114,17 @@ _WHO = "graddoctor.autofix"
 _STRUCTURAL = ("activation", "norm", "skip")
 _INSIDE = (os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
            os.path.dirname(os.path.abspath(torch.__file__)))
+#: training frameworks whose frames sit between the user's code and the optimizer step
+_FRAMEWORKS = tuple(f"{os.sep}{name}{os.sep}" for name in ("lightning", "pytorch_lightning", "transformers",
+                                                            "accelerate"))
 
 
 def _user_level() -> int:
     """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside
-    graddoctor and torch: the user's ``opt.step()`` or ``gd.watch`` line."""
+    graddoctor, torch and the training frameworks: the user's ``opt.step()`` / ``trainer.fit`` line."""
     f, level = sys._getframe(2), 2
-    while f is not None and f.f_code.co_filename.startswith(_INSIDE):
+    while f is not None and (f.f_code.co_filename.startswith(_INSIDE)
+                             or any(n in f.f_code.co_filename for n in _FRAMEWORKS)):
         f, level = f.f_back, level + 1
     return level
 
@@ -247,7 +252,9 @@ class AutofixWatcher(Watcher):
         persistent_codes, self._warned = warned & self._warned, warned
         if len(self._rounds()) >= self.max_fixes:
             return
-        causes = triggering(findings)
+        # a dead-ReLU or saturation error acts only when strong: one site just past 50% dead is
+        # common in a healthy ReLU net (a fine-tune's would get its weights re-drawn)
+        causes = [f for f in triggering(findings) if f.code not in STRONG or strong(f)]
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
         if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
