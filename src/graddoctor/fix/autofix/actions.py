@@ -9,9 +9,10 @@ mode that still hold their initial running statistics, mean 0 and variance 1, so
 normalise nothing); BatchNorms frozen with the data's statistics are a deliberate freeze (a
 fine-tune whose loss has already settled looks "stuck" but is not broken) and are left alone.
 An **init fault** (``init_fault``: the static ``poor-init`` audit of the weights at attach)
-triggers at the first check. A **persistent slow cause** also triggers: a strong dead-ReLU or saturation warning at two
-checks in a row while the loss has fallen little (``judge.strong``, ``judge.slow``; the watcher
-applies that rule).
+triggers at the first check. A **persistent slow cause** also triggers: a strong dead-ReLU or
+saturation finding at two checks in a row while the loss has fallen little (``judge.strong``,
+``judge.slow``; the watcher applies that rule, and lets a dead-ReLU or saturation error act only
+when it is strong).
 
 Plan (``plan_fix``): the planner of ``repair`` (``fix/planner.py``) on the findings of the window,
 kept to the remedies autofix can apply in place (``IN_PLACE``), and to the user's list when

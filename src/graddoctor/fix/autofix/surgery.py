@@ -4,9 +4,10 @@
 left the model are dropped (their state with them), parameters new since ``before`` join the group
 of their nearest neighbour (the group that holds another parameter of the same parent module,
 else the first group; a new scalar or vector, e.g. a ReZero gain, joins the group that holds only
-such parameters when the groups split that way: the usual no-weight-decay group), and the state of re-initialised parameters is reset. A group that held its
-parameters in the model's order keeps that order (new ones take their place in it), so that a
-``state_dict`` saved after a fix loads into a fresh optimizer built on ``model.parameters()``. Every other
+such parameters when the groups split that way: the usual no-weight-decay group), and the state
+of re-initialised parameters is reset. A group that held its parameters in the model's order
+keeps that order (new ones take their place in it), so that a ``state_dict`` saved after a fix
+loads into a fresh optimizer built the same way on the repaired model. Every other
 hyper-parameter of every group is kept. ``refusal`` says why module surgery is unsafe (DDP/FSDP,
 ``torch.compile``, TorchScript); optimizer-level remedies still apply there.
 
