@@ -135,5 +135,5 @@ def regressed(levels: list[float]) -> bool:
     return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
 
 
-__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "TIE_FRAC", "no_worse", "STRONG_EVERY", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "helped", "level", "regressed",
-           "slow", "strong"]
+__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
+           "TIE_FRAC", "helped", "level", "no_worse", "regressed", "slow", "strong"]
