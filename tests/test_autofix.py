@@ -24,8 +24,9 @@ X, Y = _DIGITS.x_train.float(), _DIGITS.y_train
 XT, YT = _DIGITS.x_test.float(), _DIGITS.y_test
 
 
-def _loop(model, opt, steps, w=None, seed=0, on_eval=None, every=10):
-    """The user's training loop, written before any fix: it holds ``model`` and ``opt`` only."""
+def _loop(model, opt, steps, w=None, seed=0, on_eval=None, every=10, sched=None):
+    """The user's training loop, written before any fix: it holds ``model`` and ``opt`` (and its
+    LR scheduler, stepped after the watcher) only."""
     batches = sampled_batches(X, Y, 32, seed=seed)
     losses = []
     for t in range(1, steps + 1):
@@ -36,6 +37,8 @@ def _loop(model, opt, steps, w=None, seed=0, on_eval=None, every=10):
         opt.step()
         if w is not None:
             w.step(loss)
+        if sched is not None:
+            sched.step()
         losses.append(loss.item())
         if on_eval is not None and t % every == 0 and on_eval(t):
             break
@@ -261,19 +264,10 @@ def test_a_lowered_rate_survives_a_scheduler_that_sets_the_rate_outright(make):
     torch.manual_seed(0)
     model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
     opt = torch.optim.SGD(model.parameters(), lr=30.0)
-    sched = make(opt)
-    batches = sampled_batches(X, Y, 32, seed=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
-            for _ in range(200):
-                x, y = next(batches)
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                w.step(loss)
-                sched.step()
+            _loop(model, opt, 200, w, sched=make(opt))
     assert w.fixes and all("lower-lr" in e["remedies"] for e in w.fixes), w.fixes
     assert "LR scheduler" in w.fixes[0]["message"] or any(
         c.get("details", {}).get("schedulers") for c in w.fixes[0]["changes"]), w.fixes[0]

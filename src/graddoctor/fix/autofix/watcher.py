@@ -328,9 +328,9 @@ class AutofixWatcher(Watcher):
         event = self.fixes[t["index"]]
         inputs = self.example_inputs if self.example_inputs is not None else self._inputs
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
-        if helped(t["before"], now) or (no_worse(t["before"], now)
-                                        and causes_gone(event["codes"], findings, self.root, inputs)):
-            how = "helped" if helped(t["before"], now) else "kept (its causes are gone, the loss no higher)"
+        better = helped(t["before"], now)
+        if better or (no_worse(t["before"], now) and causes_gone(event["codes"], findings, self.root, inputs)):
+            how = "helped" if better else "kept (its causes are gone, the loss no higher)"
             event["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
             self._levels = []  # the regression guard starts here (this check's level is appended next)
             return False
