@@ -116,8 +116,13 @@ def test_poor_init_triggers_on_normal01_and_deep_default_relu():
 def test_poor_init_controls():
     for net in (zoo.mlp(depth=20, activation="relu", init="he"),
                 zoo.mlp(depth=20, activation="tanh", init="xavier"),
-                zoo.mlp(depth=3, activation="relu")):  # PyTorch default, shallow: passes
+                zoo.mlp(depth=3, activation="relu"),  # PyTorch default, 3 layers: passes
+                zoo.mlp(depth=5, activation="tanh")):  # tanh keeps more of the scale: passes at 5
         assert run(static.poor_init, net, X) == [], net
+    # PyTorch's default compounds past 10x from 4 ReLU layers (0.78 vs 1.17 orders) and 6 tanh layers
+    for net, layers in ((zoo.mlp(depth=4, activation="relu"), 3), (zoo.mlp(depth=6, activation="tanh"), 5)):
+        (f,) = run(static.poor_init, net, X)
+        assert f.evidence["chain_layers"] == layers and -1.5 < f.evidence["chain_orders"] < -1.0, net
     # a normalisation after each layer rescales the signal: init scale does not compound
     assert run(static.poor_init, zoo.mlp(depth=20, activation="relu", norm="batch"), X) == []
     # PyTorch's default scale before tanh at depth: Glorot & Bengio's "standard" init
