@@ -222,6 +222,28 @@ def test_a_blow_up_with_batchnorms_that_normalise_nothing_is_not_blamed_on_the_r
     assert "lower-lr" in [s.remedy for s in retry]  # a second blow-up: the rate after all
 
 
+def test_a_blow_up_re_draw_lowers_the_rate_unless_the_init_was_found_off_scale():
+    from graddoctor.report import Finding
+
+    class GRUNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru, self.head = nn.GRU(4, 16, batch_first=True), nn.Linear(16, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.gru(x)[0][:, -1])
+
+    net, x = GRUNet(), torch.randn(8, 6, 4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    blew = [Finding("exploding-gradient", "error", "grew", ["gru"])]
+    remedies = [s.remedy for s in actions.plan_fix(blew, net, x, opt, None, True, blowup=True)]
+    # the planner re-draws the recurrent weights for an exploding RNN; the rate goes down with them
+    assert "orthogonal-init" in remedies and "lower-lr" in remedies, remedies
+    off = [*blew, Finding("poor-init", "warning", "off", ["gru"])]  # the init found off scale: not the rate
+    remedies = [s.remedy for s in actions.plan_fix(off, net, x, opt, None, True, blowup=True)]
+    assert any(r.endswith("-init") for r in remedies) and "lower-lr" not in remedies, remedies
+
+
 def test_a_state_dict_saved_after_a_fix_loads_into_a_fresh_optimizer():
     # a resume builds a new optimizer on model.parameters(): after a fix that added rezero gains
     # the saved state must line up with that order
