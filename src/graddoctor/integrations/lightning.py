@@ -8,6 +8,12 @@ clipped. It works with automatic and manual optimisation and several optimizers 
 ``optimizer.step()`` is one recorded step, as ``trainer.global_step`` counts them); the loss of
 a step is the mean of its micro-batches' losses (from each ``training_step`` output).
 
+``GradDoctorCallback(autofix=True)`` also repairs the LightningModule and its optimizer in place
+between two steps, as ``gd.watch(..., autofix=True)`` does (``integrations.autofixing``); the
+module's ``example_input_array``, when set, is the batch its init audit and structural remedies
+trace. It is off (one warning line, watching goes on) on several processes and with several
+optimizers.
+
 Example:
     >>> cb = GradDoctorCallback(flush_every=10)
     >>> cb.watcher is None  # attached at on_fit_start
@@ -21,6 +27,8 @@ import warnings
 from typing import Any
 
 from graddoctor.errors import InputError
+from graddoctor.fix.autofix.actions import check_allowed
+from graddoctor.integrations.autofixing import framework_watcher
 from graddoctor.integrations.stepping import HookedWatcher, LossAverage
 from graddoctor.report import Report
 
@@ -54,8 +62,13 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
     Args:
         log_dir: directory for ``watch.jsonl`` (read it with ``graddoctor watch-report``);
             None: records kept in memory only.
+        autofix: True (or a list of remedy ids): repair in place during ``fit`` (see the module
+            docstring); its events are in ``report().data["autofix"]``.
         **watch_options: passed to ``gd.watch`` (``flush_every``, ``activation_every``,
             ``sinks``, ...).
+
+    Raises:
+        InputError: a bad ``autofix`` value.
 
     Example:
         >>> import lightning.pytorch as pl
@@ -64,9 +77,12 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         True
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, **watch_options: Any) -> None:
+    def __init__(self, log_dir: str | os.PathLike | None = None, *, autofix: bool | list[str] = False,
+                 **watch_options: Any) -> None:
         super().__init__()
-        self.log_dir, self.watch_options = log_dir, watch_options
+        if autofix is not False:
+            check_allowed(autofix)
+        self.log_dir, self.watch_options, self.autofix = log_dir, watch_options, autofix
         self.watcher: HookedWatcher | None = None
         self._losses = LossAverage()
         self._stepped = False
@@ -74,8 +90,15 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         optimizers = list(trainer.optimizers)
-        self.watcher = HookedWatcher(pl_module, optimizers[0] if optimizers else None,
-                                     self.log_dir, **self.watch_options).attach()
+        options = dict(self.watch_options)
+        example = getattr(pl_module, "example_input_array", None)
+        if self.autofix is not False and example is not None:
+            options.setdefault("example_inputs", example)
+        off = (f"{trainer.world_size} processes: each rank would repair on its own records"
+               if trainer.world_size > 1 else
+               f"{len(optimizers)} optimizers: autofix rebinds one" if len(optimizers) > 1 else None)
+        self.watcher = framework_watcher(pl_module, optimizers[0] if optimizers else None, self.log_dir,
+                                         autofix=self.autofix, off=off, **options).attach()
         self._report = None
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

@@ -12,6 +12,12 @@ threshold is in ``meta["config"]["max_grad_norm"]`` and ``records()`` adds to ea
 clip the Trainer applied: ``clip = {"max_norm", "norm", "coef"}`` (``coef``: the factor
 ``clip_grad_norm_`` scaled every gradient by, from the recorded pre-clip norms).
 
+``GradDoctorCallback(autofix=True)`` also repairs the Trainer's model and optimizer in place
+between two steps, as ``gd.watch(..., autofix=True)`` does (``integrations.autofixing``; the
+Trainer's learning-rate schedule is scaled with a lowered rate). Autofix judges the loss of
+every step, so it needs ``logging_steps=1``; it is off (one warning line, watching goes on)
+without it and on several processes.
+
 Example:
     >>> cb = GradDoctorCallback(flush_every=10)
     >>> cb.watcher is None  # attached at on_train_begin
@@ -28,6 +34,8 @@ from typing import Any
 import torch
 
 from graddoctor.errors import InputError
+from graddoctor.fix.autofix.actions import check_allowed
+from graddoctor.integrations.autofixing import framework_watcher
 from graddoctor.integrations.stepping import HookedWatcher
 from graddoctor.report import Report
 
@@ -45,7 +53,12 @@ class GradDoctorCallback(TrainerCallback):
     Args:
         log_dir: directory for ``watch.jsonl`` (read it with ``graddoctor watch-report``);
             None: records kept in memory only.
+        autofix: True (or a list of remedy ids): repair in place during ``train`` (see the
+            module docstring); its events are in ``report().data["autofix"]``.
         **watch_options: passed to ``gd.watch`` (``flush_every``, ``activation_every``, ``sinks``, ...).
+
+    Raises:
+        InputError: a bad ``autofix`` value.
 
     Example:
         >>> from transformers import TrainerCallback
@@ -54,8 +67,11 @@ class GradDoctorCallback(TrainerCallback):
         True
     """
 
-    def __init__(self, log_dir: str | os.PathLike | None = None, **watch_options: Any) -> None:
-        self.log_dir, self.watch_options = log_dir, watch_options
+    def __init__(self, log_dir: str | os.PathLike | None = None, *, autofix: bool | list[str] = False,
+                 **watch_options: Any) -> None:
+        if autofix is not False:
+            check_allowed(autofix)
+        self.log_dir, self.watch_options, self.autofix = log_dir, watch_options, autofix
         self.watcher: HookedWatcher | None = None
         self.max_grad_norm = 0.0
         self._inner: Any = None
@@ -70,8 +86,13 @@ class GradDoctorCallback(TrainerCallback):
             return
         self.max_grad_norm = float(args.max_grad_norm or 0.0)
         extra = {"max_grad_norm": self.max_grad_norm} if self.max_grad_norm > 0 else {}
-        self.watcher = HookedWatcher(model, optimizer, self.log_dir, extra_config=extra,
-                                     **self.watch_options).attach()
+        every_step = args.logging_steps == 1 and str(getattr(args.logging_strategy, "value",
+                                                                 args.logging_strategy)) == "steps"
+        off = (f"{args.world_size} processes: each rank would repair on its own records" if args.world_size > 1
+               else "it judges every step's loss: set TrainingArguments(logging_steps=1)" if not every_step
+               else None)
+        self.watcher = framework_watcher(model, optimizer, self.log_dir, autofix=self.autofix, off=off,
+                                         extra_config=extra, **self.watch_options).attach()
         self._inner, self._sync = self.watcher.optimizer, getattr(optimizer, "gradient_state", None)
         first = next((p for p in model.parameters() if p.requires_grad), None)
         if first is not None and self._sync is not None:

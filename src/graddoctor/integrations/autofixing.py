@@ -1,0 +1,52 @@
+"""Autofix inside the framework callbacks: ``GradDoctorCallback(autofix=True)``.
+
+``HookedAutofixWatcher`` is the ``HookedWatcher`` (steps marked by the framework's "gradients
+are final" hook) with ``AutofixWatcher``'s post-step repair: after the optimizer's step, between
+two steps, it repairs the module and the optimizer in place, as ``gd.watch(..., autofix=True)``
+does in a plain loop. The framework keeps training the same module and optimizer objects.
+
+``framework_watcher`` builds one, or a plain ``HookedWatcher`` with one warning line when
+autofix cannot run in this setup (``off``: e.g. several processes, whose ranks would each
+repair on their own records and drift apart).
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> w = framework_watcher(net, opt, None, autofix=True).attach()
+    >>> type(w).__name__, w.fixes
+    ('HookedAutofixWatcher', [])
+    >>> w.detach()
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from graddoctor.fix.autofix.watcher import AutofixWatcher
+from graddoctor.integrations.stepping import HookedWatcher
+
+
+class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
+    """A ``HookedWatcher`` that also repairs in place (``AutofixWatcher``'s post-step hook)."""
+
+
+def framework_watcher(model: Any, optimizer: Any, log_dir: Any, *, autofix: Any = False,
+                      off: str | None = None, **kwargs: Any) -> HookedWatcher:
+    """The watcher a callback attaches: with autofix when asked for and ``off`` is None.
+
+    Args:
+        model, optimizer, log_dir, **kwargs: as ``HookedWatcher``.
+        autofix: False, True or a list of remedy ids (as ``gd.watch``).
+        off: why autofix cannot run here (one line, warned once), or None.
+    """
+    if autofix is False or autofix is None:
+        return HookedWatcher(model, optimizer, log_dir, **kwargs)
+    if off is not None:
+        warnings.warn(f"graddoctor.autofix: off ({off}); watching without it", stacklevel=3)
+        return HookedWatcher(model, optimizer, log_dir, **kwargs)
+    return HookedAutofixWatcher(model, optimizer, log_dir, autofix=autofix, **kwargs)
+
+
+__all__ = ["HookedAutofixWatcher", "framework_watcher"]
