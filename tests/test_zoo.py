@@ -88,6 +88,15 @@ def _hidden_weight(init, activation="relu", **kw):
     return zoo.mlp(depth=3, width=256, in_features=256, activation=activation, init=init, **kw)[2]
 
 
+def test_a_std_the_init_would_ignore_is_a_clear_error():
+    from graddoctor.errors import InputError
+
+    for init in ("default", "he", "xavier"):
+        with pytest.raises(InputError, match="pass init='normal', std=1.0"):
+            zoo.mlp(depth=3, activation="tanh", init=init, std=1.0)
+    assert zoo.mlp(depth=3, init="uniform", std=0.1) is not None
+
+
 def test_init_scales_match_their_definitions():
     fan = 256
     w = _hidden_weight("normal", std=0.05).weight

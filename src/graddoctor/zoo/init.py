@@ -43,6 +43,9 @@ def resolve(init: str | float, std: float | None = None) -> tuple[str, float | N
     choice("init", init, INITS)
     if std is not None and (not isinstance(std, (int, float)) or std <= 0):
         raise InputError(f"std={std!r} must be a positive number")
+    if std is not None and init not in ("normal", "uniform"):
+        raise InputError(f"std={std!r} applies to init='normal' or 'uniform', not init={init!r} (which would "
+                         f"ignore it) - pass init='normal', std={std!r}")
     return init, std
 
 
