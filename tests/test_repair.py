@@ -188,6 +188,9 @@ def test_clipping_attaches_to_the_optimizer_of_the_repaired_model():
     res = repair(net, report("exploding-gradient"), example_inputs=X64, optimizer=opt, inplace=True)
     clip = [c for c in res.changes if c.remedy == "clip-norm"][0]
     assert clip.kind == "applied" and len(opt._optimizer_step_pre_hooks) == 1
+    # a second in-place repair (or a later watch session) replaces the clip instead of stacking one
+    repair(net, report("exploding-gradient"), example_inputs=X64, optimizer=opt, inplace=True)
+    assert len(opt._optimizer_step_pre_hooks) == 1
     net(X64).pow(2).sum().mul(1e6).backward()
     before = [p.detach().clone() for p in net.parameters()]
     opt.step()

@@ -128,5 +128,25 @@ def clip(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tupl
     change = Change(remedy, [], why, "advice", details, hooks=[hook])
     if optimizer is not None:
         change.kind = "applied"
+        drop_earlier_clips(optimizer)
         change.handles.append(optimizer.register_step_pre_hook(hook))
     return model, change
+
+
+def drop_earlier_clips(optimizer: torch.optim.Optimizer) -> int:
+    """Remove graddoctor's clip hooks from ``optimizer`` (one clip at a time: a new clip replaces
+    the one an earlier repair or watch session left). Returns how many were removed.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+        >>> _ = opt.register_step_pre_hook(clip_hook("norm", 1.0))
+        >>> drop_earlier_clips(opt), drop_earlier_clips(opt)
+        (1, 0)
+    """
+    hooks = getattr(optimizer, "_optimizer_step_pre_hooks", None)
+    if not isinstance(hooks, dict):
+        return 0
+    ours = [k for k, h in hooks.items() if hasattr(h, "graddoctor_clip")]
+    for k in ours:
+        del hooks[k]
+    return len(ours)
