@@ -276,10 +276,16 @@ def test_frozen_layers_are_not_re_drawn():
     assert torch.equal(first.weight, frozen) and not first.weight.requires_grad
 
 
+def _checkpointed(sched):
+    sched.state_dict()  # materialises the scheduler's __dict__ (the HF Trainer's checkpointing does)
+    return sched
+
+
 @pytest.mark.parametrize("make", [lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0),
+                                  lambda opt: _checkpointed(torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)),
                                   lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, 30.0, total_steps=400,
                                                                                  pct_start=0.01)],
-                         ids=["LambdaLR", "OneCycleLR"])
+                         ids=["LambdaLR", "LambdaLR-state-dict", "OneCycleLR"])
 def test_a_lowered_rate_survives_a_scheduler_that_sets_the_rate_outright(make):
     # LambdaLR / OneCycleLR compute the rate from their base rates: unscaled, they would write the
     # blown-up rate back at their next step

@@ -108,6 +108,17 @@ def test_healthy_slow_start_is_not_called():
     assert loss_plateau(_meta(), steps) == []
 
 
+def test_a_plateau_the_run_has_left_is_not_reported():
+    # flat at log 2 with vanishing evidence for 30 steps, then learning: a live monitor calls it
+    # at step 17, but once the loss is well below its start the run is not stuck
+    def escape(t: int) -> float:
+        return 0.69 + _noise(t) / 3 if t <= 30 else 0.69 * 0.93 ** (t - 30) + _noise(t) / 3
+
+    steps = _steps(escape, orders=4.0)
+    assert loss_plateau(_meta(), steps[:30])  # still on the plateau at step 30
+    assert loss_plateau(_meta(), steps) == []  # left it: 0.69 -> ~0.01 by step 100
+
+
 def test_evidence_is_causal_and_needs_persistence():
     steps = _steps(flat, orders=4.0, update=None)
     why = cannot_learn(_meta(), steps)

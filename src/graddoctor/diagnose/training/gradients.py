@@ -185,8 +185,9 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     else:
         msg = (
             f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input "
-            f"side ({rate:.2f} orders per layer over {n} layers); rule of thumb: a drop of more "
-            f"than {RULE_OF_THUMB_ORDERS[0]}-{RULE_OF_THUMB_ORDERS[1]} orders is vanishing"
+            f"side ({rate:.2f} orders per layer over {n} layers); flagged from {VANISH_ORDERS:g} "
+            f"orders, vanishing beyond doubt past {RULE_OF_THUMB_ORDERS[0]}-{RULE_OF_THUMB_ORDERS[1]} "
+            "(rule of thumb)"
         )
     sev = "error" if drop >= RULE_OF_THUMB_ORDERS[0] else "warning"
     return [Finding("vanishing-gradient", sev, msg, affected, ev,

@@ -33,9 +33,27 @@ SCHEDULER_KEYS = ("base_lrs", "max_lrs")
 
 
 def schedulers(optimizer: torch.optim.Optimizer) -> list[object]:
-    """The LR schedulers that hold ``optimizer``."""
+    """The LR schedulers that hold ``optimizer``: the referrer is the scheduler itself, or its
+    ``__dict__`` once that has been materialised (``state_dict()``, ``vars()``, pickling: the
+    Hugging Face Trainer's scheduler is found that way).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+        >>> _ = sched.state_dict(); [type(s).__name__ for s in schedulers(opt)]
+        ['LambdaLR']
+    """
     kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-    return [r for r in gc.get_referrers(optimizer) if isinstance(r, kinds)]
+    found: list[object] = []
+    for r in gc.get_referrers(optimizer):
+        if isinstance(r, kinds):
+            owners = [r]
+        elif isinstance(r, dict):
+            owners = [o for o in gc.get_referrers(r) if isinstance(o, kinds) and getattr(o, "__dict__", None) is r]
+        else:
+            continue
+        found += [o for o in owners if not any(o is f for f in found)]
+    return found
 
 
 def scale_schedules(optimizer: torch.optim.Optimizer, k: float) -> int:
