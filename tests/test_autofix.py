@@ -355,3 +355,17 @@ def test_new_gains_join_the_no_decay_group_of_a_weight_decay_split():
     fresh = torch.optim.AdamW(groups(model), lr=1e-3)
     fresh.load_state_dict(opt.state_dict())
     _loop(model, fresh, 2)
+
+
+def test_without_example_inputs_the_init_audit_sees_the_weights_before_the_first_step():
+    # the audit runs at the first forward, before the first step: a rate that wrecks the weights
+    # in one step must be blamed on the rate (lower-lr), not on a bad init (a re-draw)
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=3, width=64, in_features=64, out_features=10, init="he")
+    opt = torch.optim.Adam(model.parameters(), lr=10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, autofix=True) as w:  # no example_inputs: the first batch
+            _loop(model, opt, 20, w)
+    assert w.fixes and "poor-init" not in w.fixes[0]["codes"], w.fixes
+    assert "lower-lr" in w.fixes[0]["remedies"] and opt.param_groups[0]["lr"] < 10.0

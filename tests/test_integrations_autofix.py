@@ -100,6 +100,58 @@ def test_lightning_autofix_makes_the_plain_loops_fix_in_place_and_fit_runs_on():
     assert cb.report().data["autofix"][0]["step"] == 10
 
 
+def exploding_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))
+
+
+def test_lightning_autofix_clip_acts_on_the_gradients_the_step_uses():
+    # Lightning computes the gradients inside optimizer.step (its closure), after the optimizer's
+    # pre-hooks: the clip must still bound the gradients the update uses, as in the plain loop
+    pl = pytest.importorskip("lightning.pytorch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from graddoctor.integrations.lightning import GradDoctorCallback
+
+    class Exploding(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = exploding_net()
+            self.used: list[float] = []
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=30.0, momentum=0.9)
+            opt.register_step_post_hook(lambda o, a, k: self.used.append(float(torch.cat(
+                [p.grad.flatten() for g in o.param_groups for p in g["params"] if p.grad is not None]).norm())))
+            return opt
+
+    module, cb = Exploding(), GradDoctorCallback(autofix=True)
+    trainer = pl.Trainer(max_steps=STEPS, callbacks=[cb], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, DataLoader(TensorDataset(*data()), batch_size=16, shuffle=False))
+    first = cb.watcher.fixes[0]
+    assert first["step"] == 10 and "clip-norm" in first["remedies"], cb.watcher.fixes
+    assert max(module.used[first["step"]:]) <= 1.0 + 1e-4, module.used  # every later step clipped to 1
+
+    net, (x, y) = exploding_net(), data()  # the plain loop: the same rounds
+    opt = torch.optim.SGD(net.parameters(), lr=30.0, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(net, opt, autofix=True) as w:
+            for k in range(STEPS):
+                loss = nn.functional.cross_entropy(net(x[16 * k:16 * (k + 1)]), y[16 * k:16 * (k + 1)])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+    assert [(e["step"], e["remedies"]) for e in cb.watcher.fixes] == [(e["step"], e["remedies"]) for e in w.fixes]
+
+
 def test_lightning_autofix_off_with_two_optimizers_warns_once_and_watches():
     pl = pytest.importorskip("lightning.pytorch")
     from graddoctor.integrations.lightning import GradDoctorCallback

@@ -1,6 +1,7 @@
 """The Lightning callback: per-layer gradient norms recorded for step k equal the norms that
 Lightning's own ``on_before_optimizer_step`` hook measures for step k (the oracle), every
-step, under accumulation, bf16-mixed, manual optimisation with two optimizers, and DDP."""
+step, under accumulation, bf16-mixed, manual optimisation with two optimizers, and DDP; the
+sampled update ratios equal a plain loop's."""
 
 from __future__ import annotations
 
@@ -89,6 +90,33 @@ def test_lightning_log_dir_and_logger(tmp_path):
     assert [s["step"] for s in steps] == [1, 2, 3, 4]
     metrics = next((tmp_path / "csv").rglob("metrics.csv")).read_text()
     assert "graddoctor/findings" in metrics
+
+
+def test_lightning_records_the_update_ratios_of_a_plain_loop():
+    # the sampled update sizes (||w_t - w_t-1|| / ||w||) come from the optimizer's post-hook; the
+    # callback marks the step itself, so it must still open the step for that hook
+    import torch
+
+    import graddoctor as gd
+
+    model, cb = Regressor(), GradDoctorCallback()
+    trainer(callbacks=[cb]).fit(model, loader(n=160, batch_size=8))
+    _, got = cb.records()
+    plain = Regressor()
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    with gd.watch(plain, opt) as w:
+        for x, y in loader(n=160, batch_size=8):
+            loss = torch.nn.functional.mse_loss(plain(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    want = [s for s in w.records()[1] if s.get("update_ratio")]
+    assert [s["step"] for s in got if s.get("update_ratio")] == [s["step"] for s in want] == [1, 2, 4, 8, 16]
+    by_step = {s["step"]: s for s in got}
+    for s in want:
+        for layer, ratio in s["update_ratio"].items():
+            assert by_step[s["step"]]["update_ratio"][layer] == pytest.approx(ratio, rel=1e-4), (s["step"], layer)
 
 
 def test_pytorch_lightning_trainer_accepts_the_callback():

@@ -84,6 +84,8 @@ def test_trainer_norms_equal_the_pre_optimizer_step_oracle(tmp_path, accum, bf16
     losses = [s["loss"] for s in steps]
     assert losses == pytest.approx([lg["loss"] for lg in oracle.logs], rel=1e-6)
     assert cb.report().source == "watch"
+    # the update sizes are sampled as in a plain loop (steps 1, 2, 4, ...), from the optimizer's post-hook
+    assert [s["step"] for s in steps if s.get("update_ratio")] == [k for k in (1, 2, 4) if k <= len(steps)]
 
 
 def test_trainer_records_the_pre_clip_norm_and_the_clip(tmp_path):

@@ -29,7 +29,21 @@ from graddoctor.integrations.stepping import HookedWatcher
 
 
 class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
-    """A ``HookedWatcher`` that also repairs in place (``AutofixWatcher``'s post-step hook)."""
+    """A ``HookedWatcher`` that also repairs in place (``AutofixWatcher``'s post-step hook).
+
+    The clip in force (graddoctor's clip pre-hook on the optimizer) is also applied at
+    ``before_optimizer_step``, after the step's record (which stays pre-clip): Lightning
+    computes the gradients inside ``optimizer.step`` (its closure), after the optimizer's
+    pre-hooks, so the clip's pre-hook would see last step's gradients. Clipping twice is a
+    no-op the second time.
+    """
+
+    def before_optimizer_step(self, optimizer: Any = None) -> None:
+        super().before_optimizer_step(optimizer)
+        if self.attached and self.optimizer is not None:
+            hooks = getattr(self.optimizer, "_optimizer_step_pre_hooks", None) or {}
+            for hook in [h for h in hooks.values() if hasattr(h, "graddoctor_clip")]:  # the clip in force
+                self._guarded(hook, self.optimizer, (), {}, always=True)
 
 
 def framework_watcher(model: Any, optimizer: Any, log_dir: Any, *, autofix: Any = False,

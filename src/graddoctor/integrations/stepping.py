@@ -79,6 +79,9 @@ class HookedWatcher(Watcher):
     def _framework_step(self, inner: Any) -> None:
         if self._meta is None:
             self._setup(None)
+        # the optimizer's post-hook writes the step's update only inside a step the gate let in
+        # (the pre-hook that would open it does nothing here)
+        self._gate.enter(inner if inner is not None else self.optimizer)
         owned = None
         if inner is not None and inner is not self.optimizer:
             ids = {id(p) for g in inner.param_groups for p in g["params"]}

@@ -6,7 +6,8 @@ attach or since the last fix (the window) with the training rules. Before ``warm
 a blow-up (non-finite, or an exploding gradient that grew over steps) and a definite fault
 count: BatchNorms in eval mode that normalise nothing (``actions.definite``), and, at the first
 check only, an init fault found at attach (``actions.init_fault``: the static ``poor-init``
-audit of the attach-time weights on the example inputs, or on the first batch); after it, any
+audit of the attach-time weights on the example inputs, or on the first batch, at its forward,
+before any step has moved them); after it, any
 error finding with a gradient-flow cause (``actions.triggering``). From ``STRONG_FROM`` steps,
 a strong dead-ReLU or saturation finding (``judge.strong``) seen at two checks in a row while
 the run has learnt little (``judge.slow``) counts too. Any of these makes it
@@ -205,6 +206,10 @@ class AutofixWatcher(Watcher):
     def _keep_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not self.forwards.mapping:
             self._inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else None
+            if self._init_faults is None and self._inputs is not None:
+                # the first forward comes before the first step: the weights are still the
+                # attach-time ones (after a step, a rate that blew up would look like a bad init)
+                self._look_at_init(self._inputs)
 
     def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.autofix_failed is not None or self.failed is not None or (
