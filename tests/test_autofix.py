@@ -308,7 +308,7 @@ def test_an_init_audit_that_fails_warns_and_autofix_goes_on(monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("exotic forward")
 
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.init_fault", broken)
+    monkeypatch.setattr("graddoctor.fix.autofix.initaudit.init_fault", broken)
     model = _sigmoid20()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     with pytest.warns(UserWarning, match="the init audit failed"):

@@ -71,7 +71,6 @@ from graddoctor.fix.autofix.actions import (
     causes_gone,
     check_allowed,
     definite,
-    init_fault,
     lower_lr,
     plan_fix,
     rollback,
@@ -79,6 +78,7 @@ from graddoctor.fix.autofix.actions import (
     triggering,
 )
 from graddoctor.fix.autofix.events import family, fix_event
+from graddoctor.fix.autofix.initaudit import InitAudit
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     STRONG,
@@ -160,7 +160,6 @@ class AutofixWatcher(Watcher):
         self.refused = refusal(model)
         self._since = 0  # the window judged starts after this step
         self._snapshot: dict[str, torch.Tensor] | None = None
-        self._inputs: Any = None
         self._fix_handles: list[Any] = []
         self._ramps: list[LinearRamp] = []
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
@@ -168,7 +167,7 @@ class AutofixWatcher(Watcher):
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
         self._clips: list[Any] = []  # the clip changes in force (their hooks on the optimizer)
-        self._init_faults: list[Finding] | None = None  # poor-init at attach (None: not looked yet)
+        self._audit = InitAudit(self.root, self.refused, self.forwards, _user_level)  # poor-init at attach
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -176,11 +175,11 @@ class AutofixWatcher(Watcher):
         super().attach()
         if not was:
             self._snapshot = self._snapshot or snapshot(self.root)
-            if self._init_faults is None and self.example_inputs is not None:
-                self._look_at_init(self.example_inputs)
+            if self._audit.faults is None and self.example_inputs is not None:
+                self._audit.look(self.example_inputs)
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
             if self.example_inputs is None and self.forwards.hookable:
-                self._fix_handles.append(self.root.register_forward_pre_hook(self._keep_inputs,
+                self._fix_handles.append(self.root.register_forward_pre_hook(self._audit.keep_inputs,
                                                                             with_kwargs=True))
             if self.refused:
                 warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=_user_level())
@@ -203,14 +202,6 @@ class AutofixWatcher(Watcher):
         report.data["autofix"] = [dict(e) for e in self.fixes]
         return report
 
-    def _keep_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not self.forwards.mapping:
-            self._inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else None
-            if self._init_faults is None and self._inputs is not None:
-                # the first forward comes before the first step: the weights are still the
-                # attach-time ones (after a step, a rate that blew up would look like a bad init)
-                self._look_at_init(self._inputs)
-
     def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.autofix_failed is not None or self.failed is not None or (
                 len(self._rounds()) >= self.max_fixes and self._trial is None):
@@ -224,24 +215,10 @@ class AutofixWatcher(Watcher):
         finally:
             self.forwards.mapping = False
 
-    def _look_at_init(self, inputs: Any) -> None:
-        """The attach-time init audit (``actions.init_fault``), once; the traced forward is not
-        a training forward."""
-        self._init_faults = []
-        if self.refused is None and inputs is not None:
-            self.forwards.mapping = True
-            try:
-                self._init_faults = init_fault(self.root, inputs)
-            except Exception as e:  # noqa: BLE001 - an exotic forward: autofix goes on without it
-                warnings.warn(f"{_WHO}: the init audit failed ({type(e).__name__}: {e}); "
-                              "autofix goes on without it", stacklevel=_user_level())
-            finally:
-                self.forwards.mapping = False
-
     def _maybe_fix(self) -> None:
         step = self._step
-        if self._init_faults is None:  # no example inputs: the first batch, after its step
-            self._look_at_init(self._inputs)
+        if self._audit.faults is None:  # no example inputs and no forward of the root seen
+            self._audit.look(self._audit.inputs)
         since = step - self._since
         if since % self.check_every or since < self.check_every:
             return
@@ -266,10 +243,9 @@ class AutofixWatcher(Watcher):
             causes += [f for f in findings if f.severity in ("warning", "error") and f.code in persistent_codes
                        and strong(f) and f not in causes]
         causes += [f for f in definite(findings, self.root) if f not in causes]
-        if not self.fixes and self._init_faults:  # the first check: an init fault seen at attach
-            causes += self._init_faults
-            findings = [*findings, *self._init_faults]
-            self._init_faults = []
+        if not self.fixes and self._audit.faults:  # the first check: an init fault seen at attach
+            init = self._audit.take()
+            causes, findings = causes + init, [*findings, *init]
         if not causes:
             if self._levels is not None and self._trial is None and regressed(self._levels):
                 self._regressed(step)
@@ -280,7 +256,7 @@ class AutofixWatcher(Watcher):
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
         retry = bool(self._rounds() and self._rounds()[-1]["blowup"])
         blowup = blew_up(causes) or retry
-        inputs = self.example_inputs if self.example_inputs is not None else self._inputs
+        inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
                         blowup, retry)
         restart = blowup or any(s.remedy in RESTART for s in plan)
@@ -331,7 +307,7 @@ class AutofixWatcher(Watcher):
         findings are not measured after a structural fix: the swapped sites are gone.)"""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
-        inputs = self.example_inputs if self.example_inputs is not None else self._inputs
+        inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
         better = helped(t["before"], now)
         if better or (no_worse(t["before"], now) and causes_gone(event["codes"], findings, self.root, inputs)):
