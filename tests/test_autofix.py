@@ -369,3 +369,19 @@ def test_without_example_inputs_the_init_audit_sees_the_weights_before_the_first
             _loop(model, opt, 20, w)
     assert w.fixes and "poor-init" not in w.fixes[0]["codes"], w.fixes
     assert "lower-lr" in w.fixes[0]["remedies"] and opt.param_groups[0]["lr"] < 10.0
+
+
+def test_a_run_that_still_fails_after_the_last_round_is_told_once():
+    torch.manual_seed(0)
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
+    opt = torch.optim.SGD(model.parameters(), lr=3000.0)  # two rounds of /10 leave it at 30: still blowing up
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 120, w)
+    rounds = [e for e in w.fixes if not e.get("noop")]
+    told = [e for e in w.fixes if e.get("gave_up")]
+    assert len(rounds) == 2 and len(told) == 1, w.fixes
+    assert told[0]["step"] > rounds[-1]["step"] and told[0]["remedies"] == []
+    assert "still there after 2 rounds" in told[0]["message"]
+    assert sum("still there after 2 rounds" in str(c.message) for c in caught) == 1

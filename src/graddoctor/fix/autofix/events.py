@@ -36,6 +36,9 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
             else "; weights rolled back" if "rollback" in remedies else "")
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
+    if extra.get("gave_up"):  # the last round's window still fails
+        line = (f"step {step}: {', '.join(codes)} still there after {extra['gave_up']} rounds (max_fixes): "
+                "autofix stops; training goes on as it is")
     return {"step": step, "codes": codes, "remedies": [c.remedy for c in applied], "modules": modules,
             "optimizer": counts, "message": line, "blowup": blowup,
             "changes": [c.to_dict() for c in applied], **extra}

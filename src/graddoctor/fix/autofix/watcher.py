@@ -17,7 +17,9 @@ attach-time weights with the learning rate divided by 10; a run that still fails
 blow-up fix is rolled back again and the rate lowered again. A fix that re-draws the weights
 makes them the new rollback point. A post-LN warm-up restarts from
 the attach-time weights too. At most ``max_fixes`` rounds; the window restarts after each (the
-cool-down), so a fix is judged on its own steps only.
+cool-down), so a fix is judged on its own steps only. If the last round's window (judged after
+the warm-up, a blow-up at once) still has a trigger, one event says so ("gave up") and autofix
+stops reading the records.
 
 Trial: any other fix is judged ``trial`` steps later (default ``TRIAL``; a new round before
 then replaces it). If the loss level is no lower than its level before the fix
@@ -156,6 +158,7 @@ class AutofixWatcher(Watcher):
         self.warmup, self.check_every, self.max_fixes, self.seed = warmup, check_every, max_fixes, seed
         self.trial = trial
         self.fixes: list[dict] = []
+        self._spent = max_fixes == 0  # the last round's outcome told (or no round allowed)
         self.autofix_failed: str | None = None
         self.refused = refusal(model)
         self._since = 0  # the window judged starts after this step
@@ -204,7 +207,7 @@ class AutofixWatcher(Watcher):
 
     def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self.autofix_failed is not None or self.failed is not None or (
-                len(self._rounds()) >= self.max_fixes and self._trial is None):
+                len(self._rounds()) >= self.max_fixes and self._trial is None and self._spent):
             return  # nothing left to do: no more reads of the records
         try:
             self._maybe_fix()
@@ -233,6 +236,7 @@ class AutofixWatcher(Watcher):
         warned = {f.code for f in findings if f.severity in ("warning", "error") and strong(f)}
         persistent_codes, self._warned = warned & self._warned, warned
         if len(self._rounds()) >= self.max_fixes:
+            self._last_word(step, findings, since)
             return
         # a dead-ReLU or saturation error acts only when strong: one site just past 50% dead is
         # common in a healthy ReLU net (a fine-tune's would get its weights re-drawn)
@@ -296,6 +300,17 @@ class AutofixWatcher(Watcher):
             self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
         self._log(step, causes, applied, counts, blowup)
 
+    def _last_word(self, step: int, findings: list[Finding], since: int) -> None:
+        """After the last round, once no fix is on trial and its window is judged (a blow-up at
+        once): if the run still fails, say so once ("gave up" event); then stop reading."""
+        left = [f for f in triggering(findings) if f.code not in STRONG or strong(f)]
+        if self._trial is not None or (since < self.warmup and not blew_up(left)):
+            return
+        self._spent = True
+        if left and self.max_fixes:
+            self._log(step, left, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True,
+                      gave_up=len(self._rounds()))
+
     def _rounds(self) -> list[dict]:
         """The fix rounds so far (events that changed something; an undo is not a round)."""
         return [e for e in self.fixes if not e.get("undo") and not e.get("noop")]
@@ -332,7 +347,7 @@ class AutofixWatcher(Watcher):
         event["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
         line = (f"step {step}: the fix of step {t['step']} did not help (loss {t['before']:.4g} -> "
                 f"{now:.4g}): undone (modules, weights and learning rate as before it)")
-        self.max_fixes = 0  # no further rounds: the run goes on as the user wrote it
+        self.max_fixes, self._spent = 0, True  # no further rounds: the run goes on as the user wrote it
         undo = {"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
                 "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []}
         self._add_event(undo, [])
