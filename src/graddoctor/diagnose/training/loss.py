@@ -38,7 +38,9 @@ Each flag reads only the records up to its step, so the reported step is the
 one at which a live monitor would first call the plateau. Windows in which the
 learning rate rises by over 10% (warm-up) are never flat: a flat loss there is
 the schedule. A plateau the run has left by the last step read (its loss level now below
-``PROGRESS_FRAC`` of the start) is not reported, whatever the path: a tiny BERT whose loss sat
+``PROGRESS_FRAC`` of the plateau's level) is not reported, whatever the path (measured from the
+plateau, not from the start: a saturated net whose loss starts at 9 and wanders between 7 and
+10 has not left anything). A tiny BERT whose loss sat
 at log 2 for 20 steps (input side 2.3 orders below the output side), then fell to 0.07, was
 called stuck (an error, and autofix re-drew its weights). Limitation, by design: a run that first drops below
 ``PROGRESS_FRAC`` of its start and then stalls is not flagged (it cannot be told
@@ -280,10 +282,10 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
         return []
     if path == "loss only" and still_learning(loss):
         return []
-    if _median(loss[-LEVEL_STEPS:]) < PROGRESS_FRAC * start:  # the run has left the plateau since
-        return []
     window, persist, _ = PATHS[path]
     level = _median(loss[max(0, j - LEVEL_STEPS + 1):j + 1])
+    if _median(loss[-LEVEL_STEPS:]) < PROGRESS_FRAC * level:  # the run has left the plateau since
+        return []
     ev = {"loss_start": round(start, 4), "loss_level": round(level, 4),
           "level_over_start": round(level / start, 3) if start else None,
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
