@@ -134,7 +134,8 @@ def definite(findings: list[Finding], model: nn.Module) -> list[Finding]:
 def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
     """The static ``poor-init`` finding on the model's weights as they are now (call it at
     attach): weight scales off He/Xavier for the activation that follows, compounding to
-    >= 2 orders of magnitude over a plain chain (or one layer off by 30x). A definite fault of
+    >= 1 order of magnitude over a plain chain (``static.INIT_CHAIN_ORDERS``; or one layer off
+    by 30x). A definite fault of
     the init, seen before any training; autofix re-draws the weights at its first check (a
     fix on trial: a pretrained model whose trained scales look off is restored when the loss
     does not fall). No healthy run of either training suite has one.
