@@ -116,8 +116,11 @@ def test_the_text_report_lists_the_rounds_in_step_order(fixed_run):
     for report in (live, offline):
         text = str(report)
         section = text.split("\nAutofix:\n", 1)[1].splitlines()
-        assert section == [f"  {f['message']}" for f in w.fixes]
+        assert section[:-1] == [f"  {f['message']}" for f in w.fixes]
         assert re.match(r"  step \d+: .*vanishing-gradient -> relu", section[0])
+        # the repaired run judged on its own, after the last round (the findings above cover it all)
+        assert section[-1].startswith(f"  after the fix of step {w.fixes[-1]['step']} ("), section[-1]
+    assert live.data["after_fix"] == offline.data["after_fix"] and live.data["after_fix"]["steps"] >= 20
     console = Console(file=io.StringIO(), width=300, color_system=None)
     console.print(offline)
     print_findings(console, offline)
@@ -151,7 +154,7 @@ def test_html_report_has_the_timeline_and_the_figure_markers(fixed_run, tmp_path
     rows = re.findall(r'<tr data-step="(\d+)" data-kind="autofix">', table)
     assert rows == [str(f["step"]) for f in w.fixes]
     assert "<code>vanishing-gradient</code>" in table and "<code>relu</code>" in table
-    assert "Autofix timeline" in page
+    assert "Autofix timeline" in page and f"after the fix of step {w.fixes[-1]['step']} (" in page
     step = w.fixes[0]["step"]
     loss_ax = plots.loss_curve(live).axes[0]
     assert any(list(line.get_xdata()) == [step, step] for line in loss_ax.lines)
@@ -244,3 +247,14 @@ def test_events_reach_the_wandb_summary(tmp_path, monkeypatch):
     run.finish()
     _, summary, _ = read_offline_run(tmp_path / "wandb" / run_dir.split("/wandb/")[1].split("/")[0])
     assert summary["graddoctor/events"] == ["step 1: one", "step 1: two"]
+
+
+def test_after_fix_judges_the_steps_after_the_last_round_that_stayed():
+    from graddoctor.diagnose.watching import after_fix
+
+    meta, steps = {"layers": [], "activations": []}, [{"step": t, "loss": 2.0 / t} for t in range(1, 101)]
+    undone = [{"step": 10, "remedies": ["relu"]}, {"step": 90, "remedies": ["undo"], "undo": 10}]
+    assert after_fix(meta, steps, undone) is None  # the only round was undone: nothing was repaired
+    assert after_fix(meta, steps, [{"step": 90, "remedies": ["relu"]}])["findings"] is None  # 10 steps: too few
+    told = [{"step": 10, "remedies": ["relu"]}, {"step": 50, "remedies": [], "noop": True}]
+    assert after_fix(meta, steps, told) == {"from_step": 10, "steps": 90, "findings": []}  # a message is not a round

@@ -153,11 +153,7 @@ class Report:
                 lines.append(f"      what to do: {', '.join(f.remedies)}")
             if f.reference:
                 lines.append(f"      reference: {f.reference}")
-        events = run_events(self.data)
-        if events:
-            lines.append(f"{events_title(events)}:")
-            lines += [f"  {event_line(e)}" for e in events]
-        return "\n".join(lines)
+        return "\n".join(lines + event_block(self.data))
 
     def __rich__(self) -> Any:
         from rich.console import Group
@@ -165,10 +161,10 @@ class Report:
         from rich.text import Text
 
         title = Text(self.summary(), style="bold green" if self.ok else "bold red")
-        events = run_events(self.data)
-        shown = Text("\n".join([f"{events_title(events)}:", *(f"  {event_line(e)}" for e in events)]))
+        block = event_block(self.data)
+        shown = Text("\n".join(block))
         if not self.findings:
-            return Group(title, shown) if events else title
+            return Group(title, shown) if block else title
         table = Table(show_lines=True)
         for col in ("severity", "code", "layers", "evidence", "what to do"):
             table.add_column(col, overflow="fold")
@@ -181,7 +177,7 @@ class Report:
                 Text("\n".join(f"{k}={format_value(v)}" for k, v in list(f.evidence.items())[:6])),
                 Text(", ".join(f.remedies) + (f"\n({f.reference})" if f.reference else "")),
             )
-        return Group(title, table, shown) if events else Group(title, table)
+        return Group(title, table, shown) if block else Group(title, table)
 
 
 def run_events(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -224,6 +220,42 @@ def events_title(events: list[dict[str, Any]]) -> str:
         ('Autofix', 'Events')
     """
     return "Autofix" if all(e.get("kind") == "autofix" for e in events) else "Events"
+
+
+def event_block(data: Any) -> list[str]:
+    """A report's events as lines: the title, one line per event, and (after autofix) the
+    repaired run judged on its own (``after_fix_line``); empty without events.
+
+    Example:
+        >>> event_block({"autofix": [{"step": 10, "message": "step 10: x"}],
+        ...              "after_fix": {"from_step": 10, "steps": 50, "findings": []}})
+        ['Autofix:', '  step 10: x', '  after the fix of step 10 (50 steps): no findings']
+    """
+    events = run_events(data)
+    if not events:
+        return []
+    after = after_fix_line(data.get("after_fix") if isinstance(data, dict) else None)
+    return [f"{events_title(events)}:", *(f"  {event_line(e)}" for e in events), *([f"  {after}"] if after else [])]
+
+
+def after_fix_line(after: dict[str, Any] | None) -> str | None:
+    """The repaired run judged on its own (``data["after_fix"]`` of a watch report) as one line.
+
+    Example:
+        >>> after_fix_line({"from_step": 10, "steps": 90, "findings": []})
+        'after the fix of step 10 (90 steps): no findings'
+        >>> after_fix_line({"from_step": 10, "steps": 90, "findings": [{"code": "dead-relu", "severity": "warning"}]})
+        'after the fix of step 10 (90 steps): warning dead-relu'
+    """
+    if not isinstance(after, dict) or not isinstance(after.get("from_step"), int):
+        return None
+    head = f"after the fix of step {after['from_step']} ({after.get('steps', 0)} steps): "
+    found = after.get("findings")
+    if found is None:
+        return head + "too few steps to judge the repaired run alone"
+    if not found:
+        return head + "no findings"
+    return head + ", ".join(f"{f.get('severity')} {f.get('code')}" for f in found if isinstance(f, dict))
 
 
 def format_names(names: list[str], keep: int = 4) -> str:
@@ -298,5 +330,5 @@ def jsonable(obj: Any) -> Any:
 
 
 
-__all__ = ["Finding", "Report", "event_line", "events_title", "format_names", "format_value", "jsonable",
+__all__ = ["Finding", "Report", "after_fix_line", "event_block", "event_line", "events_title", "format_names", "format_value", "jsonable",
            "run_events"]

@@ -105,7 +105,8 @@ def build_report(meta: dict, steps: list[dict], events: list[dict] | None = None
     Returns:
         ``Report(source="watch")`` with the findings of ``graddoctor.diagnose.training`` and
         the records in ``data`` (``meta``, ``steps``; with events also ``events``, in step
-        order, and ``autofix``: the autofix ones).
+        order, ``autofix``: the autofix ones, and ``after_fix``: the run after the last fix
+        judged on its own, ``after_fix()``).
 
     Raises:
         InputError: records that are not a meta dict and a list of step dicts.
@@ -120,7 +121,37 @@ def build_report(meta: dict, steps: list[dict], events: list[dict] | None = None
     if events:
         data["events"] = sorted((dict(e) for e in events), key=lambda e: e.get("step", 0))
         data["autofix"] = [e for e in data["events"] if e.get("kind") == "autofix"]
+        after = after_fix(meta, steps, data["autofix"])
+        if after is not None:
+            data["after_fix"] = after
     return Report(training_findings(meta, steps), source="watch", data=data)
+
+
+#: steps after the last fix needed to judge the repaired run on its own
+AFTER_FIX_MIN_STEPS = 20
+
+
+def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
+    """The repaired run judged on its own: the findings over the steps after the last autofix round
+    that stayed (not undone), since the report's findings cover the whole run, the broken steps
+    before the fix included. None without such a round; ``findings`` None with fewer than
+    ``AFTER_FIX_MIN_STEPS`` steps after it.
+
+    Example:
+        >>> rounds = [{"step": 10, "remedies": ["relu"]}]
+        >>> steps = [{"step": t, "loss": 2.0 / t} for t in range(1, 41)]
+        >>> after_fix({"layers": [], "activations": []}, steps, rounds)
+        {'from_step': 10, 'steps': 30, 'findings': []}
+    """
+    undone = {e.get("undo") for e in rounds if e.get("undo") is not None}
+    kept = [int(e["step"]) for e in rounds if isinstance(e.get("step"), int) and e.get("remedies")
+            and e.get("remedies") != ["undo"] and e["step"] not in undone]
+    if not kept:
+        return None
+    later = [s for s in steps if s.get("step", 0) > max(kept)]
+    found = (None if len(later) < AFTER_FIX_MIN_STEPS
+             else [_brief(f) for f in training_findings(meta, later)])
+    return {"from_step": max(kept), "steps": len(later), "findings": found}
 
 
 def _brief(f: Any) -> dict[str, Any]:

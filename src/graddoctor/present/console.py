@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from graddoctor.report import Report, event_line, events_title, run_events
+from graddoctor.report import Report, event_block
 
 _SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
@@ -44,7 +44,7 @@ def print_findings(console: Console, report: Report) -> None:
     console.print(Text(report.summary(), style="bold green" if report.ok else "bold red"))
     if report.findings:
         _print_grid(console, report)
-    _print_events(console, run_events(report.data))
+    _print_events(console, event_block(report.data))
 
 
 def _print_grid(console: Console, report: Report) -> None:
@@ -59,11 +59,11 @@ def _print_grid(console: Console, report: Report) -> None:
     console.print(grid)
 
 
-def _print_events(console: Console, events: list[dict]) -> None:
-    if events:
-        console.print(Text(f"{events_title(events)}:", style="bold"))
-        for e in events:
-            console.print(Text(f"  {event_line(e)}"))
+def _print_events(console: Console, block: list[str]) -> None:
+    if block:
+        console.print(Text(block[0], style="bold"))
+        for line in block[1:]:
+            console.print(Text(line))
 
 
 def sparkline(values: list[float], lo: float, hi: float) -> str:

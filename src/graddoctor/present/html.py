@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from graddoctor import __version__
-from graddoctor.report import Finding, Report, event_line, events_title, format_value, run_events
+from graddoctor.report import (
+    Finding,
+    Report,
+    after_fix_line,
+    event_line,
+    events_title,
+    format_value,
+    run_events,
+)
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 #: step records embedded per run (the figures are drawn from all of them)
@@ -80,6 +88,9 @@ def render(reports: Report | Sequence[Report] | Mapping[str, Report], title: str
         events = run_events(report.data)
         if events:
             parts.append(_timeline_table(events))
+            after = after_fix_line(report.data.get("after_fix"))
+            if after:
+                parts.append(f'<p class="after-fix">{escape(after)}</p>')
         if figures:
             parts.extend(_figures(report))
     payload = {name: _thin(r.to_dict()) for name, r in sections.items()}
