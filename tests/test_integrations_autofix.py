@@ -40,12 +40,12 @@ def grouped_ids(optimizer: torch.optim.Optimizer) -> set[int]:
     return {id(p) for g in optimizer.param_groups for p in g["params"]}
 
 
-def plain_loop_fixes() -> list[tuple[int, list[str]]]:
-    net, (x, y) = deep_sigmoid(), data()
-    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+def plain_loop_fixes(net: nn.Module, opt: torch.optim.Optimizer, **watch_kw) -> list[tuple[int, list[str]]]:
+    """The autofix rounds of ``gd.watch`` in a plain loop over ``data()`` in batches of 16 (the oracle)."""
+    x, y = data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with gd.watch(net, opt, example_inputs=x[:16], autofix=True) as w:
+        with gd.watch(net, opt, autofix=True, **watch_kw) as w:
             for k in range(STEPS):
                 loss = nn.functional.cross_entropy(net(x[16 * k:16 * (k + 1)]), y[16 * k:16 * (k + 1)])
                 opt.zero_grad()
@@ -55,13 +55,23 @@ def plain_loop_fixes() -> list[tuple[int, list[str]]]:
     return [(e["step"], e["remedies"]) for e in w.fixes]
 
 
+def lightning_trainer(cb, steps: int = STEPS):
+    pl = pytest.importorskip("lightning.pytorch")
+    return pl.Trainer(max_steps=steps, callbacks=[cb], logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+
+
+def loader(n: int = STEPS * 16):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(TensorDataset(*data(n)), batch_size=16, shuffle=False)
+
+
 # ---------------------------------------------------------------- Lightning
 
 
-def lightning_run():
+def test_lightning_autofix_makes_the_plain_loops_fix_in_place_and_fit_runs_on():
     pl = pytest.importorskip("lightning.pytorch")
-    from torch.utils.data import DataLoader, TensorDataset
-
     from graddoctor.integrations.lightning import GradDoctorCallback
 
     class Deep(pl.LightningModule):
@@ -81,18 +91,14 @@ def lightning_run():
             return torch.optim.SGD(self.parameters(), lr=0.5)
 
     module, cb = Deep(), GradDoctorCallback(autofix=True)
-    trainer = pl.Trainer(max_steps=STEPS, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
-    return module, cb, trainer, DataLoader(TensorDataset(*data()), batch_size=16, shuffle=False)
-
-
-def test_lightning_autofix_makes_the_plain_loops_fix_in_place_and_fit_runs_on():
-    module, cb, trainer, loader = lightning_run()
+    trainer = lightning_trainer(cb)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(module, loader)
+        trainer.fit(module, loader())
     fixes = [(e["step"], e["remedies"]) for e in cb.watcher.fixes]
-    assert fixes and fixes[0][0] == 10 and fixes == plain_loop_fixes(), fixes
+    net = deep_sigmoid()
+    oracle = plain_loop_fixes(net, torch.optim.SGD(net.parameters(), lr=0.5), example_inputs=data()[0][:16])
+    assert fixes and fixes[0][0] == 10 and fixes == oracle, fixes
     assert trainer.global_step == STEPS  # the fit ran to its end
     (opt,) = trainer.optimizers  # the optimizer Lightning steps, rebound to the repaired module
     assert grouped_ids(opt) == trainable_ids(module)
@@ -109,8 +115,6 @@ def test_lightning_autofix_clip_acts_on_the_gradients_the_step_uses():
     # Lightning computes the gradients inside optimizer.step (its closure), after the optimizer's
     # pre-hooks: the clip must still bound the gradients the update uses, as in the plain loop
     pl = pytest.importorskip("lightning.pytorch")
-    from torch.utils.data import DataLoader, TensorDataset
-
     from graddoctor.integrations.lightning import GradDoctorCallback
 
     class Exploding(pl.LightningModule):
@@ -129,27 +133,15 @@ def test_lightning_autofix_clip_acts_on_the_gradients_the_step_uses():
             return opt
 
     module, cb = Exploding(), GradDoctorCallback(autofix=True)
-    trainer = pl.Trainer(max_steps=STEPS, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer.fit(module, DataLoader(TensorDataset(*data()), batch_size=16, shuffle=False))
+        lightning_trainer(cb).fit(module, loader())
     first = cb.watcher.fixes[0]
     assert first["step"] == 10 and "clip-norm" in first["remedies"], cb.watcher.fixes
     assert max(module.used[first["step"]:]) <= 1.0 + 1e-4, module.used  # every later step clipped to 1
-
-    net, (x, y) = exploding_net(), data()  # the plain loop: the same rounds
-    opt = torch.optim.SGD(net.parameters(), lr=30.0, momentum=0.9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gd.watch(net, opt, autofix=True) as w:
-            for k in range(STEPS):
-                loss = nn.functional.cross_entropy(net(x[16 * k:16 * (k + 1)]), y[16 * k:16 * (k + 1)])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                w.step(loss)
-    assert [(e["step"], e["remedies"]) for e in cb.watcher.fixes] == [(e["step"], e["remedies"]) for e in w.fixes]
+    net = exploding_net()  # the plain loop: the same rounds
+    oracle = plain_loop_fixes(net, torch.optim.SGD(net.parameters(), lr=30.0, momentum=0.9))
+    assert [(e["step"], e["remedies"]) for e in cb.watcher.fixes] == oracle
 
 
 def test_lightning_autofix_off_with_two_optimizers_warns_once_and_watches():
@@ -173,13 +165,9 @@ def test_lightning_autofix_off_with_two_optimizers_warns_once_and_watches():
             return [torch.optim.SGD(self.net[:4].parameters(), lr=0.1),
                     torch.optim.SGD(self.net[4:].parameters(), lr=0.1)]
 
-    from torch.utils.data import DataLoader, TensorDataset
-
     cb = GradDoctorCallback(autofix=True)
-    trainer = pl.Trainer(max_steps=4, callbacks=[cb], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     with pytest.warns(UserWarning, match=r"autofix: off \(2 optimizers"):
-        trainer.fit(Two(), DataLoader(TensorDataset(*data(64)), batch_size=16))
+        lightning_trainer(cb, steps=4).fit(Two(), loader(64))
     assert not hasattr(cb.watcher, "fixes") and cb.records()[1]  # watched, not repaired
 
 

@@ -25,6 +25,7 @@ import warnings
 from typing import Any
 
 from graddoctor.fix.autofix.watcher import AutofixWatcher
+from graddoctor.fix.remedies.clip import clips_in_force
 from graddoctor.integrations.stepping import HookedWatcher
 
 
@@ -41,8 +42,7 @@ class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
     def before_optimizer_step(self, optimizer: Any = None) -> None:
         super().before_optimizer_step(optimizer)
         if self.attached and self.optimizer is not None:
-            hooks = getattr(self.optimizer, "_optimizer_step_pre_hooks", None) or {}
-            for hook in [h for h in hooks.values() if hasattr(h, "graddoctor_clip")]:  # the clip in force
+            for hook in list(clips_in_force(self.optimizer).values()):
                 self._guarded(hook, self.optimizer, (), {}, always=True)
 
 

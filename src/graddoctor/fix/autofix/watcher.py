@@ -169,7 +169,6 @@ class AutofixWatcher(Watcher):
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
-        self._clips: list[Any] = []  # the clip changes in force (their hooks on the optimizer)
         self._audit = InitAudit(self.root, self.refused, self.forwards, _user_level)  # poor-init at attach
 
     def attach(self) -> AutofixWatcher:
@@ -279,18 +278,12 @@ class AutofixWatcher(Watcher):
         if restart:
             changes.append(rollback(self.root, self._snapshot or {}))
             reset = list(self.root.parameters())
-        if any(s.remedy.startswith("clip-") for s in plan):  # a new clip replaces the earlier one
-            for c in self._clips:
-                for h in c.handles:
-                    h.remove()
-            self._clips = []
         if plan:
             done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed,
                                       self._ramps)
             changes += done
             reset += redrawn
         applied = [c for c in changes if c.kind == "applied"]
-        self._clips += [c for c in applied if c.remedy.startswith("clip-")]
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()

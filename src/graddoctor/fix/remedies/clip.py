@@ -133,9 +133,25 @@ def clip(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tupl
     return model, change
 
 
+def clips_in_force(optimizer: Any) -> dict[Any, Callable[[Any, tuple, dict], None]]:
+    """graddoctor's clip hooks registered on ``optimizer`` (its step pre-hooks made by
+    ``clip_hook``), by hook id.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+        >>> _ = opt.register_step_pre_hook(clip_hook("norm", 1.0))
+        >>> [h.graddoctor_clip for h in clips_in_force(opt).values()]
+        [('norm', 1.0)]
+    """
+    hooks = getattr(optimizer, "_optimizer_step_pre_hooks", None)
+    if not isinstance(hooks, dict):
+        return {}
+    return {k: h for k, h in hooks.items() if hasattr(h, "graddoctor_clip")}
+
+
 def drop_earlier_clips(optimizer: torch.optim.Optimizer) -> int:
     """Remove graddoctor's clip hooks from ``optimizer`` (one clip at a time: a new clip replaces
-    the one an earlier repair or watch session left). Returns how many were removed.
+    the one an earlier repair, watch session or autofix round left). Returns how many were removed.
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
@@ -143,10 +159,7 @@ def drop_earlier_clips(optimizer: torch.optim.Optimizer) -> int:
         >>> drop_earlier_clips(opt), drop_earlier_clips(opt)
         (1, 0)
     """
-    hooks = getattr(optimizer, "_optimizer_step_pre_hooks", None)
-    if not isinstance(hooks, dict):
-        return 0
-    ours = [k for k, h in hooks.items() if hasattr(h, "graddoctor_clip")]
+    ours = clips_in_force(optimizer)
     for k in ours:
-        del hooks[k]
+        del optimizer._optimizer_step_pre_hooks[k]
     return len(ours)
