@@ -18,9 +18,9 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import zoo
 from graddoctor.fix.autofix import judge
-from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.undo import Checkpoint, restore
 from graddoctor.fix.autofix.watcher import STRONG_FROM, TRIAL
+from graddoctor.fix.remedies.warmup import install
 from graddoctor.train import sampled_batches
 from test_autofix import X, Y, _loop  # the user's loop, written before any fix
 from test_training_rules_mechanisms import _freeze_bn  # eval mode, train() overridden
@@ -116,7 +116,7 @@ def test_ramp_composes_with_the_users_scheduler():
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1.0)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
-    LinearRamp(opt, 4)
+    install(opt, 4)
     seen = []
     opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
     for _ in range(6):
@@ -199,3 +199,31 @@ def test_a_fix_whose_causes_are_gone_is_kept_on_a_tie(monkeypatch):
     w = _run(model, opt, 130)
     assert [e["remedies"][0] for e in w.fixes] == ["leaky-relu"], w.fixes
     assert w.fixes[0]["verdict"].startswith("kept (its causes are gone"), w.fixes[0]["verdict"]
+
+
+def test_overlapping_warmups_from_a_post_hook_neither_multiply_nor_break_the_step():
+    # autofix installs a warm-up from its post-step hook; a second round replaces a running one.
+    # A ramp that removed its own hook while torch iterated the hooks raised "OrderedDict mutated
+    # during iteration" in the user's opt.step() (a tiny BERT, two post-LN rounds 50 steps apart)
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    seen, ramps = [], []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))  # watch's, first
+
+    def autofix_like(o, a, k):
+        if len(seen) in (2, 4):
+            for r in ramps:
+                r.stop()
+            ramps.append(install(o, 4))
+
+    opt.register_step_post_hook(autofix_like)
+    opt.register_step_post_hook(lambda o, a, k: None)  # a later post-hook (the monitor's)
+    for _ in range(12):
+        p.grad = torch.ones(1)
+        opt.step()
+    # the recorder sees the ramped rate (the ramp runs first); the second ramp restarts at 1/4
+    assert seen == pytest.approx([1.0, 1.0, 0.25, 0.5, 0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0])
+    assert opt.param_groups[0]["lr"] == 1.0
+    for r in ramps:
+        r.remove()
+    assert len(opt._optimizer_step_pre_hooks) == 1 and len(opt._optimizer_step_post_hooks) == 2

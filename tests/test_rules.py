@@ -154,6 +154,24 @@ def test_non_finite_first_step_and_layers():
     assert non_finite(meta, _steps(meta)) == []
 
 
+def test_non_finite_loss_on_one_skipped_batch_is_a_warning_not_an_error():
+    # the user's loop skipped a batch with a NaN input but passed its loss to w.step: the
+    # gradients stayed finite and the run went on (autofix must not roll the weights back)
+    meta = _meta(4)
+    steps = _steps(meta, n_steps=30)
+    steps[10]["loss"] = float("nan")
+    f = non_finite(meta, steps)
+    assert [(x.severity, x.step) for x in f] == [("warning", 11)] and "bad batch" in f[0].message
+    steps[20]["loss"] = float("inf")  # twice: an error
+    assert non_finite(meta, steps)[0].severity == "error"
+    steps[20]["loss"] = 1.0
+    steps[-1]["loss"] = float("nan")  # the run ends non-finite: an error
+    assert non_finite(meta, steps)[0].severity == "error"
+    steps[-1]["loss"] = 1.0
+    steps[10]["nonfinite"]["l1"] = 2  # the NaN reached the gradients: an error
+    assert non_finite(meta, steps)[0].severity == "error"
+
+
 def test_non_finite_long_run_of_skipped_steps():
     meta = _meta(4)
     steps = _steps(meta, n_steps=40, skipped=lambda t: t > 5)

@@ -102,9 +102,17 @@ def test_post_ln_blocks_are_told_from_pre_ln_on_real_models():
     assert set(block_norm_order(_tf_records(pre, steps=5)[0]).values()) == {"pre"}
     # a post-LN run that learns is no finding (the fault needs the loss stuck)
     assert post_ln_no_warmup(meta_post, steps_post) == []
-    # the same meta with the loss at chance and a constant LR: the fault
-    stuck = [dict(s, loss=1.386) for s in steps_post]
+    # the same meta with the loss at chance, a constant LR and the gradient norm fallen to half
+    # its start (collapsed onto the plateau): the fault
+    def grads(i, s, fall):
+        return {k: 1.0 if i < 20 else fall for k in s["grad_norm"]}
+
+    stuck = [dict(s, loss=1.386, grad_norm=grads(i, s, 0.5)) for i, s in enumerate(steps_post)]
     f = post_ln_no_warmup(meta_post, stuck)[0]
+    assert abs(f.evidence["grad_norm_fall"] - 0.5) < 1e-6
+    # stuck with the gradient holding up: a plateau the net is working through, no finding
+    held = [dict(s, grad_norm=grads(i, s, 1.1)) for i, s in enumerate(stuck)]
+    assert post_ln_no_warmup(meta_post, held) == []
     assert f.remedies == ["warmup", "prenorm"] and f.evidence["post_ln_blocks"] == 2
     # with a warm-up recorded (LR ramping from 1% of its value), no finding
     ramp = [dict(s, lr=1e-3 * min(1.0, (i + 1) / 50)) for i, s in enumerate(stuck)]

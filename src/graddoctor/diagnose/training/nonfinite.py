@@ -4,10 +4,18 @@ Steps an AMP ``GradScaler`` skipped (``skipped: true``) are the scaler doing its
 job and are not counted; but when it skips ``MAX_SKIPPED_RUN`` steps in a row
 the gradients are non-finite at every scale, which is reported.
 
+A non-finite loss on one step only, with finite gradients and activations and finite
+losses after it, is a **warning**: the NaN never reached the weights (a bad batch the
+user's loop skipped: its loss still reaches ``w.step``), and the run went on. Anything
+more (non-finite gradients or activations, two such steps, or the last loss non-finite)
+is an error.
+
 Example:
     >>> steps = [{"step": 0, "loss": 1.0}, {"step": 1, "loss": float("nan")}]
-    >>> [(f.code, f.step) for f in non_finite({"layers": []}, steps)]
-    [('non-finite', 1)]
+    >>> [(f.code, f.severity, f.step) for f in non_finite({"layers": []}, steps)]
+    [('non-finite', 'error', 1)]
+    >>> [f.severity for f in non_finite({"layers": []}, steps + [{"step": 2, "loss": 0.9}])]
+    ['warning']
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
     order = {ly["name"]: i for i, ly in enumerate(meta.get("layers", []))}
     first = None
     n_bad = 0
+    last_bad = False  # the last step the optimizer took had a non-finite loss
     run = best_run = 0
     run_start = None
     for s in steps:
@@ -61,6 +70,7 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
             continue
         run = 0
         loss_bad, counts, acts = _step_problems(s)
+        last_bad = loss_bad
         if loss_bad or counts or acts:
             n_bad += 1
             if first is None:
@@ -76,8 +86,12 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
               "steps_used": sum(not x.get("skipped", False) for x in steps),
               "loss_nonfinite": loss_bad, "nonfinite_values": sum(counts.values()),
               "skipped_steps": sum(bool(x.get("skipped", False)) for x in steps)}
-        out.append(Finding("non-finite", "error", f"non-finite values in {', '.join(where)} "
-                           f"at step {s.get('step')}", layers + acts, ev,
+        lone = n_bad == 1 and not counts and not acts and not last_bad
+        msg = f"non-finite values in {', '.join(where)} at step {s.get('step')}"
+        if lone:
+            msg += (" only: the gradients were finite and the loss after it too (a bad batch the "
+                    "loop skipped?); the weights never saw it")
+        out.append(Finding("non-finite", "warning" if lone else "error", msg, layers + acts, ev,
                            ["lower-lr", "clip-norm"], s.get("step"), REF))
     elif best_run >= MAX_SKIPPED_RUN:
         ev = {"consecutive_skipped_steps": best_run, "threshold": MAX_SKIPPED_RUN}

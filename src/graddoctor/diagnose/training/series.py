@@ -26,11 +26,29 @@ LOG_FLOOR = -30.0
 UPDATE_FLOOR = -7.0
 
 
+#: last name parts of separate attention query / key projections (BERT, DistilBERT, T5, Llama,
+#: nanoGPT-style): their gradient flows only through the softmax scores, which are ~uniform at
+#: init, so it is orders below the value path's by construction (a healthy 2-layer BERT: query
+#: and key at 1e-4.6 relative gradient, value and output at 1e-2.7). They are off the signal's
+#: path through depth and left out of the depth profile. Fused projections (GPT-2 ``c_attn``,
+#: ``nn.MultiheadAttention.in_proj``) carry the value path too and stay in.
+SCORE_PROJECTIONS = frozenset({"query", "key", "q", "k", "q_proj", "k_proj", "q_lin", "k_lin", "wq", "wk",
+                               "to_q", "to_k", "query_proj", "key_proj"})
+
+
 def profile_layers(meta: dict) -> list[str]:
-    """Names of trainable weight layers (``PROFILE_KINDS``) in execution order."""
+    """Names of trainable weight layers (``PROFILE_KINDS``) in execution order, attention
+    score projections (``SCORE_PROJECTIONS``) left out.
+
+    Example:
+        >>> profile_layers({"layers": [{"name": "l.0.attention.self.query", "kind": "linear"},
+        ...                            {"name": "l.0.attention.self.value", "kind": "linear"}]})
+        ['l.0.attention.self.value']
+    """
     return [
         ly["name"] for ly in meta.get("layers", [])
         if ly.get("kind") in PROFILE_KINDS and ly.get("trainable", True)
+        and ly["name"].rsplit(".", 1)[-1].lower() not in SCORE_PROJECTIONS
     ]
 
 

@@ -47,12 +47,12 @@ from torch import nn
 from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
-from graddoctor.fix.autofix.ramp import RAMP_STEPS, LinearRamp
 from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.planner import PHASES, PlanStep, facts, plan
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.init import SCHEMES
+from graddoctor.fix.remedies.warmup import LinearWarmup, install
 from graddoctor.report import Finding
 
 #: codes whose error findings make autofix act
@@ -72,6 +72,8 @@ LR_FACTOR = 10.0
 #: left a-tf-post8 at 0.624 and b-ttf-post6-d64 at 0.103 (references 0.908, 0.900); warm-up
 #: to a third of the rate reached 0.891 and 0.905
 WARMUP_LR_FACTOR = 3.0
+#: length of autofix's warm-up ramp, in optimizer steps
+RAMP_STEPS = 60
 _BLOWUP = ("exploding-gradient", "non-finite")
 #: a swap to ReLU in place on a plain stack of this many layers or more also gets ``rezero``
 #: (the planner's ``SKIP_DEPTH`` is 12, for a retrain from scratch). Autofix benchmark, 5
@@ -246,7 +248,7 @@ def _optimizer_plan(codes: set[str]) -> list[PlanStep]:
 
 def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Optimizer,
               example_inputs: Any, findings: list[Finding], seed: int = 0,
-              ramps: list[LinearRamp] | None = None) -> tuple[list[Change], list[torch.Tensor]]:
+              ramps: list[LinearWarmup] | None = None) -> tuple[list[Change], list[torch.Tensor]]:
     """Apply ``steps`` to ``model`` and ``optimizer`` in place (a ``warmup`` ramp is appended to
     ``ramps``, so the caller can take it off at detach).
 
@@ -264,7 +266,9 @@ def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Op
                 changes.append(lower_lr(optimizer, LR_FACTOR, step.reason))
                 continue
             if step.remedy == "warmup":
-                ramps.append(LinearRamp(optimizer, RAMP_STEPS))
+                for r in ramps:  # a new warm-up replaces a running one (two would multiply)
+                    r.stop()
+                ramps.append(install(optimizer, RAMP_STEPS))
                 changes.append(Change("warmup", [], f"{step.reason} -> linear learning-rate warm-up "
                                       f"over the next {RAMP_STEPS} steps", "applied", {"steps": RAMP_STEPS}))
                 changes.append(lower_lr(optimizer, WARMUP_LR_FACTOR, "a post-LN stack that got stuck at "

@@ -26,7 +26,7 @@ then replaces it). If the loss level is no lower than its level before the fix
 (``judge.helped``), and not a tie with the fix's causes gone from its window (``judge.no_worse``:
 two stuck runs, the repaired one without the fault), the fix is **undone** (``undo.restore``: the
 module tree, the weights, the train/eval flags and the learning rates as they were just before
-it; its clip hooks and ramps removed), reported, and autofix makes no further round. A fix that
+it; its clip hooks removed and its warm-up stopped), reported, and autofix makes no further round. A fix that
 helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
 at two checks in a row, the learning rate is divided by ``REGRESS_LR`` (a round).
 
@@ -91,10 +91,10 @@ from graddoctor.fix.autofix.judge import (
     slow,
     strong,
 )
-from graddoctor.fix.autofix.ramp import LinearRamp
 from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
+from graddoctor.fix.remedies.warmup import LinearWarmup
 from graddoctor.report import Finding, Report
 
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
@@ -164,7 +164,7 @@ class AutofixWatcher(Watcher):
         self._since = 0  # the window judged starts after this step
         self._snapshot: dict[str, torch.Tensor] | None = None
         self._fix_handles: list[Any] = []
-        self._ramps: list[LinearRamp] = []
+        self._ramps: list[LinearWarmup] = []
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
@@ -328,7 +328,7 @@ class AutofixWatcher(Watcher):
             for h in c.handles:
                 h.remove()
         for r in self._ramps:
-            r.remove()
+            r.stop()  # not removed here: torch is iterating the hooks (detach removes them)
         restore(t["cp"])
         for g, lr in zip(self.optimizer.param_groups, t["lrs"]):
             g["lr"] = lr

@@ -8,6 +8,13 @@ group's learning rate by ``min(1, (k + 1) / steps)`` and a step post-hook (regis
 first call) puts the unscaled rate back, so a scheduler that reads or writes
 ``group["lr"]`` between steps never sees the scaled value.
 
+``install(optimizer, steps)`` registers it as the optimizer's *first* pre-hook, and its
+post-hook goes first too: the rate other hooks read in the step (watch records it; a
+post-LN rule looks for a warm-up there) is the ramped one, and a post-hook that changes the
+rate (autofix lowering it) sees the group's own. A finished or ``stop()``-ped ramp does
+nothing; its hooks are removed by ``remove()`` only, never from inside a hook (torch
+iterates the hook dicts while calling them).
+
 Example:
     >>> import torch
     >>> w = torch.nn.Parameter(torch.ones(1))
@@ -23,8 +30,10 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
+import torch
 from torch import nn
 
 from graddoctor.errors import InputError
@@ -52,22 +61,25 @@ class LinearWarmup:
             raise InputError(f"warmup steps must be a positive int, got {steps!r}")
         self.steps = steps
         self.k = 0
+        self.done = False
         self._saved: list[float] | None = None
         self._post: Any = None
+        self._pre: Any = None  # set by ``install``
 
     def factor(self, k: int) -> float:
         """The learning-rate factor at step ``k`` (from 0)."""
         return min(1.0, (k + 1) / self.steps)
 
     def __call__(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
-        if self.k >= self.steps:
+        if self.done or self.k >= self.steps:
             return
-        if self._post is None:
+        if self._post is None:  # registered here, not from a post-hook (the dict torch is iterating)
             self._post = optimizer.register_step_post_hook(self._restore)
+            _first(getattr(optimizer, "_optimizer_step_post_hooks", None), self._post)
         f = self.factor(self.k)
         self._saved = [g["lr"] for g in optimizer.param_groups]
         for g in optimizer.param_groups:
-            g["lr"] = g["lr"] * f
+            g["lr"] = g["lr"].mul(f) if isinstance(g["lr"], torch.Tensor) else g["lr"] * f
 
     def _restore(self, optimizer: Any, args: tuple, kwargs: dict) -> None:
         if self._saved is not None:
@@ -76,11 +88,44 @@ class LinearWarmup:
             self._saved = None
             self.k += 1
 
+    def stop(self) -> None:
+        """Scale no further step (safe inside a hook: the current step's rate is still put back)."""
+        self.done = True
+
     def remove(self) -> None:
-        """Remove the post-hook this hook registered (the pre-hook's own handle is the caller's)."""
-        if self._post is not None:
-            self._post.remove()
-            self._post = None
+        """Remove the post-hook this hook registered, and its pre-hook when ``install`` registered
+        it (else that handle is the caller's). Not from inside an optimizer hook."""
+        self.done = True
+        for h in (self._post, self._pre):
+            if h is not None:
+                h.remove()
+        self._post = self._pre = None
+
+
+def _first(hooks: Any, handle: Any) -> None:
+    """Move ``handle``'s hook to the front of the optimizer's hook dict (when torch keeps one)."""
+    if isinstance(hooks, OrderedDict) and handle.id in hooks:
+        hooks.move_to_end(handle.id, last=False)
+
+
+def install(optimizer: torch.optim.Optimizer, steps: int = DEFAULT_STEPS) -> LinearWarmup:
+    """A ``LinearWarmup`` registered as ``optimizer``'s first step pre-hook (``remove()`` takes it
+    off). Not from inside a pre-hook of ``optimizer`` (its post-hooks are fine).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.ones(1)); opt = torch.optim.SGD([w], lr=1.0)
+        >>> seen = []; _ = opt.register_step_pre_hook(lambda o, a, k: seen.append(o.param_groups[0]["lr"]))
+        >>> ramp = install(opt, 2)
+        >>> for _ in range(3):
+        ...     w.grad = torch.ones(1); opt.step()
+        >>> seen, opt.param_groups[0]["lr"]
+        ([0.5, 1.0, 1.0], 1.0)
+        >>> ramp.remove()
+    """
+    hook = LinearWarmup(steps)
+    hook._pre = optimizer.register_step_pre_hook(hook)
+    _first(getattr(optimizer, "_optimizer_step_pre_hooks", None), hook._pre)
+    return hook
 
 
 @register("warmup", family="schedule", keeps_map=True, options=("steps",),
@@ -107,18 +152,17 @@ def warmup(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tu
         ('advice', 100)
     """
     steps = ctx.options.get("steps", DEFAULT_STEPS)
-    hook = LinearWarmup(steps)
+    LinearWarmup(steps)  # validates ``steps``
     why = ("full-size steps from initialisation throw a post-LN Transformer onto a plateau; a "
            f"learning rate ramped up linearly over the first {steps} steps avoids it "
            "(Xiong et al. 2020; Liu et al. 2020)")
     details = {"steps": steps,
                "code": f"optimizer.register_step_pre_hook(graddoctor.fix.remedies.warmup.LinearWarmup({steps}))"
                        "  # or torch.optim.lr_scheduler.LinearLR(optimizer, 1/steps, 1.0, steps)"}
-    change = Change("warmup", [], why, "advice", details, hooks=[hook])
-    if ctx.optimizer is not None:
-        change.kind = "applied"
-        change.handles.append(ctx.optimizer.register_step_pre_hook(hook))
-    return model, change
+    if ctx.optimizer is None:
+        return model, Change("warmup", [], why, "advice", details, hooks=[LinearWarmup(steps)])
+    hook = install(ctx.optimizer, steps)
+    return model, Change("warmup", [], why, "applied", details, hooks=[hook], handles=[hook._pre])
 
 
-__all__ = ["DEFAULT_STEPS", "LinearWarmup", "warmup"]
+__all__ = ["DEFAULT_STEPS", "LinearWarmup", "install", "warmup"]
