@@ -227,3 +227,63 @@ def test_overlapping_warmups_from_a_post_hook_neither_multiply_nor_break_the_ste
     for r in ramps:
         r.remove()
     assert len(opt._optimizer_step_pre_hooks) == 1 and len(opt._optimizer_step_post_hooks) == 2
+
+
+def test_a_late_blow_up_rolls_back_to_the_last_good_check_not_to_the_start():
+    # a healthy MLP learns for 60 steps, then the user's rate jumps x40 (a bad schedule): the
+    # rollback point has moved forward with the run, so the blow-up costs the steps since the
+    # last good check, not the 60 steps of learning
+    model = zoo.mlp(depth=4, width=64, in_features=64, out_features=10, init="he", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    batches = sampled_batches(X, Y, 32, seed=0)
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            for t in range(1, 101):
+                if t == 61:
+                    opt.param_groups[0]["lr"] = 2.0
+                x, y = next(batches)
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+                losses.append(loss.item())
+    blow = [e for e in w.fixes if e["blowup"]]
+    assert blow and blow[0]["step"] == 70, w.fixes
+    why = next(c["why"] for c in blow[0]["changes"] if c["remedy"] == "rollback")
+    assert "step 60 (the last check where the run was learning)" in why
+    start, before = sum(losses[:5]) / 5, sum(losses[55:60]) / 5
+    assert before < 0.5 * start and sum(losses[70:75]) / 5 < 0.5 * start  # it resumes where it was
+
+
+def test_example_inputs_that_do_not_fit_give_one_line_and_the_first_batch_is_used():
+    # a 20-layer sigmoid net with example inputs of the wrong width: autofix still repairs it
+    # (the first training batch is audited), with no "internal error"
+    model = zoo.mlp(depth=20, width=32, in_features=64, out_features=10, activation="sigmoid", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gd.watch(model, opt, example_inputs=torch.randn(4, 7), autofix=True) as w:
+            _loop(model, opt, 50, w)
+    lines = [str(c.message) for c in caught if "graddoctor.autofix" in str(c.message)]
+    assert any("example_inputs do not fit the model" in m and "first training batch" in m for m in lines)
+    assert not any("internal error" in m for m in lines) and w.autofix_failed is None
+    assert w.fixes and w.fixes[0]["step"] == 10 and "relu" in w.fixes[0]["remedies"]
+
+
+def test_data_parallel_refusal_names_data_parallel():
+    from graddoctor.fix.autofix import refusal
+
+    why = refusal(nn.DataParallel(nn.Linear(2, 2)))
+    assert why.startswith("a DataParallel model") and "DDP" not in why
+
+
+def test_an_optimizer_of_another_model_is_one_warning_line():
+    a, b = nn.Linear(4, 2), nn.Linear(4, 2)
+    with pytest.warns(UserWarning, match="holds none of the model's trainable parameters"):
+        gd.watch(a, torch.optim.SGD(b.parameters(), lr=0.1)).detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gd.watch(a, torch.optim.SGD(a.parameters(), lr=0.1)).detach()

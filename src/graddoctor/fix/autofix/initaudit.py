@@ -53,17 +53,27 @@ class InitAudit:
         if self.faults is None and self.inputs is not None:
             self.look(self.inputs)
 
-    def look(self, inputs: Any) -> None:
-        """Run the audit once on ``inputs`` (nothing to audit without inputs or with surgery refused)."""
+    def look(self, inputs: Any, given: bool = False) -> bool:
+        """Run the audit once on ``inputs`` (nothing to audit without inputs or with surgery
+        refused). False when the forward failed: ``given`` inputs (the user's example inputs)
+        are then left for the first training batch (``faults`` stays None)."""
         self.faults = []
         if self.refused is not None or inputs is None:
-            return
+            return True
         self.forwards.mapping = True
         try:
             self.faults = init_fault(self.root, inputs)
+            return True
         except Exception as e:  # noqa: BLE001 - an exotic forward: autofix goes on without it
-            warnings.warn(f"graddoctor.autofix: the init audit failed ({type(e).__name__}: {e}); "
-                          "autofix goes on without it", stacklevel=self.stacklevel())
+            why = f"{type(e).__name__}: {e}"
+            if given:
+                self.faults = None
+                warnings.warn(f"graddoctor.autofix: example_inputs do not fit the model ({why}); autofix "
+                              "uses the first training batch instead", stacklevel=self.stacklevel())
+            else:
+                warnings.warn(f"graddoctor.autofix: the init audit failed ({why}); autofix goes on "
+                              "without it", stacklevel=self.stacklevel())
+            return False
         finally:
             self.forwards.mapping = False
 

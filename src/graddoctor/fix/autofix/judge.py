@@ -3,6 +3,7 @@
 Pure functions over watch's step records (``{"step", "loss", ...}``):
 
 - ``level(window)``: the median of the last ``LEVEL`` finite losses (inf when none is finite);
+- ``learning(window)``: the opposite, with enough losses to tell (a rollback point is taken then);
 - ``slow(window)``: the level is still above ``SLOW_FRAC`` of the start (median of the first
   ``START`` losses): the run has learnt little. Calibrated on the autofix benchmark's seed 0:
   the slow faults (75-90% dead ReLUs, tanh with a large init) sit at 0.70-0.93 of their start
@@ -83,6 +84,21 @@ def slow(window: list[dict]) -> bool:
     return start > 0 and float(np.median(loss[-LEVEL:])) >= SLOW_FRAC * start
 
 
+def learning(window: list[dict]) -> bool:
+    """Enough losses to judge, and the level below ``SLOW_FRAC`` of the start: the run is
+    learning (its weights are a good rollback point).
+
+    Example:
+        >>> learning([{"step": t, "loss": 2.3 * 0.95 ** t} for t in range(1, 31)])
+        True
+    """
+    loss = _losses(window)
+    if len(loss) < START + LEVEL:
+        return False
+    start = float(np.median(loss[:START]))
+    return start > 0 and float(np.median(loss[-LEVEL:])) < SLOW_FRAC * start
+
+
 def strong(finding: Finding) -> bool:
     """A slow-cause warning past its ``STRONG`` threshold, or over ``STRONG_EVERY`` at every
     watched site of a net with at least ``EVERY_MIN_SITES`` of them.
@@ -136,4 +152,4 @@ def regressed(levels: list[float]) -> bool:
 
 
 __all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "helped", "level", "no_worse", "regressed", "slow", "strong"]
+           "TIE_FRAC", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]

@@ -115,7 +115,10 @@ def refusal(model: nn.Module) -> str | None:
         return "a TorchScript module (its code is compiled): only optimizer-level remedies apply"
     if hasattr(model, "_orig_mod"):
         return "a torch.compile'd module (surgery would invalidate its graph): only optimizer-level remedies apply"
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) or dist_.mode(model) != "single":
+    if isinstance(model, nn.DataParallel):
+        return ("a DataParallel model (surgery through the wrapper is not supported; repair the module "
+                "before wrapping it): only optimizer-level remedies apply")
+    if isinstance(model, nn.parallel.DistributedDataParallel) or dist_.mode(model) != "single":
         return ("a distributed (DDP/FSDP) model (every rank would have to change in step): only "
                 "optimizer-level remedies apply")
     return None

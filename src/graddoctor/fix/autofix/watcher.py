@@ -13,10 +13,11 @@ a strong dead-ReLU or saturation finding (``judge.strong``) seen at two checks i
 the run has learnt little (``judge.slow``) counts too. Any of these makes it
 plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix``) and rebind
 the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
-attach-time weights with the learning rate divided by 10; a run that still fails after a
-blow-up fix is rolled back again and the rate lowered again. A fix that re-draws the weights
-makes them the new rollback point. A post-LN warm-up restarts from
-the attach-time weights too. At most ``max_fixes`` rounds; the window restarts after each (the
+rollback point (``rollback.RollbackPoint``: the attach-time weights, moved forward at each
+check where the run learns at its best level so far, so a late blow-up loses only the steps
+since) with the learning rate divided by 10; a run that still fails after a blow-up fix is
+rolled back again and the rate lowered again. A fix that re-draws the weights makes them the
+new rollback point. A post-LN warm-up restarts from the point too (a stuck run never moved it). At most ``max_fixes`` rounds; the window restarts after each (the
 cool-down), so a fix is judged on its own steps only. If the last round's window (judged after
 the warm-up, a blow-up at once) still has a trigger, one event says so ("gave up") and autofix
 stops reading the records.
@@ -35,7 +36,8 @@ Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one
 weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
 Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
 TorchScript models (optimizer-level remedies still apply). Memory: one copy of the weights
-(the rollback snapshot), taken at attach, and a second one while a fix is on trial.
+(the rollback point, taken at attach and refreshed in place), and a second one while a fix is
+on trial.
 
 After a structural change the activation sampler is turned off for the rest of the run (its
 sites were the old modules); gradient statistics go on (the parameters keep their identity).
@@ -75,8 +77,6 @@ from graddoctor.fix.autofix.actions import (
     definite,
     lower_lr,
     plan_fix,
-    rollback,
-    snapshot,
     triggering,
 )
 from graddoctor.fix.autofix.events import family, fix_event
@@ -91,6 +91,7 @@ from graddoctor.fix.autofix.judge import (
     slow,
     strong,
 )
+from graddoctor.fix.autofix.rollback import RollbackPoint
 from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
@@ -162,7 +163,7 @@ class AutofixWatcher(Watcher):
         self.autofix_failed: str | None = None
         self.refused = refusal(model)
         self._since = 0  # the window judged starts after this step
-        self._snapshot: dict[str, torch.Tensor] | None = None
+        self._point: RollbackPoint | None = None  # the blow-up rollback point
         self._fix_handles: list[Any] = []
         self._ramps: list[LinearWarmup] = []
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
@@ -176,9 +177,10 @@ class AutofixWatcher(Watcher):
         was = self.attached
         super().attach()
         if not was:
-            self._snapshot = self._snapshot or snapshot(self.root)
-            if self._audit.faults is None and self.example_inputs is not None:
-                self._audit.look(self.example_inputs)
+            self._point = self._point or RollbackPoint(self.root)
+            if self._audit.faults is None and self.example_inputs is not None and \
+                    not self._audit.look(self.example_inputs, given=True):
+                self.example_inputs = None  # they do not fit: the first batch's forward is used
             self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
             if self.example_inputs is None and self.forwards.hookable:
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._audit.keep_inputs,
@@ -252,6 +254,8 @@ class AutofixWatcher(Watcher):
         if not causes:
             if self._levels is not None and self._trial is None and regressed(self._levels):
                 self._regressed(step)
+            elif self._trial is None and self._point is not None:
+                self._point.refresh(self.root, step, window, findings, now)
             return
         self._apply(step, findings, causes, now)
 
@@ -276,7 +280,8 @@ class AutofixWatcher(Watcher):
         before = {id(p) for p in self.root.parameters()}
         changes, reset = [], []
         if restart:
-            changes.append(rollback(self.root, self._snapshot or {}))
+            assert self._point is not None  # taken at attach
+            changes.append(self._point.restore(self.root))
             reset = list(self.root.parameters())
         if plan:
             done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed,
@@ -287,8 +292,10 @@ class AutofixWatcher(Watcher):
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()
-        if any(family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
-            self._snapshot = snapshot(self.root)  # start: a later blow-up rolls back to them
+        if self._point is not None:
+            self._point.new_window()
+            if any(family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
+                self._point.restart(self.root, step)  # start: a later blow-up rolls back to them
         if trial is not None and applied:
             self._trial = {**trial, "changes": applied, "index": len(self.fixes)}
         self._log(step, causes, applied, counts, blowup)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from graddoctor.errors import InputError
@@ -76,4 +77,30 @@ def hookable_optimizer(optimizer: Any) -> Any:
     return optimizer
 
 
-__all__ = ["hookable_optimizer", "unwrap_optimizer"]
+def foreign_optimizer(optimizer: Any, *models: Any) -> bool:
+    """True when ``optimizer`` holds parameters but none of the ``models``' trainable ones (the
+    optimizer of another model, or master copies held by a mixed-precision wrapper).
+
+    Example:
+        >>> import torch
+        >>> a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        >>> foreign_optimizer(torch.optim.SGD(b.parameters(), lr=0.1), a), foreign_optimizer(None, a)
+        (True, False)
+    """
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return False
+    held = {id(p) for g in groups for p in g.get("params", [])}
+    own = {id(p) for m in models for p in m.parameters() if p.requires_grad}
+    return bool(held and own) and not held & own
+
+
+def warn_foreign(optimizer: Any, *models: Any) -> None:
+    """One warning line when ``foreign_optimizer(optimizer, *models)`` (watch goes on)."""
+    if foreign_optimizer(optimizer, *models):
+        warnings.warn("graddoctor.watch: the optimizer holds none of the model's trainable parameters (another "
+                      "model's optimizer?): pass the one that trains this model; update sizes are not measured",
+                      stacklevel=4)
+
+
+__all__ = ["foreign_optimizer", "hookable_optimizer", "unwrap_optimizer", "warn_foreign"]

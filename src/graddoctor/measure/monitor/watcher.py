@@ -22,7 +22,7 @@ from graddoctor.measure import distributed as dist_
 from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
-from graddoctor.measure.monitor.optimizers import hookable_optimizer
+from graddoctor.measure.monitor.optimizers import hookable_optimizer, warn_foreign
 from graddoctor.measure.monitor.output import RunOutput
 from graddoctor.measure.monitor.records import StepRecords, meta_record
 from graddoctor.measure.monitor.ring import Row
@@ -85,6 +85,7 @@ class Monitor:
         optimizer = hookable_optimizer(optimizer)  # Accelerate / Lightning wrappers: hook the inner one
         self.schedule = Schedule(flush_every, update_every, weight_every, activation_every, dead_window)
         self.model, self.root = model, dist_.unwrap(model)
+        warn_foreign(optimizer, model, self.root)
         self.schedule, output_grads = admit(model, self.root, self.schedule, output_grads)
         self.optimizer, self.output_grads, self.scaler = optimizer, output_grads, scaler
         self.log_dir, self.example_inputs = None if log_dir is None else str(log_dir), example_inputs
