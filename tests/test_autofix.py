@@ -385,3 +385,24 @@ def test_a_run_that_still_fails_after_the_last_round_is_told_once():
     assert told[0]["step"] > rounds[-1]["step"] and told[0]["remedies"] == []
     assert "still there after 2 rounds" in told[0]["message"]
     assert sum("still there after 2 rounds" in str(c.message) for c in caught) == 1
+
+
+def test_a_scheduler_that_holds_an_accelerate_wrapper_is_scaled_too():
+    # the HF Trainer's scheduler holds Accelerate's AcceleratedOptimizer, not the optimizer that
+    # autofix lowers: its base rates were left at the old rate, which came back at the next step
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    from graddoctor.fix.autofix.schedules import scale_schedules
+
+    Accelerator(cpu=True)
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(AcceleratedOptimizer(opt, device_placement=False), lambda t: 1.0)
+    opt.param_groups[0]["lr"] /= 10
+    assert scale_schedules(opt, 0.1) == 1 and sched.base_lrs == pytest.approx([0.1])
+    p.grad = torch.ones(1)
+    opt.step()
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)

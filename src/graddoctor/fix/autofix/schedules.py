@@ -32,10 +32,28 @@ GROUP_KEYS = ("initial_lr", "max_lr", "min_lr")
 SCHEDULER_KEYS = ("base_lrs", "max_lrs")
 
 
+#: attributes through which an optimizer wrapper holds the optimizer (Accelerate's
+#: ``AcceleratedOptimizer.optimizer``, Lightning's ``LightningOptimizer._optimizer``)
+WRAPPER_ATTRS = ("optimizer", "_optimizer")
+_KINDS = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _owners(target: object) -> list[object]:
+    """The objects that refer to ``target``: directly, or through their materialised ``__dict__``."""
+    out: list[object] = []
+    for r in gc.get_referrers(target):
+        if isinstance(r, dict):
+            out += [o for o in gc.get_referrers(r) if getattr(o, "__dict__", None) is r]
+        else:
+            out.append(r)
+    return out
+
+
 def schedulers(optimizer: torch.optim.Optimizer) -> list[object]:
-    """The LR schedulers that hold ``optimizer``: the referrer is the scheduler itself, or its
-    ``__dict__`` once that has been materialised (``state_dict()``, ``vars()``, pickling: the
-    Hugging Face Trainer's scheduler is found that way).
+    """The LR schedulers that hold ``optimizer``, or a wrapper of it (the Hugging Face Trainer's
+    scheduler holds Accelerate's ``AcceleratedOptimizer``): the referrer is the scheduler
+    itself, or its ``__dict__`` once that has been materialised (``state_dict()``, ``vars()``,
+    pickling).
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -43,16 +61,15 @@ def schedulers(optimizer: torch.optim.Optimizer) -> list[object]:
         >>> _ = sched.state_dict(); [type(s).__name__ for s in schedulers(opt)]
         ['LambdaLR']
     """
-    kinds = (torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+    owners = _owners(optimizer)
+    wrappers = [o for o in owners if not isinstance(o, _KINDS)
+                and any(getattr(o, a, None) is optimizer for a in WRAPPER_ATTRS if a in getattr(o, "__dict__", {}))]
+    for w in wrappers:
+        owners += _owners(w)
     found: list[object] = []
-    for r in gc.get_referrers(optimizer):
-        if isinstance(r, kinds):
-            owners = [r]
-        elif isinstance(r, dict):
-            owners = [o for o in gc.get_referrers(r) if isinstance(o, kinds) and getattr(o, "__dict__", None) is r]
-        else:
-            continue
-        found += [o for o in owners if not any(o is f for f in found)]
+    for o in owners:
+        if isinstance(o, _KINDS) and not any(o is f for f in found):
+            found.append(o)
     return found
 
 
@@ -72,4 +89,4 @@ def scale_schedules(optimizer: torch.optim.Optimizer, k: float) -> int:
     return len(found)
 
 
-__all__ = ["GROUP_KEYS", "SCHEDULER_KEYS", "scale_schedules", "schedulers"]
+__all__ = ["GROUP_KEYS", "SCHEDULER_KEYS", "WRAPPER_ATTRS", "scale_schedules", "schedulers"]

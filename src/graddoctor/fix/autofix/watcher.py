@@ -328,7 +328,9 @@ class AutofixWatcher(Watcher):
         if better or (no_worse(t["before"], now) and causes_gone(event["codes"], findings, self.root, inputs)):
             how = "helped" if better else "kept (its causes are gone, the loss no higher)"
             event["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
-            self._levels = []  # the regression guard starts here (this check's level is appended next)
+            # the regression guard measures the gain from the level before the fix (a wobble of a
+            # few hundredths after the trial is not "giving back half the gain")
+            self._levels = [t["before"]] if t["before"] < float("inf") else []
             return False
         before = {id(p) for p in self.root.parameters()}
         for c in t["changes"]:
