@@ -282,8 +282,18 @@ def test_data_parallel_refusal_names_data_parallel():
 
 def test_an_optimizer_of_another_model_is_one_warning_line():
     a, b = nn.Linear(4, 2), nn.Linear(4, 2)
+    opt = torch.optim.SGD(b.parameters(), lr=0.1)
     with pytest.warns(UserWarning, match="holds none of the model's trainable parameters"):
-        gd.watch(a, torch.optim.SGD(b.parameters(), lr=0.1)).detach()
+        w = gd.watch(a, opt)
+    for _ in range(3):
+        loss = b(torch.randn(3, 4)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w.step(loss)
+    w.detach()
+    # the report does not read as a clean run: nothing was judged
+    assert w.report().summary().startswith("graddoctor watch: nothing judged - no gradient reached the model")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gd.watch(a, torch.optim.SGD(a.parameters(), lr=0.1)).detach()

@@ -63,6 +63,20 @@ class Finding:
         return jsonable(asdict(self))
 
 
+def _any_gradient(steps: Any) -> bool:
+    """A watch run's step records hold at least one gradient norm (True when there are no
+    records to look at: a report built without them says nothing about gradients).
+
+    Example:
+        >>> _any_gradient([{"grad_norm": {"a": None}}]), _any_gradient([{"grad_norm": {"a": 0.1}}])
+        (False, True)
+    """
+    if not isinstance(steps, list) or not steps:
+        return True
+    return any(v is not None for s in steps if isinstance(s, dict)
+               for v in (s.get("grad_norm") or {}).values())
+
+
 @dataclass
 class Report:
     """Findings plus the raw data they were drawn from: what ``check`` and ``watch`` return.
@@ -107,6 +121,9 @@ class Report:
     def summary(self) -> str:
         """One line: verdict and counts per severity."""
         if not self.findings:
+            if self.source == "watch" and not _any_gradient(self.data.get("steps")):  # not "clean"
+                return ("graddoctor watch: nothing judged - no gradient reached the model on any recorded "
+                        "step (is the optimizer the one that trains this model?)")
             return f"graddoctor {self.source or 'report'}: no findings"
         counts = {s: sum(f.severity == s for f in self.findings) for s in SEVERITIES}
         parts = [f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n]
