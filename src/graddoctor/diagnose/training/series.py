@@ -32,8 +32,14 @@ UPDATE_FLOOR = -7.0
 #: and key at 1e-4.6 relative gradient, value and output at 1e-2.7). They are off the signal's
 #: path through depth and left out of the depth profile. Fused projections (GPT-2 ``c_attn``,
 #: ``nn.MultiheadAttention.in_proj``) carry the value path too and stay in.
-SCORE_PROJECTIONS = frozenset({"query", "key", "q", "k", "q_proj", "k_proj", "q_lin", "k_lin", "wq", "wk",
-                               "to_q", "to_k", "query_proj", "key_proj"})
+SCORE_PROJECTIONS = frozenset({"query", "key", "q_proj", "k_proj", "q_lin", "k_lin", "query_proj", "key_proj"})
+#: short names that count only under a module whose path names attention (T5 ``SelfAttention.q``)
+SHORT_SCORE_PROJECTIONS = frozenset({"q", "k", "wq", "wk", "to_q", "to_k"})
+
+
+def _score_projection(name: str) -> bool:
+    parent, _, last = name.lower().rpartition(".")
+    return last in SCORE_PROJECTIONS or (last in SHORT_SCORE_PROJECTIONS and "att" in parent)
 
 
 def profile_layers(meta: dict) -> list[str]:
@@ -42,13 +48,14 @@ def profile_layers(meta: dict) -> list[str]:
 
     Example:
         >>> profile_layers({"layers": [{"name": "l.0.attention.self.query", "kind": "linear"},
-        ...                            {"name": "l.0.attention.self.value", "kind": "linear"}]})
-        ['l.0.attention.self.value']
+        ...                            {"name": "l.0.attention.self.value", "kind": "linear"},
+        ...                            {"name": "mlp.k", "kind": "linear"}]})
+        ['l.0.attention.self.value', 'mlp.k']
     """
     return [
         ly["name"] for ly in meta.get("layers", [])
         if ly.get("kind") in PROFILE_KINDS and ly.get("trainable", True)
-        and ly["name"].rsplit(".", 1)[-1].lower() not in SCORE_PROJECTIONS
+        and not _score_projection(ly["name"])
     ]
 
 
