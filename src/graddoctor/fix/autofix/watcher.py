@@ -17,8 +17,9 @@ rollback point (``rollback.RollbackPoint``: the attach-time weights, moved forwa
 check where the run learns at its best level so far, so a late blow-up loses only the steps
 since) with the learning rate divided by 10; a run that still fails after a blow-up fix is
 rolled back again and the rate lowered again. A fix that re-draws the weights makes them the
-new rollback point. A post-LN warm-up restarts from the point too (a stuck run never moved it). At most ``max_fixes`` rounds; the window restarts after each (the
-cool-down), so a fix is judged on its own steps only. If the last round's window (judged after
+new rollback point. A post-LN warm-up restarts from the point too (a stuck run never moved
+it). At most ``max_fixes`` rounds; the window restarts after each (the cool-down), so a fix is
+judged on its own steps only. If the last round's window (judged after
 the warm-up, a blow-up at once) still has a trigger, one event says so ("gave up") and autofix
 stops reading the records.
 
@@ -27,8 +28,8 @@ then replaces it). If the loss level is no lower than its level before the fix
 (``judge.helped``), and not a tie with the fix's causes gone from its window (``judge.no_worse``:
 two stuck runs, the repaired one without the fault), the fix is **undone** (``undo.restore``: the
 module tree, the weights, the train/eval flags and the learning rates as they were just before
-it; its clip hooks removed and its warm-up stopped), reported, and autofix makes no further round. A fix that
-helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
+it; its clip hooks removed and its warm-up stopped), reported, and autofix makes no further
+round. A fix that helped stays (warm start); if the loss later gives back over ``judge.REGRESS_FRAC`` of its gain
 at two checks in a row, the learning rate is divided by ``REGRESS_LR`` (a round).
 
 Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one warning line
