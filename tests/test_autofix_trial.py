@@ -235,21 +235,15 @@ def test_a_late_blow_up_rolls_back_to_the_last_good_check_not_to_the_start():
     # last good check, not the 60 steps of learning
     model = zoo.mlp(depth=4, width=64, in_features=64, out_features=10, init="he", seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    batches = sampled_batches(X, Y, 32, seed=0)
-    losses = []
+
+    def jump(t):  # after step 60
+        opt.param_groups[0]["lr"] = 2.0
+        return False  # keep training
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
-            for t in range(1, 101):
-                if t == 61:
-                    opt.param_groups[0]["lr"] = 2.0
-                x, y = next(batches)
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                w.step(loss)
-                losses.append(loss.item())
+            losses = _loop(model, opt, 100, w, on_eval=jump, every=60)
     blow = [e for e in w.fixes if e["blowup"]]
     assert blow and blow[0]["step"] == 70, w.fixes
     why = next(c["why"] for c in blow[0]["changes"] if c["remedy"] == "rollback")

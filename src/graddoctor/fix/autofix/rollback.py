@@ -29,10 +29,53 @@ import math
 import torch
 from torch import nn
 
-from graddoctor.fix.autofix.actions import rollback, snapshot
 from graddoctor.fix.autofix.judge import learning
 from graddoctor.fix.remedies.base import Change
 from graddoctor.report import Finding
+
+
+def snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """A copy of every parameter and buffer, by name (the rollback point); copied into ``into``'s
+    tensors when it holds the same names and shapes (no second copy in memory at any time).
+
+    Example:
+        >>> net = nn.Linear(2, 1); snap = snapshot(net); t = snap["weight"]
+        >>> with torch.no_grad(): _ = net.weight.fill_(3.0)
+        >>> snapshot(net, into=snap)["weight"] is t, float(t[0, 0])
+        (True, 3.0)
+    """
+    state = model.state_dict(keep_vars=True)
+    if into is not None and into.keys() == state.keys() and all(
+            into[k].shape == v.shape and into[k].dtype == v.dtype and into[k].device == v.device
+            for k, v in state.items()):
+        with torch.no_grad():
+            for k, v in state.items():
+                into[k].copy_(v)
+        return into
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def rollback(model: nn.Module, snap: dict[str, torch.Tensor], taken: str = "when watch attached") -> Change:
+    """Restore the weights that still exist with the same shape from ``snap`` (in place);
+    ``taken`` says when the snapshot was taken (in the change's reason).
+
+    Example:
+        >>> net = nn.Linear(2, 1); snap = snapshot(net)
+        >>> with torch.no_grad(): _ = net.weight.fill_(float("nan"))
+        >>> rollback(net, snap).remedy, bool(torch.isfinite(net.weight).all())
+        ('rollback', True)
+    """
+    restored = []
+    with torch.no_grad():
+        for k, v in model.state_dict(keep_vars=True).items():
+            old = snap.get(k)
+            if old is not None and old.shape == v.shape:
+                v.copy_(old)
+                restored.append(k)
+    return Change("rollback", sorted({k.rpartition(".")[0] for k in restored}),
+                  f"the run blew up: weights restored from the snapshot taken {taken}",
+                  "applied", {"tensors": len(restored)})
+
 
 #: findings (any severity) that keep a check's weights from becoming the rollback point
 UNSTABLE = ("exploding-gradient", "non-finite")
@@ -69,4 +112,4 @@ class RollbackPoint:
         return rollback(model, self.weights, self.why)
 
 
-__all__ = ["UNSTABLE", "RollbackPoint"]
+__all__ = ["UNSTABLE", "RollbackPoint", "rollback", "snapshot"]
