@@ -76,6 +76,7 @@ from graddoctor.fix.autofix.actions import (
     causes_gone,
     check_allowed,
     definite,
+    depth_explosion,
     lower_lr,
     plan_fix,
     triggering,
@@ -86,6 +87,7 @@ from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     STRONG,
     helped,
+    learning,
     level,
     no_worse,
     regressed,
@@ -243,6 +245,8 @@ class AutofixWatcher(Watcher):
         # a dead-ReLU or saturation error acts only when strong: one site just past 50% dead is
         # common in a healthy ReLU net (a fine-tune's would get its weights re-drawn)
         causes = [f for f in triggering(findings) if f.code not in STRONG or strong(f)]
+        if learning(window):  # a gradient profile that grows toward the input while the loss falls
+            causes = [f for f in causes if not depth_explosion(f)]  # is no wreck to roll back
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
         if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
