@@ -99,3 +99,16 @@ def test_results_give_each_experiment_time_and_the_total(tmp_path) -> None:  # n
     assert f"| dynamical-isometry | {o['seconds']:.1f} | {o['cpu_seconds']:.1f} |" in md
     assert f"| total | {o['seconds']:.1f} | {o['cpu_seconds']:.1f} |" in md
     assert data["run"]["elapsed_s"] >= o["seconds"]
+
+
+def test_render_without_a_results_file_or_with_a_broken_one_is_a_one_line_error(tmp_path) -> None:  # noqa: ANN001
+    from graddoctor.cli import main
+
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "results.json").write_text("{bad")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text("{}")
+    for folder, needle in [(tmp_path, "not found"), (tmp_path / "corrupt", "cannot be read as JSON"),
+                           (tmp_path / "other", "not a lab results file")]:
+        res = CliRunner().invoke(main, ["lab", "render", "--out", str(folder)])
+        assert res.exit_code == 2 and needle in res.output and "lab run" in res.output, res.output

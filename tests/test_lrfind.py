@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import random
 from types import SimpleNamespace
 
@@ -305,8 +304,37 @@ def test_cli_lr_find_prints_the_curve_and_writes_a_png(tmp_path) -> None:
 def test_cli_names_a_missing_factory_in_one_line(tmp_path) -> None:
     from graddoctor.cli import main
 
-    res = CliRunner().invoke(main, ["lr-find", f"{tmp_path}/nope.py:f", "--out", os.devnull])
+    res = CliRunner().invoke(main, ["lr-find", f"{tmp_path}/nope.py:f", "--out", str(tmp_path / "lr.png")])
     assert res.exit_code == 2 and "no such file" in res.output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--start-lr", "-1"], "0 < --start-lr < --end-lr"),
+    (["--steps", "0"], "--steps 0"),
+    (["--batch-size", "0"], "--batch-size 0"),
+    (["--out", "curve.txt"], "written as .png"),
+    (["--out", "figures"], "written as .png"),  # a name without a suffix: matplotlib would add .png
+])
+def test_cli_bad_options_are_one_line_errors_before_any_work(tmp_path, args, needle) -> None:
+    from graddoctor.cli import main
+
+    factory = tmp_path / "models.py"
+    factory.write_text("import graddoctor as gd\n\ndef small():\n    return gd.zoo.mlp(depth=3, width=32)\n")
+    res = CliRunner().invoke(main, ["lr-find", f"{factory}:small", "--out", str(tmp_path / "lr.png"), *args])
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
+
+
+def test_cli_a_model_without_parameters_and_a_new_folder_for_the_figure(tmp_path) -> None:
+    from graddoctor.cli import main
+
+    factory = tmp_path / "models.py"
+    factory.write_text("from torch import nn\nimport graddoctor as gd\n\ndef relu():\n    return nn.ReLU()\n\n"
+                       "def small():\n    return gd.zoo.mlp(depth=3, width=32)\n")
+    res = CliRunner().invoke(main, ["lr-find", f"{factory}:relu", "--out", str(tmp_path / "lr.png")])
+    assert res.exit_code == 2 and "no trainable parameters" in res.output, res.output
+    out = tmp_path / "new" / "sub" / "lr.png"
+    res = CliRunner().invoke(main, ["lr-find", f"{factory}:small", "--steps", "20", "--out", str(out)])
+    assert res.exit_code == 0 and out.read_bytes()[:4] == b"\x89PNG", res.output
 
 
 def test_a_blow_up_at_the_end_does_not_lift_the_smoothed_descent_before_it() -> None:

@@ -70,7 +70,8 @@ class ConsoleView(DemoView):
             return
         k = math.ceil(len(losses) / 40)  # at most 40 characters
         means = [sum(losses[i:i + k]) / len(losses[i:i + k]) for i in range(0, len(losses), k)]
-        self.console.print(f"{label:>9} loss {sparkline(means, 0, max(means))}  {losses[0]:.3f} → {losses[-1]:.3f}")
+        top = max((m for m in means if math.isfinite(m)), default=1.0)  # a NaN loss reads "!"
+        self.console.print(f"{label:>9} loss {sparkline(means, 0, top)}  {losses[0]:.3f} → {losses[-1]:.3f}")
 
     def profiles(self, profiles: dict[str, Profile]) -> None:
         print_profiles(self.console, profiles)

@@ -15,8 +15,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
+
+from graddoctor.cli.paths import writable_file
+from graddoctor.errors import InputError
 
 #: terminal plot size (columns x rows)
 WIDTH, HEIGHT = 64, 12
@@ -52,6 +56,32 @@ def ascii_curve(lrs: Sequence[float], losses: Sequence[float], mark: float | Non
     return "\n".join([*lines, f"{'':>{pad}} +" + "-" * WIDTH, axis])
 
 
+#: figure formats ``--out`` may end with (matplotlib writes each; a name without one gets ".png")
+FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_options(start_lr: float, end_lr: float, steps: int, batch_size: int, out: str) -> None:
+    """Raise a one-line ``InputError`` for the first bad option, before the model is built.
+
+    Example:
+        >>> check_options(1e-7, 10.0, 100, 64, "lr.png")
+        >>> check_options(1e-7, 10.0, 100, 64, "lr.txt")
+        Traceback (most recent call last):
+        graddoctor.errors.InputError: --out 'lr.txt': the figure is written as .png, .pdf, .svg, .jpg or .jpeg - e.g. --out lr_find.png
+    """
+    if not (0 < start_lr < end_lr and math.isfinite(end_lr)):
+        raise InputError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g} - e.g. "
+                         "--start-lr 1e-7 --end-lr 10")
+    if steps < 10:
+        raise InputError(f"--steps {steps}: the sweep needs at least 10 batches (100 is typical)")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size} must be at least 1 (64 is typical)")
+    if Path(out).suffix.lower() not in FORMATS:
+        raise InputError(f"--out {out!r}: the figure is written as {', '.join(FORMATS[:-1])} or "
+                         f"{FORMATS[-1]} - e.g. --out lr_find.png")
+    writable_file(out, "--out")
+
+
 @click.command("lr-find")
 @click.argument("factory")
 @click.option("--dataset", type=click.Choice(["digits", "mnist1d"]), default="digits", show_default=True,
@@ -77,18 +107,22 @@ def lr_find_command(factory: str, dataset: str, opt_name: str, steps: int, start
     from graddoctor.data import load
     from graddoctor.lrfind import lr_find
 
+    check_options(start_lr, end_lr, steps, batch_size, out)
     bundle = load(dataset, seed=seed)
     shape = ",".join(str(d) for d in (batch_size, *bundle.input_shape))
     model, _ = build(factory, input_shape=shape)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise InputError(f"{factory} returned a model with no trainable parameters - nothing to sweep")
     opt = (torch.optim.SGD(model.parameters(), lr=start_lr, momentum=0.9) if opt_name == "sgd"
            else torch.optim.Adam(model.parameters(), lr=start_lr))
     train = bundle.loaders(batch_size)[0]
     result = lr_find(model, opt, train, start_lr=start_lr, end_lr=end_lr, num_steps=steps)
     click.echo(ascii_curve(result.lrs, result.smoothed_losses, result.suggestion))
     click.echo(str(result))
+    Path(out).expanduser().parent.mkdir(parents=True, exist_ok=True)
     result.plot(out)
     click.echo(f"figure: {out}")
     sys.exit(1 if any(f.severity == "error" for f in result.findings) else 0)
 
 
-__all__ = ["ascii_curve", "lr_find_command"]
+__all__ = ["FORMATS", "ascii_curve", "check_options", "lr_find_command"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from graddoctor import __version__
+from graddoctor.errors import InputError
 from graddoctor.lab import get
 from graddoctor.lab.base import Outcome
 
@@ -217,12 +218,27 @@ def markdown(outcomes: list[Outcome], vers: dict[str, Any], run: dict[str, Any] 
     return "\n".join(lines)
 
 
+def _stored(path: Path, out: Path) -> dict:
+    """The parsed ``results.json`` of a lab run, or an ``InputError`` that says how to make one."""
+    again = f"run `graddoctor lab run all --out {out}` (or one experiment) to write it"
+    if not path.is_file():
+        raise InputError(f"{path} not found: render rewrites RESULTS.md from a lab run's results - {again}")
+    try:
+        data = json.loads(path.read_text())
+        ok = isinstance(data, dict) and isinstance(data.get("experiments"), list) and "versions" in data
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} cannot be read as JSON ({e}) - {again}") from None
+    if not ok:
+        raise InputError(f"{path} is not a lab results file (no 'experiments' list) - {again}")
+    return data
+
+
 def rerender(out: str | Path) -> list[Outcome]:
     """Rewrite ``out/RESULTS.md`` from ``out/results.json`` without rerunning anything: the
     numbers and verdicts are the stored ones; the texts (claim, paper number, setup notes)
     come from the current experiment classes, matched by metric."""
     out = Path(out)
-    data = json.loads((out / "results.json").read_text())
+    data = _stored(out / "results.json", out)
     outcomes = []
     for e in data["experiments"]:
         texts = {c.metric: c for c in get(e["name"]).checks}

@@ -67,14 +67,18 @@ def _print_events(console: Console, block: list[str]) -> None:
 
 
 def sparkline(values: list[float], lo: float, hi: float) -> str:
-    """One block character per value, scaled from ``lo`` to ``hi``.
+    """One block character per value, scaled from ``lo`` to ``hi``; ``!`` for a non-finite value
+    (a loss that went NaN), and a flat line when ``lo``/``hi`` are not finite.
 
     Example:
-        >>> sparkline([0, 0.5, 1], 0, 1)
-        '▁▅█'
+        >>> sparkline([0, 0.5, 1], 0, 1), sparkline([0, float("nan"), 1], 0, 1)
+        ('▁▅█', '▁!█')
     """
     bars = "▁▂▃▄▅▆▇█"
-    return "".join(bars[max(0, min(7, int((v - lo) / max(hi - lo, 1e-12) * 8)))] for v in values)
+    span = hi - lo if math.isfinite(hi - lo) and hi > lo else 1e-12
+    base = lo if math.isfinite(lo) else 0.0
+    return "".join(bars[max(0, min(7, int((v - base) / span * 8)))] if math.isfinite(v) else "!"
+                   for v in values)
 
 
 def sci(v: Any) -> str:
