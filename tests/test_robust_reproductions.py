@@ -270,3 +270,15 @@ def test_a_run_log_of_an_unknown_version_is_a_one_line_error(tmp_path, version, 
         read_run(tmp_path)
     result = _run(["watch-report", str(tmp_path)])
     assert result.exit_code == 2 and match in result.output and "Traceback" not in result.output
+
+
+def test_a_run_killed_before_its_first_flush_is_not_read_as_clean(tmp_path):
+    """Only the meta line (the process died before the ring buffer's first flush): watch-report
+    says nothing was judged and exits 1, not "no findings" with 0."""
+    meta = {"type": "meta", "version": 3, "run_id": "a", "layers": [{"name": "0", "kind": "linear"}],
+            "config": {"flush_every": 50}}
+    (tmp_path / "watch.jsonl").write_text(json.dumps(meta) + "\n")
+    result = _run(["watch-report", str(tmp_path), "--no-layers"])
+    text = " ".join(result.output.split())  # the console wraps long lines
+    assert result.exit_code == 1 and "nothing judged - no step recorded" in text, result.output
+    assert "every 50 steps" in text and "no findings" not in text

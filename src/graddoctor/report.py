@@ -121,6 +121,10 @@ class Report:
     def summary(self) -> str:
         """One line: verdict and counts per severity."""
         if not self.findings:
+            if self.source == "watch" and self.data.get("steps") == [] and "meta" in self.data:
+                every = (self.data["meta"].get("config") or {}).get("flush_every", "flush_every")
+                return (f"graddoctor watch: nothing judged - no step recorded (records reach the log every "
+                        f"{every} steps: a run stopped before its first flush, or w.step(loss) never called)")
             if self.source == "watch" and not _any_gradient(self.data.get("steps")):  # not "clean"
                 return ("graddoctor watch: nothing judged - no gradient reached the model on any recorded "
                         "step (is the optimizer the one that trains this model?)")

@@ -1,7 +1,7 @@
 """``graddoctor watch-report RUN_DIR``: the Report of a watched run, from its JSONL log.
 
-Exit codes: 0 no error finding, 1 an error finding, 2 bad input (missing or
-unreadable run log).
+Exit codes: 0 no error finding, 1 an error finding or no step recorded (nothing was judged),
+2 bad input (missing or unreadable run log).
 """
 
 from __future__ import annotations
@@ -54,4 +54,4 @@ def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
         if layers:
             click.echo(layer_table(meta, steps))
         Console().print(report)
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok and steps else 1)
