@@ -121,8 +121,9 @@ def test_real_process_exit_codes(models: Path):
 
 def test_factory_helpers():
     assert parse_shape("8,3,32,32") == (8, 3, 32, 32) and parse_shape("8x64") == (8, 64)
-    with pytest.raises(InputError):
-        parse_shape("0,3")
+    for typo in ("0,3", "x,64", "2,,64", "2,64,x", "2,x", ""):  # no part silently dropped
+        with pytest.raises(InputError):
+            parse_shape(typo)
     x = make_inputs(None, (2, 3), "float64", seq=5)
     assert x.shape == (2, 5, 3) and x.dtype == torch.float64
     assert torch.equal(x, make_inputs(None, (2, 3), "float64", seq=5))  # seeded
@@ -130,3 +131,13 @@ def test_factory_helpers():
     assert ids.dtype == torch.long and int(ids.max()) < 7
     model, inputs = build("graddoctor.zoo:mlp", "4,64")
     assert inputs.shape == (4, 64) and model(inputs).shape == (4, 10)
+
+
+def test_map_depth_must_be_positive():
+    assert invoke_map("--depth", "0").exit_code == 2
+    res = invoke_map("--depth", "2")
+    assert res.exit_code == 0 and "Linear" in res.output
+
+
+def invoke_map(*args: str):
+    return CliRunner().invoke(main, ["map", *args])

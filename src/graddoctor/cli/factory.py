@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -91,11 +92,17 @@ MAX_INPUT_BYTES = 2**32
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"8,3,32,32"`` -> ``(8, 3, 32, 32)`` (also ``x``-separated)."""
-    try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
-    except ValueError:
-        shape = ()
+    """``"8,3,32,32"`` -> ``(8, 3, 32, 32)`` (also ``x``-separated); every part a number.
+
+    Example:
+        >>> parse_shape("8,3,32,32"), parse_shape("2x64")
+        ((8, 3, 32, 32), (2, 64))
+        >>> parse_shape("2,,64")
+        Traceback (most recent call last):
+        graddoctor.errors.InputError: --input-shape must be positive integers separated by commas (batch first), like 8,3,32,32; got '2,,64'
+    """
+    ok = re.fullmatch(r"\s*\d+(\s*[,x]\s*\d+)*\s*", text or "")
+    shape = tuple(int(p) for p in re.split(r"[,x]", text)) if ok else ()
     if not shape or any(d <= 0 for d in shape):
         raise InputError(f"--input-shape must be positive integers separated by commas (batch first), "
                          f"like 8,3,32,32; got {text!r}")

@@ -19,7 +19,8 @@ def sigmoid_mlp(depth: int = 20, width: int = 64, n_in: int = 64, n_out: int = 1
 
 
 @click.command("map")
-@click.option("--depth", default=20, show_default=True, help="Layers of the built-in sigmoid MLP.")
+@click.option("--depth", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Layers of the built-in sigmoid MLP.")
 def map_command(depth: int) -> None:
     """Print the model map (layers in execution order) of a built-in sigmoid MLP."""
     from graddoctor.modelmap import ModelMap
