@@ -112,3 +112,25 @@ def test_render_without_a_results_file_or_with_a_broken_one_is_a_one_line_error(
                            (tmp_path / "other", "not a lab results file")]:
         res = CliRunner().invoke(main, ["lab", "render", "--out", str(folder)])
         assert res.exit_code == 2 and needle in res.output and "lab run" in res.output, res.output
+
+
+def test_a_second_run_into_the_same_folder_keeps_the_other_experiments(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import dataclasses
+
+    import graddoctor.lab.runner as runner
+    from graddoctor.lab.runner import write_results
+
+    monkeypatch.setattr(runner, "get", lambda name: _OneBadSeed())
+
+    first = _OneBadSeed().verdict([0, 1], {})
+    second = dataclasses.replace(first, name="other")
+    write_results([first], tmp_path)
+    write_results([second], tmp_path)  # another experiment: the first one's numbers stay
+    names = [e["name"] for e in json.loads((tmp_path / "results.json").read_text())["experiments"]]
+    assert names == ["one-bad-seed", "other"]
+    md = (tmp_path / "RESULTS.md").read_text()
+    assert "| one-bad-seed |" in md and "| other |" in md
+    again = dataclasses.replace(first, seconds=123.0)
+    write_results([again], tmp_path)  # the same experiment again: replaced, not doubled
+    stored = json.loads((tmp_path / "results.json").read_text())["experiments"]
+    assert [e["name"] for e in stored] == ["other", "one-bad-seed"] and stored[1]["seconds"] == 123.0

@@ -44,7 +44,8 @@ def list_command() -> None:
 @click.option("--seed-start", default=0, show_default=True, type=click.IntRange(0, 10**6),
               help="First seed S (e.g. 10 for held-out seeds never used while designing).")
 @click.option("--out", default="lab-results", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for results.json, RESULTS.md and the figures.")
+              help="Folder for results.json, RESULTS.md and the figures (other experiments' "
+                   "results already there are kept).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Experiments run at once in separate processes (one core each; 2 on a "
                    "2-core machine).")

@@ -149,12 +149,32 @@ def figure(outcome: Outcome, out: Path) -> Path:
 
 def write_results(outcomes: list[Outcome], out: Path, run: dict[str, Any] | None = None) -> None:
     """Write ``results.json`` (every number) and ``RESULTS.md`` (the table) into ``out``;
-    ``run`` holds the whole run's ``elapsed_s`` (wall clock) and ``jobs``."""
+    ``run`` holds the whole run's ``elapsed_s`` (wall clock) and ``jobs``. Experiments an earlier
+    run stored there stay (before this run's); one run again is replaced."""
     out.mkdir(parents=True, exist_ok=True)
+    redone = {o.name for o in outcomes}
+    kept = [e for e in _earlier(out / "results.json") if e.get("name") not in redone]
     data = {"versions": versions(), "run": _rounded(run or {}),
-            "experiments": [_rounded(o.to_dict()) for o in outcomes]}
+            "experiments": kept + [_rounded(o.to_dict()) for o in outcomes]}
     (out / "results.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
-    (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"], run))
+    (out / "RESULTS.md").write_text(markdown([*map(_outcome, kept), *outcomes], data["versions"], run))
+
+
+def _earlier(path: Path) -> list[dict]:
+    """The experiments an earlier run stored in ``path`` (none when it is missing or unreadable):
+    running one experiment into a folder keeps the others' numbers."""
+    try:
+        data = json.loads(path.read_text())
+        found = data.get("experiments") if isinstance(data, dict) else None
+        return [e for e in found if isinstance(e, dict) and _outcome(e)] if isinstance(found, list) else []
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _outcome(e: dict) -> Outcome:
+    """An ``Outcome`` from its stored dict (``Outcome.to_dict``)."""
+    return Outcome(e["name"], e["mode"], e["settings"], e["seeds"], e["runs"], e["summaries"],
+                   e["checks"], e["seconds"], e.get("cpu_seconds", 0.0))
 
 
 def timing_line(outcomes: list[Outcome], run: dict[str, Any] | None = None) -> str:
@@ -245,8 +265,6 @@ def rerender(out: str | Path) -> list[Outcome]:
         for c in e["checks"]:
             if c["metric"] in texts:
                 c["claim"], c["paper"] = texts[c["metric"]].claim, texts[c["metric"]].paper
-        o = Outcome(e["name"], e["mode"], e["settings"], e["seeds"], e["runs"], e["summaries"],
-                    e["checks"], e["seconds"], e.get("cpu_seconds", 0.0))
-        outcomes.append(o)
+        outcomes.append(_outcome(e))
     (out / "RESULTS.md").write_text(markdown(outcomes, data["versions"], data.get("run")))
     return outcomes
