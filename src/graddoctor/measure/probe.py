@@ -60,7 +60,7 @@ from torch import nn
 from torch.nn.modules.module import register_module_forward_hook
 from torch.utils._pytree import tree_map
 
-from graddoctor.errors import InputError
+from graddoctor.errors import InputError, ModelCallError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe_loss import main_output, own_loss, probe_loss
@@ -120,6 +120,7 @@ def probe(
     mmap: ModelMap | None = None,
     jacobian_k: int = 4,
     seed: int = 0,
+    input_grad: bool = True,
 ) -> ProbeResult:
     """Run one forward and backward on ``example_inputs`` and measure the signal.
 
@@ -131,6 +132,10 @@ def probe(
         mmap: the ``ModelMap`` of the model on these inputs (built if None).
         jacobian_k: number of random projections for the Jacobian sketch (0: skip).
         seed: seed of the private generator for the projections.
+        input_grad: differentiate with respect to the first float input too (the time-step
+            profile, the input Jacobian). A model that sets ``requires_grad`` on its own input
+            (HF Wav2Vec2's feature encoder in training mode) cannot take such an input: it is
+            probed again without it.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
@@ -187,13 +192,13 @@ def probe(
 
             t.register_hook(on_grad)
 
-    result = ProbeResult(zero_params=zero_parameters(model))
+    result, retry = ProbeResult(zero_params=zero_parameters(model)), False
     hooked = [m for m in names if m in modules or names[m] == emb]
     handles = ([m.register_forward_hook(fwd_hook) for m in hooked] if len(hooked) <= _GLOBAL_HOOK_ABOVE
                else [register_module_forward_hook(fwd_hook)])  # one hook, not 10,000 registrations
     try:
         with restored_state(model), torch.enable_grad():
-            inputs, leaf = _grad_inputs(example_inputs)
+            inputs, leaf = _grad_inputs(example_inputs) if input_grad else (example_inputs, None)
             out = call_model(model, inputs)
             loss, result.loss_source = probe_loss(out, target, loss_fn, seed)
             result.loss = float(loss.detach())
@@ -215,9 +220,15 @@ def probe(
             state["record"] = False
             if jacobian_k > 0 and jac_in is not None:
                 result.jacobian = _jacobian_sketch(out, jac_in, jacobian_k, seed)
+    except ModelCallError as e:
+        if not (input_grad and _SETS_REQUIRES_GRAD in str(e)):
+            raise
+        retry = True
     finally:
         for h in handles:
             h.remove()
+    if retry:
+        return probe(model, example_inputs, target, loss_fn, mmap, jacobian_k, seed, input_grad=False)
     for n in wanted:
         a = accs[n]
         if a.n == 0:
@@ -284,6 +295,8 @@ def _first_float(out: Any) -> torch.Tensor | None:
     return next((t for t in output_tensors(out) if t.is_floating_point()), None)
 
 
+#: torch's error when a model sets ``requires_grad`` on a tensor computed from a grad-requiring input
+_SETS_REQUIRES_GRAD = "only change requires_grad flags of leaf variables"
 _NOT_DATA = ("mask", "label", "position", "token_type")  # HF keyword inputs that are not the data
 
 

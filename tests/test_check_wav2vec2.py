@@ -1,0 +1,43 @@
+"""``gd.check`` on a tiny HF Wav2Vec2 (random init, built from a config, in training mode as
+constructed): its feature encoder sets ``requires_grad`` on its own input, which a probe input
+that requires grad cannot take (it was a ``ModelCallError`` blaming the input shape). Probed
+without the input gradient, the healthy model gets no finding: its 3-conv front end's 0.27
+orders/layer is no longer extrapolated over the 20 layers (it read as 5.1 orders of vanishing).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import graddoctor as gd
+from graddoctor.diagnose.checktime.probe_rules import trend_of_logs
+
+transformers = pytest.importorskip("transformers")
+
+
+def _wav2vec2():
+    torch.manual_seed(0)
+    cfg = transformers.Wav2Vec2Config(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        conv_dim=(32, 32, 32), conv_stride=(5, 4, 2), conv_kernel=(10, 4, 2), num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4, num_labels=2, mask_time_prob=0.0, classifier_proj_size=32)
+    return transformers.Wav2Vec2ForSequenceClassification(cfg)
+
+
+def test_check_runs_on_a_model_that_sets_requires_grad_on_its_input_and_finds_nothing():
+    model = _wav2vec2()
+    assert model.training
+    batch = {"input_values": torch.randn(16, 1600), "labels": torch.randint(0, 2, (16,))}
+    report = gd.check(model, batch)
+    assert report.data["probe"]["grad_log10"], report.data["probe"]
+    assert report.ok and "vanishing-gradient" not in report.codes, str(report)
+    assert model.training and all(p.grad is None for p in model.parameters())  # left as it was
+
+
+def test_a_rate_from_a_short_stretch_is_not_extrapolated_over_the_model():
+    names = ["fe.0.conv", "fe.1.conv", "fe.2.conv"] + [f"enc_{chr(97 + i)}" for i in range(17)]  # 17 roles
+    logs = [-6.0, -5.7, -5.4] + [-5.0] * 17  # 0.3 orders/layer over the 3-conv front end only
+    assert trend_of_logs(names, logs)["orders"] == pytest.approx(0.6)
+    deep = [f"{i}" for i in range(20)]  # one role over the whole depth: the rate is the model's
+    assert trend_of_logs(deep, [-0.3 * (19 - i) for i in range(20)])["orders"] == pytest.approx(5.7)
