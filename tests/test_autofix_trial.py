@@ -291,3 +291,25 @@ def test_an_optimizer_of_another_model_is_one_warning_line():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gd.watch(a, torch.optim.SGD(a.parameters(), lr=0.1)).detach()
+
+
+def test_a_restart_that_did_not_make_the_loss_fall_is_undone(monkeypatch):
+    # a restart (weights back at the init, a warm-up) removes its cause by construction, so
+    # "its causes are gone" proves nothing: kept only when the loss fell. A healthy BART on a
+    # 120-step task plateau was restarted at step 50 and sat on the plateau for 250 steps
+    from graddoctor.report import Finding
+
+    found = [Finding("post-ln-no-warmup", "error", "stuck", ["0"], {}, ["warmup"])]
+    def findings(meta, steps):  # the cause is gone from the windows after the restart
+        return found if steps and all(s.get("step", 0) <= 60 for s in steps) else []
+
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings", findings)
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.no_worse", lambda before, after: True)  # a tie
+    model = zoo.mlp(depth=3, width=32, in_features=64, out_features=10, init="he", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-7)  # the loss cannot fall
+    w = _run(model, opt, 60 + TRIAL + 20)
+    restart = next((e for e in w.fixes if "warmup" in e["remedies"]), None)
+    assert restart is not None, w.fixes
+    assert "rollback" in restart["remedies"], w.fixes
+    assert any(e.get("undo") == restart["step"] for e in w.fixes), w.fixes
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-7)  # the user's rate, as before the fix

@@ -293,7 +293,8 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "gradient_evidence": why[j] if path != "loss only" else None}
     because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
-           f"at the start, flat for {persist} windows of {window} steps{because}")
+           f"at the start, flat over the {window + persist - 1} steps before it ({persist} sliding "
+           f"{window}-step windows){because}")
     remedies = REMEDIES.get(why[j] if path != "loss only" else None, REMEDIES[None])
     return [Finding("loss-plateau", "warning", msg, [], ev, remedies, int(st[j].get("step", j)),
                     REF)]

@@ -1,0 +1,22 @@
+"""post-ln-no-warmup is not reported for a run that later leaves its plateau (a slow start):
+a tiny BART on sequence reversal (AdamW 1e-3, no warm-up) sits at 4.1 for ~120 steps, then falls
+to 0.5 by step 300; the same records cut at step 100 still read as the fault."""
+
+from __future__ import annotations
+
+from graddoctor.diagnose.training.postln import post_ln_no_warmup
+
+META = {"layers": [{"name": "emb", "kind": "linear"},
+                   {"name": "b.0.attn", "kind": "attention"}, {"name": "b.0.norm1", "kind": "norm"},
+                   {"name": "b.0.ff", "kind": "linear"}, {"name": "b.0.norm2", "kind": "norm"}]}
+
+
+def _steps(n, late_loss):
+    return [{"step": t, "loss": 4.1 if t <= 120 else late_loss, "lr": 1e-3,
+             "grad_norm": {"b.0.ff": 1.0 if t < 20 else 0.5}} for t in range(1, n + 1)]
+
+
+def test_a_run_that_leaves_the_plateau_later_is_a_slow_start_not_the_fault():
+    assert [f.code for f in post_ln_no_warmup(META, _steps(100, 0.5))] == ["post-ln-no-warmup"]
+    assert post_ln_no_warmup(META, _steps(300, 0.5)) == []  # fell to 0.12 of its early level
+    assert [f.code for f in post_ln_no_warmup(META, _steps(300, 3.9))] == ["post-ln-no-warmup"]  # still stuck
