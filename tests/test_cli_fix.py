@@ -68,3 +68,5 @@ def test_fix_exit_1_when_errors_remain_and_2_on_bad_input(tmp_path):
     assert res.exit_code == 2 and "has no callable 'nope'" in res.output
     res = CliRunner().invoke(main, ["fix", f"{path}:sigmoid_mlp", "--input-shape", "16,64", "--remedies", "magic"])
     assert res.exit_code == 2 and "unknown remedy 'magic'" in res.output
+    res = CliRunner().invoke(main, ["fix", f"{path}:sigmoid_mlp", "--input-shape", "16,64", "--remedies", ","])
+    assert res.exit_code == 2 and "names no remedy" in res.output

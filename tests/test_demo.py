@@ -102,3 +102,11 @@ def test_cli_options_and_errors(tmp_path):
     assert result.exit_code == 2 and "unknown model 'nosuch'; known models:" in result.output
     result = runner.invoke(main, ["demo", "--dataset", "adding", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "classifier" in result.output
+
+
+@pytest.mark.parametrize("model", ["gru", "transformer"])
+def test_sequence_models_of_the_zoo_read_the_digits_as_rows(tmp_path, model):
+    # every name in the demo's "known models" runs: recurrent nets and Transformers get the 64
+    # pixels as 8 rows of 8 (they failed with "the model's forward failed" on flat inputs)
+    res = demo_mod.run_demo(model=model, steps=20, out=tmp_path)
+    assert res["broken"]["test_accuracy"] is not None and (tmp_path / "report.html").is_file()

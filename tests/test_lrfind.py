@@ -345,3 +345,14 @@ def test_a_blow_up_at_the_end_does_not_lift_the_smoothed_descent_before_it() -> 
     curve = no_lag_curve(losses, 0.05, 5.0)
     assert curve[84] < 2.2 < 2.5 < curve[-1]  # the fall is in the curve; the end still rises
     assert max(curve[:80]) < 2.31  # the blow-up is not carried back over the flat part (was 2.41)
+
+
+def test_no_pick_below_the_first_rate_swept() -> None:
+    # a loss lowest at the start of the sweep: "a decade below the minimum" was never tried
+    # (the 20-layer sigmoid MLP under Adam was told 1e-8 on a sweep from 1e-7)
+    from graddoctor.lrfind.suggest import lr_schedule, suggest
+
+    lrs = lr_schedule(1e-7, 10.0, 100, "exp")
+    picks = suggest(lrs, [2.3 + 0.01 * i for i in range(100)])
+    assert picks["minimum"] is None
+    assert all(v is None or v >= lrs[0] for v in picks.values())

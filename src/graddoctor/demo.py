@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
 import math
@@ -258,16 +259,35 @@ def _model_and_data(name: str, opts: dict[str, Any], dataset: str, seed: int) ->
     if bundle.task != "classification":
         raise InputError(f"the demo trains a classifier; dataset {dataset!r} is a {bundle.task} task "
                          "(try digits or mnist1d)")
+    if ("input_size" in params or "input_dim" in params) and bundle.x_train.dim() == 2:
+        bundle = as_sequences(bundle)  # recurrent nets and Transformers read a sequence
     fitted = {"in_features": int(bundle.x_train[0].numel()), "out_features": int(bundle.num_classes),
-              "in_channels": int(bundle.x_train.shape[1]), "num_classes": int(bundle.num_classes), "seed": seed}
+              "in_channels": int(bundle.x_train.shape[1]), "num_classes": int(bundle.num_classes), "seed": seed,
+              "input_size": int(bundle.x_train.shape[-1]), "input_dim": int(bundle.x_train.shape[-1]),
+              "output_size": int(bundle.num_classes), "task": "classification"}
     for key, value in fitted.items():
         if key in params:
             opts.setdefault(key, value)
     return bundle, zoo.build(name, **opts)
 
 
+def as_sequences(bundle: data.Bundle) -> data.Bundle:
+    """Flat inputs as sequences: 64 digit pixels as 8 rows of 8 (read row by row), any other
+    length as that many steps of one value.
+
+    Example:
+        >>> as_sequences(data.load("digits")).input_shape
+        (8, 8)
+    """
+    n = bundle.x_train.shape[1]
+    rows = (8, 8) if n == 64 else (n, 1)
+    return dataclasses.replace(bundle, x_train=bundle.x_train.reshape(-1, *rows),
+                               x_test=bundle.x_test.reshape(-1, *rows), input_shape=rows)
+
+
 def _opts(opts: dict[str, Any]) -> str:
-    shown = ("in_features", "out_features", "in_channels", "num_classes", "seed")
+    shown = ("in_features", "out_features", "in_channels", "num_classes", "seed", "input_size", "input_dim",
+             "output_size", "task")
     return ", ".join(f"{k}={v}" for k, v in opts.items() if k not in shown)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from graddoctor.cli.factory import model_input_options
+from graddoctor.errors import InputError
 
 
 @click.command("fix")
@@ -47,7 +48,10 @@ def fix(factory: str, input_shape: str | None, dtype: str, seq: int | None,
     if out_dir is not None:
         writable_dir(out_dir, "--out")  # before the work, not after it
     model, inputs = build(factory, input_shape, dtype, seq)
-    ids = [r.strip() for r in remedies.split(",") if r.strip()] if remedies else None
+    ids = [r.strip() for r in remedies.split(",") if r.strip()] if remedies is not None else None
+    if ids == []:
+        raise InputError(f"--remedies {remedies!r} names no remedy - give ids like relu,he-init, or leave "
+                         "it out to apply the planned ones")
     before = check(model, inputs)
     result = repair(model, before, example_inputs=inputs, remedies=ids)
     after = check(result.model, inputs)

@@ -55,6 +55,9 @@ def run_command(name: str, quick: bool, seeds: int | None, seed_start: int, out:
                 jobs: int, threads: int) -> None:
     """Run experiment NAME (or `all`) and write results into --out."""
     seeds = seeds or (3 if quick else 5)
+    from graddoctor.cli.paths import writable_dir
+
+    writable_dir(out, "--out")  # before the experiments run, not after them
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

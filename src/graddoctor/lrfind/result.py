@@ -92,7 +92,8 @@ class LRFindResult:
                     lines.append(f"      what to do: {', '.join(f.remedies)}")
             lines.append("  no learning rate to suggest: fix the finding above first")
         elif self.suggestion is None:
-            lines.append("  no suggestion: the curve is too short; raise num_steps or widen the range")
+            lines.append("  no suggestion: the curve is too short, or its loss was lowest at the first rates "
+                         "swept; raise num_steps, or start the sweep lower (start_lr)")
         else:
             others = ", ".join(f"{m} {v:.2g}" for m, v in self.suggestions.items()
                                if m != self.method and v is not None)

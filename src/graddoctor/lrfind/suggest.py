@@ -188,7 +188,8 @@ def minimum_lr(lrs: Sequence[float], losses: Sequence[float],
 
 
 def suggest(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float | None]:
-    """Every method's pick: ``{"minimum": lr, "steepest": lr, "valley": lr}`` (None: curve too short).
+    """Every method's pick: ``{"minimum": lr, "steepest": lr, "valley": lr}`` (None: curve too short,
+    or, for "minimum", a pick below the first rate swept: the loss was lowest at the start).
 
     Example:
         >>> lrs = lr_schedule(1e-5, 1.0, 50, "exp")
@@ -201,7 +202,9 @@ def suggest(lrs: Sequence[float], losses: Sequence[float]) -> dict[str, float | 
     low = minimum_lr(xs, ys)
     picks = {"steepest": steepest(xs, ys), "valley": valley(ys)}
     out = {m: (None if i is None else float(xs[i])) for m, i in picks.items()}
-    return {"minimum": None if low is None else low / BELOW_MINIMUM, **out}
+    # a pick below the sweep's first rate was never tried (the loss was lowest at the start)
+    pick = None if low is None or not xs or low / BELOW_MINIMUM < xs[0] else low / BELOW_MINIMUM
+    return {"minimum": pick, **out}
 
 
 __all__ = ["BELOW_MINIMUM", "DEFAULT_METHOD", "METHODS", "MINIMUM_FIT_HALF_WIDTH", "lr_schedule", "minimum", "minimum_lr",
