@@ -435,3 +435,25 @@ def test_reinit_keeps_frozen_layers():
     frozen = net[0].weight.clone()
     _, change = reinit(net, "he-init", torch.randn(4, 8), inplace=True)
     assert torch.equal(net[0].weight, frozen) and "0" not in change.modules and "2" in change.modules
+
+
+def test_a_gate_is_never_swapped_to_relu():
+    # tanh(h(x)) * sigmoid(g(x)): both are gates (their output multiplies another tensor); a ReLU
+    # there changes what the block computes. The plain hidden tanh of the next block is swapped
+    from graddoctor import ModelMap
+    from graddoctor.fix.remedies.activation import swap_activation
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.h, self.g, self.act, self.gate = nn.Linear(8, 8), nn.Linear(8, 8), nn.Tanh(), nn.Sigmoid()
+
+        def forward(self, x):
+            return self.act(self.h(x)) * self.gate(self.g(x))
+
+    net = nn.Sequential(Gated(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = torch.randn(4, 8)
+    new, change = swap_activation(net, "relu", x, mmap=ModelMap(net, x))
+    assert isinstance(new[0].act, nn.Tanh) and isinstance(new[0].gate, nn.Sigmoid)
+    assert isinstance(new[2], nn.ReLU) and change.modules == ["2"]
+    assert change.details["kept_gates"] == ["0.act", "0.gate"]

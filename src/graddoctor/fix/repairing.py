@@ -122,6 +122,9 @@ class RepairResult:
                 by_code.setdefault(m["code"], []).append(m["site"])
             for code, sites in by_code.items():
                 lines.append(f"      code change needed: {code} (sites: {format_names(sites)})")
+            if c.details.get("kept_gates"):
+                lines.append(f"      kept: {format_names(c.details['kept_gates'])} (gates: their output "
+                             "multiplies another tensor)")
             code = c.details.get("code")
             if code and c.kind != "applied":
                 for line in code if isinstance(code, list) else [code]:

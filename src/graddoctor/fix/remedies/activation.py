@@ -119,14 +119,16 @@ def swap_activation(
     mods = modules_by_name(new)
     if mmap is None and example_inputs is not None:
         mmap = ModelMap(new, example_inputs)
-    swap, manual, kept_output = [], [], []
-    for name, kind, functional, is_output, owner in _sites(new, mmap):
+    swap, manual, kept_output, kept_gates = [], [], [], []
+    for name, kind, functional, is_output, owner, gate in _sites(new, mmap):
         if kind not in sources or kind == kind_of(to):
             continue
         if wanted is not None and name not in wanted and owner not in wanted:
             continue
         if is_output:
             kept_output.append(name)
+        elif gate:  # its output multiplies another tensor (GLU, SE, a gated tanh): a ReLU there
+            kept_gates.append(name)  # would change what the block computes
         elif functional:
             cls = type(mods[owner]).__name__ if owner in mods else type(new).__name__
             where = f"{cls}.forward" + (f" (module {owner!r})" if owner else "")
@@ -152,19 +154,20 @@ def swap_activation(
            f"{'saturate and shrink the gradient' if to != 'leaky-relu' else 'die or saturate'}; "
            f"{to} passes gradient 1 on its active side")
     kind = "applied" if replaced else ("manual" if manual else "advice")
-    details = {"to": to, "from": old_kinds, "manual": manual, "kept_output": kept_output}
+    details = {"to": to, "from": old_kinds, "manual": manual, "kept_output": kept_output, "kept_gates": kept_gates}
     new_map = mmap.with_activations(now) if mmap is not None else None
     return new, Change(to, replaced, why, kind, details, mmap=new_map)
 
 
-def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, bool, str]]:
-    """(name, kind, functional, is_output, owner) for each activation site."""
+def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, bool, str, bool]]:
+    """(name, kind, functional, is_output, owner, gate) for each activation site (gates are known
+    from a traced forward only)."""
     if mm is not None:
-        return [(s.name, s.kind, s.functional, s.is_output, s.owner) for s in mm.activations]
+        return [(s.name, s.kind, s.functional, s.is_output, s.owner, s.gate) for s in mm.activations]
     mods = list(model.named_modules())
     last_param = max((i for i, (_, m) in enumerate(mods)
                       if any(True for _ in m.parameters(recurse=False))), default=-1)
-    return [(n, k, False, i > last_param, n) for i, (n, m) in enumerate(mods)
+    return [(n, k, False, i > last_param, n, False) for i, (n, m) in enumerate(mods)
             if n and (k := kinds.of_module(m)) is not None]
 
 
