@@ -86,3 +86,25 @@ def test_unknown_sink_names_wandb():
 
     with pytest.raises(InputError, match="'wandb'"):
         make_sink("mlflow", "/tmp")
+
+
+def test_the_users_own_explicit_steps_are_never_dropped(offline):
+    # the user logs wandb.log({...}, step=i) every step: graddoctor's flushes must not move the
+    # run's step past i (W&B drops a point logged to a step below the current one)
+    run = wandb.init(project="gd-test", dir=str(offline))
+    net = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    with gd.watch(net, opt, log_dir=offline / "gd", flush_every=5, sinks=["wandb"]) as w:
+        for i in range(20):
+            loss = net(torch.randn(4, 8)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+            run.log({"my_loss": loss.item()}, step=i)
+    run_dir = run.dir
+    run.finish()
+    history, _, _ = read_offline_run(offline / "wandb" / run_dir.split("/wandb/")[1].split("/")[0])
+    assert len([h for h in history if "my_loss" in h]) == 20  # every point of the user's kept
+    ours = [h["graddoctor/step"] for h in history if "graddoctor/step" in h]
+    assert ours and ours == sorted(ours) and ours[-1] == 20, ours  # the flushes' last records

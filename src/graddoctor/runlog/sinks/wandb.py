@@ -6,7 +6,9 @@ Key layout (stable), all against the custom x-axis ``graddoctor/step`` (so the u
 ``update_norm``, ``update_ratio``, ``out_grad_norm`` and ``nonfinite`` (only when > 0),
 ``graddoctor/act/<site>/<stat>`` and ``graddoctor/act_hist/<site>`` (a ``wandb.Histogram`` of the
 site's fixed-bin activation histogram, on sampled steps). The model's root layer is
-``<model>``. Writes happen at watch's flushes only (host floats: no device sync per step).
+``<model>``. Writes happen at watch's flushes only (host floats: no device sync per step). Once
+the user's own ``wandb.log`` calls move the run's step, each flush adds its last record to the
+user's current step instead (``write_steps``): W&B cannot write to past steps.
 Findings (``write_findings``, called by ``Watcher.report()``): ``graddoctor/findings`` (codes)
 and ``graddoctor/finding/<code>`` (message) in the run summary, and a W&B alert per warning or
 error. Events (``write_event``: autofix rounds): their messages as the summary's ``graddoctor/events``.
@@ -90,7 +92,8 @@ class WandbSink:
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise InputError("the W&B sink needs the wandb package - pip install 'graddoctor[wandb]'") from e
         self._wandb, self._run, self.log_dir = wandb, run, log_dir
-        self._owned = self._defined = False
+        self._owned = self._defined = self._shared = False
+        self._seen: int | None = None  # the run's step after graddoctor's last write
         self._events: list[str] = []
 
     @property
@@ -110,11 +113,24 @@ class WandbSink:
         self.run.config.update({f"{PREFIX}/config": meta.get("config", {}),
                                 f"{PREFIX}/layers": [x["name"] or "<model>" for x in meta.get("layers", [])]},
                                allow_val_change=True)
+        self._seen = getattr(self.run, "step", None)
 
     def write_steps(self, steps: list[dict[str, Any]]) -> None:
+        """Each record as a W&B step of its own while only graddoctor logs to the run. Once the
+        user's own ``wandb.log`` moves the run's step, only the flush's last record is added to the
+        user's current step (``commit=False``): W&B writes the current and next step only, so
+        committed records would push the step past the user's next ``step=`` and W&B would drop
+        the user's points. The JSONL log keeps every record."""
         run = self.run
-        for rec in steps:
-            run.log(step_payload(rec, self._histogram))
+        now = getattr(run, "step", None)
+        self._shared = self._shared or (self._seen is not None and now is not None and now != self._seen)
+        if self._shared:
+            if steps:
+                run.log(step_payload(steps[-1], self._histogram), commit=False)
+        else:
+            for rec in steps:
+                run.log(step_payload(rec, self._histogram))
+        self._seen = getattr(run, "step", None)
 
     def _histogram(self, counts: list[float], edges: list[float]) -> Any:
         return self._wandb.Histogram(np_histogram=(counts, edges))
