@@ -282,3 +282,30 @@ def test_a_run_killed_before_its_first_flush_is_not_read_as_clean(tmp_path):
     text = " ".join(result.output.split())  # the console wraps long lines
     assert result.exit_code == 1 and "nothing judged - no step recorded" in text, result.output
     assert "every 50 steps" in text and "no findings" not in text
+
+
+def test_a_log_dir_that_cannot_be_written_warns_once_and_keeps_the_records_in_memory(tmp_path):
+    """A log_dir that cannot be a directory (here: an existing file; a read-only parent is the
+    same path for a non-root user): one warning at attach, training goes on, the report reads
+    the records from memory (it was 'nothing judged' after an internal error)."""
+    import warnings
+
+    import graddoctor as gd
+
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("x")
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 2))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with gd.watch(net, opt, log_dir=blocker / "run") as w:
+            for _ in range(12):
+                loss = net(torch.randn(4, 8)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+    said = [str(x.message) for x in seen if "cannot be written" in str(x.message)]
+    assert len(said) == 1 and "in memory" in said[0], [str(x.message) for x in seen]
+    assert w.failed is None and len(w.records()[1]) == 12
+    assert "nothing judged" not in w.report().summary()

@@ -59,7 +59,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -100,6 +99,7 @@ from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
 from graddoctor.fix.remedies.warmup import LinearWarmup
 from graddoctor.report import Finding, Report
+from graddoctor.stack import user_level
 
 #: steps recorded (since attach or the last fix) before a window is judged: the severity
 #: policy needs 40 losses to call a run stuck (``diagnose/training/progress.py``)
@@ -119,23 +119,6 @@ TRIAL = 80
 REGRESS_LR = 3.0
 _WHO = "graddoctor.autofix"
 _STRUCTURAL = ("activation", "norm", "skip")
-_INSIDE = (os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-           os.path.dirname(os.path.abspath(torch.__file__)))
-#: training frameworks whose frames sit between the user's code and the optimizer step
-_FRAMEWORKS = tuple(f"{os.sep}{name}{os.sep}" for name in ("lightning", "pytorch_lightning", "transformers",
-                                                            "accelerate"))
-
-
-def _user_level() -> int:
-    """The ``stacklevel`` (for a warning raised by the caller) of the first frame outside
-    graddoctor, torch and the training frameworks: the user's ``opt.step()`` / ``trainer.fit`` line."""
-    f, level = sys._getframe(2), 2
-    while f is not None and (f.f_code.co_filename.startswith(_INSIDE)
-                             or any(n in f.f_code.co_filename for n in _FRAMEWORKS)):
-        f, level = f.f_back, level + 1
-    return level
-
-
 class AutofixWatcher(Watcher):
     """A ``Watcher`` that repairs in place between two steps (see the module docstring).
 
@@ -173,7 +156,7 @@ class AutofixWatcher(Watcher):
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
-        self._audit = InitAudit(self.root, self.refused, self.forwards, _user_level)  # poor-init at attach
+        self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -189,7 +172,7 @@ class AutofixWatcher(Watcher):
                 self._fix_handles.append(self.root.register_forward_pre_hook(self._audit.keep_inputs,
                                                                             with_kwargs=True))
             if self.refused:
-                warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=_user_level())
+                warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=user_level())
         return self
 
     def detach(self) -> None:
@@ -218,7 +201,7 @@ class AutofixWatcher(Watcher):
         except Exception as e:  # noqa: BLE001 - never break the training loop
             self.autofix_failed = f"{type(e).__name__}: {e}"
             warnings.warn(f"{_WHO}: internal error ({self.autofix_failed}); autofix off from step "
-                          f"{self._step}, training continues", stacklevel=_user_level())
+                          f"{self._step}, training continues", stacklevel=user_level())
         finally:
             self.forwards.mapping = False
 
@@ -386,7 +369,7 @@ class AutofixWatcher(Watcher):
         """One event: ``w.fixes``, the run log (one line, flushed), the report, a warning line."""
         self.fixes.append(event)
         self.log_event("autofix", event, causes)
-        warnings.warn(f"{_WHO}: {event['message']}", stacklevel=_user_level())
+        warnings.warn(f"{_WHO}: {event['message']}", stacklevel=user_level())
 
 
 __all__ = ["CHECK_EVERY", "MAX_FIXES", "TRIAL", "WARMUP", "AutofixWatcher"]

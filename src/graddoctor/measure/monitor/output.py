@@ -12,11 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections import deque
 from typing import Any
 
 from graddoctor.errors import InputError
 from graddoctor.runlog import carry_weights, read_run
+from graddoctor.stack import user_level
 
 
 class RunOutput:
@@ -45,7 +48,14 @@ class RunOutput:
     def open(self) -> None:
         """Create the sinks and the history (once)."""
         if self.log_dir is not None and self.write and not self.sinks:
-            self.sinks = [_make_sink(s, self.log_dir, self.fsync) for s in self.specs]
+            specs = self.specs
+            why = unwritable(self.log_dir) if any(s in FILE_SINKS for s in specs if isinstance(s, str)) else None
+            if why:  # warned, not raised: the user's training goes on, its records in memory
+                warnings.warn(f"graddoctor.watch: log_dir {self.log_dir!r} cannot be written ({why}): the "
+                              "records stay in memory only (w.report() reads them) - pass a log_dir you can "
+                              "write to", stacklevel=user_level())
+                specs = [s for s in specs if not (isinstance(s, str) and s in FILE_SINKS)]
+            self.sinks = [_make_sink(s, self.log_dir, self.fsync) for s in specs]
         if self.history is None:
             n = self.history_len
             self.history = deque(maxlen=n if n is not None else 0 if self.jsonl() else 100_000)
@@ -89,6 +99,22 @@ class RunOutput:
         return next((s for s in self.sinks if isinstance(s, JsonlSink)), None)
 
 
+def unwritable(log_dir: str) -> str | None:
+    """Why files cannot be written in ``log_dir`` (created if missing), or None.
+
+    Example:
+        >>> import tempfile; unwritable(tempfile.mkdtemp()) is None
+        True
+    """
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}"
+    if not os.path.isdir(log_dir) or not os.access(log_dir, os.W_OK | os.X_OK):
+        return "no write permission"
+    return None
+
+
 def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
     from graddoctor.runlog.sinks import Sink, make_sink
 
@@ -99,4 +125,7 @@ def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
     return spec
 
 
-__all__ = ["RunOutput"]
+#: sinks that write files into ``log_dir``
+FILE_SINKS = ("jsonl", "tensorboard")
+
+__all__ = ["FILE_SINKS", "RunOutput", "unwritable"]
