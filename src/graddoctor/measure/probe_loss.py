@@ -39,6 +39,37 @@ def main_output(out: Any) -> torch.Tensor:
     return max(ts, key=lambda t: t.numel())
 
 
+def fitting_output(out: Any, target: torch.Tensor | None) -> torch.Tensor:
+    """The output tensor the target belongs to: for integer classes, the one whose class axis is
+    the smallest that holds every label ([N, C] for [N], [B, T, C] or [N, C, T] for [B, T]: the
+    logits, not a wider feature tensor next to them); for a float target, the first output of its
+    shape (or size); else, and with no target, ``main_output``.
+
+    Example:
+        >>> w = torch.ones(1, requires_grad=True)
+        >>> logits, feats = torch.zeros(4, 10) * w, torch.zeros(4, 128) * w
+        >>> tuple(fitting_output((logits, feats), torch.tensor([0, 9, 3, 1])).shape)
+        (4, 10)
+    """
+    ts = [t for t in output_tensors(out) if t.is_floating_point() and t.requires_grad]
+    if target is None or len(ts) < 2:
+        return main_output(out)
+    if not target.is_floating_point():
+        top = int(target.max()) if target.numel() else 0
+
+        def classes(y: torch.Tensor) -> int | None:
+            if y.dim() != target.dim() + 1:
+                return None
+            if y.shape[:-1] == target.shape:
+                return y.shape[-1]
+            return y.shape[1] if y.shape[:1] + y.shape[2:] == target.shape else None
+
+        fits = [(c, i) for i, y in enumerate(ts) if (c := classes(y)) is not None and c > top]
+        return ts[min(fits)[1]] if fits else main_output(out)
+    same = [y for y in ts if y.shape == target.shape] or [y for y in ts if y.numel() == target.numel()]
+    return same[0] if same else main_output(out)
+
+
 def own_loss(out: Any) -> torch.Tensor | None:
     """The loss a model computed itself, if any.
 
@@ -87,14 +118,22 @@ def probe_loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Te
     if target is not None:
         target = _as_target(target)
     if loss_fn is not None:
-        y = main_output(out)
+        if not isinstance(out, torch.Tensor):  # as documented: loss_fn(output, target), the
+            try:  # whole output (a dict, a tuple); one written for a tensor gets the main one
+                loss = loss_fn(out, target) if target is not None else loss_fn(out)
+                return _scalar(loss, "loss_fn"), "loss_fn"
+            except GraddoctorError:
+                raise
+            except Exception:  # noqa: BLE001, S110 - retried on the main tensor below
+                pass
+        y = fitting_output(out, target)
         with _loss_errors(y, target, "loss_fn"):
             loss = loss_fn(y, target) if target is not None else loss_fn(y)
         return _scalar(loss, "loss_fn"), "loss_fn"
     own = own_loss(out)
     if own is not None:
         return own, "model"
-    y = main_output(out)
+    y = fitting_output(out, target)
     if target is not None:
         target = target.to(y.device)
         if not target.is_floating_point():

@@ -1,8 +1,9 @@
-"""``gd.check`` on a tiny HF Wav2Vec2 (random init, built from a config, in training mode as
+"""``gd.check`` on models we did not write. A tiny HF Wav2Vec2 (random init, built from a config, in training mode as
 constructed): its feature encoder sets ``requires_grad`` on its own input, which a probe input
 that requires grad cannot take (it was a ``ModelCallError`` blaming the input shape). Probed
 without the input gradient, the healthy model gets no finding: its 3-conv front end's 0.27
 orders/layer is no longer extrapolated over the 20 layers (it read as 5.1 orders of vanishing).
+A model returning (logits, features): the probe's loss goes to the logits.
 """
 
 from __future__ import annotations
@@ -41,3 +42,28 @@ def test_a_rate_from_a_short_stretch_is_not_extrapolated_over_the_model():
     assert trend_of_logs(names, logs)["orders"] == pytest.approx(0.6)
     deep = [f"{i}" for i in range(20)]  # one role over the whole depth: the rate is the model's
     assert trend_of_logs(deep, [-0.3 * (19 - i) for i in range(20)])["orders"] == pytest.approx(5.7)
+
+
+def test_the_probe_loss_goes_to_the_output_the_target_belongs_to():
+    # a model returning (logits [B, 10], features [B, 128]): cross-entropy on the logits, not on
+    # the larger feature tensor (the head was "off the path" and the report clean); a loss_fn
+    # written for the whole output gets the whole output, one written for a tensor the logits
+    from torch import nn
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Sequential(nn.Linear(8, 128), nn.ReLU()), nn.Linear(128, 10)
+
+        def forward(self, x):
+            f = self.body(x)
+            return self.head(f), f
+
+    torch.manual_seed(0)
+    net, x, y = TwoHeads(), torch.randn(16, 8), torch.randint(0, 10, (16,))
+    report = gd.check(net, x, target=y)
+    assert "head" not in report.data["probe"].get("off_path", []), report.data["probe"]
+    whole = gd.check(net, x, target=y, loss_fn=lambda out, t: nn.functional.cross_entropy(out[0], t))
+    tensor = gd.check(net, x, target=y, loss_fn=nn.functional.cross_entropy)
+    for r in (whole, tensor):
+        assert r.data["probe"]["loss"] == pytest.approx(report.data["probe"]["loss"])
