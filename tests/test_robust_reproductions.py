@@ -309,3 +309,25 @@ def test_a_log_dir_that_cannot_be_written_warns_once_and_keeps_the_records_in_me
     assert len(said) == 1 and "in memory" in said[0], [str(x.message) for x in seen]
     assert w.failed is None and len(w.records()[1]) == 12
     assert "nothing judged" not in w.report().summary()
+
+
+def test_parameters_left_out_of_the_optimizer_are_named_at_attach():
+    """Trainable layers outside the optimizer get gradients that opt.zero_grad() never clears:
+    watch says so once (they used to read as exploding / stalled layers only); a frozen layer
+    (requires_grad=False) or the optimizer of every parameter says nothing."""
+    import warnings
+
+    import graddoctor as gd
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    for params, said in [(net[2].parameters(), True), (net.parameters(), False)]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            gd.watch(net, torch.optim.SGD(params, lr=0.1)).detach()
+        lines = [str(x.message) for x in seen if "not in the optimizer" in str(x.message)]
+        assert bool(lines) == said and (not said or "0.weight, 0.bias" in lines[0]), lines
+    net[0].requires_grad_(False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gd.watch(net, torch.optim.SGD(net[2].parameters(), lr=0.1)).detach()
+    assert not [x for x in seen if "not in the optimizer" in str(x.message)]

@@ -97,8 +97,11 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         off = (f"{trainer.world_size} processes: each rank would repair on its own records"
                if trainer.world_size > 1 else
                f"{len(optimizers)} optimizers: autofix rebinds one" if len(optimizers) > 1 else None)
-        self.watcher = framework_watcher(pl_module, optimizers[0] if optimizers else None, self.log_dir,
-                                         autofix=self.autofix, off=off, **options).attach()
+        with warnings.catch_warnings():
+            if len(optimizers) > 1:  # watch reads the first; the others hold the parameters it lacks
+                warnings.filterwarnings("ignore", message=".*are not in the optimizer")
+            self.watcher = framework_watcher(pl_module, optimizers[0] if optimizers else None, self.log_dir,
+                                             autofix=self.autofix, off=off, **options).attach()
         self._report = None
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:

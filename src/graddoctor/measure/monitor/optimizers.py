@@ -21,6 +21,7 @@ import warnings
 from typing import Any
 
 from graddoctor.errors import InputError
+from graddoctor.stack import user_level
 
 #: wrappers nested deeper than this are not followed (a cycle would loop forever)
 _MAX_DEPTH = 8
@@ -95,12 +96,38 @@ def foreign_optimizer(optimizer: Any, *models: Any) -> bool:
     return bool(held and own) and not held & own
 
 
+def left_out(optimizer: Any, model: Any) -> list[str]:
+    """The model's trainable parameters (names) that the optimizer does not hold, when it holds
+    some of them (none held: ``foreign_optimizer``).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+        >>> left_out(torch.optim.SGD(net[1].parameters(), lr=0.1), net)
+        ['0.weight', '0.bias']
+    """
+    groups = getattr(optimizer, "param_groups", None)
+    if not groups:
+        return []
+    held = {id(p) for g in groups for p in g.get("params", [])}
+    own = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    missing = [n for n, p in own if id(p) not in held]
+    return missing if len(missing) < len(own) else []
+
+
 def warn_foreign(optimizer: Any, *models: Any) -> None:
-    """One warning line when ``foreign_optimizer(optimizer, *models)`` (watch goes on)."""
+    """One warning line when ``foreign_optimizer(optimizer, *models)``, or when trainable
+    parameters of the model are left out of the optimizer (watch goes on)."""
     if foreign_optimizer(optimizer, *models):
         warnings.warn("graddoctor.watch: the optimizer holds none of the model's trainable parameters (another "
                       "model's optimizer?): pass the one that trains this model; update sizes are not measured",
                       stacklevel=4)
+    elif models and (missing := left_out(optimizer, models[0])):
+        shown = ", ".join(missing[:4]) + (f", ... (+{len(missing) - 4})" if len(missing) > 4 else "")
+        warnings.warn(f"graddoctor.watch: {len(missing)} trainable parameter(s) are not in the optimizer ({shown}): "
+                      "they get gradients but never move, and optimizer.zero_grad() does not clear them (their "
+                      ".grad grows step by step) - set requires_grad=False on them if they are frozen on purpose, "
+                      "or add them to the optimizer", stacklevel=user_level())
 
 
-__all__ = ["foreign_optimizer", "hookable_optimizer", "unwrap_optimizer", "warn_foreign"]
+__all__ = ["foreign_optimizer", "hookable_optimizer", "left_out", "unwrap_optimizer", "warn_foreign"]
