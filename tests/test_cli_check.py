@@ -102,6 +102,7 @@ def test_module_factory_with_seq_and_long_dtype(models: Path):
     (["{models}:not_a_model", "--input-shape", "8,32"], "must return an nn.Module"),
     (["no_such_package.mod:f"], "cannot import module"),
     (["just_a_name"], "expected FILE.py:FACTORY"),
+    (["{models}:healthy", "--seq", "5"], "returned its own inputs"),
 ])
 def test_bad_input_is_one_line_and_exit_2(models: Path, args: list[str], needle: str):
     args = [a.format(models=models, dir=models.parent) for a in args]

@@ -64,8 +64,9 @@ def load_factory(spec: str) -> Any:
             raise InputError(f"importing {where!r} failed: {_one_line(e)}") from e
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
-        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))[:8]
-        raise InputError(f"{where} has no callable {name!r}; callables there: {', '.join(found) or 'none'}")
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        listed = ", ".join(found[:8]) + (f", ... (+{len(found) - 8})" if len(found) > 8 else "")
+        raise InputError(f"{where} has no callable {name!r}; callables there: {listed or 'none'}")
     return factory
 
 
@@ -154,6 +155,9 @@ def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
                          f"got {type(made).__name__}")
     if input_shape is not None:
         inputs = make_inputs(made, parse_shape(input_shape), dtype, seq)
+    elif inputs is not None and (seq is not None or dtype != "float32"):
+        raise InputError(f"--seq and --dtype shape the random input of --input-shape, but the factory {spec} "
+                         "returned its own inputs - give --input-shape too, or drop them")
     elif inputs is None:
         raise InputError(f"the factory {spec} returned only a model: give --input-shape "
                          "(batch first, e.g. --input-shape 8,3,32,32)")
