@@ -179,3 +179,9 @@ def test_long_runs_are_thinned_in_the_embedded_data():
     assert [s["step"] for s in data["steps"][:2]] == [1, 3] and data["steps"][-1]["step"] == 2501
     assert "1251 of 2501 steps" in page
     assert len(report.data["steps"]) == 2501  # the report itself is left whole
+
+
+def test_a_repair_results_summary_counts_its_changes_as_the_page_does(reports):
+    repair = next(r for r in reports.values() if r.source == "repair")
+    n = len(repair.data["changes"])
+    assert repair.summary() == f"graddoctor repair: {n} change(s)"  # not "no findings"

@@ -121,6 +121,8 @@ class Report:
     def summary(self) -> str:
         """One line: verdict and counts per severity."""
         if not self.findings:
+            if self.source == "repair":  # a repair result's report: its changes, not findings
+                return f"graddoctor repair: {len(self.data.get('changes') or [])} change(s)"
             if self.source == "watch" and self.data.get("steps") == [] and "meta" in self.data:
                 every = (self.data["meta"].get("config") or {}).get("flush_every", "flush_every")
                 return (f"graddoctor watch: nothing judged - no step recorded (records reach the log every "
