@@ -40,7 +40,7 @@ def test_watch_report_prints_and_exit_code_follows_report(tmp_path, depth, act):
     report = build_report(*read_run(run))
     res = CliRunner().invoke(main, ["watch-report", str(run)])
     assert res.exit_code == (0 if report.ok else 1), res.output
-    assert "60 steps" in res.output and "|grad| (median)" in res.output
+    assert "60 steps" in res.output and "|grad| median, last 10 steps" in res.output
     assert report.summary().split(" - ")[0] in res.output.replace("\n", " ")
     js = CliRunner().invoke(main, ["watch-report", str(run), "--json"])
     assert js.exit_code == res.exit_code

@@ -20,15 +20,19 @@ def _fmt(v: float | None) -> str:
 
 
 def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
-    """Per layer: median gradient norm and last update ratio over the last ``last`` steps."""
+    """Per layer: the median gradient norm over the last ``last`` used steps, and the update ratio
+    of the last step whose updates were sampled (both named in the header)."""
     used = [s for s in steps if s.get("grad_norm") and not s.get("skipped")][-last:]
-    rows = [f"{'layer':<36} {'kind':<10} {'|grad| (median)':>16} {'update/weight':>14}"]
-    upd = next((s["update_ratio"] for s in reversed(steps) if s.get("update_ratio")), {})
+    at = next((s for s in reversed(steps) if s.get("update_ratio")), {})
+    upd = at.get("update_ratio") or {}
+    head_grad = f"|grad| median, last {len(used)} steps"
+    head_upd = f"update/weight @{at['step']}" if "step" in at else "update/weight"
+    rows = [f"{'layer':<36} {'kind':<10} {head_grad:>28} {head_upd:>22}"]
     for lay in meta.get("layers", []):
         vals = sorted(v for s in used if (v := s["grad_norm"].get(lay["name"])) is not None)
         med = vals[len(vals) // 2] if vals else None
         name = (lay["name"] or "<model>") + ("" if lay.get("trainable", True) else " (frozen)")
-        rows.append(f"{name:<36} {lay.get('kind', ''):<10} {_fmt(med):>16} {_fmt(upd.get(lay['name'])):>14}")
+        rows.append(f"{name:<36} {lay.get('kind', ''):<10} {_fmt(med):>28} {_fmt(upd.get(lay['name'])):>22}")
     return "\n".join(rows)
 
 
