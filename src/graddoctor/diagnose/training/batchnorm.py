@@ -4,8 +4,10 @@ Watch reads each BatchNorm's ``training`` flag at every flush (``bn_eval`` in th
 records: the BatchNorm layers in eval mode). A BatchNorm in eval mode normalises with
 running statistics that nobody updates (mean 0, variance 1 at init): the layer is a plain
 affine map, and a deep net trains as if it had no normalisation (Ioffe & Szegedy 2015,
-sec. 3.1). BatchNorms whose parameters are frozen (``trainable`` False in the meta) are a
-deliberate choice (fine-tuning with frozen statistics) and never count.
+sec. 3.1). BatchNorms whose parameters are frozen (``trainable`` False in the meta), or whose
+running statistics at attach were already the data's (``initial_stats`` False: trained or
+loaded before watch), are a deliberate choice (fine-tuning with frozen statistics) and never
+count.
 
 Severity (``graddoctor.diagnose.thresholds`` policy): error when the loss has not moved
 (``progress.loss_progress``), else warning.
@@ -37,7 +39,10 @@ def batchnorm_eval_mode(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> batchnorm_eval_mode({"layers": []}, [])
         []
     """
-    trainable = {ly["name"] for ly in meta.get("layers", []) if ly.get("trainable", True)}
+    # a BatchNorm whose running statistics were already the data's at attach is a deliberate
+    # freeze (a fine-tune's frozen BatchNorm): it normalises, with the statistics it was given
+    trainable = {ly["name"] for ly in meta.get("layers", [])
+                 if ly.get("trainable", True) and ly.get("initial_stats", True)}
     flushes = [s for s in used_steps(steps) if isinstance(s.get("bn_eval"), list)]
     if not flushes:
         return []

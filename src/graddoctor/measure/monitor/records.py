@@ -57,6 +57,7 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
             "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
             "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
+            **_bn_stats(m),
         })
     sites = [] if mm is None else mm.activations
     return {
@@ -65,6 +66,24 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
                          "functional": s.functional, "is_output": s.is_output} for s in sites],
         "config": config,
     }
+
+
+def _bn_stats(m: Any) -> dict:
+    """``{"initial_stats": bool}`` for a BatchNorm with running statistics: True while they are
+    still the initial mean 0 / variance 1 (at attach), False when they hold the data's (a model
+    trained or loaded before watch); ``{}`` for any other module.
+
+    Example:
+        >>> from torch import nn
+        >>> _bn_stats(nn.BatchNorm1d(2)), _bn_stats(nn.Linear(2, 2))
+        ({'initial_stats': True}, {})
+    """
+    from torch import nn
+
+    mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
+    if not isinstance(m, nn.modules.batchnorm._BatchNorm) or mean is None or var is None:
+        return {}
+    return {"initial_stats": bool((mean == 0).all() and (var == 1).all())}
 
 
 class StepRecords:
