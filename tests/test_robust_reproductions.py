@@ -331,3 +331,9 @@ def test_parameters_left_out_of_the_optimizer_are_named_at_attach():
         warnings.simplefilter("always")
         gd.watch(net, torch.optim.SGD(net[2].parameters(), lr=0.1)).detach()
     assert not [x for x in seen if "not in the optimizer" in str(x.message)]
+
+
+def test_a_tensorboard_only_log_dir_says_why_there_is_no_run_log(tmp_path):
+    (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
+    result = _run(["watch-report", str(tmp_path)])
+    assert result.exit_code == 2 and "TensorBoard events only" in result.output, result.output

@@ -89,8 +89,11 @@ def run_path(path_or_dir: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / FILENAME
     if not p.is_file():
+        tb = p.parent.is_dir() and any(p.parent.glob("events.out.tfevents.*"))
+        hint = (f" (this folder holds TensorBoard events only: watch with sinks=['jsonl', 'tensorboard'] to "
+                f"also write the {FILENAME} graddoctor reads)" if tb else "")
         raise InputError(f"no watch run log at {str(p)!r} - pass the log_dir given to gd.watch() "
-                         f"or the path of its {FILENAME}")
+                         f"or the path of its {FILENAME}{hint}")
     return p
 
 
