@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "graddoctor"
 
 LAYERS = {
-    "errors": 0, "codes": 0, "inputs": 0, "kinds": 0, "report": 0, "train": 0, "zoo": 0, "data": 0,
+    "errors": 0, "codes": 0, "inputs": 0, "kinds": 0, "report": 0, "stack": 0, "train": 0, "zoo": 0, "data": 0,
     "modelmap": 1, "runlog": 1,
     "measure": 2,
     "diagnose": 3, "lrfind": 3,

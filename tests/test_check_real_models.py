@@ -67,3 +67,38 @@ def test_the_probe_loss_goes_to_the_output_the_target_belongs_to():
     tensor = gd.check(net, x, target=y, loss_fn=nn.functional.cross_entropy)
     for r in (whole, tensor):
         assert r.data["probe"]["loss"] == pytest.approx(report.data["probe"]["loss"])
+
+
+def test_zero_weights_that_never_move_are_a_dead_path_but_a_lone_zero_gain_is_not():
+    # two zero factors in series (LayerScale gamma = 0 after a zero output projection) get no
+    # gradient either: the branch never trains. An all-zero MLP the same. A lone zero gain
+    # (ReZero, zero-init residual) gets a gradient at init and moves: clean
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, zero_proj):
+            super().__init__()
+            self.fc1, self.act, self.fc2 = nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 16)
+            self.gamma = nn.Parameter(torch.zeros(16))
+            if zero_proj:  # a zero projection (bias too: a nonzero bias would move gamma)
+                nn.init.zeros_(self.fc2.weight)
+                nn.init.zeros_(self.fc2.bias)
+
+        def forward(self, x):
+            return x + self.gamma * self.fc2(self.act(self.fc1(x)))
+
+    def net(zero_proj):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(8, 16), *[Block(zero_proj) for _ in range(3)], nn.Linear(16, 4))
+
+    x, y = torch.randn(32, 8), torch.randint(0, 4, (32,))
+    dead = gd.check(net(True), x, target=y)
+    assert [f.severity for f in dead.by_code("vanishing-gradient")] == ["error"], str(dead)
+    assert "nothing ever moves them" in dead.by_code("vanishing-gradient")[0].message
+    assert "vanishing-gradient" not in gd.check(net(False), x, target=y).codes
+    zero_mlp = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
+    for m in zero_mlp:
+        if isinstance(m, nn.Linear):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+    assert gd.check(zero_mlp, x, target=y).by_code("vanishing-gradient")[0].severity == "error"

@@ -90,6 +90,8 @@ class ProbeResult:
     jacobian: dict[str, Any] | None = None
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
+    # those of them that get a nonzero gradient (they move at the first step); None: not measured
+    zero_params_moving: list[str] | None = None
     loss: float = float("nan")
     loss_source: str = ""
     seconds: float = 0.0
@@ -204,7 +206,9 @@ def probe(
             result.loss = float(loss.detach())
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]
-            wrt = _unique([seq, jac_in, *outs, *state["first_params"]])
+            params = dict(model.named_parameters())
+            zeros = [params[n] for n in result.zero_params if n in params]
+            wrt = _unique([seq, jac_in, *outs, *state["first_params"], *zeros])
             if not wrt:
                 raise InputError("nothing to differentiate: the model has no trainable parameters "
                                  "and no floating-point input - give it some")
@@ -213,6 +217,9 @@ def probe(
             state["cuts"] = cut_nodes(loss.grad_fn)  # where a rescaled gradient stays exact
             grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
             result.grad_rescale_log2 = state["exp"]
+            by_id = {id(t): g for t, g in zip(wrt, grads)}
+            result.zero_params_moving = [n for n in result.zero_params if n in params
+                                         and (g := by_id.get(id(params[n]))) is not None and bool(g.ne(0).any())]
             if seq is not None:
                 g = grads[0]
                 result.time_grad = ([math.ldexp(v, -state["exp"]) for v in _per_step_norms(g, result.time_axis)]

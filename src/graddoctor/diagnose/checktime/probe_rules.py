@@ -11,9 +11,11 @@ grouped by *role* (their name with whole-number path components replaced by
 log10(value) against the layer's position in execution order is fitted in
 each role with at least 3 layers (without any, in each role of 2: a stack of two
 blocks), and the slopes' median (weighted by role size) is the per-layer rate;
-orders over depth = rate x (layers - 1). Without any repeated role, one line over
-the whole profile (execution order). Layers with an exactly-zero gradient never
-enter a trend (``zero_gradient_layers``). So a transformer's
+orders over depth = rate x (layers - 1) when the fitted roles span at least half the
+depth, else rate x their span (``checktime.trend``). Without any repeated role, one
+line over the whole profile (execution order). Layers with an exactly-zero gradient never
+enter a trend (``zero_gradient_layers``); exactly-zero weights that get no gradient
+themselves never move, and the layers they cut off never train (an error). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
@@ -31,11 +33,11 @@ learnable quantity (Gers et al. 2000), while a vanilla RNN's is structural
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import torch
 
+from graddoctor.diagnose.checktime.trend import depth_trend, log10, role, trend_of_logs
 from graddoctor.diagnose.thresholds import MIN_STEPS
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.modelmap import ModelMap
@@ -43,93 +45,11 @@ from graddoctor.report import Finding
 
 WARN_ORDERS = 2.0
 ERROR_ORDERS = 4.0
-_FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
-_DIGITS = re.compile(r"\d+")
 
 REF_VANISHING = "Hochreiter 1991; Bengio, Simard & Frasconi 1994; Glorot & Bengio 2010"
 REF_EXPLODING = "Pascanu, Mikolov & Bengio 2013; He et al. 2015"
 REF_SIGNAL = "Poole et al. 2016; Schoenholz et al. 2017; He et al. 2015"
 REF_JACOBIAN = "Pennington, Schoenholz & Ganguli 2017 (dynamical isometry)"
-
-
-def role(name: str) -> str:
-    """A layer's role: its name with the stage/block indices of its container path replaced by ``#``.
-
-    Every number in a container part counts as an index (``layer1.0`` -> ``layer#.#``,
-    ``s1.b1`` -> ``s#.b#``, ``stages.0.blocks.1``, ``encoder.layer.3``, ``h.3``,
-    ``model.layers.3``); the last part keeps its name (``conv1`` and ``conv2`` of one
-    block are two roles) unless it is a bare index (``features.12`` -> ``features.#``).
-
-    Example:
-        >>> role("transformer.h.3.attn.c_attn"), role("12"), role("layer1.0.conv1"), role("s2.b1.conv")
-        ('transformer.h.#.attn.c_attn', '#', 'layer#.#.conv1', 's#.b#.conv')
-    """
-    parts = name.split(".")
-    head = [_DIGITS.sub("#", part) for part in parts[:-1]]
-    last = "#" if parts[-1].isdigit() else parts[-1]
-    return ".".join([*head, last])
-
-
-def log10(v: float) -> float:
-    """log10 with underflow floored at 1e-45 and non-finite values kept as +inf."""
-    if not math.isfinite(v):
-        return math.inf
-    return math.log10(max(v, _FLOOR))
-
-
-def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, float] | None:
-    """Per-layer rate (orders of magnitude per layer) and orders over depth of a per-layer profile.
-
-    Positive orders: the value grows from the input side to the output side.
-
-    Example:
-        >>> depth_trend(["0", "1", "2", "3"], [1e-6, 1e-4, 1e-2, 1.0])["orders"]
-        6.0
-    """
-    return trend_of_logs(names, [log10(v) for v in values])
-
-
-def trend_of_logs(names: Sequence[str], logs: Sequence[float]) -> dict[str, float] | None:
-    """``depth_trend`` of a profile given as log10 values (non-finite ones left out).
-
-    Example:
-        >>> trend_of_logs(["0", "1", "2"], [-900.0, -450.0, 0.0])["orders"]
-        900.0
-    """
-    pts = [(i, y) for i, y in enumerate(logs) if math.isfinite(y)]
-    if len(pts) < 3:
-        return None
-    groups: dict[str, list[tuple[int, float]]] = {}
-    for i, y in pts:
-        groups.setdefault(role(names[i]), []).append((i, y))
-    used = [g for g in groups.values() if len(g) >= 3] or [g for g in groups.values() if len(g) == 2]
-    fits = [(_slope(g), len(g)) for g in used]  # 2 points per role: a stack of 2 blocks
-    rate = _weighted_median(fits) if fits else _slope(pts)
-    # a rate fitted over at least half the depth is the model's (the blocks' roles leave out
-    # the stem and the head); one from a shorter stretch holds over that stretch only: a 3-conv
-    # front end (Wav2Vec2's feature encoder, the only role repeated 3 times in a 2-block model)
-    # says nothing of the 17 layers after it (its 0.27 orders/layer read as 5.1 orders)
-    n = len(logs)
-    span = max((g[-1][0] - g[0][0] for g in used), default=n - 1)
-    return {"rate": rate, "orders": rate * (n - 1 if 2 * span >= n - 1 else span), "roles": len(fits) or 1}
-
-
-def _slope(pts: Sequence[tuple[int, float]]) -> float:
-    n = len(pts)
-    mx = sum(x for x, _ in pts) / n
-    my = sum(y for _, y in pts) / n
-    sxx = sum((x - mx) ** 2 for x, _ in pts)
-    return sum((x - mx) * (y - my) for x, y in pts) / sxx if sxx else 0.0
-
-
-def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
-    pairs = sorted(pairs)
-    half, acc = sum(w for _, w in pairs) / 2, 0
-    for v, w in pairs:
-        acc += w
-        if acc >= half:
-            return v
-    return pairs[-1][0]
 
 
 def zero_gradient_layers(names: Sequence[str], grads: Sequence[float],
@@ -225,8 +145,11 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
                                   "grad_log10": _log_profile(logs)},
             remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"], step=0, reference=REF_EXPLODING)]
-    vanished, dormant = zero_gradient_layers(p.layers, [0.0 if y == -math.inf else 1.0 for y in logs],
-                                             p.zero_params)
+    flags = [0.0 if y == -math.inf else 1.0 for y in logs]
+    stuck = p.zero_params if p.zero_params and p.zero_params_moving == [] else []
+    if stuck and (dead := [n for n, f in zip(p.layers, flags) if f == 0.0]) and any(flags):
+        return [_never_moving(p, stuck, dead, logs)]
+    vanished, dormant = zero_gradient_layers(p.layers, flags, p.zero_params)
     skip = set(dormant)
     kept = [(n, y) for n, y in zip(p.layers, logs) if n not in skip]
     nonzero = [(n, y) for n, y in kept if y > -math.inf]
@@ -280,6 +203,22 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(nonzero)} layers)",
         layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
         step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
+
+
+def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[float]) -> Finding:
+    """Layers cut off by exactly-zero weights that get no gradient themselves: nothing ever
+    moves them (an all-zero init; two zero factors in series, such as a zero LayerScale gain
+    after a zero output projection). A lone zero gain (ReZero, zero-init residual) gets a
+    gradient at init and moves at the first step: not this."""
+    shown = ", ".join(stuck[:4]) + (f", ... (+{len(stuck) - 4})" if len(stuck) > 4 else "")
+    return Finding(
+        "vanishing-gradient", "error",
+        f"{len(dead)} of {len(p.layers)} layers get exactly zero gradient, cut off by exactly-zero weights "
+        f"({shown}) that get no gradient either: nothing ever moves them, so these layers never train "
+        "(an all-zero init, or two zero factors in series)",
+        layers=dead, evidence={"zero_gradient_layers": len(dead), "zero_params": stuck,
+                               "zero_params_moving": [], "grad_log10": _log_profile(logs)},
+        remedies=["he-init", "lsuv-init", "orthogonal-init"], step=0, reference=REF_VANISHING)
 
 
 def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:

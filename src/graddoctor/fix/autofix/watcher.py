@@ -306,17 +306,15 @@ class AutofixWatcher(Watcher):
     def _judge(self, step: int, now: float, findings: list[Finding]) -> bool:
         """Judge the fix on trial at the end of its window; undo it if it did not help (True).
         A fix whose causes are gone from the trial window is kept when the loss is no higher
-        (``judge.no_worse``): two stuck runs, the repaired one without the fault; a restart
-        only when the loss fell. (Activation
-        findings are not measured after a structural fix: the swapped sites are gone.)"""
+        (``judge.no_worse``): two stuck runs, the repaired one without the fault. A restart
+        (weights back at the init, a warm-up) removes its cause by construction: kept only
+        when the loss fell (a healthy BART on a 120-step task plateau, restarted at step 50,
+        sat at 4.12 for 250 steps "its causes gone")."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
         inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
         better = helped(t["before"], now)
-        # a restart (the weights back at the init, a warm-up) removes its cause by construction:
-        # kept only when the loss fell (a healthy BART on a 120-step task plateau was restarted at
-        # step 50 and sat at 4.12 for the 250 steps after it, "its causes gone")
         gone = not t["restart"] and causes_gone(event["codes"], findings, self.root, inputs)
         if better or (no_worse(t["before"], now) and gone):
             how = "helped" if better else "kept (its causes are gone, the loss no higher)"
