@@ -102,3 +102,18 @@ def test_zero_weights_that_never_move_are_a_dead_path_but_a_lone_zero_gain_is_no
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
     assert gd.check(zero_mlp, x, target=y).by_code("vanishing-gradient")[0].severity == "error"
+
+
+def test_a_dead_relu_stack_says_no_gradient_reaches_the_input_side():
+    # every unit dead (bias -3): the headline said "shrinks by 0.0 orders ... over 1 layers"
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(5):
+        lin = nn.Linear(64, 64)
+        nn.init.constant_(lin.bias, -3.0)
+        layers += [lin, nn.ReLU()]
+    net = nn.Sequential(*layers, nn.Linear(64, 10))
+    f = gd.check(net, torch.randn(32, 64), target=torch.randint(0, 10, (32,))).by_code("vanishing-gradient")[0]
+    assert f.severity == "error" and f.message.startswith("at initialisation no gradient reaches the input side")

@@ -189,11 +189,13 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
                    else "read as exact zeros: underflow, or no unit on the path passes a gradient")
             zeros = (f"; below {p.grad_dtype} range (< 1e{floor:.0f}) at {len(below)} input-side layer(s), "
                      f"from {names[at]!r} ({len(kept) - at} layers from the output) on ({how})")
+        trend = (f"the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude from the output "
+                 f"side to the input side ({t['rate']:.2f} per layer over {len(nonzero)} layers)")
+        if vanished and len(nonzero) < 3:  # no trend to speak of: say what was seen
+            trend = (f"no gradient reaches the input side: {len(vanished)} of {len(kept)} layers get exactly "
+                     "zero gradient")
         return [Finding(
-            "vanishing-gradient", sev,
-            f"at initialisation the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude "
-            f"from the output side to the input side ({t['rate']:.2f} per layer over "
-            f"{len(nonzero)} layers){zeros}",
+            "vanishing-gradient", sev, f"at initialisation {trend}{zeros}",
             layers=layers, evidence=evidence, remedies=remedies, step=0,
             reference=f"{REF_VANISHING}; {REF_JACOBIAN}")]
     layers = [n for n, y in zip(names, logs_kept) if y >= ref + WARN_ORDERS] or names[:1]
