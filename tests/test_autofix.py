@@ -408,14 +408,15 @@ def test_a_scheduler_that_holds_an_accelerate_wrapper_is_scaled_too():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("ev", [{"drop_orders": -2.1, "orders_per_layer": -0.3, "n_layers": 4},
+                                {"growth_orders": 2.2, "blowup_step": 17}])  # a one-step spike the run left
 @pytest.mark.parametrize("learns", [True, False])
-def test_a_depth_profile_explosion_while_the_loss_falls_is_no_blowup(monkeypatch, learns):
+def test_a_depth_profile_explosion_or_a_spike_while_the_loss_falls_is_no_blowup(monkeypatch, learns, ev):
     # a net repaired with ReZero has small gradients inside its blocks: its profile can read
     # "growing toward the input" while it learns (a-mlp10-sigmoid-vanish seed 2 was rolled back
     # and its rate cut /10 at step 40). Only a run that is not learning gets the blow-up fix
     from graddoctor.report import Finding
 
-    ev = {"drop_orders": -2.1, "orders_per_layer": -0.3, "n_layers": 4}
     found = [Finding("exploding-gradient", "error", "grow", ["0"], ev)]
     monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
                         lambda meta, steps: found if len(steps) >= 20 else [])  # from step 20 on
@@ -428,3 +429,21 @@ def test_a_depth_profile_explosion_while_the_loss_falls_is_no_blowup(monkeypatch
     assert bool(w.fixes) != learns, w.fixes
     if not learns:
         assert w.fixes[0]["step"] >= 20 and "lower-lr" in w.fixes[0]["remedies"], w.fixes
+
+
+@pytest.mark.parametrize("orders, acts", [(2.05, False), (3.5, True)])
+def test_a_vanishing_error_under_three_orders_on_a_flat_loss_is_no_cause(monkeypatch, orders, acts):
+    # the severity policy makes a 2-order profile an error when the loss is flat: a healthy
+    # RoBERTa on its early plateau (head vs body, 2.05 orders) had all its Linear layers re-drawn
+    from graddoctor.report import Finding
+
+    ev = {"drop_orders": orders, "n_layers": 4, "zero_gradient_layers": 0}
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
+                        lambda meta, steps: [Finding("vanishing-gradient", "error", "v", ["0"], ev, ["he-init"])])
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, init="he", seed=0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(model, opt, 60, w)
+    assert bool(w.fixes) == acts, w.fixes  # 3.5 orders: a cause (here with no in-place remedy left)

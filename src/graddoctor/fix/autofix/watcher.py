@@ -77,6 +77,7 @@ from graddoctor.fix.autofix.actions import (
     definite,
     depth_explosion,
     lower_lr,
+    passing_spike,
     plan_fix,
     triggering,
 )
@@ -85,6 +86,7 @@ from graddoctor.fix.autofix.initaudit import InitAudit
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     STRONG,
+    doubtful,
     helped,
     learning,
     level,
@@ -225,11 +227,11 @@ class AutofixWatcher(Watcher):
         if len(self._rounds()) >= self.max_fixes:
             self._last_word(step, findings, since)
             return
-        # a dead-ReLU or saturation error acts only when strong: one site just past 50% dead is
-        # common in a healthy ReLU net (a fine-tune's would get its weights re-drawn)
-        causes = [f for f in triggering(findings) if f.code not in STRONG or strong(f)]
-        if learning(window):  # a gradient profile that grows toward the input while the loss falls
-            causes = [f for f in causes if not depth_explosion(f)]  # is no wreck to roll back
+        # a dead-ReLU or saturation error acts only when strong (one site just past 50% dead is common)
+        weak_ok = bool(self._rounds() and self._rounds()[-1]["blowup"])  # after a blow-up fix a weak sign counts
+        causes = [f for f in triggering(findings) if (f.code not in STRONG or strong(f)) and (weak_ok or not doubtful(f))]
+        if learning(window):  # a profile growing toward the input, or a spike the run left, while
+            causes = [f for f in causes if not (depth_explosion(f) or passing_spike(f))]  # it learns
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
         if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
