@@ -337,3 +337,12 @@ def test_a_tensorboard_only_log_dir_says_why_there_is_no_run_log(tmp_path):
     (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
     result = _run(["watch-report", str(tmp_path)])
     assert result.exit_code == 2 and "TensorBoard events only" in result.output, result.output
+
+
+def test_w_fixes_is_an_empty_list_without_autofix():
+    import graddoctor as gd
+
+    net = torch.nn.Linear(4, 2)
+    with gd.watch(net, torch.optim.SGD(net.parameters(), lr=0.1)) as w:
+        pass
+    assert w.fixes == []

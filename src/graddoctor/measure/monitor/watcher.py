@@ -98,7 +98,7 @@ class Monitor:
         self._step = self._opt_steps = self._opt_steps_at_wstep = self._idle_wsteps = 0
         self.losses = LossSlot()
         self._gate = StepGate()  # once per optimizer step, also when torch runs the hooks twice
-        self.attached, self.failed = False, None  # failed: why an internal error stopped the recording
+        self.attached, self.failed, self.fixes = False, None, []  # failed: why recording stopped; fixes: autofix's
 
     def attach(self) -> Monitor:
         """Install the hooks (idempotent). Returns self."""
