@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 import graddoctor as gd
+from graddoctor.integrations.autofixing import HookedAutofixWatcher
 
 DEPTH, WIDTH, STEPS = 12, 32, 40
 
@@ -168,7 +169,7 @@ def test_lightning_autofix_off_with_two_optimizers_warns_once_and_watches():
     cb = GradDoctorCallback(autofix=True)
     with pytest.warns(UserWarning, match=r"autofix: off \(2 optimizers"):
         lightning_trainer(cb, steps=4).fit(Two(), loader(64))
-    assert not hasattr(cb.watcher, "fixes") and cb.records()[1]  # watched, not repaired
+    assert not isinstance(cb.watcher, HookedAutofixWatcher) and cb.records()[1]  # watched, not repaired
 
 
 def test_a_bad_autofix_value_is_a_clear_error_at_construction():
@@ -231,4 +232,4 @@ def test_hf_trainer_autofix_needs_every_steps_loss(tmp_path):
     _, cb, trainer = hf_run(tmp_path, logging_steps=5)
     with pytest.warns(UserWarning, match=r"logging_steps=1"):
         trainer.train()
-    assert not hasattr(cb.watcher, "fixes") and cb.records()[1]
+    assert not isinstance(cb.watcher, HookedAutofixWatcher) and cb.records()[1]

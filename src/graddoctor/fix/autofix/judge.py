@@ -114,7 +114,8 @@ def doubtful(finding: Finding) -> bool:
     layer: an error only because the loss is flat (the severity policy), not one autofix
     re-draws a net for. A healthy RoBERTa classifier on its usual ~60-step plateau read 2.05
     orders (its head against its body, on 2% of the steps) and had all 14 Linear layers re-drawn:
-    0.998 -> 0.914 accuracy. The autofix benchmark's vanishing faults read 3 orders and more.
+    0.998 -> 0.914 accuracy. The autofix benchmark's vanishing causes read 3 orders and more,
+    or follow a blow-up fix (the watcher lets a weak one count then: mlp4-leaky-lr-huge).
 
     Example:
         >>> doubtful(Finding("vanishing-gradient", "error", "v", [], {"drop_orders": 2.05}))
@@ -180,5 +181,5 @@ def regressed(levels: list[float]) -> bool:
     return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
 
 
-__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "doubtful", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]
+__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
+           "TIE_FRAC", "doubtful", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]
