@@ -324,14 +324,8 @@ def test_a_dead_relu_error_acts_only_when_strong(monkeypatch, worst, acts):
     from graddoctor.report import Finding
 
     ev = {"max_dead_frac": worst, "min_dead_frac": worst, "sites": 1, "sites_watched": 3}
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
-                        lambda meta, steps: [Finding("dead-relu", "error", "dead", ["1"], ev)])
-    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, init="he", seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
-            _loop(model, opt, 60, w)
+    w = _with_findings(monkeypatch, lambda meta, steps: [Finding("dead-relu", "error", "dead", ["1"], ev)],
+                       60, lr=0.05)
     assert bool(w.fixes) == acts, w.fixes
 
 
@@ -418,14 +412,8 @@ def test_a_depth_profile_explosion_or_a_spike_while_the_loss_falls_is_no_blowup(
     from graddoctor.report import Finding
 
     found = [Finding("exploding-gradient", "error", "grow", ["0"], ev)]
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
-                        lambda meta, steps: found if len(steps) >= 20 else [])  # from step 20 on
-    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, init="he", seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05 if learns else 0.0, momentum=0.9)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
-            _loop(model, opt, 40, w)
+    w = _with_findings(monkeypatch, lambda meta, steps: found if len(steps) >= 20 else [],  # from step 20 on
+                       40, lr=0.05 if learns else 0.0, momentum=0.9)
     assert bool(w.fixes) != learns, w.fixes
     if not learns:
         assert w.fixes[0]["step"] >= 20 and "lower-lr" in w.fixes[0]["remedies"], w.fixes
@@ -438,12 +426,19 @@ def test_a_vanishing_error_under_three_orders_on_a_flat_loss_is_no_cause(monkeyp
     from graddoctor.report import Finding
 
     ev = {"drop_orders": orders, "n_layers": 4, "zero_gradient_layers": 0}
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings",
-                        lambda meta, steps: [Finding("vanishing-gradient", "error", "v", ["0"], ev, ["he-init"])])
+    w = _with_findings(monkeypatch, lambda meta, steps: [Finding("vanishing-gradient", "error", "v", ["0"], ev,
+                                                                 ["he-init"])], 60, lr=0.0)
+    assert bool(w.fixes) == acts, w.fixes  # 3.5 orders: a cause (here with no in-place remedy left)
+
+
+def _with_findings(monkeypatch, findings, steps, lr, momentum=0.0):
+    """A 4-layer He MLP trained by the user's loop under autofix, with the training rules
+    replaced by ``findings(meta, steps)``: what autofix does with those findings."""
+    monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings", findings)
     model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, init="he", seed=0)
-    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
-            _loop(model, opt, 60, w)
-    assert bool(w.fixes) == acts, w.fixes  # 3.5 orders: a cause (here with no in-place remedy left)
+            _loop(model, opt, steps, w)
+    return w

@@ -53,6 +53,7 @@ from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.init import SCHEMES
 from graddoctor.fix.remedies.warmup import LinearWarmup, install
+from graddoctor.measure.monitor.records import initial_stats
 from graddoctor.report import Finding
 
 #: codes whose error findings make autofix act
@@ -128,7 +129,7 @@ def definite(findings: list[Finding], model: nn.Module) -> list[Finding]:
         if f.code != "batchnorm-eval-mode":
             continue
         bns = [mods.get(n) for n in f.layers]
-        if bns and all(isinstance(m, nn.modules.batchnorm._BatchNorm) and _initial_stats(m) for m in bns):
+        if bns and all(initial_stats(m) for m in bns):
             out.append(f)
     return out
 
@@ -169,13 +170,6 @@ def causes_gone(codes: list[str], findings: list[Finding], model: nn.Module, exa
     if "poor-init" in codes and (example_inputs is None or init_fault(model, example_inputs)):
         now.add("poor-init")
     return not now & set(codes)
-
-
-def _initial_stats(bn: nn.Module) -> bool:
-    mean, var = getattr(bn, "running_mean", None), getattr(bn, "running_var", None)
-    if mean is None or var is None:
-        return False  # no running statistics: eval mode uses batch statistics
-    return bool((mean == 0).all() and (var == 1).all())
 
 
 def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, optimizer: Any,

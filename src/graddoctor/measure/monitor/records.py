@@ -68,22 +68,29 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
     }
 
 
-def _bn_stats(m: Any) -> dict:
-    """``{"initial_stats": bool}`` for a BatchNorm with running statistics: True while they are
-    still the initial mean 0 / variance 1 (at attach), False when they hold the data's (a model
-    trained or loaded before watch); ``{}`` for any other module.
+def initial_stats(m: Any) -> bool | None:
+    """For a BatchNorm with running statistics: True while they are still the initial mean 0 /
+    variance 1, False when they hold the data's; None for any other module (or a BatchNorm
+    without running statistics: eval mode then uses batch statistics).
 
     Example:
         >>> from torch import nn
-        >>> _bn_stats(nn.BatchNorm1d(2)), _bn_stats(nn.Linear(2, 2))
-        ({'initial_stats': True}, {})
+        >>> initial_stats(nn.BatchNorm1d(2)), initial_stats(nn.Linear(2, 2))
+        (True, None)
     """
     from torch import nn
 
     mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
     if not isinstance(m, nn.modules.batchnorm._BatchNorm) or mean is None or var is None:
-        return {}
-    return {"initial_stats": bool((mean == 0).all() and (var == 1).all())}
+        return None
+    return bool((mean == 0).all() and (var == 1).all())
+
+
+def _bn_stats(m: Any) -> dict:
+    """``{"initial_stats": bool}`` for a BatchNorm with running statistics (``initial_stats`` at
+    attach: False for a model trained or loaded before watch), ``{}`` for any other module."""
+    found = initial_stats(m)
+    return {} if found is None else {"initial_stats": found}
 
 
 class StepRecords:
@@ -179,4 +186,4 @@ class StepRecords:
         return out
 
 
-__all__ = ["StepRecords", "meta_record"]
+__all__ = ["initial_stats", "StepRecords", "meta_record"]
