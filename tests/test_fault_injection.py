@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import graddoctor as gd
+from graddoctor.measure.monitor.steps import StepGate
 from graddoctor.runlog import read_run
 
 
@@ -139,6 +140,24 @@ def test_training_goes_on_after_a_caught_exception(where, exc):
     steps = w.records()[1]
     assert len(steps) == 5 if where != "step" else len(steps) == 6  # step: recorded in the pre-hook
     assert all("act" in s for s in steps[-3:]) and all("out_grad_norm" in s for s in steps[-3:])
+
+
+def test_a_step_that_raised_never_swallows_the_next_one():
+    """A step that raised leaves the step gate open (no post-hook); the next step's gradient,
+    made right after ``zero_grad()`` freed the old one, mostly gets the freed tensor's address
+    and version 0. The gate must still tell it from the inner call of a nested pair."""
+    p = nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([p], lr=0.1)
+    for _ in range(20):
+        gate = StepGate()
+        p.sum().backward()
+        assert gate.enter(opt)  # the step raises: no exit()
+        loss = p.sum()
+        opt.zero_grad()  # frees the gradient; the next one is made by the backward just below
+        loss.backward()
+        assert gate.enter(opt), "the step after one that raised was taken for a nested call"
+        assert not gate.enter(opt) and gate.exit()  # a nested pair is still let through once
+        opt.zero_grad()
 
 
 class _FullDisk:

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -137,9 +138,11 @@ class StepGate:
     """Lets each optimizer step through once: a subclass whose ``step()`` calls
     ``super().step()`` makes torch run the step hooks twice, nested.
 
-    The inner pre-hook call is the outer one again when the first parameter's gradient is the
-    same tensor at the same version (no backward in between); a step that raised (no post-hook)
-    does not block the next one, whose backward changed that gradient.
+    The inner pre-hook call is the outer one again when the first gradient is the same tensor at
+    the same version (no backward in between); a step that raised (no post-hook) does not block
+    the next one, whose backward changed that gradient. "The same tensor" is a weak reference,
+    not ``id()``: after ``zero_grad()`` frees the gradient, the next backward's new one often
+    gets the freed one's address (and version 0), which ``id()`` would take for the same tensor.
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
@@ -149,14 +152,19 @@ class StepGate:
     """
 
     def __init__(self) -> None:
-        self.inside, self.key = False, None
+        self.inside = False
+        self.grad: weakref.ref | None = None  # the first gradient at the outer pre-hook (None: none)
+        self.version = 0
 
     def enter(self, optimizer: Any) -> bool:
         """The step pre-hook: True unless it is the inner call of a nested pair."""
-        key = _grad_key(optimizer)
-        if self.inside and key == self.key:
+        g = _first_grad(optimizer)
+        same = (self.grad is None and g is None) or (
+            self.grad is not None and self.grad() is g and g is not None and g._version == self.version)
+        if self.inside and same:
             return False
-        self.inside, self.key = True, key
+        self.inside = True
+        self.grad, self.version = (None, 0) if g is None else (weakref.ref(g), g._version)
         return True
 
     def exit(self) -> bool:
@@ -165,11 +173,13 @@ class StepGate:
         return was
 
 
-def _grad_key(optimizer: Any) -> tuple[int, int] | None:
-    """Identity and version of the first parameter's gradient."""
-    params = optimizer.param_groups[0]["params"] if optimizer.param_groups else []
-    g = params[0].grad if params else None
-    return None if g is None else (id(g), g._version)
+def _first_grad(optimizer: Any) -> torch.Tensor | None:
+    """The gradient of the optimizer's first parameter that has one, or None."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                return p.grad
+    return None
 
 
 __all__ = ["LossSlot", "StepGate", "StepWriter"]
