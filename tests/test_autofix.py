@@ -120,7 +120,7 @@ def test_healthy_twin_never_triggers():
 def test_exploding_run_is_rolled_back_and_slowed_down_until_it_learns():
     torch.manual_seed(0)
     model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
-    opt = torch.optim.SGD(model.parameters(), lr=30.0)  # ~300x past a working rate
+    opt = torch.optim.SGD(model.parameters(), lr=300.0)  # ~3,000x past a working rate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
@@ -129,6 +129,8 @@ def test_exploding_run_is_rolled_back_and_slowed_down_until_it_learns():
     first = w.fixes[0]
     assert first["step"] <= 20 and first["blowup"]  # a blow-up is acted on before the warm-up
     assert {"rollback", "clip-norm", "lower-lr"} <= set(first["remedies"])
+    # steps as large as the weights: the rate is divided by 100, not 10
+    assert [c["details"]["factor"] for c in first["changes"] if c["remedy"] == "lower-lr"] == [100.0]
     # lr 3 still wrecks the net: the fix did not help, so it is rolled back and lowered again
     assert len(w.fixes) == 2 and {"rollback", "lower-lr"} <= set(w.fixes[1]["remedies"])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.3)
@@ -368,7 +370,7 @@ def test_without_example_inputs_the_init_audit_sees_the_weights_before_the_first
 def test_a_run_that_still_fails_after_the_last_round_is_told_once():
     torch.manual_seed(0)
     model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="leaky_relu", init="he")
-    opt = torch.optim.SGD(model.parameters(), lr=3000.0)  # two rounds of /10 leave it at 30: still blowing up
+    opt = torch.optim.SGD(model.parameters(), lr=3e6)  # two rounds of /100 leave it at 300: still blowing up
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:

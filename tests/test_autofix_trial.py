@@ -145,6 +145,20 @@ def test_refused_surgery_still_gets_the_optimizer_level_remedies():
     assert not {"relu", "leaky-relu", "he-init", "rezero"} & set(w.fixes[0]["remedies"])
 
 
+def test_layers_the_optimizer_leaves_out_are_never_redrawn():
+    # a head-only optimizer with the backbone still trainable (a common fine-tuning slip): the
+    # default-init backbone reads poor-init, but a re-drawn layer the optimizer skips stays random
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 32),
+                          nn.ReLU(), nn.Linear(32, 10))
+    before = [p.detach().clone() for p in model[:6].parameters()]
+    opt = torch.optim.Adam(model[6].parameters(), lr=1e-3)
+    w = _run(model, opt, 60)
+    assert "leaves out 6 of its trainable parameters (0.weight, ...)" in w.refused, w.refused
+    assert not any(r.endswith("-init") or r in ("relu", "rezero") for e in w.fixes for r in e["remedies"]), w.fixes
+    assert all(torch.equal(a, b) for a, b in zip(before, model[:6].parameters()))
+
+
 def test_compiled_and_distributed_models_are_refused_with_one_line():
     import os
 

@@ -73,6 +73,23 @@ def test_vanishing_not_on_flat_profile_or_small_decay():
     assert vanishing_gradient(meta, _steps(meta, orders_per_layer=0.2)) == []  # 1.2 orders
 
 
+def test_vanishing_not_on_a_head_above_a_flat_body_but_on_a_dead_body():
+    # a classifier head 2.5 orders above a flat encoder (a healthy BERT under the HF Trainer):
+    # the head's scale, not decay with depth
+    meta = _meta(10)
+    steps = _steps(meta)
+    for s in steps:
+        s["grad_norm"] = {nm: (0.3 if nm in ("l8", "l9") else 1e-3 * (1.3 if i % 2 else 1.0))
+                          for i, nm in enumerate(s["grad_norm"])}
+    assert vanishing_gradient(meta, steps) == []
+    for s in steps:  # the same step with a body that gets no gradient at all: a dead path
+        s["grad_norm"] = {nm: (0.3 if nm in ("l8", "l9") else 0.0) for nm in s["grad_norm"]}
+    assert [f.code for f in vanishing_gradient(meta, steps)] == ["vanishing-gradient"]
+    for s in steps:  # and a body that decays itself: vanishing
+        s["grad_norm"] = {nm: 0.3 * 10 ** (-0.4 * (9 - i)) for i, nm in enumerate(s["grad_norm"])}
+    assert [f.code for f in vanishing_gradient(meta, steps)] == ["vanishing-gradient"]
+
+
 def test_vanishing_ignores_frozen_layers_and_transient_steps():
     meta = _meta(10)
     steps = _steps(meta)

@@ -42,6 +42,7 @@ from graddoctor.diagnose.training.series import (
     UPDATE_FLOOR,
     as_float,
     first_persistent,
+    head_step,
     log10_safe,
     matrix,
     nonfinite_step,
@@ -169,6 +170,8 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     if hit is None:
         return vanishing_through_time(meta, steps)
     i, prof, drops = hit
+    if head_step(prof, MIN_LAYERS) and not (prof <= LOG_FLOOR).any():  # a head above a flat body
+        return vanishing_through_time(meta, steps)
     drop, rate, n = side_drop(prof)
     prof_ev = _profile_evidence(names, prof, drop, rate, n)
     ev = {"drop_orders": prof_ev.pop("drop_orders"), "orders_per_layer": prof_ev.pop("orders_per_layer"),

@@ -41,10 +41,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES
+from graddoctor.diagnose.training.instability import median_update_ratios
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
 from graddoctor.fix.autofix.schedules import scale_schedules
@@ -68,6 +70,10 @@ IN_PLACE = (*SWAPS, *SCHEMES, "batchnorm", "groupnorm", "layernorm", "residual",
 RESTART = ("warmup",)
 #: the learning rate is divided by this on an exploding or non-finite run
 LR_FACTOR = 10.0
+#: ... and by this when the steps were larger than the weights themselves (a median update
+#: ratio of at least ``HUGE_STEP``: the rate is two orders past the ~1e-2 a stable run shows)
+HUGE_LR_FACTOR = 100.0
+HUGE_STEP = 1.0
 #: the peak rate of a post-LN restart with warm-up is the user's divided by this (Xiong et al.
 #: 2020: post-LN is the LR-sensitive variant). Seed 0 of the autofix benchmark: warm-up alone
 #: left a-tf-post8 at 0.624 and b-ttf-post6-d64 at 0.103 (references 0.908, 0.900); warm-up
@@ -242,7 +248,8 @@ def _optimizer_plan(codes: set[str]) -> list[PlanStep]:
 
 def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Optimizer,
               example_inputs: Any, findings: list[Finding], seed: int = 0,
-              ramps: list[LinearWarmup] | None = None) -> tuple[list[Change], list[torch.Tensor]]:
+              ramps: list[LinearWarmup] | None = None, lr_div: float = LR_FACTOR
+              ) -> tuple[list[Change], list[torch.Tensor]]:
     """Apply ``steps`` to ``model`` and ``optimizer`` in place (a ``warmup`` ramp is appended to
     ``ramps``, so the caller can take it off at detach).
 
@@ -257,7 +264,7 @@ def apply_fix(steps: list[PlanStep], model: nn.Module, optimizer: torch.optim.Op
         torch.manual_seed(seed)
         for step in steps:
             if step.remedy == "lower-lr":
-                changes.append(lower_lr(optimizer, LR_FACTOR, step.reason))
+                changes.append(lower_lr(optimizer, lr_div, step.reason))
                 continue
             if step.remedy == "warmup":
                 for r in ramps:  # a new warm-up replaces a running one (two would multiply)
@@ -300,6 +307,22 @@ def lower_lr(optimizer: torch.optim.Optimizer, factor: float, reason: str) -> Ch
     return Change("lower-lr", [], f"{reason} -> learning rate divided by {factor:g}"
                   + (f" (and the base rates of {n} LR scheduler(s))" if n else ""), "applied",
                   {"factor": factor, "lr": lrs, "schedulers": n})
+
+
+def lr_divisor(meta: dict, window: list[dict]) -> float:
+    """``HUGE_LR_FACTOR`` where a sampled step of ``window`` moved the weights by as much as
+    their norm (a finite median update ratio >= ``HUGE_STEP``), else ``LR_FACTOR``.
+
+    Example:
+        >>> meta = {"layers": [{"name": "a", "kind": "linear"}]}
+        >>> lr_divisor(meta, [{"step": 4, "update_ratio": {"a": 2.5}}])
+        100.0
+        >>> lr_divisor(meta, [{"step": 4, "update_ratio": {"a": 0.2}}])
+        10.0
+    """
+    _, med = median_update_ratios(meta, window)
+    med = med[np.isfinite(med)]
+    return HUGE_LR_FACTOR if med.size and med.max() >= HUGE_STEP else LR_FACTOR
 
 
 def depth_explosion(finding: Finding) -> bool:

@@ -27,9 +27,12 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
+
+from graddoctor.measure.monitor.optimizers import left_out
 
 
 def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before: set[int],
@@ -100,8 +103,10 @@ def _ascending(xs: list[int]) -> bool:
     return all(a < b for a, b in zip(xs, xs[1:]))
 
 
-def refusal(model: nn.Module) -> str | None:
-    """Why module surgery on ``model`` is unsafe (one line), or None when it is safe.
+def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
+    """Why module surgery on ``model`` is unsafe (one line), or None when it is safe. Surgery
+    is also refused where ``optimizer`` leaves out some of the model's trainable parameters: a
+    re-drawn layer it does not train would stay random.
 
     Example:
         >>> refusal(nn.Linear(2, 2)) is None
@@ -121,6 +126,10 @@ def refusal(model: nn.Module) -> str | None:
     if isinstance(model, nn.parallel.DistributedDataParallel) or dist_.mode(model) != "single":
         return ("a distributed (DDP/FSDP) model (every rank would have to change in step): only "
                 "optimizer-level remedies apply")
+    if optimizer is not None and (missing := left_out(optimizer, model)):
+        return (f"a model whose optimizer leaves out {len(missing)} of its trainable parameters "
+                f"({missing[0]}{', ...' if len(missing) > 1 else ''}): a layer re-drawn or rebuilt there "
+                "would never train; only optimizer-level remedies apply")
     return None
 
 

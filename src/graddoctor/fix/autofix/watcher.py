@@ -36,7 +36,8 @@ Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one
 ("graddoctor.autofix: step 40: vanishing-gradient -> relu, he-init, rezero on 39 modules;
 weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
 Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
-TorchScript models (optimizer-level remedies still apply). Memory: one copy of the weights
+TorchScript models, and where the optimizer leaves out trainable parameters of the model
+(optimizer-level remedies still apply). Memory: one copy of the weights
 (the rollback point, taken at attach and refreshed in place), and a second one while a fix is
 on trial.
 
@@ -77,6 +78,7 @@ from graddoctor.fix.autofix.actions import (
     definite,
     depth_explosion,
     lower_lr,
+    lr_divisor,
     passing_spike,
     plan_fix,
     triggering,
@@ -149,7 +151,7 @@ class AutofixWatcher(Watcher):
         self.fixes: list[dict] = []
         self._spent = max_fixes == 0  # the last round's outcome told (or no round allowed)
         self.autofix_failed: str | None = None
-        self.refused = refusal(model)
+        self.refused = refusal(model, optimizer)
         self._since = 0  # the window judged starts after this step
         self._point: RollbackPoint | None = None  # the blow-up rollback point
         self._fix_handles: list[Any] = []
@@ -224,16 +226,17 @@ class AutofixWatcher(Watcher):
             self._levels.append(now)
         warned = {f.code for f in findings if f.severity in ("warning", "error") and strong(f)}
         persistent_codes, self._warned = warned & self._warned, warned
-        if len(self._rounds()) >= self.max_fixes:
-            self._last_word(step, findings, since)
-            return
         # a dead-ReLU or saturation error acts only when strong (one site just past 50% dead is common)
         weak_ok = bool(self._rounds() and self._rounds()[-1]["blowup"])  # after a blow-up fix a weak sign counts
         causes = [f for f in triggering(findings) if (f.code not in STRONG or strong(f)) and (weak_ok or not doubtful(f))]
-        if learning(window):  # a profile growing toward the input, or a spike the run left, while
-            causes = [f for f in causes if not (depth_explosion(f) or passing_spike(f))]  # it learns
+        if learning(window):  # a profile growing toward the input, a spike the run left, or (after a
+            causes = [f for f in causes if not (depth_explosion(f) or passing_spike(f)  # blow-up fix)
+                                                or (weak_ok and not blew_up([f])))]  # any sign but a blow-up
         if since < self.warmup:  # before the warm-up only a blow-up counts: it is harm in itself
             causes = [f for f in causes if blew_up([f])]
+        if len(self._rounds()) >= self.max_fixes:
+            self._last_word(step, causes, since)
+            return
         if since >= STRONG_FROM and persistent_codes and slow(window):  # the same cause at two checks
             causes += [f for f in findings if f.severity in ("warning", "error") and f.code in persistent_codes
                        and strong(f) and f not in causes]
@@ -247,9 +250,9 @@ class AutofixWatcher(Watcher):
             elif self._trial is None and self._point is not None:
                 self._point.refresh(self.root, step, window, findings, now)
             return
-        self._apply(step, findings, causes, now)
+        self._apply(step, findings, causes, now, lr_divisor(meta, window))
 
-    def _apply(self, step: int, findings: list, causes: list, now: float) -> None:
+    def _apply(self, step: int, findings: list, causes: list, now: float, lr_div: float) -> None:
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
         retry = bool(self._rounds() and self._rounds()[-1]["blowup"])
         blowup = blew_up(causes) or retry
@@ -275,7 +278,7 @@ class AutofixWatcher(Watcher):
             reset = list(self.root.parameters())
         if plan:
             done, redrawn = apply_fix(plan, self.root, self.optimizer, inputs, findings, self.seed,
-                                      self._ramps)
+                                      self._ramps, lr_div)
             changes += done
             reset += redrawn
         applied = [c for c in changes if c.kind == "applied"]
@@ -290,11 +293,11 @@ class AutofixWatcher(Watcher):
             self._trial = {**trial, "changes": applied, "index": len(self.fixes), "restart": restart}
         self._log(step, causes, applied, counts, blowup)
 
-    def _last_word(self, step: int, findings: list[Finding], since: int) -> None:
+    def _last_word(self, step: int, left: list[Finding], since: int) -> None:
         """After the last round, once no fix is on trial and its window is judged (a blow-up at
-        once): if the run still fails, say so once ("gave up" event); then stop reading."""
-        left = [f for f in triggering(findings) if f.code not in STRONG or strong(f)]
-        if self._trial is not None or (since < self.warmup and not blew_up(left)):
+        once): if causes are ``left`` (as a round would read them), say so once ("gave up"
+        event); then stop reading."""
+        if self._trial is not None or (since < self.warmup and not left):
             return
         self._spent = True
         if left and self.max_fixes:
