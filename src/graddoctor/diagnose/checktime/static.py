@@ -35,6 +35,8 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any model, except
   layers followed by a normalisation, output layers and exactly-zero weights
   (deliberate: ReZero, zero-init residual branches).
+  Weights that look trained (``measure.trained.looks_trained``: a checkpoint, not an init) are
+  not read: their scale is what training made it, and a re-draw would lose it.
 - ``deep-without-skip``: the *shortest* input-to-output path counts more than
   ``DEEP_LAYERS`` (30) weight layers (Linear/Conv/RNN/..., norms not counted):
   a skip connection shortens it (He et al. 2016, "degradation"). Skips are
@@ -60,6 +62,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.diagnose.thresholds import BN_MIN_BATCH
+from graddoctor.measure.trained import looks_trained
 from graddoctor.modelmap import ModelMap, modules_by_name
 from graddoctor.report import Finding
 
@@ -157,8 +160,8 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
     chain = max(runs, key=lambda r: abs(sum(lg for _, lg, _ in r)), default=[])
     chain_orders = sum(lg for _, lg, _ in chain)
     single = [(n, lg) for n, lg, reset, _ in rows if n not in normed and abs(lg) >= INIT_LAYER_ORDERS]
-    if abs(chain_orders) < INIT_CHAIN_ORDERS and not single:
-        return []
+    if (abs(chain_orders) < INIT_CHAIN_ORDERS and not single) or looks_trained(model):
+        return []  # trained weights (a checkpoint) are no init, and a re-draw would lose them
     by_chain = abs(chain_orders) >= INIT_CHAIN_ORDERS
     layers = [n for n, lg, _ in chain if lg != 0] if by_chain else [n for n, _ in single]
     direction = "shrinks" if (chain_orders if by_chain else single[0][1]) < 0 else "grows"
@@ -172,7 +175,7 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
            "of magnitude from the init alone (the backward gradient; the forward signal too "
            "where the activations are centred)" if by_chain else
            f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
-           f"{10 ** INIT_LAYER_ORDERS:.0f}x")
+           f"{10 ** INIT_LAYER_ORDERS:.0f}x ({'too small' if direction == 'shrinks' else 'too large'})")
     return [Finding("poor-init", "warning", msg, layers=layers, evidence=evidence, remedies=remedies,
                     reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
 

@@ -26,8 +26,11 @@ learning-rate warm-up (or pre-LN blocks) avoids (Xiong et al. 2020, sec. 3; Liu 
   healthy 2-layer BERT / DistilBERT (AdamW 1e-4 / 2e-4, no warm-up) on a task whose loss
   sits at ln 2 for 100 steps before it falls to 0 stay at 1.0-1.3;
 - **and it stays stuck**: a run whose loss later falls below ``LATE_FALL`` of its early level
-  left the plateau (a tiny BART on sequence reversal, AdamW 1e-3, no warm-up: 4.11 at step
-  100, 0.50 at step 300) - a slow start, not this fault.
+  left the plateau - a slow start, not this fault: a tiny BART on sequence reversal (AdamW
+  1e-3, no warm-up: 4.11 at step 100, 0.50 at step 300); a 2-layer BERT masked LM on a bigram
+  task (AdamW 5e-4, no warm-up: 4.85 at step 150, 4.13 at step 300, the curve it follows with
+  a 30-step warm-up too). The stuck faults of the autofix benchmark stay within 1% of their
+  level (at chance) to the end.
 
 Example:
     >>> meta = {"layers": [{"name": "emb", "kind": "linear"},
@@ -60,7 +63,7 @@ SETTLE_STEPS = 20
 #: a stuck run whose gradient norm fell to this fraction of its start has collapsed
 GRAD_FALL = 0.8
 #: a loss that later falls below this fraction of its early level has left the plateau
-LATE_FALL = 0.5
+LATE_FALL = 0.9
 
 REF = ("Xiong et al. 2020 (ICML, On Layer Normalization in the Transformer Architecture, sec. 3); "
        "Liu et al. 2020 (EMNLP, Understanding the Difficulty of Training Transformers, sec. 3)")

@@ -5,8 +5,9 @@ inputs, or else at the first forward of the model (its forward pre-hook ``keep_i
 also keeps the latest batch for the remedies that trace the model). The first forward comes
 before the first step, so the weights are still the attach-time ones: after a step, a rate
 that blew up would look like a bad init. The traced forward is not a training forward (the
-watcher's ``forwards.mapping`` flag is up meanwhile). An audit that fails warns and autofix
-goes on without it.
+watcher's ``forwards.mapping`` flag is up meanwhile). Weights that look trained
+(``measure.trained.looks_trained``: loaded from a checkpoint, or trained before watch attached) are no
+init: their faults are dropped. An audit that fails warns and autofix goes on without it.
 
 Example:
     >>> import torch, types
@@ -27,6 +28,7 @@ from typing import Any
 from torch import nn
 
 from graddoctor.fix.autofix.actions import init_fault
+from graddoctor.measure.trained import looks_trained
 from graddoctor.report import Finding
 
 
@@ -62,7 +64,8 @@ class InitAudit:
             return True
         self.forwards.mapping = True
         try:
-            self.faults = init_fault(self.root, inputs)
+            faults = init_fault(self.root, inputs)
+            self.faults = [] if faults and looks_trained(self.root) else faults  # not an init: trained
             return True
         except Exception as e:  # noqa: BLE001 - an exotic forward: autofix goes on without it
             why = f"{type(e).__name__}: {e}"
