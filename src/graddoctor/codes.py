@@ -28,6 +28,7 @@ FINDING_CODES: dict[str, str] = {
     "batchnorm-eval-mode": "BatchNorm layers in eval mode while the model trains",
     "clip-too-tight": "gradient clipping cuts nearly every step's norm by orders of magnitude",
     "post-ln-no-warmup": "post-LN Transformer trained without LR warm-up fails to move",
+    "no-gradient": "trainable layers that never get a gradient (detached or unused in the forward)",
 }
 
 #: remedy ids, each an entry of the remedy registry

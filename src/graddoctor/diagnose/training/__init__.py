@@ -8,7 +8,7 @@
 per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
 vanilla RNN), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
 (plateau), ``batchnorm`` (eval mode), ``clipping`` (clip too tight), ``postln`` (post-LN
-without warm-up); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
+without warm-up), ``unreached`` (trainable layers no gradient reaches); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
 and activation sites a rule reads. A threshold used by one rule is documented next to
 it with the paper it rests on; one shared by several is in
 ``graddoctor.diagnose.thresholds``. A rule that raises is a bug: the error propagates.
@@ -39,6 +39,7 @@ from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
 from graddoctor.diagnose.training.postln import post_ln_no_warmup
 from graddoctor.diagnose.training.series import nonfinite_step
+from graddoctor.diagnose.training.unreached import no_gradient
 from graddoctor.errors import InputError
 from graddoctor.report import Finding
 
@@ -56,6 +57,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "batchnorm-eval-mode": batchnorm_eval_mode,
     "clip-too-tight": clip_too_tight,
     "post-ln-no-warmup": post_ln_no_warmup,
+    "no-gradient": no_gradient,
 }
 
 

@@ -1,0 +1,51 @@
+"""no-gradient: trainable layers the loss never reaches.
+
+A layer whose parameters require a gradient but get none on any recorded step (its
+``grad_norm`` null while other layers have one) does not train: the forward detaches it
+(``.detach()``, ``torch.no_grad()``, ``.data``), or does not use it. The profile rules leave
+such layers out as frozen, so without this rule a detached branch goes unseen (a new-user
+trial: a CNN whose feature branch was detached trained to 2.1 loss in 150 steps, and watch
+said "no findings"). ``MIN_STEPS`` steps with gradients are needed. A warning, not an error:
+a layer the model holds for another loss (an auxiliary head) is legitimate; the message says
+how to mark it (``requires_grad_(False)``).
+
+Example:
+    >>> meta = {"layers": [{"name": "a", "kind": "linear"}, {"name": "b", "kind": "linear"}]}
+    >>> steps = [{"step": t, "grad_norm": {"a": None, "b": 0.5}} for t in range(1, 21)]
+    >>> f = no_gradient(meta, steps)[0]; f.code, f.layers
+    ('no-gradient', ['a'])
+"""
+
+from __future__ import annotations
+
+from graddoctor.diagnose.training.series import as_float, used_steps
+from graddoctor.report import Finding
+
+#: fewest recorded steps with gradients before a layer can be said never to get one
+MIN_STEPS = 10
+
+REF = "Paszke et al. 2019 (NeurIPS, PyTorch: autograd records only operations on tensors that require grad)"
+
+
+def no_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
+    """Trainable layers with no gradient on every step that recorded gradients, or []."""
+    names = [ly["name"] for ly in meta.get("layers", []) if ly.get("trainable", True)]
+    st = [s for s in used_steps(steps) if isinstance(s.get("grad_norm"), dict)]
+    if len(st) < MIN_STEPS or not names:
+        return []
+
+    def reached(name: str) -> bool:
+        return any(as_float(s["grad_norm"].get(name)) == as_float(s["grad_norm"].get(name)) for s in st)
+
+    never = [n for n in names if not reached(n)]
+    if not never or len(never) == len(names):  # no layer has a gradient: no backward recorded
+        return []
+    shown = ", ".join(never[:4]) + (f", ... (+{len(never) - 4})" if len(never) > 4 else "")
+    msg = (f"{len(never)} trainable layer(s) never got a gradient in {len(st)} steps ({shown}): the loss "
+           "does not reach them - a .detach() or torch.no_grad() in the forward, or a layer the forward "
+           "does not use; they will not train (if that is intended, call requires_grad_(False) on them)")
+    ev = {"layers_without_gradient": len(never), "trainable_layers": len(names), "steps": len(st)}
+    return [Finding("no-gradient", "warning", msg, never, ev, [], int(st[0].get("step", 0)), REF)]
+
+
+__all__ = ["MIN_STEPS", "no_gradient"]
