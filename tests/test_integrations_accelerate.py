@@ -46,19 +46,23 @@ def test_watch_accelerated_loop_records_final_gradients(accum):
     model, opt = acc.prepare(net, torch.optim.SGD(net.parameters(), lr=0.05))
     g = torch.Generator().manual_seed(1)
     batches = [(torch.randn(5, 4, generator=g), torch.randn(5, 1, generator=g)) for _ in range(12)]
-    expected = []
+    expected, losses, micro = [], [], []
     with gd.watch(model, opt) as w:
         for x, y in batches:
             with acc.accumulate(model):
                 loss = nn.functional.mse_loss(model(x), y)
                 acc.backward(loss)
+                micro.append(loss.item())
                 if acc.sync_gradients:
                     expected.append({n: _layer_norm(model[int(n)]) for n in ("0", "2")})
+                    losses.append(sum(micro) / len(micro))
+                    micro = []
                 opt.step()
                 opt.zero_grad()
-                w.step(loss)
+                w.step(loss)  # after opt.step(), every micro-batch: the step's loss is its micro-batches' mean
     meta, steps = w.records()
     assert len(steps) == len(batches) // accum == len(expected)
-    for rec, ref in zip(steps, expected):
+    for rec, ref, mean_loss in zip(steps, expected, losses):
+        assert rec["loss"] == pytest.approx(mean_loss, rel=1e-6)
         for name, norm in ref.items():
             assert rec["grad_norm"][name] == pytest.approx(norm, rel=1e-5)

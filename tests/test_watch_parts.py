@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from graddoctor.errors import InputError
+from graddoctor.measure.monitor.pairing import LossSlot
 from graddoctor.measure.monitor.ring import Columns, Ring, Row
 from graddoctor.measure.monitor.schedule import Schedule, due
-from graddoctor.measure.monitor.steps import LossSlot
 from graddoctor.measure.stats import segment_index
 
 

@@ -13,7 +13,11 @@ How (and why it is cheap):
 - Gradients are read in the optimizer's step *pre-hook*
   (``optimizer.register_step_pre_hook``), where they are final: accumulated over
   micro-batches, unscaled by a ``GradScaler`` (``scaler.step`` unscales before it
-  calls ``optimizer.step``), all-reduced by DDP. No module backward hooks.
+  calls ``optimizer.step``), all-reduced by DDP; user clipping in the loop came before.
+  No module backward hooks. ``opt.step(closure)`` (LBFGS, or any optimizer given a
+  closure) computes the gradients inside the step: the pre-hook wraps the closure and the
+  step is recorded when its *first* evaluation returns (the gradient at the weights the step
+  starts from; LBFGS, which evaluates it several times, returns that evaluation's loss).
   Without an optimizer, ``w.step()`` marks the step (call it before ``zero_grad``).
 - Per step, the norm of every gradient tensor goes into one row of a preallocated
   ring buffer ``[flush_every, tensors]`` on the parameters' device (``ring``): one fused
@@ -54,12 +58,14 @@ How (and why it is cheap):
   graddoctor) and stops the recording (``w.failed`` says why); the steps recorded
   before it are kept, training goes on. Bad arguments (``w.step(loss)`` with a
   non-scalar loss) still raise a one-line ``InputError``. ``w.step()`` called 100
-  times without a step of the given optimizer warns once (wrong optimizer?); the
-  losses meanwhile are kept as one running sum (bounded memory).
+  times without a step of the given optimizer (nor a GradScaler skip) warns once (wrong
+  optimizer?); the losses meanwhile are kept as one running sum (bounded memory).
 - AMP: with ``scaler=`` given, an iteration where ``scaler.step`` skipped the
-  optimizer (inf/nan gradients) is recorded at ``w.step()`` as ``skipped: true``
-  without gradient norms (call ``w.step`` once per iteration, after
-  ``scaler.step``). Optimizers that take the scale themselves (fused Adam:
+  optimizer (inf/nan gradients) is recorded at the next ``w.step()`` as ``skipped: true``
+  without gradient norms: a ``scaler.update()`` with no optimizer step since the
+  previous ``w.step()`` (once per step or once per micro-batch, before or after
+  ``scaler.step``; micro-batches of gradient accumulation are no skip; ``pairing``).
+  Optimizers that take the scale themselves (fused Adam:
   ``optimizer.grad_scale``/``found_inf``) are unscaled in the pre-hook and
   flagged from ``found_inf``.
 - Layers: ``ModelMap(model, example_inputs).param_groups(model)``. Without
@@ -79,8 +85,13 @@ How (and why it is cheap):
   for per-layer names) and FSDP2; every rank attaches, rank 0 writes the sinks;
   the loss is the mean over ranks; activation statistics are rank 0's batch.
   ``records()`` then returns the flushed rows only: call it after the ``with``.
-- The loss: call ``w.step(loss)`` once per optimizer step, after ``opt.step()``
-  (before it also works); several calls between two steps are averaged.
+- The loss (``pairing``): call ``w.step(loss)`` after ``opt.step()`` or before it, once
+  per optimizer step or once per micro-batch. The losses given between two optimizer
+  steps are averaged into the later step, the one they lead to; when the loop calls
+  ``w.step`` after ``opt.step()``, the loss given right after a step is that step's too
+  (its micro-batch ran before the step: ``loss.backward(); if (i + 1) % acc == 0:
+  opt.step(); w.step(loss)``, Accelerate's ``accumulate``). Which loop it is: learned at
+  the second step (the first closed ``acc - 1`` losses, the second ``acc``).
 - Opt-in ``output_grads=True``: on activation-sampled steps, a tensor hook on each
   layer's output records ``||dL/d output||`` (``out_grad_norm``). Pitfalls: it sees
   the sampled micro-batch only (before accumulation, and scaled by a GradScaler),
@@ -89,8 +100,8 @@ How (and why it is cheap):
   backward (as autograd does anyway).
 
 Files, one concept each: ``watcher`` (``Monitor``: lifecycle and hooks), ``layers`` (the
-watched parameters, weight and update norms), ``steps`` (what a step writes into its row,
-the loss pairing), ``ring`` (the device ring and its named flush columns), ``records`` (meta
+watched parameters, weight and update norms), ``steps`` (what a step writes into its row),
+``pairing`` (``w.step`` calls against optimizer steps: losses, GradScaler skips, closures), ``ring`` (the device ring and its named flush columns), ``records`` (meta
 and step records), ``schedule`` (sampling periods), ``forwards`` (the sampled forwards),
 ``activations`` (the activation sampler), ``output_grads`` (opt-in output gradients),
 ``output`` (sinks and history).

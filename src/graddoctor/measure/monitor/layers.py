@@ -24,14 +24,17 @@ from torch import nn
 from graddoctor.measure import distributed as dist_
 from graddoctor.measure.stats import layer_sq_norms, segment_index, update_sq_norms
 from graddoctor.modelmap import ModelMap
+from graddoctor.stack import user_level
 
 
-def map_model(root: nn.Module, inputs: Any) -> ModelMap | None:
-    """``ModelMap(root, inputs)``, or None (with a warning) when it fails.
+def map_model(root: nn.Module, inputs: Any, warn: bool = True) -> ModelMap | None:
+    """``ModelMap(root, inputs)``, or None (with a warning, when ``warn``) when it fails.
 
     Args:
         root: the unwrapped model.
         inputs: example inputs of one forward.
+        warn: warn when the map fails (watch: rank 0 only, so a distributed run warns once,
+            not once per process).
 
     Returns:
         The map, or None: layers then come in ``named_modules`` order.
@@ -44,8 +47,9 @@ def map_model(root: nn.Module, inputs: Any) -> ModelMap | None:
     try:
         return ModelMap(root, inputs)
     except Exception as e:  # noqa: BLE001 - fall back to definition order
-        warnings.warn(f"graddoctor.watch: ModelMap failed ({e}); layers in "
-                      "named_modules order", stacklevel=4)
+        if warn:
+            warnings.warn(f"graddoctor.watch: ModelMap failed ({e}); layers in "
+                          "named_modules order", stacklevel=user_level())
         return None
 
 

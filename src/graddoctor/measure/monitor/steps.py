@@ -7,7 +7,8 @@ host read of a device value, except on CPU, where a host read is free: one bool 
 decides whether to count the NaN/Inf values (only when a norm is non-finite). Update norms
 are exact but sampled: the pre-hook snapshots the trainable weights, the post-hook measures
 ``||w_after - w_before||`` in the snapshot and frees it (at most one copy of the weights,
-only during that step). ``LossSlot`` pairs each ``w.step(loss)`` with its step's row.
+only during that step). Pairing ``w.step(loss)`` with the steps: ``pairing``. With a closure
+(``opt.step(closure)``) the write waits for the closure's first evaluation (``pairing.ClosureStep``).
 
 Example:
     >>> import torch
@@ -86,52 +87,17 @@ class StepWriter:
         if due(step, self.schedule.update_every) and self.layers.train_params:
             self.snapshot = self.layers.snapshot()
 
-    def write_update(self) -> None:
-        """The update since the snapshot into the last row; the snapshot is freed."""
+    def write_update(self, recorded_after: bool = False) -> None:
+        """The update since the snapshot into the last row; the snapshot is freed.
+
+        Args:
+            recorded_after: the step was recorded after it moved the weights (its closure never
+                ran): its snapshot is not the weights before it, so no update is written.
+        """
         if self.snapshot is not None and self.ring.rows:
-            self.ring.rows[-1].update_sq = self.layers.update_sq(self.snapshot)
+            if not recorded_after:
+                self.ring.rows[-1].update_sq = self.layers.update_sq(self.snapshot)
             self.snapshot = None
-
-
-class LossSlot:
-    """Pairs each ``w.step(loss)`` with its step's row, whichever comes first.
-
-    A loss that comes before its row waits; several are averaged (one running sum: O(1)
-    memory).
-
-    Example:
-        >>> slot, row = LossSlot(), Row(1)
-        >>> slot.add(torch.tensor(1.0)); slot.add(torch.tensor(3.0)); slot.new_row(row)
-        >>> row.loss.item(), slot.row
-        (2.0, None)
-    """
-
-    def __init__(self) -> None:
-        self.row: Row | None = None  # the last row, while its loss may still come
-        self.pending: tuple[torch.Tensor, int] | None = None  # (sum, count)
-
-    def new_row(self, row: Row) -> None:
-        """A new step's row: it takes the waiting losses, or waits for its own."""
-        if self.pending is None:
-            self.row = row
-        else:
-            total, n = self.pending
-            row.loss = total if n == 1 else total / n
-            self.row = self.pending = None
-
-    def add(self, loss: torch.Tensor) -> None:
-        """A loss: to the row waiting for it, else it waits for the next row."""
-        if self.row is not None:
-            self.row.loss, self.row = loss, None
-        elif self.pending is None:
-            self.pending = (loss, 1)
-        else:
-            self.pending = (self.pending[0] + loss, self.pending[1] + 1)
-
-    def flushed(self, last_step: int) -> None:
-        """The rows up to ``last_step`` left the ring: no loss goes to them any more."""
-        if self.row is not None and self.row.step <= last_step:
-            self.row = None
 
 
 class StepGate:
@@ -182,4 +148,4 @@ def _first_grad(optimizer: Any) -> torch.Tensor | None:
     return None
 
 
-__all__ = ["LossSlot", "StepGate", "StepWriter"]
+__all__ = ["StepGate", "StepWriter"]

@@ -24,6 +24,7 @@ from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import hookable_optimizer, warn_foreign
 from graddoctor.measure.monitor.output import RunOutput
+from graddoctor.measure.monitor.pairing import IDLE_WSTEPS, ClosureStep, LossSlot, StepCount
 from graddoctor.measure.monitor.records import StepRecords, meta_record
 from graddoctor.measure.monitor.ring import Row
 from graddoctor.measure.monitor.schedule import (
@@ -34,11 +35,8 @@ from graddoctor.measure.monitor.schedule import (
     WEIGHT_EVERY,
     Schedule,
 )
-from graddoctor.measure.monitor.steps import LossSlot, StepGate, StepWriter
+from graddoctor.measure.monitor.steps import StepGate, StepWriter
 
-#: w.step() calls in a row without an optimizer step before watch warns (gradient accumulation
-#: calls w.step() once per optimizer step, so this many means the wrong optimizer was given)
-IDLE_WSTEPS = 100
 _WHO = "graddoctor.watch"
 
 
@@ -47,8 +45,8 @@ class Monitor:
 
     Args:
         model: the model being trained (DDP / FSDP / ``torch.compile`` wrappers accepted).
-        optimizer: its optimizer; gradients are read in its step pre-hook. None: ``w.step()``
-            marks the steps.
+        optimizer: its optimizer; gradients are read in its step pre-hook (with a closure, when
+            the closure's first evaluation returns). None: ``w.step()`` marks the steps.
         log_dir: directory for ``watch.jsonl`` (and TensorBoard events with
             ``sinks=("jsonl", "tensorboard")``); None: records kept in memory only.
         example_inputs: inputs for ``ModelMap`` (else taken from the first forward).
@@ -95,8 +93,8 @@ class Monitor:
         self.forwards = SampledForwards(self.root, self.schedule, self._setup, self._guarded, sample=self.rank == 0)
         self._meta: dict | None = None  # set up with the map: example_inputs, first forward or step
         self._handles: list[Any] = []  # optimizer hooks
-        self._step = self._opt_steps = self._opt_steps_at_wstep = self._idle_wsteps = 0
-        self.losses = LossSlot()
+        self._step = 0
+        self.losses, self._count, self._closure = LossSlot(), StepCount(scaler), ClosureStep()
         self._gate = StepGate()  # once per optimizer step, also when torch runs the hooks twice
         self.attached, self.failed, self.fixes = False, None, []  # failed: why recording stopped; fixes: autofix's
 
@@ -149,7 +147,7 @@ class Monitor:
 
     def _setup(self, inputs: Any) -> None:
         """Layers (ModelMap order, or named_modules order as fallback), ring buffer, meta line."""
-        mm = None if inputs is None else map_model(self.root, inputs)
+        mm = None if inputs is None else map_model(self.root, inputs, warn=self.rank == 0)
         self.layers = layers = WatchedLayers(self.root, mm, sharded=self.mode == "sharded")
         self.device = layers.device
         self._host_check = layers.device.type == "cpu"  # a host read is free on CPU, a sync elsewhere
@@ -170,6 +168,7 @@ class Monitor:
     def _new_row(self) -> Row:
         if self._meta is None:
             self._setup(None)
+        self.losses.settle()  # the last row's loss is known before it may leave the ring
         if len(self.ring.rows) == self.schedule.flush_every:
             self.flush()
         self._step += 1
@@ -205,16 +204,18 @@ class Monitor:
                               f"{self._step}, training continues", stacklevel=3)
             return None
 
-    def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._gate.enter(optimizer):
-            self._guarded(self._pre_step, optimizer)
+    def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+        if self._gate.enter(optimizer) or self._closure.new_step(args, kwargs):  # (closure: see pairing)
+            wrapped = self._guarded(self._closure.wrap, args, kwargs, lambda: self._guarded(self._pre_step, optimizer))
+            return wrapped if wrapped is not None else self._guarded(self._pre_step, optimizer)
+        return None
 
     def _safe_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._gate.exit():
-            self._guarded(lambda: self.steps.write_update())
+        if self._gate.exit():  # (a closure that never ran: the step is recorded now, without its update)
+            self._guarded(self.steps.write_update, self._closure.take())
 
     def _pre_step(self, optimizer: torch.optim.Optimizer) -> None:
-        self._opt_steps += 1
+        self._count.stepped()
         scale, found = getattr(optimizer, "grad_scale", None), getattr(optimizer, "found_inf", None)
         self._record(scale if isinstance(scale, torch.Tensor) else None,
                      found if isinstance(found, torch.Tensor) else None)
@@ -223,9 +224,13 @@ class Monitor:
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Record the loss of the current step; without an optimizer, also mark the step.
 
-        With an optimizer, call it once per optimizer step, after (or before) ``opt.step()``;
-        several calls between two steps are averaged. Without an optimizer, call it after
-        ``backward()`` and before ``zero_grad()``.
+        With an optimizer, call it after (or before) ``opt.step()``, once per step or per
+        micro-batch: a step's loss is the mean of the losses given since the previous step and,
+        in a loop calling it after ``opt.step()``, of the one given right after it (the rule:
+        ``pairing``). With ``scaler=``, a ``scaler.update()`` and no optimizer step since the
+        previous call is a skipped step. Without an optimizer, call it after ``backward()`` and
+        before ``zero_grad()``. Example: ``w.step(loss)`` after ``if (i + 1) % 4 == 0:
+        opt.step()`` records for each step the mean of its 4 micro-batches' losses.
 
         Args:
             loss: the step's loss (a real scalar tensor or a number), or None.
@@ -247,16 +252,9 @@ class Monitor:
             self._record()
             self.steps.write_update()
             self.steps.snapshot_for(self._step + 1)
-        else:
-            self._idle_wsteps = self._idle_wsteps + 1 if self._opt_steps == self._opt_steps_at_wstep else 0
-            if self._idle_wsteps == IDLE_WSTEPS and self.scaler is None:  # warned once: wrong optimizer?
-                warnings.warn(f"{_WHO}: {IDLE_WSTEPS} w.step() calls without a step of the "
-                              f"{type(self.optimizer).__name__} given to watch() - pass the optimizer "
-                              "you step (losses meanwhile are averaged into the next step)", stacklevel=4)
-            if self.scaler is not None and self._opt_steps == self._opt_steps_at_wstep and self._meta is not None:
-                row = self._new_row()  # the scaler skipped optimizer.step(): no gradients were used
-                row.skipped, row.grads = True, False
-        self._opt_steps_at_wstep = self._opt_steps
+        elif self._count.wstep(self.optimizer) and self._meta is not None:
+            row = self._new_row()  # the scaler skipped optimizer.step(): no gradients were used
+            row.skipped, row.grads = True, False
         if lt is not None:
             self.losses.add(lt)
 
@@ -272,11 +270,11 @@ class Monitor:
         n = len(rows) - (1 if keep_pending and rows and self.losses.row is rows[-1] else 0)
         if n <= 0:
             return
+        self.losses.flushed(rows[n - 1].step)  # (a loss held for the last row goes to it)
         block = self.ring.flush_block(n, count_nonfinite=not self._host_check, mode=self.mode)
         steps = [row.step for row in rows[:n]]
         records = self._records.build(rows[:n], block, *self.forwards.take(steps))
         self.ring.drop(n)
-        self.losses.flushed(steps[-1])
         if self.rank == 0:
             self.output.write_steps(records)
 
