@@ -107,6 +107,27 @@ def test_lightning_autofix_makes_the_plain_loops_fix_in_place_and_fit_runs_on():
     assert cb.report().data["autofix"][0]["step"] == 10
 
 
+def test_a_resumed_run_is_judged_from_its_own_first_step():
+    # a Lightning / HF resume numbers the steps from the checkpoint's global step (start_at): the
+    # judged window and the warm-up start there (the first check 10 steps in, as in a new run)
+    net, (x, y) = deep_sigmoid(), data()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    w = HookedAutofixWatcher(net, opt, None, autofix=True, example_inputs=x[:16]).attach()
+    w.start_at(95)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for k in range(STEPS):
+            loss = nn.functional.cross_entropy(net(x[16 * k:16 * (k + 1)]), y[16 * k:16 * (k + 1)])
+            opt.zero_grad()
+            loss.backward()
+            w.before_optimizer_step(opt)
+            opt.step()
+            w.step(loss)
+        w.detach()
+    assert [s["step"] for s in w.records()[1]] == list(range(96, 96 + STEPS))
+    assert w.fixes and w.fixes[0]["step"] == 105, [(e["step"], e["remedies"]) for e in w.fixes]
+
+
 def exploding_net() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 2))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("lightning")
 
@@ -95,8 +96,6 @@ def test_lightning_log_dir_and_logger(tmp_path):
 def test_lightning_records_the_update_ratios_of_a_plain_loop():
     # the sampled update sizes (||w_t - w_t-1|| / ||w||) come from the optimizer's post-hook; the
     # callback marks the step itself, so it must still open the step for that hook
-    import torch
-
     import graddoctor as gd
 
     model, cb = Regressor(), GradDoctorCallback()
@@ -150,3 +149,73 @@ def test_lightning_ddp_rank0_equals_single_process(tmp_path):
         for layer, norm in b["grad_norm"].items():
             assert a["grad_norm"][layer] == pytest.approx(norm, rel=1e-5)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_lightning_each_optimizer_step_records_only_the_layers_it_owns(precision):
+    # the first optimizer's steps too: its other layers still hold the other optimizer's gradients
+    class Rates(TinyGAN):
+        def configure_optimizers(self):
+            return (torch.optim.Adam(self.disc.parameters(), lr=1e-3),
+                    torch.optim.Adam(self.gen.parameters(), lr=2e-4))
+
+    model, cb = Rates(), GradDoctorCallback()
+    trainer(callbacks=[cb], precision=precision).fit(model, loader(n=32, batch_size=8))
+    steps = cb.records()[1]
+    assert len(steps) == len(model.oracle) == 8
+    for rec, ref in zip(steps, model.oracle):
+        got = {layer for layer, v in rec["grad_norm"].items() if v is not None}
+        assert got == {layer for layer, v in ref.items() if v is not None}, (rec["step"], rec["grad_norm"])
+        assert rec["lr"] == (1e-3 if "disc.0" in ref else 2e-4)  # the stepping optimizer's rate
+    assert_matches_oracle(steps, model.oracle)
+
+
+def test_lightning_one_optimizer_over_part_of_the_model_still_records_every_layer():
+    class Head(Regressor):
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.net[4].parameters(), lr=0.1)
+
+    model, cb = Head(), GradDoctorCallback()
+    with pytest.warns(UserWarning, match="not in the optimizer"):
+        trainer(callbacks=[cb]).fit(model, loader(n=16, batch_size=4))
+    steps = cb.records()[1]
+    assert all(v is not None and v > 0 for s in steps for v in s["grad_norm"].values())
+    assert_matches_oracle(steps, model.oracle)
+
+
+def _checkpoint(root: Path) -> str:
+    return str(next(root.rglob("*.ckpt")))
+
+
+def test_lightning_steps_are_the_trainers_global_step_after_a_resume(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    kw = dict(enable_checkpointing=True, default_root_dir=tmp_path)
+    trainer(max_epochs=1, **kw).fit(Regressor(), loader(n=16, batch_size=4))  # 4 steps, one checkpoint
+    cb = GradDoctorCallback(log_dir=tmp_path / "gd")
+    tr = trainer(max_epochs=2, callbacks=[cb], logger=CSVLogger(tmp_path / "csv"), **kw)
+    tr.fit(Regressor(), loader(n=16, batch_size=4), ckpt_path=_checkpoint(tmp_path))
+    assert tr.global_step == 8
+    assert [s["step"] for s in cb.records()[1]] == [5, 6, 7, 8]  # the trainer's numbering, as its loggers'
+    assert [s["step"] for s in read_run(tmp_path / "gd")[1]] == [5, 6, 7, 8]
+    assert "graddoctor/findings" in next((tmp_path / "csv").rglob("metrics.csv")).read_text()
+
+
+def test_lightning_second_fit_continues_the_numbering_and_the_cli_names_the_runs(tmp_path):
+    from click.testing import CliRunner
+
+    from graddoctor.cli import main
+
+    model, cb = Regressor(), GradDoctorCallback(log_dir=tmp_path)
+    tr = trainer(callbacks=[cb], max_epochs=1)
+    tr.fit(model, loader(n=16, batch_size=4))
+    tr.fit_loop.max_epochs = 2
+    tr.fit(model, loader(n=16, batch_size=4))
+    assert [s["step"] for s in cb.records()[1]] == [5, 6, 7, 8]  # report() and records(): the last fit
+    assert [s["step"] for s in read_run(tmp_path, run="first")[1]] == [1, 2, 3, 4]
+    res = CliRunner().invoke(main, ["watch-report", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "holds 2 runs" in res.output and "--run" in res.output
+    first = CliRunner().invoke(main, ["watch-report", str(tmp_path), "--run", "first"])
+    assert first.exit_code == 0 and "4 steps, 3 layers" in first.output, first.output
+    assert "1  " + read_run(tmp_path, run="first")[0]["run_id"] + "  4 steps (1-4)   <- shown" in first.output

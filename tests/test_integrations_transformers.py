@@ -110,3 +110,28 @@ def test_trainer_without_logging_every_step_keeps_every_step(tmp_path):
     assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6]
     assert [s["loss"] is not None for s in steps] == [False, False, True, False, False, True]
     assert all(math.isfinite(v) for s in steps for v in s["grad_norm"].values() if v is not None)
+
+
+def test_trainer_steps_are_the_global_step_after_a_resume(tmp_path):
+    class Steps(transformers.TrainerCallback):
+        def __init__(self):
+            self.logged = []
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if "loss" in logs:
+                self.logged.append(state.global_step)
+
+    def trainer(cb):
+        args = transformers.TrainingArguments(
+            output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, logging_steps=1,
+            report_to=[], save_strategy="steps", save_steps=3, use_cpu=True, disable_tqdm=True,
+            dataloader_num_workers=0, learning_rate=1e-3, seed=0)
+        return transformers.Trainer(model=tiny_bert(), args=args, train_dataset=dataset(), callbacks=[cb, logs])
+
+    logs = Steps()
+    trainer(GradDoctorCallback()).train()  # 6 steps, checkpoints at 3 and 6
+    cb, logs = GradDoctorCallback(log_dir=tmp_path / "gd"), Steps()
+    trainer(cb).train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    steps = cb.records()[1]
+    assert [s["step"] for s in steps] == logs.logged == [4, 5, 6]  # the Trainer's numbering
+    assert all(s["loss"] is not None for s in steps)

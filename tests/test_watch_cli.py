@@ -60,3 +60,26 @@ def test_watch_report_bad_input_exits_2(tmp_path):
     (tmp_path / "watch.jsonl").write_text("")
     res = CliRunner().invoke(main, ["watch-report", str(tmp_path)])
     assert res.exit_code == 2 and "no watch records" in res.output
+
+
+def test_a_log_of_several_runs_names_them_and_run_picks_one(tmp_path):
+    _run(tmp_path, 2, nn.ReLU, steps=12)
+    _run(tmp_path, 2, nn.ReLU, steps=8)  # the same log_dir again: a second run in the file
+    first_id = read_run(tmp_path, run="first")[0]["run_id"]
+    res = CliRunner().invoke(main, ["watch-report", str(tmp_path)])
+    assert res.exit_code == 0 and "8 steps, 3 layers" in res.output, res.output
+    assert "holds 2 runs; showing run 2 of 2" in res.stderr and "8 steps (1-8)   <- shown" in res.stderr
+    assert f"1  {first_id}  12 steps (1-12)\n" in res.stderr
+    for pick in ("1", "first", first_id):
+        res = CliRunner().invoke(main, ["watch-report", str(tmp_path), "--run", pick, "--json"])
+        assert res.exit_code == 0 and "12 steps (1-12)   <- shown" in res.stderr, res.output
+        assert len(json.loads(res.stdout)["data"]["steps"]) == 12
+    res = CliRunner().invoke(main, ["watch-report", str(tmp_path), "--run", "3"])
+    assert res.exit_code == 2 and "has no run '3'" in res.output
+    html = CliRunner().invoke(main, ["report", str(tmp_path), "--run", "first"])
+    assert html.exit_code == 0 and "showing run 1 of 2" in html.stderr, html.output
+
+
+def test_a_log_of_one_run_has_no_note(tmp_path):
+    res = CliRunner().invoke(main, ["watch-report", str(_run(tmp_path, 2, nn.ReLU, steps=4)), "--run", "1"])
+    assert res.exit_code == 0 and res.stderr == "", res.output

@@ -3,7 +3,8 @@
 Reads, from RUN_DIR (or a single file given instead):
 
 - ``watch.jsonl`` run logs (in RUN_DIR and its direct subfolders), diagnosed by ``graddoctor.diagnose.training``,
-  with their events (autofix rounds: a timeline table and markers on the figures);
+  with their events (autofix rounds: a timeline table and markers on the figures); of a log holding
+  several runs, the last (``--run`` picks another; a note on stderr lists them);
 - ``*.json`` files holding a ``Report`` (``report.to_json()``: check or watch) or a repair result
   (``RepairResult.to_dict()``: its changes).
 """
@@ -15,14 +16,20 @@ from pathlib import Path
 
 import click
 
+from graddoctor.cli.runpick import RUN_HELP, pick_run
 from graddoctor.errors import InputError
 from graddoctor.report import Report
 
 _ORDER = {"check": 0, "watch": 1, "repair": 2}
 
 
-def load_sections(path: Path) -> dict[str, Report]:
+def load_sections(path: Path, run: str = "last", notes: list[str] | None = None) -> dict[str, Report]:
     """Section title -> Report for every run log and result JSON at ``path`` (check, watch, repair order).
+
+    Args:
+        path: a directory (its files and direct subfolders' run logs) or one file.
+        run: the run read from each run log holding several (``runpick.pick_run``).
+        notes: where to add, per run log holding several runs, the note naming them.
 
     Example:
         >>> load_sections(Path("runs/exp1"))  # doctest: +SKIP
@@ -40,7 +47,7 @@ def load_sections(path: Path) -> dict[str, Report]:
     for f in files:
         label = ("" if f.parent == path else f.parent.name) if f.name == FILENAME else f.stem
         group = []
-        for tag, report in _load(f):
+        for tag, report in _load(f, run, notes):
             source = " ".join(filter(None, (report.source or "report", tag)))
             group.append((f"{source}: {label}" if label and label != report.source else source, report))
         if group:
@@ -59,14 +66,17 @@ def load_sections(path: Path) -> dict[str, Report]:
     return out
 
 
-def _load(f: Path) -> list[tuple[str, Report]]:
+def _load(f: Path, run: str = "last", notes: list[str] | None = None) -> list[tuple[str, Report]]:
     """(tag, Report) pairs in one file: a watch run log, a report, a repair result, or
     ``graddoctor fix``'s changes.json (check before, the repair, check after); none for other JSON."""
     if f.suffix == ".jsonl":
         from graddoctor.diagnose.watching import build_report
         from graddoctor.runlog import read_events, read_run
 
-        return [("", build_report(*read_run(f), read_events(f)))]
+        run, note = pick_run(f, run)
+        if note and notes is not None:
+            notes.append(note)
+        return [("", build_report(*read_run(f, run=run), read_events(f, run=run)))]
     try:
         d = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -97,7 +107,8 @@ def _report(f: Path, d: dict) -> Report:
 @click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML file to write (default: RUN_DIR/report.html).")
 @click.option("--title", default=None, help="Page title.")
-def report(run_dir: Path, out: Path | None, title: str | None) -> None:
+@click.option("--run", "run", default="last", show_default=True, help=RUN_HELP)
+def report(run_dir: Path, out: Path | None, title: str | None, run: str) -> None:
     """Write one self-contained HTML report (findings, figures, data) from RUN_DIR.
 
     RUN_DIR: a watch log_dir (watch.jsonl), a folder of check/repair result JSON files, or one file.
@@ -108,7 +119,10 @@ def report(run_dir: Path, out: Path | None, title: str | None) -> None:
     if out is None:
         out = (run_dir if run_dir.is_dir() else run_dir.parent) / "report.html"
     writable_file(out, "--out")  # before reading and plotting
-    sections = load_sections(run_dir)
+    notes: list[str] = []
+    sections = load_sections(run_dir, run, notes)
+    for note in notes:
+        click.echo(note, err=True)
     path = html.write(out, sections, title=title or f"graddoctor report: {run_dir.resolve().name}")
     for name, r in sections.items():
         click.echo(f"{name}: {r.summary()}")

@@ -1,7 +1,8 @@
 """``graddoctor watch-report RUN_DIR``: the Report of a watched run, from its JSONL log.
 
 Exit codes: 0 no error finding, 1 an error finding or no step recorded (nothing was judged),
-2 bad input (missing or unreadable run log).
+2 bad input (missing or unreadable run log, no such ``--run``). A log holding several runs: the
+last one is shown, ``--run`` picks another, and a note on stderr lists them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sys
 
 import click
 from rich.console import Console
+
+from graddoctor.cli.runpick import RUN_HELP, pick_run
 
 
 def _fmt(v: float | None) -> str:
@@ -40,17 +43,21 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
 @click.argument("run_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the Report as JSON.")
 @click.option("--layers/--no-layers", default=True, show_default=True, help="Print the per-layer table.")
-def watch_report(run_dir: str, as_json: bool, layers: bool) -> None:
+@click.option("--run", "run", default="last", show_default=True, help=RUN_HELP)
+def watch_report(run_dir: str, as_json: bool, layers: bool, run: str) -> None:
     """Print the Report of a run recorded by gd.watch(log_dir=RUN_DIR)."""
     from graddoctor.diagnose.watching import build_report
     from graddoctor.runlog import read_events, read_run
 
-    meta, steps = read_run(run_dir)  # InputError -> exit 2 (one line)
+    run, note = pick_run(run_dir, run)  # InputError -> exit 2 (one line)
+    if note:
+        click.echo(note, err=True)
+    meta, steps = read_run(run_dir, run=run)
     bad = meta.get("malformed")
     if bad:
         click.echo(f"graddoctor: warning: {run_dir}: skipped {bad['lines']} malformed line(s) and "
                    f"{bad['fields']} wrongly typed field(s)", err=True)
-    report = build_report(meta, steps, read_events(run_dir))  # autofix rounds: printed after the findings
+    report = build_report(meta, steps, read_events(run_dir, run=run))  # autofix rounds: printed after the findings
     if as_json:
         click.echo(report.to_json())
     else:

@@ -39,6 +39,14 @@ class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
     no-op the second time.
     """
 
+    def start_at(self, done: int) -> None:
+        """As ``HookedWatcher.start_at``; the judged window and the warm-up also start there (a
+        resumed run is judged on its own steps)."""
+        fresh = self._step == 0
+        super().start_at(done)
+        if fresh:
+            self._since = self._step
+
     def before_optimizer_step(self, optimizer: Any = None) -> None:
         super().before_optimizer_step(optimizer)
         if self.attached and self.optimizer is not None:

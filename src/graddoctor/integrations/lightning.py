@@ -5,8 +5,12 @@ pre-hook fires before the step's gradients exist. The callback records each opti
 ``on_before_optimizer_step``, where Lightning guarantees the gradients are final: accumulated
 over ``accumulate_grad_batches``, unscaled by the AMP plugin, all-reduced by DDP, not yet
 clipped. It works with automatic and manual optimisation and several optimizers (each
-``optimizer.step()`` is one recorded step, as ``trainer.global_step`` counts them); the loss of
-a step is the mean of its micro-batches' losses (from each ``training_step`` output).
+``optimizer.step()`` is one recorded step, as ``trainer.global_step`` counts them; with several,
+a step records only the layers its optimizer owns); the loss of a step is the mean of its
+micro-batches' losses (from each ``training_step`` output). The recorded step numbers are
+``trainer.global_step`` after the step, the loggers' numbering: a ``fit`` resumed from a
+checkpoint (``ckpt_path``), or a second ``fit``, continues it. Each ``fit`` is a run of its own in
+the run log (``read_run(log_dir, run=...)``, ``graddoctor watch-report --run``).
 
 ``GradDoctorCallback(autofix=True)`` also repairs the LightningModule and its optimizer in place
 between two steps, as ``gd.watch(..., autofix=True)`` does (``integrations.autofixing``); the
@@ -101,8 +105,13 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
             if len(optimizers) > 1:  # watch reads the first; the others hold the parameters it lacks
                 warnings.filterwarnings("ignore", message=".*are not in the optimizer")
             self.watcher = framework_watcher(pl_module, optimizers[0] if optimizers else None, self.log_dir,
-                                             autofix=self.autofix, off=off, **options).attach()
+                                             autofix=self.autofix, off=off, optimizers=optimizers,
+                                             **options).attach()
         self._report = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.watcher is not None:  # a resumed fit has its checkpoint's global step by now
+            self.watcher.start_at(trainer.global_step)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.watcher is not None:
@@ -138,7 +147,8 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
             self.watcher.detach()
 
     def report(self) -> Report:
-        """The findings on the run so far (the training-time rules over ``records()``).
+        """The findings on the run so far (the training-time rules over ``records()``): the
+        latest ``fit`` (an earlier one is an earlier run of the log: ``read_run(log_dir, run="first")``).
 
         Raises:
             InputError: before ``fit`` started.

@@ -5,7 +5,9 @@ Lightning and the Hugging Face Trainer run forward and backward *inside*
 before the step's gradients exist. ``HookedWatcher`` records a step when the framework calls
 ``before_optimizer_step(optimizer)`` (its "gradients are final" hook) and keeps the optimizer's
 post-hook for the update norms. Losses are paired with their step by the callback: the mean of
-the micro-batch losses since the previous optimizer step (``LossAverage``).
+the micro-batch losses since the previous optimizer step (``LossAverage``). The steps are
+numbered as the framework numbers them (``start_at``: its global step, which a run resumed from
+a checkpoint continues).
 
 Example:
     >>> import torch
@@ -21,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,12 +48,17 @@ class HookedWatcher(Watcher):
         model: the model (the LightningModule, or the Trainer's model).
         optimizer: the first (main) optimizer: its learning rate and step post-hook are used.
         log_dir, **kwargs: as ``gd.watch``.
+        optimizers: every optimizer the framework steps (default: ``optimizer`` alone); with more
+            than one (a GAN), each step records only the layers its optimizer owns, and its
+            learning rate.
         extra_config: entries added to the meta record's ``config`` (e.g. the clip threshold).
     """
 
     def __init__(self, model: Any, optimizer: Any = None, log_dir: Any = None, *,
-                 extra_config: dict | None = None, **kwargs: Any) -> None:
+                 optimizers: Sequence[Any] | None = None, extra_config: dict | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(model, optimizer, log_dir, **kwargs)
+        self.several_optimizers = optimizers is not None and len(optimizers) > 1
         self.extra_config = dict(extra_config or {})
         write_meta = self.output.write_meta
 
@@ -63,13 +71,31 @@ class HookedWatcher(Watcher):
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """The optimizer's own pre-hook does nothing here: the framework hook marks the step."""
 
+    def start_at(self, done: int) -> None:
+        """Number the steps as the framework does: the next step recorded is ``done + 1``.
+
+        Args:
+            done: the optimizer steps the framework has counted so far (its global step: 0 for a
+                new run, the checkpoint's step for a resumed one). Ignored once a step is recorded.
+        """
+        if self._step == 0 and isinstance(done, int) and done > 0:
+            self._guarded(self._start_at, done)
+
+    def _start_at(self, done: int) -> None:
+        self._step = done
+        self.forwards.next_step = done + 1  # the step the coming forwards are sampled for
+        if self.attached and self.forwards.wants(done + 1):
+            self.forwards.arm()
+
     def before_optimizer_step(self, optimizer: Any = None) -> None:
         """Record one optimizer step from the gradients as they are now (final for the step).
 
         Args:
-            optimizer: the optimizer about to step (wrappers accepted); layers whose parameters
-                it does not own get no gradient norm this step (several optimizers, as in a
-                GAN), and no update is measured on such a step.
+            optimizer: the optimizer about to step (wrappers accepted). With several
+                optimizers (``optimizers``, as in a GAN), or one that is not the watched one,
+                layers whose parameters it does not own get no gradient norm this step (they
+                may hold the other optimizer's gradients), and no update is measured on such a
+                step.
         """
         if not self.attached:
             return
@@ -79,24 +105,26 @@ class HookedWatcher(Watcher):
     def _framework_step(self, inner: Any) -> None:
         if self._meta is None:
             self._setup(None)
+        stepping = inner if inner is not None else self.optimizer
         # the optimizer's post-hook writes the step's update only inside a step the gate let in
         # (the pre-hook that would open it does nothing here)
-        self._gate.enter(inner if inner is not None else self.optimizer)
+        self._gate.enter(stepping)
         owned = None
-        if inner is not None and inner is not self.optimizer:
+        if inner is not None and (inner is not self.optimizer or self.several_optimizers):
             ids = {id(p) for g in inner.param_groups for p in g["params"]}
             if not all(id(p) in ids for p in self.steps.params if p.requires_grad):
                 owned = ids
-        if owned is None:
-            self._pre_step(inner if inner is not None else self.optimizer)
-            return
-        saved = self.steps.params
-        self.steps.params = [p if id(p) in owned else _NO_GRAD for p in saved]
+        saved = self.steps.params, self.steps.optimizer
+        if owned is not None:
+            self.steps.params = [p if id(p) in owned else _NO_GRAD for p in saved[0]]
+        if self.several_optimizers:
+            self.steps.optimizer = stepping  # the step's learning rate is the stepping optimizer's
         try:
-            self._pre_step(inner)
+            self._pre_step(stepping)
         finally:
-            self.steps.params = saved
-            self.steps.snapshot = None  # the other optimizer's layers did not move: no update sample
+            self.steps.params, self.steps.optimizer = saved
+            if owned is not None:
+                self.steps.snapshot = None  # the other optimizer's layers did not move: no update sample
 
 
 class LossAverage:

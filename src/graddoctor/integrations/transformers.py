@@ -10,7 +10,9 @@ did not fire for a step (the hooked parameter got no gradient), the step is read
 every step's loss; otherwise the logged mean goes to the logged step). With clipping, the
 threshold is in ``meta["config"]["max_grad_norm"]`` and ``records()`` adds to each step the
 clip the Trainer applied: ``clip = {"max_norm", "norm", "coef"}`` (``coef``: the factor
-``clip_grad_norm_`` scaled every gradient by, from the recorded pre-clip norms).
+``clip_grad_norm_`` scaled every gradient by, from the recorded pre-clip norms). The recorded
+step numbers are the Trainer's ``state.global_step`` after the step (its logs' numbering):
+``train(resume_from_checkpoint=...)`` continues it, as a run of its own in the run log.
 
 ``GradDoctorCallback(autofix=True)`` also repairs the Trainer's model and optimizer in place
 between two steps, as ``gd.watch(..., autofix=True)`` does (``integrations.autofixing``; the
@@ -93,6 +95,7 @@ class GradDoctorCallback(TrainerCallback):
                else None)
         self.watcher = framework_watcher(model, optimizer, self.log_dir, autofix=self.autofix, off=off,
                                          extra_config=extra, **self.watch_options).attach()
+        self.watcher.start_at(state.global_step)  # a resumed run: the checkpoint's step
         self._inner, self._sync = self.watcher.optimizer, getattr(optimizer, "gradient_state", None)
         first = next((p for p in model.parameters() if p.requires_grad), None)
         if first is not None and self._sync is not None:

@@ -25,6 +25,7 @@ from graddoctor.runlog.read import (
     as_float,
     carry_weights,
     is_nonfinite,
+    list_runs,
     read_events,
     read_run,
     run_path,
@@ -32,5 +33,5 @@ from graddoctor.runlog.read import (
 
 __all__ = [
     "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode",
-    "is_nonfinite", "read_events", "read_run", "run_path",
+    "is_nonfinite", "list_runs", "read_events", "read_run", "run_path",
 ]

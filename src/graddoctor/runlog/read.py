@@ -227,6 +227,37 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     return meta, carry_weights(sorted(steps, key=lambda s: s["step"]))
 
 
+def list_runs(path_or_dir: str | os.PathLike) -> list[dict]:
+    """The runs of a run log, in file order (``read_run``'s ``run`` picks one of them).
+
+    Args:
+        path_or_dir: a ``watch.jsonl`` file or the directory holding it.
+
+    Returns:
+        One ``{"run_id", "steps", "first_step", "last_step"}`` per run (``steps``: its step
+        records; first and last step None without any).
+
+    Raises:
+        InputError: no run log there, or a newer or unknown format version.
+
+    Example:
+        >>> import tempfile, os
+        >>> d = tempfile.mkdtemp()
+        >>> with open(os.path.join(d, FILENAME), "w") as f:
+        ...     _ = f.write('{"type":"meta","run_id":"a"}\\n{"type":"meta","run_id":"b"}\\n'
+        ...                 '{"type":"step","step":5,"run_id":"b"}\\n')
+        >>> [(r["run_id"], r["steps"], r["last_step"]) for r in list_runs(d)]
+        [('a', 0, None), ('b', 1, 5)]
+    """
+    runs, _ = _runs(run_path(path_or_dir))
+    out = []
+    for meta, steps, _ in runs:
+        numbers = [s["step"] for s in steps]
+        out.append({"run_id": meta.get("run_id"), "steps": len(steps),
+                    "first_step": min(numbers, default=None), "last_step": max(numbers, default=None)})
+    return out
+
+
 def read_events(path_or_dir: str | os.PathLike, run: str = "last") -> list[dict]:
     """The event records of one run of a run log (autofix rounds, ``Watcher.log_event``), in step order.
 
@@ -255,4 +286,4 @@ def read_events(path_or_dir: str | os.PathLike, run: str = "last") -> list[dict]
     return sorted(events, key=lambda e: e["step"])
 
 
-__all__ = ["as_float", "carry_weights", "is_nonfinite", "read_events", "read_run", "run_path"]
+__all__ = ["as_float", "carry_weights", "is_nonfinite", "list_runs", "read_events", "read_run", "run_path"]
