@@ -11,6 +11,7 @@ from torch import nn
 
 import graddoctor as gd
 from graddoctor import zoo
+from graddoctor.errors import InputError
 
 LOUD = ("error", "warning")
 
@@ -140,3 +141,10 @@ def test_bad_inputs_are_one_line_errors():
         gd.check(nn.Linear(2, 2), [1, 2])
     with pytest.raises(gd.GraddoctorError, match="forward failed"):
         gd.check(nn.Linear(2, 2), torch.randn(3, 5))
+
+
+def test_a_model_without_parameters_is_nothing_to_check():
+    with pytest.raises(InputError) as err:  # not "no findings": there is no gradient to check
+        gd.check(nn.Sequential(nn.ReLU(), nn.Flatten()), torch.randn(4, 3))
+    msg = str(err.value)
+    assert "\n" not in msg and "has no parameters" in msg and "nothing to check" in msg

@@ -50,6 +50,9 @@ MODELS = textwrap.dedent('''
 
     def not_a_model():
         return 42
+
+    def no_parameters():
+        return nn.Sequential(nn.ReLU(), nn.Flatten())
 ''')
 
 
@@ -103,6 +106,7 @@ def test_module_factory_with_seq_and_long_dtype(models: Path):
     (["no_such_package.mod:f"], "cannot import module"),
     (["just_a_name"], "expected FILE.py:FACTORY"),
     (["{models}:healthy", "--seq", "5"], "returned its own inputs"),
+    (["{models}:no_parameters", "--input-shape", "8,32"], "has no parameters, so there is nothing to check"),
 ])
 def test_bad_input_is_one_line_and_exit_2(models: Path, args: list[str], needle: str):
     args = [a.format(models=models, dir=models.parent) for a in args]
@@ -118,6 +122,28 @@ def test_real_process_exit_codes(models: Path):
     bad = subprocess.run([*cmd, f"{models}:boom"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert bad.stderr.startswith("graddoctor: error: the factory")
+
+
+def test_factory_imports_its_neighbours_when_called(tmp_path: Path):
+    # a factory that imports a module next to its file inside its body (new-user trial 13)
+    (tmp_path / "h_seq.py").write_text(textwrap.dedent('''
+        from torch import nn
+
+        def rnn_lm():
+            return nn.Sequential(nn.Embedding(50, 16), nn.Linear(16, 50))
+    '''))
+    (tmp_path / "cli_factories.py").write_text(textwrap.dedent('''
+        import torch
+
+        def lstm_lm():
+            import h_seq
+            return h_seq.rnn_lm(), torch.randint(0, 50, (4, 32))
+    '''))
+    before = list(sys.path)
+    res = invoke(f"{tmp_path / 'cli_factories.py'}:lstm_lm", "--no-probe")
+    assert res.exit_code == 0, res.output
+    assert sys.path == before  # the folder is taken off sys.path again
+    sys.modules.pop("h_seq", None)
 
 
 def test_factory_helpers():

@@ -178,6 +178,20 @@ def test_explicit_remedies_and_missing_inputs():
         repair(net, Report(), remedies=["magic"])
 
 
+@pytest.mark.parametrize("bad,needle", [
+    ("vanishing-gradient", "got str 'vanishing-gradient'"),
+    (["vanishing-gradient"], "got a list holding str"),
+    ("he-init", "pass remedies=[...]"),
+    (3, "got int"),
+])
+def test_report_that_is_not_findings_is_a_one_line_input_error(bad, needle):
+    with pytest.raises(InputError) as err:
+        repair(zoo.mlp(depth=4), bad, example_inputs=X64)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("gd.repair: report must be the Report of gd.check")
+    assert needle in msg
+
+
 def test_clipping_attaches_to_the_optimizer_of_the_repaired_model():
     net = zoo.mlp(depth=4)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import graddoctor as gd
+from graddoctor.errors import InputError
 from graddoctor.runlog import read_run
 
 # ---------------------------------------------------------------- models
@@ -450,6 +451,50 @@ def test_bad_input_errors():
     w.detach()
     with pytest.raises(gd.GraddoctorError, match="detached"):
         w.step()
+
+
+def test_a_misspelt_option_names_gd_watch_and_the_close_valid_ones():
+    net = nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(InputError) as err:
+        gd.watch(net, opt, flushevery=3)
+    assert str(err.value) == "gd.watch: unknown argument 'flushevery' (did you mean 'flush_every'?)"
+    with pytest.raises(InputError, match=r"unknown argument 'zzz' \(options: activation_every, autofix,"):
+        gd.watch(net, opt, zzz=1)
+    with pytest.raises(InputError, match="'warmup' is an autofix option - pass autofix=True"):
+        gd.watch(net, opt, warmup=5)
+    with pytest.raises(InputError, match="did you mean 'warmup'"):  # autofix's own options count
+        gd.watch(net, opt, autofix=True, warmpu=5)
+    gd.watch(net, opt, autofix=True, warmup=5, flush_every=3).detach()  # valid ones still pass
+
+
+def test_a_model_without_parameters_warns_once_at_attach_and_training_goes_on():
+    net = nn.Sequential(nn.ReLU(), nn.Flatten())
+    with pytest.warns(UserWarning, match=r"the model \(Sequential\) has no parameters, so there is nothing "
+                                         "to watch") as caught:
+        w = gd.watch(net, example_inputs=torch.randn(4, 3))
+    assert len([c for c in caught if "no parameters" in str(c.message)]) == 1
+    with w:
+        for _ in range(3):
+            net(torch.randn(4, 3))
+            w.step(torch.tensor(1.0))
+    assert w.failed is None
+
+
+def test_example_inputs_that_do_not_fit_warn_once_per_run_not_once_per_rank():
+    import warnings
+
+    from graddoctor.diagnose.watching import Watcher
+
+    net = nn.Linear(3, 1)
+    for rank, expected in ((0, 1), (1, 0)):  # a distributed run: every rank maps, rank 0 warns
+        w = Watcher(net, example_inputs=torch.randn(4, 7))
+        w.rank = rank
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            w.attach()
+            w.detach()
+        assert sum("ModelMap failed" in str(c.message) for c in caught) == expected, rank
 
 
 def test_gd_watch_is_the_function_after_the_submodule_import():

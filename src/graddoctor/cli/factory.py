@@ -18,7 +18,8 @@ import importlib.util
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,9 @@ def load_factory(spec: str) -> Any:
     where, name = spec.rsplit(":", 1)
     if not where or not name:
         raise InputError(f"expected FILE.py:FACTORY or package.module:FACTORY, got {spec!r}")
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        module = _load_file(Path(where))
+    if _is_file(where):
+        with _user_folder_on_path(spec):
+            module = _load_file(Path(where))
     else:
         try:
             module = importlib.import_module(where)
@@ -70,6 +72,30 @@ def load_factory(spec: str) -> Any:
     return factory
 
 
+def _is_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+@contextmanager
+def _user_folder_on_path(spec: str) -> Iterator[None]:
+    """Put a ``FILE.py:factory`` file's folder first on ``sys.path`` (sibling imports), then restore it.
+
+    Held while the file is imported and while the factory runs, so imports inside the
+    factory find the file's neighbours too. Module specs leave ``sys.path`` alone.
+    """
+    where = spec.rsplit(":", 1)[0]
+    if not _is_file(where):
+        yield
+        return
+    folder = str(Path(where).resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
+
+
 def _load_file(path: Path) -> Any:
     if not path.is_file():
         raise InputError(f"no such file: {path}")
@@ -78,13 +104,10 @@ def _load_file(path: Path) -> Any:
     if spec is None or spec.loader is None:
         raise InputError(f"cannot load {path} as a Python file")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))  # sibling imports of the user's file
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - user code
         raise InputError(f"importing {path} failed: {_one_line(e)}") from e
-    finally:
-        sys.path.remove(str(path.resolve().parent))
     return module
 
 
@@ -142,11 +165,12 @@ def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
 
     ``--input-shape`` wins over inputs the factory returns.
     """
-    factory = load_factory(spec)
-    try:
-        made = factory()
-    except Exception as e:  # noqa: BLE001 - user code
-        raise InputError(f"the factory {spec} raised {_one_line(e)}") from e
+    with _user_folder_on_path(spec):  # the factory may import the file's neighbours itself
+        factory = load_factory(spec)
+        try:
+            made = factory()
+        except Exception as e:  # noqa: BLE001 - user code
+            raise InputError(f"the factory {spec} raised {_one_line(e)}") from e
     inputs = None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
         made, inputs = made

@@ -8,6 +8,8 @@ module that is missing or broken raises; it is never reported as "no findings".
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import warnings
 from typing import Any
@@ -19,6 +21,7 @@ from graddoctor.diagnose.training import training_findings
 from graddoctor.errors import InputError
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.report import Report
+from graddoctor.stack import user_level
 
 
 class Watcher(Monitor):
@@ -30,6 +33,13 @@ class Watcher(Monitor):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.events: list[dict] = []
+
+    def attach(self) -> Watcher:
+        """Install the hooks (see ``Monitor.attach``); a model with no parameters warns: nothing to watch."""
+        if not self.attached and next(self.root.parameters(), None) is None:
+            warnings.warn(f"graddoctor.watch: the model ({type(self.root).__name__}) has no parameters, so there "
+                          "is nothing to watch - pass the module that holds the weights", stacklevel=user_level())
+        return super().attach()
 
     def log_event(self, kind: str, record: dict[str, Any], findings: list[Any] = ()) -> dict:
         """Record an event: kept for ``report()`` (``data["events"]``) and written at once to every
@@ -201,7 +211,8 @@ def watch(
 
     Raises:
         InputError: ``model`` is not an ``nn.Module``, ``optimizer`` not an optimizer, an
-            option out of range, or a sink without the sink methods.
+            unknown option (the close valid ones named), an option out of range, or a sink
+            without the sink methods.
 
     Example:
         >>> import torch, graddoctor as gd
@@ -212,12 +223,42 @@ def watch(
         >>> w.report().source
         'watch'
     """
-    if autofix is not False and autofix is not None:
-        cls = autofix_watcher()
+    fixing = autofix is not False and autofix is not None
+    cls = autofix_watcher()
+    _check_options(kwargs, cls if fixing else Watcher, cls)
+    if fixing:
         if cls is None:  # pragma: no cover - graddoctor/__init__ imports graddoctor.fix
             raise InputError("watch(autofix=...) needs graddoctor.fix: import graddoctor first")
         return cls(model, optimizer, log_dir, autofix=autofix, **kwargs).attach()
     return Watcher(model, optimizer, log_dir, **kwargs).attach()
+
+
+def _check_options(kwargs: dict[str, Any], cls: type | None, autofix_cls: type | None) -> None:
+    """A one-line ``InputError`` for a keyword ``cls`` does not take (the close valid ones named)."""
+    valid = _keywords(cls) | {"autofix"} if cls is not None else set()
+    unknown = [k for k in kwargs if k not in valid]
+    if cls is None or not unknown:
+        return
+    name = unknown[0]
+    if autofix_cls is not None and name in _keywords(autofix_cls):
+        raise InputError(f"gd.watch: {name!r} is an autofix option - pass autofix=True too, or drop it")
+    close = difflib.get_close_matches(name, sorted(valid), n=3)
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"options: {', '.join(sorted(valid))}"
+    raise InputError(f"gd.watch: unknown argument {name!r} ({hint})")
+
+
+def _keywords(cls: type) -> set[str]:
+    """The keyword arguments ``cls(...)`` takes: its ``__init__``'s and, through ``**kwargs``, its bases'."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 __all__ = ["Watcher", "autofix_watcher", "build_report", "register_autofix", "watch"]

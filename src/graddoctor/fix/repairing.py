@@ -176,8 +176,9 @@ def repair(
         ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
 
     Raises:
-        InputError: ``model`` is not an ``nn.Module``; no report and no example inputs; an
-            unknown remedy id; ``tune_lr=True`` without ``train_loader``.
+        InputError: ``model`` is not an ``nn.Module``; ``report`` is not a Report, a list of
+            findings or None; no report and no example inputs; an unknown remedy id;
+            ``tune_lr=True`` without ``train_loader``.
 
     Example:
         >>> import graddoctor as gd
@@ -200,17 +201,35 @@ def repair(
     repair's allocations would otherwise often trigger (~0.2 s at a few 100k live objects), is
     left to run later, not inside repair.
     """
+    findings = _findings_of(report)
     with _gc_paused():
         result = _repair(model, report, example_inputs, optimizer, inplace, remedies, seed,
                          keep_architecture, tune_lr is True and train_loader is None)
         if tune_lr if tune_lr is not None else keep_architecture:
             t0 = time.perf_counter()
-            findings = [] if report is None else report.findings if isinstance(report, Report) \
-                else list(report)
             _set_lr(result, findings, model, optimizer, train_loader, loss_fn, lr_find_options or {},
                     keep_architecture)
             result.seconds += time.perf_counter() - t0
         return result
+
+
+def _findings_of(report: Any) -> list[Finding]:
+    """``report``'s findings (a ``Report``, a list of ``Finding``, or None); else a one-line InputError."""
+    if report is None:
+        return []
+    if isinstance(report, Report):
+        return report.findings
+    if isinstance(report, (list, tuple)) and all(isinstance(f, Finding) for f in report):
+        return list(report)
+    bad = next((f for f in report if not isinstance(f, Finding)), None) \
+        if isinstance(report, (list, tuple)) else report
+    got = f"{type(bad).__name__} {bad!r}" if isinstance(bad, str) else type(bad).__name__
+    got = got if bad is report else f"a list holding {got}"
+    hint = ("; a watcher: pass watcher.report()" if callable(getattr(report, "report", None)) else
+            "; to apply remedies by id pass remedies=[...]" if isinstance(bad, str)
+            and bad in registry.REMEDIES else "")
+    raise InputError(f"gd.repair: report must be the Report of gd.check(model, x) or of a watch "
+                     f"(.report()), a list of its findings, or None to run check; got {got}{hint}")
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 - TorchScript modules (``torch.jit.script`` / ``torch.jit.trace``): no Python hooks.
 - Lazy modules not yet run (``nn.LazyLinear``, ...): their parameters have no shape yet.
 - Parameters on the ``meta`` device: they hold no values.
+- A model with no parameters at all: there is no gradient to check.
 
 Example:
     >>> from torch import nn
@@ -40,6 +41,9 @@ def unsupported_reason(model: nn.Module) -> str | None:
         what = "the model" if name == "" else f"module {name!r}"
         return (f"{what} is a TorchScript module (torch.jit.script/trace), which takes no Python hooks "
                 "- pass the eager nn.Module, before scripting it")
+    if next(model.parameters(), None) is None:
+        return (f"the model ({type(model).__name__}) has no parameters, so there is nothing to check "
+                "- pass the module that holds the weights")
     return uninitialised_reason(model)
 
 

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
@@ -90,12 +91,18 @@ def training_findings(meta: dict, steps: list[dict], rules: list[str] | None = N
     if unknown:
         raise InputError(f"unknown training rule(s) {unknown}; known: {sorted(TRAINING_RULES)}")
     steps = sorted(steps, key=lambda s: s.get("step", 0))
+    with warnings.catch_warnings():  # numpy's all-NaN / empty-slice notes: the rules expect NaN
+        warnings.filterwarnings("ignore", r"(All-NaN slice|Mean of empty slice)", RuntimeWarning)
+        return _run_rules(meta, steps, rules or list(TRAINING_RULES))
+
+
+def _run_rules(meta: dict, steps: list[dict], rules: list[str]) -> list[Finding]:
     cut = first_nonfinite(steps)
     blow = blowup_step(meta, steps[: cut + 1])
     wreck = next((i for i, s in enumerate(steps) if blow is not None and s.get("step", 0) >= blow),
                  cut)
     out: list[Finding] = []
-    for code in rules or TRAINING_RULES:
+    for code in rules:
         # after the first NaN or blow-up the statistics describe the wreck, not the model:
         # the other rules read the run up to it
         if code == "non-finite":
