@@ -135,6 +135,26 @@ def test_poor_init_controls():
     assert f.evidence["chain_layers"] < 10
 
 
+class _TwoHeads(nn.Module):
+    """Three default-init ReLU layers, then two heads side by side (a VAE's mu and logvar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = zoo.mlp(depth=3, activation="relu")[:-1]
+        self.mu, self.logvar = nn.Linear(64, 64), nn.Linear(64, 64)
+        self.out = nn.Sequential(nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.out(self.mu(h) + self.logvar(h).tanh())
+
+
+def test_poor_init_counts_layers_side_by_side_once():
+    (f,) = run(static.poor_init, _TwoHeads(), X)
+    assert not {"mu", "logvar"} <= set(f.layers), f.layers  # one of the two, not both in series
+    assert f.evidence["chain_layers"] == 3, f.evidence
+
+
 def test_poor_init_single_layer_and_zero_init():
     net = zoo.mlp(depth=20, activation="relu", init="he", residual="plain")
     assert run(static.poor_init, net, X) == []

@@ -333,6 +333,31 @@ def test_parameters_left_out_of_the_optimizer_are_named_at_attach():
     assert not [x for x in seen if "not in the optimizer" in str(x.message)]
 
 
+def test_layers_left_out_of_the_optimizer_are_not_read_as_stalled():
+    """A head-only optimizer over a backbone that still requires grad: the backbone's updates
+    are exactly zero, which read as a stalled-layers error ("steps below float32 resolution");
+    watch measures the updates of the layers the optimizer holds only."""
+    import graddoctor as gd
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(*[m for _ in range(4) for m in (torch.nn.Linear(16, 16), torch.nn.ReLU())],
+                              torch.nn.Linear(16, 2))
+    opt = torch.optim.Adam(net[8].parameters(), lr=1e-2)
+    x, y = torch.randn(64, 16), torch.randint(0, 2, (64,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(net, opt) as w:
+            for _ in range(60):
+                loss = F.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+    sampled = [s["update_ratio"] for s in w.records()[1] if s.get("update_ratio")]
+    assert sampled and all(set(u) == {"8"} for u in sampled), sampled[:2]
+    assert "stalled-layers" not in {f.code for f in w.report().findings}
+
+
 def test_a_tensorboard_only_log_dir_says_why_there_is_no_run_log(tmp_path):
     (tmp_path / "events.out.tfevents.1.host").write_bytes(b"")
     result = _run(["watch-report", str(tmp_path)])

@@ -152,10 +152,17 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
         site = m.site(x.activation_site) if x.activation_site else None
         gain = init_gain(w, x.type, site.family if site else None)
         reset = x.name in normed
-        rows.append((x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
+        rows.append((x.depth, x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
                      site.family if site else None))
     if not rows:
         return []
+    # layers side by side (a VAE's mu and logvar, a branch and its shortcut) do not compound:
+    # one per depth, the farthest off scale
+    by_depth: dict[int, tuple] = {}
+    for r in rows:
+        if r[0] not in by_depth or abs(r[2]) > abs(by_depth[r[0]][2]):
+            by_depth[r[0]] = r
+    rows = [by_depth[d][1:] for d in sorted(by_depth)]
     runs = _runs(rows) if plain else []
     chain = max(runs, key=lambda r: abs(sum(lg for _, lg, _ in r)), default=[])
     chain_orders = sum(lg for _, lg, _ in chain)

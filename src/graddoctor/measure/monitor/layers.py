@@ -79,6 +79,8 @@ class WatchedLayers:
         root: the unwrapped model.
         mm: its ``ModelMap`` (None: ``named_modules`` order).
         sharded: read parameters through their rank-local shard (FSDP).
+        held: ids of the parameters the optimizer holds, when it leaves some trainable ones out
+            (``optimizers.held_params``): updates are measured for those only.
 
     Example:
         >>> layers = WatchedLayers(nn.Linear(3, 4), None)
@@ -86,7 +88,8 @@ class WatchedLayers:
         (True, torch.float32)
     """
 
-    def __init__(self, root: nn.Module, mm: ModelMap | None, sharded: bool = False) -> None:
+    def __init__(self, root: nn.Module, mm: ModelMap | None, sharded: bool = False,
+                 held: set[int] | None = None) -> None:
         self.groups = param_groups(root, mm)
         self.sharded = sharded
         modules = dict(root.named_modules())
@@ -100,7 +103,7 @@ class WatchedLayers:
         #: dtype of the per-layer statistics: float64 (squared norms up to 1e308) where available
         self.rdt = torch.float32 if self.device.type == "mps" else torch.float64
         self.index = segment_index([len(ps) for _, ps in self.groups], self.device)
-        trainable = [i for i, p in enumerate(self.params) if p.requires_grad]
+        trainable = [i for i, p in enumerate(self.params) if p.requires_grad and (held is None or id(p) in held)]
         self.train_params = [self.params[i] for i in trainable]
         self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
         self.train_layers = sorted({int(i) for i in self.train_index.tolist()})

@@ -115,6 +115,24 @@ def left_out(optimizer: Any, model: Any) -> list[str]:
     return missing if len(missing) < len(own) else []
 
 
+def held_params(optimizer: Any, model: Any) -> set[int] | None:
+    """Ids of the optimizer's parameters when it leaves some of the model's trainable ones out
+    (``left_out``), else None: watch then measures updates of the held layers only (a layer the
+    optimizer skips does not move, and would read as stalled).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+        >>> len(held_params(torch.optim.SGD(net[1].parameters(), lr=0.1), net))
+        2
+        >>> held_params(torch.optim.SGD(net.parameters(), lr=0.1), net) is None
+        True
+    """
+    if not left_out(optimizer, model):
+        return None
+    return {id(p) for g in optimizer.param_groups for p in g.get("params", [])}
+
+
 def warn_foreign(optimizer: Any, *models: Any) -> None:
     """One warning line when ``foreign_optimizer(optimizer, *models)``, or when trainable
     parameters of the model are left out of the optimizer (watch goes on)."""
@@ -130,4 +148,4 @@ def warn_foreign(optimizer: Any, *models: Any) -> None:
                       "or add them to the optimizer", stacklevel=user_level())
 
 
-__all__ = ["foreign_optimizer", "hookable_optimizer", "left_out", "unwrap_optimizer", "warn_foreign"]
+__all__ = ["foreign_optimizer", "held_params", "hookable_optimizer", "left_out", "unwrap_optimizer", "warn_foreign"]

@@ -22,7 +22,7 @@ from graddoctor.measure import distributed as dist_
 from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
-from graddoctor.measure.monitor.optimizers import hookable_optimizer, warn_foreign
+from graddoctor.measure.monitor.optimizers import held_params, hookable_optimizer, warn_foreign
 from graddoctor.measure.monitor.output import RunOutput
 from graddoctor.measure.monitor.pairing import IDLE_WSTEPS, ClosureStep, LossSlot, StepCount
 from graddoctor.measure.monitor.records import StepRecords, meta_record
@@ -148,7 +148,7 @@ class Monitor:
     def _setup(self, inputs: Any) -> None:
         """Layers (ModelMap order, or named_modules order as fallback), ring buffer, meta line."""
         mm = None if inputs is None else map_model(self.root, inputs, warn=self.rank == 0)
-        self.layers = layers = WatchedLayers(self.root, mm, sharded=self.mode == "sharded")
+        self.layers = layers = WatchedLayers(self.root, mm, self.mode == "sharded", held_params(self.optimizer, self.root))
         self.device = layers.device
         self._host_check = layers.device.type == "cpu"  # a host read is free on CPU, a sync elsewhere
         self.steps = StepWriter(layers, self.schedule, self.optimizer)
