@@ -219,3 +219,16 @@ def test_lightning_second_fit_continues_the_numbering_and_the_cli_names_the_runs
     first = CliRunner().invoke(main, ["watch-report", str(tmp_path), "--run", "first"])
     assert first.exit_code == 0 and "4 steps, 3 layers" in first.output, first.output
     assert "1  " + read_run(tmp_path, run="first")[0]["run_id"] + "  4 steps (1-4)   <- shown" in first.output
+
+
+def test_lightning_gradient_clip_val_too_tight_is_found():
+    # the callback reads the norms before Lightning clips them: the threshold goes to the meta,
+    # so clip-too-tight sees the norm the clip leaves (it used to blame the data)
+    cb = GradDoctorCallback()
+    trainer(max_epochs=4, gradient_clip_val=1e-5, callbacks=[cb]).fit(Regressor(), loader())
+    meta, _ = cb.records()
+    assert meta["config"]["max_grad_norm"] == 1e-5
+    assert "clip-too-tight" in {f.code for f in cb.report().findings}
+    sane = GradDoctorCallback()
+    trainer(max_epochs=4, gradient_clip_val=10.0, callbacks=[sane]).fit(Regressor(), loader())
+    assert "clip-too-tight" not in {f.code for f in sane.report().findings}

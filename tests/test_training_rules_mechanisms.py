@@ -68,6 +68,20 @@ def test_batchnorm_frozen_on_purpose_is_not_flagged():
     assert "batchnorm-eval-mode" not in _codes(_watch(net, opt))
 
 
+def test_clip_too_tight_reads_a_trainers_clip_from_its_threshold():
+    # the Lightning / HF callbacks read the norms before the trainer clips them: the rule takes
+    # the norm the clip leaves from meta["config"]["max_grad_norm"]
+    from graddoctor.diagnose.training.clipping import clip_too_tight
+
+    meta = {"layers": [{"name": "0", "kind": "linear"}], "config": {}}
+    steps = [{"step": t, "loss": 2.3, "grad_norm": {"0": 0.5 + 0.01 * t}, "weight_norm": {"0": 4.0}}
+             for t in range(1, 61)]
+    assert clip_too_tight(meta, steps) == []  # pre-clip norms vary: no pin without the threshold
+    (f,) = clip_too_tight({**meta, "config": {"max_grad_norm": 1e-4}}, steps)
+    assert f.code == "clip-too-tight" and f.evidence["orders_below_weights"] > 4, f.evidence
+    assert clip_too_tight({**meta, "config": {"max_grad_norm": 1.0}}, steps) == []  # never cuts
+
+
 def test_clip_too_tight_fires_on_a_tiny_max_norm_and_not_on_a_sane_one():
     torch.manual_seed(0)
     net = zoo.mlp(depth=4, width=32, in_features=16, out_features=4, init="he", seed=0)

@@ -59,6 +59,14 @@ def _callback_bases() -> tuple[type, ...]:
     return tuple(bases)
 
 
+def _clip_config(trainer: Any) -> dict:
+    """``{"max_grad_norm": v}`` for the Trainer's norm clip (``gradient_clip_val``), else {}: the
+    gradients are read before it, so the clip-too-tight rule needs the threshold."""
+    val = getattr(trainer, "gradient_clip_val", None)
+    algo = str(getattr(trainer, "gradient_clip_algorithm", None) or "norm").lower()
+    return {"max_grad_norm": float(val)} if val and algo.endswith("norm") else {}
+
+
 class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
     """Watch gradient flow in a Lightning ``Trainer``: per-layer gradient norms at every
     optimizer step, findings logged to the trainer's loggers and warned at the end of ``fit``.
@@ -106,7 +114,7 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
                 warnings.filterwarnings("ignore", message=".*are not in the optimizer")
             self.watcher = framework_watcher(pl_module, optimizers[0] if optimizers else None, self.log_dir,
                                              autofix=self.autofix, off=off, optimizers=optimizers,
-                                             **options).attach()
+                                             extra_config=_clip_config(trainer), **options).attach()
         self._report = None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:

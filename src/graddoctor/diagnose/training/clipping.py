@@ -1,6 +1,8 @@
 """clip-too-tight: gradient clipping that cuts nearly every step to a tiny norm.
 
-Watch reads the gradients where they are final, after the user's ``clip_grad_norm_``; a
+Watch reads the gradients where they are final, after the user's ``clip_grad_norm_`` (the
+Lightning and HF callbacks read them before the trainer's clip and put its threshold in
+``meta["config"]["max_grad_norm"]``: the norm the clip leaves is then ``min(norm, max_norm)``); a
 norm clip leaves a signature: the global gradient norm is the clip's ``max_norm`` to float
 precision on the steps it cuts (``clip_grad_norm_`` rescales by ``max_norm / (norm + 1e-6)``).
 The rule calls it too tight when
@@ -62,6 +64,9 @@ def clip_too_tight(meta: dict, steps: list[dict]) -> list[Finding]:
     with np.errstate(invalid="ignore"):
         total = np.sqrt(np.nansum(g ** 2, axis=1))
         wtot = np.sqrt(np.nansum(w ** 2, axis=1))
+    max_norm = float((meta.get("config") or {}).get("max_grad_norm") or 0.0)
+    if max_norm > 0:  # read before a trainer's clip (Lightning, HF): the norm it leaves
+        total = np.where(total > max_norm, max_norm, total)
     ok = np.isfinite(total) & (total > 0)
     if ok.sum() < MIN_STEPS:
         return []
