@@ -24,7 +24,8 @@ wreck, not a warm start).
 
 Apply (``apply_fix``): each remedy through the registry with ``inplace=True`` (module swaps by
 ``setattr`` on the parent, re-draws with ``normal_``/``copy_`` under ``no_grad``, wrappers that
-replace child modules), clipping as an optimizer step pre-hook, ``lower-lr`` on the param groups.
+replace child modules), clipping as an optimizer step pre-hook, ``lower-lr`` on the param groups
+(/10, or /100 when the window's steps moved the weights by their own norm: ``lr_divisor``).
 
 Per remedy: activation swaps and skips keep the weights (warm-start safe); re-inits re-draw them
 (their optimizer state is reset); a rollback restores every weight from the attach snapshot
@@ -365,4 +366,5 @@ def blew_up(findings: list[Finding]) -> bool:
 
 
 __all__ = ["IN_PLACE", "LR_FACTOR", "WARMUP_LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
-           "causes_gone", "check_allowed", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "plan_fix", "triggering"]
+           "causes_gone", "check_allowed", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "lr_divisor",
+           "plan_fix", "triggering"]

@@ -15,7 +15,8 @@ plan (the ``repair`` planner), apply the remedies in place (``actions.apply_fix`
 the optimizer's param groups (``surgery.rebind_optimizer``). A blow-up is rolled back to the
 rollback point (``rollback.RollbackPoint``: the attach-time weights, moved forward at each
 check where the run learns at its best level so far, so a late blow-up loses only the steps
-since) with the learning rate divided by 10; a run that still fails after a blow-up fix is
+since) with the learning rate divided by 10 (by 100 when its steps were as large as the weights:
+``actions.lr_divisor``); a run that still fails after a blow-up fix is
 rolled back again and the rate lowered again. A fix that re-draws the weights makes them the
 new rollback point. A post-LN warm-up restarts from the point too (a stuck run never moved
 it). At most ``max_fixes`` rounds; the window restarts after each (the cool-down), so a fix is
