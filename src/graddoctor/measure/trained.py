@@ -61,14 +61,10 @@ def spectral_excess(weight: torch.Tensor, iters: int = POWER_ITERS) -> float:
 
 def looks_trained(model: nn.Module) -> bool:
     """The median ``spectral_excess`` of the model's Linear/Conv weights >= ``TRAINED_EXCESS``."""
-    excess: list[torch.Tensor] = []
-    for mod in model.modules():
-        w = getattr(mod, "weight", None)
-        if not isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd)) or not isinstance(w, torch.Tensor):
-            continue
-        if w.dim() >= 2 and min(w.shape[0], w[0].numel()) >= MIN_SIDE and not w.is_meta:
-            excess.append(w)
-    picked = excess[:: max(1, len(excess) // MAX_MATRICES)]
+    weights = [w for mod in model.modules() if isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd))
+               and isinstance(w := getattr(mod, "weight", None), torch.Tensor) and w.dim() >= 2
+               and min(w.shape[0], w[0].numel()) >= MIN_SIDE and not w.is_meta]
+    picked = weights[:: max(1, len(weights) // MAX_MATRICES)]
     values = [e for e in map(spectral_excess, picked) if e == e]
     return bool(values) and statistics.median(values) >= TRAINED_EXCESS
 

@@ -66,7 +66,7 @@ def clip_too_tight(meta: dict, steps: list[dict]) -> list[Finding]:
         wtot = np.sqrt(np.nansum(w ** 2, axis=1))
     max_norm = float((meta.get("config") or {}).get("max_grad_norm") or 0.0)
     if max_norm > 0:  # read before a trainer's clip (Lightning, HF): the norm it leaves
-        total = np.where(total > max_norm, max_norm, total)
+        total = np.minimum(total, max_norm)
     ok = np.isfinite(total) & (total > 0)
     if ok.sum() < MIN_STEPS:
         return []

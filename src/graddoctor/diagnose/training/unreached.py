@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
-from graddoctor.diagnose.training.series import as_float, used_steps
+import numpy as np
+
+from graddoctor.diagnose.training.series import matrix, used_steps
 from graddoctor.report import Finding
 
 #: fewest recorded steps with gradients before a layer can be said never to get one
@@ -33,11 +35,8 @@ def no_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     st = [s for s in used_steps(steps) if isinstance(s.get("grad_norm"), dict)]
     if len(st) < MIN_STEPS or not names:
         return []
-
-    def reached(name: str) -> bool:
-        return any(as_float(s["grad_norm"].get(name)) == as_float(s["grad_norm"].get(name)) for s in st)
-
-    never = [n for n in names if not reached(n)]
+    unreached = np.isnan(matrix(st, "grad_norm", names)).all(axis=0)  # null (or NaN) on every step
+    never = [n for n, u in zip(names, unreached) if u]
     if not never or len(never) == len(names):  # no layer has a gradient: no backward recorded
         return []
     shown = ", ".join(never[:4]) + (f", ... (+{len(never) - 4})" if len(never) > 4 else "")
