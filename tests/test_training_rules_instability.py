@@ -62,6 +62,18 @@ def test_learning_rate_5x_too_high_is_exploding_by_its_update_size_and_its_twin_
     assert not training_findings(tmeta, tsteps)
 
 
+def test_update_threshold_sits_between_the_healthy_sgd_peak_and_a_missed_10x_fault():
+    """The autofix benchmark's b-cnn1d-lr10x seed 0 (SGD at 10x, harmful) read 0.044 then 0.037 on
+    its first two samples and was missed at a threshold of 0.04; healthy SGD runs peak at 0.025."""
+    meta = {"layers": [{"name": n, "kind": "linear"} for n in "abc"], "config": {"optimizer": "SGD"}}
+
+    def run(ratios):
+        return [{"step": t, "update_ratio": dict.fromkeys("abc", r)} for t, r in zip((4, 8, 16, 32), ratios)]
+    assert oversized_updates(meta, run([0.044, 0.037, 0.034, 0.018])) is not None
+    assert oversized_updates(meta, run([0.025, 0.025, 0.023, 0.02])) is None
+    assert oversized_updates(meta, run([0.044, 0.02, 0.037, 0.02])) is None  # never two in a row
+
+
 def test_a_converged_fine_tune_has_no_exploding_finding():
     net = _mlp()
     opt = _sgd(net, 0.05)
