@@ -89,6 +89,7 @@ class ProbeResult:
     time_grad: list[float] | None = None
     jacobian: dict[str, Any] | None = None
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
+    cut: list[bool] = field(default_factory=list)  # per layer: every backward path passes its output
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     # those of them that get a nonzero gradient (they move at the first step); None: not measured
     zero_params_moving: list[str] | None = None
@@ -106,12 +107,11 @@ _GLOBAL_HOOK_ABOVE = 1000  # more profiled modules than this: one global forward
 class _Acc:
     """Running sums for one layer: forward sum/sumsq/count, backward sumsq/count (as log2)."""
 
-    __slots__ = ("s", "ss", "n", "g")
+    __slots__ = ("s", "ss", "n", "g", "cut")
 
     def __init__(self) -> None:
         self.s = self.ss = 0.0
-        self.n = 0
-        self.g = LogSquares()
+        self.n, self.g, self.cut = 0, LogSquares(), True
 
 
 def probe(
@@ -186,7 +186,8 @@ def probe(
                     return None
                 ss = float(torch.linalg.vector_norm(g.detach(), dtype=torch.float64)) ** 2
                 acc.g.add(ss, g.numel(), state["exp"])
-                k = rescale_exponent(ss, g.numel(), g.dtype) if node in state["cuts"] else 0
+                acc.cut &= (on_cut := node in state["cuts"])  # a layer on a chain: no path around it
+                k = rescale_exponent(ss, g.numel(), g.dtype) if on_cut else 0
                 if k == 0:
                     return None
                 state["exp"] += k  # every gradient from here to the input side is 2^exp too large
@@ -249,6 +250,7 @@ def probe(
         result.act_var.append(max(a.ss / a.n - mean * mean, 0.0))
         result.grad_log10.append(a.g.log10_rms())
         result.grad_rms.append(from_log10(result.grad_log10[-1]))
+        result.cut.append(a.cut)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -153,7 +153,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     skip = set(dormant)
     kept = [(n, y) for n, y in zip(p.layers, logs) if n not in skip]
     nonzero = [(n, y) for n, y in kept if y > -math.inf]
-    t = trend_of_logs([n for n, _ in nonzero], [y for _, y in nonzero])
+    t = trend_of_logs([n for n, _ in nonzero], [y for _, y in nonzero], **_alike(p, m, [n for n, _ in nonzero]))
     if vanished and nonzero:  # exactly zero on the whole input side: the decay underflowed (or died)
         sev = "error"
         t = t if t is not None and t["orders"] > 0 else {"rate": 0.0, "orders": 0.0, "roles": 1}
@@ -205,6 +205,18 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
         f"from the output side to the input side ({-t['rate']:.2f} per layer over {len(nonzero)} layers)",
         layers=layers, evidence=evidence, remedies=["he-init", "clip-norm", "batchnorm", "lower-lr"],
         step=0, reference=f"{REF_EXPLODING}; {REF_JACOBIAN}")]
+
+
+def _alike(p: ProbeResult, m: ModelMap, names: list[str]) -> dict[str, list]:
+    """``trend_of_logs``'s ``chain`` (a cut of the backward graph and not an output layer) and
+    ``shapes`` (output shape less the batch) for ``names``; no ``chain`` where the probe did
+    not mark its cuts (a ``ProbeResult`` built by hand)."""
+    layers = {x.name: x for x in m.layers}
+    shapes = [tuple((layers[n].output_shape or ())[1:]) if n in layers else None for n in names]
+    if len(p.cut) != len(p.layers):
+        return {"shapes": shapes}
+    cut = dict(zip(p.layers, p.cut))
+    return {"shapes": shapes, "chain": [cut[n] and not (n in layers and layers[n].is_output) for n in names]}
 
 
 def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[float]) -> Finding:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import Any
 
 _FLOOR = 1e-45  # below the smallest float32 subnormal: an underflowed gradient counts as this
 _DIGITS = re.compile(r"\d+")
@@ -58,12 +59,23 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
     return trend_of_logs(names, [log10(v) for v in values])
 
 
-def trend_of_logs(names: Sequence[str], logs: Sequence[float]) -> dict[str, float] | None:
+def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[bool] | None = None,
+                  shapes: Sequence[Any] | None = None) -> dict[str, float] | None:
     """``depth_trend`` of a profile given as log10 values (non-finite ones left out).
+
+    ``shapes`` (optional, per layer): a role of 2 counts only when both layers have the same
+    shape (a stack of two like blocks, not one block in each of two stages of different
+    widths and resolutions, as Swin's or a 2-stage CNN's). ``chain`` (optional, per layer):
+    without any role to fit, the one line over the profile is fitted over the layers marked
+    True only (the probe's ``cut`` layers less the output: every backward path passes through
+    them), so a lone block's side branches (q/k projections under uniform attention, a
+    branch before a global pooling) and the head's loss-set scale are not read as a decay
+    with depth; fewer than 3 such layers: no trend.
 
     Example:
         >>> trend_of_logs(["0", "1", "2"], [-900.0, -450.0, 0.0])["orders"]
         900.0
+        >>> trend_of_logs(["q", "mlp", "pool", "head"], [-7.0, -4.0, -2.5, -1.0], chain=[False, False, True, False])
     """
     pts = [(i, y) for i, y in enumerate(logs) if math.isfinite(y)]
     if len(pts) < 3:
@@ -71,8 +83,13 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float]) -> dict[str, floa
     groups: dict[str, list[tuple[int, float]]] = {}
     for i, y in pts:
         groups.setdefault(role(names[i]), []).append((i, y))
-    used = [g for g in groups.values() if len(g) >= 3] or [g for g in groups.values() if len(g) == 2]
+    used = ([g for g in groups.values() if len(g) >= 3]
+            or [g for g in groups.values() if len(g) == 2 and (shapes is None or shapes[g[0][0]] == shapes[g[1][0]])])
     fits = [(_slope(g), len(g)) for g in used]  # 2 points per role: a stack of 2 blocks
+    if not fits and chain is not None:
+        pts = [(i, y) for i, y in pts if chain[i]]
+        if len(pts) < 3:
+            return None
     rate = _weighted_median(fits) if fits else _slope(pts)
     # a rate fitted over at least half the depth is the model's (the blocks' roles leave out
     # the stem and the head); one from a shorter stretch holds over that stretch only: a 3-conv
