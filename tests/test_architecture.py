@@ -1,6 +1,6 @@
 """The package's shape: layers, no import cycles, small files and classes (docs/architecture.md).
 
-Layers, low to high: base (errors, codes, inputs, kinds, report, train, zoo, data) <
+Layers, low to high: base (errors, codes, inputs, kinds, options, report, train, zoo, data) <
 modelmap, runlog < measure < diagnose, lrfind < fix < present, lab, demo, integrations < cli.
 A module may import its own layer or lower ones, never a higher one; every import counts,
 also one inside a function.
@@ -16,7 +16,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "graddoctor"
 
 LAYERS = {
-    "errors": 0, "codes": 0, "inputs": 0, "kinds": 0, "report": 0, "stack": 0, "train": 0, "zoo": 0, "data": 0,
+    "errors": 0, "codes": 0, "inputs": 0, "kinds": 0, "options": 0, "report": 0, "stack": 0, "train": 0, "zoo": 0,
+    "data": 0,
     "modelmap": 1, "runlog": 1,
     "measure": 2,
     "diagnose": 3, "lrfind": 3,

@@ -121,22 +121,29 @@ def print_profiles(console: Console, profiles: dict[str, Profile]) -> None:
     lo, hi = min(logs), max(logs)
     console.print("[bold]gradient norm by layer[/], input → output (median over the last quarter of steps)")
     table = Table(box=None, pad_edge=False)
-    table.add_column("layer")
+    # one layer column for all runs when they have the same layers; else each run its own (a
+    # repair that wraps blocks renames and adds layers: row i is not the same layer in both)
+    shared = len({tuple(n for n, _ in p) for p in profiles.values()}) == 1
+    if shared:
+        table.add_column("layer")
     width = 30 if len(profiles) == 1 else 14
     for label in profiles:
+        if not shared:
+            table.add_column(f"{label} layer")
         table.add_column(f"{label}", justify="right", no_wrap=True)
         table.add_column(f"log10 {lo:.0f} … {hi:.0f}", no_wrap=True, min_width=width)
     for i in range(max(len(p) for p in profiles.values())):
-        cells = []
-        names = [p[i][0] for p in profiles.values() if i < len(p)]
+        cells = [escape(next(iter(profiles.values()))[i][0])] if shared else []
         for p in profiles.values():
+            if not shared:
+                cells.append(escape(p[i][0]) if i < len(p) else "")
             if i < len(p) and p[i][1] > 0:
                 frac = (math.log10(p[i][1]) - lo) / max(hi - lo, 1e-9)
                 color = "red" if math.log10(p[i][1]) < hi - 3 else "green"
                 cells += [f"{p[i][1]:.1e}", f"[{color}]{'█' * (1 + round(frac * (width - 1)))}[/]"]
             else:
-                cells += ["-", ""]
-        table.add_row(escape(names[0]) if names else "", *cells)
+                cells += ["-" if i < len(p) else "", ""]
+        table.add_row(*cells)
     console.print(table)
     for label, p in profiles.items():
         spark = sparkline([math.log10(v) for _, v in p if v > 0], lo, hi)
@@ -176,7 +183,7 @@ def before_after_table(res: dict[str, Any]) -> Table:
     table.add_row("watch findings", codes(b, "watch_codes"), codes(r, "watch_codes"))
     table.add_row("gradient ratio first/last layer", sci(b.get("grad_ratio_first_last")),
                   sci(r.get("grad_ratio_first_last")))
-    table.add_row("train loss (first → last)", loss(b), loss(r))
+    table.add_row("train loss (first → median of last 5)", loss(b), loss(r))
     table.add_row("test accuracy", pct(b.get("test_accuracy")), pct(r.get("test_accuracy")))
     return table
 

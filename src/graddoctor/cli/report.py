@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from graddoctor.cli.runpick import RUN_HELP, pick_run
+from graddoctor.cli.runpick import RUN_HELP, logs_with_run, pick_run
 from graddoctor.errors import InputError
 from graddoctor.report import Report
 
@@ -28,7 +28,8 @@ def load_sections(path: Path, run: str = "last", notes: list[str] | None = None)
 
     Args:
         path: a directory (its files and direct subfolders' run logs) or one file.
-        run: the run read from each run log holding several (``runpick.pick_run``).
+        run: the run read from each run log holding several (``runpick.pick_run``); with
+            several logs, a run_id or number reads only the logs holding it.
         notes: where to add, per run log holding several runs, the note naming them.
 
     Example:
@@ -40,7 +41,10 @@ def load_sections(path: Path, run: str = "last", notes: list[str] | None = None)
     if path.is_file():
         files = [path]
     elif path.is_dir():
-        files = sorted(path.glob("*.json")) + sorted(path.glob(FILENAME)) + sorted(path.glob(f"*/{FILENAME}"))
+        logs, note = logs_with_run(sorted(path.glob(FILENAME)) + sorted(path.glob(f"*/{FILENAME}")), run, path)
+        if note and notes is not None:
+            notes.append(note)
+        files = sorted(path.glob("*.json")) + logs
     else:
         raise InputError(f"{str(path)!r} does not exist - pass a watch log_dir or a result .json file")
     groups: list[list[tuple[str, Report]]] = []  # one per file, kept in the file's own order
@@ -74,9 +78,14 @@ def _load(f: Path, run: str = "last", notes: list[str] | None = None) -> list[tu
         from graddoctor.runlog import read_events, read_run
 
         run, note = pick_run(f, run)
+        meta, steps = read_run(f, run=run)
+        bad = meta.get("malformed")
+        if bad:  # as watch-report says it
+            note = "\n".join(filter(None, (note, f"graddoctor: warning: {f}: skipped {bad['lines']} malformed "
+                                                  f"line(s) and {bad['fields']} wrongly typed field(s)")))
         if note and notes is not None:
             notes.append(note)
-        return [("", build_report(*read_run(f, run=run), read_events(f, run=run)))]
+        return [("", build_report(meta, steps, read_events(f, run=run)))]
     try:
         d = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

@@ -2,7 +2,9 @@
 
 Exit codes: 0 no error finding, 1 an error finding or no step recorded (nothing was judged),
 2 bad input (missing or unreadable run log, no such ``--run``). A log holding several runs: the
-last one is shown, ``--run`` picks another, and a note on stderr lists them.
+last one is shown, ``--run`` picks another, and a note on stderr lists them. A folder without a
+``watch.jsonl`` whose subfolders hold run logs (``graddoctor demo --out``): the one subfolder log,
+or the one holding ``--run RUN_ID``; else the subfolders are named (exit 2).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import click
 from rich.console import Console
 
-from graddoctor.cli.runpick import RUN_HELP, pick_run
+from graddoctor.cli.runpick import RUN_HELP, pick_run, resolve_log
 
 
 def _fmt(v: float | None) -> str:
@@ -28,7 +30,7 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
     used = [s for s in steps if s.get("grad_norm") and not s.get("skipped")][-last:]
     at = next((s for s in reversed(steps) if s.get("update_ratio")), {})
     upd = at.get("update_ratio") or {}
-    head_grad = f"|grad| median, last {len(used)} steps"
+    head_grad = f"|grad| median, last {len(used)} step{'' if len(used) == 1 else 's'}"
     head_upd = f"update/weight @{at['step']}" if "step" in at else "update/weight"
     rows = [f"{'layer':<36} {'kind':<10} {head_grad:>28} {head_upd:>22}"]
     for lay in meta.get("layers", []):
@@ -37,6 +39,17 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
         name = (lay["name"] or "<model>") + ("" if lay.get("trainable", True) else " (frozen)")
         rows.append(f"{name:<36} {lay.get('kind', ''):<10} {_fmt(med):>28} {_fmt(upd.get(lay['name'])):>22}")
     return "\n".join(rows)
+
+
+def lr_text(steps: list[dict]) -> str:
+    """", last lr R" (", last lr per param group R1 / R2" where every group's rate was recorded), or ""."""
+    from graddoctor.runlog import step_lrs
+
+    lrs = next((found for s in reversed(steps) if (found := step_lrs(s))), [])
+    if not lrs:
+        return ""
+    return f", last lr {_fmt(lrs[0])}" if len(lrs) == 1 else \
+        f", last lr per param group {' / '.join(map(_fmt, lrs))}"
 
 
 @click.command("watch-report")
@@ -49,19 +62,21 @@ def watch_report(run_dir: str, as_json: bool, layers: bool, run: str) -> None:
     from graddoctor.diagnose.watching import build_report
     from graddoctor.runlog import read_events, read_run
 
-    run, note = pick_run(run_dir, run)  # InputError -> exit 2 (one line)
-    if note:
-        click.echo(note, err=True)
-    meta, steps = read_run(run_dir, run=run)
+    log, found = resolve_log(run_dir, run)  # a folder of run logs: the one holding --run
+    run, note = pick_run(log, run)  # InputError -> exit 2 (one line)
+    for line in (found, note):
+        if line:
+            click.echo(line, err=True)
+    meta, steps = read_run(log, run=run)
     bad = meta.get("malformed")
     if bad:
         click.echo(f"graddoctor: warning: {run_dir}: skipped {bad['lines']} malformed line(s) and "
                    f"{bad['fields']} wrongly typed field(s)", err=True)
-    report = build_report(meta, steps, read_events(run_dir, run=run))  # autofix rounds: printed after the findings
+    report = build_report(meta, steps, read_events(log, run=run))  # autofix rounds: printed after the findings
     if as_json:
         click.echo(report.to_json())
     else:
-        click.echo(f"{len(steps)} steps, {len(meta.get('layers', []))} layers ({run_dir})")
+        click.echo(f"{len(steps)} steps, {len(meta.get('layers', []))} layers{lr_text(steps)} ({log})")
         if layers:
             click.echo(layer_table(meta, steps))
         Console().print(report)

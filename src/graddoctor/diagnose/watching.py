@@ -8,8 +8,6 @@ module that is missing or broken raises; it is never reported as "no findings".
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import os
 import warnings
 from typing import Any
@@ -20,6 +18,7 @@ from torch import nn
 from graddoctor.diagnose.training import training_findings
 from graddoctor.errors import InputError
 from graddoctor.measure.monitor.watcher import Monitor
+from graddoctor.options import keywords, refuse
 from graddoctor.report import Report
 from graddoctor.stack import user_level
 
@@ -235,30 +234,10 @@ def watch(
 
 def _check_options(kwargs: dict[str, Any], cls: type | None, autofix_cls: type | None) -> None:
     """A one-line ``InputError`` for a keyword ``cls`` does not take (the close valid ones named)."""
-    valid = _keywords(cls) | {"autofix"} if cls is not None else set()
+    valid = keywords(cls) | {"autofix"} if cls is not None else set()
     unknown = [k for k in kwargs if k not in valid]
-    if cls is None or not unknown:
-        return
-    name = unknown[0]
-    if autofix_cls is not None and name in _keywords(autofix_cls):
-        raise InputError(f"gd.watch: {name!r} is an autofix option - pass autofix=True too, or drop it")
-    close = difflib.get_close_matches(name, sorted(valid), n=3)
-    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"options: {', '.join(sorted(valid))}"
-    raise InputError(f"gd.watch: unknown argument {name!r} ({hint})")
-
-
-def _keywords(cls: type) -> set[str]:
-    """The keyword arguments ``cls(...)`` takes: its ``__init__``'s and, through ``**kwargs``, its bases'."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = vars(klass).get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        names |= {p.name for p in params if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
+    if cls is not None and unknown:
+        refuse("gd.watch", unknown[0], valid, keywords(autofix_cls) if autofix_cls is not None else set())
 
 
 __all__ = ["Watcher", "autofix_watcher", "build_report", "register_autofix", "watch"]

@@ -7,7 +7,8 @@ does in a plain loop. The framework keeps training the same module and optimizer
 
 ``framework_watcher`` builds one, or a plain ``HookedWatcher`` with one warning line when
 autofix cannot run in this setup (``off``: e.g. several processes, whose ranks would each
-repair on their own records and drift apart).
+repair on their own records and drift apart). ``check_options`` turns a misspelt callback
+option into one ``InputError`` line when the callback is made, not a ``TypeError`` at fit start.
 
 Example:
     >>> import torch
@@ -24,9 +25,11 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from graddoctor.errors import InputError
 from graddoctor.fix.autofix.watcher import AutofixWatcher
 from graddoctor.fix.remedies.clip import clips_in_force
 from graddoctor.integrations.stepping import HookedWatcher
+from graddoctor.options import keywords, refuse
 
 
 class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
@@ -71,4 +74,34 @@ def framework_watcher(model: Any, optimizer: Any, log_dir: Any, *, autofix: Any 
     return HookedAutofixWatcher(model, optimizer, log_dir, autofix=autofix, **kwargs)
 
 
-__all__ = ["HookedAutofixWatcher", "framework_watcher"]
+#: watcher arguments the callbacks fill in from the trainer (never the user's)
+_FROM_TRAINER = frozenset({"model", "optimizer", "optimizers", "extra_config"})
+
+
+def check_options(owner: str, options: dict[str, Any], autofix: Any) -> None:
+    """Refuse, in one line, a ``**watch_options`` entry the callback's watcher would not take.
+
+    Args:
+        owner: the callback, for the message (e.g. "GradDoctorCallback (Lightning)").
+        options: the callback's ``**watch_options``.
+        autofix: the callback's ``autofix`` (autofix options are valid only with it).
+
+    Raises:
+        InputError: an unknown option (the close valid ones named), an autofix option without
+            ``autofix=True``, or an argument the trainer supplies.
+
+    Example:
+        >>> check_options("GradDoctorCallback", {"flushevery": 10}, False)
+        Traceback (most recent call last):
+        graddoctor.errors.InputError: GradDoctorCallback: unknown argument 'flushevery' (did you mean 'flush_every'?)
+    """
+    fixing = autofix is not False and autofix is not None
+    every = keywords(HookedAutofixWatcher) - _FROM_TRAINER - {"log_dir", "autofix"}
+    valid = every if fixing else keywords(HookedWatcher) - _FROM_TRAINER - {"log_dir"}
+    for name in options:
+        if name in _FROM_TRAINER:
+            raise InputError(f"{owner}: {name!r} comes from the trainer - drop it")
+        if name not in valid:
+            refuse(owner, name, valid | {"log_dir", "autofix"}, every - valid)
+
+__all__ = ["HookedAutofixWatcher", "check_options", "framework_watcher"]

@@ -32,7 +32,7 @@ from typing import Any
 
 from graddoctor.errors import InputError
 from graddoctor.fix.autofix.actions import check_allowed
-from graddoctor.integrations.autofixing import framework_watcher
+from graddoctor.integrations.autofixing import check_options, framework_watcher
 from graddoctor.integrations.stepping import HookedWatcher, LossAverage
 from graddoctor.report import Report
 
@@ -80,7 +80,8 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
             ``sinks``, ...).
 
     Raises:
-        InputError: a bad ``autofix`` value.
+        InputError: a bad ``autofix`` value, or an unknown watch option (the close valid ones
+            named: ``flushevery`` -> ``flush_every``).
 
     Example:
         >>> import lightning.pytorch as pl
@@ -94,6 +95,7 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         super().__init__()
         if autofix is not False:
             check_allowed(autofix)
+        check_options("GradDoctorCallback (Lightning)", watch_options, autofix)
         self.log_dir, self.watch_options, self.autofix = log_dir, watch_options, autofix
         self.watcher: HookedWatcher | None = None
         self._losses = LossAverage()

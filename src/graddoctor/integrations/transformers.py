@@ -37,7 +37,7 @@ import torch
 
 from graddoctor.errors import InputError
 from graddoctor.fix.autofix.actions import check_allowed
-from graddoctor.integrations.autofixing import framework_watcher
+from graddoctor.integrations.autofixing import check_options, framework_watcher
 from graddoctor.integrations.stepping import HookedWatcher
 from graddoctor.report import Report
 
@@ -60,7 +60,8 @@ class GradDoctorCallback(TrainerCallback):
         **watch_options: passed to ``gd.watch`` (``flush_every``, ``activation_every``, ``sinks``, ...).
 
     Raises:
-        InputError: a bad ``autofix`` value.
+        InputError: a bad ``autofix`` value, or an unknown watch option (the close valid ones
+            named: ``flushevery`` -> ``flush_every``).
 
     Example:
         >>> from transformers import TrainerCallback
@@ -73,6 +74,7 @@ class GradDoctorCallback(TrainerCallback):
                  **watch_options: Any) -> None:
         if autofix is not False:
             check_allowed(autofix)
+        check_options("GradDoctorCallback (transformers)", watch_options, autofix)
         self.log_dir, self.watch_options, self.autofix = log_dir, watch_options, autofix
         self.watcher: HookedWatcher | None = None
         self.max_grad_norm = 0.0

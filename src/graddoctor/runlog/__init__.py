@@ -2,7 +2,8 @@
 
 Format: see ``docs/runlog.md`` (meta: ``{"type": "meta", "version": 2, "run_id",
 "layers", "activations", "config"}``; steps: ``{"type": "step", "step", "loss",
-"skipped", "lr", "grad_norm", ...}``; events, e.g. an autofix round: ``{"type": "event",
+"skipped", "lr", "lrs", "grad_norm", ...}``; ``lr`` is the first param group's rate, ``lrs``,
+where recorded, every group's: read both with ``step_lrs``; events, e.g. an autofix round: ``{"type": "event",
 "kind", "step", ...}``, read by ``read.read_events``). Non-finite floats are written as the strings
 ``"nan"``, ``"inf"``, ``"-inf"`` (``format.encode``) and decoded back to floats by
 ``read.read_run``. Sinks (where watch sends the records) are in ``runlog.sinks``.
@@ -29,9 +30,10 @@ from graddoctor.runlog.read import (
     read_events,
     read_run,
     run_path,
+    step_lrs,
 )
 
 __all__ = [
     "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode",
-    "is_nonfinite", "list_runs", "read_events", "read_run", "run_path",
+    "is_nonfinite", "list_runs", "read_events", "read_run", "run_path", "step_lrs",
 ]

@@ -67,6 +67,22 @@ def is_nonfinite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not math.isfinite(v)
 
 
+def step_lrs(rec: dict) -> list[float | None]:
+    """The learning rate of every param group at one step record, in group order.
+
+    ``lrs`` holds them all where the run recorded it; an older record has ``lr`` (the first
+    group's) only, and that is all that is known.
+
+    Example:
+        >>> step_lrs({"lr": 0.1, "lrs": [0.1, 0.01]}), step_lrs({"lr": 0.1}), step_lrs({"lr": None})
+        ([0.1, 0.01], [0.1], [])
+    """
+    lrs = rec.get("lrs")
+    if isinstance(lrs, list) and lrs:
+        return list(lrs)
+    return [] if rec.get("lr") is None else [rec["lr"]]
+
+
 def run_path(path_or_dir: str | os.PathLike) -> Path:
     """The JSONL file of a run: ``path_or_dir`` itself if a file, else ``<dir>/watch.jsonl``.
 
@@ -145,9 +161,27 @@ def _run_of(runs: list[_Run], rec: dict, n: Counts) -> _Run | None:
     return run
 
 
+def _after_partial(line: str) -> Any:
+    """The record glued after a partial one (``{"type":"st{"type":"meta",...}``: a run appended
+    to the log of a killed run, written before ``JsonlSink`` started such a run on a new line), or None.
+
+    Example:
+        >>> _after_partial('{"type":"st{"type":"meta","run_id":"b"}')
+        {'type': 'meta', 'run_id': 'b'}
+    """
+    start = line.find('{"type":', 1)
+    while start > 0:
+        try:
+            return json.loads(line[start:])
+        except (ValueError, RecursionError):
+            start = line.find('{"type":', start + 1)
+    return None
+
+
 def _runs(p: Path) -> tuple[list[_Run], Counts]:
     """Every run of the file: its latest meta, its steps and its events, in file order; malformed
-    lines skipped and fields dropped (counted), a partial last line (a killed writer) skipped."""
+    lines skipped and fields dropped (counted), a killed writer's partial last line skipped (also
+    when a later run appended to the log after it)."""
     lines = p.read_text(encoding="utf-8", errors="replace").splitlines()
     runs: list[_Run] = []
     n = Counts()
@@ -157,8 +191,10 @@ def _runs(p: Path) -> tuple[list[_Run], Counts]:
         try:
             rec = json.loads(line)
         except (ValueError, RecursionError):
-            n.lines += i != len(lines) - 1  # a killed writer leaves at most one partial line, the last
-            continue
+            rec = _after_partial(line)  # a killed writer's partial line, the next run's record glued on
+            if rec is None:  # a killed writer leaves one partial line: the last, or the last before a new run
+                n.lines += i != len(lines) - 1 and not lines[i + 1].startswith('{"type":"meta"')
+                continue
         if not isinstance(rec, dict):
             n.lines += 1
             continue
@@ -186,11 +222,24 @@ def _pick(path_or_dir: str | os.PathLike, run: str) -> tuple[_Run, Counts]:
     p = run_path(path_or_dir)
     runs, n = _runs(p)
     if not runs:
-        raise InputError(f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?")
+        raise InputError(_no_records(p))
     found = runs[-1] if run == "last" else runs[0] if run == "first" else _find(runs, run)
     if found is None:
         raise InputError(f"{p} has no run {run!r}; runs: {[r[0].get('run_id') for r in runs]}")
     return found, n
+
+
+def _no_records(p: Path) -> str:
+    """Why a file gave no run: empty (or a first line cut short), not UTF-8, or not a run log."""
+    data = p.read_bytes()
+    fix = f"pass the log_dir given to gd.watch() or the path of its {FILENAME}"
+    try:
+        lines = [x for x in data.decode("utf-8").splitlines() if x.strip()]
+    except UnicodeDecodeError:
+        return f"{p} is not a watch run log (not UTF-8 text) - {fix}"
+    if len(lines) > 1 or (lines and not lines[0].startswith('{"type":')):
+        return f"{p} is not a watch run log (none of its {len(lines)} line(s) is a graddoctor record) - {fix}"
+    return f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?"
 
 
 def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
@@ -286,4 +335,5 @@ def read_events(path_or_dir: str | os.PathLike, run: str = "last") -> list[dict]
     return sorted(events, key=lambda e: e["step"])
 
 
-__all__ = ["as_float", "carry_weights", "is_nonfinite", "list_runs", "read_events", "read_run", "run_path"]
+__all__ = ["as_float", "carry_weights", "is_nonfinite", "list_runs", "read_events", "read_run", "run_path",
+           "step_lrs"]

@@ -147,6 +147,9 @@ def clean_step(rec: dict, n: Counts) -> dict | None:
         if key in out and out[key] is not None and not is_number(out[key]):
             del out[key]
             n.fields += 1
+    if "lrs" in out and not (isinstance(out["lrs"], list) and all(x is None or is_number(x) for x in out["lrs"])):
+        del out["lrs"]  # every param group's rate, in group order: a wrong entry spoils the order
+        n.fields += 1
     if "skipped" in out and not isinstance(out["skipped"], bool):
         del out["skipped"]
         n.fields += 1

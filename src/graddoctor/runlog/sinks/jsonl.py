@@ -2,7 +2,8 @@
 
 Each flush appends its lines with one ``write`` and flushes the file (and
 ``os.fsync``s it when ``fsync=True``), so a killed process leaves every complete
-line readable; ``graddoctor.runlog.read_run`` skips a partial last line. A file removed
+line readable; ``graddoctor.runlog.read_run`` skips a partial last line. A run appending to the
+log of a killed one starts on a new line, so its first record is not glued to the partial one. A file removed
 while the run goes on (its ``log_dir`` deleted) is started again at the next flush, with the
 meta line first.
 
@@ -23,6 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from graddoctor.runlog.format import FILENAME, encode
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """Whether ``path`` exists and its last byte is not a newline (a writer killed mid-line)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False
 
 
 class JsonlSink:
@@ -51,7 +65,10 @@ class JsonlSink:
                 records = [self._meta, *records]
         if self._f is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            torn = _ends_mid_line(self.path)  # a killed run's partial last line: do not extend it
             self._f = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across flushes
+            if torn:
+                self._f.write("\n")
         self._f.write("".join(encode(r) + "\n" for r in records))
         self._f.flush()
         if self.fsync:

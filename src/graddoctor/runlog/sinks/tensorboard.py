@@ -1,6 +1,7 @@
 """TensorBoard sink: the step records as scalars.
 
-Tags: ``loss``, ``lr``, ``grad_norm/<layer>``, ``weight_norm/<layer>``,
+Tags: ``loss``, ``lr`` (the first param group's; ``lr/group<i>`` each group's where the record
+holds several in ``lrs``), ``grad_norm/<layer>``, ``weight_norm/<layer>``,
 ``update_ratio/<layer>``, ``nonfinite/<layer>`` (only when > 0), ``skipped``,
 ``act/<site>/<stat>``, events (autofix rounds) as text ``graddoctor/<kind>``, and the activation histograms as TensorBoard histograms
 ``act_hist/<site>`` (``add_histogram_raw``, on sampled steps). Non-finite values are written as they are (TensorBoard
@@ -69,6 +70,10 @@ class TensorBoardSink:
             for key in ("loss", "lr"):
                 if rec.get(key) is not None:
                     w.add_scalar(key, rec[key], t)
+            lrs = rec.get("lrs") or []
+            for g, v in enumerate(lrs if len(lrs) > 1 else []):  # several param groups: each one's rate
+                if v is not None:
+                    w.add_scalar(f"lr/group{g}", v, t)
             w.add_scalar("skipped", float(bool(rec.get("skipped"))), t)
             for key in _PER_LAYER:
                 for layer, v in (rec.get(key) or {}).items():

@@ -1,7 +1,8 @@
 """W&B sink: the step records as a W&B run's history, findings as its summary and alerts.
 
 Key layout (stable), all against the custom x-axis ``graddoctor/step`` (so the user's own
-``wandb.log`` steps are untouched): ``graddoctor/loss``, ``graddoctor/lr``,
+``wandb.log`` steps are untouched): ``graddoctor/loss``, ``graddoctor/lr`` (and
+``graddoctor/lr/group<i>`` per param group where the record holds several in ``lrs``),
 ``graddoctor/skipped``, ``graddoctor/<stat>/<layer>`` for ``grad_norm``, ``weight_norm``,
 ``update_norm``, ``update_ratio``, ``out_grad_norm`` and ``nonfinite`` (only when > 0),
 ``graddoctor/act/<site>/<stat>`` and ``graddoctor/act_hist/<site>`` (a ``wandb.Histogram`` of the
@@ -46,6 +47,10 @@ def step_payload(rec: dict[str, Any], histogram: Any = None) -> dict[str, Any]:
     for key in ("loss", "lr"):
         if rec.get(key) is not None:
             out[f"{PREFIX}/{key}"] = rec[key]
+    lrs = rec.get("lrs") or []
+    for g, v in enumerate(lrs if len(lrs) > 1 else []):  # several param groups: each one's rate
+        if v is not None:
+            out[f"{PREFIX}/lr/group{g}"] = v
     for key in _PER_LAYER:
         for layer, v in (rec.get(key) or {}).items():
             if v is not None:
