@@ -6,7 +6,7 @@
 ``static_findings`` and ``probe_findings`` run the check-time ones, over the records of one run (``Watcher.records()`` or
 ``graddoctor.runlog.read_run``). Each rule is a small pure function in a file
 per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
-vanilla RNN), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
+vanilla RNN; ``forget_gate`` for an LSTM/GRU whose keep gate is closed), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
 (plateau), ``batchnorm`` (eval mode), ``clipping`` (clip too tight), ``postln`` (post-LN
 without warm-up), ``unreached`` (trainable layers no gradient reaches); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
 and activation sites a rule reads. A threshold used by one rule is documented next to
@@ -29,12 +29,8 @@ from collections.abc import Callable
 from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
 from graddoctor.diagnose.training.batchnorm import batchnorm_eval_mode
 from graddoctor.diagnose.training.clipping import clip_too_tight
-from graddoctor.diagnose.training.gradients import (
-    _blowup,
-    exploding_gradient,
-    stalled_layers,
-    vanishing_gradient,
-)
+from graddoctor.diagnose.training.forget_gate import vanishing_gradient_through_gates
+from graddoctor.diagnose.training.gradients import _blowup, exploding_gradient, stalled_layers
 from graddoctor.diagnose.training.loss import loss_plateau
 from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
@@ -48,7 +44,7 @@ Rule = Callable[[dict, list[dict]], list[Finding]]
 
 #: finding code -> rule over (meta, steps); add a rule here to have training_findings run it
 TRAINING_RULES: dict[str, Rule] = {
-    "vanishing-gradient": vanishing_gradient,
+    "vanishing-gradient": vanishing_gradient_through_gates,
     "exploding-gradient": exploding_gradient,
     "non-finite": non_finite,
     "dead-relu": dead_relu,

@@ -26,7 +26,8 @@ are too small, has nothing to escape with). Three paths, the earliest call wins:
 - ``mid`` (weak signs): most hidden sigmoid/tanh sites saturated (``SAT_FRAC``
   of outputs at the bounds: local gradient < 0.02, Glorot & Bengio 2010 sec. 3)
   or a gateless recurrent layer (gradients through time decay geometrically,
-  Bengio et al. 1994 sec. IV). ``MID_PERSIST`` windows of ``MID_WINDOW``: step >= 27.
+  Bengio et al. 1994 sec. IV), or an LSTM/GRU whose keep gate is closed (``sites.closed_gates``:
+  the same decay through its state). ``MID_PERSIST`` windows of ``MID_WINDOW``: step >= 27.
 - ``loss only`` (no sign): ``PERSIST`` windows of ``WINDOW`` steps: step >= 49.
   Healthy slow starts last up to ~45 steps (an LSTM at log(10) for 20-30 steps,
   a 3-layer sigmoid net within 5% of its start for 40), so a call on the loss
@@ -69,7 +70,7 @@ from graddoctor.diagnose.training.series import (
     side_drop,
     used_steps,
 )
-from graddoctor.diagnose.training.sites import saturating_hidden_sites, vanilla_rnns
+from graddoctor.diagnose.training.sites import closed_gates, saturating_hidden_sites, vanilla_rnns
 from graddoctor.report import Finding
 
 #: generic path: window length and consecutive flat windows
@@ -82,7 +83,7 @@ FAST_SIGNS = ("vanishing", "exploding", "stalled", "tiny-steps")
 #: middle path (weak signs: saturated hidden layers, a vanilla RNN)
 MID_WINDOW = 20
 MID_PERSIST = 8
-MID_SIGNS = FAST_SIGNS + ("saturated", "vanilla-rnn")
+MID_SIGNS = FAST_SIGNS + ("saturated", "vanilla-rnn", "closed-gate")
 #: a relative change below this over a window is flat whatever the noise
 MIN_REL_DROP = 0.03
 #: a change within this many standard errors of the slope is no evidence of progress
@@ -114,6 +115,7 @@ SIGN_TEXT = {
     "tiny-steps": "every step is below 1e-4 of the weights",
     "saturated": "most hidden sigmoid/tanh units are saturated",
     "vanilla-rnn": "a vanilla RNN (gradients through time decay)",
+    "closed-gate": "an LSTM/GRU whose forget/update gate is closed (memory ~1 step)",
 }
 
 #: sign -> remedies, best first (no sign: the step size is the first suspect)
@@ -125,6 +127,7 @@ REMEDIES = {
     "exploding": ["xavier-init", "clip-norm", "lower-lr"],
     "saturated": ["batchnorm", "xavier-init", "lr-find"],
     "vanilla-rnn": ["lstm", "orthogonal-init", "clip-norm"],
+    "closed-gate": ["orthogonal-init"],
 }
 
 REF = (
@@ -211,7 +214,8 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     side), ``"tiny-steps"`` (every layer's latest update ratio below ``TINY_STEP``).
     Weak signs (``MID`` path): ``"saturated"`` (latest sample: the median hidden
     sigmoid/tanh site has ``SAT_FRAC`` of its outputs at the bounds) and ``"vanilla-rnn"``
-    (a gateless recurrent layer: its gradient through time decays geometrically).
+    (a gateless recurrent layer: its gradient through time decays geometrically), ``"closed-gate"``
+    (an LSTM/GRU whose keep gate was closed at attach: the same decay).
 
     Example:
         >>> meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(6)]}
@@ -229,6 +233,7 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     u = matrix(steps, "update_ratio", names)
     sites = [a["name"] for a in saturating_hidden_sites(meta)]
     vanilla = bool(vanilla_rnns(meta))
+    closed = bool(closed_gates(meta))
     out: list[str | None] = []
     down = up = 0
     last_u, saturated = None, False
@@ -251,7 +256,8 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
             elif np.nanmax(last_u) < math.log10(TINY_STEP):
                 why = "tiny-steps"
         if why is None:
-            why = "saturated" if saturated else "vanilla-rnn" if vanilla else None
+            why = ("saturated" if saturated else "vanilla-rnn" if vanilla else
+                   "closed-gate" if closed else None)
         out.append(why)
     return out
 

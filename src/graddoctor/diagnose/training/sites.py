@@ -2,8 +2,8 @@
 
 ``meta["activations"]`` lists the activation sites (``kind``, ``family``, ``owner``,
 ``is_output``, ``gate``) and ``meta["layers"]`` the layers (``kind``, ``type``,
-``trainable``), as the run-log format records them. Activation facts come from
-``graddoctor.kinds``.
+``trainable``; an LSTM/GRU its ``gate_memory``), as the run-log format records them.
+Activation facts come from ``graddoctor.kinds``.
 
 Example:
     >>> meta = {"activations": [
@@ -15,6 +15,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import math
 
 from graddoctor import kinds
 from graddoctor.diagnose.thresholds import VANILLA_RNN_TYPES
@@ -60,6 +62,55 @@ def vanilla_rnns(meta: dict) -> list[str]:
             and ly.get("trainable", True)]
 
 
+#: a keep gate (LSTM forget, GRU update) whose mean bias is at or below this is closed: it keeps
+#: sigmoid(-2) = 12% of the state per step (memory 1.1 steps). A default-init gate (b_ih and b_hh
+#: each ~U(-1/sqrt(H), 1/sqrt(H)): a mean near 0, memory ~2 steps *nominally*) trains
+#: fine: the gate is input-driven and sits where its slope is largest (sigmoid' = 0.25 at 0), so
+#: it opens as soon as remembering pays. A closed gate has a slope of 0.10 at -2, 0.045 at -3,
+#: 5e-5 at -10, and the signal that would open it is the gradient through the state it drops:
+#: it stays shut (Gers, Schmidhuber & Cummins 2000, sec. 4: gates near 0 cut the error flow;
+#: Jozefowicz et al. 2015 set +1 so that it starts open).
+CLOSED_BIAS = -2.0
+#: ...and the sequence must be long next to that memory: the state path keeps sigmoid(b)^T of
+#: the gradient, at least this many orders lost over the recorded length T (the rule of thumb of
+#: vanishing; b = -2 needs T >= 4, b = -3 T >= 3)
+CLOSED_ORDERS = 3.0
+
+
+def closed_gates(meta: dict) -> list[tuple[str, dict]]:
+    """``(name, gate_memory)`` of the LSTM/GRU layers whose keep gate was closed at attach
+    (mean bias <= ``CLOSED_BIAS``) over a sequence long next to its memory (the state path loses
+    >= ``CLOSED_ORDERS`` orders over ``seq_len``; an unknown length counts).
+
+    Example:
+        >>> gm = {"gate": "forget", "bias": -3.0, "retain": 0.0474, "memory_steps": 1.05, "seq_len": 150}
+        >>> closed_gates({"layers": [{"name": "lstm", "gate_memory": gm},
+        ...                          {"name": "gru", "gate_memory": {**gm, "bias": 0.1}}]})[0][0]
+        'lstm'
+    """
+    out = []
+    for ly in meta.get("layers", []):
+        gm = ly.get("gate_memory")
+        if not isinstance(gm, dict) or not isinstance(gm.get("bias"), (int, float)) or gm["bias"] > CLOSED_BIAS:
+            continue
+        t = gm.get("seq_len")
+        if isinstance(t, (int, float)) and t > 0 and state_path_orders(gm["bias"], t) < CLOSED_ORDERS:
+            continue
+        out.append((ly["name"], gm))
+    return out
+
+
+def state_path_orders(bias: float, steps: float) -> float:
+    """Orders of magnitude the gradient loses along the state path over ``steps`` steps of a keep
+    gate at ``bias``: ``-steps * log10(sigmoid(bias))``.
+
+    Example:
+        >>> round(state_path_orders(-3.0, 150), 1)
+        198.6
+    """
+    return steps * (math.log10(1.0 + math.exp(-bias)) if bias > -700 else -bias / math.log(10))
+
+
 def site_layer(site: dict) -> str:
     """Module name for a site: the activation module, or the owner of a functional call.
 
@@ -70,4 +121,5 @@ def site_layer(site: dict) -> str:
     return site.get("owner", site["name"]) if site.get("functional") else site["name"]
 
 
-__all__ = ["GATE_HINTS", "dying_sites", "is_gate", "saturating_hidden_sites", "site_layer", "vanilla_rnns"]
+__all__ = ["CLOSED_BIAS", "CLOSED_ORDERS", "GATE_HINTS", "closed_gates", "dying_sites", "is_gate",
+           "saturating_hidden_sites", "site_layer", "state_path_orders", "vanilla_rnns"]

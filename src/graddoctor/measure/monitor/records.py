@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from graddoctor.measure.monitor.activations import HIST_BINS, ROW_WIDTH, STAT_NAMES
+from graddoctor.measure.monitor.gates import gate_biases, gate_memory, keep_gate
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.ring import Columns, Row
 from graddoctor.measure.stats import round_significant
@@ -57,7 +58,7 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
             "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
             "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
-            **_bn_stats(m),
+            **_bn_stats(m), **_gate_stats(None if layers.sharded else m, lay),
         })
     sites = [] if mm is None else mm.activations
     return {
@@ -93,6 +94,14 @@ def _bn_stats(m: Any) -> dict:
     return {} if found is None else {"initial_stats": found}
 
 
+def _gate_stats(m: Any, lay: Any) -> dict:
+    """``{"gate_memory": {...}}`` for an LSTM/GRU (``gates.gate_memory``: the keep gate's mean bias
+    at attach, its memory in steps, the sequence length the map saw), ``{}`` for any other module
+    (or an FSDP shard, ``m`` None)."""
+    found = None if m is None else gate_memory(m, lay)
+    return {} if found is None else {"gate_memory": found}
+
+
 class StepRecords:
     """Builds the step records of flushed rows; carries the last measured weight norms (for the
     update/weight ratio).
@@ -120,6 +129,8 @@ class StepRecords:
         #: BatchNorm layers: their ``training`` flag is read at each flush (``bn_eval``)
         self._batchnorms = [(n, m) for n, m in zip(layers.names, layers.modules)
                             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        #: gated recurrent layers: their keep-gate bias is read at each flush (``gate_bias``)
+        self._gated = [(n, m) for n, m in zip(layers.names, layers.modules) if keep_gate(m) is not None]
 
     def build(self, rows: list[Row], block: torch.Tensor, acts: dict[int, torch.Tensor],
               out_grads: dict[int, torch.Tensor]) -> list[dict]:
@@ -137,6 +148,8 @@ class StepRecords:
                             extra[0].get(row.step), extra[1].get(row.step)) for i, row in enumerate(rows)]
         if recs and self._batchnorms:  # the last record of the block: BatchNorms in eval mode now
             recs[-1]["bn_eval"] = [n for n, m in self._batchnorms if not m.training]
+        if recs and self._gated and not self.layers.sharded:  # ... and the gates' biases now
+            recs[-1]["gate_bias"] = gate_biases(*map(list, zip(*self._gated)))
         return recs
 
     def record(self, row: Row, v: dict[str, Any], act: list[float] | None, og: list[float] | None) -> dict:
