@@ -2,17 +2,16 @@
 
 What it measures (numbers only; ``graddoctor.diagnose.checktime.probe_rules`` turns them into findings):
 
-- ``grad_rms``: for each weight layer (norms and embeddings left out) that the
-  loss's gradient reaches (the others are listed in ``off_path``), the RMS
-  per element of dL/d(layer output), the gradient of the pre-activation, read by
-  a tensor hook registered on the output in a forward hook (hooks registered
-  before an in-place op see the value before it, so ``Linear -> ReLU(inplace)``
-  still gives the pre-activation). Several calls of one module add up
-  (root of the summed squares over the summed element counts). ``grad_log10``
-  is its log10, measured also where the value is below any float's range: where a
-  gradient gets tiny at a layer that every backward path passes through, the hook
-  multiplies it by a power of two and keeps the exponent (``probe_scale``), so a
+- ``grad_rms``: for each weight layer (norms and embeddings left out) that the loss's gradient
+  reaches (the others are listed in ``off_path``), the RMS per element of dL/d(layer output), the
+  gradient of the pre-activation, read by a tensor hook registered on the output in a forward hook
+  (hooks registered before an in-place op see the value before it, so ``Linear -> ReLU(inplace)``
+  still gives the pre-activation). Several calls of one module add up (root of the summed squares
+  over the summed element counts). ``grad_log10`` is its log10, measured also where the value is
+  below any float's range: where a gradient gets tiny at a layer that every backward path passes
+  through, the hook multiplies it by a power of two and keeps the exponent (``probe_scale``), so a
   10,000-layer chain is measured to the input side instead of underflowing to zero.
+- ``zero_params`` (exactly zero), those that move, what stays zero once they moved (``probe_zero``).
 - ``act_var``: the variance of each of those layer outputs (forward signal).
 - ``time_grad``: for a sequence (a 3-D float input to a model with RNN or
   attention layers, or the 3-D output of the first embedding), the norm of
@@ -33,10 +32,9 @@ a floating one; otherwise the *projection scalar* ``mean(output * R)``.
 A module holding parameters at the model's root (a CLIP-style ``logit_scale``) is not a
 profiled layer: its output is the model's; nor is a layer whose output is a scalar.
 
-Gradients are taken with ``torch.autograd.grad`` with respect to the layer
-outputs (and the input), so ``p.grad`` is never touched and no weight gradient
-is computed but the first layer's; train/eval flags, buffers and the RNG state are restored; hooks are
-removed also when the forward raises.
+Gradients are taken with ``torch.autograd.grad`` with respect to the layer outputs (and the input),
+so ``p.grad`` is never touched and no weight gradient is computed but the first layer's; train/eval
+flags, buffers and the RNG state are restored; hooks are removed also when the forward raises.
 
 Example:
     >>> import torch
@@ -71,6 +69,7 @@ from graddoctor.measure.probe_scale import (
     rescale_exponent,
     scaled,
 )
+from graddoctor.measure.probe_zero import stationary_zeros, zero_steps
 from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
@@ -93,6 +92,7 @@ class ProbeResult:
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     # those of them that get a nonzero gradient (they move at the first step); None: not measured
     zero_params_moving: list[str] | None = None
+    zero_stationary: dict[str, list[str]] | None = None  # still zero once those moved (probe_zero)
     loss: float = float("nan")
     loss_source: str = ""
     seconds: float = 0.0
@@ -219,8 +219,7 @@ def probe(
             grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
             result.grad_rescale_log2 = state["exp"]
             by_id = {id(t): g for t, g in zip(wrt, grads)}
-            result.zero_params_moving = [n for n in result.zero_params if n in params
-                                         and (g := by_id.get(id(params[n]))) is not None and bool(g.ne(0).any())]
+            result.zero_params_moving = list(steps := zero_steps(result.zero_params, params, by_id))
             if seq is not None:
                 g = grads[0]
                 result.time_grad = ([math.ldexp(v, -state["exp"]) for v in _per_step_norms(g, result.time_axis)]
@@ -251,6 +250,7 @@ def probe(
         result.grad_log10.append(a.g.log10_rms())
         result.grad_rms.append(from_log10(result.grad_log10[-1]))
         result.cut.append(a.cut)
+    result.zero_stationary = stationary_zeros(model, example_inputs, result, steps, target, loss_fn, seed)
     result.seconds = time.perf_counter() - t0
     return result
 

@@ -15,7 +15,9 @@ orders over depth = rate x (layers - 1) when the fitted roles span at least half
 depth, else rate x their span (``checktime.trend``). Without any repeated role, one
 line over the whole profile (execution order). Layers with an exactly-zero gradient never
 enter a trend (``zero_gradient_layers``); exactly-zero weights that get no gradient
-themselves never move, and the layers they cut off never train (an error). So a transformer's
+themselves never move, and the layers they cut off never train (an error); so do zero weights
+that still get no gradient once the zero weights that get one have moved (a stationary point,
+``graddoctor.measure.probe_zero``: a zero norm gain in front of a SwiGLU MLP). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
 
@@ -60,11 +62,12 @@ def zero_gradient_layers(names: Sequence[str], grads: Sequence[float],
     trainable parameters that are exactly zero (``zero_params``: the last norm gain of a
     zero-init residual branch, ReZero's alpha, a zero-init head), those cut the gradient
     at init only - they get a gradient and move at the first step - so every zero-gradient
-    layer is "not yet on the path". Without them, a zero *after* a layer the gradient does
-    reach (execution order) sits on a branch that a skip bypasses (not yet on the path
-    too), while a zero run from the input side with nonzero gradients after it is the
-    decay underflowing, or every unit on the path dead: vanished. Neither enters a depth
-    trend, so no trend is fitted through log10(0).
+    layer is "not yet on the path" (``gradient_flow`` first takes out those a zero weight at a
+    stationary point keeps cut off: the probe's ``zero_stationary``). Without them, a zero
+    *after* a layer the gradient does reach (execution order) sits on a branch that a skip
+    bypasses (not yet on the path too), while a zero run from the input side with nonzero
+    gradients after it is the decay underflowing, or every unit on the path dead: vanished.
+    Neither enters a depth trend, so no trend is fitted through log10(0).
 
     Example:
         >>> zero_gradient_layers(["stem", "b1.conv", "b2.conv", "head"], [1.0, 0.0, 0.0, 1.0])
@@ -149,6 +152,9 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     stuck = p.zero_params if p.zero_params and p.zero_params_moving == [] else []
     if stuck and (dead := [n for n, f in zip(p.layers, flags) if f == 0.0]) and any(flags):
         return [_never_moving(p, stuck, dead, logs)]
+    st = p.zero_stationary  # measured only next to zero parameters that move
+    if st and st["stationary"] and st["layers"] and not st["started"] and any(flags):
+        return [_stationary(p, m, st, logs)]
     vanished, dormant = zero_gradient_layers(p.layers, flags, p.zero_params)
     skip = set(dormant)
     kept = [(n, y) for n, y in zip(p.layers, logs) if n not in skip]
@@ -233,6 +239,28 @@ def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[
         layers=dead, evidence={"zero_gradient_layers": len(dead), "zero_params": stuck,
                                "zero_params_moving": [], "grad_log10": _log_profile(logs)},
         remedies=["he-init", "lsuv-init", "orthogonal-init"], step=0, reference=REF_VANISHING)
+
+
+def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: list[float]) -> Finding:
+    """Layers cut off by exactly-zero weights that still get no gradient once the zero weights that do
+    get one have moved (``graddoctor.measure.probe_zero``): a stationary point, such as a zero norm gain
+    in front of a SwiGLU MLP (read to second order). Nothing else started moving either, so no later
+    step unlocks them."""
+    still, layers = st["stationary"], st["layers"]
+    shown = ", ".join(still[:4]) + (f", ... (+{len(still) - 4})" if len(still) > 4 else "")
+    owners = {n.rpartition(".")[0] for n in still}
+    weights = any(x.name in owners for x in m.layers if x.kind != "norm")  # a zero Linear/conv weight
+    return Finding(
+        "vanishing-gradient", "error",
+        f"{len(layers)} of {len(p.layers)} layers get exactly zero gradient, and still do once the zero "
+        f"weights that get one ({len(p.zero_params_moving or [])}) have moved: they are cut off by "
+        f"exactly-zero weights ({shown}) at a stationary point (a gated branch such as SwiGLU reads them "
+        "only to second order), so nothing ever moves them and these layers never train - "
+        "initialise those weights nonzero (a norm gain to 1)",
+        layers=layers, evidence={"zero_gradient_layers": len(layers), "zero_params_stationary": still,
+                                 "zero_params_moving": p.zero_params_moving, "grad_log10": _log_profile(logs)},
+        remedies=["he-init", "lsuv-init", "orthogonal-init"] if weights else [], step=0,
+        reference=REF_VANISHING)
 
 
 def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
