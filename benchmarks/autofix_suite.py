@@ -81,6 +81,8 @@ REALISTIC_FAULTS: dict[str, str] = {
     "a-mlp30-relu-gain": "digits", "b-plaincnn20-gain": "digits-img",
     # saturating activations (remedy: relu + he-init)
     "a-mlp10-sigmoid-vanish": "digits", "a-mlp6-tanh-saturated": "digits",
+    # a closed LSTM forget gate (remedy: forget-bias, since session 7)
+    "a-lstm-forget-neg": "temporal10",
     # post-LN without warm-up (remedy: warm-up, an optimizer-level remedy)
     "a-tf-post6-nowarmup": "digits-rows", "a-tf-post8-nowarmup": "digits-rows", "a-tf-post12-nowarmup": "digits-rows",
     "b-ttf-post6-nowarmup": "digits-rows", "b-ttf-post6-d64-nowarmup": "digits-rows",
@@ -107,7 +109,7 @@ COST_S: dict[str, float] = {
     "b-gru-lr10x": 0.5, "b-ttf-pre6-lr10x": 3.3, "b-cnn1d-lr10x": 0.8, "b-resnet8-1d-lr10x": 1.3,
     "a-mlp30-relu-gain": 0.8, "b-plaincnn20-gain": 2.3, "a-mlp10-sigmoid-vanish": 0.3,
     "a-mlp6-tanh-saturated": 0.2, "a-tf-post6-nowarmup": 2.6, "a-tf-post8-nowarmup": 3.3,
-    "b-ttf-post6-nowarmup": 2.7, "b-ttf-post6-d64-nowarmup": 4.6,
+    "b-ttf-post6-nowarmup": 2.7, "b-ttf-post6-d64-nowarmup": 4.6, "a-lstm-forget-neg": 0.5,
 }
 
 _COST = "cost: one representative per family kept (CPU budget)"
@@ -125,7 +127,6 @@ EXCLUDED: dict[str, str] = {
                           "b-resnet8-1d-clip-tight", "b-cnn1d-clip-tight", "b-gru-clip-tight",
                           "b-ttf-pre6-clip-tight")},
     "a-mlp4-random-labels": "unlearnable labels: nothing to repair", "b-gru-random-labels": "same",
-    "a-lstm-forget-neg": "an LSTM gate bias: no in-place remedy in the registry",
     "b-plaincnn20-he": "not a fault (the twin of b-plaincnn20-gain)",
     **{n: _COST for n in ("a-tf-post12-nowarmup", "b-ttf-post8-nowarmup", "b-ttf-post10-nowarmup",
                           "b-ttf-post12-nowarmup", "b-ttf-post16-nowarmup")},

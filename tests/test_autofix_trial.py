@@ -159,6 +159,25 @@ def test_layers_the_optimizer_leaves_out_are_never_redrawn():
     assert all(torch.equal(a, b) for a, b in zip(before, model[:6].parameters()))
 
 
+def test_a_frozen_backbone_under_a_trainable_head_gets_no_surgery():
+    # trial 17: a default-init backbone frozen with requires_grad=False read poor-init / dead-relu;
+    # autofix re-drew the head and swapped the frozen part's ReLUs: held-out accuracy fell (3/3 seeds)
+    def build():
+        torch.manual_seed(1)
+        m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64),
+                          nn.ReLU(), nn.Linear(64, 10))
+        m[:6].requires_grad_(False)
+        return m, torch.optim.SGD(m[6].parameters(), lr=0.01)
+    plain, popt = build()
+    _loop(plain, popt, 60)
+    model, opt = build()
+    w = _run(model, opt, 60)
+    assert "6 frozen weight layers" not in (w.refused or "") and "3 frozen weight layers (0, ...)" in w.refused
+    assert not w.fixes
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), model.parameters()))
+    assert [type(m).__name__ for m in model] == [type(m).__name__ for m in plain]
+
+
 def test_compiled_and_distributed_models_are_refused_with_one_line():
     import os
 

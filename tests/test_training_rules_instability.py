@@ -74,6 +74,42 @@ def test_update_threshold_sits_between_the_healthy_sgd_peak_and_a_missed_10x_fau
     assert oversized_updates(meta, run([0.044, 0.02, 0.037, 0.02])) is None  # never two in a row
 
 
+def _bn_resnet(seed=0):
+    return zoo.cnn(depth=8, kind="resnet", in_channels=1, num_classes=10, width=16, seed=seed)
+
+
+def _digits_img():
+    from graddoctor import data
+    b = data.load("digits", seed=0)
+    return b.x_train.view(-1, 1, 8, 8), b.y_train
+
+
+def _watch_sgd(model, lr, steps, onecycle):
+    x, y = _digits_img()
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps) if onecycle else None
+    with gd.watch(model, optimizer=opt, example_inputs=x[:32]) as w:
+        def on_step(s, loss):
+            if sched is not None:
+                sched.step()
+            w.step(loss)
+        fit(model, opt, sampled_batches(x, y, 32, seed=0), steps=steps, on_step=on_step)
+        return w.records()
+
+
+def test_a_one_cycle_ramp_is_no_learning_rate_fault_but_the_same_peak_held_is():
+    """Trial 17: a healthy BatchNorm ResNet under OneCycleLR (SGD, peak 0.4: super-convergence)
+    read 5.2% updates at step 40, on the ramp, and was called a rate far too high (autofix cut it
+    10x). Samples on a rising schedule are not read; the peak held from step 1 still is."""
+    meta, steps = _watch_sgd(_bn_resnet(), 0.4, 100, onecycle=True)
+    ids, med = median_update_ratios(meta, steps)
+    assert any(m >= UPDATE_TOO_BIG for t, m in zip(ids, med) if t >= 4)  # large steps on the ramp
+    assert oversized_updates(meta, steps) is None
+    assert "exploding-gradient" not in {f.code for f in training_findings(meta, steps)}
+    cmeta, csteps = _watch_sgd(_bn_resnet(), 0.4, 40, onecycle=False)
+    assert oversized_updates(cmeta, csteps) is not None
+
+
 def test_a_converged_fine_tune_has_no_exploding_finding():
     net = _mlp()
     opt = _sgd(net, 0.05)

@@ -34,7 +34,7 @@ FINDING_CODES: dict[str, str] = {
 #: remedy ids, each an entry of the remedy registry
 REMEDY_IDS: tuple[str, ...] = (
     "relu", "leaky-relu", "gelu", "elu", "silu",
-    "he-init", "xavier-init", "orthogonal-init", "lsuv-init",
+    "he-init", "xavier-init", "orthogonal-init", "lsuv-init", "forget-bias",
     "batchnorm", "layernorm", "groupnorm",
     "residual", "rezero",
     "clip-norm", "clip-value", "clip-agc",

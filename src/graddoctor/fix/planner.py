@@ -15,6 +15,7 @@ findings into *one* combination that fits together, using the model's map
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
+| ``vanishing-gradient`` from a closed LSTM/GRU keep gate (evidence ``gate_bias``) | ``forget-bias`` on those layers (bias +1, weights kept; Jozefowicz et al. 2015), and no orthogonal re-draw when that is the only recurrent finding |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
 | ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
 | ``clip-too-tight`` | ``clip-norm`` at the finding's ``suggested_max_norm`` (replaces the user's clip) |
@@ -69,7 +70,7 @@ INITS = SCHEMES
 SKIPS = ("residual", "rezero")
 PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
-    **{i: 3 for i in INITS}, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
+    **{i: 3 for i in INITS}, "forget-bias": 3, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
     "clip-agc": 5, "lstm": 6, "lower-lr": 6, "lr-find": 6,
     "train-mode": 1, "prenorm": 4, "warmup": 5,
 }
@@ -241,7 +242,13 @@ def plan(
     if "non-finite" in codes:
         add("lower-lr", "non-finite: the loss or gradients overflowed", {"non-finite"})
     rnn_trig = {"long-sequence-rnn", "exploding-gradient", "non-finite"} | _VANISH
-    if fx.rnns and codes & rnn_trig:
+    gates = [f for f in by_code.get("vanishing-gradient", []) if "gate_bias" in f.evidence]
+    if gates:  # a closed keep gate (watch's forget_gate rule): open it, the weights kept
+        add("forget-bias", "vanishing-gradient: the LSTM/GRU keep gate is closed (memory ~1 step); "
+                           "start it open", {"vanishing-gradient"},
+            layers=sorted({n for f in gates for n in f.layers}))
+    gate_only = gates and codes & rnn_trig == {"vanishing-gradient"} and len(gates) == len(by_code["vanishing-gradient"])
+    if fx.rnns and codes & rnn_trig and not gate_only:
         add("orthogonal-init", f"{_list(codes & rnn_trig)}: an orthogonal recurrent matrix "
                                "(spectral radius 1) neither shrinks nor grows the gradient "
                                "through time", rnn_trig, layers=fx.rnns)

@@ -12,10 +12,11 @@ moved (``progress``) is the missing long-range gradient: a ``vanishing-gradient`
 (an error under the severity policy when the run learnt nothing). A default-init gate (bias
 near 0) never fires, however long the sequence: it opens as training needs it.
 
-The fix is a gate that starts open: a forget bias of +1 (Jozefowicz et al. 2015) or chrono init
-(Tallec & Ollivier 2018: ``b_f ~ log U(1, T - 1)``). No registered remedy sets it yet;
-``orthogonal-init`` re-draws the recurrent layer with zero biases (the gate at 0.5: open
-enough to learn), the one that helps.
+A gate that opened since attach (its last recorded ``gate_bias`` above ``CLOSED_BIAS``: learnt,
+or repaired) is no longer a cause. The fix is a gate that starts open: ``forget-bias`` (+1,
+Jozefowicz et al. 2015; the weights kept), or chrono init for long sequences (Tallec & Ollivier
+2018: ``b_f ~ log U(1, T - 1)``); ``orthogonal-init`` re-draws the recurrent layer with zero
+biases (the gate at 0.5), the second choice.
 
 Example:
     >>> gm = {"gate": "forget", "bias": -3.0, "retain": 0.0474, "memory_steps": 1.0498, "seq_len": 150}
@@ -41,8 +42,8 @@ from graddoctor.report import Finding
 REF = ("Gers, Schmidhuber & Cummins 2000 (Neural Computation 12(10): learning to forget); "
        "Jozefowicz, Zaremba & Sutskever 2015 (ICML, sec. 3.1: forget-gate bias 1); "
        "Tallec & Ollivier 2018 (ICLR: chrono initialization)")
-#: remedies that help, best first (a forget-bias / chrono-init remedy would come first)
-REMEDIES = ["orthogonal-init"]
+#: remedies that help, best first
+REMEDIES = ["forget-bias", "orthogonal-init"]
 
 
 def _stuck(steps: list[dict]) -> tuple[int, str] | None:
@@ -78,7 +79,8 @@ def closed_forget_gate(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> closed_forget_gate({"layers": []}, [])
         []
     """
-    gates = closed_gates(meta)
+    gates = [(n, g) for n, g in closed_gates(meta)
+             if (end := _end_bias(steps, n)) is None or end <= CLOSED_BIAS]  # not opened since
     if not gates:
         return []
     stuck = _stuck(steps)

@@ -64,7 +64,7 @@ TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c not in ("c
 #: remedies that act on the optimizer only (they also apply where surgery is refused)
 OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr", "warmup")
 #: remedies autofix applies in place, in any order the planner gives
-IN_PLACE = (*SWAPS, *SCHEMES, "batchnorm", "groupnorm", "layernorm", "residual", "rezero",
+IN_PLACE = (*SWAPS, *SCHEMES, "forget-bias", "batchnorm", "groupnorm", "layernorm", "residual", "rezero",
             "train-mode", *OPTIMIZER_LEVEL)
 #: remedies after which the weights restart from the attach snapshot: a blown-up run's weights
 #: are a wreck, a stuck post-LN net's have collapsed (its warm-up must start from the init)

@@ -32,8 +32,9 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
     modules = sorted({m for c in applied for m in c.modules})
     what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
     remedies = {c.remedy for c in applied}
-    tail = ("; weights re-initialised" if any(family(r) == "init" for r in remedies)
-            else "; weights rolled back" if "rollback" in remedies else "")
+    tail = ("; weights re-initialised" if any(family(r) == "init" and r != "forget-bias" for r in remedies)
+            else "; weights rolled back" if "rollback" in remedies
+            else "; gate biases set, weights kept" if "forget-bias" in remedies else "")
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
     if extra.get("gave_up"):  # the last round's window still fails

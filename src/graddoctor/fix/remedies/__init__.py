@@ -38,6 +38,7 @@ from graddoctor.fix.remedies import (
     advice,
     clip,
     critical_init,
+    gate_bias,
     init,
     norm,
     prenorm,
@@ -49,4 +50,4 @@ from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
 __all__ = ["REMEDIES", "Change", "Remedy", "RemedyContext", "activation", "advice", "apply", "clip",
-           "critical_init", "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]
+           "critical_init", "gate_bias", "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]
