@@ -125,3 +125,22 @@ def test_demo_layer_table_names_each_runs_own_layers():
     rows = c.file.getvalue().splitlines()
     assert "broken layer" in rows[1] and "repaired layer" in rows[1]
     assert rows[2].split()[:4] == ["0", "1.0e-09", "█", "0.body.0"], rows
+
+
+def test_watch_records_every_param_groups_lr_and_the_log_reads_it_back(tmp_path):
+    import torch
+
+    import graddoctor as gd
+    from graddoctor.runlog import read_run, step_lrs
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    opt = torch.optim.SGD([{"params": net[0].parameters(), "lr": 0.1}, {"params": net[2].parameters(), "lr": 0.01}])
+    with gd.watch(net, opt, log_dir=tmp_path) as w:
+        for _ in range(3):
+            loss = net(torch.randn(4, 3)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    _, steps = read_run(tmp_path)
+    assert [step_lrs(s) for s in steps] == [[0.1, 0.01]] * 3 and all(s["lr"] == 0.1 for s in steps)

@@ -161,6 +161,8 @@ class StepRecords:
             "skipped": bool(row.skipped or v["found_inf"] > 0),
             "lr": float(row.lr) if row.lr is not None else None,
         }
+        if row.lrs is not None:  # several param groups: each one's rate (``lr`` is the first's)
+            rec["lrs"] = [float(x) if x is not None else None for x in row.lrs]
         if row.grads:
             grad = rec["grad_norm"] = dict(zip(names, v["grad_norm"]))
             if min(v["present"], default=1.0) <= 0:  # layers without a gradient this step: null

@@ -73,7 +73,7 @@ class Columns:
 class Row:
     """What the host holds of one ring row (one step); tensors stay on the device until flush."""
 
-    __slots__ = ("step", "grads", "skipped", "lr", "loss", "present", "nonfinite", "weight_sq",
+    __slots__ = ("step", "grads", "skipped", "lr", "lrs", "loss", "present", "nonfinite", "weight_sq",
                  "update_sq", "scale", "found_inf")
 
     def __init__(self, step: int) -> None:
@@ -81,6 +81,7 @@ class Row:
         self.grads = True  # gradient norms written (False: the optimizer step was skipped)
         self.skipped = False
         self.lr: Any = None
+        self.lrs: list[Any] | None = None  # every param group's rate, when there are several
         self.loss: torch.Tensor | None = None
         self.present: torch.Tensor | None = None  # per-layer present tensors, when some are missing
         self.nonfinite: torch.Tensor | None = None  # per-layer NaN/Inf value counts (CPU)

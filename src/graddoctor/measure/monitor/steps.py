@@ -79,8 +79,9 @@ class StepWriter:
         if self.schedule.weights(row.step):
             row.weight_sq = self.layers.weight_sq()
         if self.optimizer is not None:
-            lr = self.optimizer.param_groups[0].get("lr")
-            row.lr = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+            lrs = [g.get("lr") for g in self.optimizer.param_groups]
+            lrs = [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in lrs]
+            row.lr, row.lrs = (lrs[0] if lrs else None), (lrs if len(lrs) > 1 else None)
 
     def snapshot_for(self, step: int) -> None:
         """Copy the trainable weights when step ``step`` measures its update."""
