@@ -172,7 +172,7 @@ def test_a_frozen_backbone_under_a_trainable_head_gets_no_surgery():
     _loop(plain, popt, 60)
     model, opt = build()
     w = _run(model, opt, 60)
-    assert "6 frozen weight layers" not in (w.refused or "") and "3 frozen weight layers (0, ...)" in w.refused
+    assert "3 frozen weight layers (0, ...) hold most of its weights" in (w.refused or ""), w.refused
     assert not w.fixes
     assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), model.parameters()))
     assert [type(m).__name__ for m in model] == [type(m).__name__ for m in plain]

@@ -49,6 +49,7 @@ from graddoctor.diagnose.training.series import (
     profile_layers,
     sampled,
     side_drop,
+    side_drops,
     used_steps,
 )
 from graddoctor.diagnose.training.through_time import vanishing_through_time
@@ -153,7 +154,7 @@ def _persistent_profile(
     names: list[str], step_ids: list[int], logs: np.ndarray, sign: float, orders: float, persist: int
 ) -> tuple[int, np.ndarray, list[float]] | None:
     """First row where ``sign * drop >= orders`` for ``persist`` rows: (row, profile, drops)."""
-    drops = [side_drop(row)[0:3] for row in logs]
+    drops = side_drops(logs)
     flags = [n >= MIN_LAYERS and sign * d >= orders for d, _, n in drops]
     i = first_persistent(flags, persist)
     if i is None:

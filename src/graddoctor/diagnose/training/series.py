@@ -126,6 +126,30 @@ def side_drop(logs: np.ndarray) -> tuple[float, float, int]:
     return drop, drop / gap, n
 
 
+def side_drops(logs: np.ndarray) -> list[tuple[float, float, int]]:
+    """``side_drop`` of every row of ``logs`` (steps x layers): rows with a value in every layer
+    at once (the usual case: one numpy call per side), the others row by row; the same numbers.
+
+    Example:
+        >>> side_drops(np.array([[-3.0, -2.0, -1.0], [-1.0, np.nan, -1.0]]))
+        [(2.0, 1.0, 3), (0.0, 0.0, 2)]
+    """
+    logs = np.asarray(logs, dtype=float)
+    if logs.ndim != 2 or logs.shape[0] == 0:
+        return [side_drop(r) for r in logs]
+    full = np.isfinite(logs).all(axis=1)
+    n = logs.shape[1]
+    out: list[tuple[float, float, int]] = [side_drop(r) if not ok else (math.nan, math.nan, n)
+                                           for r, ok in zip(logs, full)]
+    if n >= 2 and full.any():
+        k = max(1, n // 3)
+        rows = logs[full]
+        drop = np.median(rows[:, -k:], axis=1) - np.median(rows[:, :k], axis=1)
+        for at, d in zip(np.flatnonzero(full), drop):
+            out[at] = (float(d), float(d) / ((n - 1) - (k - 1)), n)
+    return out
+
+
 #: a classifier head: the last layers of a profile, whose relative gradient may sit far above
 #: the body's (a pooler + classifier on a transformer encoder)
 HEAD_LAYERS = 2

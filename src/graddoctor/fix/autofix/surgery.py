@@ -105,23 +105,27 @@ def _ascending(xs: list[int]) -> bool:
 
 def frozen_layers(model: nn.Module) -> list[str]:
     """The Linear/conv/recurrent layers whose parameters are all frozen (``requires_grad``
-    False), when some other such layer trains (a model frozen whole has none).
+    False), when they hold more weights than the trainable ones (a frozen backbone under a head,
+    a frozen base under adapters; a model frozen whole, or a frozen input layer under a trainable
+    stack, gives none).
 
     Example:
-        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+        >>> net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
         >>> _ = net[0].requires_grad_(False)
         >>> frozen_layers(net), frozen_layers(net.requires_grad_(False))
         (['0'], [])
     """
     kinds = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, kinds) and list(m.parameters(recurse=False))]
-    frozen = [n for n, m in layers if not any(p.requires_grad for p in m.parameters(recurse=False))]
-    return frozen if len(frozen) < len(layers) else []
+    layers = [(n, list(m.parameters(recurse=False))) for n, m in model.named_modules() if isinstance(m, kinds)]
+    frozen = [(n, ps) for n, ps in layers if ps and not any(p.requires_grad for p in ps)]
+    held = sum(p.numel() for _, ps in frozen for p in ps)
+    trained = sum(p.numel() for _, ps in layers for p in ps if p.requires_grad)
+    return [n for n, _ in frozen] if trained and held > trained else []
 
 
 def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
     """Why module surgery on ``model`` is unsafe (one line), or None when it is safe. Surgery
-    is also refused where some weight layers are frozen next to trainable ones (``frozen_layers``:
+    is also refused where frozen weight layers hold most of the weights next to trainable ones (``frozen_layers``:
     a frozen default-init backbone under a trainable head read as poor-init, and autofix re-drew
     the head and swapped the backbone's ReLUs: held-out accuracy fell on 3 of 3 seeds), and where
     ``optimizer`` leaves out some of the model's trainable parameters: a re-drawn layer it does
@@ -146,9 +150,9 @@ def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
         return ("a distributed (DDP/FSDP) model (every rank would have to change in step): only "
                 "optimizer-level remedies apply")
     if frozen := frozen_layers(model):
-        return (f"a model with {len(frozen)} frozen weight layers ({frozen[0]}{', ...' if len(frozen) > 1 else ''}) "
-                "next to trainable ones (a pretrained backbone, adapters): that part is yours to keep; only "
-                "optimizer-level remedies apply")
+        return (f"a model whose {len(frozen)} frozen weight layers ({frozen[0]}{', ...' if len(frozen) > 1 else ''}) "
+                "hold most of its weights (a pretrained backbone, a base under adapters): that part is yours "
+                "to keep; only optimizer-level remedies apply")
     if optimizer is not None and (missing := left_out(optimizer, model)):
         return (f"a model whose optimizer leaves out {len(missing)} of its trainable parameters "
                 f"({missing[0]}{', ...' if len(missing) > 1 else ''}): a layer re-drawn or rebuilt there "
