@@ -30,9 +30,10 @@ from torch import nn
 
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.measure.monitor.gates import KEEP_GATE, mean_keep_bias, retain
 
 #: module types whose keep gate sits at rows [H:2H] of their biases
-GATED = (nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell)
+GATED = tuple(KEEP_GATE)
 DEFAULT_BIAS = 1.0
 
 
@@ -77,18 +78,17 @@ def forget_bias(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) 
         for n in names:
             m = mods[n]
             h = m.hidden_size
-            pairs = [(p, m._parameters.get(name.replace("bias_ih", "bias_hh")))
+            pairs = [(p, getattr(m, name.replace("bias_ih", "bias_hh"), None))
                      for name, p in m.named_parameters(recurse=False) if name.startswith("bias_ih")]
             if not pairs:
                 continue
-            before[n] = round(float(torch.cat([(ih[h:2 * h] + (hh[h:2 * h] if hh is not None else 0))
-                                               for ih, hh in pairs]).mean()), 4)
+            before[n] = round(mean_keep_bias(m) or 0.0, 4)
             for ih, hh in pairs:
                 ih[h:2 * h].fill_(value)
                 if hh is not None:
                     hh[h:2 * h].zero_()
     why = (f"the keep gate (LSTM forget, GRU update) starts at bias {value:+g}: it keeps "
-           f"{torch.sigmoid(torch.tensor(value)).item():.0%} of the state per step, so the gradient "
+           f"{retain(value):.0%} of the state per step, so the gradient "
            "flows back through time and the gate can learn (Gers et al. 2000; Jozefowicz et al. 2015)")
     if not before:
         return new, Change("forget-bias", [], "no LSTM/GRU layer with biases: " + why, "advice",

@@ -71,6 +71,16 @@ def mean_keep_bias(module: Any) -> float | None:
         return float(torch.cat(parts).mean())
 
 
+def retain(bias: float) -> float:
+    """The fraction of the state a keep gate at ``bias`` keeps per step: ``sigmoid(bias)``.
+
+    Example:
+        >>> retain(0.0), retain(-800.0)
+        (0.5, 0.0)
+    """
+    return 1.0 / (1.0 + math.exp(-bias)) if bias > -700 else 0.0
+
+
 def memory_steps(bias: float) -> float:
     """Expected memory ``1 / (1 - sigmoid(bias))`` in steps (inf for a gate fully open).
 
@@ -78,7 +88,7 @@ def memory_steps(bias: float) -> float:
         >>> memory_steps(0.0), round(memory_steps(1.0), 2)
         (2.0, 3.72)
     """
-    keep = 1.0 / (1.0 + math.exp(-bias)) if bias > -700 else 0.0
+    keep = retain(bias)
     return 1.0 / (1.0 - keep) if keep < 1.0 else math.inf
 
 
@@ -112,8 +122,7 @@ def gate_memory(module: Any, layer: Any = None) -> dict | None:
     bias = mean_keep_bias(module)
     if bias is None or not math.isfinite(bias):
         return None
-    keep = 1.0 / (1.0 + math.exp(-bias)) if bias > -700 else 0.0
-    return {"gate": keep_gate(module), "bias": round(bias, 4), "retain": round(keep, 4),
+    return {"gate": keep_gate(module), "bias": round(bias, 4), "retain": round(retain(bias), 4),
             "memory_steps": round(memory_steps(bias), 4), "seq_len": seq_len(module, layer)}
 
 
@@ -132,4 +141,5 @@ def gate_biases(names: list[str], modules: list[Any]) -> dict[str, float]:
     return out
 
 
-__all__ = ["KEEP_GATE", "gate_biases", "gate_memory", "keep_gate", "mean_keep_bias", "memory_steps", "seq_len"]
+__all__ = ["KEEP_GATE", "gate_biases", "gate_memory", "keep_gate", "mean_keep_bias", "memory_steps", "retain",
+           "seq_len"]

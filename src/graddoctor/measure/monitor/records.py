@@ -159,9 +159,9 @@ class StepRecords:
             "type": "step", "step": row.step,
             "loss": v["loss"] if row.loss is not None else None,
             "skipped": bool(row.skipped or v["found_inf"] > 0),
-            "lr": float(row.lr) if row.lr is not None else None,
+            "lr": float(row.lrs[0]) if row.lrs and row.lrs[0] is not None else None,
         }
-        if row.lrs is not None:  # several param groups: each one's rate (``lr`` is the first's)
+        if len(row.lrs) > 1:  # several param groups: each one's rate (``lr`` is the first's)
             rec["lrs"] = [float(x) if x is not None else None for x in row.lrs]
         if row.grads:
             grad = rec["grad_norm"] = dict(zip(names, v["grad_norm"]))

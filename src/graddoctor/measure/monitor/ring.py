@@ -73,15 +73,14 @@ class Columns:
 class Row:
     """What the host holds of one ring row (one step); tensors stay on the device until flush."""
 
-    __slots__ = ("step", "grads", "skipped", "lr", "lrs", "loss", "present", "nonfinite", "weight_sq",
+    __slots__ = ("step", "grads", "skipped", "lrs", "loss", "present", "nonfinite", "weight_sq",
                  "update_sq", "scale", "found_inf")
 
     def __init__(self, step: int) -> None:
         self.step = step
         self.grads = True  # gradient norms written (False: the optimizer step was skipped)
         self.skipped = False
-        self.lr: Any = None
-        self.lrs: list[Any] | None = None  # every param group's rate, when there are several
+        self.lrs: list[Any] = []  # every param group's rate, in group order
         self.loss: torch.Tensor | None = None
         self.present: torch.Tensor | None = None  # per-layer present tensors, when some are missing
         self.nonfinite: torch.Tensor | None = None  # per-layer NaN/Inf value counts (CPU)

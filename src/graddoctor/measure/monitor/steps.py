@@ -79,9 +79,8 @@ class StepWriter:
         if self.schedule.weights(row.step):
             row.weight_sq = self.layers.weight_sq()
         if self.optimizer is not None:
-            lrs = [g.get("lr") for g in self.optimizer.param_groups]
-            lrs = [v.detach().clone() if isinstance(v, torch.Tensor) else v for v in lrs]
-            row.lr, row.lrs = (lrs[0] if lrs else None), (lrs if len(lrs) > 1 else None)
+            row.lrs = [v.detach().clone() if isinstance(v, torch.Tensor) else v
+                       for v in (g.get("lr") for g in self.optimizer.param_groups)]
 
     def snapshot_for(self, step: int) -> None:
         """Copy the trainable weights when step ``step`` measures its update."""

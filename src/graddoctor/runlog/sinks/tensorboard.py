@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from graddoctor.errors import InputError
+from graddoctor.runlog.read import step_lrs
 
 _PER_LAYER = ("grad_norm", "weight_norm", "update_norm", "update_ratio", "out_grad_norm")
 
@@ -70,7 +71,7 @@ class TensorBoardSink:
             for key in ("loss", "lr"):
                 if rec.get(key) is not None:
                     w.add_scalar(key, rec[key], t)
-            lrs = rec.get("lrs") or []
+            lrs = step_lrs(rec)
             for g, v in enumerate(lrs if len(lrs) > 1 else []):  # several param groups: each one's rate
                 if v is not None:
                     w.add_scalar(f"lr/group{g}", v, t)

@@ -27,6 +27,7 @@ import os
 from typing import Any
 
 from graddoctor.errors import InputError
+from graddoctor.runlog.read import step_lrs
 
 PREFIX = "graddoctor"
 _PER_LAYER = ("grad_norm", "weight_norm", "update_norm", "update_ratio", "out_grad_norm")
@@ -47,7 +48,7 @@ def step_payload(rec: dict[str, Any], histogram: Any = None) -> dict[str, Any]:
     for key in ("loss", "lr"):
         if rec.get(key) is not None:
             out[f"{PREFIX}/{key}"] = rec[key]
-    lrs = rec.get("lrs") or []
+    lrs = step_lrs(rec)
     for g, v in enumerate(lrs if len(lrs) > 1 else []):  # several param groups: each one's rate
         if v is not None:
             out[f"{PREFIX}/lr/group{g}"] = v
