@@ -27,6 +27,7 @@ from graddoctor.runlog.read import (
     carry_weights,
     is_nonfinite,
     list_runs,
+    mark_unfrozen,
     read_events,
     read_run,
     run_path,
@@ -35,5 +36,5 @@ from graddoctor.runlog.read import (
 
 __all__ = [
     "FILENAME", "FLOAT_MAPS", "VERSION", "as_float", "carry_weights", "decode_floats", "encode",
-    "is_nonfinite", "list_runs", "read_events", "read_run", "run_path", "step_lrs",
+    "is_nonfinite", "list_runs", "mark_unfrozen", "read_events", "read_run", "run_path", "step_lrs",
 ]

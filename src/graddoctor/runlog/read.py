@@ -141,6 +141,30 @@ def carry_weights(steps: list[dict]) -> list[dict]:
     return steps
 
 
+def mark_unfrozen(meta: dict, steps: list[dict]) -> dict:
+    """``meta`` with the layers frozen at attach that recorded a gradient later (a part unfrozen
+    mid-run) marked ``trainable`` again, with ``unfrozen_at`` (the first step with its gradient):
+    the rules then read them; ``meta`` itself when there is none (the meta line is written once).
+
+    Example:
+        >>> meta = {"layers": [{"name": "0", "trainable": False}, {"name": "1", "trainable": False}]}
+        >>> steps = [{"step": 1, "grad_norm": {"0": None}}, {"step": 2, "grad_norm": {"0": 0.5}}]
+        >>> mark_unfrozen(meta, steps)["layers"]
+        [{'name': '0', 'trainable': True, 'unfrozen_at': 2}, {'name': '1', 'trainable': False}]
+    """
+    frozen = {ly.get("name") for ly in meta.get("layers") or [] if ly.get("trainable", True) is False}
+    first: dict[str, Any] = {}
+    for s in steps if frozen else ():
+        for name, v in (s.get("grad_norm") or {}).items():
+            if name in frozen and name not in first and v is not None and math.isfinite(as_float(v)):
+                first[name] = s.get("step")
+    if not first:
+        return meta
+    layers = [dict(ly, trainable=True, unfrozen_at=first[ly["name"]]) if ly.get("name") in first else ly
+              for ly in meta["layers"]]
+    return dict(meta, layers=layers)
+
+
 #: one run of a file: its latest meta record, its step records and its event records
 _Run = tuple[dict, list[dict], list[dict]]
 
@@ -243,7 +267,8 @@ def _no_records(p: Path) -> str:
 
 
 def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, list[dict]]:
-    """Read a run log back: ``(meta, steps)``, weight norms carried (``carry_weights``).
+    """Read a run log back: ``(meta, steps)``, weight norms carried (``carry_weights``), layers
+    unfrozen mid-run marked trainable (``mark_unfrozen``).
 
     A truncated or corrupt last line (a killed process) is skipped. A file holding several
     runs (the same ``log_dir`` used twice, or by two watchers at once; each run has its own
@@ -273,7 +298,8 @@ def read_run(path_or_dir: str | os.PathLike, run: str = "last") -> tuple[dict, l
     """
     (meta, steps, _), n = _pick(path_or_dir, run)
     meta = dict(meta, **({"malformed": n.as_dict()} if n.lines or n.fields else {}))
-    return meta, carry_weights(sorted(steps, key=lambda s: s["step"]))
+    steps = carry_weights(sorted(steps, key=lambda s: s["step"]))
+    return mark_unfrozen(meta, steps), steps
 
 
 def list_runs(path_or_dir: str | os.PathLike) -> list[dict]:
@@ -335,5 +361,5 @@ def read_events(path_or_dir: str | os.PathLike, run: str = "last") -> list[dict]
     return sorted(events, key=lambda e: e["step"])
 
 
-__all__ = ["as_float", "carry_weights", "is_nonfinite", "list_runs", "read_events", "read_run", "run_path",
+__all__ = ["as_float", "carry_weights", "is_nonfinite", "list_runs", "mark_unfrozen", "read_events", "read_run", "run_path",
            "step_lrs"]

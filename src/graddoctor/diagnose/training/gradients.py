@@ -37,12 +37,14 @@ from graddoctor.diagnose.thresholds import (
     VANISH_ORDERS,
 )
 from graddoctor.diagnose.training.instability import loss_spikes, oversized_updates, signal_growth
+from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
     as_float,
     first_persistent,
     head_step,
+    later_dead_path,
     log10_safe,
     matrix,
     nonfinite_step,
@@ -175,9 +177,13 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
     if hit is None:
         return vanishing_through_time(meta, steps)
-    i, prof, drops = hit
+    (i, prof, drops), died = hit, None
     if head_step(prof, MIN_LAYERS) and not (prof <= LOG_FLOOR).any():  # a head above a flat body
-        return vanishing_through_time(meta, steps)
+        hit = later_dead_path(logs, i, VANISH_ORDERS, PERSIST, MIN_LAYERS)  # unless the body dies later
+        if hit is None:
+            return vanishing_through_time(meta, steps)
+        i, prof, drops = hit
+        died = ids[i]
     drop, rate, n = side_drop(prof)
     prof_ev = _profile_evidence(names, prof, drop, rate, n)
     ev = {"drop_orders": prof_ev.pop("drop_orders"), "orders_per_layer": prof_ev.pop("orders_per_layer"),
@@ -188,6 +194,8 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     affected = ev["profile_layers"][: max(1, n // 3)]
     zeros = sum(v <= LOG_FLOOR for v in ev["profile_log10"])
     ev["zero_gradient_layers"] = zeros
+    if died is not None:  # the loss since the body died: flat is harm (the policy's)
+        ev["stuck_after_settling"] = flat_since(steps, died)
     if ev["input_side_log10"] <= LOG_FLOOR:
         msg = (f"no gradient reaches the input side: {zeros} of {n} layers get exactly zero "
                f"gradient (a dead path), the output side 10^{ev['output_side_log10']:.1f} relative")

@@ -61,6 +61,7 @@ import numpy as np
 
 from graddoctor.diagnose.thresholds import MIN_LAYERS, SAT_FRAC, STALL_ORDERS, VANISH_ORDERS
 from graddoctor.diagnose.training.series import (
+    PROFILE_KINDS,
     UPDATE_FLOOR,
     as_float,
     first_persistent,
@@ -279,6 +280,13 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     return out
 
 
+def _frozen(meta: dict) -> dict:
+    """``{"frozen_weight_layers", "weight_layers"}`` when weight layers are frozen, else ``{}``."""
+    weights = [ly for ly in meta.get("layers", []) if ly.get("kind") in PROFILE_KINDS]
+    frozen = sum(ly.get("trainable", True) is False for ly in weights)
+    return {"frozen_weight_layers": frozen, "weight_layers": len(weights)} if frozen else {}
+
+
 def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
     """The loss stuck near its start early in training (sooner when the gradients say why).
 
@@ -313,7 +321,7 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "level_over_start": round(level / start, 3) if start else None,
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
           "progress_frac": PROGRESS_FRAC, "path": path,
-          "gradient_evidence": why[j] if path != "loss only" else None}
+          "gradient_evidence": why[j] if path != "loss only" else None, **_frozen(meta)}
     because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
            f"at the start, flat over the {window + persist - 1} steps before it ({persist} sliding "

@@ -4,11 +4,12 @@ Steps an AMP ``GradScaler`` skipped (``skipped: true``) are the scaler doing its
 job and are not counted; but when it skips ``MAX_SKIPPED_RUN`` steps in a row
 the gradients are non-finite at every scale, which is reported.
 
-A non-finite loss on one step only, with finite gradients and activations and finite
-losses after it, is a **warning**: the NaN never reached the weights (a bad batch the
-user's loop skipped: its loss still reaches ``w.step``), and the run went on. Anything
-more (non-finite gradients or activations, two such steps, or the last loss non-finite)
-is an error.
+A non-finite loss on one step only, with finite gradients and finite losses after it, is a
+**warning**: the NaN never reached the weights (a bad batch the user's loop skipped: its loss
+still reaches ``w.step``), and the run went on. The activations sampled on that step may be
+non-finite too (the sampled forward was that batch's: a NaN in the input); on finite weights
+the step's gradients would be finite. Anything more (non-finite gradients, non-finite
+activations without a non-finite loss, two such steps, or the last loss non-finite) is an error.
 
 Example:
     >>> steps = [{"step": 0, "loss": 1.0}, {"step": 1, "loss": float("nan")}]
@@ -86,7 +87,8 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
               "steps_used": sum(not x.get("skipped", False) for x in steps),
               "loss_nonfinite": loss_bad, "nonfinite_values": sum(counts.values()),
               "skipped_steps": sum(bool(x.get("skipped", False)) for x in steps)}
-        lone = n_bad == 1 and not counts and not acts and not last_bad
+        # activations non-finite with the loss, on the one step: the same bad batch's forward
+        lone = n_bad == 1 and not counts and (not acts or loss_bad) and not last_bad
         msg = f"non-finite values in {', '.join(where)} at step {s.get('step')}"
         if lone:
             msg += (" only: the gradients were finite and the loss after it too (a bad batch the "

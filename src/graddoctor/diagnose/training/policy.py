@@ -14,7 +14,8 @@
    has one; without harm a cause is a warning (on runs long enough to tell: ``progress.MIN_STEPS``
    losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
    over steps (evidence ``blowup_step``) or overflowed, which is harm in itself.
-3. A plateau with no gradient-flow cause names the data, the labels or the learning rate.
+3. A plateau with no gradient-flow cause names the data, the labels or the learning rate (and
+   the frozen weight layers, when there are: a part the user forgot to unfreeze learns nothing).
 
 Example:
     >>> from graddoctor.report import Finding
@@ -36,9 +37,12 @@ from graddoctor.report import Finding
 EXPLAINS = {code: ("loss-plateau", "vanishing-gradient", "stalled-layers")
             for code in ("batchnorm-eval-mode", "clip-too-tight", "post-ln-no-warmup")}
 
-NO_CAUSE = ("no gradient-flow cause in the records (gradients reach every layer at a healthy "
-            "scale): suspect the data or the labels (shuffled, noisy or unlearnable), or the "
+NO_CAUSE = ("no gradient-flow cause in the records (gradients reach every trainable layer at a "
+            "healthy scale): suspect the data or the labels (shuffled, noisy or unlearnable), or the "
             "learning rate")
+#: added to ``NO_CAUSE`` when weight layers are frozen (``frozen_weight_layers`` in the evidence)
+FROZEN = ("; {frozen_weight_layers} of {weight_layers} weight layers are frozen (requires_grad=False) and cannot learn: "
+          "unfreeze them unless that is meant (a pretrained part)")
 
 
 def _blew_up(f: Finding) -> bool:
@@ -66,10 +70,11 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
             if has_cause:
                 f = replace(f, severity="error")
             elif NO_CAUSE not in f.message:
-                f = replace(f, message=f"{f.message}; {NO_CAUSE}",
+                frozen = FROZEN.format(**f.evidence) if f.evidence.get("frozen_weight_layers") else ""
+                f = replace(f, message=f"{f.message}; {NO_CAUSE}{frozen}",
                             remedies=[r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"])
         out.append(f)
     return out
 
 
-__all__ = ["EXPLAINS", "NO_CAUSE", "apply_policy"]
+__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "apply_policy"]

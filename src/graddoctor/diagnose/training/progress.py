@@ -49,4 +49,22 @@ def loss_progress(steps: list[dict]) -> dict:
             "judged": bool(len(loss) >= MIN_STEPS and math.isfinite(ratio))}
 
 
-__all__ = ["EARLY_STEPS", "MIN_STEPS", "STUCK_FRAC", "finite_losses", "loss_progress"]
+def flat_since(steps: list[dict], step: int) -> bool:
+    """The loss has not moved since step ``step``: its level over the last ``LEVEL_STEPS`` losses is
+    at or above ``STUCK_FRAC`` of its level over the first ``LEVEL_STEPS`` from that step (at least
+    ``2 * LEVEL_STEPS`` finite losses from it; the whole run read, not the first ``EARLY_STEPS``).
+
+    Example:
+        >>> st = [{"step": t, "loss": 4.0 - t / 20 if t < 40 else 2.3} for t in range(1, 200)]
+        >>> flat_since(st, 50), flat_since(st, 1)
+        (True, False)
+    """
+    vals = [as_float(s.get("loss")) for s in used_steps(steps) if int(s.get("step", 0)) >= step]
+    loss = np.array([v for v in vals if math.isfinite(v)], dtype=float)
+    if len(loss) < 2 * LEVEL_STEPS:
+        return False
+    ref = float(np.median(loss[:LEVEL_STEPS]))
+    return bool(ref > 0 and float(np.median(loss[-LEVEL_STEPS:])) >= STUCK_FRAC * ref)
+
+
+__all__ = ["EARLY_STEPS", "MIN_STEPS", "STUCK_FRAC", "finite_losses", "flat_since", "loss_progress"]

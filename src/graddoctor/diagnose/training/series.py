@@ -193,3 +193,27 @@ def first_persistent(flags: list[bool], persist: int) -> int | None:
     if flags and len(flags) < persist and all(flags):
         return 0
     return None
+
+
+def later_dead_path(logs: np.ndarray, after: int, orders: float, persist: int, min_layers: int
+                    ) -> tuple[int, np.ndarray, list[float]] | None:
+    """The first ``persist`` rows in a row after row ``after`` of a relative-gradient profile
+    (steps x layers, log10) whose input side is ``orders`` below the output side with a layer at
+    zero gradient (below ``10^(LOG_FLOOR / 2)`` relative: nil in float32 whatever the weights'
+    norm): ``(row, median profile of those rows, every row's drop)``, or None. A body that died
+    later in the run (a learning rate that killed every ReLU), after a first profile that was only
+    a head above a flat body.
+
+    Example:
+        >>> logs = np.array([[-3.0, -3.0, -3.0, -3.0, -1.0, -1.0]] * 2 + [[-31.0] * 4 + [-1.0] * 2] * 3)
+        >>> later_dead_path(logs, 0, 2.0, 3, 4)[0]
+        2
+    """
+    drops = side_drops(logs)
+    flags = [k > after and n >= min_layers and d >= orders and bool((row < LOG_FLOOR / 2).any())
+             for k, ((d, _, n), row) in enumerate(zip(drops, logs))]
+    j = first_persistent(flags, persist)
+    if j is None:
+        return None
+    with np.errstate(all="ignore"):
+        return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]

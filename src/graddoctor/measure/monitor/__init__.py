@@ -91,7 +91,12 @@ How (and why it is cheap):
   ``w.step`` after ``opt.step()``, the loss given right after a step is that step's too
   (its micro-batch ran before the step: ``loss.backward(); if (i + 1) % acc == 0:
   opt.step(); w.step(loss)``, Accelerate's ``accumulate``). Which loop it is: learned at
-  the second step (the first closed ``acc - 1`` losses, the second ``acc``).
+  the second step (the first closed ``acc - 1`` losses, the second ``acc``). A loss given after a
+  backward the optimizer has not used yet is the next step's whatever the order (``w.step``
+  every k steps before ``opt.step()``; a batch the loop skipped joins the next step's mean).
+- Frozen parts: the updates measured are those of the parameters that train at each sampled
+  step (a part unfrozen or frozen mid-run is followed); a layer frozen at attach that records
+  gradients later reads back as trainable (``runlog.mark_unfrozen``).
 - Opt-in ``output_grads=True``: on activation-sampled steps, a tensor hook on each
   layer's output records ``||dL/d output||`` (``out_grad_norm``). Pitfalls: it sees
   the sampled micro-batch only (before accumulation, and scaled by a GradScaler),

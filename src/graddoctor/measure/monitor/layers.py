@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from graddoctor.measure import distributed as dist_
+from graddoctor.measure.monitor.optimizers import held_params, warn_foreign
 from graddoctor.measure.stats import layer_sq_norms, segment_index, update_sq_norms
 from graddoctor.modelmap import ModelMap
 from graddoctor.stack import user_level
@@ -103,10 +104,34 @@ class WatchedLayers:
         #: dtype of the per-layer statistics: float64 (squared norms up to 1e308) where available
         self.rdt = torch.float32 if self.device.type == "mps" else torch.float64
         self.index = segment_index([len(ps) for _, ps in self.groups], self.device)
+        #: the optimizer held every trainable parameter at attach (a GAN's other half: it did not)
+        self._whole = held is None
+        self._trainable(held)
+
+    def _trainable(self, held: set[int] | None) -> None:
+        """The parameters whose updates are measured: trainable ones (and held by the optimizer)."""
+        self._flags = tuple(p.requires_grad for p in self.params)
         trainable = [i for i, p in enumerate(self.params) if p.requires_grad and (held is None or id(p) in held)]
         self.train_params = [self.params[i] for i in trainable]
         self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
         self.train_layers = sorted({int(i) for i in self.train_index.tolist()})
+
+    def refresh(self, root: nn.Module, optimizer: Any) -> None:
+        """Follow ``requires_grad`` when it changed since the last call (a part unfrozen or frozen
+        mid-run): the updates of what trains now are measured, and only of that. A part unfrozen
+        but not given to an optimizer that held every trainable parameter at attach warns once
+        (``optimizers.warn_foreign``: its gradient accumulates, it never moves).
+
+        Args:
+            root: the unwrapped model (for the parameters the optimizer leaves out).
+            optimizer: the watched optimizer, or None.
+        """
+        if tuple(p.requires_grad for p in self.params) != self._flags:
+            held = held_params(optimizer, root)
+            self._trainable(held)
+            if held is not None and self._whole:  # unfrozen, not given to the optimizer: one line, once
+                self._whole = False
+                warn_foreign(optimizer, root)
 
     def local(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """The rank-local, detached part of each tensor."""

@@ -18,7 +18,7 @@ from collections import deque
 from typing import Any
 
 from graddoctor.errors import InputError
-from graddoctor.runlog import carry_weights, read_run
+from graddoctor.runlog import carry_weights, mark_unfrozen, read_run
 from graddoctor.stack import user_level
 
 
@@ -90,7 +90,8 @@ class RunOutput:
         if sink is not None and self.history.maxlen == 0 and sink.path.exists():
             meta, steps = read_run(sink.path, run=self.run_id)
             return meta, steps
-        return dict(meta or {}), carry_weights(list(self.history or []))
+        steps = carry_weights(list(self.history or []))
+        return mark_unfrozen(dict(meta or {}), steps), steps
 
     def jsonl(self) -> Any:
         """The JSONL sink, or None."""

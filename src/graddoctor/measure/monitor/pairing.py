@@ -8,6 +8,11 @@ calls ``w.step`` at the end of every micro-batch, after the conditional ``opt.st
 the two loops runs is learned at the second step: the first step closed one loss fewer than
 the second (``acc - 1`` against ``acc``); until then that loss is held. Loops that call
 ``w.step`` before ``opt.step()`` (once per step or per micro-batch) close all their losses.
+The loop's order is learned once, from the first evidence: a step that closed none taking the
+loss after it (after), or a step that closed losses followed by the next step with no loss
+between (before). A loss given when a backward ran since the last step (``FreshGrads``) is
+the next step's whatever the order: ``w.step`` every k steps before ``opt.step()``, and a
+batch the loop skipped (its loss averaged into the next step) do not shift the later losses.
 
 Skips (``StepCount``): ``scaler.update()`` since the previous ``w.step()`` with no optimizer
 step is an iteration the GradScaler skipped; micro-batches of gradient accumulation (no update)
@@ -33,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -76,12 +82,23 @@ class LossSlot:
         closed, self.pending = self.pending, None
         if closed is not None:
             row.loss = closed[0] if closed[1] == 1 else closed[0] / closed[1]
-        if closed is None or self.after is not False:
+        if self.after is not False:  # (learned before: the losses come before their steps)
             self.row, self.closed = row, closed
 
-    def add(self, loss: torch.Tensor) -> None:
-        """A loss: to the open row when it is its own, else it waits for the next row."""
-        if self.row is not None and (self.closed is None or self.after):
+    def add(self, loss: torch.Tensor, fresh: bool = False) -> None:
+        """A loss: to the open row when it is its own, else it waits for the next row.
+
+        Args:
+            loss: the loss.
+            fresh: a backward ran since the last step (``FreshGrads``): the loss is the next step's.
+        """
+        if fresh:
+            if self.row is not None and self.closed is not None and self.held is None and self.after is None:
+                self.after = False  # right after a step that closed losses: they come before the steps
+            self.pending = _plus(self.pending, loss)
+        elif self.row is not None and (self.closed is None or self.after):
+            if self.closed is None and self.after is None:
+                self.after = True  # a step that closed none took the loss given after it
             self._give(loss)
         elif self.row is not None and self.held is None:
             self.held = loss  # the first loss after a step that closed some: learned at the next row
@@ -100,6 +117,8 @@ class LossSlot:
                 self._give(held)
             else:
                 self.pending = _plus(self.pending, held)
+        elif not last and self.row is not None and self.closed is not None and self.after is None:
+            self.after = False  # a step that closed losses, then the next step with none between
         self.row = self.closed = self.held = None
 
     def flushed(self, last_step: int) -> None:
@@ -111,6 +130,51 @@ class LossSlot:
         total, n = _plus(self.closed, loss)
         self.row.loss = total if n == 1 else total / n  # type: ignore[union-attr]
         self.row = self.closed = None
+
+
+class FreshGrads:
+    """Has a backward run since the last step? Then a loss given now is the next step's.
+
+    ``mark`` (after each optimizer step, and at a step the GradScaler skipped) notes the first
+    parameter with a gradient, that gradient (a weak reference) and its version. ``fresh`` is
+    True when that parameter now holds another gradient tensor, or the same one changed more
+    than once (``zero_grad(set_to_none=False)`` zeroes it in place: one change; a backward then
+    adds into it: a second). Cleared gradients (None) or the ones the step used: not fresh. This
+    tells ``w.step(loss)`` before ``opt.step()`` from ``w.step(loss)`` after it when the loop
+    calls it only every k steps, or skips a batch, where the order of the calls alone cannot.
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.ones(2)); opt = torch.optim.SGD([p], lr=0.1)
+        >>> marks = FreshGrads(); p.grad = torch.ones(2); marks.mark(opt)
+        >>> before = marks.fresh(); p.grad = None; cleared = marks.fresh()
+        >>> p.grad = torch.ones(2); before, cleared, marks.fresh()
+        (False, False, True)
+    """
+
+    def __init__(self) -> None:
+        self.param: weakref.ref | None = None
+        self.grad: weakref.ref | None = None
+        self.version = 0
+
+    def mark(self, optimizer: Any) -> None:
+        """The gradients are used (or cleared) as they are now."""
+        params = (q for g in optimizer.param_groups for q in g["params"])
+        first = next(params, None)
+        p = first if first is None or first.grad is not None else next(
+            (q for q in params if q.grad is not None), first)
+        self.param = None if p is None else weakref.ref(p)
+        g = None if p is None else p.grad
+        self.grad, self.version = (None, 0) if g is None else (weakref.ref(g), g._version)
+
+    def fresh(self) -> bool:
+        """True when a backward ran since the last ``mark`` (False before any)."""
+        p = self.param() if self.param is not None else None
+        g = None if p is None else p.grad
+        if g is None:
+            return False
+        if self.grad is None or self.grad() is not g:
+            return True
+        return g._version > self.version + 1
 
 
 class StepCount:
@@ -216,4 +280,4 @@ class ClosureStep:
         return True
 
 
-__all__ = ["IDLE_WSTEPS", "ClosureStep", "LossSlot", "StepCount"]
+__all__ = ["IDLE_WSTEPS", "ClosureStep", "FreshGrads", "LossSlot", "StepCount"]

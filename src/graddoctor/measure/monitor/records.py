@@ -174,7 +174,8 @@ class StepRecords:
             self._last_weight = dict(zip(names, v["weight_norm"]))
             rec["weight_norm"] = dict(self._last_weight)
         if row.update_sq is not None:
-            upd = {names[i]: v["update_norm"][i] for i in self.layers.train_layers}
+            measured = self.layers.train_layers if row.update_layers is None else row.update_layers
+            upd = {names[i]: v["update_norm"][i] for i in measured}
             w = self._last_weight
             rec["update_norm"] = upd
             rec["update_ratio"] = {n: (u / w[n] if w.get(n) else (math.inf if u > 0 else 0.0))

@@ -74,7 +74,7 @@ class Row:
     """What the host holds of one ring row (one step); tensors stay on the device until flush."""
 
     __slots__ = ("step", "grads", "skipped", "lrs", "loss", "present", "nonfinite", "weight_sq",
-                 "update_sq", "scale", "found_inf")
+                 "update_sq", "update_layers", "scale", "found_inf")
 
     def __init__(self, step: int) -> None:
         self.step = step
@@ -86,6 +86,7 @@ class Row:
         self.nonfinite: torch.Tensor | None = None  # per-layer NaN/Inf value counts (CPU)
         self.weight_sq: torch.Tensor | None = None
         self.update_sq: torch.Tensor | None = None
+        self.update_layers: list[int] | None = None  # the layers ``update_sq`` measured
         self.scale: torch.Tensor | None = None  # gradient scale still to divide by (fused AMP)
         self.found_inf: torch.Tensor | None = None
 

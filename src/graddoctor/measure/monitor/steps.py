@@ -45,15 +45,19 @@ class StepWriter:
     Args:
         layers: the watched layers.
         schedule: the sampling schedule (ring size, weight and update norms).
-        optimizer: the watched optimizer (its first group's learning rate is recorded), or None.
+        optimizer: the watched optimizer (every group's learning rate is recorded), or None.
+        root: the unwrapped model (to follow a part frozen or unfrozen mid-run); None: the
+            optimizer's parameters are taken as they were at setup.
     """
 
-    def __init__(self, layers: WatchedLayers, schedule: Schedule, optimizer: Any = None) -> None:
-        self.layers, self.schedule, self.optimizer = layers, schedule, optimizer
+    def __init__(self, layers: WatchedLayers, schedule: Schedule, optimizer: Any = None,
+                 root: Any = None) -> None:
+        self.layers, self.schedule, self.optimizer, self.root = layers, schedule, optimizer, root
         self.ring = Ring(layers.local(layers.params), layers.index, layers.n_layers, schedule.flush_every,
                          layers.acc, layers.rdt)
         self.params = [layers.params[i] for i in self.ring.norms.order]  # in ring column order
         self.snapshot: list[torch.Tensor] | None = None
+        self.snapshot_layers: list[int] = []  # the layers the snapshot holds
 
     def write(self, row: Row, host_check: bool, scale: torch.Tensor | None = None,
               found_inf: torch.Tensor | None = None) -> None:
@@ -83,9 +87,13 @@ class StepWriter:
                        for v in (g.get("lr") for g in self.optimizer.param_groups)]
 
     def snapshot_for(self, step: int) -> None:
-        """Copy the trainable weights when step ``step`` measures its update."""
-        if due(step, self.schedule.update_every) and self.layers.train_params:
-            self.snapshot = self.layers.snapshot()
+        """Copy the trainable weights (trainable now: ``WatchedLayers.refresh``) when step ``step``
+        measures its update; the layers measured go with the snapshot."""
+        if not due(step, self.schedule.update_every):
+            return
+        self.layers.refresh(self.root, self.optimizer)
+        if self.layers.train_params:
+            self.snapshot, self.snapshot_layers = self.layers.snapshot(), self.layers.train_layers
 
     def write_update(self, recorded_after: bool = False) -> None:
         """The update since the snapshot into the last row; the snapshot is freed.
@@ -96,7 +104,8 @@ class StepWriter:
         """
         if self.snapshot is not None and self.ring.rows:
             if not recorded_after:
-                self.ring.rows[-1].update_sq = self.layers.update_sq(self.snapshot)
+                row = self.ring.rows[-1]
+                row.update_sq, row.update_layers = self.layers.update_sq(self.snapshot), self.snapshot_layers
             self.snapshot = None
 
 

@@ -24,7 +24,13 @@ from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import held_params, hookable_optimizer, warn_foreign
 from graddoctor.measure.monitor.output import RunOutput
-from graddoctor.measure.monitor.pairing import IDLE_WSTEPS, ClosureStep, LossSlot, StepCount
+from graddoctor.measure.monitor.pairing import (
+    IDLE_WSTEPS,
+    ClosureStep,
+    FreshGrads,
+    LossSlot,
+    StepCount,
+)
 from graddoctor.measure.monitor.records import StepRecords, meta_record
 from graddoctor.measure.monitor.ring import Row
 from graddoctor.measure.monitor.schedule import (
@@ -95,7 +101,7 @@ class Monitor:
         self._handles: list[Any] = []  # optimizer hooks
         self._step = 0
         self.losses, self._count, self._closure = LossSlot(), StepCount(scaler), ClosureStep()
-        self._gate = StepGate()  # once per optimizer step, also when torch runs the hooks twice
+        self._gate, self._used = StepGate(), FreshGrads()  # once per step (torch may run hooks twice); pairing
         self.attached, self.failed, self.fixes = False, None, []  # failed: why recording stopped; fixes: autofix's
 
     def attach(self) -> Monitor:
@@ -151,7 +157,7 @@ class Monitor:
         self.layers = layers = WatchedLayers(self.root, mm, self.mode == "sharded", held_params(self.optimizer, self.root))
         self.device = layers.device
         self._host_check = layers.device.type == "cpu"  # a host read is free on CPU, a sync elsewhere
-        self.steps = StepWriter(layers, self.schedule, self.optimizer)
+        self.steps = StepWriter(layers, self.schedule, self.optimizer, self.root)
         self.ring = self.steps.ring
         sites = [] if mm is None else mm.activations
         self._records = StepRecords(layers, [s.name for s in sites])
@@ -213,12 +219,12 @@ class Monitor:
     def _safe_post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self._gate.exit():  # (a closure that never ran: the step is recorded now, without its update)
             self._guarded(self.steps.write_update, self._closure.take())
+            self._guarded(self._used.mark, optimizer)  # the gradients it used: a loss given now is its own
 
     def _pre_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._count.stepped()
         scale, found = getattr(optimizer, "grad_scale", None), getattr(optimizer, "found_inf", None)
-        self._record(scale if isinstance(scale, torch.Tensor) else None,
-                     found if isinstance(found, torch.Tensor) else None)
+        self._record(*(v if isinstance(v, torch.Tensor) else None for v in (scale, found)))
         self.steps.snapshot_for(self._step)
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
@@ -255,8 +261,9 @@ class Monitor:
         elif self._count.wstep(self.optimizer) and self._meta is not None:
             row = self._new_row()  # the scaler skipped optimizer.step(): no gradients were used
             row.skipped, row.grads = True, False
-        if lt is not None:
-            self.losses.add(lt)
+            self._used.mark(self.optimizer)
+        if lt is not None:  # (a backward since the last step: the loss is the next step's)
+            self.losses.add(lt, self.optimizer is not None and self._used.fresh())
 
     def flush(self, keep_pending: bool = False) -> None:
         """Move the buffered rows to the host (one transfer; distributed: one all_reduce) and
@@ -272,8 +279,7 @@ class Monitor:
             return
         self.losses.flushed(rows[n - 1].step)  # (a loss held for the last row goes to it)
         block = self.ring.flush_block(n, count_nonfinite=not self._host_check, mode=self.mode)
-        steps = [row.step for row in rows[:n]]
-        records = self._records.build(rows[:n], block, *self.forwards.take(steps))
+        records = self._records.build(rows[:n], block, *self.forwards.take([row.step for row in rows[:n]]))
         self.ring.drop(n)
         if self.rank == 0:
             self.output.write_steps(records)
