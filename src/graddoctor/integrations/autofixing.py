@@ -8,7 +8,8 @@ does in a plain loop. The framework keeps training the same module and optimizer
 ``framework_watcher`` builds one, or a plain ``HookedWatcher`` with one warning line when
 autofix cannot run in this setup (``off``: e.g. several processes, whose ranks would each
 repair on their own records and drift apart). ``check_options`` turns a misspelt callback
-option into one ``InputError`` line when the callback is made, not a ``TypeError`` at fit start.
+option, or a bad autofix setting, into one ``InputError`` line when the callback is made, not a
+``TypeError`` or an internal error at fit start.
 
 Example:
     >>> import torch
@@ -26,6 +27,7 @@ import warnings
 from typing import Any
 
 from graddoctor.errors import InputError
+from graddoctor.fix.autofix.settings import SETTINGS, check_settings
 from graddoctor.fix.autofix.watcher import AutofixWatcher
 from graddoctor.fix.remedies.clip import clips_in_force
 from graddoctor.integrations.stepping import HookedWatcher
@@ -88,7 +90,8 @@ def check_options(owner: str, options: dict[str, Any], autofix: Any) -> None:
 
     Raises:
         InputError: an unknown option (the close valid ones named), an autofix option without
-            ``autofix=True``, or an argument the trainer supplies.
+            ``autofix=True`` or with a bad value (``check_every=0``), or an argument the trainer
+            supplies.
 
     Example:
         >>> check_options("GradDoctorCallback", {"flushevery": 10}, False)
@@ -103,5 +106,10 @@ def check_options(owner: str, options: dict[str, Any], autofix: Any) -> None:
             raise InputError(f"{owner}: {name!r} comes from the trainer - drop it")
         if name not in valid:
             refuse(owner, name, valid | {"log_dir", "autofix"}, every - valid)
+    if fixing:  # a bad value now, not at fit start
+        try:
+            check_settings(autofix, **{k: v for k, v in options.items() if k in SETTINGS})
+        except InputError as e:
+            raise InputError(f"{owner}: {e}") from None
 
 __all__ = ["HookedAutofixWatcher", "check_options", "framework_watcher"]

@@ -2,7 +2,8 @@
 
 Files: ``watcher`` (``AutofixWatcher``: when to act, the event log), ``actions`` (trigger, plan,
 in-place application, rollback), ``surgery`` (the optimizer rebound to the model's parameters;
-when surgery is refused). Importing this package registers ``AutofixWatcher`` with ``gd.watch``
+when surgery is refused), ``settings`` (its arguments, checked when the watcher is made).
+Importing this package registers ``AutofixWatcher`` with ``gd.watch``
 (``graddoctor.diagnose.watching`` is a lower layer and cannot import it).
 
 Example:

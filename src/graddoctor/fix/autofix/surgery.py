@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.measure.monitor.optimizers import left_out
+from graddoctor.measure.monitor.optimizers import foreign_optimizer, left_out
 
 
 def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before: set[int],
@@ -128,8 +128,10 @@ def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
     is also refused where frozen weight layers hold most of the weights next to trainable ones (``frozen_layers``:
     a frozen default-init backbone under a trainable head read as poor-init, and autofix re-drew
     the head and swapped the backbone's ReLUs: held-out accuracy fell on 3 of 3 seeds), and where
-    ``optimizer`` leaves out some of the model's trainable parameters: a re-drawn layer it does
-    not train would stay random.
+    ``optimizer`` leaves out some (or all: another model's optimizer, where a fix's new
+    parameters joined that optimizer) of the model's trainable parameters: a re-drawn layer it does
+    not train would stay random; and on a model with no trainable parameters at all (autofix
+    warns once at attach instead of watching a run it cannot change).
 
     Example:
         >>> refusal(nn.Linear(2, 2)) is None
@@ -149,10 +151,16 @@ def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
     if isinstance(model, nn.parallel.DistributedDataParallel) or dist_.mode(model) != "single":
         return ("a distributed (DDP/FSDP) model (every rank would have to change in step): only "
                 "optimizer-level remedies apply")
+    if not any(p.requires_grad for p in model.parameters()):
+        return "a model with no trainable parameters (all frozen): there is nothing to repair"
     if frozen := frozen_layers(model):
         return (f"a model whose {len(frozen)} frozen weight layers ({frozen[0]}{', ...' if len(frozen) > 1 else ''}) "
                 "hold most of its weights (a pretrained backbone, a base under adapters): that part is yours "
                 "to keep; only optimizer-level remedies apply")
+    if optimizer is not None and foreign_optimizer(optimizer, model):
+        return ("a model none of whose trainable parameters are in the optimizer (another model's optimizer, "
+                "or the master copies of a mixed-precision wrapper): a layer rebuilt there would never train; "
+                "only optimizer-level remedies apply")
     if optimizer is not None and (missing := left_out(optimizer, model)):
         return (f"a model whose optimizer leaves out {len(missing)} of its trainable parameters "
                 f"({missing[0]}{', ...' if len(missing) > 1 else ''}): a layer re-drawn or rebuilt there "

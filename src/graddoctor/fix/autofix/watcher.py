@@ -37,8 +37,10 @@ Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one
 ("graddoctor.autofix: step 40: vanishing-gradient -> relu, he-init, rezero on 39 modules;
 weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
 Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
-TorchScript models, and where the optimizer leaves out trainable parameters of the model
-(optimizer-level remedies still apply). Memory: one copy of the weights
+TorchScript models, where the optimizer leaves out trainable parameters of the model (some, or
+all: another model's optimizer), and on a model with none (optimizer-level remedies still apply;
+``surgery.refusal``). Bad settings (``check_every=0``) are one ``InputError`` line
+(``settings.check_settings``). Memory: one copy of the weights
 (the rollback point, taken at attach and refreshed in place), and a second one while a fix is
 on trial.
 
@@ -75,7 +77,6 @@ from graddoctor.fix.autofix.actions import (
     apply_fix,
     blew_up,
     causes_gone,
-    check_allowed,
     definite,
     depth_explosion,
     lower_lr,
@@ -100,6 +101,7 @@ from graddoctor.fix.autofix.judge import (
 )
 from graddoctor.fix.autofix.rollback import RollbackPoint
 from graddoctor.fix.autofix.schedules import scale_schedules
+from graddoctor.fix.autofix.settings import check_settings
 from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
 from graddoctor.fix.autofix.undo import Checkpoint, restore
 from graddoctor.fix.remedies.warmup import LinearWarmup
@@ -135,7 +137,7 @@ class AutofixWatcher(Watcher):
         seed: seed of the re-drawn weights (the user's RNG stream is not touched).
 
     Raises:
-        InputError: no optimizer, or a bad ``autofix`` value.
+        InputError: no optimizer, a bad ``autofix`` value or a bad setting (``check_every=0``).
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -145,10 +147,10 @@ class AutofixWatcher(Watcher):
         if optimizer is None:
             raise InputError("autofix needs the optimizer: gd.watch(model, optimizer=opt, autofix=True) "
                              "(a fix rebinds its param groups)")
-        self.allowed = check_allowed(autofix)
+        self.allowed = check_settings(autofix, warmup=warmup, check_every=check_every, max_fixes=max_fixes,
+                                      trial=trial, seed=seed)
         super().__init__(model, optimizer, log_dir, **kwargs)
-        self.warmup, self.check_every, self.max_fixes, self.seed = warmup, check_every, max_fixes, seed
-        self.trial = trial
+        self.warmup, self.check_every, self.max_fixes, self.seed, self.trial = warmup, check_every, max_fixes, seed, trial
         self.fixes: list[dict] = []
         self._spent = max_fixes == 0  # the last round's outcome told (or no round allowed)
         self.autofix_failed: str | None = None
