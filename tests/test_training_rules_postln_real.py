@@ -74,10 +74,17 @@ def _post_ln(report) -> list:
 @pytest.mark.slow
 @pytest.mark.parametrize("arch,d", [("zoo", 32), ("torch", 32), ("torch", 64)])
 def test_post_ln_without_warmup_stuck_at_chance_is_flagged_and_its_pre_ln_twin_is_not(arch, d):
-    stuck, stuck_steps, stuck_loss = _train(_model(arch, "post", d=d))
-    twin, twin_steps, twin_loss = _train(_model(arch, "pre", d=d))
-    # the real behaviour first: the post-LN run sits at chance, the pre-LN twin learns
-    assert stuck_loss > 2.2 and twin_loss < 1.7, (stuck_loss, twin_loss)
+    # the real behaviour first: the first seed whose post-LN run sits at chance (floating-point
+    # differences between CPUs decide which seeds escape: on one machine zoo d=32 seed 0
+    # ended at 2.013, not flagged, while seeds 1 and 2 sat at 2.305 / 2.264, flagged)
+    for seed in (0, 1, 2):
+        stuck, stuck_steps, stuck_loss = _train(_model(arch, "post", seed=seed, d=d), seed=seed)
+        if stuck_loss > 2.2:
+            break
+        assert _post_ln(stuck) == [], (seed, stuck_loss, str(stuck))  # it learned: no finding
+    assert stuck_loss > 2.2, stuck_loss
+    twin, twin_steps, twin_loss = _train(_model(arch, "pre", seed=seed, d=d), seed=seed)
+    assert twin_loss < 1.7, twin_loss  # the pre-LN twin learns
     # flat after its first fall to the class prior, which the learning twin is not
     assert flat_after_settling(stuck_steps) and not flat_after_settling(twin_steps)
     (f,) = _post_ln(stuck)
