@@ -12,6 +12,8 @@ What it measures (numbers only; ``graddoctor.diagnose.checktime.probe_rules`` tu
   through, the hook multiplies it by a power of two and keeps the exponent (``probe_scale``), so a
   10,000-layer chain is measured to the input side instead of underflowing to zero.
 - ``zero_params`` (exactly zero), those that move, what stays zero once they moved (``probe_zero``).
+- ``unreached``: off-path layers whose trainable parameters no output of the model depends on (a
+  ``.detach()``, ``torch.no_grad()``, a result thrown away): no loss trains them (``probe_reach``).
 - ``act_var``: the variance of each of those layer outputs (forward signal).
 - ``time_grad``: for a sequence (a 3-D float input to a model with RNN or
   attention layers, or the 3-D output of the first embedding), the norm of
@@ -62,6 +64,7 @@ from graddoctor.errors import InputError, ModelCallError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe_loss import main_output, own_loss, probe_loss
+from graddoctor.measure.probe_reach import cut_off
 from graddoctor.measure.probe_scale import (
     LogSquares,
     cut_nodes,
@@ -69,7 +72,7 @@ from graddoctor.measure.probe_scale import (
     rescale_exponent,
     scaled,
 )
-from graddoctor.measure.probe_zero import stationary_zeros, zero_steps
+from graddoctor.measure.probe_zero import stationary_zeros, zero_parameters, zero_steps
 from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
@@ -88,6 +91,7 @@ class ProbeResult:
     time_grad: list[float] | None = None
     jacobian: dict[str, Any] | None = None
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
+    unreached: list[str] = field(default_factory=list)  # trainable, off the path of every output (probe_reach)
     cut: list[bool] = field(default_factory=list)  # per layer: every backward path passes its output
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     # those of them that get a nonzero gradient (they move at the first step); None: not measured
@@ -250,41 +254,15 @@ def probe(
         result.grad_log10.append(a.g.log10_rms())
         result.grad_rms.append(from_log10(result.grad_log10[-1]))
         result.cut.append(a.cut)
+    by_name = {n: m for m, n in modules.items()}
+    result.unreached = cut_off({n: [q for q in by_name[n].parameters(recurse=False) if q.requires_grad]
+                                for n in result.off_path}, output_tensors(out))
     result.zero_stationary = stationary_zeros(model, example_inputs, result, steps, target, loss_fn, seed)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def zero_parameters(model: nn.Module) -> list[str]:
-    """Names of trainable multiplicative parameters that are exactly zero everywhere (one host sync).
-
-    Biases are left out: a zero bias (the usual init) does not cut a gradient.
-
-    A zero gain at the exit of a branch (``zero_init_residual``, ReZero's alpha) or a zero
-    head cuts the gradient to everything behind it at init only: the zero parameter itself
-    gets a gradient and moves at the first step.
-
-    Example:
-        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
-        >>> _ = nn.init.zeros_(net[1].weight)
-        >>> zero_parameters(net)
-        ['1.weight']
-    """
-    named = [(n, p) for n, p in model.named_parameters()
-             if p.requires_grad and p.numel() > 0 and "bias" not in n.rsplit(".", 1)[-1]]
-    if not named:
-        return []
-    with torch.no_grad():
-        try:  # one fused max-abs over every parameter
-            maxabs = list(torch._foreach_norm([p.detach() for _, p in named], float("inf")))
-        except (RuntimeError, TypeError, NotImplementedError):
-            maxabs = [p.detach().abs().amax() for _, p in named]
-        dev = maxabs[0].device
-        norms = torch.stack([m.float().to(dev) for m in maxabs]).cpu()
-    return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 
 def _unique(ts: list[torch.Tensor | None]) -> list[torch.Tensor]:

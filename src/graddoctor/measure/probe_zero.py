@@ -137,4 +137,33 @@ def stationary_zeros(model: nn.Module, example_inputs: Any, result: Any, steps: 
     return {"stationary": still, "started": started, "layers": [n for n in zero_layers if not reached[n]]}
 
 
-__all__ = ["NUDGE", "stationary_zeros", "zero_steps"]
+def zero_parameters(model: nn.Module) -> list[str]:
+    """Names of trainable multiplicative parameters that are exactly zero everywhere (one host sync).
+
+    Biases are left out: a zero bias (the usual init) does not cut a gradient.
+
+    A zero gain at the exit of a branch (``zero_init_residual``, ReZero's alpha) or a zero
+    head cuts the gradient to everything behind it at init only: the zero parameter itself
+    gets a gradient and moves at the first step.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+        >>> _ = nn.init.zeros_(net[1].weight)
+        >>> zero_parameters(net)
+        ['1.weight']
+    """
+    named = [(n, p) for n, p in model.named_parameters()
+             if p.requires_grad and p.numel() > 0 and "bias" not in n.rsplit(".", 1)[-1]]
+    if not named:
+        return []
+    with torch.no_grad():
+        try:  # one fused max-abs over every parameter
+            maxabs = list(torch._foreach_norm([p.detach() for _, p in named], float("inf")))
+        except (RuntimeError, TypeError, NotImplementedError):
+            maxabs = [p.detach().abs().amax() for _, p in named]
+        dev = maxabs[0].device
+        norms = torch.stack([m.float().to(dev) for m in maxabs]).cpu()
+    return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
+
+
+__all__ = ["NUDGE", "stationary_zeros", "zero_parameters", "zero_steps"]

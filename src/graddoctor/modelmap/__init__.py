@@ -15,6 +15,9 @@ One forward pass on the example inputs records
   layers and element-wise ops (so ``Linear -> BatchNorm -> ReLU`` gives the
   Linear a ``relu``);
 - modules called more than once (shared weights);
+- per layer, whether its data reaches an output of the model (``feeds_output``, also through
+  ``.detach()``), whether every use of its output ends in a normalisation (``scale_free``:
+  ``modelmap.scale``) and whether it is fed by buffers or parameters only (``constant_input``);
 - the depth of each layer along the forward path, as the longest (``depth``)
   and the shortest (``min_depth``) count of layers from the input: a skip
   connection shows as ``min_depth`` far below ``depth``
@@ -31,7 +34,8 @@ its activation sites are still recorded.
 The package, one file per concept: ``trace`` (the traced forward, functional
 activations), ``tags`` (the data-flow tags it follows), ``records`` (``Layer``,
 ``ActivationSite``, ``ModuleCall``), ``names`` (module names), ``views``
-(parameter groups, the layer table) and ``state`` (``restored_state``). Activation
+(parameter groups, the layer table), ``state`` (``restored_state``) and ``scale`` (which
+layers' output size the model ignores). Activation
 facts come from ``graddoctor.kinds``.
 
 Example:

@@ -85,6 +85,9 @@ class Layer:
     input_shape: tuple[int, ...] | None = None
     output_shape: tuple[int, ...] | None = None
     is_output: bool = False
+    feeds_output: bool = False  # its data flows into an output of the model (also through .detach())
+    scale_free: bool = False  # every use of its output ends in a normalisation (modelmap.scale)
+    constant_input: bool = False  # fed by buffers/parameters only, never the data (a position-bias MLP)
 
 
 @dataclass
@@ -101,6 +104,7 @@ class ActivationSite:
     is_output: bool = False
     gate: bool = False  # its output multiplies another input-derived tensor (GLU, SE, hand-made LSTM)
     after_layer: bool = False  # its input comes from the data through at least one layer
+    capped: bool = False  # c * tanh(x / c): a soft cap on logits (Gemma 2's attention), no hidden activation
 
 
 __all__ = ["PROBE_KINDS", "PROFILE_KINDS", "ActivationSite", "Layer", "ModuleCall", "layer_kind"]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import weakref
 from dataclasses import dataclass
+from functools import reduce
+from operator import or_
 from typing import Any
 
 import torch
@@ -41,6 +43,13 @@ class Tag:
         acts: activation sites applied since the last layer.
         wlo: shortest count of weight layers (norms not counted) from the input.
         whi: longest count of weight layers from the input.
+        cap: the tensor is the previous one divided by this Python number (a soft cap's ``x / c``),
+            None after any other op.
+        up: bit i set when the data of the i-th layer (order of first call) flows into the tensor,
+            also through ``.detach()`` and ``torch.no_grad()``.
+        hom: bit i set when the tensor scales with the i-th layer's output (``graddoctor.modelmap.scale``).
+        const: computed from buffers or parameters only, not from the model's input (the coordinate
+            table of SwinV2's position-bias MLP).
     """
 
     lo: int
@@ -50,6 +59,10 @@ class Tag:
     acts: frozenset = EMPTY
     wlo: int = 0
     whi: int = 0
+    cap: float | None = None
+    up: int = 0
+    hom: int = 0
+    const: bool = False
 
 
 def tag_of(x: Any) -> Tag | None:
@@ -78,6 +91,8 @@ def merge(tags: list[Tag]) -> Tag:
         frozenset().union(*(t.src for t in tags)),
         frozenset().union(*(t.acts for t in tags)),
         min(t.wlo for t in tags), max(t.whi for t in tags),
+        up=reduce(or_, (t.up for t in tags), 0), hom=reduce(or_, (t.hom for t in tags), 0),
+        const=all(t.const for t in tags),
     )
 
 

@@ -16,8 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from graddoctor import kinds
 from graddoctor.inputs import call_model, first_tensor, output_tensors
 from graddoctor.modelmap.names import module_names
 from graddoctor.modelmap.records import ActivationSite, Layer, ModuleCall, layer_kind
+from graddoctor.modelmap.scale import ScaleFlow
 from graddoctor.modelmap.state import mha_fastpath_disabled, restored_state
 from graddoctor.modelmap.tags import (
     EMPTY,
@@ -41,6 +43,7 @@ from graddoctor.modelmap.tags import (
 )
 
 _MUL_NAMES = {"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply", "addcmul", "addcmul_"}
+_DIV_NAMES = {"div", "div_", "__truediv__", "__itruediv__", "true_divide", "true_divide_", "divide"}
 
 Shape = tuple[int, ...] | None
 # what a query returns (``x.shape``, ``x.numel()``, ``x.is_floating_point()``: most calls a trace
@@ -149,6 +152,7 @@ class _Tracer:
         self.tracked = {m for m in self.names
                         if not any(True for _ in m.children()) or m in self.owners or self.act_kinds[m]}
         self.layer_by_name: dict[str, Layer] = {}
+        self.layer_index: dict[str, int] = {}
         self.site_by_name: dict[str, ActivationSite] = {}
         self.tagged: list = []  # weak references to every tensor tagged (see tags.clear_tags)
         self.stack: list[nn.Module] = []
@@ -156,6 +160,9 @@ class _Tracer:
         self.layer_calls_at_entry: list[int] = []
         self.fn_counter: dict[tuple[str, str], int] = {}
         self.call_counter: dict[nn.Module, int] = {}
+        self.scale = ScaleFlow()  # which layers' output size the model ignores (modelmap.scale)
+        self.norms = {m for m in self.owners if layer_kind(m) == "norm"}
+        self.tagged_data = False  # some floating-point input carries a tag (set by ``trace``)
 
     # ---- activations
 
@@ -179,19 +186,44 @@ class _Tracer:
         tag = input_tag(args)
         if tag is None:
             return
-        site.after_layer = site.after_layer or tag.hi > 0
+        site.after_layer = site.after_layer or (tag.hi > 0 and not tag.const)  # fed by the data through a layer
         for lname in tag.pending:
             layer = self.layer_by_name[lname]
             if layer.activation is None:
                 layer.activation, layer.activation_site = kind, name
-        set_tag(out, Tag(tag.lo, tag.hi, EMPTY, tag.src, tag.acts | {name}, tag.wlo, tag.whi), self.tagged)
+        hom = self.scale.activation(kind, tag.hom)
+        set_tag(out, Tag(tag.lo, tag.hi, EMPTY, tag.src, tag.acts | {name}, tag.wlo, tag.whi, tag.cap, tag.up, hom,
+                         tag.const), self.tagged)
 
     def on_op(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         tag = input_tag((args, kwargs))
-        if tag is not None:
-            if getattr(func, "__name__", "") in _MUL_NAMES:
-                self.mark_gates(args)
-            set_tag(out, tag, self.tagged)
+        if tag is None:
+            return
+        name, cap = getattr(func, "__name__", ""), None
+        c = float(args[1]) if len(args) == 2 and type(args[1]) in (int, float) and not kwargs else None
+        if name in _MUL_NAMES:
+            self.mark_gates(args)
+            if c is not None and tag.cap is not None:
+                self.mark_capped(tag, c)
+            elif c is not None and 0 < c < 1:
+                cap = 1 / c
+        elif name in _DIV_NAMES and c is not None and c > 1:
+            cap = c
+        inside = self.stack and (self.stack[-1] in self.norms or self.act_kinds.get(self.stack[-1]))
+        hom = tag.hom if inside else self.scale.op(name, args, kwargs, tag.hom)  # a norm's inside: as a whole
+        if cap is not None or tag.cap is not None or hom != tag.hom:
+            tag = replace(tag, cap=cap, hom=hom)
+        set_tag(out, tag, self.tagged)
+
+    def mark_capped(self, tag: Tag, c: float) -> None:
+        """``c * tanh(x / c)`` is a soft cap: the identity well inside +-c (attention logits of Gemma 2,
+        about 0.1 against a cap of 50 at init) that only bounds outliers; no hidden activation."""
+        if not math.isclose(c, tag.cap or 0.0, rel_tol=1e-6):
+            return
+        for sname in tag.acts:
+            site = self.site_by_name.get(sname)
+            if site is not None and site.family == "saturating":
+                site.capped = True
 
     def mark_gates(self, args: tuple) -> None:
         """Saturating sites whose output multiplies another input-derived tensor are gates."""
@@ -245,6 +277,7 @@ class _Tracer:
             layer = Layer(name, type(module).__name__, layer_kind(module), params,
                           sum(p.numel() for p in module.parameters(recurse=False)))
             self.layer_by_name[name] = layer
+            self.layer_index[name] = len(self.found.layers)
             self.found.layers.append(layer)
         layer.calls += 1
         layer.input_shape = layer.input_shape or in_shape
@@ -255,11 +288,21 @@ class _Tracer:
             if tag is not None:
                 layer.depth, layer.min_depth = max(layer.depth, tag.hi), tag.lo
             return
-        tin = input_tag(inputs) or Tag(0, 0)
+        tin = input_tag(inputs)
+        # no tagged input, yet floating-point ones while the data is tagged: buffers or parameters, not the
+        # data (a position-bias MLP); with integer inputs only (ids, uint8 images) nothing is tagged: no telling
+        const = tin.const if tin is not None else (self.tagged_data and any(
+            t.is_floating_point() for t in output_tensors(inputs)))
+        layer.constant_input = const if layer.calls == 1 else layer.constant_input and const
+        tin = tin or Tag(0, 0)
+        bit = 1 << self.layer_index[name]
+        up, hom = tin.up | bit, self.scale.layer(module, layer.kind, bit, tin.hom)
         if layer.kind == "norm":  # normalisation: counted in depth, transparent for "follows"
-            tag = Tag(tin.lo + 1, tin.hi + 1, tin.pending | {name}, tin.src, EMPTY, tin.wlo, tin.whi)
+            tag = Tag(tin.lo + 1, tin.hi + 1, tin.pending | {name}, tin.src, EMPTY, tin.wlo, tin.whi, up=up, hom=hom,
+                      const=const)
         else:
-            tag = Tag(tin.lo + 1, tin.hi + 1, frozenset({name}), frozenset({name}), EMPTY, tin.wlo + 1, tin.whi + 1)
+            tag = Tag(tin.lo + 1, tin.hi + 1, frozenset({name}), frozenset({name}), EMPTY, tin.wlo + 1, tin.whi + 1,
+                      up=up, hom=hom, const=const)
         layer.depth = max(layer.depth, tag.hi)
         layer.min_depth = tag.lo if layer.calls == 1 else min(layer.min_depth, tag.lo)
         set_tag(out, tag, self.tagged)
@@ -282,6 +325,12 @@ class _Tracer:
             for layer in found.layers:  # one pass (a residual stack's output tag holds every site)
                 if layer.activation_site in main.acts:
                     layer.is_output = True
+        up = 0
+        for t in tags:  # every output, not only the main one: a layer whose data reaches any
+            up |= t.up
+            self.scale.exposed |= t.hom  # an output's size is the model's
+        for i, (layer, free) in enumerate(zip(found.layers, self.scale.scale_free(len(found.layers)))):
+            layer.feeds_output, layer.scale_free = bool(up >> i & 1), free
         found.uncalled = [n for m, n in self.names.items()
                           if m in self.owners and n not in self.layer_by_name and self.act_kinds[m] is None]
         return found
@@ -318,6 +367,7 @@ def trace(model: nn.Module, example_inputs: Any) -> Trace:
                     handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
                     handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
                 inputs = tag_inputs(example_inputs, tracer.tagged)
+                tracer.tagged_data = bool(tracer.tagged)
                 with mode:
                     out = call_model(model, inputs)
             finally:

@@ -20,6 +20,10 @@ that still get no gradient once the zero weights that get one have moved (a stat
 ``graddoctor.measure.probe_zero``: a zero norm gain in front of a SwiGLU MLP). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
 vanishing next to its MLP projections: only a trend along depth counts.
+A layer whose every use ends in a normalisation (``ModelMap`` ``scale_free``: OLMo-2's branches,
+normalised before the residual add) has no size of its own: its dL/d(output) goes as 1/size, so it
+is read as dL/dy x rms(y) (``trend.size_free``) and left out of the forward-signal trend. Trainable
+layers that feed the output with no gradient back (a ``.detach()``) are ``no-gradient`` (``unreached``).
 
 Through time: orders = log10(median of the last ~10% of steps / median of the
 first ~10%) of ||dL/dx_t|| (sequences of at least ``MIN_STEPS`` steps, a threshold
@@ -39,7 +43,8 @@ from collections.abc import Sequence
 
 import torch
 
-from graddoctor.diagnose.checktime.trend import depth_trend, log10, role, trend_of_logs
+from graddoctor.diagnose.checktime.trend import depth_trend, log10, role, size_free, trend_of_logs
+from graddoctor.diagnose.checktime.unreached import no_gradient
 from graddoctor.diagnose.thresholds import MIN_STEPS
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.modelmap import ModelMap
@@ -139,7 +144,9 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     below the dtype's range and from which layer (the depth from the output where an
     unscaled backward reads exact zeros).
     """
-    logs = grad_logs(p)
+    raw = grad_logs(p)
+    free = {x.name for x in m.layers if x.scale_free}  # a norm removes their size: read dL/dy x rms(y)
+    logs = size_free(p.layers, raw, p.act_var, free) if free and len(p.act_var) == len(raw) else raw
     bad = [n for n, y in zip(p.layers, logs) if not y < math.inf]
     if bad:
         return [Finding(
@@ -170,10 +177,12 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     logs_kept = [y if y > -math.inf else log10(0.0) for _, y in kept]  # an exact zero as the floor
     evidence = {
         "orders_over_depth": round(abs(t["orders"]), 2), "orders_per_layer": round(t["rate"], 3),
-        "layers_probed": len(p.layers), "grad_log10": _log_profile(logs),
+        "layers_probed": len(p.layers), "grad_log10": _log_profile(raw),
         "rule_of_thumb": "a drop of more than 3-4 orders of magnitude = vanishing",
         "zero_gradient_input_side": len(vanished), "zero_gradient_not_yet_on_path": len(dormant),
     }
+    if free:
+        evidence["size_free_layers"] = sum(n in free for n in p.layers)  # read as dL/dy x rms(y)
     if p.jacobian:  # input-output Jacobian: RMS singular value and dispersion of s^2 (1 = isometry)
         evidence["jacobian_gain"] = p.jacobian.get("gain")
         evidence["jacobian_spread"] = p.jacobian.get("spread")
@@ -277,7 +286,13 @@ def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
             layers=bad, evidence={"non_finite_layers": len(bad), "first_non_finite": bad[0],
                                   "var_log10": _profile(p.act_var)},
             remedies=["he-init", "lsuv-init", "batchnorm", "layernorm"], step=0, reference=REF_SIGNAL)]
-    t = depth_trend(p.layers, p.act_var)
+    # an exactly constant output with live layers after it is cut by a zero weight (a zeroed norm
+    # gain), not a collapse: a collapse that underflows to zero runs to the output side
+    # and a layer whose every use ends in a normalisation has no size of its own (modelmap.scale)
+    last = max((i for i, v in enumerate(p.act_var) if v > 0), default=-1)
+    free = {x.name for x in m.layers if x.scale_free}
+    keep = [i for i, v in enumerate(p.act_var) if (v > 0 or i > last) and p.layers[i] not in free]
+    t = depth_trend([p.layers[i] for i in keep], [p.act_var[i] for i in keep])
     if t is None or (sev := _severity(t["orders"] / 2)) is None:
         return []
     std_orders = t["orders"] / 2
@@ -349,7 +364,8 @@ def _upper_median(v: Sequence[float]) -> float:
 
 
 def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) -> list[Finding]:
-    """Every probe rule: gradient flow along depth and through time, signal propagation.
+    """Every probe rule: gradient flow along depth and through time, signal propagation, layers no
+    output reaches (``no-gradient``).
 
     Args:
         p: the init probe's measurements.
@@ -359,7 +375,7 @@ def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) ->
     Returns:
         The findings, ``step=0``.
     """
-    return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m)
+    return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m) + no_gradient(p, m)
 
 
 __all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "grad_logs", "gradient_flow",

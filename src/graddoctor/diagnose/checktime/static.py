@@ -8,7 +8,9 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   (their output multiplies another input-derived tensor: GLU, squeeze-excitation,
   hand-written LSTM cells). LSTM/GRU gates run inside the kernel and are never
   seen; HF GPT-2's tanh-approximated GELU is a GELU module; ``sigmoid(alpha)`` of
-  a learned scalar and ``tanh`` of the raw input are not hidden activations.
+  a learned scalar, ``tanh`` of the raw input, a soft cap ``c * tanh(x / c)``
+  (Gemma 2's attention logits: the identity well inside +-c) and a sigmoid of an
+  MLP on a constant table (SwinV2's position bias) are not hidden activations.
   Warning when the sites are applied at least ``SATURATING_MIN`` (3) times per
   forward (a depth or a recurrence through which sigmoid' <= 1/4 compounds),
   info below.
@@ -34,7 +36,9 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   flagged (they are residual, normalised or He/Xavier-initialised). A single layer off by
   ``INIT_LAYER_ORDERS`` (1.5, a factor ~30) is flagged in any model, except
   layers followed by a normalisation, output layers and exactly-zero weights
-  (deliberate: ReZero, zero-init residual branches).
+  (deliberate: ReZero, zero-init residual branches); layers fed by buffers or
+  parameters only (SwinV2's position-bias MLP on its coordinate table) carry no
+  data signal and are not read.
   Weights that look trained (``measure.trained.looks_trained``: a checkpoint, not an init) are
   not read: their scale is what training made it, and a re-draw would lose it.
 - ``deep-without-skip``: the *shortest* input-to-output path counts more than
@@ -79,7 +83,7 @@ Rule = Callable[[ModelMap, nn.Module], list[Finding]]
 def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]:
     """Sigmoid/tanh used as hidden activations (output layers and gates excepted)."""
     sites = [s for s in m.activations
-             if s.family == "saturating" and s.after_layer and not s.is_output and not s.gate]
+             if s.family == "saturating" and s.after_layer and not s.is_output and not s.gate and not s.capped]
     if not sites:
         return []
     applied = sum(s.calls for s in sites)
@@ -144,8 +148,8 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
     plain = m.shortest_weight_path >= m.longest_weight_path - 1  # no skip connection
     rows = []  # (name, log10 gain, resets the scale, activation family)
     for x in m.layers:
-        if x.kind not in ("linear", "conv") or x.is_output or x.name not in mods:
-            continue
+        if x.kind not in ("linear", "conv") or x.is_output or x.name not in mods or x.constant_input:
+            continue  # a layer fed by a constant table (SwinV2's position-bias MLP) carries no data signal
         w = getattr(mods[x.name], "weight", None)
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or not bool(w.detach().abs().sum() > 0):
             continue

@@ -100,6 +100,24 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[b
     return {"rate": rate, "orders": rate * (n - 1 if 2 * span >= n - 1 else span), "roles": len(fits) or 1}
 
 
+def size_free(names: Sequence[str], logs: Sequence[float], act_var: Sequence[float],
+              free: set[str]) -> list[float]:
+    """log10 of dL/dy x rms(y) for the layers in ``free`` (a normalisation removes their output's size:
+    ``graddoctor.modelmap.scale``), centred on the median size of their role so that they stay
+    comparable with the other layers; the other values as they are.
+
+    Example:
+        >>> size_free(["b.0.o", "b.1.o", "b.2.o"], [0.0, -1.0, -2.0], [1e-6, 1e-4, 1e-2], {"b.0.o", "b.1.o", "b.2.o"})
+        [-1.0, -1.0, -1.0]
+    """
+    lv = {n: log10(v) for n, v in zip(names, act_var) if n in free and 0 < v < math.inf}
+    by_role: dict[str, list[float]] = {}
+    for n, v in lv.items():
+        by_role.setdefault(role(n), []).append(v)
+    mid = {r: sorted(vs)[len(vs) // 2] for r, vs in by_role.items()}
+    return [y + 0.5 * (lv[n] - mid[role(n)]) if n in lv and math.isfinite(y) else y for n, y in zip(names, logs)]
+
+
 def _slope(pts: Sequence[tuple[int, float]]) -> float:
     n = len(pts)
     mx = sum(x for x, _ in pts) / n
@@ -118,4 +136,4 @@ def _weighted_median(pairs: Sequence[tuple[float, int]]) -> float:
     return pairs[-1][0]
 
 
-__all__ = ["depth_trend", "log10", "role", "trend_of_logs"]
+__all__ = ["depth_trend", "log10", "role", "size_free", "trend_of_logs"]
