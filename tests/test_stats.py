@@ -9,6 +9,7 @@ import torch
 
 from graddoctor import kinds
 from graddoctor.measure import stats
+from graddoctor.measure.norms import TensorNorms
 
 
 def test_layer_sq_norms_match_per_tensor_norms():
@@ -137,7 +138,7 @@ def test_tensor_norms_groups_match_per_tensor_norms():
     shapes = [(300, 300), (7,), (3, 3), (7,), (7,), (3, 3), (7,), (0,), (0,), (0,), (0,), (9,)]
     ts = [torch.randn(*s, generator=g) * 10.0 ** (i - 6) for i, s in enumerate(shapes)]
     ts[2] = ts[2].t()  # non-contiguous
-    plan = stats.TensorNorms(ts)
+    plan = TensorNorms(ts)
     assert plan.order == [0, 2, 5, 11, 1, 3, 4, 6, 7, 8, 9, 10]  # fused, then the (7,) and (0,) groups
     got = plan.ordered([ts[i] for i in plan.order], torch.full((len(ts),), -1.0))
     want = [ts[i].double().norm().item() for i in plan.order]

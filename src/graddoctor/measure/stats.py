@@ -82,72 +82,6 @@ def tensor_norms(
     return torch.stack(norms) if out is None else torch.stack(norms, out=out)
 
 
-#: small tensors of one shape and dtype, at least this many, are measured with one stack + one
-#: norm along a dimension instead of a norm call each (e.g. the bias vectors of a deep MLP)
-GROUP_MIN = 4
-#: "small": at most this many elements (stacking copies them)
-GROUP_MAX_NUMEL = 4096
-
-
-class TensorNorms:
-    """The L2 norm of each tensor of a fixed list (same shapes and dtypes on every call).
-
-    Tensors are measured in ``order``: first one fused ``torch._foreach_norm`` over the
-    large (or unique) ones, then one ``stack`` + ``vector_norm(dim=1)`` per group of
-    ``GROUP_MIN`` or more small tensors of the same shape and dtype (per-tensor dispatch
-    is most of the cost of many small norms: 50 bias vectors take 83 us instead of 154 us
-    inside a training step). ``ordered(tensors, out)`` takes the tensors already in
-    ``order`` and writes ``out[j]`` = norm of ``tensors[j]``; sparse tensors fall back to
-    ``tensor_norms``.
-
-    Example:
-        >>> shapes = [(300, 300)] + [(3,)] * 4
-        >>> tn = TensorNorms([torch.zeros(s) for s in shapes])
-        >>> ts = [torch.ones(s) for s in shapes]
-        >>> tn.ordered([ts[i] for i in tn.order], torch.empty(5)).tolist()
-        [300.0, 1.7320507764816284, 1.7320507764816284, 1.7320507764816284, 1.7320507764816284]
-    """
-
-    def __init__(self, tensors: Sequence[torch.Tensor], acc: torch.dtype = torch.float32) -> None:
-        self.acc = acc
-        groups: dict[tuple, list[int]] = {}
-        for i, t in enumerate(tensors):
-            if t.numel() <= GROUP_MAX_NUMEL and t.layout == torch.strided:
-                groups.setdefault((tuple(t.shape), t.dtype), []).append(i)
-        stacked = [g for g in groups.values() if len(g) >= GROUP_MIN]
-        in_group = {i for g in stacked for i in g}
-        fused = [i for i in range(len(tensors)) if i not in in_group]
-        self.order = fused + [i for g in stacked for i in g]
-        self._n_fused = len(fused)
-        bounds, start = [], len(fused)
-        for g in stacked:
-            bounds.append((start, start + len(g)))
-            start += len(g)
-        self._groups = bounds
-
-    def views(self, out: torch.Tensor) -> list[torch.Tensor]:
-        """The slices of ``out`` that ``ordered`` writes (build once per output row)."""
-        nf = self._n_fused
-        return [out, out[:nf]] + [out[a:b] for a, b in self._groups]
-
-    def ordered(self, tensors: list[torch.Tensor], out: torch.Tensor | list[torch.Tensor]
-                ) -> torch.Tensor:
-        """Norms of ``tensors`` (listed in ``order``) into ``out`` (a row, or ``views(row)``)."""
-        outs = self.views(out) if isinstance(out, torch.Tensor) else out
-        nf = self._n_fused
-        try:
-            if nf:
-                torch.stack(torch._foreach_norm(tensors[:nf], 2, dtype=self.acc), out=outs[1])
-            for (a, b), o in zip(self._groups, outs[2:]):
-                x = torch.stack(tensors[a:b]).reshape(b - a, -1)
-                torch.linalg.vector_norm(x, 2, dim=1, dtype=self.acc, out=o)
-        except (RuntimeError, NotImplementedError, TypeError):
-            if all(t.layout == torch.strided for t in tensors):
-                raise
-            tensor_norms(tensors, self.acc, out=outs[0])
-        return outs[0]
-
-
 def tensor_sq_norms(
     tensors: Sequence[torch.Tensor], dtype: torch.dtype = torch.float32, acc: torch.dtype | None = None,
 ) -> torch.Tensor:
@@ -382,7 +316,7 @@ def histogram_counts(x: torch.Tensor, lo_hi: torch.Tensor, bins: int) -> torch.T
 
 
 __all__ = [
-    "GROUP_MAX_NUMEL", "GROUP_MIN", "MOMENTS", "TensorNorms", "dead_fractions", "dense_values",
+    "MOMENTS", "dead_fractions", "dense_values",
     "histogram_counts", "histogram_range", "layer_norms", "layer_sq_norms", "moments_to_stats", "nonfinite_counts", "round_significant",
     "segment_index", "site_moments", "tensor_norms", "tensor_sq_norms", "unit_dim", "update_sq_norms",
 ]

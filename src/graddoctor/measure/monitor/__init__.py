@@ -22,7 +22,7 @@ How (and why it is cheap):
 - Per step, the norm of every gradient tensor goes into one row of a preallocated
   ring buffer ``[flush_every, tensors]`` on the parameters' device (``ring``): one fused
   ``torch._foreach_norm`` + one ``stack``, and one ``stack`` + ``vector_norm``
-  per group of small same-shape tensors such as biases (``stats.TensorNorms``).
+  per group of small same-shape tensors such as biases (``norms.TensorNorms``).
   Everything else (per-layer sums of squares in float64, presence, loss, sampled
   weight/update norms) is kept as tensors and assembled once per flush. No host
   read of a device value in the step path (tested: hooks, ``w.step``, sampled

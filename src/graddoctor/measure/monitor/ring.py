@@ -4,7 +4,7 @@ columns per flush.
 Per step, ``Ring.write`` puts the L2 norm of every gradient tensor into one row of a
 preallocated ``[flush_every, tensors]`` buffer on the parameters' device: one fused
 ``torch._foreach_norm`` plus one stacked norm per group of small same-shape tensors
-(``stats.TensorNorms``). The rest of the step (presence, NaN/Inf counts, sampled weight and
+(``norms.TensorNorms``). The rest of the step (presence, NaN/Inf counts, sampled weight and
 update norms, loss, AMP flags) waits in its host-side ``Row`` as device tensors. At flush,
 ``Ring.flush_block`` assembles the rows into one ``[rows, Columns.width]`` block (per-layer
 sums over the tensors of each layer), all-reduces it once when distributed and takes the
@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from graddoctor.measure import distributed as dist_
-from graddoctor.measure.stats import TensorNorms, tensor_norms
+from graddoctor.measure.norms import TensorNorms
+from graddoctor.measure.stats import tensor_norms
 
 _NONE = itertools.repeat(None)  # ``any(map(operator.is_, grads, _NONE))``: is a gradient missing?
 

@@ -73,6 +73,8 @@ class StepWriter:
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)
+        if host_check and cols is None:
+            self.ring.norms.note(norms)  # float64 sums for tiny (denormal-squared) gradients
         if host_check and grads and not math.isfinite(norms.sum().item()):
             index = self.ring.col_index if cols is None else self.ring.col_index[cols]
             row.nonfinite = nonfinite_counts(grads, index, self.layers.n_layers)
