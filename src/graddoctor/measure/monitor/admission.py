@@ -18,8 +18,9 @@ from torch import nn
 from graddoctor.errors import InputError
 from graddoctor.measure.monitor.schedule import Schedule
 from graddoctor.modelmap.support import script_module, uninitialised_reason
+from graddoctor.stack import user_level
 
-_WHO = "graddoctor.measure.monitor.watcher"
+_WHO = "graddoctor.watch"  # the name users call
 
 
 def admit(model: nn.Module, root: nn.Module, schedule: Schedule, output_grads: bool) -> tuple[Schedule, bool]:
@@ -36,12 +37,12 @@ def admit(model: nn.Module, root: nn.Module, schedule: Schedule, output_grads: b
     wants = bool(schedule.activation_every or output_grads)
     if wants and isinstance(getattr(model, "_orig_mod", None), nn.Module):  # compiled
         warnings.warn(f"{_WHO}: activation statistics are off for a torch.compile'd model (module hooks "
-                      "added between compiled calls do not fire)", stacklevel=4)
+                      "added between compiled calls do not fire)", stacklevel=user_level())
         return schedule.without_activations(), False
     scripted = script_module(root)
     if wants and scripted is not None:
         warnings.warn(f"{_WHO}: activation statistics are off: {'the model' if not scripted else repr(scripted)} "
-                      "is a TorchScript module (no Python hooks) - watch the eager module for them", stacklevel=4)
+                      "is a TorchScript module (no Python hooks) - watch the eager module for them", stacklevel=user_level())
         return schedule.without_activations(), False
     return schedule, output_grads
 
