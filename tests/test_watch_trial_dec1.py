@@ -233,16 +233,13 @@ def test_a_layer_unfrozen_but_not_given_to_the_optimizer_warns_once(added):
 
 
 def test_a_compiled_models_warning_names_graddoctor_watch_and_the_users_line():
-    import warnings as _w
 
-    from torch import nn as _nn
 
-    import graddoctor as _gd
-    model = torch.compile(_nn.Sequential(_nn.Linear(4, 4), _nn.ReLU(), _nn.Linear(4, 2)))
+    model = torch.compile(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with _w.catch_warnings(record=True) as seen:
-        _w.simplefilter("always")
-        w = _gd.watch(model, opt).attach()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        w = gd.watch(model, opt).attach()
         w.detach()
     ours = [x for x in seen if "torch.compile'd model" in str(x.message)]
     assert ours and str(ours[0].message).startswith("graddoctor.watch: ")
