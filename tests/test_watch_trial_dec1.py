@@ -233,8 +233,6 @@ def test_a_layer_unfrozen_but_not_given_to_the_optimizer_warns_once(added):
 
 
 def test_a_compiled_models_warning_names_graddoctor_watch_and_the_users_line():
-
-
     model = torch.compile(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with warnings.catch_warnings(record=True) as seen:
