@@ -66,13 +66,15 @@ class TensorNorms:
         self._guard = acc == torch.float32 and all(t.device.type == "cpu" for t in tensors)
         self._rms_scale = torch.tensor([math.sqrt(max(1, tensors[i].numel())) for i in self.order])
         self._tiny: list[bool] = [False] * len(tensors)  # in order: summed in float64
-        self._split: tuple[list[int], list[int]] | None = None  # fused positions (acc, float64)
+        #: once some are tiny: per dtype (acc, float64) the fused positions, as a list and a tensor
+        self._split: list[tuple[list[int], torch.Tensor, torch.dtype]] | None = None
         self._n_fused = len(fused)
         bounds, start = [], len(fused)
         for g in stacked:
             bounds.append((start, start + len(g)))
             start += len(g)
         self._groups = bounds
+        self._group_dt = [acc] * len(bounds)  # float64 for a group holding a tiny tensor
 
     def views(self, out: torch.Tensor) -> list[torch.Tensor]:
         """The slices of ``out`` that ``ordered`` writes (build once per output row)."""
@@ -83,22 +85,24 @@ class TensorNorms:
                 ) -> torch.Tensor:
         """Norms of ``tensors`` (listed in ``order``) into ``out`` (a row, or ``views(row)``)."""
         outs = self.views(out) if isinstance(out, torch.Tensor) else out
-        nf, tiny = self._n_fused, self._tiny
+        nf = self._n_fused
         try:
             if nf and self._split is None:
                 torch.stack(torch._foreach_norm(tensors[:nf], 2, dtype=self.acc), out=outs[1])
             elif nf:
-                for idx, dt in zip(self._split, (self.acc, torch.float64)):
-                    if idx:
-                        norms = torch._foreach_norm([tensors[i] for i in idx], 2, dtype=dt)
-                        outs[1][idx] = torch.stack(norms).to(outs[1].dtype)
-            for (a, b), o in zip(self._groups, outs[2:]):
-                dt = torch.float64 if any(tiny[a:b]) else self.acc
-                o.copy_(torch.linalg.vector_norm(torch.stack(tensors[a:b]).reshape(b - a, -1), 2, dim=1, dtype=dt))
+                for idx, at, dt in self._split:
+                    norms = torch._foreach_norm([tensors[i] for i in idx], 2, dtype=dt)
+                    outs[1].index_copy_(0, at, torch.stack(norms).to(outs[1].dtype))
+            for (a, b), o, dt in zip(self._groups, outs[2:], self._group_dt):
+                x = torch.stack(tensors[a:b]).reshape(b - a, -1)
+                if dt == self.acc:
+                    torch.linalg.vector_norm(x, 2, dim=1, dtype=dt, out=o)
+                else:
+                    o.copy_(torch.linalg.vector_norm(x, 2, dim=1, dtype=dt))
         except (RuntimeError, NotImplementedError, TypeError):
             if all(t.layout == torch.strided for t in tensors):
                 raise
-            outs[0].copy_(tensor_norms(tensors, torch.float64 if any(tiny) else self.acc))
+            outs[0].copy_(tensor_norms(tensors, torch.float64 if any(self._tiny) else self.acc))
         return outs[0]
 
     def note(self, row: torch.Tensor) -> None:
@@ -106,11 +110,14 @@ class TensorNorms:
         fell below ``TINY_RMS`` have their squares summed in float64 from the next call on."""
         if not self._guard:
             return
-        tiny, nf = self._tiny, self._n_fused
-        small = ((row / self._rms_scale > 0) & (row / self._rms_scale < TINY_RMS)).tolist()
-        if any(s and not t for s, t in zip(small, tiny)):
-            self._tiny = tiny = [a or b for a, b in zip(tiny, small)]
-            self._split = ([i for i in range(nf) if not tiny[i]], [i for i in range(nf) if tiny[i]])
-
+        rms = row / self._rms_scale
+        small = ((rms > 0) & (rms < TINY_RMS)).tolist()
+        if not any(s and not t for s, t in zip(small, self._tiny)):
+            return
+        self._tiny = tiny = [a or b for a, b in zip(self._tiny, small)]
+        parts = [[i for i in range(self._n_fused) if tiny[i] == flag] for flag in (False, True)]
+        self._split = [(idx, torch.tensor(idx, dtype=torch.long), dt)
+                       for idx, dt in zip(parts, (self.acc, torch.float64)) if idx]
+        self._group_dt = [torch.float64 if any(tiny[a:b]) else self.acc for a, b in self._groups]
 
 __all__ = ["GROUP_MAX_NUMEL", "GROUP_MIN", "TINY_RMS", "TensorNorms"]

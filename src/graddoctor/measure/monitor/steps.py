@@ -38,6 +38,9 @@ from graddoctor.measure.monitor.ring import Ring, Row
 from graddoctor.measure.monitor.schedule import Schedule, due
 from graddoctor.measure.stats import nonfinite_counts
 
+#: the gradient norms are checked for tiny tensors (``TensorNorms.note``) on these steps' schedule
+TINY_EVERY = 100
+
 
 class StepWriter:
     """Writes the statistics of a training step into its ring row.
@@ -73,8 +76,8 @@ class StepWriter:
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)
-        if host_check and cols is None:
-            self.ring.norms.note(norms)  # float64 sums for tiny (denormal-squared) gradients
+        if host_check and cols is None and due(row.step, TINY_EVERY):  # float64 sums for tiny
+            self.ring.norms.note(norms)  # (denormal-squared) gradients: a look now and then
         if host_check and grads and not math.isfinite(norms.sum().item()):
             index = self.ring.col_index if cols is None else self.ring.col_index[cols]
             row.nonfinite = nonfinite_counts(grads, index, self.layers.n_layers)
