@@ -28,7 +28,8 @@ def _net():
 
 
 @pytest.mark.parametrize("setting, value", [("check_every", 0), ("warmup", "40"), ("max_fixes", -1),
-                                            ("seed", None), ("trial", 2.5), ("check_every", True)])
+                                            ("seed", None), ("trial", 2.5), ("trial", 0),
+                                            ("check_every", True)])
 def test_a_bad_autofix_setting_is_one_input_error_when_watch_is_made(setting, value):
     net = _net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)

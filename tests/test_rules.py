@@ -179,6 +179,7 @@ def test_non_finite_loss_on_one_skipped_batch_is_a_warning_not_an_error():
     steps[10]["loss"] = float("nan")
     f = non_finite(meta, steps)
     assert [(x.severity, x.step) for x in f] == [("warning", 11)] and "bad batch" in f[0].message
+    assert f[0].remedies == []  # a data problem: a lower rate or clipping would not prevent it
     steps[20]["loss"] = float("inf")  # twice: an error
     assert non_finite(meta, steps)[0].severity == "error"
     steps[20]["loss"] = 1.0

@@ -92,9 +92,10 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
         msg = f"non-finite values in {', '.join(where)} at step {s.get('step')}"
         if lone:
             msg += (" only: the gradients were finite and the loss after it too (a bad batch the "
-                    "loop skipped?); the weights never saw it")
+                    "loop skipped?); the weights never saw it: check that batch's data")
+        # a lone bad batch is a data problem: a lower rate or clipping would not have prevented it
         out.append(Finding("non-finite", "warning" if lone else "error", msg, layers + acts, ev,
-                           ["lower-lr", "clip-norm"], s.get("step"), REF))
+                           [] if lone else ["lower-lr", "clip-norm"], s.get("step"), REF))
     elif best_run >= MAX_SKIPPED_RUN:
         ev = {"consecutive_skipped_steps": best_run, "threshold": MAX_SKIPPED_RUN}
         out.append(Finding("non-finite", "error",

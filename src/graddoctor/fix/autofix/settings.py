@@ -22,7 +22,7 @@ from graddoctor.errors import InputError
 from graddoctor.fix.autofix.actions import check_allowed
 
 #: autofix's integer arguments and their smallest valid value
-SETTINGS = {"warmup": 0, "check_every": 1, "max_fixes": 0, "trial": 0, "seed": None}
+SETTINGS = {"warmup": 0, "check_every": 1, "max_fixes": 0, "trial": 1, "seed": None}
 
 
 def check_settings(autofix: Any, **settings: Any) -> tuple[str, ...] | None:

@@ -162,7 +162,7 @@ def edge_of_chaos(model: nn.Module, layers: list[str] | None,
            + f"; q* = {q:.3g} chosen for {depth} layers; predicted depth scale xi_c = "
            + ("infinite (chi = 1)" if math.isinf(scales["xi_c"]) else f"{scales['xi_c']:.0f} layers")
            + f", the variance settles within xi_q = {scales['xi_q']:.0f} layers")
-    return new, Change(ctx.remedy, done, why, "applied", details, mmap=mm)
+    return new, Change(ctx.remedy, done, why, "applied" if done else "advice", details, mmap=mm)
 
 
 def linear_part(kind: str | None) -> float | None:
@@ -246,7 +246,8 @@ def looks_linear(model: nn.Module, layers: list[str] | None,
            "scale: unbounded at init)"
            + (f"; {len(fallback)} layer(s) with odd widths or other activations drawn orthogonal"
               if fallback else ""))
-    return new, Change(ctx.remedy, mirrored + fallback, why, "applied", details, mmap=mm)
+    return new, Change(ctx.remedy, mirrored + fallback, why, "applied" if mirrored + fallback else "advice",
+                       details, mmap=mm)
 
 
 __all__ = ["edge_of_chaos", "linear_part", "looks_linear"]

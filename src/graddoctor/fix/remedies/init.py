@@ -151,7 +151,9 @@ def reinit(
                               "shrink or grow the signal (Saxe et al. 2014; Xiao et al. 2018)",
            "lsuv-init": "orthogonal weights rescaled so each layer's output has unit variance on "
                         "the example batch (Mishkin & Matas 2016)"}[scheme]
-    return new, Change(scheme, list(gains), why, "applied", details, mmap=mmap)
+    if not gains:  # every candidate layer frozen (or none found): nothing was drawn
+        why = "no trainable layer to re-initialise: " + why
+    return new, Change(scheme, list(gains), why, "applied" if gains else "advice", details, mmap=mmap)
 
 
 def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | None, float]]:
