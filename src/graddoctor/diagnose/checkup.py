@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import nn
 
+from graddoctor.diagnose.checktime.measured import drop_contradicted
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.static import static_findings
@@ -103,8 +104,8 @@ def check(
     }}
     if probe:
         p = _probe(model, example_inputs, target, loss_fn, m, jacobian_k)
-        findings += probe_findings(p, m, recurrent=recurrence(model, m))
         data["probe"] = p.to_dict()
+        findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
     data["seconds"] = round(time.perf_counter() - t0, 3)
     report = Report(findings, source="check", data=data)
     report.model_map = m  # for gd.repair: one trace per verb call

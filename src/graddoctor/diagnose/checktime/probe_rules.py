@@ -289,8 +289,11 @@ def signal_propagation(p: ProbeResult, m: ModelMap) -> list[Finding]:
     # an exactly constant output with live layers after it is cut by a zero weight (a zeroed norm
     # gain), not a collapse: a collapse that underflows to zero runs to the output side
     # and a layer whose every use ends in a normalisation has no size of its own (modelmap.scale)
-    last = max((i for i, v in enumerate(p.act_var) if v > 0), default=-1)
-    free = {x.name for x in m.layers if x.scale_free}
+    # and a layer whose weight is exactly zero at init (a zero-init residual branch's last layer,
+    # Fixup, a flow's zero-init coupling) outputs no signal by design: not a layer of the profile
+    zeroed = {n.rpartition(".")[0] for n in p.zero_params if n.rpartition(".")[2] == "weight"}
+    last = max((i for i, v in enumerate(p.act_var) if v > 0 and p.layers[i] not in zeroed), default=-1)
+    free = {x.name for x in m.layers if x.scale_free} | zeroed
     keep = [i for i, v in enumerate(p.act_var) if (v > 0 or i > last) and p.layers[i] not in free]
     t = depth_trend([p.layers[i] for i in keep], [p.act_var[i] for i in keep])
     if t is None or (sev := _severity(t["orders"] / 2)) is None:

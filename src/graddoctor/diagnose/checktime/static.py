@@ -107,8 +107,12 @@ def _fans(w: torch.Tensor, layer_type: str) -> tuple[int, int]:
     return w.shape[1] * rf, w.shape[0] * rf
 
 
-def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None) -> float:
+def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None,
+              activation_kind: str | None = None) -> float:
     """std(W) over the target std for the activation that follows (1.0 inside the accepted band).
+
+    SELU's self-normalising init is LeCun normal, std 1/sqrt(fan_in) (Klambauer et al. 2017;
+    torch's ``calculate_gain("selu")`` is 3/4 of it): its band runs from 3/4 LeCun to He.
 
     Example:
         >>> w = torch.nn.init.kaiming_normal_(torch.empty(256, 256), nonlinearity="relu")
@@ -117,6 +121,9 @@ def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None) -
     """
     fan_in, fan_out = _fans(w, layer_type)
     std = float(w.detach().float().std()) if w.numel() > 1 else 0.0
+    if activation_kind == "selu":
+        lo, hi = kinds.target_std(fan_in, "selu"), kinds.target_std(fan_in, "relu")
+        return std / lo if std < lo else std / hi if std > hi else 1.0
     if activation_family == "relu":  # He's gain sqrt(2) for the whole family
         return std / kinds.target_std(fan_in, "relu")
     lo, hi = sorted((kinds.glorot_std(fan_in, fan_out), kinds.target_std(fan_in, None)))
@@ -154,7 +161,7 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
         if not isinstance(w, torch.Tensor) or w.dim() < 2 or not bool(w.detach().abs().sum() > 0):
             continue
         site = m.site(x.activation_site) if x.activation_site else None
-        gain = init_gain(w, x.type, site.family if site else None)
+        gain = init_gain(w, x.type, site.family if site else None, site.kind if site else None)
         reset = x.name in normed
         rows.append((x.depth, x.name, math.log10(gain) if gain > 0 else -math.inf, reset,
                      site.family if site else None))
