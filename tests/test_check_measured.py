@@ -125,3 +125,28 @@ def test_pytorch_default_init_in_plain_mlps_is_still_poor_init(depth, act):
     n = f.evidence["chain_layers"]
     share = (logs[f.layers[0]] - logs[f.layers[-1]]) / (f.evidence["chain_orders"] * (n - 1) / n)
     assert share > 2 * MEASURED_SHARE
+
+
+class ODENet(nn.Module):
+    """A tanh MLP applied 20 times in Euler steps ``h + f(h) / 20`` (or, plain, ``f(h)``)."""
+
+    def __init__(self, residual: bool = True, d: int = 32, steps: int = 20) -> None:
+        super().__init__()
+        self.residual, self.steps = residual, steps
+        self.inp, self.out = nn.Linear(16, d), nn.Linear(d, 4)
+        self.f = nn.Sequential(nn.Linear(d, 64), nn.Tanh(), nn.Linear(64, d))
+
+    def forward(self, x):
+        h = self.inp(x)
+        for _ in range(self.steps):
+            h = h + self.f(h) / self.steps if self.residual else self.f(h)
+        return self.out(h)
+
+
+def test_tanh_inside_euler_steps_is_info_and_a_plain_repeat_a_warning():
+    torch.manual_seed(0)
+    x = torch.randn(32, 16)
+    ode = next(f for f in gd.check(ODENet(), x).findings if f.code == "saturating-hidden-activation")
+    assert ode.severity == "info" and "skip connections" in ode.message
+    plain = next(f for f in gd.check(ODENet(residual=False), x).findings if f.code == "saturating-hidden-activation")
+    assert plain.severity == "warning"

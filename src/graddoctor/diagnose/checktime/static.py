@@ -13,7 +13,8 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   MLP on a constant table (SwinV2's position bias) are not hidden activations.
   Warning when the sites are applied at least ``SATURATING_MIN`` (3) times per
   forward (a depth or a recurrence through which sigmoid' <= 1/4 compounds),
-  info below.
+  info below, and info when skip connections give a path of at most that many
+  weight layers past them (a Neural ODE's ``h + f(h) / n``: nothing compounds).
 - ``poor-init``: per weight layer, gain = std(W) / target, target
   ``kinds.target_std``: He sqrt(2/fan_in) before a ReLU-family activation, LeCun
   sqrt(1/fan_in) before a saturating one or none, the Glorot value
@@ -87,15 +88,22 @@ def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]
     if not sites:
         return []
     applied = sum(s.calls for s in sites)
-    sev = "warning" if applied >= SATURATING_MIN else "info"
+    # skip connections with a short path past the sites (a Neural ODE's h + f(h)/n, a residual
+    # net's branches): the gradient takes the skips, so the derivatives do not compound
+    bypassed = (m.shortest_weight_path < m.longest_weight_path - 1
+                and m.shortest_weight_path <= SATURATING_MIN)
+    sev = "warning" if applied >= SATURATING_MIN and not bypassed else "info"
     kinds = sorted({s.kind for s in sites})
     return [Finding(
         "saturating-hidden-activation", sev,
         f"{len(sites)} hidden activation site(s) use {'/'.join(kinds)}, applied {applied} time(s) per "
         "forward: their derivative is at most 1/4 (sigmoid) or 1 (tanh) and vanishes when they "
-        "saturate, so gradients shrink with depth",
+        "saturate, so gradients shrink with depth"
+        + (f" (here in branches: skip connections give a path of {m.shortest_weight_path} weight "
+           "layers past them)" if bypassed else ""),
         layers=[s.name for s in sites],
-        evidence={"sites": len(sites), "applications_per_forward": applied, "kinds": kinds},
+        evidence={"sites": len(sites), "applications_per_forward": applied, "kinds": kinds,
+                  "shortest_weight_path": m.shortest_weight_path},
         remedies=["relu", "gelu", "leaky-relu", "he-init"],
         reference="Glorot & Bengio 2010; LeCun et al. 1998 (Efficient BackProp)")]
 
