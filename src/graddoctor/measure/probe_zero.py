@@ -11,7 +11,9 @@ g = 0 - a stationary point no optimiser leaves - and its gate and up projections
 at a learning rate of ``NUDGE``), runs one forward and backward, and reports the other zero
 parameters that still get an exactly-zero gradient (``stationary``), those that now get one
 (``started``: they move at a later step), and the layers the probe read exactly zero that are still
-exactly zero (``layers``). It runs only when there is something to tell apart: zero-gradient layers,
+exactly zero (``layers``). Parameters that started are nudged in turn and the pass repeated until
+none starts (None after ``ROUNDS`` passes): with every norm gain of a Llama zeroed, the final norm moves first, then the
+blocks' input norms, while the SwiGLU branches' gains stay stationary. It runs only when there is something to tell apart: zero-gradient layers,
 zero parameters that move and zero parameters that do not. The weights are written through ``.data``
 and restored from copies (bit for bit, no version counter moves); train/eval flags, buffers and the
 RNG state are restored and ``p.grad`` is never touched, as in the probe.
@@ -48,6 +50,7 @@ from graddoctor.measure.probe_loss import probe_loss
 from graddoctor.modelmap import module_names, restored_state
 
 NUDGE = 2.0 ** -7  # the size of the first step given to each moving zero parameter (exact in any float)
+ROUNDS = 4  # nudged passes at most: each moves the zero parameters the last one started
 
 
 def zero_steps(names: Sequence[str], params: Mapping[str, torch.Tensor],
@@ -91,8 +94,33 @@ def stationary_zeros(model: nn.Module, example_inputs: Any, result: Any, steps: 
     others = [n for n in result.zero_params if n in params and n not in steps]
     if not (steps and zero_layers and others):
         return None
-    reached = dict.fromkeys(zero_layers, False)
-    mods = {m: n for m, n in module_names(model).items() if n in reached}
+    mods = {m: n for m, n in module_names(model).items() if n in zero_layers}
+    steps, started = dict(steps), []
+    for _ in range(ROUNDS):  # a zero that starts can unlock another (a zero final norm, then the blocks')
+        measured = _nudged_pass(model, example_inputs, params, steps, others, mods, target, loss_fn, seed)
+        if measured is None:
+            return None
+        grads, reached = measured
+        new = {n: g.neg().sign().to(torch.int8) for n in others
+               if (g := grads.get(id(params[n]))) is not None and bool(g.ne(0).any())}
+        if not new:
+            break
+        started += list(new)
+        steps.update(new)
+        others = [n for n in others if n not in new]
+    else:  # still unlocking after ROUNDS passes: what stays zero is not known
+        return None
+    still = [n for n in others if grads.get(id(params[n])) is not None]  # None: not on the loss's path
+    return {"stationary": still, "started": started, "layers": [n for n in zero_layers if not reached[n]]}
+
+
+def _nudged_pass(model: nn.Module, example_inputs: Any, params: dict[str, torch.Tensor],
+                 steps: Mapping[str, torch.Tensor], others: list[str], mods: dict[nn.Module, str],
+                 target: Any, loss_fn: Any, seed: int) -> tuple[dict[int, Any], dict[str, bool]] | None:
+    """One forward and backward with the ``steps`` parameters set to ``NUDGE`` x their sign (then
+    restored): (``id(t)`` -> gradient of the ``others`` and the layers' parameters, layer name ->
+    whether a nonzero gradient reached its output); None when the pass failed (warned)."""
+    reached = dict.fromkeys(mods.values(), False)
     outs: list[torch.Tensor] = []
 
     def fwd_hook(module: nn.Module, args: Any, out: Any) -> None:
@@ -122,7 +150,7 @@ def stationary_zeros(model: nn.Module, example_inputs: Any, result: Any, steps: 
             grads = dict(zip(map(id, wrt), torch.autograd.grad(loss, wrt, allow_unused=True)))
     except Exception as e:  # noqa: BLE001 - an extra measurement: the check goes on without it
         warnings.warn(f"graddoctor.check: the zero-weight pass failed ({type(e).__name__}: {e}); "
-                      "stuck zero weights are not looked for", stacklevel=2)
+                      "stuck zero weights are not looked for", stacklevel=3)
         return None
     finally:
         for h in handles:
@@ -130,11 +158,7 @@ def stationary_zeros(model: nn.Module, example_inputs: Any, result: Any, steps: 
         with torch.no_grad():
             for n, v in saved.items():
                 params[n].data.copy_(v)
-    still, started = [], []
-    for n in others:
-        if (g := grads.get(id(params[n]))) is not None:  # None: not on the loss's path
-            (started if bool(g.ne(0).any()) else still).append(n)
-    return {"stationary": still, "started": started, "layers": [n for n in zero_layers if not reached[n]]}
+    return grads, reached
 
 
 def zero_parameters(model: nn.Module) -> list[str]:
@@ -166,4 +190,4 @@ def zero_parameters(model: nn.Module) -> list[str]:
     return [n for (n, _), z in zip(named, (norms == 0).tolist()) if z]
 
 
-__all__ = ["NUDGE", "stationary_zeros", "zero_parameters", "zero_steps"]
+__all__ = ["NUDGE", "ROUNDS", "stationary_zeros", "zero_parameters", "zero_steps"]

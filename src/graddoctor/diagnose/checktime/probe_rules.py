@@ -160,7 +160,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     if stuck and (dead := [n for n, f in zip(p.layers, flags) if f == 0.0]) and any(flags):
         return [_never_moving(p, stuck, dead, logs)]
     st = p.zero_stationary  # measured only next to zero parameters that move
-    if st and st["stationary"] and st["layers"] and not st["started"] and any(flags):
+    if st and st["stationary"] and st["layers"] and any(flags):  # measured until nothing else starts
         return [_stationary(p, m, st, logs)]
     vanished, dormant = zero_gradient_layers(p.layers, flags, p.zero_params)
     skip = set(dormant)
@@ -253,8 +253,8 @@ def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[
 def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: list[float]) -> Finding:
     """Layers cut off by exactly-zero weights that still get no gradient once the zero weights that do
     get one have moved (``graddoctor.measure.probe_zero``): a stationary point, such as a zero norm gain
-    in front of a SwiGLU MLP (read to second order). Nothing else started moving either, so no later
-    step unlocks them."""
+    in front of a SwiGLU MLP (read to second order). The zeros they unlock were moved in turn until
+    none started (``started``), so no later step unlocks them."""
     still, layers = st["stationary"], st["layers"]
     shown = ", ".join(still[:4]) + (f", ... (+{len(still) - 4})" if len(still) > 4 else "")
     owners = {n.rpartition(".")[0] for n in still}
@@ -262,12 +262,12 @@ def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: lis
     return Finding(
         "vanishing-gradient", "error",
         f"{len(layers)} of {len(p.layers)} layers get exactly zero gradient, and still do once the zero "
-        f"weights that get one ({len(p.zero_params_moving or [])}) have moved: they are cut off by "
+        f"weights that get one ({len(p.zero_params_moving or []) + len(st['started'])}) have moved: they are cut off by "
         f"exactly-zero weights ({shown}) at a stationary point (a gated branch such as SwiGLU reads them "
         "only to second order), so nothing ever moves them and these layers never train - "
         "initialise those weights nonzero (a norm gain to 1)",
         layers=layers, evidence={"zero_gradient_layers": len(layers), "zero_params_stationary": still,
-                                 "zero_params_moving": p.zero_params_moving, "grad_log10": _log_profile(logs)},
+                                 "zero_params_moving": p.zero_params_moving, "zero_params_started": st["started"], "grad_log10": _log_profile(logs)},
         remedies=["he-init", "lsuv-init", "orthogonal-init"] if weights else [], step=0,
         reference=REF_VANISHING)
 
