@@ -74,7 +74,7 @@ def test_a_zero_norm_gain_in_front_of_a_swiglu_mlp_is_an_error_naming_its_projec
     assert sorted(f.layers) == ["1.gate", "1.up", "2.gate", "2.up"]
     assert f.evidence["zero_params_stationary"] == ["1.ln2.weight", "2.ln2.weight"]
     assert f.evidence["zero_params_moving"] == ["1.ln1.weight", "2.ln1.weight"]
-    assert f.remedies == []  # a norm gain: no re-init remedy touches it
+    assert f.remedies == ["norm-gain"]  # a norm gain: set to 1, no re-draw of weights that are fine
 
 
 def test_what_check_calls_stuck_never_trains_and_what_it_calls_unlocked_does():

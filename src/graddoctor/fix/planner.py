@@ -15,6 +15,7 @@ findings into *one* combination that fits together, using the model's map
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
+| ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``) | ``norm-gain`` on those norms (gain 1, weights kept) |
 | ``vanishing-gradient`` from a closed LSTM/GRU keep gate (evidence ``gate_bias``) | ``forget-bias`` on those layers (bias +1, weights kept; Jozefowicz et al. 2015), and no orthogonal re-draw when that is the only recurrent finding |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
 | ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
@@ -51,6 +52,7 @@ from graddoctor.diagnose.thresholds import BN_INSERT_MIN_BATCH
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import batch_size
 from graddoctor.fix.remedies.init import SCHEMES
+from graddoctor.fix.remedies.norm_gain import zero_gains
 from graddoctor.fix.remedies.prenorm import post_ln_blocks
 from graddoctor.fix.remedies.registry import get
 from graddoctor.modelmap import ModelMap
@@ -70,7 +72,7 @@ INITS = SCHEMES
 SKIPS = ("residual", "rezero")
 PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
-    **{i: 3 for i in INITS}, "forget-bias": 3, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
+    **{i: 3 for i in INITS}, "forget-bias": 3, "norm-gain": 3, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
     "clip-agc": 5, "lstm": 6, "lower-lr": 6, "lr-find": 6,
     "train-mode": 1, "prenorm": 4, "warmup": 5,
 }
@@ -247,6 +249,12 @@ def plan(
         add("forget-bias", "vanishing-gradient: the LSTM/GRU keep gate is closed (memory ~1 step); "
                            "start it open", {"vanishing-gradient"},
             layers=sorted({n for f in gates for n in f.layers}))
+    zero_norms = sorted({n.rpartition(".")[0] for f in by_code.get("vanishing-gradient", [])
+                         for n in f.evidence.get("zero_params_stationary", f.evidence.get("zero_params", []))}
+                        & set(zero_gains(model)))
+    if zero_norms:  # the init probe's cut: normalisation gains at exactly 0 (probe_zero)
+        add("norm-gain", f"vanishing-gradient: {len(zero_norms)} normalisation gain(s) at exactly 0 cut "
+                         "the gradient to the layers behind them", {"vanishing-gradient"}, layers=zero_norms)
     gate_only = gates and codes & rnn_trig == {"vanishing-gradient"} and len(gates) == len(by_code["vanishing-gradient"])
     if fx.rnns and codes & rnn_trig and not gate_only:
         add("orthogonal-init", f"{_list(codes & rnn_trig)}: an orthogonal recurrent matrix "

@@ -158,7 +158,7 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
     flags = [0.0 if y == -math.inf else 1.0 for y in logs]
     stuck = p.zero_params if p.zero_params and p.zero_params_moving == [] else []
     if stuck and (dead := [n for n, f in zip(p.layers, flags) if f == 0.0]) and any(flags):
-        return [_never_moving(p, stuck, dead, logs)]
+        return [_never_moving(p, m, stuck, dead, logs)]
     st = p.zero_stationary  # measured only next to zero parameters that move
     if st and st["stationary"] and st["layers"] and any(flags):  # measured until nothing else starts
         return [_stationary(p, m, st, logs)]
@@ -234,7 +234,16 @@ def _alike(p: ProbeResult, m: ModelMap, names: list[str]) -> dict[str, list]:
     return {"shapes": shapes, "chain": [cut[n] and not (n in layers and layers[n].is_output) for n in names]}
 
 
-def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[float]) -> Finding:
+def _zero_remedies(m: ModelMap, zeros: list[str]) -> list[str]:
+    """Remedies for exactly-zero parameters that never move: a re-draw of zero Linear/conv weights,
+    a gain of 1 for zero normalisation gains (``norm-gain``), both when both are there."""
+    owners = {n.rpartition(".")[0] for n in zeros}
+    kinds = {x.kind for x in m.layers if x.name in owners}
+    return (["norm-gain"] if "norm" in kinds else []) + (
+        ["he-init", "lsuv-init", "orthogonal-init"] if kinds - {"norm"} else [])
+
+
+def _never_moving(p: ProbeResult, m: ModelMap, stuck: list[str], dead: list[str], logs: list[float]) -> Finding:
     """Layers cut off by exactly-zero weights that get no gradient themselves: nothing ever
     moves them (an all-zero init; two zero factors in series, such as a zero LayerScale gain
     after a zero output projection). A lone zero gain (ReZero, zero-init residual) gets a
@@ -245,9 +254,9 @@ def _never_moving(p: ProbeResult, stuck: list[str], dead: list[str], logs: list[
         f"{len(dead)} of {len(p.layers)} layers get exactly zero gradient, cut off by exactly-zero weights "
         f"({shown}) that get no gradient either: nothing ever moves them, so these layers never train "
         "(an all-zero init, or two zero factors in series)",
-        layers=dead, evidence={"zero_gradient_layers": len(dead), "zero_params": stuck,
+        layers=dead, evidence={"zero_params": stuck, "zero_gradient_layers": len(dead),
                                "zero_params_moving": [], "grad_log10": _log_profile(logs)},
-        remedies=["he-init", "lsuv-init", "orthogonal-init"], step=0, reference=REF_VANISHING)
+        remedies=_zero_remedies(m, stuck), step=0, reference=REF_VANISHING)
 
 
 def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: list[float]) -> Finding:
@@ -257,8 +266,6 @@ def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: lis
     none started (``started``), so no later step unlocks them."""
     still, layers = st["stationary"], st["layers"]
     shown = ", ".join(still[:4]) + (f", ... (+{len(still) - 4})" if len(still) > 4 else "")
-    owners = {n.rpartition(".")[0] for n in still}
-    weights = any(x.name in owners for x in m.layers if x.kind != "norm")  # a zero Linear/conv weight
     return Finding(
         "vanishing-gradient", "error",
         f"{len(layers)} of {len(p.layers)} layers get exactly zero gradient, and still do once the zero "
@@ -268,7 +275,7 @@ def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: lis
         "initialise those weights nonzero (a norm gain to 1)",
         layers=layers, evidence={"zero_gradient_layers": len(layers), "zero_params_stationary": still,
                                  "zero_params_moving": p.zero_params_moving, "zero_params_started": st["started"], "grad_log10": _log_profile(logs)},
-        remedies=["he-init", "lsuv-init", "orthogonal-init"] if weights else [], step=0,
+        remedies=_zero_remedies(m, still), step=0,
         reference=REF_VANISHING)
 
 

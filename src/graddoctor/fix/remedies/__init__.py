@@ -41,6 +41,7 @@ from graddoctor.fix.remedies import (
     gate_bias,
     init,
     norm,
+    norm_gain,
     prenorm,
     residual,
     train_mode,
@@ -50,4 +51,4 @@ from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
 __all__ = ["REMEDIES", "Change", "Remedy", "RemedyContext", "activation", "advice", "apply", "clip",
-           "critical_init", "gate_bias", "get", "init", "norm", "prenorm", "register", "residual", "train_mode", "warmup"]
+           "critical_init", "gate_bias", "get", "init", "norm", "norm_gain", "prenorm", "register", "residual", "train_mode", "warmup"]

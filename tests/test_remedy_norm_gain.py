@@ -1,0 +1,57 @@
+"""``norm-gain``: normalisation gains at exactly 0 set to 1 (other weights kept), proposed by the
+init probe's zero-weight findings and planned by ``repair``.
+
+Before, a Llama whose RMSNorm gains were zeroed got ``he-init``/``lsuv-init``/``orthogonal-init``
+(re-draws of weights that were fine) or no remedy at all, and ``repair`` changed nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor.fix.remedies import RemedyContext
+from graddoctor.fix.remedies.norm_gain import norm_gain, zero_gains
+from test_check_zero_stationary import _llama
+
+
+def test_the_remedy_sets_only_the_zero_gains_and_keeps_everything_else():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.ReLU(), nn.Linear(8, 8), nn.BatchNorm1d(8),
+                        nn.Linear(8, 2))
+    nn.init.zeros_(net[1].weight)
+    with torch.no_grad():
+        net[4].weight.fill_(0.5)
+    new, change = norm_gain(net, None, RemedyContext("norm-gain"))
+    assert change.kind == "applied" and change.modules == ["1"]
+    assert new[1].weight.eq(1).all() and new[4].weight.eq(0.5).all()  # a nonzero gain is the user's
+    assert torch.equal(new[0].weight, net[0].weight) and net[1].weight.eq(0).all()  # a copy
+    assert norm_gain(new, None, RemedyContext("norm-gain"))[1].kind == "advice"
+    assert norm_gain(net, ["0", "4"], RemedyContext("norm-gain"))[1].kind == "advice"  # not zero norms
+
+
+def test_a_frozen_zero_gain_is_left_alone():
+    ln = nn.LayerNorm(3)
+    nn.init.zeros_(ln.weight)
+    ln.weight.requires_grad_(False)
+    assert zero_gains(ln) == []
+
+
+@pytest.mark.parametrize("zero", ["blocks", "all"])
+def test_a_llama_with_zero_norm_gains_is_repaired_by_norm_gain(zero):
+    model, batch = _llama(zero)
+    report = gd.check(model, batch)
+    (f,) = report.by_code("vanishing-gradient")
+    assert f.remedies == ["norm-gain"], str(report)
+    result = gd.repair(model, report, batch)
+    change = next(c for c in result.changes if c.remedy == "norm-gain")
+    stationary = {n.rpartition(".")[0] for n in f.evidence["zero_params_stationary"]}
+    assert change.kind == "applied" and set(change.modules) == stationary
+    assert [c.remedy for c in result.changes if c.kind == "applied"] == ["norm-gain"]  # nothing re-drawn
+    before = dict(model.named_parameters())
+    for n, p in result.model.named_parameters():
+        if n.rpartition(".")[0] not in stationary:
+            assert torch.equal(p, before[n]), n
+    assert "vanishing-gradient" not in gd.check(result.model, batch).codes
