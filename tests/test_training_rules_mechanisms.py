@@ -121,9 +121,18 @@ def test_post_ln_blocks_are_told_from_pre_ln_on_real_models():
     def grads(i, s, fall):
         return {k: 1.0 if i < 20 else fall for k in s["grad_norm"]}
 
-    stuck = [dict(s, loss=1.386, grad_norm=grads(i, s, 0.5)) for i, s in enumerate(steps_post)]
+    def sized(s, ratio):  # the sampled update/weight ratios set to ``ratio``
+        return {k: ratio for k in s["update_ratio"]} if "update_ratio" in s else None
+
+    # full-size first steps (2% of the weights, as Adam at 1e-2 on the suites' stuck faults)
+    stuck = [{**s, "loss": 1.386, "grad_norm": grads(i, s, 0.5),
+              **({"update_ratio": sized(s, 0.02)} if "update_ratio" in s else {})} for i, s in enumerate(steps_post)]
     f = post_ln_no_warmup(meta_post, stuck)[0]
-    assert abs(f.evidence["grad_norm_fall"] - 0.5) < 1e-6
+    assert abs(f.evidence["grad_norm_fall"] - 0.5) < 1e-6 and f.evidence["first_update_ratio"] == 0.02
+    # the same run with small steps (0.2% of the weights: a tiny BERT at AdamW 5e-5) is flat
+    # because its rate is small; a warm-up is the wrong advice
+    small = [{**s, **({"update_ratio": sized(s, 0.002)} if "update_ratio" in s else {})} for s in stuck]
+    assert post_ln_no_warmup(meta_post, small) == []
     # stuck with the gradient holding up: a plateau the net is working through, no finding
     held = [dict(s, grad_norm=grads(i, s, 1.1)) for i, s in enumerate(stuck)]
     assert post_ln_no_warmup(meta_post, held) == []

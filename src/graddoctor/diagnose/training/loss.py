@@ -61,10 +61,12 @@ import numpy as np
 
 from graddoctor.diagnose.thresholds import MIN_LAYERS, SAT_FRAC, STALL_ORDERS, VANISH_ORDERS
 from graddoctor.diagnose.training.series import (
+    LOG_FLOOR,
     PROFILE_KINDS,
     UPDATE_FLOOR,
     as_float,
     first_persistent,
+    head_step,
     log10_safe,
     matrix,
     profile_layers,
@@ -257,7 +259,10 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     last_u, saturated = None, False
     for i, s in enumerate(steps):
         drop, _, n = side_drop(rel[i]) if names else (math.nan, math.nan, 0)
-        down = down + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS else 0
+        # a head above a flat body (a pooler + classifier on an encoder) is no decay with depth:
+        # the vanishing-gradient rule's own exception (series.head_step)
+        head = drop >= VANISH_ORDERS and head_step(rel[i], MIN_LAYERS) and not (rel[i] <= LOG_FLOOR).any()
+        down = down + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS and not head else 0
         up = up + 1 if n >= MIN_LAYERS and drop <= -VANISH_ORDERS else 0
         if names and np.isfinite(u[i]).any():
             last_u = log10_safe(u[i], UPDATE_FLOOR)

@@ -25,6 +25,12 @@ learning-rate warm-up (or pre-LN blocks) avoids (Xiong et al. 2020, sec. 3; Liu 
   (zoo Transformer, 8 blocks, Adam 1e-2; nn.TransformerEncoder 6 layers d=64, Adam 1e-2);
   healthy 2-layer BERT / DistilBERT (AdamW 1e-4 / 2e-4, no warm-up) on a task whose loss
   sits at ln 2 for 100 steps before it falls to 0 stay at 1.0-1.3;
+- **full-size steps**: the first recorded steps moved the weights by at least ``MIN_STEP`` of
+  their size (the largest median update/weight ratio over the body, steps 1-4; Adam's first step
+  is lr / rms(w)). Measured: the stuck faults of both training suites start at 0.018-0.13
+  (lr 2e-3 .. 1e-2); a tiny BERT at AdamW 5e-5 (the HF default) starts at 0.0025: its loss is
+  flat because its steps are small, and a warm-up (a smaller rate still) is the wrong advice.
+  Runs that record no update sizes (no optimizer given) are judged without this point;
 - **and it stays stuck**: a run whose loss later falls below ``LATE_FALL`` of its early level
   left the plateau - a slow start, not this fault: a tiny BART on sequence reversal (AdamW
   1e-3, no warm-up: 4.11 at step 100, 0.50 at step 300); a 2-layer BERT masked LM on a bigram
@@ -46,6 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graddoctor.diagnose.training.instability import median_update_ratios
 from graddoctor.diagnose.training.progress import (
     EARLY_STEPS,
     MIN_STEPS,
@@ -64,6 +71,10 @@ SETTLE_STEPS = 20
 GRAD_FALL = 0.8
 #: a loss that later falls below this fraction of its early level has left the plateau
 LATE_FALL = 0.9
+#: the first steps' median update/weight ratio from which they are full-size steps
+MIN_STEP = 0.01
+#: the steps read for it
+FIRST_STEPS = 4
 
 REF = ("Xiong et al. 2020 (ICML, On Layer Normalization in the Transformer Architecture, sec. 3); "
        "Liu et al. 2020 (EMNLP, Understanding the Difficulty of Training Transformers, sec. 3)")
@@ -147,6 +158,20 @@ def gradient_fall(steps: list[dict]) -> float:
     return float(np.median(norms[-10:])) / first if first > 0 else float("nan")
 
 
+def first_step_size(meta: dict, steps: list[dict]) -> float:
+    """The largest median update/weight ratio of the body over steps 1..``FIRST_STEPS`` (nan when
+    none was recorded).
+
+    Example:
+        >>> meta = {"layers": [{"name": "a", "kind": "linear"}, {"name": "b", "kind": "linear"}]}
+        >>> first_step_size(meta, [{"step": 1, "update_ratio": {"a": 0.02, "b": 0.04}}])
+        0.03
+    """
+    t, med = median_update_ratios(meta, steps, body=True)
+    first = [m for s, m in zip(t, med) if s <= FIRST_STEPS and np.isfinite(m)]
+    return float(max(first)) if first else float("nan")
+
+
 def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
     """Post-LN blocks, no LR warm-up, and a loss that has not moved.
 
@@ -162,6 +187,9 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
     lr = lr[np.isfinite(lr)]
     if not len(lr) or lr.max() <= 0 or lr[0] < RAMP_FRAC * lr.max():
         return []
+    step_size = first_step_size(meta, steps)
+    if step_size < MIN_STEP:  # nan (no update sizes recorded) passes: judged without it
+        return []
     prog = loss_progress(steps)
     if not (prog["stuck"] or flat_after_settling(steps)):
         return []
@@ -175,7 +203,7 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
           "lr_max_early": float(lr.max()), "loss_start": round(prog["start"], 4),
           "loss_stuck_from_start": prog["stuck"], "stuck_after_settling": not prog["stuck"],
           "loss_level": round(prog["level"], 4), "level_over_start": round(prog["ratio"], 3),
-          "grad_norm_fall": round(fall, 3)}
+          "grad_norm_fall": round(fall, 3), "first_update_ratio": round(step_size, 4)}
     msg = (f"{len(post)} of {len(order)} Transformer blocks are post-LN (the attention runs before "
            f"the norm) and the learning rate starts at its full value {lr[0]:.3g} with no warm-up; "
            f"the loss has not moved ({prog['level']:.4g} vs {prog['start']:.4g} at the start) and the "
@@ -184,5 +212,6 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
     return [Finding("post-ln-no-warmup", "error", msg, post, ev, ["warmup", "prenorm"], first, REF)]
 
 
-__all__ = ["GRAD_FALL", "LATE_FALL", "RAMP_FRAC", "SETTLE_STEPS", "block_norm_order", "flat_after_settling", "gradient_fall",
+__all__ = ["FIRST_STEPS", "GRAD_FALL", "LATE_FALL", "MIN_STEP", "RAMP_FRAC", "SETTLE_STEPS", "block_norm_order",
+           "first_step_size", "flat_after_settling", "gradient_fall",
            "post_ln_no_warmup"]
