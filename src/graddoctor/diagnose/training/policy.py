@@ -3,7 +3,8 @@
 ``apply_policy(findings, steps)``, run by ``training_findings`` after the rules:
 
 1. A mechanism finding (``batchnorm-eval-mode``, ``clip-too-tight``, ``post-ln-no-warmup``)
-   explains the plateau and the weak gradients of its run: ``loss-plateau``,
+   explains the plateau (not a clip whose steps did not shrink: evidence ``steps_shrunk`` False,
+   whose severity stays its rule's) and the weak gradients of its run: ``loss-plateau``,
    ``vanishing-gradient`` and ``stalled-layers`` are dropped when one is present (their
    remedies would treat the symptom: a norm insertion for a net whose BatchNorm is in eval
    mode, he-init for a post-LN Transformer that needs a warm-up).
@@ -51,7 +52,8 @@ def _blew_up(f: Finding) -> bool:
 
 def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     """The findings after the three steps of the module docstring (a new list)."""
-    codes = {f.code for f in findings}
+    # a clip whose steps did not shrink (an adaptive optimizer rescaled them) explains nothing
+    codes = {f.code for f in findings if f.evidence.get("steps_shrunk") is not False}
     drop = {c for m, cs in EXPLAINS.items() if m in codes for c in cs}
     kept = [f for f in findings if f.code not in drop]
     plateau = next((f for f in kept if f.code == "loss-plateau"), None)
@@ -62,7 +64,9 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     judged = harm or prog["judged"]  # too short a run to say: each rule's own severity stands
     out = []
     for f in kept:
-        if f.code in GRADIENT_FLOW_CODES and not _blew_up(f) and judged:
+        if f.evidence.get("steps_shrunk") is False:
+            pass  # its rule's own severity (info unless the loss is stuck)
+        elif f.code in GRADIENT_FLOW_CODES and not _blew_up(f) and judged:
             f = replace(f, severity=HARM_SEVERITY[harm])
         elif f.code == "loss-plateau":
             why = f.evidence.get("gradient_evidence")
