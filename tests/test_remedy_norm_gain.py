@@ -16,6 +16,8 @@ from graddoctor.fix.remedies import RemedyContext
 from graddoctor.fix.remedies.norm_gain import norm_gain, zero_gains
 from test_check_zero_stationary import _llama
 
+transformers = pytest.importorskip("transformers")
+
 
 def test_the_remedy_sets_only_the_zero_gains_and_keeps_everything_else():
     torch.manual_seed(0)
@@ -55,3 +57,43 @@ def test_a_llama_with_zero_norm_gains_is_repaired_by_norm_gain(zero):
         if n.rpartition(".")[0] not in stationary:
             assert torch.equal(p, before[n]), n
     assert "vanishing-gradient" not in gd.check(result.model, batch).codes
+
+
+def _bert(zero_ln: bool):
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    m = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=32, num_labels=2))
+    if zero_ln:
+        with torch.no_grad():
+            for n, p in m.named_parameters():
+                if "LayerNorm.weight" in n:
+                    p.zero_()
+    ids = torch.randint(0, 100, (64, 16), generator=torch.Generator().manual_seed(1))
+    return m, {"input_ids": ids, "labels": (ids[:, 0] > 50).long()}
+
+
+def test_a_bert_with_zero_layernorm_gains_gets_norm_gain_only_and_trains():
+    """Before: a ReLU swap of the pooler, a He re-draw of every Linear and a manual 'residual'
+    on a BERT (whose gains stayed 0); its loss stayed at ln 2."""
+    model, batch = _bert(zero_ln=True)
+    result = gd.repair(model, gd.check(model, batch), batch)
+    assert [(c.remedy, c.kind) for c in result.changes] == [("norm-gain", "applied")]
+    new = result.model
+    assert all(float(p.min()) == 1.0 for n, p in new.named_parameters() if "LayerNorm.weight" in n)
+    opt = torch.optim.Adam(new.parameters(), 1e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        loss = new(**batch).loss
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5  # ln 2 = 0.69 before the repair, and stuck there
+
+
+def test_a_healthy_bert_is_left_alone_by_repair():
+    """check's only finding is an info (the pooler's tanh, applied once): no fault, no remedy."""
+    model, batch = _bert(zero_ln=False)
+    report = gd.check(model, batch)
+    assert {f.severity for f in report.findings} <= {"info"}
+    assert gd.repair(model, report, batch).changes == []

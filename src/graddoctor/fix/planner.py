@@ -2,7 +2,9 @@
 
 Each finding carries its own ranked ``remedies``; the planner turns the set of
 findings into *one* combination that fits together, using the model's map
-(activation families, depth, skip paths, norms, batch size):
+(activation families, depth, skip paths, norms, batch size). Findings of severity info are
+no fault and get nothing (a healthy BERT's pooler tanh used to get a ReLU swap and a He re-draw
+of every Linear):
 
 | findings | plan |
 |---|---|
@@ -147,13 +149,25 @@ def plan(
         optimizer: given, clipping is applied rather than advised.
         mmap: the ``ModelMap`` of ``model`` on ``example_inputs``, if already built.
     """
-    findings = report.findings if isinstance(report, Report) else list(report)
+    # info findings are no fault (a BERT's pooler tanh, applied once): nothing to repair for them
+    findings = [f for f in (report.findings if isinstance(report, Report) else list(report)) if f.severity != "info"]
+    # the init probe's cut by normalisation gains at exactly 0 (probe_zero): their gain back to 1
+    # is the whole fix, so those findings ask for no swap, re-draw or skip
+    zero = set(zero_gains(model))
+    cut = {id(f): {n.rpartition(".")[0] for n in _zero_params(f)} & zero
+           for f in findings if f.code == "vanishing-gradient"}
+    zero_norms = sorted(set().union(*cut.values())) if cut else []
+    findings = [f for f in findings if not cut.get(id(f))]
     by_code: dict[str, list[Finding]] = {}
     for f in findings:
         by_code.setdefault(f.code, []).append(f)
     codes = set(by_code)
     fx = facts(model, example_inputs, mmap)
     steps: dict[str, PlanStep] = {}
+    if zero_norms:
+        steps["norm-gain"] = PlanStep("norm-gain", f"vanishing-gradient: {len(zero_norms)} normalisation gain(s) at "
+                                      "exactly 0 cut the gradient to the layers behind them",
+                                      ["vanishing-gradient"], {"layers": zero_norms})
 
     def ranked(cands: tuple[str, ...], triggers: set[str], default: str) -> str:
         for c in sorted(triggers & codes):
@@ -249,12 +263,6 @@ def plan(
         add("forget-bias", "vanishing-gradient: the LSTM/GRU keep gate is closed (memory ~1 step); "
                            "start it open", {"vanishing-gradient"},
             layers=sorted({n for f in gates for n in f.layers}))
-    zero_norms = sorted({n.rpartition(".")[0] for f in by_code.get("vanishing-gradient", [])
-                         for n in f.evidence.get("zero_params_stationary", f.evidence.get("zero_params", []))}
-                        & set(zero_gains(model)))
-    if zero_norms:  # the init probe's cut: normalisation gains at exactly 0 (probe_zero)
-        add("norm-gain", f"vanishing-gradient: {len(zero_norms)} normalisation gain(s) at exactly 0 cut "
-                         "the gradient to the layers behind them", {"vanishing-gradient"}, layers=zero_norms)
     gate_only = gates and codes & rnn_trig == {"vanishing-gradient"} and len(gates) == len(by_code["vanishing-gradient"])
     if fx.rnns and codes & rnn_trig and not gate_only:
         add("orthogonal-init", f"{_list(codes & rnn_trig)}: an orthogonal recurrent matrix "
@@ -285,6 +293,11 @@ def plan(
                        "to fix; the learning rate is the next suspect",
             {"loss-plateau", "stalled-layers"})
     return sorted(steps.values(), key=lambda s: PHASES[s.remedy])
+
+
+def _zero_params(f: Finding) -> list[str]:
+    """The exactly-zero parameters that cut a check-time vanishing gradient (its evidence)."""
+    return list(f.evidence.get("zero_params_stationary", f.evidence.get("zero_params", [])) or [])
 
 
 def plan_from_ids(ids: list[str]) -> list[PlanStep]:
