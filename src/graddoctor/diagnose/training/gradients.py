@@ -42,6 +42,7 @@ from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
     as_float,
+    dead_body,
     first_persistent,
     head_step,
     later_dead_path,
@@ -175,9 +176,10 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     """
     names, ids, logs = relative_gradient(meta, steps)
     hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
-    if hit is None:
+    cut = dead_body(logs, MIN_LAYERS) if hit is None else None  # a cut above the whole body
+    if hit is None and cut is None:
         return vanishing_through_time(meta, steps)
-    (i, prof, drops), died = hit, None
+    (i, prof, drops), died = hit or cut, None if cut is None else ids[cut[0]]
     if head_step(prof, MIN_LAYERS) and not (prof <= LOG_FLOOR).any():  # a head above a flat body
         hit = later_dead_path(logs, i, VANISH_ORDERS, PERSIST, MIN_LAYERS)  # unless the body dies later
         if hit is None:
@@ -197,8 +199,10 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     if died is not None:  # the loss since the body died: flat is harm (the policy's)
         ev["stuck_after_settling"] = flat_since(steps, died)
     if ev["input_side_log10"] <= LOG_FLOOR:
+        top = float(np.nanmax(prof))  # a cut above the body leaves the output side's median at zero
         msg = (f"no gradient reaches the input side: {zeros} of {n} layers get exactly zero "
-               f"gradient (a dead path), the output side 10^{ev['output_side_log10']:.1f} relative")
+               f"gradient (a dead path), the output side 10^{max(ev['output_side_log10'], top):.1f} relative"
+               + (f" (since step {died}: a zeroed norm gain or weight cuts the whole body)" if cut else ""))
     else:
         msg = (
             f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input "

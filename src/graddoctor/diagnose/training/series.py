@@ -217,3 +217,36 @@ def later_dead_path(logs: np.ndarray, after: int, orders: float, persist: int, m
         return None
     with np.errstate(all="ignore"):
         return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]
+
+
+#: rows in a row a body must get exactly zero gradient (``dead_body``): a zero-init gain (ReZero)
+#: cuts its branches at the first step only
+DEAD_ROWS = 10
+
+
+def dead_body(logs: np.ndarray, min_layers: int, persist: int = DEAD_ROWS) -> tuple[int, np.ndarray, list[float]] | None:
+    """The first ``persist`` rows in a row of a relative-gradient profile (steps x layers, log10)
+    in which every layer but an output-side third gets exactly zero gradient (below
+    ``10^(LOG_FLOOR / 2)``), at least ``min_layers`` of them, while some layer still gets one:
+    ``(row, median profile of those rows, every row's drop)``, or None. A cut above the whole
+    body (norm gains zeroed by a bad checkpoint load): the input and output thirds both sit at
+    zero, so their drop says nothing.
+
+    Example:
+        >>> logs = np.array([[-3.0] * 5 + [-1.0]] * 2 + [[-31.0] * 5 + [-1.0]] * 10)
+        >>> dead_body(logs, 4)[0]
+        2
+    """
+    logs = np.asarray(logs, dtype=float)
+    flags = []
+    for row in logs:
+        v = row[np.isfinite(row)]
+        zero = v < LOG_FLOOR / 2
+        keep = max(1, len(v) // 3)  # the output side may still get a gradient
+        flags.append(bool(len(v) > keep and zero.sum() >= min_layers and zero[:-keep].all() and not zero.all()))
+    j = first_persistent(flags, persist)
+    if j is None:
+        return None
+    drops = side_drops(logs)
+    with np.errstate(all="ignore"):
+        return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]
