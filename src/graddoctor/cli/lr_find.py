@@ -13,17 +13,30 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from graddoctor.cli.paths import writable_file
-from graddoctor.errors import InputError
+from graddoctor.errors import GraddoctorError, InputError
+
+if TYPE_CHECKING:  # torch is imported when the command runs, not when the CLI lists it
+    from torch import nn
 
 #: terminal plot size (columns x rows)
 WIDTH, HEIGHT = 64, 12
+
+#: the ``--dataset`` choices and the number of features of one (flat) input
+FEATURES = {"digits": 64, "mnist1d": 40}
+
+#: the Python API's argument names in ``lr_find``'s messages, and the CLI option for each
+OPTION_NAMES = {"num_steps": "--steps", "start_lr": "--start-lr", "end_lr": "--end-lr"}
 
 
 def ascii_curve(lrs: Sequence[float], losses: Sequence[float], mark: float | None = None) -> str:
@@ -82,9 +95,90 @@ def check_options(start_lr: float, end_lr: float, steps: int, batch_size: int, o
     writable_file(out, "--out")
 
 
+def cli_wording(text: str) -> str:
+    """``text`` with the Python API's argument names replaced by the CLI options that set them.
+
+    Example:
+        >>> cli_wording("the sweep is too short (raise num_steps), or start lower (start_lr)")
+        'the sweep is too short (raise --steps), or start lower (--start-lr)'
+    """
+    return re.sub(r"\b(" + "|".join(OPTION_NAMES) + r")\b", lambda m: OPTION_NAMES[m.group(1)], text)
+
+
+def first_linear(model: nn.Module) -> tuple[str, int] | None:
+    """``(name, in_features)`` of the model's first weight layer when it is an ``nn.Linear``
+    (definition order), else None: what the model expects of a flat input, when easily known.
+
+    Example:
+        >>> from torch import nn
+        >>> first_linear(nn.Sequential(nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 2)))
+        ('0', 64)
+    """
+    from torch import nn
+
+    for name, module in model.named_modules():
+        if next(module.parameters(recurse=False), None) is None:
+            continue
+        if isinstance(module, nn.Linear) and not isinstance(module, nn.LazyLinear):
+            return name or type(module).__name__, module.in_features
+        return None
+    return None
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
+
+
+def first_batch_error(error: InputError, model: nn.Module, dataset: str, batch_size: int) -> InputError:
+    """``error`` with the dataset's input shape and what the model expects, when the model's own
+    code failed on the first batch (``error.__cause__``); ``error`` itself otherwise.
+
+    Example:
+        >>> from torch import nn
+        >>> try:
+        ...     raise InputError("the forward failed on the first batch") from RuntimeError("shapes")
+        ... except InputError as e:
+        ...     print(first_batch_error(e, nn.Linear(64, 2), "mnist1d", 32))
+        the forward failed on the first batch (RuntimeError: shapes): --dataset mnist1d gives 40 input features, the model's first layer 'Linear' takes 64 - use --dataset digits (64 features), or make the factory build a model with 40 input features
+    """
+    cause, got = error.__cause__, FEATURES[dataset]
+    if cause is None or isinstance(cause, GraddoctorError):
+        return error
+    head = f"the forward failed on the first batch ({_one_line(cause)})"
+    layer = first_linear(model)
+    if layer is None or layer[1] == got:
+        return InputError(f"{head}: --dataset {dataset} gives batches of shape ({batch_size}, {got}) "
+                          "and integer class labels - check that the model and its output fit them")
+    name, expects = layer
+    other = [f"use --dataset {d} ({n} features), or " for d, n in FEATURES.items() if n == expects]
+    return InputError(f"{head}: --dataset {dataset} gives {got} input features, the model's first "
+                      f"layer {name!r} takes {expects} - {''.join(other[:1])}make the factory build "
+                      f"a model with {got} input features")
+
+
+@contextmanager
+def held_warnings() -> Iterator[None]:
+    """Hold the warnings raised inside; show them when the block ends, drop them when it raises a
+    ``GraddoctorError``: its one error line says what went wrong, and a warning the same
+    failure caused inside graddoctor (e.g. ``watch``'s "ModelMap failed") is noise before it.
+    """
+    dropped = False
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                yield
+            except GraddoctorError:
+                dropped = True
+                raise
+    finally:
+        for w in [] if dropped else caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
+
+
 @click.command("lr-find")
 @click.argument("factory")
-@click.option("--dataset", type=click.Choice(["digits", "mnist1d"]), default="digits", show_default=True,
+@click.option("--dataset", type=click.Choice(list(FEATURES)), default="digits", show_default=True,
               help="Embedded dataset to sweep on (flat inputs).")
 @click.option("--optimizer", "opt_name", type=click.Choice(["sgd", "adam"]), default="sgd",
               show_default=True, help="SGD with momentum 0.9, or Adam.")
@@ -116,13 +210,18 @@ def lr_find_command(factory: str, dataset: str, opt_name: str, steps: int, start
     opt = (torch.optim.SGD(model.parameters(), lr=start_lr, momentum=0.9) if opt_name == "sgd"
            else torch.optim.Adam(model.parameters(), lr=start_lr))
     train = bundle.loaders(batch_size)[0]
-    result = lr_find(model, opt, train, start_lr=start_lr, end_lr=end_lr, num_steps=steps)
+    try:
+        with held_warnings():
+            result = lr_find(model, opt, train, start_lr=start_lr, end_lr=end_lr, num_steps=steps)
+    except InputError as e:
+        raise first_batch_error(e, model, dataset, batch_size) from e
     click.echo(ascii_curve(result.lrs, result.smoothed_losses, result.suggestion))
-    click.echo(str(result))
+    click.echo(cli_wording(str(result)))
     Path(out).expanduser().parent.mkdir(parents=True, exist_ok=True)
     result.plot(out)
     click.echo(f"figure: {out}")
     sys.exit(1 if any(f.severity == "error" for f in result.findings) else 0)
 
 
-__all__ = ["FORMATS", "ascii_curve", "check_options", "lr_find_command"]
+__all__ = ["FEATURES", "FORMATS", "ascii_curve", "check_options", "cli_wording", "first_batch_error",
+           "first_linear", "held_warnings", "lr_find_command"]

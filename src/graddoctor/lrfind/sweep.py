@@ -20,6 +20,7 @@ from graddoctor.errors import InputError
 from graddoctor.lrfind.batches import LossFn, batch_loss, cycle
 from graddoctor.lrfind.state import Snapshot
 from graddoctor.lrfind.suggest import lr_schedule, smoothed, zero_lag
+from graddoctor.modelmap.support import uninitialised_reason
 from graddoctor.report import Report
 
 #: steps before the divergence test may stop the sweep (the first losses are noisy)
@@ -47,6 +48,9 @@ def check_args(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader:
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise InputError(f"lr_find() needs a torch.optim.Optimizer, got {type(optimizer).__name__}; "
                          "build one over model.parameters()")
+    unready = uninitialised_reason(model)
+    if unready is not None:  # lazy or meta-device parameters cannot be snapshot and restored
+        raise InputError(f"lr_find(): {unready}")
     own = {id(p) for p in model.parameters()}
     if not any(id(p) in own for g in optimizer.param_groups for p in g["params"]):
         raise InputError("the optimizer holds none of the model's parameters; build it over "

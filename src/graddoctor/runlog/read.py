@@ -253,14 +253,28 @@ def _pick(path_or_dir: str | os.PathLike, run: str) -> tuple[_Run, Counts]:
     return found, n
 
 
+def _parses(line: str) -> bool:
+    """Whether ``line`` is whole JSON (a killed writer leaves its line cut short)."""
+    try:
+        json.loads(line)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def _no_records(p: Path) -> str:
-    """Why a file gave no run: empty (or a first line cut short), not UTF-8, or not a run log."""
+    """Why a file gave no run: empty, a first (meta) line cut short or corrupt, not UTF-8, or
+    not a run log."""
     data = p.read_bytes()
     fix = f"pass the log_dir given to gd.watch() or the path of its {FILENAME}"
     try:
         lines = [x for x in data.decode("utf-8").splitlines() if x.strip()]
     except UnicodeDecodeError:
         return f"{p} is not a watch run log (not UTF-8 text) - {fix}"
+    if lines and lines[0].startswith('{"type":') and not _parses(lines[0]):
+        return (f"{p}: its first line (the run's meta record) is truncated or corrupt - the run was "
+                "probably killed while writing it, so no run can be read; run the training again "
+                "with gd.watch(log_dir=...) to write a new log")
     if len(lines) > 1 or (lines and not lines[0].startswith('{"type":')):
         return f"{p} is not a watch run log (none of its {len(lines)} line(s) is a graddoctor record) - {fix}"
     return f"{p} holds no watch records - was the run started with gd.watch(log_dir=...)?"
