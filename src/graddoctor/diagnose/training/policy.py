@@ -8,7 +8,8 @@
    ``vanishing-gradient`` and ``stalled-layers`` are dropped when one is present (their
    remedies would treat the symptom: a norm insertion for a net whose BatchNorm is in eval
    mode, he-init for a post-LN Transformer that needs a warm-up).
-2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``), or a finding
+2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``), unless the loss
+   fell later in the run (``progress.left_plateau``: the plateau stays, a warning), or a finding
    whose evidence says the loss stayed flat after a first fall to the class prior
    (``stuck_after_settling``, post-ln-no-warmup). With harm,
    every gradient-flow cause (``GRADIENT_FLOW_CODES``) is an error, and so is a plateau that
@@ -31,7 +32,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from graddoctor.diagnose.thresholds import GRADIENT_FLOW_CODES, HARM_SEVERITY
-from graddoctor.diagnose.training.progress import loss_progress
+from graddoctor.diagnose.training.progress import left_plateau, loss_progress
 from graddoctor.report import Finding
 
 #: mechanism code -> the symptom codes it explains
@@ -59,8 +60,10 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     plateau = next((f for f in kept if f.code == "loss-plateau"), None)
     causes = [f for f in kept if f.code in GRADIENT_FLOW_CODES]
     prog = loss_progress(steps)
+    later = left_plateau(steps)  # stuck early, but the loss fell later on: a slow start
     # a post-LN net whose loss fell to the class prior and stayed there learnt nothing either
-    harm = plateau is not None or prog["stuck"] or any(f.evidence.get("stuck_after_settling") for f in kept)
+    harm = ((plateau is not None or prog["stuck"]) and later is None
+            or any(f.evidence.get("stuck_after_settling") for f in kept))
     judged = harm or prog["judged"]  # too short a run to say: each rule's own severity stands
     out = []
     for f in kept:
@@ -71,7 +74,11 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
         elif f.code == "loss-plateau":
             why = f.evidence.get("gradient_evidence")
             has_cause = bool(causes) or why not in (None, "tiny-steps")
-            if has_cause:
+            if later is not None:
+                f = replace(f, severity="warning", evidence={**f.evidence, "loss_end": round(later, 4)},
+                            message=f"{f.message}; the run left the plateau later (loss {later:.4g} at the end): "
+                                    "a slow start that cost those steps")
+            elif has_cause:
                 f = replace(f, severity="error")
             elif NO_CAUSE not in f.message:
                 frozen = FROZEN.format(**f.evidence) if f.evidence.get("frozen_weight_layers") else ""

@@ -28,6 +28,8 @@ LEVEL_STEPS = 10
 MIN_STEPS = 40
 #: the level at or above this fraction of the start: nothing learnt
 STUCK_FRAC = 0.9
+#: a run whose final loss is below this fraction of its early level left its plateau later
+LEFT_FRAC = 0.85
 
 
 def finite_losses(steps: list[dict], early: int = EARLY_STEPS) -> np.ndarray:
@@ -67,4 +69,23 @@ def flat_since(steps: list[dict], step: int) -> bool:
     return bool(ref > 0 and float(np.median(loss[-LEVEL_STEPS:])) >= STUCK_FRAC * ref)
 
 
-__all__ = ["EARLY_STEPS", "MIN_STEPS", "STUCK_FRAC", "finite_losses", "flat_since", "loss_progress"]
+def left_plateau(steps: list[dict]) -> float | None:
+    """The loss at the end of the whole run (median of its last ``LEVEL_STEPS``) when it has
+    fallen below ``LEFT_FRAC`` of its level at the end of the first ``EARLY_STEPS``: a run that
+    sat on a plateau early and left it later (a slow start, not a run that cannot learn); None
+    otherwise, or when the run is no longer than the early window.
+
+    Example:
+        >>> st = [{"step": t, "loss": 1.386 if t < 175 else 0.77} for t in range(1, 300)]
+        >>> left_plateau(st), left_plateau(st[:150])
+        (0.77, None)
+    """
+    early, whole = finite_losses(steps), finite_losses(steps, early=10 ** 12)
+    if len(early) < LEVEL_STEPS or len(whole) < len(early) + LEVEL_STEPS:
+        return None
+    level, end = float(np.median(early[-LEVEL_STEPS:])), float(np.median(whole[-LEVEL_STEPS:]))
+    return end if level > 0 and end < LEFT_FRAC * level else None
+
+
+__all__ = ["EARLY_STEPS", "LEFT_FRAC", "MIN_STEPS", "STUCK_FRAC", "finite_losses", "flat_since", "left_plateau",
+           "loss_progress"]

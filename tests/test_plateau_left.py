@@ -1,0 +1,39 @@
+"""A run stuck on a plateau early that leaves it later (an LSTM whose forget gate starts at -5:
+flat at ln 4 for ~175 steps, then it learns to 0.77): the plateau and its cause stay in the
+report, as warnings, with the final loss; before, both were errors and ``report.ok`` was False
+on a run that ended well.
+"""
+
+from __future__ import annotations
+
+from graddoctor.diagnose.training.policy import apply_policy
+from graddoctor.diagnose.training.progress import left_plateau
+from graddoctor.report import Finding
+
+
+def _steps(escape: int | None, n: int = 300) -> list[dict]:
+    return [{"step": t, "loss": 1.386 if escape is None or t < escape else 0.77} for t in range(1, n + 1)]
+
+
+def _findings() -> list[Finding]:
+    return [Finding("vanishing-gradient", "warning", "closed gate", ["lstm"]),
+            Finding("loss-plateau", "warning", "flat", [], {"gradient_evidence": "closed-gate"})]
+
+
+def test_a_plateau_left_later_is_a_warning_with_the_final_loss():
+    out = {f.code: f for f in apply_policy(_findings(), _steps(escape=175))}
+    assert out["loss-plateau"].severity == "warning" and out["vanishing-gradient"].severity == "warning"
+    assert "left the plateau later (loss 0.77" in out["loss-plateau"].message
+    assert out["loss-plateau"].evidence["loss_end"] == 0.77
+
+
+def test_a_plateau_never_left_is_still_an_error():
+    out = {f.code: f for f in apply_policy(_findings(), _steps(escape=None))}
+    assert out["loss-plateau"].severity == "error" and out["vanishing-gradient"].severity == "error"
+
+
+def test_left_plateau_reads_past_the_early_window_only():
+    assert left_plateau(_steps(escape=175)) == 0.77
+    assert left_plateau(_steps(escape=None)) is None
+    assert left_plateau(_steps(escape=175, n=100)) is None  # no step past the early window
+    assert left_plateau(_steps(escape=50)) is None  # it fell inside the window: not a late escape
