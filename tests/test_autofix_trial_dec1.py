@@ -86,3 +86,42 @@ def test_a_model_with_no_trainable_parameters_gets_one_line_and_no_repair():
     lines = [str(c.message) for c in caught if "graddoctor.autofix" in str(c.message)]
     assert len(lines) == 1 and "no trainable parameters" in lines[0]
     assert w.fixes == []
+
+
+class _FunctionalBlock(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d, d)
+
+    def forward(self, x):
+        return torch.sigmoid(self.fc(x))
+
+
+class _FunctionalNet(nn.Module):
+    """Hidden sigmoids called in ``forward`` (no module to swap): the swap is a code change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.out = nn.Linear(64, 64), nn.Linear(64, 10)
+        self.blocks = nn.ModuleList([_FunctionalBlock(64) for _ in range(12)])
+
+    def forward(self, x):
+        x = torch.sigmoid(self.inp(x))
+        for b in self.blocks:
+            x = b(x)
+        return self.out(x)
+
+
+def test_a_round_names_the_code_changes_it_could_not_make():
+    """Before: the rounds said "he-init on 14 modules" and nothing else; the ReLU swap that
+    gd.repair lists as manual was silently dropped."""
+    torch.manual_seed(0)
+    net = _FunctionalNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(net, opt, example_inputs=X[:32], autofix=True) as w:
+            _loop(net, opt, 12, w)
+    first = w.fixes[0]
+    assert any("replace the sigmoid call by F.relu" in m for m in first["manual"])
+    assert "needs a code change" in first["message"] and "more: the event's 'manual'" in first["message"]

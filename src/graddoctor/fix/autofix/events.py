@@ -37,6 +37,10 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
             else "; gate biases set, weights kept" if "forget-bias" in remedies else "")
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
+    if extra.get("manual"):  # what autofix cannot do in place: a functional activation call
+        more = len(extra["manual"]) - 2  # every one is in the event's "manual"
+        line += ("; needs a code change: " + "; ".join(extra["manual"][:2])
+                 + (f"; ... (+{more} more: the event's 'manual')" if more > 0 else ""))
     if extra.get("gave_up"):  # the last round's window still fails
         line = (f"step {step}: {', '.join(codes)} still there after {extra['gave_up']} rounds (max_fixes): "
                 "autofix stops; training goes on as it is")
@@ -45,4 +49,22 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
             "changes": [c.to_dict() for c in applied], **extra}
 
 
-__all__ = ["family", "fix_event"]
+def manual_steps(changes: list) -> list[str]:
+    """The code changes a round's remedies left to the user (``kind == "manual"``): one line each,
+    e.g. "in Block.forward (module 'blocks.0'): replace the sigmoid call by F.relu(x) ...".
+
+    Example:
+        >>> from graddoctor.fix.remedies.base import Change
+        >>> manual_steps([Change("relu", [], "w", "manual", {"manual": [{"code": "in f: use F.relu(x)"}]})])
+        ['in f: use F.relu(x)']
+    """
+    out: list[str] = []
+    for c in changes:
+        if c.kind != "manual":
+            continue
+        codes = [m["code"] for m in c.details.get("manual", []) if isinstance(m, dict) and m.get("code")]
+        out += codes or [f"{c.remedy}: {c.details.get('code') or c.why}"]
+    return list(dict.fromkeys(out))
+
+
+__all__ = ["family", "fix_event", "manual_steps"]

@@ -85,7 +85,7 @@ from graddoctor.fix.autofix.actions import (
     plan_fix,
     triggering,
 )
-from graddoctor.fix.autofix.events import family, fix_event
+from graddoctor.fix.autofix.events import family, fix_event, manual_steps
 from graddoctor.fix.autofix.initaudit import InitAudit
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
@@ -295,7 +295,7 @@ class AutofixWatcher(Watcher):
                 self._point.restart(self.root, step)  # start: a later blow-up rolls back to them
         if trial is not None and applied:
             self._trial = {**trial, "changes": applied, "index": len(self.fixes), "restart": restart}
-        self._log(step, causes, applied, counts, blowup)
+        self._log(step, causes, applied, counts, blowup, manual=manual_steps(changes))
 
     def _last_word(self, step: int, left: list[Finding], since: int) -> None:
         """After the last round, once no fix is on trial and its window is judged (a blow-up at
