@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -150,3 +151,12 @@ def test_tanh_inside_euler_steps_is_info_and_a_plain_repeat_a_warning():
     assert ode.severity == "info" and "skip connections" in ode.message
     plain = next(f for f in gd.check(ODENet(residual=False), x).findings if f.code == "saturating-hidden-activation")
     assert plain.severity == "warning"
+
+
+def test_a_model_with_nothing_trainable_gets_one_warning_line():
+    net = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).requires_grad_(False)
+    with pytest.warns(UserWarning, match=r"^graddoctor.check: the model has no trainable parameter"):
+        gd.check(net, torch.randn(4, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gd.check(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(4, 8))  # trainable: none

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,10 @@ def check(
     model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
     require_supported(model, "check")  # TorchScript, lazy or meta parameters: one line
     check_inputs(example_inputs)
+    if any(True for _ in model.parameters()) and not any(p.requires_grad for p in model.parameters()):
+        warnings.warn("graddoctor.check: the model has no trainable parameter (every one has "
+                      "requires_grad=False): nothing in it would train - unfreeze the part you mean to "
+                      "train (model.requires_grad_(True) for all of it)", stacklevel=2)
     t0 = time.perf_counter()
     m = ModelMap(model, clone_tensors(example_inputs))  # each forward gets its own copy of the inputs
     findings = static_findings(m, model)
