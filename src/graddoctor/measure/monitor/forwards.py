@@ -4,7 +4,9 @@ The first forward maps the model (when no ``example_inputs`` were given); the fi
 (with grad enabled) of an activation-sampled step runs the activation sampler and, opt-in,
 the output-gradient hooks. Those hooks are installed for that forward only: unsampled
 forwards run with no hook at all. ``torch.compile``: the hooks are excluded from
-compilation (``torch.compiler.disable``).
+compilation (``torch.compiler.disable``). Graddoctor's own forwards (``hooksafe.own_forward``:
+any watcher's mapping trace) are ignored by every hook here, so several watchers can share
+one model: none samples, or unhooks itself inside, another one's trace.
 
 Example:
     >>> import torch
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from graddoctor.measure.monitor.activations import ActivationSampler
-from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception
+from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception, in_own_forward
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.output_grads import OutputGradients
 from graddoctor.measure.monitor.schedule import Schedule
@@ -71,9 +73,14 @@ class SampledForwards:
         if mm is not None and mm.activations and self.schedule.activation_every and self.sample:
             conv = {lay.activation_site for lay in mm.layers if lay.kind == "conv" and lay.activation_site}
             sites = [(s.name, s.kind, s.family, s.functional, s.owner) for s in mm.activations]
-            self.sampler = ActivationSampler(root, sites, conv, dead_window, self.guard, self.bin)
+            self.sampler = ActivationSampler(root, sites, conv, dead_window, self._hook_guard, self.bin)
         if output_grads:
-            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt, self.bin, self.guard)
+            self.out_grads = OutputGradients(layers.modules, layers.device, layers.rdt, self.bin,
+                                             self._hook_guard)
+
+    def _hook_guard(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``guard`` for the samplers' hook bodies: nothing runs in graddoctor's own forwards."""
+        return None if in_own_forward() else self.guard(fn, *args)
 
     def wants(self, step: int) -> bool:
         """Step ``step`` samples its first forward (activation statistics, output gradients)."""
@@ -111,15 +118,17 @@ class SampledForwards:
         return acts, self.out_grads.take(steps) if self.out_grads is not None else {}
 
     @torch.compiler.disable
-    def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
+        # kwargs None: torch calls a hook removed during its forward (from its copy of the
+        # pre-hooks) without the kwargs, the with_kwargs flag being removed with the hook
         self.bin.empty()  # safe here: torch iterates a copy of the pre-hooks
-        if self._handles:  # else a hook released late: nothing to do
-            self.guard(self._on_forward, args, kwargs)
+        if self._handles and not in_own_forward():  # else a hook released late, or graddoctor's forward
+            self.guard(self._on_forward, args, kwargs or {})
 
     @torch.compiler.disable
     def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
-        if self._handles:  # always: the sampler's hooks come off even after an internal error
-            self.guard(self._on_forward_end, always=True)
+        if self._handles and not in_own_forward():  # always: the sampler's hooks come off even
+            self.guard(self._on_forward_end, always=True)  # after an internal error
 
     def _on_forward(self, args: tuple, kwargs: dict) -> None:
         if self.mapping:

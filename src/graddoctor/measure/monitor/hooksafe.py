@@ -7,6 +7,10 @@ removes handles at once, except while an exception is in flight: then it keeps t
 check that they are still live and do nothing) and ``empty()`` removes them at the next safe
 point (the next forward pre-hook, the next step, ``detach``).
 
+``own_forward()`` marks the forwards graddoctor runs itself (the ``ModelMap`` trace of a
+watcher's first forward): the watch hooks of every watcher ignore them, so a second watcher
+on the same model neither samples nor unhooks itself inside the first one's trace.
+
 Example:
     >>> import torch
     >>> net = torch.nn.Linear(1, 1)
@@ -19,12 +23,32 @@ Example:
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+_OWN = threading.local()  # depth of graddoctor's own forwards running in this thread
 
 
 def in_exception() -> bool:
     """True while an exception is being handled (torch's ``always_call`` hook path)."""
     return sys.exc_info()[0] is not None
+
+
+def in_own_forward() -> bool:
+    """True inside ``own_forward()`` (in this thread): the forward is graddoctor's, not training's."""
+    return getattr(_OWN, "depth", 0) > 0
+
+
+@contextmanager
+def own_forward() -> Iterator[None]:
+    """Mark the forwards run inside as graddoctor's own (nestable)."""
+    _OWN.depth = getattr(_OWN, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _OWN.depth -= 1
 
 
 class HandleBin:
@@ -48,4 +72,4 @@ class HandleBin:
             h.remove()
 
 
-__all__ = ["HandleBin", "in_exception"]
+__all__ = ["HandleBin", "in_exception", "in_own_forward", "own_forward"]

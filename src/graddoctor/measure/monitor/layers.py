@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from graddoctor.measure import distributed as dist_
+from graddoctor.measure.monitor.hooksafe import own_forward
 from graddoctor.measure.monitor.optimizers import held_params, warn_foreign
 from graddoctor.measure.stats import layer_sq_norms, segment_index, update_sq_norms
 from graddoctor.modelmap import ModelMap
@@ -46,7 +47,8 @@ def map_model(root: nn.Module, inputs: Any, warn: bool = True) -> ModelMap | Non
         'linear'
     """
     try:
-        return ModelMap(root, inputs)
+        with own_forward():  # its trace is no training forward, for any watcher of ``root``
+            return ModelMap(root, inputs)
     except Exception as e:  # noqa: BLE001 - fall back to definition order
         if warn:
             warnings.warn(f"graddoctor.watch: ModelMap failed ({e}); layers in "

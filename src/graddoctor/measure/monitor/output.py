@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import os
 import warnings
 from collections import deque
@@ -27,7 +28,8 @@ class RunOutput:
 
     Args:
         log_dir: directory of the sinks' files; None: records kept in memory only.
-        sinks: sink names ("jsonl", "tensorboard") or ``Sink`` objects.
+        sinks: sink names ("jsonl", "tensorboard", "wandb") or ``Sink`` objects; one name or
+            object alone stands for a one-element list.
         fsync: ``os.fsync`` the JSONL file at each write.
         history: step records kept in memory (oldest dropped); None: none with a JSONL sink,
             else 100000.
@@ -35,12 +37,13 @@ class RunOutput:
         write: this process writes the sinks (rank 0).
 
     Raises:
-        InputError: (at ``open``) a sink object without ``write_meta``/``write_steps``/``close``.
+        InputError: an unknown sink name, or a sink object without ``write_meta``/``write_steps``/
+            ``close`` (with or without ``log_dir``).
     """
 
-    def __init__(self, log_dir: str | None, sinks: tuple | list = ("jsonl",), fsync: bool = False,
+    def __init__(self, log_dir: str | None, sinks: Any = ("jsonl",), fsync: bool = False,
                  history: int | None = None, run_id: str = "", write: bool = True) -> None:
-        self.log_dir, self.specs, self.fsync = log_dir, list(sinks), fsync
+        self.log_dir, self.specs, self.fsync = log_dir, sink_specs(sinks), fsync
         self.history_len, self.run_id, self.write = history, run_id, write
         self.sinks: list[Any] = []
         self.history: deque | None = None
@@ -116,17 +119,49 @@ def unwritable(log_dir: str) -> str | None:
     return None
 
 
+def sink_specs(sinks: Any) -> list[Any]:
+    """``sinks`` as a checked list: a name or a ``Sink`` alone is a one-element list; an unknown
+    name, or an object that is no ``Sink``, is a one-line ``InputError``.
+
+    Example:
+        >>> sink_specs("jsonl")
+        ['jsonl']
+    """
+    from graddoctor.runlog.sinks import Sink
+
+    if isinstance(sinks, (str, Sink)):
+        sinks = [sinks]
+    elif not isinstance(sinks, (list, tuple)):
+        raise InputError(f"gd.watch(sinks=...) takes a list of sink names or Sink objects, got "
+                         f"{type(sinks).__name__} - e.g. sinks=['jsonl', 'tensorboard']")
+    for spec in sinks:
+        _check_sink(spec)
+    return list(sinks)
+
+
+def _check_sink(spec: Any) -> None:
+    """A one-line ``InputError`` unless ``spec`` is a known sink name or a ``Sink`` object."""
+    from graddoctor.runlog.sinks import Sink
+
+    if isinstance(spec, str) and spec not in SINK_NAMES:
+        close = difflib.get_close_matches(spec, SINK_NAMES, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown sink {spec!r}{hint} - use 'jsonl', 'tensorboard', 'wandb' or a Sink object")
+    if not isinstance(spec, (str, Sink)):
+        raise InputError(f"sink {spec!r} lacks write_meta/write_steps/close - see graddoctor.runlog.sinks.Sink")
+
+
 def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
-    from graddoctor.runlog.sinks import Sink, make_sink
+    from graddoctor.runlog.sinks import make_sink
 
     if isinstance(spec, str):
         return make_sink(spec, log_dir, **({"fsync": fsync} if spec == "jsonl" else {}))
-    if not isinstance(spec, Sink):
-        raise InputError(f"sink {spec!r} lacks write_meta/write_steps/close - see graddoctor.runlog.sinks.Sink")
     return spec
 
 
 #: sinks that write files into ``log_dir``
 FILE_SINKS = ("jsonl", "tensorboard")
+#: the built-in sinks' names (``graddoctor.runlog.sinks.make_sink``)
+SINK_NAMES = ("jsonl", "tensorboard", "wandb")
 
-__all__ = ["FILE_SINKS", "RunOutput", "unwritable"]
+__all__ = ["FILE_SINKS", "SINK_NAMES", "RunOutput", "sink_specs", "unwritable"]

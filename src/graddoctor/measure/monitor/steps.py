@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from typing import Any
 
@@ -37,9 +38,12 @@ from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.ring import Ring, Row
 from graddoctor.measure.monitor.schedule import Schedule, due
 from graddoctor.measure.stats import nonfinite_counts
+from graddoctor.stack import user_level
 
 #: the gradient norms are checked for tiny tensors (``TensorNorms.note``) on these steps' schedule
 TINY_EVERY = 100
+#: without an optimizer, ``w.step()`` warns when its first this many calls found no gradient
+ORDER_CALLS = 3
 
 
 class StepWriter:
@@ -61,6 +65,7 @@ class StepWriter:
         self.params = [layers.params[i] for i in self.ring.norms.order]  # in ring column order
         self.snapshot: list[torch.Tensor] | None = None
         self.snapshot_layers: list[int] = []  # the layers the snapshot holds
+        self.order = GradOrder()
 
     def write(self, row: Row, host_check: bool, scale: torch.Tensor | None = None,
               found_inf: torch.Tensor | None = None) -> None:
@@ -113,6 +118,44 @@ class StepWriter:
                 row.update_sq, row.update_layers = self.layers.update_sq(self.snapshot), self.snapshot_layers
             self.snapshot = None
 
+    def marked(self, step: int) -> None:
+        """After ``w.step()`` marked step ``step`` (no optimizer): its update, the check that its
+        first calls saw gradients (``GradOrder``), the next step's weight snapshot."""
+        self.write_update()
+        self.order.note(self.params)
+        self.snapshot_for(step + 1)
+
+
+class GradOrder:
+    """Warns once when the first ``ORDER_CALLS`` calls of ``w.step()`` (no optimizer) found no
+    gradient on any trainable parameter: ``w.step()`` runs before ``loss.backward()`` or after
+    ``optimizer.zero_grad()``, and no gradient norm is recorded. Only those first calls look
+    (``p.grad is None``: no device work).
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.ones(1))
+        >>> order = GradOrder(); p.grad = torch.ones(1); order.note([p]); order.empty
+        -1
+    """
+
+    def __init__(self) -> None:
+        self.empty = 0  # the first calls that found no gradient; -1: done (a gradient seen, or warned)
+
+    def note(self, params: list[Any]) -> None:
+        """One ``w.step()`` call, with the watched parameters as they are now."""
+        if self.empty < 0:
+            return
+        trainable = [p for p in params if getattr(p, "requires_grad", False)]
+        if not trainable or any(p.grad is not None for p in trainable):
+            self.empty = -1
+            return
+        self.empty += 1
+        if self.empty == ORDER_CALLS:
+            self.empty = -1
+            warnings.warn("graddoctor.watch: no gradients at w.step(): call it after loss.backward() "
+                          "and before optimizer.zero_grad(), or pass optimizer= to gd.watch",
+                          stacklevel=user_level())
+
 
 class StepGate:
     """Lets each optimizer step through once: a subclass whose ``step()`` calls
@@ -162,4 +205,4 @@ def _first_grad(optimizer: Any) -> torch.Tensor | None:
     return None
 
 
-__all__ = ["StepGate", "StepWriter"]
+__all__ = ["ORDER_CALLS", "GradOrder", "StepGate", "StepWriter"]

@@ -60,14 +60,14 @@ class Monitor:
             periods (``schedule.Schedule``; ``activation_every=0``: no activation statistics).
         output_grads: also record ``||dL/d output||`` per layer on activation-sampled steps.
         scaler: the ``torch.amp.GradScaler`` in use, to record skipped steps.
-        sinks: sink names ("jsonl", "tensorboard") or ``Sink`` objects; used with ``log_dir``.
+        sinks: sink names ("jsonl", "tensorboard", "wandb") or ``Sink`` objects, or one alone.
         fsync: ``os.fsync`` the JSONL file at each flush.
         history: step records kept in memory (oldest dropped). Default: none when a JSONL
             sink is used (``records()`` reads the run back from the file), else 100000.
 
     Raises:
-        InputError: not a module or not an optimizer, a bad period, parameters on several devices,
-            lazy (not yet materialised) or meta-device parameters.
+        InputError: not a module or not an optimizer, a bad period, an unknown sink, parameters
+            on several devices, lazy (not yet materialised) or meta-device parameters.
 
     Example:
         >>> import torch
@@ -256,8 +256,7 @@ class Monitor:
             lt = lt.to(self.device)
         if self.optimizer is None:
             self._record()
-            self.steps.write_update()
-            self.steps.snapshot_for(self._step + 1)
+            self.steps.marked(self._step)  # (its update; warns when the first calls see no gradient)
         elif self._count.wstep(self.optimizer) and self._meta is not None:
             row = self._new_row()  # the scaler skipped optimizer.step(): no gradients were used
             row.skipped, row.grads = True, False
