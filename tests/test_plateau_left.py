@@ -37,3 +37,13 @@ def test_left_plateau_reads_past_the_early_window_only():
     assert left_plateau(_steps(escape=None)) is None
     assert left_plateau(_steps(escape=175, n=100)) is None  # no step past the early window
     assert left_plateau(_steps(escape=50)) is None  # it fell inside the window: not a late escape
+
+
+def test_a_plateau_with_no_cause_says_when_activations_were_not_sampled():
+    from graddoctor.diagnose.training.policy import UNSAMPLED
+    plateau = [Finding("loss-plateau", "warning", "flat", [], {"gradient_evidence": None})]
+    (bare,) = apply_policy(plateau, _steps(escape=None))
+    assert UNSAMPLED in bare.message
+    sampled = [dict(s, act={"1": {"zero_frac": 0.5}}) if s["step"] == 64 else s for s in _steps(escape=None)]
+    (seen,) = apply_policy(plateau, sampled)
+    assert UNSAMPLED not in seen.message

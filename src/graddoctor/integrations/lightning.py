@@ -37,6 +37,42 @@ from graddoctor.integrations.stepping import HookedWatcher, LossAverage
 from graddoctor.report import Report
 
 
+class RootForward:
+    """Whether the LightningModule's own forward runs in training: watch samples activations on
+    the watched module's forward, which a ``training_step`` calling a submodule (``self.net(x)``)
+    never runs. ``check()`` (once, after the first recorded step) warns when it did not.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        >>> seen = RootForward(net); _ = net(torch.ones(1, 2)); seen.check(); seen.ran
+        True
+    """
+
+    def __init__(self, module: Any) -> None:
+        self.ran = False
+        self._handle: Any = module.register_forward_pre_hook(self._seen)
+
+    def _seen(self, *_: Any) -> None:
+        self.ran = True
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def check(self) -> None:
+        """Warn once if the forward did not run by now; the hook comes off either way."""
+        if self._handle is None:
+            return
+        self.close()
+        if not self.ran:
+            warnings.warn("graddoctor (Lightning): training_step did not call the LightningModule itself "
+                          "(it calls a submodule, e.g. self.net(x)), so activation statistics (dead and "
+                          "saturated units) are not recorded - call self(x) in training_step to have them",
+                          stacklevel=2)
+
+
 def _callback_bases() -> tuple[type, ...]:
     """Lightning's ``Callback`` classes that are installed (both packages: the callback is an
     instance of each, so either Trainer accepts it)."""
@@ -101,6 +137,7 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         self._losses = LossAverage()
         self._stepped = False
         self._report: Report | None = None
+        self._root: RootForward | None = None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         optimizers = list(trainer.optimizers)
@@ -122,6 +159,7 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if self.watcher is not None:  # a resumed fit has its checkpoint's global step by now
             self.watcher.start_at(trainer.global_step)
+            self._root = RootForward(pl_module)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.watcher is not None:
@@ -136,8 +174,12 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         if self._stepped and self.watcher is not None and self.watcher.attached:
             self._stepped = False
             self.watcher.step(self._losses.take())
+            if self._root is not None:
+                self._root.check()
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        if self._root is not None:
+            self._root.close()
         if self.watcher is not None:
             self.watcher.detach()  # every rank, while the process group is up (the last flush)
 
@@ -153,6 +195,8 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
         _log_findings(trainer, self._report)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if self._root is not None:
+            self._root.close()
         if self.watcher is not None:
             self.watcher.detach()
 

@@ -47,6 +47,11 @@ FROZEN = ("; {frozen_weight_layers} of {weight_layers} weight layers are frozen 
           "unfreeze them unless that is meant (a pretrained part)")
 
 
+#: ... and when no step holds activation statistics (not sampled: Lightning's training_step
+#: calling a submodule, ``activation_every=0``)
+UNSAMPLED = ("; activations were not sampled in this run, so dead or saturated units are not ruled out")
+
+
 def _blew_up(f: Finding) -> bool:
     return f.code == "exploding-gradient" and ("blowup_step" in f.evidence or "overflowed_layers" in f.evidence)
 
@@ -82,10 +87,11 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
                 f = replace(f, severity="error")
             elif NO_CAUSE not in f.message:
                 frozen = FROZEN.format(**f.evidence) if f.evidence.get("frozen_weight_layers") else ""
+                frozen += "" if any(x.get("act") for x in steps) else UNSAMPLED
                 f = replace(f, message=f"{f.message}; {NO_CAUSE}{frozen}",
                             remedies=[r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"])
         out.append(f)
     return out
 
 
-__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "apply_policy"]
+__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "UNSAMPLED", "apply_policy"]
