@@ -18,6 +18,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import graddoctor as gd
@@ -160,3 +161,22 @@ def test_a_model_with_nothing_trainable_gets_one_warning_line():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gd.check(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(4, 8))  # trainable: none
+
+
+class _NeedsLabels(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.head = nn.Embedding(10, 4), nn.Linear(4, 2)
+
+    def forward(self, ids, labels):
+        return F.cross_entropy(self.head(self.emb(ids)).mean(1), labels)
+
+
+def test_forward_errors_name_the_fix():
+    """Before: "... missing 1 required positional argument: 'labels' - check the input shape/dtype"."""
+    from graddoctor.errors import ModelCallError
+    ids = torch.randint(0, 10, (4, 5))
+    with pytest.raises(ModelCallError, match=r"a tuple \(x, labels\) in order, or a dict \{'labels': \.\.\.\}$"):
+        gd.check(_NeedsLabels(), ids)
+    with pytest.raises(ModelCallError, match=r"token ids must be integers: pass a LongTensor \(on the CLI: --dtype long\)$"):
+        gd.check(_NeedsLabels(), (ids.float(), torch.zeros(4, dtype=torch.long)))

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,8 +39,25 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ModelCallError(
             f"the model's forward failed on the example inputs ({_describe(inputs)}): "
-            f"{type(e).__name__}: {msg} - check the input shape/dtype the model expects"
+            f"{type(e).__name__}: {msg} - {_fix_hint(e, msg)}"
         ) from e
+
+
+def _fix_hint(e: Exception, msg: str) -> str:
+    """What to change for the common failures: a missing argument, float ids, else shape/dtype.
+
+    Example:
+        >>> _fix_hint(TypeError(), "forward() missing 1 required positional argument: 'labels'")
+        "pass every argument forward needs: a tuple (x, labels) in order, or a dict {'labels': ...}"
+    """
+    missing = re.search(r"missing \d+ required positional arguments?: (.+)$", msg)
+    if isinstance(e, TypeError) and missing:
+        names = re.findall(r"'(\w+)'", missing.group(1))
+        return ("pass every argument forward needs: a tuple (x, " + ", ".join(names) + ") in order, or a dict {"
+                + ", ".join(f"'{n}': ..." for n in names) + "}")
+    if "Long, Int" in msg and "Float" in msg:  # an embedding given float ids
+        return "token ids must be integers: pass a LongTensor (on the CLI: --dtype long)"
+    return "check the input shape/dtype the model expects"
 
 
 def leaves(tree: Any) -> list[Any]:
