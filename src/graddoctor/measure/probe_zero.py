@@ -12,8 +12,9 @@ at a learning rate of ``NUDGE``), runs one forward and backward, and reports the
 parameters that still get an exactly-zero gradient (``stationary``), those that now get one
 (``started``: they move at a later step), and the layers the probe read exactly zero that are still
 exactly zero (``layers``). Parameters that started are nudged in turn and the pass repeated until
-none starts (None after ``ROUNDS`` passes): with every norm gain of a Llama zeroed, the final norm moves first, then the
-blocks' input norms, while the SwiGLU branches' gains stay stationary. It runs only when there is something to tell apart: zero-gradient layers,
+none starts (None after ``ROUNDS`` passes): with every norm gain of a Llama zeroed, the final norm
+moves first, then the blocks' input norms, while the SwiGLU branches' gains stay stationary. It
+runs only when there is something to tell apart: zero-gradient layers,
 zero parameters that move and zero parameters that do not. The weights are written through ``.data``
 and restored from copies (bit for bit, no version counter moves); train/eval flags, buffers and the
 RNG state are restored and ``p.grad`` is never touched, as in the probe.

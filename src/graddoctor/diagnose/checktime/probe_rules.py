@@ -269,12 +269,13 @@ def _stationary(p: ProbeResult, m: ModelMap, st: dict[str, list[str]], logs: lis
     return Finding(
         "vanishing-gradient", "error",
         f"{len(layers)} of {len(p.layers)} layers get exactly zero gradient, and still do once the zero "
-        f"weights that get one ({len(p.zero_params_moving or []) + len(st['started'])}) have moved: they are cut off by "
-        f"exactly-zero weights ({shown}) at a stationary point (a gated branch such as SwiGLU reads them "
+        f"weights that get one ({len(p.zero_params_moving or []) + len(st['started'])}) have moved: they "
+        f"are cut off by exactly-zero weights ({shown}) at a stationary point (a gated branch such as SwiGLU reads them "
         "only to second order), so nothing ever moves them and these layers never train - "
         "initialise those weights nonzero (a norm gain to 1)",
         layers=layers, evidence={"zero_gradient_layers": len(layers), "zero_params_stationary": still,
-                                 "zero_params_moving": p.zero_params_moving, "zero_params_started": st["started"], "grad_log10": _log_profile(logs)},
+                                 "zero_params_moving": p.zero_params_moving, "zero_params_started": st["started"],
+                                 "grad_log10": _log_profile(logs)},
         remedies=_zero_remedies(m, still), step=0,
         reference=REF_VANISHING)
 
