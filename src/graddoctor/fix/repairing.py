@@ -183,7 +183,7 @@ def repair(
     Example:
         >>> import graddoctor as gd
         >>> net = nn.Sequential(nn.Linear(4, 8), nn.Sigmoid(), nn.Linear(8, 8), nn.Sigmoid(),
-        ...                     nn.Linear(8, 2))
+        ...                     nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 2))
         >>> x = torch.randn(16, 4)
         >>> result = gd.repair(net, gd.check(net, x), example_inputs=x)
         >>> type(net[1]).__name__, type(result.model[1]).__name__

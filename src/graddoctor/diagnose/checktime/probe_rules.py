@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 
@@ -386,7 +387,11 @@ def probe_findings(p: ProbeResult, m: ModelMap, recurrent: str | None = None) ->
     Returns:
         The findings, ``step=0``.
     """
-    return gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m) + no_gradient(p, m)
+    found = gradient_flow(p, m) + through_time(p, m, recurrent) + signal_propagation(p, m) + no_gradient(p, m)
+    if any(x.kind == "norm" for x in m.layers):  # a normalised model (a LayerNorm Transformer, a BN
+        norms = ("batchnorm", "layernorm")  # ResNet): inserting more norm layers is no remedy
+        found = [replace(f, remedies=[r for r in f.remedies if r not in norms]) for f in found]
+    return found
 
 
 __all__ = ["ERROR_ORDERS", "MIN_STEPS", "WARN_ORDERS", "depth_trend", "grad_logs", "gradient_flow",
