@@ -48,11 +48,13 @@ from graddoctor.diagnose.training.series import (
     later_dead_path,
     log10_safe,
     matrix,
+    near_zero_weights,
     nonfinite_step,
     profile_layers,
     sampled,
     side_drop,
     side_drops,
+    transient,
     used_steps,
 )
 from graddoctor.diagnose.training.through_time import vanishing_through_time
@@ -175,6 +177,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         []
     """
     names, ids, logs = relative_gradient(meta, steps)
+    logs[near_zero_weights(meta, [s for s in used_steps(steps) if s.get("grad_norm")], names)] = np.nan
     hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
     cut = dead_body(logs, MIN_LAYERS) if hit is None else None  # a cut above the whole body
     if hit is None and cut is None:
@@ -211,6 +214,9 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
             "(rule of thumb)"
         )
     sev = "error" if drop >= RULE_OF_THUMB_ORDERS[0] else "warning"
+    if cut is None and not zeros and transient([d >= VANISH_ORDERS for d in drops]):  # the policy keeps it
+        sev, ev["transient"] = "info", True  # info: no harm, no autofix round
+        msg += f"; a start-up transient: flagged on {ev['steps_flagged_frac']:.0%} of the steps, not since"
     return [Finding("vanishing-gradient", sev, msg, affected, ev,
                     decay_remedies(meta, ev["profile_layers"]), ids[i], REF_VANISH)]
 

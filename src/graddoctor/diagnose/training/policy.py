@@ -63,7 +63,8 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     drop = {c for m, cs in EXPLAINS.items() if m in codes for c in cs}
     kept = [f for f in findings if f.code not in drop]
     plateau = next((f for f in kept if f.code == "loss-plateau"), None)
-    causes = [f for f in kept if f.code in GRADIENT_FLOW_CODES]
+    # a start-up transient (evidence ``transient``) is the cause of nothing
+    causes = [f for f in kept if f.code in GRADIENT_FLOW_CODES and not f.evidence.get("transient")]
     prog = loss_progress(steps)
     later = left_plateau(steps)  # stuck early, but the loss fell later on: a slow start
     # a post-LN net whose loss fell to the class prior and stayed there learnt nothing either
@@ -72,7 +73,7 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     judged = harm or prog["judged"]  # too short a run to say: each rule's own severity stands
     out = []
     for f in kept:
-        if f.evidence.get("steps_shrunk") is False:
+        if f.evidence.get("steps_shrunk") is False or f.evidence.get("transient"):
             pass  # its rule's own severity (info unless the loss is stuck)
         elif f.code in GRADIENT_FLOW_CODES and not _blew_up(f) and judged:
             f = replace(f, severity=HARM_SEVERITY[harm])

@@ -169,11 +169,16 @@ def head_step(logs: np.ndarray, min_layers: int) -> bool:
         True
         >>> head_step(np.array([-6.0, -5.0, -4.0, -3.0, -2.0, -1.0]), 4)
         False
+        >>> head_step(np.array([-1.7, -1.7, -1.8, 0.6]), 4), head_step(np.array([-6.0, -4.5, -3.0, 0.0]), 4)
+        (True, False)
     """
     v = logs[np.isfinite(logs)]
-    if len(v) - HEAD_LAYERS < min_layers:
+    # a profile too short for a 2-layer head reads a 1-layer one (a 4-layer MLP: 3 body layers and
+    # its classifier, whose weights started small: a zero or muP 1/width readout)
+    head = HEAD_LAYERS if len(v) - HEAD_LAYERS >= min_layers else 1
+    if len(v) - head < (min_layers if head == HEAD_LAYERS else 3):  # 3 body layers: first, middle, last
         return False
-    return side_drop(v[:-HEAD_LAYERS])[0] < HEAD_BODY_ORDERS
+    return side_drop(v[:-head])[0] < HEAD_BODY_ORDERS
 
 
 def first_persistent(flags: list[bool], persist: int) -> int | None:
@@ -250,3 +255,45 @@ def dead_body(logs: np.ndarray, min_layers: int, persist: int = DEAD_ROWS) -> tu
     drops = side_drops(logs)
     with np.errstate(all="ignore"):
         return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]
+
+
+#: a layer whose weight RMS is below this fraction of the profile's median is near zero: a head
+#: or branch that starts at zero (muP's zero readout, an adapter's up-projection, LoRA's B)
+NEAR_ZERO_RMS = 0.1
+
+
+def near_zero_weights(meta: dict, steps: list[dict], names: list[str]) -> np.ndarray:
+    """[steps x layers] True where a layer's weight RMS (``weight_norm`` / sqrt(``numel``)) is
+    below ``NEAR_ZERO_RMS`` of that step's median over ``names``: its relative gradient ||g||/||w||
+    is inflated by a norm that has not grown to a typical scale yet. ``steps`` as the rows of
+    ``matrix``.
+
+    Example:
+        >>> meta = {"layers": [{"name": n, "numel": 100} for n in "abc"]}
+        >>> near_zero_weights(meta, [{"weight_norm": {"a": 1.0, "b": 1.0, "c": 0.01}}], ["a", "b", "c"]).tolist()
+        [[False, False, True]]
+    """
+    numel = {ly["name"]: float(ly.get("numel") or 0) for ly in meta.get("layers", [])}
+    size = np.array([numel.get(n, 0.0) for n in names])
+    w = matrix(steps, "weight_norm", names)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rms = np.where(size > 0, w / np.sqrt(np.where(size > 0, size, 1.0)), np.nan)
+        med = np.nanmedian(np.where(np.isfinite(rms), rms, np.nan), axis=1, keepdims=True) if rms.size else rms
+    with np.errstate(invalid="ignore"):
+        return np.asarray(rms < NEAR_ZERO_RMS * med) & np.isfinite(rms)
+
+
+#: a vanishing drop flagged on under this fraction of the steps, and on none of the last
+#: ``TRANSIENT_ROWS``, is a start-up transient (a zero-init branch or LoRA's B growing from 0)
+TRANSIENT_FRAC, TRANSIENT_ROWS = 0.1, 20
+
+
+def transient(flags: list[bool]) -> bool:
+    """The flagged rows are few (under ``TRANSIENT_FRAC``) and none of the last ``TRANSIENT_ROWS``.
+
+    Example:
+        >>> transient([True] * 3 + [False] * 60), transient([True] * 3 + [False] * 10)
+        (True, False)
+    """
+    return (len(flags) >= TRANSIENT_ROWS and not any(flags[-TRANSIENT_ROWS:])
+            and sum(flags) < TRANSIENT_FRAC * len(flags))
