@@ -71,3 +71,11 @@ def test_a_drop_that_stays_is_not_a_transient():
     assert not transient([True] * 10 + [False] * 60)  # 14% of the steps: not few
     assert not transient([False] * 60 + [True] * 3)  # flagged lately: not a start-up transient
     assert not transient(list(np.ones(30, dtype=bool)))
+
+
+def test_rows_without_weight_norms_mark_nothing_and_warn_nothing():
+    meta = {"layers": [{"name": "a", "numel": 10}, {"name": "b", "numel": 10}]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        marks = near_zero_weights(meta, [{"weight_norm": {}}, {}, {"weight_norm": {"a": 1.0}}], ["a", "b"])
+    assert not marks.any()

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
@@ -276,7 +277,8 @@ def near_zero_weights(meta: dict, steps: list[dict], names: list[str]) -> np.nda
     numel = {ly["name"]: float(ly.get("numel") or 0) for ly in meta.get("layers", [])}
     size = np.array([numel.get(n, 0.0) for n in names])
     w = matrix(steps, "weight_norm", names)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no weight norm: all-NaN median
         rms = np.where(size > 0, w / np.sqrt(np.where(size > 0, size, 1.0)), np.nan)
         med = np.nanmedian(np.where(np.isfinite(rms), rms, np.nan), axis=1, keepdims=True) if rms.size else rms
     with np.errstate(invalid="ignore"):
