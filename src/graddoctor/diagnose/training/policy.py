@@ -11,7 +11,8 @@
 2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``), unless the loss
    fell later in the run (``progress.left_plateau``: the plateau stays, a warning), or a finding
    whose evidence says the loss stayed flat after a first fall to the class prior
-   (``stuck_after_settling``, post-ln-no-warmup). With harm,
+   (``stuck_after_settling``, post-ln-no-warmup). A start-up transient (evidence ``transient``)
+   and a clip whose steps did not shrink keep their rule's severity and cause nothing. With harm,
    every gradient-flow cause (``GRADIENT_FLOW_CODES``) is an error, and so is a plateau that
    has one; without harm a cause is a warning (on runs long enough to tell: ``progress.MIN_STEPS``
    losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
