@@ -153,9 +153,10 @@ def plan(
     findings = [f for f in (report.findings if isinstance(report, Report) else list(report)) if f.severity != "info"]
     # the init probe's cut by normalisation gains at exactly 0 (probe_zero): their gain back to 1
     # is the whole fix, so those findings ask for no swap, re-draw or skip
-    zero = set(zero_gains(model))
-    cut = {id(f): {n.rpartition(".")[0] for n in _zero_params(f)} & zero
-           for f in findings if f.code == "vanishing-gradient"}
+    named = {id(f): {n.rpartition(".")[0] for n in _zero_params(f)}
+             for f in findings if f.code == "vanishing-gradient" and _zero_params(f)}
+    zero = set(zero_gains(model)) if named else set()  # (read only when a finding names zeros)
+    cut = {k: v & zero for k, v in named.items()}
     zero_norms = sorted(set().union(*cut.values())) if cut else []
     findings = [f for f in findings if not cut.get(id(f))]
     by_code: dict[str, list[Finding]] = {}

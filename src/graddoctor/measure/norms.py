@@ -27,7 +27,6 @@ GROUP_MAX_NUMEL = 4096
 TINY_RMS = 1e-15
 
 
-
 class TensorNorms:
     """The L2 norm of each tensor of a fixed list (same shapes and dtypes on every call).
 
@@ -119,5 +118,6 @@ class TensorNorms:
         self._split = [(idx, torch.tensor(idx, dtype=torch.long), dt)
                        for idx, dt in zip(parts, (self.acc, torch.float64)) if idx]
         self._group_dt = [torch.float64 if any(tiny[a:b]) else self.acc for a, b in self._groups]
+
 
 __all__ = ["GROUP_MAX_NUMEL", "GROUP_MIN", "TINY_RMS", "TensorNorms"]

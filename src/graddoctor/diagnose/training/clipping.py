@@ -37,6 +37,7 @@ import numpy as np
 
 from graddoctor.diagnose.thresholds import HARM_SEVERITY
 from graddoctor.diagnose.training.instability import median_update_ratios
+from graddoctor.diagnose.training.loss import TINY_STEP
 from graddoctor.diagnose.training.progress import loss_progress
 from graddoctor.diagnose.training.series import matrix, used_steps
 from graddoctor.report import Finding
@@ -47,8 +48,8 @@ PIN_FRAC = 0.9
 MIN_STEPS = 20
 #: pinned norm at least this many orders below the weights' global norm
 TIGHT_ORDERS = 3.0
-#: a median update/weight ratio from which the steps did not shrink (``loss.TINY_STEP``)
-STEP_FLOOR = 1e-4
+#: a median update/weight ratio from which the steps did not shrink (the plateau rule's tiny step)
+STEP_FLOOR = TINY_STEP
 #: the max norm suggested instead (Pascanu et al. 2013: near the average unclipped norm; 1.0
 #: is the common default, e.g. of transformers' Trainer)
 SANE_MAX_NORM = 1.0

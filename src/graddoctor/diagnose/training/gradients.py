@@ -43,13 +43,13 @@ from graddoctor.diagnose.training.series import (
     UPDATE_FLOOR,
     as_float,
     dead_body,
-    first_persistent,
     head_step,
     later_dead_path,
     log10_safe,
     matrix,
-    near_zero_weights,
+    near_zero_rows,
     nonfinite_step,
+    persistent_rows,
     profile_layers,
     sampled,
     side_drop,
@@ -97,8 +97,10 @@ REF_STALL = (
 )
 
 
-def relative_gradient(meta: dict, steps: list[dict]) -> tuple[list[str], list[int], np.ndarray]:
-    """(layers, step numbers, [steps x layers] log10 ||g||/||w||) over non-skipped steps.
+def relative_gradient(meta: dict, steps: list[dict], near_zero: bool = False
+                      ) -> tuple[list[str], list[int], np.ndarray]:
+    """(layers, step numbers, [steps x layers] log10 ||g||/||w||) over non-skipped steps; with
+    ``near_zero``, NaN where the weights are near zero (``series.near_zero_rows``).
 
     Example:
         >>> meta = {"layers": [{"name": "a", "kind": "linear"}]}
@@ -109,9 +111,12 @@ def relative_gradient(meta: dict, steps: list[dict]) -> tuple[list[str], list[in
     st = [s for s in used_steps(steps) if s.get("grad_norm")]
     g = matrix(st, "grad_norm", names)
     w = matrix(st, "weight_norm", names)
+    small = near_zero_rows(meta, w, names) if near_zero else None
     w[~(w > 1e-12)] = np.nan  # zero-initialised weights have no relative scale
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = log10_safe(g) - np.log10(w)
+    if small is not None:
+        rel[small] = np.nan
     return names, [int(s.get("step", i)) for i, s in enumerate(st)], rel
 
 
@@ -160,13 +165,7 @@ def _persistent_profile(
 ) -> tuple[int, np.ndarray, list[float]] | None:
     """First row where ``sign * drop >= orders`` for ``persist`` rows: (row, profile, drops)."""
     drops = side_drops(logs)
-    flags = [n >= MIN_LAYERS and sign * d >= orders for d, _, n in drops]
-    i = first_persistent(flags, persist)
-    if i is None:
-        return None
-    with np.errstate(all="ignore"):
-        prof = np.nanmedian(logs[i:i + persist], axis=0)
-    return i, prof, [d for d, _, _ in drops if math.isfinite(d)]
+    return persistent_rows(logs, [n >= MIN_LAYERS and sign * d >= orders for d, _, n in drops], persist, drops)
 
 
 def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
@@ -176,8 +175,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> vanishing_gradient({"layers": []}, [])
         []
     """
-    names, ids, logs = relative_gradient(meta, steps)
-    logs[near_zero_weights(meta, [s for s in used_steps(steps) if s.get("grad_norm")], names)] = np.nan
+    names, ids, logs = relative_gradient(meta, steps, near_zero=True)
     hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
     cut = dead_body(logs, MIN_LAYERS) if hit is None else None  # a cut above the whole body
     if hit is None and cut is None:

@@ -218,11 +218,26 @@ def later_dead_path(logs: np.ndarray, after: int, orders: float, persist: int, m
     drops = side_drops(logs)
     flags = [k > after and n >= min_layers and d >= orders and bool((row < LOG_FLOOR / 2).any())
              for k, ((d, _, n), row) in enumerate(zip(drops, logs))]
+    return persistent_rows(logs, flags, persist, drops)
+
+
+def persistent_rows(logs: np.ndarray, flags: list[bool], persist: int,
+                    drops: list[tuple[float, float, int]]) -> tuple[int, np.ndarray, list[float]] | None:
+    """The first run of ``persist`` flagged rows of ``logs`` (steps x layers): ``(row, the median
+    profile of those rows, every row's finite drop)`` from ``side_drops``, or None.
+
+    Example:
+        >>> logs = np.array([[-1.0, 0.0], [-3.0, 0.0], [-5.0, np.nan]])
+        >>> row, prof, _ = persistent_rows(logs, [False, True, True], 2, side_drops(logs)); row, prof.tolist()
+        (1, [-4.0, 0.0])
+    """
     j = first_persistent(flags, persist)
     if j is None:
         return None
-    with np.errstate(all="ignore"):
-        return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a layer with no value in those rows
+        prof = np.nanmedian(logs[j:j + persist], axis=0)
+    return j, prof, [d for d, _, _ in drops if math.isfinite(d)]
 
 
 #: rows in a row a body must get exactly zero gradient (``dead_body``): a zero-init gain (ReZero)
@@ -250,12 +265,7 @@ def dead_body(logs: np.ndarray, min_layers: int, persist: int = DEAD_ROWS) -> tu
         zero = v < LOG_FLOOR / 2
         keep = max(1, len(v) // 3)  # the output side may still get a gradient
         flags.append(bool(len(v) > keep and zero.sum() >= min_layers and zero[:-keep].all() and not zero.all()))
-    j = first_persistent(flags, persist)
-    if j is None:
-        return None
-    drops = side_drops(logs)
-    with np.errstate(all="ignore"):
-        return j, np.nanmedian(logs[j:j + persist], axis=0), [d for d, _, _ in drops if math.isfinite(d)]
+    return persistent_rows(logs, flags, persist, side_drops(logs)) if any(flags) else None
 
 
 #: a layer whose weight RMS is below this fraction of the profile's median is near zero: a head
@@ -274,9 +284,13 @@ def near_zero_weights(meta: dict, steps: list[dict], names: list[str]) -> np.nda
         >>> near_zero_weights(meta, [{"weight_norm": {"a": 1.0, "b": 1.0, "c": 0.01}}], ["a", "b", "c"]).tolist()
         [[False, False, True]]
     """
+    return near_zero_rows(meta, matrix(steps, "weight_norm", names), names)
+
+
+def near_zero_rows(meta: dict, w: np.ndarray, names: list[str]) -> np.ndarray:
+    """``near_zero_weights`` of a ``[steps x layers]`` weight-norm matrix already built."""
     numel = {ly["name"]: float(ly.get("numel") or 0) for ly in meta.get("layers", [])}
     size = np.array([numel.get(n, 0.0) for n in names])
-    w = matrix(steps, "weight_norm", names)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row with no weight norm: all-NaN median
         rms = np.where(size > 0, w / np.sqrt(np.where(size > 0, size, 1.0)), np.nan)

@@ -126,7 +126,6 @@ TRIAL = 80
 REGRESS_LR = 3.0
 _WHO = "graddoctor.autofix"
 _STRUCTURAL = ("activation", "norm", "skip")
-_ON_MODULES = (*_STRUCTURAL, "init")  # a change of these families that touched no module changed nothing
 class AutofixWatcher(Watcher):
     """A ``Watcher`` that repairs in place between two steps (see the module docstring).
 
@@ -285,7 +284,7 @@ class AutofixWatcher(Watcher):
                                       self._ramps, lr_div)
             changes += done
             reset += redrawn
-        applied = [c for c in changes if c.kind == "applied" and (c.modules or family(c.remedy) not in _ON_MODULES)]
+        applied = [c for c in changes if c.kind == "applied"]
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()

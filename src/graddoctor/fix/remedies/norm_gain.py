@@ -27,14 +27,14 @@ from torch import nn
 
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.modelmap.records import layer_kind
 
 
 def is_norm(module: nn.Module) -> bool:
-    """A normalisation module with a gain: torch's norms, or any class named ``*Norm`` (HF's
-    ``LlamaRMSNorm``) with a trainable ``weight``."""
+    """A normalisation module (``modelmap.layer_kind``: torch's norms, HF's ``LlamaRMSNorm``) with a
+    trainable gain vector ``weight``."""
     w = getattr(module, "weight", None)
-    return (isinstance(w, nn.Parameter) and w.requires_grad and w.dim() == 1
-            and type(module).__name__.endswith(("Norm", "Norm1d", "Norm2d", "Norm3d")))
+    return isinstance(w, nn.Parameter) and w.requires_grad and w.dim() == 1 and layer_kind(module) == "norm"
 
 
 def zero_gains(model: nn.Module) -> list[str]:
