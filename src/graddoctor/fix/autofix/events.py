@@ -30,7 +30,9 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
     optimizer's rebinding counts and a one-line message."""
     codes = sorted({f.code for f in causes})
     modules = sorted({m for c in applied for m in c.modules})
-    what = ", ".join(c.remedy for c in applied) or "nothing applicable in place"
+    what = ", ".join(c.remedy for c in applied) or (
+        f"nothing new in place (its in-place remedies were applied at step {extra['repeat_of']})"
+        if "repeat_of" in extra else "nothing applicable in place")
     remedies = {c.remedy for c in applied}
     tail = ("; weights re-initialised" if any(family(r) == "init" and r != "forget-bias" for r in remedies)
             else "; weights rolled back" if "rollback" in remedies

@@ -83,6 +83,7 @@ from graddoctor.fix.autofix.actions import (
     lr_divisor,
     passing_spike,
     plan_fix,
+    stale,
     triggering,
 )
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
@@ -163,6 +164,7 @@ class AutofixWatcher(Watcher):
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
         self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
+        self._manual: set[str] = set()  # remedies that came out as code changes (they will again)
         self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
 
     def attach(self) -> AutofixWatcher:
@@ -263,11 +265,15 @@ class AutofixWatcher(Watcher):
         plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
                         blowup, retry)
         restart = blowup or any(s.remedy in RESTART for s in plan)
+        rounds, extra = self._rounds(), {}
+        if not restart and stale(plan, {r for e in rounds for r in e["remedies"]}, self._manual):
+            plan, extra = [], {"repeat_of": rounds[-1]["step"],  # the code change is what is left
+                               "manual": list(dict.fromkeys(m for e in rounds for m in e.get("manual", [])))}
         if not plan and not restart:  # reported once per set of causes; the window keeps growing
             codes = frozenset(f.code for f in causes)
             if codes not in self._noop:
                 self._noop.add(codes)
-                self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True)
+                self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True, **extra)
             return
         self._since, self._warned, self._levels = step, set(), None
         trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
@@ -285,6 +291,7 @@ class AutofixWatcher(Watcher):
             changes += done
             reset += redrawn
         applied = [c for c in changes if c.kind == "applied"]
+        self._manual |= {c.remedy for c in changes if c.kind == "manual"}
         counts = rebind_optimizer(self.optimizer, self.root, before, reset)
         if any(family(c.remedy) in _STRUCTURAL for c in applied):
             self._stop_sampler()
