@@ -24,12 +24,14 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from graddoctor.diagnose.checktime.attention import attention_init
 from graddoctor.diagnose.checktime.measured import drop_contradicted
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
@@ -38,6 +40,7 @@ from graddoctor.errors import GraddoctorError, InputError, ModelCallError
 from graddoctor.inputs import check_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe import ProbeResult
+from graddoctor.measure.probe_softmax import attention_entropy
 from graddoctor.measure.probe import probe as run_probe
 from graddoctor.modelmap import ModelMap
 from graddoctor.modelmap.support import require_supported
@@ -72,7 +75,8 @@ def check(
 
     Returns:
         ``Report(source="check")``; ``report.data`` has ``map`` (layer counts, paths),
-        ``probe`` (``ProbeResult.to_dict()``) and ``seconds``; ``report.model_map`` is the
+        ``probe`` (``ProbeResult.to_dict()``), ``attention`` (per attention softmax: ``name``,
+            ``entropy``, ``keys``, ``rows``; only when the model has one) and ``seconds``; ``report.model_map`` is the
         ``ModelMap`` traced for it (an attribute, not serialised by ``to_dict``/``to_json``).
 
     Raises:
@@ -111,6 +115,10 @@ def check(
         p = _probe(model, example_inputs, target, loss_fn, m, jacobian_k)
         data["probe"] = p.to_dict()
         findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
+        sites = attention_entropy(model, clone_tensors(example_inputs))
+        if sites:
+            data["attention"] = [asdict(s) for s in sites]
+            findings += [f for f in [attention_init(sites, model)] if f is not None]
     data["seconds"] = round(time.perf_counter() - t0, 3)
     report = Report(findings, source="check", data=data)
     report.model_map = m  # for gd.repair: one trace per verb call
