@@ -40,7 +40,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "clip-norm", "clip-value", "clip-agc",
     "lstm", "lower-lr", "lr-find",
     "warmup", "prenorm", "train-mode",
-    "edge-of-chaos-init", "looks-linear-init", "norm-gain",
+    "edge-of-chaos-init", "looks-linear-init", "norm-gain", "small-init",
 )
 
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")

@@ -192,9 +192,10 @@ def plan(
     # (measured: 16-layer tanh, std 0.03 init, SGD: tanh+xavier 0.94 vs relu+he 0.87 on digits)
     keep_tanh = (bool(fx.hidden_saturating) and fx.hidden_kinds <= kinds.TANH_LIKE and fx.depth < DEEP
                  and bool(codes & {"poor-init", "signal-collapse"}))
-    if keep_tanh:
-        add("xavier-init", "tanh kept: the weight scale, not tanh itself, starves the signal "
-                           f"({_list(codes & {'poor-init', 'signal-collapse'})})",
+    if keep_tanh:  # Xavier, or the small init a finding ranks first (attention too peaked at init)
+        add(ranked(("small-init", "xavier-init"), {"poor-init", "signal-collapse"}, "xavier-init"),
+            "tanh kept: the weight scale, not tanh itself, starves the signal "
+            f"({_list(codes & {'poor-init', 'signal-collapse'})})",
             swap_trig | {"poor-init", "signal-collapse"})
     elif codes & swap_trig and (fx.hidden_saturating or codes & act_trig):
         act = ranked(ACTIVATIONS, swap_trig, "relu")

@@ -64,8 +64,8 @@ def attention_init(sites: list[AttentionSite], model: nn.Module) -> Finding | No
            f"up to {keys} keys (median over {len(sites)} attention sites; lowest {low.entropy:.0%} in "
            f"{low.name or 'the model'}): the query/key weights are drawn too large, and a saturated "
            "softmax passes almost no gradient to them - draw them at the usual Transformer scale "
-           "(std ~0.02, or Xavier)")
-    return Finding("poor-init", "warning", msg, flagged, ev, ["xavier-init"], 0, REF)
+           "(small-init: std sqrt(2/(5 fan_in)), ~0.02 at width 1000)")
+    return Finding("poor-init", "warning", msg, flagged, ev, ["small-init", "xavier-init"], 0, REF)
 
 
 __all__ = ["SATURATED_ENTROPY", "attention_init"]

@@ -10,6 +10,7 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 | ``he-init`` | N(0, gain^2 / fan_in) | He et al. 2015 |
 | ``xavier-init`` | N(0, 2 / (fan_in + fan_out)) (times gain^2 for the ReLU family only: Glorot & Bengio's tanh/sigmoid init has no gain, which is also what ``check`` accepts) | Glorot & Bengio 2010 |
 | ``orthogonal-init`` | gain * orthogonal (Linear); conv: zero kernel, centre tap = gain * orthogonal (delta-orthogonal) | Saxe et al. 2014; Xiao et al. 2018 |
+| ``small-init`` | N(0, 2 / (5 fan_in)), no gain: a Transformer's usual small scale (std 0.02 at width 1000), attention logits start near 0 | Nguyen & Salazar 2019 |
 | ``lsuv-init`` | orthogonal, then each layer in execution order rescaled until its output variance on the example batch is 1 | Mishkin & Matas 2016 |
 
 Gains come from ``graddoctor.kinds.gain``: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu
@@ -40,7 +41,7 @@ from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, t
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap, restored_state
 
-SCHEMES = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init")
+SCHEMES = ("he-init", "xavier-init", "orthogonal-init", "lsuv-init", "small-init")
 
 
 def gain(activation: str | None, slope: float = kinds.LEAKY_SLOPE) -> float:
@@ -61,7 +62,7 @@ def fans(weight: torch.Tensor) -> tuple[int, int]:
 def expected_std(scheme: str, weight: torch.Tensor, activation: str | None,
                  slope: float = kinds.LEAKY_SLOPE) -> float:
     """The weight std a scheme documents: he ``kinds.target_std``, xavier ``kinds.glorot_std``
-    (times the gain for the ReLU family only).
+    (times the gain for the ReLU family only), small ``sqrt(2 / (5 fan_in))``.
 
     Example:
         >>> round(expected_std("he-init", torch.empty(10, 200), "relu"), 4)
@@ -73,6 +74,8 @@ def expected_std(scheme: str, weight: torch.Tensor, activation: str | None,
     if scheme == "xavier-init":  # Glorot & Bengio's normalized init: no gain for tanh/sigmoid
         relu = kinds.family(activation) == "relu"
         return (gain(activation, slope) if relu else 1.0) * kinds.glorot_std(fan_in, fan_out)
+    if scheme == "small-init":  # Nguyen & Salazar 2019 (SmallInit): no gain
+        return math.sqrt(2.0 / (5.0 * fan_in))
     raise InputError(f"no closed-form std for {scheme!r}")
 
 
@@ -90,7 +93,7 @@ def reinit(
     """Re-draw the weights of Linear/Conv layers with ``scheme``.
 
     Args:
-        scheme: "he-init" | "xavier-init" | "orthogonal-init" | "lsuv-init".
+        scheme: "he-init" | "xavier-init" | "orthogonal-init" | "lsuv-init" | "small-init".
         example_inputs: a batch: gives the activation following each layer (without
             it, the next activation module in registration order is used) and is
             required by "lsuv-init".
@@ -131,10 +134,8 @@ def reinit(
                 continue
             if scheme in ("orthogonal-init", "lsuv-init"):
                 _orthogonal(m.weight, g if scheme == "orthogonal-init" else 1.0)
-            elif scheme == "he-init":
-                m.weight.normal_(0.0, expected_std("he-init", m.weight, act, slope))
             else:
-                m.weight.normal_(0.0, expected_std("xavier-init", m.weight, act, slope))
+                m.weight.normal_(0.0, expected_std(scheme, m.weight, act, slope))
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
             gains[name] = round(g, 3)
@@ -149,6 +150,9 @@ def reinit(
                           "backward signal (Glorot & Bengio 2010)",
            "orthogonal-init": "orthogonal weights preserve norms exactly, so depth does not "
                               "shrink or grow the signal (Saxe et al. 2014; Xiao et al. 2018)",
+           "small-init": "weights drawn with variance 2/(5 fan_in), a Transformer's usual small scale: "
+                         "attention logits start near zero, so the softmax starts near uniform and "
+                         "passes gradient to the query/key weights (Nguyen & Salazar 2019)",
            "lsuv-init": "orthogonal weights rescaled so each layer's output has unit variance on "
                         "the example batch (Mishkin & Matas 2016)"}[scheme]
     if not gains:  # every candidate layer frozen (or none found): nothing was drawn
@@ -278,7 +282,7 @@ def _lsuv(model: nn.Module, names: list[str], example_inputs: Any, tol: float,
     return {n: round(v, 4) for n, v in scales.items()}
 
 
-@register("he-init", "xavier-init", "orthogonal-init", family="init", keeps_map=True,
+@register("he-init", "xavier-init", "orthogonal-init", "small-init", family="init", keeps_map=True,
           summary="re-initialise Linear/Conv weights with {id}", options=("lsuv_tol", "lsuv_iters"))
 @register("lsuv-init", family="init", needs_inputs=True, keeps_map=True,
           summary="re-initialise Linear/Conv weights with lsuv-init", options=("lsuv_tol", "lsuv_iters"))
