@@ -457,3 +457,14 @@ def test_a_gate_is_never_swapped_to_relu():
     assert isinstance(new[0].act, nn.Tanh) and isinstance(new[0].gate, nn.Sigmoid)
     assert isinstance(new[2], nn.ReLU) and change.modules == ["2"]
     assert change.details["kept_gates"] == ["0.act", "0.gate"]
+
+
+def test_small_init_draws_variance_two_fifths_over_fan_in_without_gain():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10))
+    new, change = reinit(net, "small-init")
+    for layer, fan_in in ((new[0], 512), (new[2], 256)):
+        assert layer.weight.std().item() == pytest.approx((2 / (5 * fan_in)) ** 0.5, rel=0.05)
+        assert torch.count_nonzero(layer.bias) == 0
+    assert change.kind == "applied" and "Nguyen & Salazar" in change.why
+    assert net[0].weight.std().item() != pytest.approx(new[0].weight.std().item(), rel=0.05)  # a copy

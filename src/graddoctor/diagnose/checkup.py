@@ -24,8 +24,8 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ from graddoctor.errors import GraddoctorError, InputError, ModelCallError
 from graddoctor.inputs import check_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe import ProbeResult
-from graddoctor.measure.probe_softmax import attention_entropy
 from graddoctor.measure.probe import probe as run_probe
+from graddoctor.measure.probe_softmax import attention_entropy
 from graddoctor.modelmap import ModelMap
 from graddoctor.modelmap.support import require_supported
 from graddoctor.report import Report
