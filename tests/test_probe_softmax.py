@@ -98,3 +98,12 @@ def test_it_leaves_no_trace():
     assert torch.equal(rng, torch.get_rng_state())  # dropout drew nothing from the user's stream
     assert all(p.grad is None for p in model.parameters())
     assert model.training
+
+
+def test_an_encoder_in_eval_mode_is_read_through_the_unfused_path():
+    torch.manual_seed(4)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
+                                enable_nested_tensor=False).eval()
+    sites = attention_entropy(enc, torch.randn(2, 8, 32))
+    assert [s.name for s in sites] == ["layers.0.self_attn", "layers.1.self_attn"]
+    assert torch.backends.mha.get_fastpath_enabled()  # the switch is back on

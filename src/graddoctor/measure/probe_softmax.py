@@ -50,6 +50,7 @@ from torch.overrides import TorchFunctionMode
 
 from graddoctor.inputs import call_model
 from graddoctor.modelmap import restored_state
+from graddoctor.modelmap.state import mha_fastpath_disabled
 
 #: a mask or logit entry at or below this masks its key out (HF adds finfo.min or -1e4)
 MASKED = -5e3
@@ -169,7 +170,7 @@ def attention_entropy(model: nn.Module, inputs: Any) -> list[AttentionSite]:
         handles += [m.register_forward_pre_hook(enter), m.register_forward_hook(leave)]
     spy = _Spy(stack, names)
     try:
-        with restored_state(model), torch.enable_grad(), spy:  # grad on: no fused inference fast path
+        with restored_state(model), mha_fastpath_disabled(), torch.no_grad(), spy:  # no fused attention
             call_model(model, inputs)
     finally:
         for h in handles:
