@@ -265,7 +265,29 @@ def tanh_deep_default():
     return mlp(16, nn.Tanh), _x(32, 32)
 
 
+def one_hot_attention(model, x):
+    """Mean largest attention weight of the first layer's heads (plain ``need_weights=True``): a
+    softmax that is nearly one-hot (>= 0.9) passes almost no gradient to the query/key weights."""
+    att = model.layers[0].self_attn
+    with torch.no_grad():
+        p = att(x, x, x, need_weights=True, average_attn_weights=False)[1]
+    top = float(p.max(-1).values.mean())
+    return top >= 0.9, {"mean_top_attention": round(top, 3)}
+
+
+def transformer_std1():
+    """``nn.TransformerEncoder`` (d=32, 2 layers) with every weight matrix drawn N(0, 1)."""
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True), 2,
+                                enable_nested_tensor=False)
+    with torch.no_grad():
+        for p in enc.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 1.0)
+    return enc, _x(8, 16, 32)
+
+
 BROKEN: dict[str, tuple[str, Callable, str, Callable]] = {
+    "transformer-std1": ("transformer", _seeded(transformer_std1), "poor-init", one_hot_attention),
     "mlp20-sigmoid-everywhere": ("mlp", _seeded(sigmoid_everywhere), "vanishing-gradient", vanishing),
     "mlp12-relu-std1e-3": ("mlp", _seeded(tiny_init), "vanishing-gradient", vanishing),
     "mlp12-relu-std1e-3-zero-bias": ("mlp", _seeded(tiny_init_no_bias), "signal-collapse", collapse),
@@ -285,6 +307,7 @@ BROKEN: dict[str, tuple[str, Callable, str, Callable]] = {
 #: mechanism: a too-small/large weight scale is ``poor-init``, a plain chain over 30 layers is
 #: ``deep-without-skip``, a measured input/output gradient ratio beyond 100x is vanishing/exploding
 LABELS: dict[str, set[str]] = {
+    "transformer-std1": {"poor-init", "exploding-gradient", "signal-explosion"},
     "mlp20-sigmoid-everywhere": {"vanishing-gradient", "saturating-hidden-activation", "poor-init"},
     "mlp12-relu-std1e-3": {"vanishing-gradient", "poor-init"},
     "mlp12-relu-std1e-3-zero-bias": {"signal-collapse", "vanishing-gradient", "poor-init"},
