@@ -99,8 +99,8 @@ class TensorNorms:
                 else:
                     o.copy_(torch.linalg.vector_norm(x, 2, dim=1, dtype=dt))
         except (RuntimeError, NotImplementedError, TypeError):
-            if all(t.layout == torch.strided for t in tensors):
-                raise
+            if all(t.layout == torch.strided and not t.is_complex() for t in tensors):
+                raise  # sparse and complex tensors (an S4D/LRU layer's) take the slow path
             outs[0].copy_(tensor_norms(tensors, torch.float64 if any(self._tiny) else self.acc))
         return outs[0]
 

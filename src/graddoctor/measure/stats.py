@@ -56,13 +56,18 @@ def dense_values(t: torch.Tensor) -> torch.Tensor:
     return t.coalesce()._values() if t.is_sparse else t.values()
 
 
+def _real(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as its (real, imaginary) pairs: the same L2 norm, in a real dtype."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
 def tensor_norms(
     tensors: Sequence[torch.Tensor], acc: torch.dtype | None = None, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L2 norm of each tensor from one fused ``_foreach_norm``, accumulated in ``acc`` (by
     default float32, or float64 when a tensor is float64); written into ``out`` (dtype
     ``acc``, shape ``[len(tensors)]``) when given. Sparse tensors are measured on their
-    values (``dense_values``).
+    values (``dense_values``), complex ones on their (real, imaginary) pairs.
 
     Example:
         >>> tensor_norms([torch.tensor([3.0, 4.0]), torch.ones(4)]).tolist()
@@ -76,9 +81,9 @@ def tensor_norms(
     try:
         norms = torch._foreach_norm(ts, 2, dtype=acc)
     except (RuntimeError, NotImplementedError):
-        if all(t.layout == torch.strided for t in ts):
+        if all(t.layout == torch.strided and not t.is_complex() for t in ts):
             raise
-        norms = torch._foreach_norm([dense_values(t) for t in ts], 2, dtype=acc)
+        norms = torch._foreach_norm([_real(dense_values(t)) for t in ts], 2, dtype=acc)
     return torch.stack(norms) if out is None else torch.stack(norms, out=out)
 
 
