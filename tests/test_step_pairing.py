@@ -263,3 +263,23 @@ def test_a_closure_that_raised_does_not_shift_the_later_steps():
     steps = w.records()[1]
     assert len(steps) == 2 and steps[-1]["grad_norm"] == pytest.approx(norms, rel=1e-5)
     assert not any("update_norm" in s for s in steps) and w.failed is None
+
+
+def test_a_disabled_grad_scaler_is_no_scaler_and_no_warning():
+    """``GradScaler("cpu", enabled=False)`` (AMP code run in fp32) has no per-optimizer state: watch
+    used to warn that it "is not a torch.amp.GradScaler"."""
+    m = _mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    sc = torch.amp.GradScaler("cpu", enabled=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with gd.watch(m, opt, scaler=sc) as w:
+            for _ in range(3):
+                loss = m(torch.randn(8, 4)).pow(2).mean()
+                opt.zero_grad()
+                sc.scale(loss).backward()
+                sc.step(opt)
+                sc.update()
+                w.step(loss)
+    steps = w.records()[1]
+    assert [s["step"] for s in steps] == [1, 2, 3] and not any(s.get("skipped") for s in steps)

@@ -194,6 +194,8 @@ class StepCount:
     """
 
     def __init__(self, scaler: Any = None) -> None:
+        if scaler is not None and callable(getattr(scaler, "is_enabled", None)) and not scaler.is_enabled():
+            scaler = None  # a disabled GradScaler (enabled=False: CPU, fp32) never skips a step
         self.scaler, self.steps, self.seen, self.idle = scaler, 0, 0, 0
         self.updates = getattr(scaler, "_per_optimizer_states", None)
         if scaler is not None and self.updates is None:
