@@ -123,6 +123,11 @@ class Report:
         if not self.findings:
             if self.source == "repair":  # a repair result's report: its changes, not findings
                 return f"graddoctor repair: {len(self.data.get('changes') or [])} change(s)"
+            idle = self.data.get("idle_wsteps") if self.source == "watch" else None
+            if idle:
+                return (f"graddoctor watch: nothing judged - w.step() was called {idle['calls']} times but the "
+                        f"{idle['optimizer']} given to watch() never stepped: pass the optimizer you step "
+                        "(a SAM-style wrapper that steps its base optimizer: watch the base optimizer)")
             if self.source == "watch" and self.data.get("steps") == [] and "meta" in self.data:
                 every = (self.data["meta"].get("config") or {}).get("flush_every", "flush_every")
                 return (f"graddoctor watch: nothing judged - no step recorded (records reach the log every "

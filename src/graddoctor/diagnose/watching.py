@@ -95,6 +95,8 @@ class Watcher(Monitor):
         """
         meta, steps = self.records()
         report = build_report(meta, steps, self.events)
+        if not steps and self._count.idle:  # w.step() calls, but the watched optimizer never stepped
+            report.data["idle_wsteps"] = {"calls": self._count.idle, "optimizer": type(self.optimizer).__name__}
         for sink in self.output.sinks:  # sinks that show findings (W&B: summary and alerts)
             try:
                 getattr(sink, "write_findings", lambda findings: None)(report.findings)
