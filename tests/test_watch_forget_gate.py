@@ -118,3 +118,29 @@ def test_gate_rule_on_records() -> None:
     assert "vanishing-gradient" not in {f.code for f in training_findings(short, flat)}
     falling = [{"step": t, "loss": 0.69 / t} for t in range(1, 61)]
     assert "vanishing-gradient" not in {f.code for f in training_findings(meta, falling)}
+
+
+def _regression_records(tail) -> list[dict]:
+    """A fall from 1.17 to the constant-prediction MSE 0.167 in 50 steps, then ``tail(t)``."""
+    rng = torch.Generator().manual_seed(0)
+    noise = (torch.rand(600, generator=rng) - 0.5) * 0.04
+    return [{"step": t, "loss": (1.17 - t * 0.02 if t <= 50 else tail(t)) + float(noise[t - 1])}
+            for t in range(1, 601)]
+
+
+def test_a_closed_gate_on_a_run_sitting_at_its_constant_prediction_loss_fires() -> None:
+    """Trial D: the adding problem (T=60) with a forget bias of -4 fell at once to MSE 0.167 and sat
+    there for 1,150 steps (chrono init: 0.008); the rule read only a loss near its start."""
+    gm = {"gate": "forget", "bias": -4.0, "retain": 0.018, "memory_steps": 1.0183, "seq_len": 60}
+    meta = {"layers": [{"name": "rnn", "kind": "rnn", "type": "LSTM", "gate_memory": gm}], "activations": []}
+
+    def gate(records, end=-3.9):
+        return [f for f in training_findings(meta, [{**s, "gate_bias": {"rnn": end}} for s in records])
+                if f.code == "vanishing-gradient"]
+
+    (f,) = gate(_regression_records(lambda t: 0.167))
+    assert f.evidence["loss_evidence"] == "flat since" and "has not improved since step 401" in f.message
+    assert f.remedies[0] == "forget-bias"
+    assert not gate(_regression_records(lambda t: 0.167 * math.exp(-(t - 50) / 150)))  # still learning
+    assert not gate(_regression_records(lambda t: 0.02))  # converged: under 5% of its start
+    assert not gate(_regression_records(lambda t: 0.167), end=-1.0)  # the gate opened since attach

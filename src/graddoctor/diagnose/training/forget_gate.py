@@ -8,7 +8,9 @@ resolve time steps, but watch records that gate's mean bias at attach (meta ``ga
 flush (step ``gate_bias``). A gate closed at attach (``sites.closed_gates``: bias <=
 ``CLOSED_BIAS`` = -2, the state path losing >= 3 orders over the sequence) with a loss that
 sat flat near its start (loss-plateau's ``mid`` windows: 8 flat 20-step windows) or has not
-moved (``progress``) is the missing long-range gradient: a ``vanishing-gradient`` warning
+moved (``progress``), or has not improved over its last ``FLAT_SPAN`` steps at a level above
+``CONVERGED_FRAC`` of its start (a regression run sitting at its constant-prediction loss), is the
+missing long-range gradient: a ``vanishing-gradient`` warning
 (an error under the severity policy when the run learnt nothing). A default-init gate (bias
 near 0) never fires, however long the sequence: it opens as training needs it.
 
@@ -42,6 +44,12 @@ from graddoctor.report import Finding
 REF = ("Gers, Schmidhuber & Cummins 2000 (Neural Computation 12(10): learning to forget); "
        "Jozefowicz, Zaremba & Sutskever 2015 (ICML, sec. 3.1: forget-gate bias 1); "
        "Tallec & Ollivier 2018 (ICLR: chrono initialization)")
+#: steps without improvement (after ``EARLY_STEPS``) that count as stuck at any level
+FLAT_SPAN = 200
+#: losses in each of the two levels compared, and the drop between them that counts as progress
+FLAT_LEVEL, FLAT_DROP = 50, 0.1
+#: ... unless the loss is below this fraction of its start (a run that converged)
+CONVERGED_FRAC = 0.05
 #: remedies that help, best first
 REMEDIES = ["forget-bias", "orthogonal-init"]
 
@@ -59,6 +67,25 @@ def _stuck(steps: list[dict]) -> tuple[int, str] | None:
             return int(st[i + MID_PERSIST - 1].get("step", 0)), "flat"
     if st and loss_progress(steps)["stuck"]:
         return int(st[-1].get("step", 0)), "not moved"
+    return _flat_since(steps)
+
+
+def _flat_since(steps: list[dict]) -> tuple[int, str] | None:
+    """(step, "flat since") when the loss has not improved over its last ``FLAT_SPAN`` steps (the
+    median of the last ``FLAT_LEVEL`` losses at least ``1 - FLAT_DROP`` of the median ``FLAT_SPAN``
+    steps before: 20-loss medians of a flat MSE differ by 6%) at a level above ``CONVERGED_FRAC``
+    of its start: a regression
+    run that fell at once to its constant-prediction loss and sat there (trial D: the adding
+    problem, T=60, forget bias -4: MSE 1.17 -> 0.167 in 50 steps, flat for 1,150; chrono init
+    reached 0.008)."""
+    st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
+    if len(st) < FLAT_SPAN + EARLY_STEPS:
+        return None
+    loss = np.array([as_float(s["loss"]) for s in st])
+    start = float(np.median(loss[:MID_WINDOW]))
+    before, now = (float(np.median(w)) for w in (loss[-FLAT_SPAN - FLAT_LEVEL:-FLAT_SPAN], loss[-FLAT_LEVEL:]))
+    if now >= (1.0 - FLAT_DROP) * before and now >= CONVERGED_FRAC * start > 0:
+        return int(st[-FLAT_SPAN].get("step", 0)), "flat since"
     return None
 
 
@@ -102,7 +129,8 @@ def closed_forget_gate(meta: dict, steps: list[dict]) -> list[Finding]:
     msg = (f"likely vanishing through time: the {gate} gate of {name or 'the model'} is closed (mean "
            f"bias {gm['bias']:+.2f} at attach{moved}: it keeps {gm.get('retain', 0):.0%} of the state "
            f"per step, a memory of {gm.get('memory_steps', 0):.2f} steps) and {length}; the loss "
-           f"{'sat flat near its start' if how == 'flat' else 'has not moved'} (step {step}). Start the "
+           + {"flat": f"sat flat near its start (step {step})", "not moved": f"has not moved (step {step})",
+              "flat since": f"has not improved since step {step}"}[how] + ". Start the "
            "gate open: a bias of +1 or more (Jozefowicz et al. 2015), or chrono init for long "
            "sequences (b = log U(1, T-1), Tallec & Ollivier 2018)")
     return [Finding("vanishing-gradient", "warning", msg, [n for n, _ in gates], ev,
