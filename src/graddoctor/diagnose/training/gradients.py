@@ -36,7 +36,12 @@ from graddoctor.diagnose.thresholds import (
     VANILLA_RNN_TYPES,
     VANISH_ORDERS,
 )
-from graddoctor.diagnose.training.instability import loss_spikes, oversized_updates, signal_growth
+from graddoctor.diagnose.training.instability import (
+    diverged,
+    loss_spikes,
+    oversized_updates,
+    signal_growth,
+)
 from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
@@ -333,7 +338,8 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     first value while the loss rises, or rises ``PRE_NAN_GROWTH_ORDERS`` before a non-finite
     step. On the sampled forwards: the activation scale grows by orders with depth (the
     backpropagated signal grows as much toward the input while the weight-gradient profile
-    stays balanced); on the loss: repeated spikes; on the sampled updates: steps of several
+    stays balanced); on the loss: repeated spikes, or a level that jumped to several times its
+    start and stays; on the sampled updates: steps of several
     percent of the weights (``instability``).
     AMP-skipped steps are not explosions and are never read.
 
@@ -342,7 +348,7 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         []
     """
     out = [f for f in [_blowup(meta, steps), signal_growth(meta, steps), loss_spikes(meta, steps),
-                       oversized_updates(meta, steps)] if f is not None]
+                       diverged(meta, steps), oversized_updates(meta, steps)] if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
     hit2 = _persistent_profile(names, ids2, logs, -1.0, EXPLODE_ORDERS, PERSIST)
     if hit2 is not None:

@@ -18,6 +18,9 @@
   Mini-batch noise near convergence doubles a small loss but does not throw it back toward
   its start; a run that starts converged (a fine-tune) has heavy-tailed tiny losses whose
   spikes reach its "start", but its steps are ~1e-3 of the weights: no overshoot.
+- ``diverged``: the loss level (median of ``DIVERGE_WINDOW`` losses) at >= ``DIVERGE_RATIO`` x its
+  start up to the last record, while the steps are large (as ``loss_spikes``): a rate so far past
+  stability that the loss jumps up and stays there, finite, with no spike left to count.
 - ``oversized_updates``: the median over the weight layers of ``||w_t - w_(t-1)|| / ||w||``
   (watch's sampled ``update_ratio``) >= ``UPDATE_TOO_BIG`` on ``UPDATE_PERSIST`` samples in a
   row from step ``UPDATE_FROM_STEP`` (Adam's first steps move every weight by ~lr whatever its
@@ -84,6 +87,9 @@ MIN_SPIKES = 8
 START_LOSSES = 5
 #: an overshoot needs a step that is large next to the weights (10x the ~1e-3 rule of thumb)
 SPIKE_MIN_UPDATE = 0.01
+#: a loss level at this multiple of its start, up to the last record, has diverged
+DIVERGE_RATIO = 3.0
+DIVERGE_WINDOW = 20
 #: median update/weight ratio over the layers: steps too large for the weights
 UPDATE_TOO_BIG = 0.035
 UPDATE_PERSIST = 2
@@ -235,5 +241,50 @@ def loss_spikes(meta: dict, steps: list[dict]) -> Finding | None:
                    int(st[t].get("step", 0)), REF_SPIKES)
 
 
-__all__ = ["ADAPTIVE_OPTIMIZERS", "SIGNAL_ORDERS", "UPDATE_TOO_BIG", "loss_spikes", "median_update_ratios", "oversized_updates",
+def diverged(meta: dict, steps: list[dict]) -> Finding | None:
+    """The loss level (median of ``DIVERGE_WINDOW`` finite losses) at >= ``DIVERGE_RATIO`` x its start
+    (the first loss, or the median of the first ``START_LOSSES`` when lower: the trial's runs were
+    at 23 by their second step), from some window to the last one, while the steps are
+    large (as ``loss_spikes``: the largest sampled median update ratio >= ``SPIKE_MIN_UPDATE``), or
+    None. A learning rate so far past stability that the loss jumps up and stays, finite and with
+    no spike left to count (a trial: GPT-NeoX, Phi and Falcon at AdamW 1.0 went from 3.47 to 40-200
+    and sat there, gradient norm 1.6 -> 50: no finding). Losses below zero (a policy-gradient or
+    a log-likelihood objective) are not read; a GAN's generator loss rises too, but at ~1e-3 steps.
+
+    Example:
+        >>> meta = {"layers": [{"name": "a", "kind": "linear"}]}
+        >>> steps = [{"step": t, "loss": 3.5 if t < 5 else 60.0, "update_ratio": {"a": 0.5}} for t in range(1, 41)]
+        >>> diverged(meta, steps).evidence["loss_ratio"]
+        17.1
+        >>> diverged(meta, [{**s, "update_ratio": {"a": 1e-3}} for s in steps]) is None
+        True
+    """
+    st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
+    loss = np.array([as_float(s["loss"]) for s in st])
+    if len(loss) < DIVERGE_WINDOW or (loss < 0).any():
+        return None
+    start = min(float(loss[0]), float(np.median(loss[:START_LOSSES])))  # the first loss: a jump at step 2
+    if not start > 0:
+        return None
+    levels = np.array([np.median(loss[t - DIVERGE_WINDOW:t]) for t in range(DIVERGE_WINDOW, len(loss) + 1)])
+    over = levels >= DIVERGE_RATIO * start
+    if not over[-1]:
+        return None
+    _, med = median_update_ratios(meta, steps)
+    if len(med) and not np.nanmax(np.where(np.isfinite(med), med, 0.0)) >= SPIKE_MIN_UPDATE:
+        return None  # small steps: a loss that rises on its own (a GAN's generator), no overshoot
+    first = int(np.argmax(over))  # the first flagged window starts at loss index ``first``
+    at = first + int(np.argmax(loss[first:] >= DIVERGE_RATIO * start))
+    ratio = float(levels[-1]) / start
+    ev = {"loss_start": round(start, 4), "loss_level": round(float(levels[-1]), 4), "loss_ratio": round(ratio, 1),
+          "threshold_ratio": DIVERGE_RATIO, "diverged_step": int(st[at].get("step", 0))}
+    msg = (f"the loss rose to {ratio:.1f}x its starting level and stays there (median of the last "
+           f"{DIVERGE_WINDOW} losses {levels[-1]:.4g} against {start:.4g} at the start, above "
+           f"{DIVERGE_RATIO:g}x since step {ev['diverged_step']}): the steps overshoot - the learning rate is far "
+           "past the stability limit")
+    return Finding("exploding-gradient", "error", msg, [], ev, ["lower-lr", "clip-norm", "warmup"],
+                   ev["diverged_step"], REF_SPIKES)
+
+
+__all__ = ["ADAPTIVE_OPTIMIZERS", "SIGNAL_ORDERS", "UPDATE_TOO_BIG", "diverged", "loss_spikes", "median_update_ratios", "oversized_updates",
            "signal_growth"]
