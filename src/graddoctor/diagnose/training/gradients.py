@@ -204,11 +204,14 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     ev["zero_gradient_layers"] = zeros
     if died is not None:  # the loss since the body died: flat is harm (the policy's)
         ev["stuck_after_settling"] = flat_since(steps, died)
-    if ev["input_side_log10"] <= LOG_FLOOR:
+    if ev["input_side_log10"] <= LOG_FLOOR or cut is not None:
         top = float(np.nanmax(prof))  # a cut above the body leaves the output side's median at zero
-        msg = (f"no gradient reaches the input side: {zeros} of {n} layers get exactly zero "
-               f"gradient (a dead path), the output side 10^{max(ev['output_side_log10'], top):.1f} relative"
-               + (f" (since step {died}: a zeroed norm gain or weight cuts the whole body)" if cut else ""))
+        body = (f"{zeros} of {n} layers get exactly zero gradient" if zeros else
+                f"the body's gradients sit at ~10^{float(np.nanmedian(prof)):.0f} of the largest")  # ~zero, not 0
+        msg = (f"no gradient reaches the input side: {body} (a dead path), the output side "
+               f"10^{max(ev['output_side_log10'], top):.1f} relative"
+               + (f" (since step {died}: something above the whole body passes no gradient - a zeroed norm "
+                  "gain or weight, or activations saturated flat)" if cut else ""))
     else:
         msg = (
             f"gradients shrink by {drop:.1f} orders of magnitude from the output side to the input "
