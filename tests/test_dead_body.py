@@ -61,7 +61,7 @@ def _run(zero_at: int | None, steps: int = 160):
 def test_norm_gains_zeroed_mid_run_are_a_vanishing_error_from_that_step():
     report = _run(zero_at=100)
     (f,) = report.by_code("vanishing-gradient")
-    assert f.severity == "error" and f.step == 101 and "cuts the whole body" in f.message
+    assert f.severity == "error" and f.step == 101 and "passes no gradient" in f.message
     assert f.evidence["zero_gradient_layers"] >= 8
 
 
