@@ -39,12 +39,27 @@ def no_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     never = [n for n, u in zip(names, unreached) if u]
     if not never or len(never) == len(names):  # no layer has a gradient: no backward recorded
         return []
-    shown = ", ".join(never[:4]) + (f", ... (+{len(never) - 4})" if len(never) > 4 else "")
+    kinds = {ly["name"]: ly.get("kind") for ly in meta.get("layers", [])}
+    label = [_label(n, kinds.get(n)) for n in never]
+    shown = ", ".join(label[:4]) + (f", ... (+{len(never) - 4})" if len(never) > 4 else "")
     msg = (f"{len(never)} trainable layer(s) never got a gradient in {len(st)} steps ({shown}): the loss "
            "does not reach them - a .detach() or torch.no_grad() in the forward, or a layer the forward "
            "does not use; they will not train (if that is intended, call requires_grad_(False) on them)")
     ev = {"layers_without_gradient": len(never), "trainable_layers": len(names), "steps": len(st)}
     return [Finding("no-gradient", "warning", msg, never, ev, [], int(st[0].get("step", 0)), REF)]
+
+
+def _label(name: str, kind: str | None) -> str:
+    """How a layer reads in the message: a module that only holds parameters of its own (kind
+    "other": XLNet's ``mask_emb``, a bare ``nn.Parameter`` on the model) is named as such.
+
+    Example:
+        >>> _label("transformer", "other"), _label("", "other"), _label("fc", "linear")
+        ("transformer's own parameters", "the model's own parameters", 'fc')
+    """
+    if kind != "other":
+        return name or "the model"
+    return f"{name}'s own parameters" if name else "the model's own parameters"
 
 
 __all__ = ["MIN_STEPS", "no_gradient"]
