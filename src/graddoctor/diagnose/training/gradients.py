@@ -36,12 +36,7 @@ from graddoctor.diagnose.thresholds import (
     VANILLA_RNN_TYPES,
     VANISH_ORDERS,
 )
-from graddoctor.diagnose.training.instability import (
-    diverged,
-    loss_spikes,
-    oversized_updates,
-    signal_growth,
-)
+from graddoctor.diagnose.training import instability
 from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
@@ -350,8 +345,8 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> exploding_gradient({"layers": []}, [])
         []
     """
-    out = [f for f in [_blowup(meta, steps), signal_growth(meta, steps), loss_spikes(meta, steps),
-                       diverged(meta, steps), oversized_updates(meta, steps)] if f is not None]
+    paths = (instability.signal_growth, instability.loss_spikes, instability.diverged, instability.oversized_updates)
+    out = [f for f in [_blowup(meta, steps), *(p(meta, steps) for p in paths)] if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
     hit2 = _persistent_profile(names, ids2, logs, -1.0, EXPLODE_ORDERS, PERSIST)
     if hit2 is not None:

@@ -219,26 +219,6 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     return keep
 
 
-def stale(steps: list[PlanStep], redrawn: set[str], manual: set[str]) -> bool:
-    """Every step of a plan either came out as a code change in an earlier round (``manual``: a
-    functional ``torch.sigmoid`` call stays one) or is a re-draw an earlier kept round already made
-    (``redrawn``): applying it would put the net back where that round left it, which the run has
-    since failed from. A trial: a 15-layer MLP with ``torch.sigmoid`` calls in its forward had all
-    16 Linear layers re-drawn with He's scheme at step 10 (poor-init) and again at step 50
-    (vanishing-gradient), the sigmoid calls unchanged both times. A blow-up's plan keeps its rate
-    cut, so it is never stale.
-
-    Example:
-        >>> plan = [PlanStep("relu", "r"), PlanStep("he-init", "h")]
-        >>> stale(plan, {"he-init"}, {"relu"}), stale(plan, set(), {"relu"})
-        (True, False)
-        >>> stale([PlanStep("orthogonal-init", "o"), PlanStep("lower-lr", "l")], {"orthogonal-init"}, set())
-        False
-    """
-    return bool(steps) and all(s.remedy in manual or (s.remedy in SCHEMES and s.remedy in redrawn)
-                               for s in steps)
-
-
 def _deep_swap_skip(steps: list[PlanStep], model: nn.Module, example_inputs: Any) -> list[PlanStep]:
     """A swap to ReLU on a plain stack of >= ``SWAP_SKIP_DEPTH`` layers also gets ``rezero``, whatever
     triggered the swap (the planner adds the skip for a vanishing signal only; autofix also swaps
@@ -387,4 +367,4 @@ def blew_up(findings: list[Finding]) -> bool:
 
 __all__ = ["IN_PLACE", "LR_FACTOR", "WARMUP_LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
            "causes_gone", "check_allowed", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "lr_divisor",
-           "plan_fix", "stale", "triggering"]
+           "plan_fix", "triggering"]

@@ -83,7 +83,6 @@ from graddoctor.fix.autofix.actions import (
     lr_divisor,
     passing_spike,
     plan_fix,
-    stale,
     triggering,
 )
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
@@ -100,6 +99,7 @@ from graddoctor.fix.autofix.judge import (
     slow,
     strong,
 )
+from graddoctor.fix.autofix.repeats import drop_stale
 from graddoctor.fix.autofix.rollback import RollbackPoint
 from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.settings import check_settings
@@ -163,8 +163,8 @@ class AutofixWatcher(Watcher):
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
-        self._noop: set[frozenset] = set()  # cause sets already reported with no in-place remedy
-        self._manual: set[str] = set()  # remedies that came out as code changes (they will again)
+        # cause sets already reported with no in-place remedy; remedies that came out as code changes
+        self._noop, self._manual = set[frozenset](), set[str]()
         self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
 
     def attach(self) -> AutofixWatcher:
@@ -262,16 +262,11 @@ class AutofixWatcher(Watcher):
         retry = bool(self._rounds() and self._rounds()[-1]["blowup"])
         blowup = blew_up(causes) or retry
         inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
-        plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None,
-                        blowup, retry)
+        plan = plan_fix(findings, self.root, inputs, self.optimizer, self.allowed, self.refused is None, blowup, retry)
         restart = blowup or any(s.remedy in RESTART for s in plan)
-        rounds, extra = self._rounds(), {}
-        if not restart and stale(plan, {r for e in rounds for r in e["remedies"]}, self._manual):
-            plan, extra = [], {"repeat_of": rounds[-1]["step"],  # the code change is what is left
-                               "manual": list(dict.fromkeys(m for e in rounds for m in e.get("manual", [])))}
+        plan, extra = (plan, {}) if restart else drop_stale(plan, self._rounds(), self._manual)  # repeats
         if not plan and not restart:  # reported once per set of causes; the window keeps growing
-            codes = frozenset(f.code for f in causes)
-            if codes not in self._noop:
+            if (codes := frozenset(f.code for f in causes)) not in self._noop:
                 self._noop.add(codes)
                 self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True, **extra)
             return
@@ -279,8 +274,7 @@ class AutofixWatcher(Watcher):
         trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
                                      "lrs": [g["lr"] for g in self.optimizer.param_groups]}
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
-        before = {id(p) for p in self.root.parameters()}
-        changes, reset = [], []
+        before, changes, reset = {id(p) for p in self.root.parameters()}, [], []
         if restart:
             assert self._point is not None  # taken at attach
             changes.append(self._point.restore(self.root))
