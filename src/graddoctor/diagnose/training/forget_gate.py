@@ -74,10 +74,9 @@ def _flat_since(steps: list[dict]) -> tuple[int, str] | None:
     """(step, "flat since") when the loss has not improved over its last ``FLAT_SPAN`` steps (the
     median of the last ``FLAT_LEVEL`` losses at least ``1 - FLAT_DROP`` of the median ``FLAT_SPAN``
     steps before: 20-loss medians of a flat MSE differ by 6%) at a level above ``CONVERGED_FRAC``
-    of its start: a regression
-    run that fell at once to its constant-prediction loss and sat there (trial D: the adding
-    problem, T=60, forget bias -4: MSE 1.17 -> 0.167 in 50 steps, flat for 1,150; chrono init
-    reached 0.008)."""
+    of its start: a regression run that fell at once to its constant-prediction loss and sat
+    there (trial D: the adding problem, T=60, forget bias -4: MSE 1.17 -> 0.167 in 50 steps, flat
+    for 1,150; chrono init reached 0.008)."""
     st = [s for s in used_steps(steps) if math.isfinite(as_float(s.get("loss")))]
     if len(st) < FLAT_SPAN + EARLY_STEPS:
         return None
