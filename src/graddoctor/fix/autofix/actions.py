@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ from graddoctor.fix.planner import PHASES, PlanStep, facts, plan
 from graddoctor.fix.remedies.activation import SWAPS
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.init import SCHEMES
+from graddoctor.fix.remedies.norm_gain import zero_gains
 from graddoctor.fix.remedies.warmup import LinearWarmup, install
 from graddoctor.measure.monitor.records import initial_stats
 from graddoctor.report import Finding
@@ -64,8 +66,8 @@ TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c not in ("c
 #: remedies that act on the optimizer only (they also apply where surgery is refused)
 OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr", "warmup")
 #: remedies autofix applies in place, in any order the planner gives
-IN_PLACE = (*SWAPS, *SCHEMES, "forget-bias", "batchnorm", "groupnorm", "layernorm", "residual", "rezero",
-            "train-mode", *OPTIMIZER_LEVEL)
+IN_PLACE = (*SWAPS, *SCHEMES, "forget-bias", "norm-gain", "batchnorm", "groupnorm", "layernorm", "residual",
+            "rezero", "train-mode", *OPTIMIZER_LEVEL)
 #: remedies after which the weights restart from the attach snapshot: a blown-up run's weights
 #: are a wreck, a stuck post-LN net's have collapsed (its warm-up must start from the init)
 RESTART = ("warmup",)
@@ -201,6 +203,7 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
         retry: a blow-up fix did not help: ``lower-lr`` whatever else is planned.
     """
     codes = {f.code for f in triggering(findings)}
+    findings = with_zero_gains(findings, model) if surgery else findings
     steps = plan(findings, model, example_inputs, optimizer) if surgery else _optimizer_plan(codes)
     steps = _deep_swap_skip(steps, model, example_inputs) if surgery and example_inputs is not None else steps
     # the weights are re-drawn for an init found off scale (the init was the cause) or BatchNorms
@@ -217,6 +220,29 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     if example_inputs is None:
         keep = [s for s in keep if not registry.get(s.remedy).needs_inputs]
     return keep
+
+
+def with_zero_gains(findings: list[Finding], model: nn.Module) -> list[Finding]:
+    """The vanishing-gradient errors among ``findings`` with the live model's normalisation gains
+    that are exactly zero named in their evidence (``zero_params``, as the init probe names them),
+    so the planner's ``norm-gain`` (gain 1, weights kept) is the fix. A trial: a SegFormer with
+    every LayerNorm gain zeroed was a dead body from step 1; its gains were still exactly 0 at the
+    step-40 check, and autofix found "nothing applicable in place". The stall, plateau and dead-ReLU
+    findings the cut explains (units behind a zero gain see only zeros) are left out: they would
+    plan swaps and re-draws.
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+        >>> _ = nn.init.zeros_(net[1].weight)
+        >>> with_zero_gains([Finding("vanishing-gradient", "error", "v")], net)[0].evidence["zero_params"]
+        ['1.weight']
+    """
+    zero = zero_gains(model) if any(f.code == "vanishing-gradient" and f.severity == "error" for f in findings) else []
+    if not zero:
+        return findings
+    return [replace(f, evidence={**f.evidence, "zero_params": [f"{n}.weight" for n in zero]})
+            if f.code == "vanishing-gradient" and f.severity == "error" else f for f in findings
+            if f.code not in ("stalled-layers", "loss-plateau", "dead-relu")]  # the cut explains them
 
 
 def _deep_swap_skip(steps: list[PlanStep], model: nn.Module, example_inputs: Any) -> list[PlanStep]:
@@ -366,5 +392,5 @@ def blew_up(findings: list[Finding]) -> bool:
 
 
 __all__ = ["IN_PLACE", "LR_FACTOR", "WARMUP_LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
-           "causes_gone", "check_allowed", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "lr_divisor",
+           "causes_gone", "check_allowed", "with_zero_gains", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "lr_divisor",
            "plan_fix", "triggering"]

@@ -34,9 +34,10 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
         f"nothing new in place (its in-place remedies were applied at step {extra['repeat_of']})"
         if "repeat_of" in extra else "nothing applicable in place")
     remedies = {c.remedy for c in applied}
-    tail = ("; weights re-initialised" if any(family(r) == "init" and r != "forget-bias" for r in remedies)
+    kept = {"forget-bias": "; gate biases set, weights kept", "norm-gain": "; zero norm gains set to 1, weights kept"}
+    tail = ("; weights re-initialised" if any(family(r) == "init" and r not in kept for r in remedies)
             else "; weights rolled back" if "rollback" in remedies
-            else "; gate biases set, weights kept" if "forget-bias" in remedies else "")
+            else next((kept[r] for r in kept if r in remedies), ""))
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
     if extra.get("manual"):  # what autofix cannot do in place: a functional activation call
