@@ -266,10 +266,10 @@ def diverged(meta: dict, steps: list[dict]) -> Finding | None:
     start = min(float(loss[0]), float(np.median(loss[:START_LOSSES])))  # the first loss: a jump at step 2
     if not start > 0:
         return None
-    levels = np.array([np.median(loss[t - DIVERGE_WINDOW:t]) for t in range(DIVERGE_WINDOW, len(loss) + 1)])
+    if not np.median(loss[-DIVERGE_WINDOW:]) >= DIVERGE_RATIO * start:
+        return None  # the usual case, read from the last window alone
+    levels = np.median(np.lib.stride_tricks.sliding_window_view(loss, DIVERGE_WINDOW), axis=1)
     over = levels >= DIVERGE_RATIO * start
-    if not over[-1]:
-        return None
     _, med = median_update_ratios(meta, steps)
     if len(med) and not np.nanmax(np.where(np.isfinite(med), med, 0.0)) >= SPIKE_MIN_UPDATE:
         return None  # small steps: a loss that rises on its own (a GAN's generator), no overshoot
