@@ -468,3 +468,31 @@ def test_small_init_draws_variance_two_fifths_over_fan_in_without_gain():
         assert torch.count_nonzero(layer.bias) == 0
     assert change.kind == "applied" and "Nguyen & Salazar" in change.why
     assert net[0].weight.std().item() != pytest.approx(new[0].weight.std().item(), rel=0.05)  # a copy
+
+
+@pytest.mark.parametrize("scheme", ["small-init", "xavier-init", "orthogonal-init"])
+def test_reinit_redraws_multihead_attention_query_key_value_weights(scheme):
+    # nn.MultiheadAttention's q/k/v projections are parameters of its own, not Linear layers:
+    # a Transformer drawn at std 1 kept them at std 1 after a re-init
+    torch.manual_seed(0)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(64, 4, 128, batch_first=True), 2,
+                                enable_nested_tensor=False)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.normal_(0.0, 1.0)
+    new, change = reinit(enc, scheme, torch.randn(2, 5, 64))
+    attn = new.layers[1].self_attn
+    want = {"small-init": (2 / (5 * 64)) ** 0.5, "xavier-init": 64 ** -0.5, "orthogonal-init": 64 ** -0.5}[scheme]
+    for block in attn.in_proj_weight.chunk(3, 0):  # each block an (E x E) layer, gain 1
+        assert block.std().item() == pytest.approx(want, rel=0.1)
+    assert torch.count_nonzero(attn.in_proj_bias) == 0
+    assert "layers.1.self_attn" in change.modules and "layers.1.self_attn.out_proj" in change.modules
+    assert enc.layers[1].self_attn.in_proj_weight.std().item() == pytest.approx(1.0, rel=0.1)  # a copy
+
+
+def test_reinit_redraws_separate_attention_projections_by_their_own_fan_in():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(64, 4, kdim=32, vdim=16)
+    new, _ = reinit(mha, "small-init", layers=["out_proj"])  # named by its out_proj: re-drawn too
+    for w, fan_in in ((new.q_proj_weight, 64), (new.k_proj_weight, 32), (new.v_proj_weight, 16)):
+        assert w.std().item() == pytest.approx((2 / (5 * fan_in)) ** 0.5, rel=0.15)

@@ -14,7 +14,9 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 | ``lsuv-init`` | orthogonal, then each layer in execution order rescaled until its output variance on the example batch is 1 | Mishkin & Matas 2016 |
 
 Gains come from ``graddoctor.kinds.gain``: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu
-sqrt(2 / (1 + slope^2)), tanh 5/3, selu 3/4, sigmoid and none 1. Recurrent, embedding and norm layers are
+sqrt(2 / (1 + slope^2)), tanh 5/3, selu 3/4, sigmoid and none 1. ``nn.MultiheadAttention``'s
+query/key/value projections (parameters of its own, not Linear layers) are re-drawn block by block
+with gain 1. Recurrent, embedding and norm layers are
 left alone (``orthogonal-init`` also draws ``weight_hh`` of RNN/LSTM/GRU orthogonal
 per gate).
 
@@ -139,6 +141,9 @@ def reinit(
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
             gains[name] = round(g, 3)
+        for name in _attentions(mods, layers):  # their packed q/k/v weights are not Linear layers
+            _redraw_attention(mods[name], scheme)
+            gains[name], follow[name] = 1.0, (None, kinds.LEAKY_SLOPE)
     details: dict[str, Any] = {"scheme": scheme, "gains": gains,
                                "activations": {n: follow[n][0] for n in gains}}
     if scheme == "lsuv-init":
@@ -203,6 +208,29 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
     if len(names) > 1 and pending and out[names[-1]][0] is None:  # the last layer: output side
         out[names[-1]] = out[names[-2]]
     return out
+
+
+def _attentions(mods: dict[str, nn.Module], layers: list[str] | None) -> list[str]:
+    """Trainable ``nn.MultiheadAttention`` modules to re-draw: all, or those named in ``layers``
+    (by themselves or by their ``out_proj``)."""
+    return [n for n, m in mods.items() if isinstance(m, nn.MultiheadAttention)
+            and any(p.requires_grad for p in m.parameters(recurse=False))
+            and (layers is None or n in layers or (f"{n}.out_proj" if n else "out_proj") in layers)]
+
+
+def _redraw_attention(m: nn.MultiheadAttention, scheme: str) -> None:
+    """Re-draw the query/key/value projections of ``m`` (packed ``in_proj_weight`` or the separate
+    ``q/k/v_proj_weight``) block by block, each as an (embed_dim x its input) layer with gain 1;
+    ``in_proj_bias`` to zero. Its ``out_proj`` is a Linear and is re-drawn with the others."""
+    packed = m.in_proj_weight
+    blocks = packed.chunk(3, 0) if packed is not None else (m.q_proj_weight, m.k_proj_weight, m.v_proj_weight)
+    for w in blocks:
+        if scheme in ("orthogonal-init", "lsuv-init"):
+            nn.init.orthogonal_(w)
+        else:
+            w.normal_(0.0, expected_std(scheme, w, None))
+    if m.in_proj_bias is not None:
+        m.in_proj_bias.zero_()
 
 
 def _orthogonal(weight: torch.Tensor, g: float) -> None:
