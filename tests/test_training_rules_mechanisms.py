@@ -145,6 +145,45 @@ def test_post_ln_blocks_are_told_from_pre_ln_on_real_models():
     assert rem == ["prenorm", "warmup"]
 
 
+class _BranchNormNet(nn.Module):
+    """Norms on the branches only (OLMo-2's ``x + LN(attn(x))``), or query/key norms in a pre-LN
+    block (Qwen3, OLMo-2): the residual stream is never normalised."""
+
+    def __init__(self, qk_norm: bool = False, d: int = 16) -> None:
+        super().__init__()
+        self.embed, self.head, self.qk_norm = nn.Linear(8, d), nn.Linear(d, 4), qk_norm
+        self.blocks = nn.ModuleList(nn.ModuleDict({
+            "attn": nn.ModuleDict({"q": nn.Linear(d, d), "k": nn.Linear(d, d), "v": nn.Linear(d, d),
+                                   "q_norm": nn.LayerNorm(d), "k_norm": nn.LayerNorm(d)}),
+            "attn_norm": nn.LayerNorm(d), "ff": nn.Linear(d, d), "ff_norm": nn.LayerNorm(d)}) for _ in range(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.embed(x)
+        for b in self.blocks:
+            a = b["attn"]
+            src = b["attn_norm"](h) if self.qk_norm else h  # pre-LN when qk_norm, else branch norms
+            q, k = a["q"](src), a["k"](src)
+            if self.qk_norm:
+                q, k = a["q_norm"](q), a["k_norm"](k)
+            att = torch.softmax(q @ k.transpose(1, 2) / 4, -1) @ a["v"](src)
+            h = h + (att if self.qk_norm else b["attn_norm"](att))
+            h = h + (b["ff"](b["ff_norm"](h)) if self.qk_norm else b["ff_norm"](b["ff"](h)))
+        return self.head(h.mean(1))
+
+
+def test_norms_on_the_branches_only_are_not_post_ln():
+    for qk in (False, True):
+        torch.manual_seed(0)
+        meta, steps = _tf_records(_BranchNormNet(qk), steps=30)
+        order = block_norm_order(meta)
+        assert order and set(order.values()) <= {"branch", "pre"}, order
+        # stuck at chance, constant LR, the gradient norm halved, full-size first steps: no finding
+        stuck = [{**s, "loss": 1.386, "grad_norm": {k: 1.0 if i < 20 else 0.5 for k in s["grad_norm"]},
+                  **({"update_ratio": {k: 0.02 for k in s["update_ratio"]}} if "update_ratio" in s else {})}
+                 for i, s in enumerate(steps)]
+        assert post_ln_no_warmup(meta, stuck) == []
+
+
 def test_prenorm_switches_zoo_and_torch_blocks_and_keeps_the_input():
     post = zoo.transformer(depth=2, d_model=16, nhead=2, norm="post", input_dim=8, num_classes=4, max_len=8)
     new, change = remedies.apply("prenorm", post)

@@ -92,6 +92,8 @@ class ModelMap:
         shared: names of modules called more than once.
         uncalled: parameter-owning modules never called as modules (unused, or
             whose weights a parent uses functionally, like ``MultiheadAttention.out_proj``).
+        unread: parameter-owning modules none of whose own parameters the forward read (a
+            head for another task, XLNet's ``mask_emb`` without ``target_mapping``).
         shortest_path / longest_path: fewest / most layers from input to output.
         shortest_weight_path / longest_weight_path: the same, counting weight layers only (no norms).
         module_shapes: module name -> (input shape, output shape) of its first call, every
@@ -158,6 +160,7 @@ class ModelMap:
             "calls": [asdict(c) for c in self.calls],
             "shared": self.shared,
             "uncalled": self.uncalled,
+            "unread": self.unread,
             "shortest_path": self.shortest_path,
             "longest_path": self.longest_path,
             "shortest_weight_path": self.shortest_weight_path,
@@ -203,7 +206,7 @@ class ModelMap:
         new.calls = [replace(c, type=type(modules[c.name]).__name__,
                              has_params=any(True for _ in modules[c.name].parameters(recurse=False)))
                      if c.name in new_kinds else c for c in self.calls]
-        new.shared, new.uncalled = list(self.shared), list(self.uncalled)
+        new.shared, new.uncalled, new.unread = list(self.shared), list(self.uncalled), list(self.unread)
         new.module_shapes = dict(self.module_shapes)
         new._index()
         return new

@@ -82,6 +82,8 @@ class FunctionalActivationMode(TorchFunctionMode):
             not run inside an activation module.
         in_activation_module: says whether an activation module is running now.
         on_op: called as ``(func, args, kwargs, out)`` for every other torch call, if given.
+        on_read: called as ``(args, kwargs)`` for every call that reads values (a tensor out, or
+            ``.item()``), if given; not for queries (HF's ``model.dtype`` reads a parameter's dtype).
 
     Example:
         >>> seen = []
@@ -96,15 +98,19 @@ class FunctionalActivationMode(TorchFunctionMode):
         on_activation: Callable[[str, tuple, Any], None],
         in_activation_module: Callable[[], bool],
         on_op: Callable[[Callable, tuple, dict, Any], None] | None = None,
+        on_read: Callable[[tuple, dict], None] | None = None,
     ) -> None:
         super().__init__()
         self.on_activation = on_activation
         self.in_activation_module = in_activation_module
         self.on_op = on_op
+        self.on_read = on_read
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        if self.on_read and (out is not None and not isinstance(out, _QUERY_RESULTS) or func is torch.Tensor.item):
+            self.on_read(args, kwargs)
         if out is None or isinstance(out, _QUERY_RESULTS):  # .shape, .numel(), ...: nothing to follow
             return out
         kind = function_activation_kind(func)
@@ -124,6 +130,7 @@ class Trace:
     activations: list[ActivationSite] = field(default_factory=list)
     shared: list[str] = field(default_factory=list)
     uncalled: list[str] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
     shortest_path: int = 0
     longest_path: int = 0
     shortest_weight_path: int = 0
@@ -162,6 +169,11 @@ class _Tracer:
         self.call_counter: dict[nn.Module, int] = {}
         self.scale = ScaleFlow()  # which layers' output size the model ignores (modelmap.scale)
         self.norms = {m for m in self.owners if layer_kind(m) == "norm"}
+        self.param_owners: dict[int, list[nn.Module]] = {}  # parameter id -> its owners (tied: several)
+        for m in self.owners:
+            for p in m.parameters(recurse=False):
+                self.param_owners.setdefault(id(p), []).append(m)
+        self.read: set[nn.Module] = set()  # owners of a parameter some torch call read (not .dtype)
         self.tagged_data = False  # some floating-point input carries a tag (set by ``trace``)
 
     # ---- activations
@@ -194,6 +206,12 @@ class _Tracer:
         hom = self.scale.activation(kind, tag.hom)
         set_tag(out, Tag(tag.lo, tag.hi, EMPTY, tag.src, tag.acts | {name}, tag.wlo, tag.whi, tag.cap, tag.up, hom,
                          tag.const), self.tagged)
+
+    def on_read(self, args: tuple, kwargs: dict) -> None:
+        """Note the owners of the parameters a torch call takes (also inside a list: ``torch.cat``)."""
+        for a in (*args, *kwargs.values()):
+            for t in (a if isinstance(a, (list, tuple)) else (a,)):
+                self.read.update(self.param_owners.get(id(t), ()) if isinstance(t, nn.Parameter) else ())
 
     def on_op(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         tag = input_tag((args, kwargs))
@@ -333,6 +351,7 @@ class _Tracer:
             layer.feeds_output, layer.scale_free = bool(up >> i & 1), free
         found.uncalled = [n for m, n in self.names.items()
                           if m in self.owners and n not in self.layer_by_name and self.act_kinds[m] is None]
+        found.unread = [n for m, n in self.names.items() if m in self.owners and m not in self.read]
         return found
 
 
@@ -359,7 +378,7 @@ def trace(model: nn.Module, example_inputs: Any) -> Trace:
     """
     tracer = _Tracer(model)
     handles = []
-    mode = FunctionalActivationMode(tracer.on_functional, tracer.in_activation_module, tracer.on_op)
+    mode = FunctionalActivationMode(tracer.on_functional, tracer.in_activation_module, tracer.on_op, tracer.on_read)
     try:
         with restored_state(model), torch.no_grad(), mha_fastpath_disabled():
             try:

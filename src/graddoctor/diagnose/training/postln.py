@@ -7,7 +7,11 @@ learning-rate warm-up (or pre-LN blocks) avoids (Xiong et al. 2020, sec. 3; Liu 
 "Understanding the difficulty of training Transformers", sec. 3). The rule needs all three:
 
 - **post-LN**: in most Transformer blocks the first weight layer to run is the attention,
-  not a norm. A block is the deepest module holding an attention layer (``kind ==
+  not a norm, and a norm sits on the skip path (its shortest path from the input no longer than
+  the block's first layer's). Norms on the branches only (``x + LN(f(x))``: OLMo-2's reordered
+  norm, Swin v2's res-post-norm, query/key norms) leave the residual stream unnormalised, and
+  OLMo-2 trains without warm-up (a healthy tiny OLMo-2 on a copy task sits at ln V for 100
+  steps at AdamW 1e-3, then falls: it was taken for this fault and "repaired" 80 steps back). A block is the deepest module holding an attention layer (``kind ==
   "attention"`` or a name part with "attn"/"attention") and a norm layer; execution order
   comes from the meta (a pre-LN block runs its norm first: GPT-2 ``h.0.ln_1``, Llama
   ``input_layernorm``; a post-LN one its attention: BERT, ``nn.TransformerEncoderLayer``);
@@ -86,7 +90,8 @@ def _is_attention(layer: dict) -> bool:
 
 
 def block_norm_order(meta: dict) -> dict[str, str]:
-    """Block name -> "pre" | "post": which runs first in it, a norm or the attention.
+    """Block name -> "pre" | "post" | "branch": which runs first in it, a norm or the attention;
+    a block whose norms all sit on its branches (``_post_or_branch``) is "branch", not post-LN.
 
     Example:
         >>> block_norm_order({"layers": [{"name": "h.0.ln_1", "kind": "norm"},
@@ -106,11 +111,24 @@ def block_norm_order(meta: dict) -> dict[str, str]:
                 if block not in out:
                     first = next(x for x in layers if x["name"].startswith(block + ".")
                                  and (x.get("kind") == "norm" or _is_attention(x) or x.get("kind") == "linear"))
-                    out[block] = "pre" if first.get("kind") == "norm" else "post"
+                    out[block] = "pre" if first.get("kind") == "norm" else _post_or_branch(layers, block, first)
                 break
     # BERT: layer.0.attention (self-attention + attention.output.LayerNorm) holds the nested
     # block layer.0.attention.output: one block, counted once
     return {b: o for b, o in out.items() if not any(b.startswith(a + ".") for a in out)}
+
+
+def _post_or_branch(layers: list[dict], block: str, first: dict) -> str:
+    """"post" when a norm of ``block`` sits on its skip path (its shortest path from the input is
+    no longer than the block's first layer's: ``LN(x + f(x))``); "branch" when every norm is
+    deeper, on the branches only (``x + LN(f(x))``: OLMo-2, Swin v2; a pre-LN block's query/key
+    norms), whose residual stream is never normalised. "post" without the depths (no map)."""
+    norms = [ly.get("min_depth") for ly in layers if ly.get("kind") == "norm" and ly["name"].startswith(block + ".")]
+    norms = [d for d in norms if d is not None]  # a norm the traced forward never called: no word
+    lo = first.get("min_depth")
+    if lo is None or not norms:
+        return "post"
+    return "post" if min(norms) <= lo else "branch"
 
 
 def flat_after_settling(steps: list[dict]) -> bool:

@@ -58,6 +58,9 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
             "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
             "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
+            # the mapped forward read none of its parameters (a called weight layer never counts:
+            # its forward ran); no map, no claim
+            "unread": bool(mm is not None and n in mm.unread and (lay is None or lay.kind == "other")),
             **_bn_stats(m), **_gate_stats(None if layers.sharded else m, lay),
         })
     sites = [] if mm is None else mm.activations
