@@ -17,7 +17,7 @@ of every Linear):
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
-| ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``) | ``norm-gain`` on those norms (gain 1, weights kept) |
+| ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``), or ``poor-init`` of norm gains near 0 (remedies ``["norm-gain"]``) | ``norm-gain`` on those norms (gain 1, weights kept) |
 | ``vanishing-gradient`` from a closed LSTM/GRU keep gate (evidence ``gate_bias``) | ``forget-bias`` on those layers (bias +1, weights kept; Jozefowicz et al. 2015), and no orthogonal re-draw when that is the only recurrent finding |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
 | ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
@@ -159,6 +159,10 @@ def plan(
     cut = {k: v & zero for k, v in named.items()}
     zero_norms = sorted(set().union(*cut.values())) if cut else []
     findings = [f for f in findings if not cut.get(id(f))]
+    # norm gains drawn near zero (check's poor-init, norm_gains): their gain back to 1, likewise
+    small = [f for f in findings if f.code == "poor-init" and f.remedies == ["norm-gain"]]
+    zero_norms = sorted(set(zero_norms) | {n for f in small for n in f.layers})
+    findings = [f for f in findings if f not in small]
     by_code: dict[str, list[Finding]] = {}
     for f in findings:
         by_code.setdefault(f.code, []).append(f)
@@ -166,9 +170,10 @@ def plan(
     fx = facts(model, example_inputs, mmap)
     steps: dict[str, PlanStep] = {}
     if zero_norms:
-        steps["norm-gain"] = PlanStep("norm-gain", f"vanishing-gradient: {len(zero_norms)} normalisation gain(s) at "
-                                      "exactly 0 cut the gradient to the layers behind them",
-                                      ["vanishing-gradient"], {"layers": zero_norms})
+        steps["norm-gain"] = PlanStep("norm-gain", f"{len(zero_norms)} normalisation gain(s) at or near 0 "
+                                      "cut the signal and the gradient through them",
+                                      ["poor-init"] * bool(small) + ["vanishing-gradient"] * bool(cut),
+                                      {"layers": zero_norms})
 
     def ranked(cands: tuple[str, ...], triggers: set[str], default: str) -> str:
         for c in sorted(triggers & codes):

@@ -66,6 +66,7 @@ import torch
 from torch import nn
 
 from graddoctor import kinds
+from graddoctor.diagnose.checktime.norm_gains import small_norm_gains
 from graddoctor.diagnose.thresholds import BN_MIN_BATCH
 from graddoctor.measure.trained import looks_trained
 from graddoctor.modelmap import ModelMap, modules_by_name
@@ -206,6 +207,12 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
                     reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
 
 
+def poor_init_all(m: ModelMap, model: nn.Module) -> list[Finding]:
+    """``poor-init`` from the weight scales (``poor_init``) and from norm gains near zero
+    (``norm_gains.small_norm_gains``)."""
+    return poor_init(m, model) + small_norm_gains(m, model)
+
+
 def deep_without_skip(m: ModelMap, model: nn.Module) -> list[Finding]:
     """A chain of more than ``DEEP_LAYERS`` weight layers with no residual or dense path."""
     if m.shortest_weight_path <= DEEP_LAYERS:
@@ -280,7 +287,7 @@ def long_sequence_rnn(m: ModelMap, model: nn.Module) -> list[Finding]:
 
 STATIC_RULES: dict[str, Rule] = {
     "saturating-hidden-activation": saturating_hidden_activation,
-    "poor-init": poor_init,
+    "poor-init": poor_init_all,
     "deep-without-skip": deep_without_skip,
     "small-batch-batchnorm": small_batch_batchnorm,
     "long-sequence-rnn": long_sequence_rnn,
@@ -293,4 +300,5 @@ def static_findings(m: ModelMap, model: nn.Module) -> list[Finding]:
 
 
 __all__ = ["BN_MIN_BATCH", "STATIC_RULES", "deep_without_skip", "init_gain", "long_sequence_rnn", "poor_init",
+           "poor_init_all",
            "saturating_hidden_activation", "small_batch_batchnorm", "static_findings"]

@@ -41,6 +41,7 @@ from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
     UPDATE_FLOOR,
+    ZERO_LOG,
     as_float,
     dead_body,
     head_step,
@@ -181,7 +182,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     if hit is None and cut is None:
         return vanishing_through_time(meta, steps)
     (i, prof, drops), died = hit or cut, None if cut is None else ids[cut[0]]
-    if head_step(prof, MIN_LAYERS) and not (prof <= LOG_FLOOR).any():  # a head above a flat body
+    if head_step(prof, MIN_LAYERS) and not (prof <= ZERO_LOG).any():  # a head above a flat body
         hit = later_dead_path(logs, i, VANISH_ORDERS, PERSIST, MIN_LAYERS)  # unless the body dies later
         if hit is None:
             return vanishing_through_time(meta, steps)
@@ -195,11 +196,11 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
           "threshold_orders": VANISH_ORDERS, **prof_ev,
           "steps_flagged_frac": round(float(np.mean([d >= VANISH_ORDERS for d in drops])), 2)}
     affected = ev["profile_layers"][: max(1, n // 3)]
-    zeros = sum(v <= LOG_FLOOR for v in ev["profile_log10"])
+    zeros = sum(v <= ZERO_LOG for v in ev["profile_log10"])
     ev["zero_gradient_layers"] = zeros
     if died is not None:  # the loss since the body died: flat is harm (the policy's)
         ev["stuck_after_settling"] = flat_since(steps, died)
-    if ev["input_side_log10"] <= LOG_FLOOR or cut is not None:
+    if ev["input_side_log10"] <= ZERO_LOG or cut is not None:
         top = float(np.nanmax(prof))  # a cut above the body leaves the output side's median at zero
         body = (f"{zeros} of {n} layers get exactly zero gradient" if zeros else
                 f"the body's gradients sit at ~10^{float(np.nanmedian(prof)):.0f} of the largest")  # ~zero, not 0
@@ -388,8 +389,7 @@ def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
         return []
     i, prof, _ = hit
     drop, rate, n = side_drop(prof)
-    ev = _profile_evidence(names, prof, drop, rate, n)
-    ev["threshold_orders"] = STALL_ORDERS
+    ev = {**_profile_evidence(names, prof, drop, rate, n), "threshold_orders": STALL_ORDERS}
     affected = ev["profile_layers"][: max(1, n // 3)]
     below = {LOG_FLOOR: " (no gradient at all)", UPDATE_FLOOR: " (steps below float32 "
              "resolution round away)"}.get(ev["input_side_log10"], "")

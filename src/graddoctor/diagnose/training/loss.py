@@ -61,9 +61,9 @@ import numpy as np
 
 from graddoctor.diagnose.thresholds import MIN_LAYERS, SAT_FRAC, STALL_ORDERS, VANISH_ORDERS
 from graddoctor.diagnose.training.series import (
-    LOG_FLOOR,
     PROFILE_KINDS,
     UPDATE_FLOOR,
+    ZERO_LOG,
     as_float,
     first_persistent,
     head_step,
@@ -261,7 +261,7 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
         drop, _, n = side_drop(rel[i]) if names else (math.nan, math.nan, 0)
         # a head above a flat body (a pooler + classifier on an encoder) is no decay with depth:
         # the vanishing-gradient rule's own exception (series.head_step)
-        head = drop >= VANISH_ORDERS and head_step(rel[i], MIN_LAYERS) and not (rel[i] <= LOG_FLOOR).any()
+        head = drop >= VANISH_ORDERS and head_step(rel[i], MIN_LAYERS) and not (rel[i] <= ZERO_LOG).any()
         down = down + 1 if n >= MIN_LAYERS and drop >= VANISH_ORDERS and not head else 0
         up = up + 1 if n >= MIN_LAYERS and drop <= -VANISH_ORDERS else 0
         if names and np.isfinite(u[i]).any():

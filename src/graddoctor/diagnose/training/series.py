@@ -23,6 +23,9 @@ from graddoctor.runlog import as_float  # noqa: F401 - re-exported for the rules
 
 #: log10 floor for exact zeros (a fully dead path gives grad == 0, not None)
 LOG_FLOOR = -30.0
+#: at or below this a log10 value is an exact zero: a relative gradient log10(0 / |w|) reads
+#: LOG_FLOOR - log10 |w|, above LOG_FLOOR for weights of norm < 1 (nil in float32 all the same)
+ZERO_LOG = LOG_FLOOR / 2
 #: log10 floor for a zero update/weight ratio: a float32 step below ~eps * |w| rounds away
 UPDATE_FLOOR = -7.0
 

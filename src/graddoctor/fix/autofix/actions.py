@@ -147,7 +147,7 @@ def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
     """The static ``poor-init`` finding on the model's weights as they are now (call it at
     attach): weight scales off He/Xavier for the activation that follows, compounding to
     >= 1 order of magnitude over a plain chain (``static.INIT_CHAIN_ORDERS``; or one layer off
-    by 30x). A definite fault of
+    by 30x), or most norm gains near zero (``norm_gains.small_norm_gains``). A definite fault of
     the init, seen before any training; autofix re-draws the weights at its first check (a
     fix on trial: a pretrained model whose trained scales look off is restored when the loss
     does not fall). No healthy run of either training suite has one.
@@ -161,10 +161,10 @@ def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
         >>> init_fault(net, torch.randn(4, 16))
         []
     """
-    from graddoctor.diagnose.checktime.static import poor_init
+    from graddoctor.diagnose.checktime.static import poor_init_all
     from graddoctor.modelmap import ModelMap
 
-    return poor_init(ModelMap(model, example_inputs), model)
+    return poor_init_all(ModelMap(model, example_inputs), model)
 
 
 def causes_gone(codes: list[str], findings: list[Finding], model: nn.Module, example_inputs: Any) -> bool:
@@ -194,7 +194,8 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
         allowed: the user's remedy ids (None: all of ``IN_PLACE``).
         surgery: module surgery is allowed (``surgery.refusal`` said nothing).
         blowup: the run blew up (or a blow-up fix did not help): ``lower-lr`` is planned, unless
-            the plan re-draws weights a ``poor-init`` finding says are off scale or switches
+            the plan re-draws weights (or resets norm gains) a ``poor-init`` finding says are off
+            scale or switches
             BatchNorms back to training mode on a first round (then the init or the norms are
             the cause). A re-draw the planner adds for a blow-up alone (orthogonal recurrent
             weights for an exploding RNN) does not stand in for the rate: autofix benchmark, 5
@@ -209,7 +210,8 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     # the weights are re-drawn for an init found off scale (the init was the cause) or BatchNorms
     # that normalised nothing are switched back on (an un-normalised net blew up): not the rate
     init_cause = any(f.code == "poor-init" for f in findings)
-    cause_fixed = any((s.remedy in SCHEMES and init_cause) or s.remedy == "train-mode" for s in steps)
+    cause_fixed = any((s.remedy in (*SCHEMES, "norm-gain") and init_cause) or s.remedy == "train-mode"
+                      for s in steps)
     if cause_fixed and not retry:
         steps = [s for s in steps if s.remedy != "lower-lr"]
     elif (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):

@@ -1,4 +1,5 @@
-"""``norm-gain``: normalisation gains that are exactly zero set to 1, every other weight kept.
+"""``norm-gain``: normalisation gains that are exactly zero (or, when named, near zero) set to 1,
+every other weight kept.
 
 A LayerNorm/RMSNorm/BatchNorm gain of 0 outputs 0 whatever comes in, so nothing behind it gets a
 gradient. Where the branch after it reads the gain only to second order (a SwiGLU MLP:
@@ -29,6 +30,9 @@ from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap.records import layer_kind
 
+#: a named gain vector with an RMS below this is near zero (``near_zero_gains``)
+NEAR_ZERO = 0.1
+
 
 def is_norm(module: nn.Module) -> bool:
     """A normalisation module (``modelmap.layer_kind``: torch's norms, HF's ``LlamaRMSNorm``) with a
@@ -49,10 +53,26 @@ def zero_gains(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if is_norm(m) and not bool(m.weight.detach().ne(0).any())]
 
 
+def near_zero_gains(model: nn.Module, layers: list[str] | None) -> list[str]:
+    """The norms named in ``layers`` whose gain vector has an RMS below ``NEAR_ZERO`` (drawn near 0:
+    check's ``poor-init`` of norm gains names them by their effective gain); none without names.
+
+    Example:
+        >>> net = nn.Sequential(nn.LayerNorm(3), nn.LayerNorm(3))
+        >>> _ = nn.init.constant_(net[1].weight, 0.01)
+        >>> near_zero_gains(net, ["0", "1"]), near_zero_gains(net, None)
+        (['1'], [])
+    """
+    mods = dict(model.named_modules())
+    return [n for n in layers or [] if n in mods and is_norm(mods[n])
+            and float(mods[n].weight.detach().float().pow(2).mean().sqrt()) < NEAR_ZERO]
+
+
 @register("norm-gain", family="init", keeps_map=True,
-          summary="normalisation gains that are exactly zero set to 1, other weights kept")
+          summary="normalisation gains at or near zero set to 1, other weights kept")
 def norm_gain(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
-    """Set the zero gains of the normalisation modules in ``layers`` (None: all of them) to 1.
+    """Set the zero gains of the normalisation modules in ``layers`` (None: all of them) to 1, and
+    the near-zero ones named in ``layers`` (``near_zero_gains``).
 
     Args:
         model: the model (deep-copied unless ``ctx.inplace``).
@@ -71,7 +91,7 @@ def norm_gain(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) ->
         'advice'
     """
     new = model if ctx.inplace else copy.deepcopy(model)
-    zero = set(zero_gains(new))
+    zero = set(zero_gains(new)) | set(near_zero_gains(new, layers))
     names = [n for n in (sorted(zero) if layers is None else layers) if n in zero]
     mods = dict(new.named_modules())
     with torch.no_grad():

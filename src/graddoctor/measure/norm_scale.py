@@ -1,0 +1,59 @@
+"""The effective gain of a normalisation layer: how much it scales a unit-variance signal.
+
+A norm's output is its normalised input times its gain (plus a bias). The gain can be a plain
+vector (torch's norms, Llama's RMSNorm) or ``1 + w`` (Gemma's RMSNorm, whose ``w`` starts at 0):
+reading the weight alone cannot tell them apart. ``effective_gain`` calls the layer's own
+``forward`` (no hooks run) in eval mode on two Gaussian inputs of its traced input shape and reads
+the RMS of the difference of the outputs over sqrt(2): the bias cancels, and a unit-gain layer
+gives 1 (its outputs have unit RMS and are independent). BatchNorm in eval mode uses its running
+statistics, which at init (mean 0, variance 1) pass the Gaussian through unchanged.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> ln = nn.LayerNorm(64); _ = nn.init.constant_(ln.weight, 0.02)
+    >>> round(effective_gain(ln, (8, 64)), 2), round(effective_gain(nn.LayerNorm(64), (8, 64)), 1)
+    (0.02, 1.0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+#: the largest batch (first dimension) the probe inputs keep
+PROBE_BATCH = 4
+
+
+def effective_gain(module: nn.Module, input_shape: tuple[int, ...] | None, seed: int = 0) -> float | None:
+    """RMS scale of ``module``'s output per unit of normalised input, or None when it cannot be
+    called on Gaussian inputs of ``input_shape`` (no shape, an exotic signature, a failure).
+
+    Args:
+        module: a normalisation module.
+        input_shape: its input's shape on the traced forward (``ModelMap`` ``Layer.input_shape``).
+        seed: the probe inputs' seed.
+    """
+    if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        return None
+    shape = (min(input_shape[0], PROBE_BATCH), *input_shape[1:]) if len(input_shape) > 1 else tuple(input_shape)
+    w = getattr(module, "weight", None)
+    dtype, device = (w.dtype, w.device) if isinstance(w, torch.Tensor) and w.is_floating_point() else (None, None)
+    g = torch.Generator().manual_seed(seed)
+    was = module.training
+    try:
+        module.eval()
+        with torch.no_grad():
+            a, b = (torch.randn(shape, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+            d = (module.forward(a) - module.forward(b)).float()
+        rms = float(d.pow(2).mean().sqrt())
+        return rms / math.sqrt(2.0) if math.isfinite(rms) else None
+    except Exception:  # noqa: BLE001 - a norm that needs more than one tensor: no measure
+        return None
+    finally:
+        module.train(was)
+
+
+__all__ = ["PROBE_BATCH", "effective_gain"]
