@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 pytest.importorskip("lightning")
 
@@ -80,6 +81,47 @@ def test_lightning_manual_optimisation_with_two_optimizers():
     # a discriminator step has no generator norms and vice versa
     assert steps[0]["grad_norm"]["gen.0"] is None and steps[0]["grad_norm"]["disc.0"] > 0
     assert steps[1]["grad_norm"]["disc.0"] is None and steps[1]["grad_norm"]["gen.0"] > 0
+
+
+class TogglingGAN(TinyGAN):
+    """Lightning's GAN pattern: toggle_optimizer turns the other model's requires_grad off, while its
+    last gradients stay in .grad (the generator's, at the discriminator's step)."""
+
+    def training_step(self, batch, batch_idx):
+        real, _ = batch
+        opt_d, opt_g = self.optimizers()
+        bce = nn.functional.binary_cross_entropy_with_logits
+        fake = self(torch.randn(real.shape[0], 4))
+        self.toggle_optimizer(opt_d)
+        d_loss = bce(self.disc(real), torch.ones(len(real), 1)) + bce(self.disc(fake.detach()), torch.zeros(len(real), 1))
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+        self.untoggle_optimizer(opt_d)
+        self.toggle_optimizer(opt_g)
+        g_loss = bce(self.disc(fake), torch.ones(len(real), 1))
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+        self.losses.append(float(g_loss))
+        return g_loss.detach()
+
+
+def test_lightning_toggle_optimizer_steps_record_their_own_layers_and_batch_loss():
+    model, cb = TogglingGAN(), GradDoctorCallback()
+    model.losses = []
+    tr = trainer(callbacks=[cb])
+    tr.fit(model, loader(n=24, batch_size=8))  # 3 batches x (D step, G step)
+    steps = cb.records()[1]
+    assert tr.global_step == 6 == len(steps)
+    assert_matches_oracle(steps, model.oracle)
+    for d, g in zip(steps[::2], steps[1::2]):  # the generator's stale gradients are not the D step's
+        assert d["grad_norm"]["gen.0"] is None and d["grad_norm"]["disc.0"] > 0
+        assert g["grad_norm"]["disc.0"] is None and g["grad_norm"]["gen.0"] > 0
+    for b, loss in enumerate(model.losses):  # each batch's loss on one of its own two steps
+        got = [s["loss"] for s in steps[2 * b:2 * b + 2] if s["loss"] is not None]
+        assert got and abs(got[0] - loss) < 1e-5, (b, got, loss)
 
 
 def test_lightning_log_dir_and_logger(tmp_path):

@@ -112,7 +112,9 @@ class HookedWatcher(Watcher):
         owned = None
         if inner is not None and (inner is not self.optimizer or self.several_optimizers):
             ids = {id(p) for g in inner.param_groups for p in g["params"]}
-            if not all(id(p) in ids for p in self.steps.params if p.requires_grad):
+            # several optimizers: filter whatever requires_grad says (Lightning's toggle_optimizer
+            # turns the other's off while their last gradients stay in .grad)
+            if not all(id(p) in ids for p in self.steps.params if p.requires_grad or self.several_optimizers):
                 owned = ids
         saved = self.steps.params, self.steps.optimizer
         if owned is not None:
@@ -121,6 +123,7 @@ class HookedWatcher(Watcher):
             self.steps.optimizer = stepping  # the step's learning rate is the stepping optimizer's
         try:
             self._pre_step(stepping)
+            self._used.mark(stepping)  # its gradients are used: a loss given after it is this step's
         finally:
             self.steps.params, self.steps.optimizer = saved
             if owned is not None:
