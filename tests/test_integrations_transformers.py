@@ -135,3 +135,31 @@ def test_trainer_steps_are_the_global_step_after_a_resume(tmp_path):
     steps = cb.records()[1]
     assert [s["step"] for s in steps] == logs.logged == [4, 5, 6]  # the Trainer's numbering
     assert all(s["loss"] is not None for s in steps)
+
+
+class _AuxFirst(torch.nn.Module):
+    """A head for another task registered before the model: its parameters, the model's first,
+    never get a gradient (the callback used to hook that first parameter alone and then read the
+    step after the Trainer's clip)."""
+
+    def __init__(self):
+        super().__init__()
+        self.aux_head = torch.nn.Linear(16, 3)
+        self.bert = tiny_bert()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None):
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask, labels=labels)
+
+
+def test_trainer_reads_pre_clip_norms_when_the_first_parameter_gets_no_gradient(tmp_path):
+    model = _AuxFirst()
+    cb, oracle = GradDoctorCallback(flush_every=4), Oracle(model)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, logging_steps=1,
+        report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0,
+        learning_rate=1e-3, seed=0, max_grad_norm=0.05, gradient_accumulation_steps=2)
+    transformers.Trainer(model=model, args=args, train_dataset=dataset(), callbacks=[cb, oracle]).train()
+    steps = cb.records()[1]
+    assert len(steps) == 3
+    for s, lg in zip(steps, oracle.logs):  # the Trainer's own pre-clip total norm, not the clipped one
+        assert s["clip"]["norm"] == pytest.approx(lg["grad_norm"], rel=1e-5) and s["clip"]["coef"] < 1.0

@@ -99,9 +99,9 @@ class GradDoctorCallback(TrainerCallback):
                                          extra_config=extra, **self.watch_options).attach()
         self.watcher.start_at(state.global_step)  # a resumed run: the checkpoint's step
         self._inner, self._sync = self.watcher.optimizer, getattr(optimizer, "gradient_state", None)
-        first = next((p for p in model.parameters() if p.requires_grad), None)
-        if first is not None and self._sync is not None:
-            self._hook = first.register_post_accumulate_grad_hook(self._on_grad)
+        if self._sync is not None:  # every trainable parameter: the first may get no gradient
+            self._hook = [p.register_post_accumulate_grad_hook(self._on_grad)  # (an unused head)
+                          for p in model.parameters() if p.requires_grad]
         self._report = None
 
     def _on_grad(self, param: torch.Tensor) -> None:
@@ -126,9 +126,9 @@ class GradDoctorCallback(TrainerCallback):
             self.watcher.step(float(loss))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        for h in self._hook or []:
+            h.remove()
+        self._hook = None
         if self.watcher is None or not self.watcher.attached:
             return
         self.watcher.detach()
