@@ -67,6 +67,18 @@ def test_vanishing_triggers_on_decay_and_reports_orders():
     assert f[0].layers == ["l0", "l1", "l2"] and f[0].reference
 
 
+def test_vanishing_persists_across_steps_that_record_too_few_layers():
+    # two optimizers (a GAN): the critic's steps record its 10 layers, the generator's, between
+    # them, only its own 2 (the others None); three critic rows in a row were never seen
+    meta = _meta(12)
+    steps = _steps(meta, n_steps=12, orders_per_layer=0.5)
+    for i, s in enumerate(steps):
+        s["grad_norm"] = {k: (v if (i % 2 == 0) == (k not in ("l10", "l11")) else None)
+                          for k, v in s["grad_norm"].items()}
+    (f,) = vanishing_gradient(meta, steps)
+    assert f.severity == "error" and f.step == 1 and f.evidence["n_layers"] == 10
+
+
 def test_vanishing_not_on_flat_profile_or_small_decay():
     meta = _meta(10)
     assert vanishing_gradient(meta, _steps(meta, orders_per_layer=0.0)) == []

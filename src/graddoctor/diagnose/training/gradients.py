@@ -50,11 +50,10 @@ from graddoctor.diagnose.training.series import (
     matrix,
     near_zero_rows,
     nonfinite_step,
-    persistent_rows,
+    persistent_profile,
     profile_layers,
     sampled,
     side_drop,
-    side_drops,
     transient,
     used_steps,
 )
@@ -161,14 +160,6 @@ def _profile_evidence(names: list[str], prof: np.ndarray, drop: float, rate: flo
     }
 
 
-def _persistent_profile(
-    names: list[str], step_ids: list[int], logs: np.ndarray, sign: float, orders: float, persist: int
-) -> tuple[int, np.ndarray, list[float]] | None:
-    """First row where ``sign * drop >= orders`` for ``persist`` rows: (row, profile, drops)."""
-    drops = side_drops(logs)
-    return persistent_rows(logs, [n >= MIN_LAYERS and sign * d >= orders for d, _, n in drops], persist, drops)
-
-
 def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     """Input-side relative gradients >= ``VANISH_ORDERS`` orders below the output side.
 
@@ -177,7 +168,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         []
     """
     names, ids, logs = relative_gradient(meta, steps, near_zero=True)
-    hit = _persistent_profile(names, ids, logs, +1.0, VANISH_ORDERS, PERSIST)
+    hit = persistent_profile(logs, +1.0, VANISH_ORDERS, PERSIST, MIN_LAYERS)
     cut = dead_body(logs, MIN_LAYERS) if hit is None else None  # a cut above the whole body
     if hit is None and cut is None:
         return vanishing_through_time(meta, steps)
@@ -349,7 +340,7 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     paths = (instability.signal_growth, instability.loss_spikes, instability.diverged, instability.oversized_updates)
     out = [f for f in [_blowup(meta, steps), *(p(meta, steps) for p in paths)] if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
-    hit2 = _persistent_profile(names, ids2, logs, -1.0, EXPLODE_ORDERS, PERSIST)
+    hit2 = persistent_profile(logs, -1.0, EXPLODE_ORDERS, PERSIST, MIN_LAYERS)
     if hit2 is not None:
         i, prof, _ = hit2
         drop, rate, n = side_drop(prof)
@@ -384,7 +375,7 @@ def stalled_layers(meta: dict, steps: list[dict]) -> list[Finding]:
     logs = log10_safe(u, UPDATE_FLOOR)  # a zero step under a non-zero gradient rounded away
     logs[(u == 0) & (g == 0)] = LOG_FLOOR  # no gradient at all: a dead path
     ids = [int(s.get("step", i)) for i, s in enumerate(st)]
-    hit = _persistent_profile(names, ids, logs, +1.0, STALL_ORDERS, PERSIST_SAMPLED)
+    hit = persistent_profile(logs, +1.0, STALL_ORDERS, PERSIST_SAMPLED, MIN_LAYERS)
     if hit is None:
         return []
     i, prof, _ = hit

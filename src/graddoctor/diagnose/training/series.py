@@ -243,6 +243,23 @@ def persistent_rows(logs: np.ndarray, flags: list[bool], persist: int,
     return j, prof, [d for d, _, _ in drops if math.isfinite(d)]
 
 
+def persistent_profile(logs: np.ndarray, sign: float, orders: float, persist: int,
+                       min_layers: int) -> tuple[int, np.ndarray, list[float]] | None:
+    """``persistent_rows`` of the rows where ``sign * drop >= orders``, among the rows with at least
+    ``min_layers`` layers (the others are skipped, not breaks: a GAN's generator steps, recording
+    its few layers only, come between its critic's): ``(row, profile, drops)``, or None.
+
+    Example:
+        >>> logs = np.array([[-5.0, -3.0, 0.0], [-1.0, np.nan, np.nan], [-5.0, -3.0, 0.0]])
+        >>> persistent_profile(logs, +1.0, 2.0, 2, 3)[0]
+        0
+    """
+    drops = side_drops(logs)
+    rows = [i for i, (_, _, n) in enumerate(drops) if n >= min_layers]
+    hit = persistent_rows(np.asarray(logs)[rows], [sign * drops[i][0] >= orders for i in rows], persist, drops)
+    return None if hit is None else (rows[hit[0]], *hit[1:])
+
+
 #: rows in a row a body must get exactly zero gradient (``dead_body``): a zero-init gain (ReZero)
 #: cuts its branches at the first step only
 DEAD_ROWS = 10
