@@ -120,3 +120,64 @@ def test_custom_sink_object():
         gd.watch(model, opt, "x", sinks=["mlflow"])
     with pytest.raises(InputError, match="Sink"):
         gd.watch(model, opt, "x", sinks=[object()])
+
+
+class _Counting:
+    def __init__(self, fail: bool = False) -> None:
+        self.meta, self.steps, self.fail = 0, 0, fail
+
+    def write_meta(self, meta):
+        self.meta += 1
+
+    def write_steps(self, records):
+        if self.fail:
+            raise OSError("disk full")
+        self.steps += len(records)
+
+    def close(self):
+        pass
+
+
+def _six_steps(**kw):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    with gd.watch(m, opt, flush_every=2, **kw) as w:
+        for _ in range(6):
+            loss = m(torch.randn(5, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    return w
+
+
+def test_a_sink_object_without_log_dir_gets_the_records():
+    sink = _Counting()
+    w = _six_steps(sinks=[sink])
+    assert (sink.meta, sink.steps) == (1, 6) and len(w.records()[1]) == 6
+
+
+def test_a_failing_sink_is_dropped_with_a_warning_and_the_others_go_on(tmp_path):
+    bad = _Counting(fail=True)
+    with pytest.warns(UserWarning, match="_Counting sink failed .*disk full.*dropped"):
+        w = _six_steps(sinks=[bad, "jsonl"], log_dir=tmp_path)
+    assert w.failed is None and len(w.records()[1]) == 6
+    assert len(read_run(tmp_path)[1]) == 6  # the JSONL file has every step
+
+
+def test_a_failing_jsonl_sink_leaves_the_records_in_memory(tmp_path):
+    class FullDisk(JsonlSink):
+        def write_steps(self, records):
+            raise OSError("disk full")
+
+    with pytest.warns(UserWarning, match="FullDisk sink failed"):
+        w = _six_steps(sinks=[FullDisk(tmp_path)], log_dir=tmp_path)
+    assert w.failed is None and len(w.records()[1]) == 6  # from the failure on, kept in memory
+
+
+@pytest.mark.parametrize("log_dir", [b"/tmp/gd-bytes", 123])
+def test_a_log_dir_that_is_no_path_is_a_one_line_error(log_dir):
+    m = nn.Linear(2, 2)
+    with pytest.raises(InputError, match="log_dir must be a directory path"):
+        gd.watch(m, torch.optim.SGD(m.parameters(), lr=0.1), log_dir=log_dir)

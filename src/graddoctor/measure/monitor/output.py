@@ -50,7 +50,9 @@ class RunOutput:
 
     def open(self) -> None:
         """Create the sinks and the history (once)."""
-        if self.log_dir is not None and self.write and not self.sinks:
+        if self.log_dir is None and self.write and not self.sinks:  # no files: the sink objects, wandb
+            self.sinks = [_make_sink(s, None, self.fsync) for s in self.specs if s not in FILE_SINKS]
+        elif self.log_dir is not None and self.write and not self.sinks:
             specs = self.specs
             why = unwritable(self.log_dir) if any(s in FILE_SINKS for s in specs if isinstance(s, str)) else None
             if why:  # warned, not raised: the user's training goes on, its records in memory
@@ -64,17 +66,29 @@ class RunOutput:
             self.history = deque(maxlen=n if n is not None else 0 if self.jsonl() else 100_000)
 
     def write_meta(self, meta: dict) -> None:
-        """The meta line, to every sink."""
-        for s in self.sinks:
-            s.write_meta(meta)
+        """The meta line, to every sink (``_each``)."""
+        self._each("write_meta", meta)
 
     def write_steps(self, records: list[dict]) -> None:
-        """Step records (each given the run's id), to the history and every sink."""
+        """Step records (each given the run's id), to the history and every sink (``_each``)."""
         for r in records:
             r["run_id"] = self.run_id
-        self.history.extend(records)
-        for s in self.sinks:
-            s.write_steps(records)
+        self._each("write_steps", records)
+        self.history.extend(records)  # (after: a JSONL sink that failed now leaves them here)
+
+    def _each(self, method: str, arg: Any) -> None:
+        """Call ``method`` on every sink; a sink that raises is dropped with a warning and the
+        others go on (a full disk under TensorBoard's files must not stop the JSONL log, nor the
+        records in memory: without the JSONL sink the history keeps them from then on)."""
+        for s in list(self.sinks):
+            try:
+                getattr(s, method)(arg)
+            except Exception as e:  # noqa: BLE001 - one sink's failure is not the run's
+                self.sinks.remove(s)
+                if self.history is not None and self.history.maxlen == 0 and self.jsonl() is None:
+                    self.history = deque(maxlen=100_000)  # the file stops here: the rest in memory
+                warnings.warn(f"graddoctor.watch: the {type(s).__name__} sink failed ({type(e).__name__}: {e}); "
+                              "it is dropped, recording goes on", stacklevel=user_level())
 
     def close(self) -> None:
         """Close the sinks (every one, even when one fails; the first error is raised after)."""
@@ -151,7 +165,7 @@ def _check_sink(spec: Any) -> None:
         raise InputError(f"sink {spec!r} lacks write_meta/write_steps/close - see graddoctor.runlog.sinks.Sink")
 
 
-def _make_sink(spec: Any, log_dir: str, fsync: bool) -> Any:
+def _make_sink(spec: Any, log_dir: str | None, fsync: bool) -> Any:
     from graddoctor.runlog.sinks import make_sink
 
     if isinstance(spec, str):
