@@ -86,6 +86,8 @@ def test_a_model_with_no_trainable_parameters_gets_one_line_and_no_repair():
     lines = [str(c.message) for c in caught if "graddoctor.autofix" in str(c.message)]
     assert len(lines) == 1 and "no trainable parameters" in lines[0]
     assert w.fixes == []
+    frozen = [str(c.message) for c in caught if "every parameter of the model is frozen" in str(c.message)]
+    assert len(frozen) == 1  # watch's own line: nothing will be recorded
 
 
 class _FunctionalBlock(nn.Module):

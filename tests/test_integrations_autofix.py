@@ -202,6 +202,18 @@ def test_a_bad_autofix_value_is_a_clear_error_at_construction():
         GradDoctorCallback(autofix=["lstm"])
 
 
+@pytest.mark.parametrize("option, match", [({"flush_every": "x"}, "flush_every must be a positive int"),
+                                           ({"sinks": "bogus"}, "unknown sink 'bogus'"),
+                                           ({"activation_every": -1}, "activation_every must be an int >= 0")])
+def test_a_bad_watch_value_is_a_clear_error_at_construction(option, match):
+    pytest.importorskip("lightning.pytorch")
+    from graddoctor.errors import InputError
+    from graddoctor.integrations.lightning import GradDoctorCallback
+
+    with pytest.raises(InputError, match=f"GradDoctorCallback \\(Lightning\\): {match}"):
+        GradDoctorCallback(**option)
+
+
 # ---------------------------------------------------------------- Hugging Face Trainer
 
 

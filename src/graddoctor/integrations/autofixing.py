@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -31,6 +32,8 @@ from graddoctor.fix.autofix.settings import SETTINGS, check_settings
 from graddoctor.fix.autofix.watcher import AutofixWatcher
 from graddoctor.fix.remedies.clip import clips_in_force
 from graddoctor.integrations.stepping import HookedWatcher
+from graddoctor.measure.monitor.output import sink_specs
+from graddoctor.measure.monitor.schedule import Schedule
 from graddoctor.options import keywords, refuse
 
 
@@ -89,9 +92,9 @@ def check_options(owner: str, options: dict[str, Any], autofix: Any) -> None:
         autofix: the callback's ``autofix`` (autofix options are valid only with it).
 
     Raises:
-        InputError: an unknown option (the close valid ones named), an autofix option without
-            ``autofix=True`` or with a bad value (``check_every=0``), or an argument the trainer
-            supplies.
+        InputError: an unknown option (the close valid ones named), a bad period
+            (``flush_every="x"``) or sink, an autofix option without ``autofix=True`` or with a bad
+            value (``check_every=0``), or an argument the trainer supplies.
 
     Example:
         >>> check_options("GradDoctorCallback", {"flushevery": 10}, False)
@@ -106,10 +109,14 @@ def check_options(owner: str, options: dict[str, Any], autofix: Any) -> None:
             raise InputError(f"{owner}: {name!r} comes from the trainer - drop it")
         if name not in valid:
             refuse(owner, name, valid | {"log_dir", "autofix"}, every - valid)
-    if fixing:  # a bad value now, not at fit start
-        try:
+    periods = {k: v for k, v in options.items() if k in {f.name for f in dataclasses.fields(Schedule)}}
+    try:  # a bad value now, not at fit start deep inside the trainer
+        Schedule(**periods)
+        if "sinks" in options:
+            sink_specs(options["sinks"])
+        if fixing:
             check_settings(autofix, **{k: v for k, v in options.items() if k in SETTINGS})
-        except InputError as e:
-            raise InputError(f"{owner}: {e}") from None
+    except InputError as e:
+        raise InputError(f"{owner}: {e}") from None
 
 __all__ = ["HookedAutofixWatcher", "check_options", "framework_watcher"]

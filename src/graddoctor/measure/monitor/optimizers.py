@@ -134,9 +134,15 @@ def held_params(optimizer: Any, model: Any) -> set[int] | None:
 
 
 def warn_foreign(optimizer: Any, *models: Any) -> None:
-    """One warning line when ``foreign_optimizer(optimizer, *models)``, or when trainable
-    parameters of the model are left out of the optimizer (watch goes on)."""
-    if foreign_optimizer(optimizer, *models):
+    """One warning line when every parameter of the model is frozen, when
+    ``foreign_optimizer(optimizer, *models)``, or when trainable parameters of the model are left
+    out of the optimizer (watch goes on)."""
+    params = list(models[0].parameters()) if models and hasattr(models[0], "parameters") else []
+    if params and not any(p.requires_grad for p in params):
+        warnings.warn("graddoctor.watch: every parameter of the model is frozen (requires_grad=False): nothing "
+                      "trains and no gradient will be recorded - unfreeze the layers to train "
+                      "(model.requires_grad_(True) or per layer)", stacklevel=user_level())
+    elif foreign_optimizer(optimizer, *models):
         warnings.warn("graddoctor.watch: the optimizer holds none of the model's trainable parameters (another "
                       "model's optimizer?): pass the one that trains this model; update sizes are not measured",
                       stacklevel=4)
