@@ -172,7 +172,7 @@ def plan(
     if zero_norms:
         steps["norm-gain"] = PlanStep("norm-gain", f"{len(zero_norms)} normalisation gain(s) at or near 0 "
                                       "cut the signal and the gradient through them",
-                                      ["poor-init"] * bool(small) + ["vanishing-gradient"] * bool(cut),
+                                      ["poor-init"] * bool(small) + ["vanishing-gradient"] * any(cut.values()),
                                       {"layers": zero_norms})
 
     def ranked(cands: tuple[str, ...], triggers: set[str], default: str) -> str:

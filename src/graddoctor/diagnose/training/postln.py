@@ -11,7 +11,8 @@ learning-rate warm-up (or pre-LN blocks) avoids (Xiong et al. 2020, sec. 3; Liu 
   the block's first layer's). Norms on the branches only (``x + LN(f(x))``: OLMo-2's reordered
   norm, Swin v2's res-post-norm, query/key norms) leave the residual stream unnormalised, and
   OLMo-2 trains without warm-up (a healthy tiny OLMo-2 on a copy task sits at ln V for 100
-  steps at AdamW 1e-3, then falls: it was taken for this fault and "repaired" 80 steps back). A block is the deepest module holding an attention layer (``kind ==
+  steps at AdamW 1e-3, then falls: it was taken for this fault and "repaired" 80 steps back).
+  A block is the deepest module holding an attention layer (``kind ==
   "attention"`` or a name part with "attn"/"attention") and a norm layer; execution order
   comes from the meta (a pre-LN block runs its norm first: GPT-2 ``h.0.ln_1``, Llama
   ``input_layernorm``; a post-LN one its attention: BERT, ``nn.TransformerEncoderLayer``);
