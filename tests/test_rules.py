@@ -129,6 +129,10 @@ def test_vanishing_remedies_follow_the_evidence():
     relu = _meta(10, activation="relu")
     assert vanishing_gradient(relu, _steps(relu, orders_per_layer=0.5))[0].remedies[:2] == [
         "residual", "he-init"]
+    # a model with norm layers already is not told to add BatchNorm
+    normed = _meta(10, activation="sigmoid")
+    normed["layers"].append({"name": "bn", "type": "BatchNorm1d", "kind": "norm", "trainable": True})
+    assert "batchnorm" not in vanishing_gradient(normed, _steps(normed, orders_per_layer=0.5))[0].remedies
 
 
 def test_exploding_over_steps_and_across_layers():

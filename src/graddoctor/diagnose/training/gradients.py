@@ -128,8 +128,15 @@ def decay_remedies(meta: dict, layers: list[str]) -> list[str]:
     """Remedies, best first, for a signal decaying towards the input side of ``layers``.
 
     Saturating activations -> relu, batchnorm, residual; a vanilla RNN -> lstm;
-    a ReLU chain without skips -> residual, he-init; otherwise normalisation first.
+    a ReLU chain without skips -> residual, he-init; otherwise normalisation first. A model that
+    has norm layers already is not told to add BatchNorm (a stock MobileViT, BatchNorm throughout).
     """
+    has_norm = any(ly.get("kind") == "norm" for ly in meta.get("layers", []))
+    ranked = _decay_remedies(meta, layers)
+    return [r for r in ranked if r != "batchnorm"] or ranked if has_norm else ranked
+
+
+def _decay_remedies(meta: dict, layers: list[str]) -> list[str]:
     info = _layer_info(meta)
     fams = {kinds.family(info.get(n, {}).get("activation")) for n in layers}
     types = {info.get(n, {}).get("type", "") for n in layers}
