@@ -56,4 +56,27 @@ def effective_gain(module: nn.Module, input_shape: tuple[int, ...] | None, seed:
         module.train(was)
 
 
-__all__ = ["PROBE_BATCH", "effective_gain"]
+def probe_shape(module: nn.Module) -> tuple[int, ...] | None:
+    """An input shape ``module`` takes, from its own attributes (no traced forward needed):
+    ``normalized_shape`` (LayerNorm, RMSNorm), the channels of a BatchNorm1d/2d/3d or GroupNorm,
+    else the gain's length as the last axis (a hand-written RMSNorm); None without a gain.
+
+    Example:
+        >>> probe_shape(nn.LayerNorm(8)), probe_shape(nn.BatchNorm2d(3)), probe_shape(nn.GroupNorm(2, 4))
+        ((4, 8), (4, 3, 2, 2), (4, 4, 2))
+    """
+    shape = getattr(module, "normalized_shape", None)
+    if isinstance(shape, (tuple, list, torch.Size)) and all(isinstance(d, int) for d in shape):
+        return (PROBE_BATCH, *shape)
+    w = getattr(module, "weight", None)
+    if not isinstance(w, torch.Tensor) or w.dim() != 1:
+        return None
+    c = w.shape[0]
+    for kind, extra in ((nn.BatchNorm1d, ()), (nn.BatchNorm2d, (2, 2)), (nn.BatchNorm3d, (2, 2, 2)),
+                        (nn.GroupNorm, (2,)), (nn.InstanceNorm2d, (2, 2))):
+        if isinstance(module, kind):
+            return (PROBE_BATCH, c, *extra)
+    return (PROBE_BATCH, c)
+
+
+__all__ = ["PROBE_BATCH", "effective_gain", "probe_shape"]

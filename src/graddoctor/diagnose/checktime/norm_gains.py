@@ -9,7 +9,7 @@ ln 4 for 300 steps (AdamW 1e-3, a learnable 4-class task) and fell to 0.07 in 60
 gains set to 1. An OLMo-2 with every RMSNorm gain zeroed sits at ln V.
 
 The rule reads each called norm's effective gain (``measure.norm_scale.effective_gain``: a gain
-parametrised as ``1 + w``, Gemma's, reads 1 at w = 0) and fires when at least ``SMALL_FRAC`` of
+parametrised as ``1 + w``, Gemma's, reads 1 at w = 0) and fires when more than ``SMALL_FRAC`` of
 them (at least 2) are below ``SMALL_GAIN``, and the weights do not look trained. Deliberate zero
 gains (zero-init residual: the last BatchNorm of each residual branch, Goyal et al. 2017) are at
 most half of a network's norms (a ResNet's stem, first-in-block and shortcut norms keep gain 1),
@@ -38,7 +38,7 @@ from graddoctor.report import Finding
 
 #: an effective gain below this is "near zero"
 SMALL_GAIN = 0.1
-#: the fraction of the called norm layers with a small gain from which the rule fires
+#: the fraction of the called norm layers with a small gain above which the rule fires
 SMALL_FRAC = 0.5
 
 REF = "Ioffe & Szegedy 2015 (BatchNorm: gain initialised to 1); Ba et al. 2016 (Layer Normalization)"
@@ -57,7 +57,7 @@ def small_norm_gains(m: ModelMap, model: nn.Module) -> list[Finding]:
         if g is not None:
             gains[x.name] = g
     small = [n for n, g in gains.items() if g < SMALL_GAIN]
-    if len(small) < 2 or len(small) < SMALL_FRAC * len(gains) or looks_trained(model):
+    if len(small) < 2 or len(small) <= SMALL_FRAC * len(gains) or looks_trained(model):
         return []
     med = statistics.median(gains[n] for n in small)
     ev = {"norms_small": len(small), "norms": len(gains), "median_small_gain": round(med, 4),

@@ -1,13 +1,14 @@
-"""``norm-gain``: normalisation gains that are exactly zero (or, when named, near zero) set to 1,
-every other weight kept.
+"""``norm-gain``: normalisation gains that are zero or near zero set to 1, every other weight kept.
 
 A LayerNorm/RMSNorm/BatchNorm gain of 0 outputs 0 whatever comes in, so nothing behind it gets a
 gradient. Where the branch after it reads the gain only to second order (a SwiGLU MLP:
 ``silu(W_g (g x)) * W_u (g x)``), dL/dg is 0 at g = 0 too, and no optimiser ever moves it
 (``graddoctor.measure.probe_zero``). The standard init of a gain is 1 (Ba et al. 2016; Zhang &
 Sennrich 2019): this remedy writes it into the zero gains, and nothing else moves, so it is
-warm-start safe. A gain parametrised as ``1 + w`` (Gemma's RMSNorm) is never zero in effect and
-is never found here: the probe sees its gradient flow.
+warm-start safe. Gains are read in effect (``measure.norm_scale.effective_gain``): a gain
+parametrised as ``1 + w`` (Gemma's RMSNorm) is zero at w = -1, not at w = 0, and is set to w = 0.
+Gains drawn near zero (HF's MobileViT: N(0, 0.02)) are found by check's ``poor-init``
+(``diagnose.checktime.norm_gains``) and reset the same way.
 
 Example:
     >>> import torch
@@ -28,9 +29,10 @@ from torch import nn
 
 from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import RemedyContext, register
+from graddoctor.measure.norm_scale import effective_gain, probe_shape
 from graddoctor.modelmap.records import layer_kind
 
-#: a named gain vector with an RMS below this is near zero (``near_zero_gains``)
+#: an effective gain below this is near zero (``near_zero_gains``)
 NEAR_ZERO = 0.1
 
 
@@ -54,25 +56,46 @@ def zero_gains(model: nn.Module) -> list[str]:
 
 
 def near_zero_gains(model: nn.Module, layers: list[str] | None) -> list[str]:
-    """The norms named in ``layers`` whose gain vector has an RMS below ``NEAR_ZERO`` (drawn near 0:
-    check's ``poor-init`` of norm gains names them by their effective gain); none without names.
+    """The norms among ``layers`` (None: all) whose effective gain (``measure.norm_scale``: a
+    ``1 + w`` gain at w = -1 reads 0) is below ``NEAR_ZERO``; the gain vector's RMS where the layer
+    cannot be called on a probe input.
 
     Example:
         >>> net = nn.Sequential(nn.LayerNorm(3), nn.LayerNorm(3))
         >>> _ = nn.init.constant_(net[1].weight, 0.01)
         >>> near_zero_gains(net, ["0", "1"]), near_zero_gains(net, None)
-        (['1'], [])
+        (['1'], ['1'])
     """
     mods = dict(model.named_modules())
-    return [n for n in layers or [] if n in mods and is_norm(mods[n])
-            and float(mods[n].weight.detach().float().pow(2).mean().sqrt()) < NEAR_ZERO]
+    names = [n for n in (layers if layers is not None else mods) if n in mods and is_norm(mods[n])]
+    return [n for n in names if _gain(mods[n]) < NEAR_ZERO]
+
+
+def _gain(m: nn.Module) -> float:
+    g = effective_gain(m, probe_shape(m))
+    return g if g is not None else float(m.weight.detach().float().pow(2).mean().sqrt())
+
+
+def unit_gain(m: nn.Module) -> None:
+    """Set ``m``'s gain to 1 in effect: its weight to 1, or to 0 where the layer scales by ``1 + w``
+    (Gemma's RMSNorm reads a gain of 2 at w = 1).
+
+    Example:
+        >>> ln = nn.LayerNorm(4); _ = nn.init.zeros_(ln.weight); unit_gain(ln); ln.weight.tolist()
+        [1.0, 1.0, 1.0, 1.0]
+    """
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+        g = effective_gain(m, probe_shape(m))
+        if g is not None and abs(g - 2.0) < 0.5:
+            m.weight.fill_(0.0)
 
 
 @register("norm-gain", family="init", keeps_map=True,
           summary="normalisation gains at or near zero set to 1, other weights kept")
 def norm_gain(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
-    """Set the zero gains of the normalisation modules in ``layers`` (None: all of them) to 1, and
-    the near-zero ones named in ``layers`` (``near_zero_gains``).
+    """Set the zero and near-zero gains (``near_zero_gains``) of the normalisation modules in
+    ``layers`` (None: all of them) to 1 in effect (``unit_gain``).
 
     Args:
         model: the model (deep-copied unless ``ctx.inplace``).
@@ -91,12 +114,11 @@ def norm_gain(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) ->
         'advice'
     """
     new = model if ctx.inplace else copy.deepcopy(model)
-    zero = set(zero_gains(new)) | set(near_zero_gains(new, layers))
+    zero = set(near_zero_gains(new, layers))  # (exact zeros read 0 too; Gemma's w = 0 reads 1)
     names = [n for n in (sorted(zero) if layers is None else layers) if n in zero]
     mods = dict(new.named_modules())
-    with torch.no_grad():
-        for n in names:
-            mods[n].weight.fill_(1.0)
+    for n in names:
+        unit_gain(mods[n])
     why = ("a normalisation gain of exactly 0 outputs 0, so nothing behind it gets a gradient (and a "
            "gated branch such as SwiGLU never moves it): the standard gain is 1")
     if not names:
