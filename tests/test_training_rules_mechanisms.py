@@ -217,3 +217,16 @@ def test_train_mode_restores_batchnorm_and_the_planner_picks_it():
     assert all(m.training for m in new.modules() if isinstance(m, nn.BatchNorm1d))
     assert not any(m.training for m in net.modules() if isinstance(m, nn.BatchNorm1d))
     assert [s.remedy for s in plan([f], net)] == ["train-mode"]
+
+
+def test_a_position_bias_table_does_not_make_res_post_norm_blocks_post_ln():
+    # SwinV2's continuous position bias is an MLP on a constant coordinate table: its path into the
+    # attention scores is no path from the input, and read as one it put a branch norm on the skip path
+    transformers = __import__("pytest").importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.Swinv2Config(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                                    window_size=4, num_labels=3)
+    model = transformers.Swinv2ForImageClassification(cfg)
+    with gd.watch(model, torch.optim.Adam(model.parameters()), example_inputs=torch.randn(2, 3, 32, 32)) as w:
+        meta = w.records()[0]
+    assert set(block_norm_order(meta).values()) == {"branch"}

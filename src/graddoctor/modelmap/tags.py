@@ -76,7 +76,9 @@ def tag_of(x: Any) -> Tag | None:
 
 
 def merge(tags: list[Tag]) -> Tag:
-    """One tag for a tensor computed from several: the shortest and longest counts, the union of the sets.
+    """One tag for a tensor computed from several: the shortest (over the data's tags: a constant
+    table's, SwinV2's position-bias MLP, is no path from the input) and longest counts, the union
+    of the sets.
 
     Example:
         >>> t = merge([Tag(1, 1), Tag(3, 3)])
@@ -85,12 +87,13 @@ def merge(tags: list[Tag]) -> Tag:
     """
     if len(tags) == 1:
         return tags[0]
+    data = [t for t in tags if not t.const] or tags  # a constant table's path is no path from the input
     return Tag(
-        min(t.lo for t in tags), max(t.hi for t in tags),
+        min(t.lo for t in data), max(t.hi for t in tags),
         frozenset().union(*(t.pending for t in tags)),
         frozenset().union(*(t.src for t in tags)),
         frozenset().union(*(t.acts for t in tags)),
-        min(t.wlo for t in tags), max(t.whi for t in tags),
+        min(t.wlo for t in data), max(t.whi for t in tags),
         up=reduce(or_, (t.up for t in tags), 0), hom=reduce(or_, (t.hom for t in tags), 0),
         const=all(t.const for t in tags),
     )
