@@ -27,17 +27,21 @@ Example:
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from torch import nn
 
-from graddoctor.measure.norm_scale import effective_gain
+from graddoctor.measure.norm_scale import effective_gain, probe_shape
 from graddoctor.measure.trained import looks_trained
 from graddoctor.modelmap import ModelMap, modules_by_name
 from graddoctor.report import Finding
 
 #: an effective gain below this is "near zero"
 SMALL_GAIN = 0.1
+#: a traced input larger than this per sample is probed on a small shape of the layer's own
+#: (``norm_scale.probe_shape``) first
+PROBE_NUMEL = 1 << 16
 #: the fraction of the called norm layers with a small gain above which the rule fires
 SMALL_FRAC = 0.5
 
@@ -53,7 +57,10 @@ def small_norm_gains(m: ModelMap, model: nn.Module) -> list[Finding]:
         w = getattr(mod, "weight", None)
         if x.kind != "norm" or mod is None or not isinstance(w, nn.Parameter) or not w.requires_grad:
             continue
-        g = effective_gain(mod, x.input_shape)
+        traced = x.input_shape
+        big = traced is not None and math.prod(traced[1:]) > PROBE_NUMEL  # (a long sequence, a big image)
+        g = effective_gain(mod, probe_shape(mod) if big else traced)
+        g = effective_gain(mod, traced) if g is None and big else g
         if g is not None:
             gains[x.name] = g
     small = [n for n, g in gains.items() if g < SMALL_GAIN]
