@@ -119,8 +119,8 @@ def norm_gain(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) ->
     mods = dict(new.named_modules())
     for n in names:
         unit_gain(mods[n])
-    why = ("a normalisation gain of exactly 0 outputs 0, so nothing behind it gets a gradient (and a "
-           "gated branch such as SwiGLU never moves it): the standard gain is 1")
+    why = ("a normalisation gain at or near 0 scales its output to (near) 0, so nothing behind it gets "
+           "a gradient (and a gated branch such as SwiGLU never moves an exact 0): the standard gain is 1")
     if not names:
-        return new, Change("norm-gain", [], "no normalisation gain is exactly zero: " + why, "advice")
+        return new, Change("norm-gain", [], "no normalisation gain is at or near zero: " + why, "advice")
     return new, Change("norm-gain", names, why, "applied", {"gain": 1.0})
