@@ -50,11 +50,16 @@ def test_a_llama_with_zero_norm_gains_is_repaired_by_norm_gain(zero):
     result = gd.repair(model, report, batch)
     change = next(c for c in result.changes if c.remedy == "norm-gain")
     stationary = {n.rpartition(".")[0] for n in f.evidence["zero_params_stationary"]}
-    assert change.kind == "applied" and set(change.modules) == stationary
+    # most gains are zero: check's poor-init of norm gains names every zero one (those that would
+    # start moving too: at Adam's pace, ~lr per step, far from 1), and all of them go back to 1
+    zeroed = set(zero_gains(model))
+    (small,) = [g for g in report.by_code("poor-init") if g.remedies == ["norm-gain"]]
+    assert set(small.layers) == zeroed
+    assert change.kind == "applied" and stationary <= set(change.modules) == zeroed
     assert [c.remedy for c in result.changes if c.kind == "applied"] == ["norm-gain"]  # nothing re-drawn
     before = dict(model.named_parameters())
     for n, p in result.model.named_parameters():
-        if n.rpartition(".")[0] not in stationary:
+        if n.rpartition(".")[0] not in zeroed:
             assert torch.equal(p, before[n]), n
     assert "vanishing-gradient" not in gd.check(result.model, batch).codes
 

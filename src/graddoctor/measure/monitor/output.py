@@ -46,6 +46,7 @@ class RunOutput:
         self.log_dir, self.specs, self.fsync = log_dir, sink_specs(sinks), fsync
         self.history_len, self.run_id, self.write = history, run_id, write
         self.sinks: list[Any] = []
+        self.dropped: list[Any] = []  # sinks that failed: closed quietly at the end
         self.history: deque | None = None
 
     def open(self) -> None:
@@ -85,13 +86,21 @@ class RunOutput:
                 getattr(s, method)(arg)
             except Exception as e:  # noqa: BLE001 - one sink's failure is not the run's
                 self.sinks.remove(s)
+                self.dropped.append(s)
                 if self.history is not None and self.history.maxlen == 0 and self.jsonl() is None:
                     self.history = deque(maxlen=100_000)  # the file stops here: the rest in memory
                 warnings.warn(f"graddoctor.watch: the {type(s).__name__} sink failed ({type(e).__name__}: {e}); "
                               "it is dropped, recording goes on", stacklevel=user_level())
 
     def close(self) -> None:
-        """Close the sinks (every one, even when one fails; the first error is raised after)."""
+        """Close the sinks (every one, even when one fails; the first error is raised after; the
+        dropped ones quietly)."""
+        for s in self.dropped:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001, S110 - it failed before and was reported then
+                pass
+        self.dropped = []
         error: Exception | None = None
         for s in self.sinks:
             try:
@@ -115,6 +124,20 @@ class RunOutput:
         from graddoctor.runlog.sinks.jsonl import JsonlSink
 
         return next((s for s in self.sinks if isinstance(s, JsonlSink)), None)
+
+
+def checked_log_dir(log_dir: Any) -> str | None:
+    """``log_dir`` as a path string (None stays None); anything but a str or ``os.PathLike`` is a
+    one-line ``InputError`` (bytes or an int made a directory named after their repr).
+
+    Example:
+        >>> import pathlib; checked_log_dir(pathlib.Path("runs")), checked_log_dir(None)
+        ('runs', None)
+    """
+    if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+        raise InputError(f"log_dir must be a directory path (str or pathlib.Path), got "
+                         f"{type(log_dir).__name__} {log_dir!r}")
+    return None if log_dir is None else os.fspath(log_dir)
 
 
 def unwritable(log_dir: str) -> str | None:
@@ -178,4 +201,4 @@ FILE_SINKS = ("jsonl", "tensorboard")
 #: the built-in sinks' names (``graddoctor.runlog.sinks.make_sink``)
 SINK_NAMES = ("jsonl", "tensorboard", "wandb")
 
-__all__ = ["FILE_SINKS", "SINK_NAMES", "RunOutput", "sink_specs", "unwritable"]
+__all__ = ["FILE_SINKS", "SINK_NAMES", "RunOutput", "checked_log_dir", "sink_specs", "unwritable"]

@@ -23,7 +23,7 @@ from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import held_params, hookable_optimizer, warn_foreign
-from graddoctor.measure.monitor.output import RunOutput
+from graddoctor.measure.monitor.output import RunOutput, checked_log_dir
 from graddoctor.measure.monitor.pairing import (
     IDLE_WSTEPS,
     ClosureStep,
@@ -92,10 +92,7 @@ class Monitor:
         warn_foreign(optimizer, model, self.root)
         self.schedule, output_grads = admit(model, self.root, self.schedule, output_grads)
         self.optimizer, self.output_grads, self.scaler = optimizer, output_grads, scaler
-        if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
-            raise InputError(f"log_dir must be a directory path (str or pathlib.Path), got "
-                             f"{type(log_dir).__name__} {log_dir!r}")
-        self.log_dir, self.example_inputs = None if log_dir is None else os.fspath(log_dir), example_inputs
+        self.log_dir, self.example_inputs = checked_log_dir(log_dir), example_inputs
         self.run_id, self.mode = uuid.uuid4().hex[:12], dist_.mode(model)
         self.rank, self.world_size = dist_.world()
         self.output = RunOutput(self.log_dir, sinks, fsync, history, self.run_id, write=self.rank == 0)
