@@ -17,7 +17,7 @@ of every Linear):
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
-| ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``), or ``poor-init`` of norm gains near 0 (remedies ``["norm-gain"]``) | ``norm-gain`` on those norms (gain 1, weights kept) |
+| ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``), or ``poor-init`` of norm gains near 0 (remedies ``["norm-gain"]``) | ``norm-gain`` on those norms (gain 1, weights kept); with the latter, the gradient, signal and plateau findings (read through those gains) plan nothing more |
 | ``vanishing-gradient`` from a closed LSTM/GRU keep gate (evidence ``gate_bias``) | ``forget-bias`` on those layers (bias +1, weights kept; Jozefowicz et al. 2015), and no orthogonal re-draw when that is the only recurrent finding |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
 | ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
