@@ -233,4 +233,4 @@ def test_long_sequence_rnn_cell_loop_and_time_major():
 def test_every_rule_is_registered():
     assert set(static.STATIC_RULES) == {
         "saturating-hidden-activation", "poor-init", "deep-without-skip", "small-batch-batchnorm",
-        "long-sequence-rnn"}
+        "long-sequence-rnn", "degenerate-norm"}

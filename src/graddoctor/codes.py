@@ -29,6 +29,7 @@ FINDING_CODES: dict[str, str] = {
     "clip-too-tight": "gradient clipping cuts nearly every step's norm by orders of magnitude",
     "post-ln-no-warmup": "post-LN Transformer trained without LR warm-up fails to move",
     "no-gradient": "trainable layers that never get a gradient (detached or unused in the forward)",
+    "degenerate-norm": "static: a normalisation layer with one or two values per group at this input (its output is constant)",
 }
 
 #: remedy ids, each an entry of the remedy registry
@@ -41,6 +42,7 @@ REMEDY_IDS: tuple[str, ...] = (
     "lstm", "lower-lr", "lr-find",
     "warmup", "prenorm", "train-mode",
     "edge-of-chaos-init", "looks-linear-init", "norm-gain", "small-init",
+    "norm-groups",
 )
 
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")

@@ -18,6 +18,7 @@ of every Linear):
 | ``exploding-gradient`` | ``clip-norm`` (applied when the optimizer is given) + re-init if the init caused it (``signal-explosion``/``poor-init``) |
 | ``non-finite`` | ``clip-norm`` + ``lower-lr`` (advice) |
 | ``vanishing-gradient`` cut by normalisation gains at exactly 0 (the init probe's evidence ``zero_params`` / ``zero_params_stationary``), or ``poor-init`` of norm gains near 0 (remedies ``["norm-gain"]``) | ``norm-gain`` on those norms (gain 1, weights kept); with the latter, the gradient, signal and plateau findings (read through those gains) plan nothing more |
+| ``degenerate-norm`` (a norm with one or two values per group) | ``norm-groups`` on those norms (GroupNorm: fewer groups; other norms: the finding's advice); the gradient, signal and plateau findings read through them plan nothing more |
 | ``vanishing-gradient`` from a closed LSTM/GRU keep gate (evidence ``gate_bias``) | ``forget-bias`` on those layers (bias +1, weights kept; Jozefowicz et al. 2015), and no orthogonal re-draw when that is the only recurrent finding |
 | ``long-sequence-rnn``; vanishing / exploding / non-finite in a model with recurrent layers | ``orthogonal-init`` of the recurrent layers (Saxe et al. 2014; Le et al. 2015) (+ ``clip-norm`` when long or exploding) + ``lstm`` (code change: the real fix) for a vanilla ``nn.RNN`` that vanishes |
 | ``batchnorm-eval-mode`` | ``train-mode`` of the BatchNorm layers in eval mode |
@@ -74,7 +75,7 @@ INITS = SCHEMES
 SKIPS = ("residual", "rezero")
 PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
-    **{i: 3 for i in INITS}, "forget-bias": 3, "norm-gain": 3, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
+    **{i: 3 for i in INITS}, "forget-bias": 3, "norm-gain": 3, "norm-groups": 1, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
     "clip-agc": 5, "lstm": 6, "lower-lr": 6, "lr-find": 6,
     "train-mode": 1, "prenorm": 4, "warmup": 5,
 }
@@ -167,7 +168,10 @@ def plan(
     # with He on top trained to 1.45 in 60 steps, with its gains reset alone to 0.27)
     small = [f for f in findings if f.code == "poor-init" and f.remedies == ["norm-gain"]]
     zero_norms = sorted(set(zero_norms) | {n for f in small for n in f.layers})
-    findings = [f for f in findings if f not in small and not (small and f.code in _GAIN_EXPLAINED)]
+    # a norm with one or two values per group (degenerate_norms) cuts its path whatever its gain:
+    # fewer groups; the gradient and signal scales measured through it are its effect too
+    dead = [f for f in findings if f.code == "degenerate-norm"]
+    findings = [f for f in findings if f not in small and not ((small or dead) and f.code in _GAIN_EXPLAINED)]
     by_code: dict[str, list[Finding]] = {}
     for f in findings:
         by_code.setdefault(f.code, []).append(f)
@@ -179,6 +183,11 @@ def plan(
                                       "cut the signal and the gradient through them",
                                       ["poor-init"] * bool(small) + ["vanishing-gradient"] * any(cut.values()),
                                       {"layers": zero_norms})
+
+    if dead:
+        steps["norm-groups"] = PlanStep("norm-groups", "degenerate-norm: normalisation groups of one or two "
+                                        "values pass no signal; fewer groups", ["degenerate-norm"],
+                                        {"layers": sorted({n for f in dead for n in f.layers})})
 
     def ranked(cands: tuple[str, ...], triggers: set[str], default: str) -> str:
         for c in sorted(triggers & codes):

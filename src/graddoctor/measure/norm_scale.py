@@ -56,6 +56,43 @@ def effective_gain(module: nn.Module, input_shape: tuple[int, ...] | None, seed:
         module.train(was)
 
 
+def input_sensitivity(module: nn.Module, input_shape: tuple[int, ...] | None, seed: int = 0) -> float | None:
+    """How much of a unit-variance signal's variation ``module`` passes back: the median size of
+    the vector-Jacobian product ``J^T v`` over that of ``v`` (``v`` Gaussian; the median, as the
+    odd pair of near-equal values in a two-value group passes a huge one), at a Gaussian input
+    of ``input_shape`` (batch capped at ``PROBE_BATCH``), in eval mode. A norm over n values per
+    group passes about ``gain * sqrt((n - 2) / n)``: nothing for n <= 2 (one value normalises to
+    0, two to +-1 whatever they are). None when it cannot be called on such an input.
+
+
+    Example:
+        >>> round(input_sensitivity(nn.GroupNorm(8, 8), (2, 8, 1, 1)), 3), input_sensitivity(nn.LayerNorm(64), (4, 64)) > 0.9
+        (0.0, True)
+    """
+    if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
+        return None
+    shape = (min(input_shape[0], PROBE_BATCH), *input_shape[1:]) if len(input_shape) > 1 else tuple(input_shape)
+    w = getattr(module, "weight", None)
+    dtype, device = (w.dtype, w.device) if isinstance(w, torch.Tensor) and w.is_floating_point() else (None, None)
+    g = torch.Generator().manual_seed(seed)
+    was = module.training
+    try:
+        module.eval()
+        x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
+        with torch.enable_grad():
+            y = module.forward(x)
+            v = torch.randn(y.shape, generator=g).to(device=y.device, dtype=y.dtype)
+            (u,) = torch.autograd.grad(y, x, v, allow_unused=True)
+        if u is None:
+            return 0.0
+        ratio = float(u.float().abs().median() / v.float().abs().median())
+        return ratio if math.isfinite(ratio) else None
+    except Exception:  # noqa: BLE001 - a norm that needs more than one tensor: no measure
+        return None
+    finally:
+        module.train(was)
+
+
 def probe_shape(module: nn.Module) -> tuple[int, ...] | None:
     """An input shape ``module`` takes, from its own attributes (no traced forward needed):
     ``normalized_shape`` (LayerNorm, RMSNorm), the channels of a BatchNorm1d/2d/3d or GroupNorm,
@@ -79,4 +116,4 @@ def probe_shape(module: nn.Module) -> tuple[int, ...] | None:
     return (PROBE_BATCH, c)
 
 
-__all__ = ["PROBE_BATCH", "effective_gain", "probe_shape"]
+__all__ = ["PROBE_BATCH", "effective_gain", "input_sensitivity", "probe_shape"]

@@ -52,6 +52,8 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   than ``BN_MIN_BATCH`` (8, ``graddoctor.diagnose.thresholds``) samples. For BatchNorm2d/3d the statistics pool
   B*H*W values but neighbouring positions of one image are strongly correlated,
   so the sample count B is what matters (Wu & He 2018: error grows sharply below 8).
+- ``degenerate-norm``: a norm layer with one or two values per group at the traced input shape
+  (``diagnose.checktime.degenerate_norms``): its output does not depend on its input.
 - ``long-sequence-rnn``: a vanilla ``nn.RNN`` (or ``nn.RNNCell`` stepped) over more
   than ``RNN_LONG`` (200) steps; more than ``RNN_VERY_LONG`` (512) suggests
   attention or a state-space model. LSTM/GRU are not flagged.
@@ -66,6 +68,7 @@ import torch
 from torch import nn
 
 from graddoctor import kinds
+from graddoctor.diagnose.checktime.degenerate_norms import degenerate_norms
 from graddoctor.diagnose.checktime.norm_gains import small_norm_gains
 from graddoctor.diagnose.thresholds import BN_MIN_BATCH
 from graddoctor.measure.trained import looks_trained
@@ -291,6 +294,7 @@ STATIC_RULES: dict[str, Rule] = {
     "deep-without-skip": deep_without_skip,
     "small-batch-batchnorm": small_batch_batchnorm,
     "long-sequence-rnn": long_sequence_rnn,
+    "degenerate-norm": degenerate_norms,
 }
 
 

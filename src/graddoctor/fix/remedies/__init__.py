@@ -20,6 +20,7 @@ leaves it valid).
 | warmup | warmup.py | linear learning-rate warm-up as an optimizer step hook | ignored |
 | prenorm | prenorm.py | post-LN Transformer blocks -> pre-LN | ignored |
 | train-mode | train_mode.py | BatchNorm layers in eval mode back to training mode | BatchNorm layers |
+| norm-groups | norm_groups.py | GroupNorms with one or two values per group get fewer groups | GroupNorm layers |
 
 Example:
     >>> import torch
@@ -42,6 +43,7 @@ from graddoctor.fix.remedies import (
     init,
     norm,
     norm_gain,
+    norm_groups,
     prenorm,
     residual,
     train_mode,
@@ -51,4 +53,4 @@ from graddoctor.fix.remedies.base import Change
 from graddoctor.fix.remedies.registry import REMEDIES, Remedy, RemedyContext, apply, get, register
 
 __all__ = ["REMEDIES", "Change", "Remedy", "RemedyContext", "activation", "advice", "apply", "clip",
-           "critical_init", "gate_bias", "get", "init", "norm", "norm_gain", "prenorm", "register", "residual", "train_mode", "warmup"]
+           "critical_init", "gate_bias", "get", "init", "norm", "norm_gain", "norm_groups", "prenorm", "register", "residual", "train_mode", "warmup"]
