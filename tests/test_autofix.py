@@ -444,3 +444,19 @@ def _with_findings(monkeypatch, findings, steps, lr, momentum=0.0):
         with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
             _loop(model, opt, steps, w)
     return w
+
+
+def test_a_plain_tanh_mlp_drawn_large_is_re_drawn_at_the_edge_of_chaos_in_place():
+    # 4 tanh layers at std 0.9 (saturated): the planner's init for a plain tanh MLP is orthogonal
+    # at the edge of chaos, which autofix applies in place (its IN_PLACE list holds it)
+    model = zoo.mlp(depth=4, width=32, in_features=64, out_features=10, activation="tanh", init=0.9, seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with gd.watch(model, opt, example_inputs=X[:32], autofix=True) as w:
+            losses = _loop(model, opt, 60, w)
+    assert w.fixes and w.fixes[0]["remedies"] == ["edge-of-chaos-init"], w.fixes
+    w0 = [m for m in model.modules() if isinstance(m, nn.Linear)][1].weight.detach()
+    gram = w0 @ w0.T  # orthogonal rows times sigma_w: a scaled identity
+    assert torch.allclose(gram / gram.diag().mean(), torch.eye(32), atol=0.2)
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10

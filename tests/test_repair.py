@@ -57,7 +57,10 @@ IMG = torch.randn(16, 1, 8, 8, generator=gen())
     (lambda: zoo.mlp(depth=20, activation="sigmoid"), ["saturating-hidden-activation"], ["relu", "he-init"]),
     (lambda: zoo.mlp(depth=60, activation="sigmoid"), ["vanishing-gradient"], ["relu", "he-init", "rezero"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["dead-relu"], ["leaky-relu", "he-init"]),
-    (lambda: zoo.mlp(depth=20, activation="tanh"), ["poor-init"], ["xavier-init"]),
+    # a plain tanh MLP: orthogonal weights at the edge of chaos (a tanh CNN, or a skip planned: Xavier)
+    (lambda: zoo.mlp(depth=20, activation="tanh"), ["poor-init"], ["edge-of-chaos-init"]),
+    (lambda: zoo.cnn(in_channels=1, depth=6, kind="plain", batchnorm=False, activation="tanh"), ["poor-init"],
+     ["xavier-init"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["poor-init"], ["he-init"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["exploding-gradient"], ["clip-norm"]),
     (lambda: zoo.mlp(depth=20, activation="relu"), ["exploding-gradient", "signal-explosion"],

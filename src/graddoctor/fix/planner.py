@@ -8,7 +8,7 @@ of every Linear):
 
 | findings | plan |
 |---|---|
-| tanh hidden activations with ``poor-init`` / ``signal-collapse``, fewer than DEEP layers | keep tanh, ``xavier-init`` (the init scale is the cause) |
+| tanh hidden activations with ``poor-init`` / ``signal-collapse``, fewer than DEEP layers | keep tanh, ``xavier-init`` (the init scale is the cause); ``edge-of-chaos-init`` for a plain tanh MLP (``_edge_of_chaos``) |
 | ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation (``he-init`` unless the swap's findings rank lsuv/orthogonal first; never Xavier for ReLU: ``poor-init`` ranked its remedies for the old activation) |
 | ``dead-relu`` | ``leaky-relu`` + ``he-init`` |
 | ``poor-init``, ``signal-explosion``, ``signal-collapse`` | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it); single layers off scale with no other cause: those layers only |
@@ -75,7 +75,7 @@ INITS = SCHEMES
 SKIPS = ("residual", "rezero")
 PHASES: dict[str, int] = {
     **{a: 0 for a in ACTIVATIONS}, "groupnorm": 1, "layernorm": 1, "batchnorm": 2,
-    **{i: 3 for i in INITS}, "forget-bias": 3, "norm-gain": 3, "norm-groups": 1, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
+    **{i: 3 for i in INITS}, "forget-bias": 3, "norm-gain": 3, "norm-groups": 1, "edge-of-chaos-init": 3, "residual": 4, "rezero": 4, "clip-norm": 5, "clip-value": 5,
     "clip-agc": 5, "lstm": 6, "lower-lr": 6, "lr-find": 6,
     "train-mode": 1, "prenorm": 4, "warmup": 5,
 }
@@ -319,7 +319,24 @@ def plan(
         add("lr-find", f"{_list(codes & {'loss-plateau', 'stalled-layers'})}: nothing structural "
                        "to fix; the learning rate is the next suspect",
             {"loss-plateau", "stalled-layers"})
+    _edge_of_chaos(steps, fx, keep_tanh and example_inputs is not None)
     return sorted(steps.values(), key=lambda s: PHASES[s.remedy])
+
+
+def _edge_of_chaos(steps: dict[str, PlanStep], fx: _Facts, tanh_kept: bool) -> None:
+    """A plain tanh MLP (no skip, norm, conv or recurrence, none planned) whose init is re-drawn
+    for tanh gets orthogonal weights at the edge of chaos instead of Glorot's Gaussian
+    (Pennington et al. 2017: dynamical isometry speeds up tanh nets). Measured, fresh re-draws,
+    digits/MNIST-1D, Adam or SGD, score at N steps: on 6 tanh MLPs outside the benchmarks (3-10
+    layers, width 32-256, std 0.02-1.0 and PyTorch's default), 3 seeds each, it beat Xavier in
+    16 of 18 runs (MNIST-1D +0.03 to +0.04); 20-layer std-0.9 MLP: target reached at 12-24 steps
+    against 36-108. A 6-layer tanh CNN (delta-orthogonal) did not gain: conv nets keep Xavier."""
+    plain = not (fx.has_skip or fx.has_norm or fx.has_conv or fx.rnns)
+    planned = set(steps) & {*SKIPS, "batchnorm", "layernorm", "groupnorm"}
+    if tanh_kept and plain and not planned and "xavier-init" in steps and not steps["xavier-init"].options:
+        old = steps.pop("xavier-init")
+        steps["edge-of-chaos-init"] = PlanStep("edge-of-chaos-init", old.reason + "; a plain tanh chain: orthogonal "
+                                               "weights at the edge of chaos", old.codes)
 
 
 def _zero_params(f: Finding) -> list[str]:

@@ -8,7 +8,7 @@ triggers only as a **definite fault**, at any severity (``definite``: BatchNorm 
 mode that still hold their initial running statistics, mean 0 and variance 1, so they
 normalise nothing); BatchNorms frozen with the data's statistics are a deliberate freeze (a
 fine-tune whose loss has already settled looks "stuck" but is not broken) and are left alone.
-An **init fault** (``init_fault``: the static ``poor-init`` audit of the weights at attach)
+An **init fault** (``initaudit.init_fault``: the ``poor-init`` audit of the weights at attach)
 triggers at the first check. A **persistent slow cause** also triggers: a strong dead-ReLU or
 saturation finding at two checks in a row while the loss has fallen little (``judge.strong``,
 ``judge.slow``; the watcher applies that rule, and lets a dead-ReLU or saturation error act only
@@ -66,8 +66,8 @@ TRIGGERS = tuple(c for c in (*GRADIENT_FLOW_CODES, "non-finite") if c not in ("c
 #: remedies that act on the optimizer only (they also apply where surgery is refused)
 OPTIMIZER_LEVEL = ("clip-norm", "clip-value", "clip-agc", "lower-lr", "warmup")
 #: remedies autofix applies in place, in any order the planner gives
-IN_PLACE = (*SWAPS, *SCHEMES, "forget-bias", "norm-gain", "batchnorm", "groupnorm", "layernorm", "residual",
-            "rezero", "train-mode", *OPTIMIZER_LEVEL)
+IN_PLACE = (*SWAPS, *SCHEMES, "edge-of-chaos-init", "forget-bias", "norm-gain", "batchnorm", "groupnorm", "layernorm",
+            "residual", "rezero", "train-mode", *OPTIMIZER_LEVEL)
 #: remedies after which the weights restart from the attach snapshot: a blown-up run's weights
 #: are a wreck, a stuck post-LN net's have collapsed (its warm-up must start from the init)
 RESTART = ("warmup",)
@@ -143,44 +143,6 @@ def definite(findings: list[Finding], model: nn.Module) -> list[Finding]:
     return out
 
 
-def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
-    """The static ``poor-init`` finding on the model's weights as they are now (call it at
-    attach): weight scales off He/Xavier for the activation that follows, compounding to
-    >= 1 order of magnitude over a plain chain (``static.INIT_CHAIN_ORDERS``; or one layer off
-    by 30x), or most norm gains near zero (``norm_gains.small_norm_gains``). A definite fault of
-    the init, seen before any training; autofix re-draws the weights at its first check (a
-    fix on trial: a pretrained model whose trained scales look off is restored when the loss
-    does not fall). No healthy run of either training suite has one.
-
-    Example (PyTorch's default init is 1/sqrt(6) of He's scale before a ReLU: 8 layers compound it
-    to 3 orders; He's init is clean):
-        >>> net = nn.Sequential(*[m for _ in range(8) for m in (nn.Linear(16, 16), nn.ReLU())])
-        >>> [f.code for f in init_fault(net, torch.randn(4, 16))]
-        ['poor-init']
-        >>> for m in net[::2]: _ = nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-        >>> init_fault(net, torch.randn(4, 16))
-        []
-    """
-    from graddoctor.diagnose.checktime.static import poor_init_all
-    from graddoctor.modelmap import ModelMap
-
-    return poor_init_all(ModelMap(model, example_inputs), model)
-
-
-def causes_gone(codes: list[str], findings: list[Finding], model: nn.Module, example_inputs: Any) -> bool:
-    """None of ``codes`` is among ``findings`` (nor, for ``poor-init``, found again by ``init_fault``
-    on the weights now; without inputs it counts as still there).
-
-    Example:
-        >>> causes_gone(["dead-relu"], [Finding("loss-plateau", "warning", "p")], nn.Linear(2, 2), None)
-        True
-    """
-    now = {f.code for f in findings}
-    if "poor-init" in codes and (example_inputs is None or init_fault(model, example_inputs)):
-        now.add("poor-init")
-    return not now & set(codes)
-
-
 def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, optimizer: Any,
              allowed: tuple[str, ...] | None, surgery: bool, blowup: bool = False,
              retry: bool = False) -> list[PlanStep]:
@@ -210,8 +172,8 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     # the weights are re-drawn for an init found off scale (the init was the cause) or BatchNorms
     # that normalised nothing are switched back on (an un-normalised net blew up): not the rate
     init_cause = any(f.code == "poor-init" for f in findings)
-    cause_fixed = any((s.remedy in (*SCHEMES, "norm-gain") and init_cause) or s.remedy == "train-mode"
-                      for s in steps)
+    cause_fixed = any((s.remedy in (*SCHEMES, "edge-of-chaos-init", "norm-gain") and init_cause)
+                      or s.remedy == "train-mode" for s in steps)
     if cause_fixed and not retry:
         steps = [s for s in steps if s.remedy != "lower-lr"]
     elif (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):
@@ -394,5 +356,5 @@ def blew_up(findings: list[Finding]) -> bool:
 
 
 __all__ = ["IN_PLACE", "LR_FACTOR", "WARMUP_LR_FACTOR", "OPTIMIZER_LEVEL", "RESTART", "TRIGGERS", "apply_fix", "blew_up",
-           "causes_gone", "check_allowed", "with_zero_gains", "definite", "depth_explosion", "passing_spike", "init_fault", "lower_lr", "lr_divisor",
+           "check_allowed", "with_zero_gains", "definite", "depth_explosion", "passing_spike", "lower_lr", "lr_divisor",
            "plan_fix", "triggering"]

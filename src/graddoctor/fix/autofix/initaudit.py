@@ -1,6 +1,6 @@
 """``InitAudit``: autofix's look at the weights before training moves them.
 
-The static ``poor-init`` audit (``actions.init_fault``) runs once: at attach on the example
+The ``poor-init`` audit (``init_fault``) runs once: at attach on the example
 inputs, or else at the first forward of the model (its forward pre-hook ``keep_inputs``, which
 also keeps the latest batch for the remedies that trace the model). The first forward comes
 before the first step, so the weights are still the attach-time ones: after a step, a rate
@@ -27,9 +27,63 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor.fix.autofix.actions import init_fault
+from graddoctor.diagnose.checktime.attention import attention_init
+from graddoctor.diagnose.checktime.static import poor_init_all
+from graddoctor.measure.probe_softmax import attention_entropy
 from graddoctor.measure.trained import looks_trained
+from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding
+
+#: below this median attention entropy (1 uniform, 0 one-hot) a Transformer drawn large is an init
+#: fault autofix acts on. check warns from 0.75; between the two the init may even help (a tiny Phi
+#: at ``initializer_range`` 0.2, entropy about 0.7, trained to 0.37 against 0.89 at 0.02). Hugging
+#: Face BERT/GPT-2 at 0.5 and 1.0 read 0.02-0.12 and neither learns (``checktime.attention``);
+#: Llama and Phi at 1.0 sat at loss 6.0 after 200 steps (vocabulary 128: ln V = 4.85) with no
+#: finding from watch
+ACT_ENTROPY = 0.3
+
+
+def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
+    """The ``poor-init`` finding on the model's weights as they are now (call it at
+    attach): weight scales off He/Xavier for the activation that follows, compounding to
+    >= 1 order of magnitude over a plain chain (``static.INIT_CHAIN_ORDERS``; or one layer off
+    by 30x), or most norm gains near zero (``norm_gains.small_norm_gains``), or a Transformer's
+    weights drawn large with a median attention entropy under ``ACT_ENTROPY`` (check's
+    ``checktime.attention`` rule, which warns from 0.75). A definite fault of
+    the init, seen before any training; autofix re-draws the weights at its first check (a
+    fix on trial: a pretrained model whose trained scales look off is restored when the loss
+    does not fall). No healthy run of either training suite has one.
+
+    Example (PyTorch's default init is 1/sqrt(6) of He's scale before a ReLU: 8 layers compound it
+    to 3 orders; He's init is clean):
+        >>> import torch
+        >>> net = nn.Sequential(*[m for _ in range(8) for m in (nn.Linear(16, 16), nn.ReLU())])
+        >>> [f.code for f in init_fault(net, torch.randn(4, 16))]
+        ['poor-init']
+        >>> for m in net[::2]: _ = nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        >>> init_fault(net, torch.randn(4, 16))
+        []
+    """
+    found = poor_init_all(ModelMap(model, example_inputs), model)
+    if not found:  # a Transformer drawn so large that its attention is one-hot (check's attention rule)
+        att = attention_init(attention_entropy(model, example_inputs), model)
+        if att is not None and att.evidence["attention_entropy_median"] < ACT_ENTROPY:
+            found.append(att)
+    return found
+
+
+def causes_gone(codes: list[str], findings: list[Finding], model: nn.Module, example_inputs: Any) -> bool:
+    """None of ``codes`` is among ``findings`` (nor, for ``poor-init``, found again by ``init_fault``
+    on the weights now; without inputs it counts as still there).
+
+    Example:
+        >>> causes_gone(["dead-relu"], [Finding("loss-plateau", "warning", "p")], nn.Linear(2, 2), None)
+        True
+    """
+    now = {f.code for f in findings}
+    if "poor-init" in codes and (example_inputs is None or init_fault(model, example_inputs)):
+        now.add("poor-init")
+    return not now & set(codes)
 
 
 class InitAudit:
@@ -86,4 +140,4 @@ class InitAudit:
         return out
 
 
-__all__ = ["InitAudit"]
+__all__ = ["ACT_ENTROPY", "InitAudit", "causes_gone", "init_fault"]

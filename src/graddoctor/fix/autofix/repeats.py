@@ -11,6 +11,8 @@ from __future__ import annotations
 from graddoctor.fix.planner import PlanStep
 from graddoctor.fix.remedies.init import SCHEMES
 
+_REDRAWS = (*SCHEMES, "edge-of-chaos-init")
+
 
 def stale(steps: list[PlanStep], redrawn: set[str], manual: set[str]) -> bool:
     """Every step of a plan either came out as a code change in an earlier round (``manual``: a
@@ -28,7 +30,7 @@ def stale(steps: list[PlanStep], redrawn: set[str], manual: set[str]) -> bool:
         >>> stale([PlanStep("orthogonal-init", "o"), PlanStep("lower-lr", "l")], {"orthogonal-init"}, set())
         False
     """
-    return bool(steps) and all(s.remedy in manual or (s.remedy in SCHEMES and s.remedy in redrawn)
+    return bool(steps) and all(s.remedy in manual or (s.remedy in _REDRAWS and s.remedy in redrawn)
                                for s in steps)
 
 

@@ -5,7 +5,7 @@ step post-hook: between two steps), every ``check_every`` steps, it judges the r
 attach or since the last fix (the window) with the training rules. Before ``warmup`` steps only
 a blow-up (non-finite, or an exploding gradient that grew over steps) and a definite fault
 count: BatchNorms in eval mode that normalise nothing (``actions.definite``), and, at the first
-check only, an init fault found at attach (``actions.init_fault``: the static ``poor-init``
+check only, an init fault found at attach (``initaudit.init_fault``: the ``poor-init``
 audit of the attach-time weights on the example inputs, or on the first batch, at its forward,
 before any step has moved them); after it, any
 error finding with a gradient-flow cause (``actions.triggering``). From ``STRONG_FROM`` steps,
@@ -76,7 +76,6 @@ from graddoctor.fix.autofix.actions import (
     RESTART,
     apply_fix,
     blew_up,
-    causes_gone,
     definite,
     depth_explosion,
     lower_lr,
@@ -86,7 +85,7 @@ from graddoctor.fix.autofix.actions import (
     triggering,
 )
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
-from graddoctor.fix.autofix.initaudit import InitAudit
+from graddoctor.fix.autofix.initaudit import InitAudit, causes_gone
 from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     STRONG,
