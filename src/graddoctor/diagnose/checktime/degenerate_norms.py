@@ -11,7 +11,8 @@ stage's bottleneck (8 channels, 1x1) normalises groups of one value, its branch 
 and check read the zero branch as an ``exploding-gradient`` and a ``signal-collapse`` (4.8 and 5.5
 orders) whose He re-draw did not help.
 
-The rule measures each called norm layer at its traced input shape
+The rule measures each called norm layer at its traced input shape (those whose layout says they
+hold more than two values per group, and BatchNorms, which also pool over the batch, are skipped)
 (``measure.norm_scale.input_sensitivity``: the Jacobian's median gain on a Gaussian input) against
 its gain (the larger of its effective gain on its own probe shape and its gain vector's RMS; 1
 without a gain vector): below ``DEGENERATE`` of it, the layer is degenerate. A warning, not an
@@ -80,14 +81,17 @@ def degenerate_norms(m: ModelMap, model: nn.Module) -> list[Finding]:
     hits: dict[str, dict] = {}
     for x in m.layers:
         mod = mods.get(x.name)
-        if x.kind != "norm" or mod is None or not x.input_shape:
+        if x.kind != "norm" or mod is None or not x.input_shape or isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            continue  # (a BatchNorm normalises over the batch too: torch refuses one value per channel)
+        n = values_per_group(mod, tuple(x.input_shape))
+        if n is not None and n > 2:  # a known layout with enough values: nothing to measure
             continue
         gain = _gain(mod)
         if gain < SMALL_GAIN:
             continue
         passed = input_sensitivity(mod, tuple(x.input_shape))
         if passed is not None and passed < DEGENERATE * gain:
-            hits[x.name] = {"values": values_per_group(mod, tuple(x.input_shape)), "passed": round(passed, 6),
+            hits[x.name] = {"values": n, "passed": round(passed, 6),
                             "gain": round(gain, 4), "input_shape": list(x.input_shape),
                             "groupnorm": isinstance(mod, nn.GroupNorm)}
     if not hits:
