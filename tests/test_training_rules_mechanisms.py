@@ -109,7 +109,7 @@ def _tf_records(model, lr=1e-3, steps=60):
 
 
 def test_post_ln_blocks_are_told_from_pre_ln_on_real_models():
-    post = zoo.transformer(depth=2, d_model=16, nhead=2, norm="post", input_dim=8, num_classes=4, max_len=8)
+    post = zoo.transformer(depth=6, d_model=16, nhead=2, norm="post", input_dim=8, num_classes=4, max_len=8)
     pre = zoo.transformer(depth=2, d_model=16, nhead=2, norm="pre", input_dim=8, num_classes=4, max_len=8)
     meta_post, steps_post = _tf_records(post)
     assert set(block_norm_order(meta_post).values()) == {"post"}
@@ -136,7 +136,7 @@ def test_post_ln_blocks_are_told_from_pre_ln_on_real_models():
     # stuck with the gradient holding up: a plateau the net is working through, no finding
     held = [dict(s, grad_norm=grads(i, s, 1.1)) for i, s in enumerate(stuck)]
     assert post_ln_no_warmup(meta_post, held) == []
-    assert f.remedies == ["warmup", "prenorm"] and f.evidence["post_ln_blocks"] == 2
+    assert f.remedies == ["warmup", "prenorm"] and f.evidence["post_ln_blocks"] == 6
     # with a warm-up recorded (LR ramping from 1% of its value), no finding
     ramp = [dict(s, lr=1e-3 * min(1.0, (i + 1) / 50)) for i, s in enumerate(stuck)]
     assert post_ln_no_warmup(meta_post, ramp) == []
@@ -185,7 +185,7 @@ def test_norms_on_the_branches_only_are_not_post_ln():
 
 
 def test_prenorm_switches_zoo_and_torch_blocks_and_keeps_the_input():
-    post = zoo.transformer(depth=2, d_model=16, nhead=2, norm="post", input_dim=8, num_classes=4, max_len=8)
+    post = zoo.transformer(depth=6, d_model=16, nhead=2, norm="post", input_dim=8, num_classes=4, max_len=8)
     new, change = remedies.apply("prenorm", post)
     assert change.kind == "applied" and {b.norm_style for b in new.blocks} == {"pre"}
     assert isinstance(new.norm, nn.LayerNorm) and {b.norm_style for b in post.blocks} == {"post"}
