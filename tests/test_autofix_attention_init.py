@@ -69,3 +69,49 @@ def test_stock_and_moderately_large_inits_are_left_alone(r):
         assert f.evidence["attention_entropy_median"] >= ACT_ENTROPY
     _, fixes = _train(model, 40, autofix=True)
     assert fixes == []
+
+
+def test_small_init_reaches_gpt2_conv1d_and_every_embedding_table():
+    # HF GPT-2's Conv1D layers (weight (in, out)) and OPT's learned position table were left at the
+    # broken scale: GPT-2 at 1.0 ended at 4.92 after the fix (stock 1.72), OPT at 4.84 (stock 1.58)
+    from transformers import GPT2Config, GPT2LMHeadModel, OPTConfig, OPTForCausalLM
+
+    from graddoctor.diagnose.checktime.attention import weight_scale
+    from graddoctor.fix.remedies.init import reinit
+
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4, n_positions=32,
+                                      initializer_range=1.0))
+    assert weight_scale(gpt2)[1] >= 9  # the Conv1D layers are read (9: lm_head and 8 Conv1D)
+    new, change = reinit(gpt2, "small-init", _batch(torch.Generator().manual_seed(0)))
+    c_fc = new.transformer.h[0].mlp.c_fc.weight  # Conv1D (64 in, 256 out): fan_in 64
+    assert abs(float(c_fc.std()) - (2 / (5 * 64)) ** 0.5) < 0.01, float(c_fc.std())
+    assert float(new.transformer.wpe.weight.std()) < 0.1 and "transformer.wpe" in change.modules
+    torch.manual_seed(0)
+    opt = OPTForCausalLM(OPTConfig(vocab_size=V, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                   ffn_dim=128, max_position_embeddings=32, word_embed_proj_dim=64, init_std=1.0,
+                                   pad_token_id=1))
+    new, _ = reinit(opt, "small-init", _batch(torch.Generator().manual_seed(0)))
+    pos, tok = new.model.decoder.embed_positions.weight, new.model.decoder.embed_tokens.weight
+    assert float(pos.std()) < 0.1 and float(tok.std()) < 0.1
+    assert torch.all(tok[1] == 0)  # the padding row stays 0
+
+
+def test_a_first_forward_mixing_positional_and_keyword_arguments_is_audited():
+    # model(ids, labels=ids): the call is bound to forward's parameters (input_ids=, labels=); the
+    # audit used to skip it silently (Llama at 1.0 then ended at 8.98)
+    model = _llama(1.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with gd.watch(model, opt, autofix=True) as w:
+            for _ in range(12):
+                ids = _batch(g)["input_ids"]
+                loss = model(ids, labels=ids).loss
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                w.step(loss)
+    assert w.fixes and w.fixes[0]["remedies"] == ["small-init"], w.fixes
+    assert not [c for c in caught if "mixes positional" in str(c.message)]

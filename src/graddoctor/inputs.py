@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,6 +22,27 @@ from torch.utils._pytree import tree_flatten, tree_map
 from graddoctor.errors import InputError, ModelCallError
 
 ExampleInputs = torch.Tensor | tuple | list | Mapping
+
+
+def bind_call(module: nn.Module, args: tuple, kwargs: dict) -> dict | None:
+    """A forward call's positional and keyword arguments as one keyword dict, bound to the
+    module's ``forward`` signature (``model(ids, labels=ids)`` -> ``{"input_ids": ..., "labels": ...}``);
+    None when they do not bind or the signature takes ``*args``.
+
+    Example:
+        >>> sorted(bind_call(nn.Bilinear(2, 2, 1), (torch.ones(1, 2),), {"input2": torch.ones(1, 2)}))
+        ['input1', 'input2']
+    """
+    try:
+        sig = inspect.signature(module.forward)
+        if any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+            return None
+        bound = sig.bind(*args, **kwargs)
+    except (TypeError, ValueError):
+        return None
+    out = {k: v for k, v in bound.arguments.items() if sig.parameters[k].kind is not sig.parameters[k].VAR_KEYWORD}
+    extra = next((v for k, v in bound.arguments.items() if sig.parameters[k].kind is sig.parameters[k].VAR_KEYWORD), {})
+    return {**out, **extra}
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:

@@ -90,7 +90,8 @@ def attention_init(sites: list[AttentionSite], model: nn.Module) -> Finding | No
 
 
 def weight_scale(model: nn.Module) -> tuple[float, int]:
-    """(median over trainable Linear layers of ``std(W) * sqrt(fan_in)``, layers read); at most
+    """(median over trainable Linear layers, Hugging Face ``Conv1D`` too, of ``std(W) * sqrt(fan_in)``,
+    layers read); at most
     ``MAX_LAYERS`` layers spread over the model and ``MAX_ENTRIES`` strided entries of each (nan, 0
     without any).
 
@@ -99,8 +100,8 @@ def weight_scale(model: nn.Module) -> tuple[float, int]:
         >>> round(weight_scale(nn.Linear(300, 300))[0], 2)  # PyTorch's default: 1/sqrt(3)
         0.58
     """
-    lins = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.requires_grad
-            and m.weight.dim() == 2 and m.weight.numel() > 1]
+    lins = [m for m in model.modules() if (isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D")
+            and m.weight.requires_grad and m.weight.dim() == 2 and m.weight.numel() > 1]
     if not lins:
         return math.nan, 0
     lins = lins[:: max(1, len(lins) // MAX_LAYERS)][:MAX_LAYERS]
@@ -109,7 +110,8 @@ def weight_scale(model: nn.Module) -> tuple[float, int]:
         for m in lins:
             w = m.weight.detach().flatten()
             w = w[:: max(1, w.numel() // MAX_ENTRIES)].float()
-            vals.append(float(w.std()) * math.sqrt(m.weight.shape[1]))
+            fan_in = m.weight.shape[0 if type(m).__name__ == "Conv1D" else 1]  # HF GPT-2's Conv1D: (in, out)
+            vals.append(float(w.std()) * math.sqrt(fan_in))
     return statistics.median(vals), len(lins)
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from graddoctor.diagnose.checktime.attention import attention_init
 from graddoctor.diagnose.checktime.static import poor_init_all
+from graddoctor.inputs import bind_call
 from graddoctor.measure.probe_softmax import attention_entropy
 from graddoctor.measure.trained import looks_trained
 from graddoctor.modelmap import ModelMap
@@ -100,14 +101,21 @@ class InitAudit:
         self.root, self.refused, self.forwards, self.stacklevel = root, refused, forwards, stacklevel
         self.faults: list[Finding] | None = None  # None: not looked yet
         self.inputs: Any = None  # the latest training batch (without example inputs)
+        self.unread = False  # a first batch that could not be read was warned about
 
     def keep_inputs(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """The model's forward pre-hook: keep the batch; audit at the first one."""
         if self.forwards.mapping:
             return
-        self.inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else None
+        self.inputs = (args[0] if len(args) == 1 else args) if not kwargs else kwargs if not args else \
+            bind_call(module, args, kwargs)
         if self.faults is None and self.inputs is not None:
             self.look(self.inputs)
+        elif self.faults is None and not self.unread:  # model(ids, labels=ids): no binding found
+            self.unread = True
+            warnings.warn("graddoctor.autofix: the model's first forward mixes positional and keyword arguments "
+                          "that do not bind to its forward's parameters, so the init audit did not run - pass "
+                          "example_inputs= (a dict or tuple) to gd.watch", stacklevel=self.stacklevel())
 
     def look(self, inputs: Any, given: bool = False) -> bool:
         """Run the audit once on ``inputs`` (nothing to audit without inputs or with surgery

@@ -10,7 +10,7 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 | ``he-init`` | N(0, gain^2 / fan_in) | He et al. 2015 |
 | ``xavier-init`` | N(0, 2 / (fan_in + fan_out)) (times gain^2 for the ReLU family only: Glorot & Bengio's tanh/sigmoid init has no gain, which is also what ``check`` accepts) | Glorot & Bengio 2010 |
 | ``orthogonal-init`` | gain * orthogonal (Linear); conv: zero kernel, centre tap = gain * orthogonal (delta-orthogonal) | Saxe et al. 2014; Xiao et al. 2018 |
-| ``small-init`` | N(0, 2 / (5 fan_in)), no gain: a Transformer's usual small scale (std 0.02 at width 1000), attention logits start near 0 | Nguyen & Salazar 2019 |
+| ``small-init`` | N(0, 2 / (5 fan_in)), no gain: a Transformer's usual small scale (std 0.02 at width 1000), attention logits start near 0; embedding tables too, N(0, 2 / (5 d)) | Nguyen & Salazar 2019 |
 | ``lsuv-init`` | orthogonal, then each layer in execution order rescaled until its output variance on the example batch is 1 | Mishkin & Matas 2016 |
 
 Gains come from ``graddoctor.kinds.gain``: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu
@@ -136,13 +136,17 @@ def reinit(
                 continue
             if scheme in ("orthogonal-init", "lsuv-init"):
                 _orthogonal(m.weight, g if scheme == "orthogonal-init" else 1.0)
-            else:
-                m.weight.normal_(0.0, expected_std(scheme, m.weight, act, slope))
+            else:  # (HF GPT-2's Conv1D stores its weight as (in, out): its fans read transposed)
+                w = m.weight.t() if _is_conv1d(m) else m.weight
+                m.weight.normal_(0.0, expected_std(scheme, w, act, slope))
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
             gains[name] = round(g, 3)
         for name in _attentions(mods, layers):  # their packed q/k/v weights are not Linear layers
             _redraw_attention(mods[name], scheme)
+            gains[name], follow[name] = 1.0, (None, kinds.LEAKY_SLOPE)
+        for name in _embeddings(mods, layers) if scheme == "small-init" else ():
+            _redraw_embedding(mods[name])
             gains[name], follow[name] = 1.0, (None, kinds.LEAKY_SLOPE)
     details: dict[str, Any] = {"scheme": scheme, "gains": gains,
                                "activations": {n: follow[n][0] for n in gains}}
@@ -178,11 +182,13 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
         m = mods.get(site or "")
         return float(getattr(m, "negative_slope", kinds.LEAKY_SLOPE))
 
-    wanted = (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)
+    def wanted(m: nn.Module | None) -> bool:
+        return isinstance(m, (nn.Linear, nn.modules.conv._ConvNd, nn.RNNBase)) or _is_conv1d(m)
+
     if mm is not None:
         out, prev = {}, (None, kinds.LEAKY_SLOPE)
         for x in mm.layers:
-            if not isinstance(mods.get(x.name), wanted):
+            if not wanted(mods.get(x.name)):
                 continue
             out[x.name] = (x.activation, slope(x.activation_site))
             if x.activation is None and x.is_output:
@@ -190,12 +196,12 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
             elif x.activation is not None:
                 prev = out[x.name]
         for n, m in model.named_modules():  # uncalled layers (functional use): linear gain
-            if isinstance(m, wanted) and n not in out:
+            if wanted(m) and n not in out:
                 out[n] = (None, kinds.LEAKY_SLOPE)
         return out
     out, pending = {}, []
     for n, m in model.named_modules():
-        if isinstance(m, wanted):
+        if wanted(m):
             for p in pending:
                 out[p] = (None, kinds.LEAKY_SLOPE)
             pending = [n]
@@ -210,12 +216,33 @@ def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | N
     return out
 
 
+def _is_conv1d(m: nn.Module | None) -> bool:
+    """Hugging Face's ``Conv1D`` (GPT-2, GPT-J's relatives): a Linear whose weight is (in, out)."""
+    return type(m).__name__ == "Conv1D" and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2
+
+
 def _attentions(mods: dict[str, nn.Module], layers: list[str] | None) -> list[str]:
     """Trainable ``nn.MultiheadAttention`` modules to re-draw: all, or those named in ``layers``
     (by themselves or by their ``out_proj``)."""
     return [n for n, m in mods.items() if isinstance(m, nn.MultiheadAttention)
             and any(p.requires_grad for p in m.parameters(recurse=False))
             and (layers is None or n in layers or (f"{n}.out_proj" if n else "out_proj") in layers)]
+
+
+def _embeddings(mods: dict[str, nn.Module], layers: list[str] | None) -> list[str]:
+    """Trainable ``nn.Embedding`` tables to re-draw with ``small-init``: all, or those in ``layers``."""
+    return [n for n, m in mods.items() if isinstance(m, nn.Embedding) and m.weight.requires_grad
+            and (layers is None or n in layers)]
+
+
+def _redraw_embedding(m: nn.Embedding) -> None:
+    """A Transformer drawn large has large embedding tables too: token, position and segment tables
+    are drawn at the small scale of its width, N(0, 2 / (5 d)), the padding row kept at 0 (a table
+    left large next to re-drawn ones swamps them: a tiny OPT at ``initializer_range=1.0`` re-drawn
+    without its position table sat at 4.84; with it at the small scale, 1.51 against 1.58 stock)."""
+    m.weight.normal_(0.0, math.sqrt(2.0 / (5.0 * m.weight.shape[1])))
+    if m.padding_idx is not None:
+        m.weight[m.padding_idx].zero_()
 
 
 def _redraw_attention(m: nn.MultiheadAttention, scheme: str) -> None:

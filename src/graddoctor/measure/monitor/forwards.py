@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor.inputs import bind_call
 from graddoctor.measure.monitor.activations import ActivationSampler
 from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception, in_own_forward
 from graddoctor.measure.monitor.layers import WatchedLayers
@@ -123,19 +124,20 @@ class SampledForwards:
         # pre-hooks) without the kwargs, the with_kwargs flag being removed with the hook
         self.bin.empty()  # safe here: torch iterates a copy of the pre-hooks
         if self._handles and not in_own_forward():  # else a hook released late, or graddoctor's forward
-            self.guard(self._on_forward, args, kwargs or {})
+            self.guard(self._on_forward, args, kwargs or {}, module)
 
     @torch.compiler.disable
     def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
         if self._handles and not in_own_forward():  # always: the sampler's hooks come off even
             self.guard(self._on_forward_end, always=True)  # after an internal error
 
-    def _on_forward(self, args: tuple, kwargs: dict) -> None:
+    def _on_forward(self, args: tuple, kwargs: dict, module: nn.Module | None = None) -> None:
         if self.mapping:
             return
         if not self.ready:
-            inputs = (args if len(args) != 1 else args[0]) if not kwargs else (kwargs if not args else None)
-            if inputs is None:
+            inputs = (args if len(args) != 1 else args[0]) if not kwargs else (
+                kwargs if not args else bind_call(module, args, kwargs) if module is not None else None)
+            if inputs is None:  # (mixed, and not bindable to the forward's parameters)
                 warnings.warn("graddoctor.watch: the first forward mixes positional and "
                               "keyword inputs; layers in named_modules order - pass example_inputs= to "
                               "watch() for the execution order", stacklevel=2)
