@@ -667,9 +667,19 @@ def test_lazy_map_from_keyword_inputs_and_mixed_inputs_fallback():
         opt.step()
     assert [ly["name"] for ly in w.records()[0]["layers"]] == ["b", "a"]
     assert w.records()[0]["config"]["mapped"] is True
+    with gd.watch(net, opt) as w2:  # mixed inputs bound to forward's parameters: x=..., scale=...
+        net(torch.randn(2, 3), scale=2.0).sum().backward()
+        opt.step()
+    assert w2.records()[0]["config"]["mapped"] is True
+
+    class Star(KW):
+        def forward(self, *xs, scale=1.0):  # *args: no binding, the named_modules fallback
+            return self.a(torch.relu(self.b(xs[0]))) * scale
+
+    star = Star()
     with pytest.warns(UserWarning, match="mixes positional and keyword"):
-        with gd.watch(net, opt) as w2:
-            net(torch.randn(2, 3), scale=2.0).sum().backward()
+        with gd.watch(star, opt) as w3:
+            star(torch.randn(2, 3), scale=2.0).sum().backward()
             opt.step()
-    meta = w2.records()[0]
+    meta = w3.records()[0]
     assert meta["config"]["mapped"] is False and [ly["name"] for ly in meta["layers"]] == ["b", "a"]
