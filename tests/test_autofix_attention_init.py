@@ -115,3 +115,16 @@ def test_a_first_forward_mixing_positional_and_keyword_arguments_is_audited():
                 w.step(loss)
     assert w.fixes and w.fixes[0]["remedies"] == ["small-init"], w.fixes
     assert not [c for c in caught if "mixes positional" in str(c.message)]
+
+
+def test_a_transformer_drawn_large_everywhere_gets_the_whole_model_small_init():
+    # T5 at initializer_factor 50: the static chain rule names 8 of its 33 layers (He re-draw, a loss
+    # that stayed at 6900); the one-hot attention says the whole model is off scale
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                             initializer_factor=50.0, decoder_start_token_id=0))
+    x = {"input_ids": torch.randint(3, V, (4, 8)), "labels": torch.randint(3, V, (4, 8))}
+    (f,) = init_fault(t5, x)
+    assert f.remedies[0] == "small-init" and f.evidence["attention_entropy_median"] < ACT_ENTROPY
