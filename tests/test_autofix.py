@@ -460,3 +460,17 @@ def test_a_plain_tanh_mlp_drawn_large_is_re_drawn_at_the_edge_of_chaos_in_place(
     gram = w0 @ w0.T  # orthogonal rows times sigma_w: a scaled identity
     assert torch.allclose(gram / gram.diag().mean(), torch.eye(32), atol=0.2)
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10
+
+
+def test_autofix_restricted_to_xavier_keeps_xavier_for_a_plain_tanh_mlp_and_frozen_layers_are_kept():
+    from graddoctor.fix.autofix.actions import plan_fix
+    from graddoctor.fix.autofix.initaudit import init_fault
+    from graddoctor.fix.planner import plan
+
+    model = zoo.mlp(depth=6, width=32, in_features=64, out_features=10, activation="tanh", init=0.03, seed=0)
+    found = init_fault(model, X[:32])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    assert [s.remedy for s in plan_fix(found, model, X[:32], opt, None, True)] == ["edge-of-chaos-init"]
+    assert [s.remedy for s in plan_fix(found, model, X[:32], opt, ("xavier-init",), True)] == ["xavier-init"]
+    model[0].requires_grad_(False)  # a frozen first layer: the edge-of-chaos init would re-draw it
+    assert [s.remedy for s in plan(found, model, X[:32])] == ["xavier-init"]

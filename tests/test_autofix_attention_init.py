@@ -128,3 +128,21 @@ def test_a_transformer_drawn_large_everywhere_gets_the_whole_model_small_init():
     x = {"input_ids": torch.randint(3, V, (4, 8)), "labels": torch.randint(3, V, (4, 8))}
     (f,) = init_fault(t5, x)
     assert f.remedies[0] == "small-init" and f.evidence["attention_entropy_median"] < ACT_ENTROPY
+
+
+def test_small_init_leaves_narrow_tables_and_lsuv_handles_conv1d():
+    from transformers import GPT2Config, GPT2LMHeadModel, T5Config, T5ForConditionalGeneration
+
+    from graddoctor.fix.remedies.init import reinit
+
+    torch.manual_seed(0)
+    t5 = T5ForConditionalGeneration(T5Config(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                                             decoder_start_token_id=0))
+    rel = t5.encoder.block[0].layer[0].SelfAttention.relative_attention_bias
+    before = rel.weight.detach().clone()
+    new, change = reinit(t5, "small-init", {"input_ids": torch.randint(3, V, (2, 8)),
+                                            "labels": torch.randint(3, V, (2, 8))})
+    rel_new = new.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight
+    assert torch.equal(rel_new, before) and "shared" in change.modules  # (buckets, heads): not an input table
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=4, n_positions=32))
+    reinit(gpt2, "lsuv-init", {"input_ids": torch.randint(3, V, (2, 8))})  # Conv1D's bias on the last axis

@@ -92,3 +92,17 @@ def test_stock_bit_built_small_gets_norm_groups_not_a_he_redraw():
     assert [c.remedy for c in res.changes] == ["norm-groups"]
     after = gd.check(res.model, x)
     assert not {"degenerate-norm", "exploding-gradient", "signal-collapse"} & set(after.codes), after.codes
+
+
+def test_norm_groups_survives_keep_architecture_and_a_layernorm_gets_no_empty_step():
+    from graddoctor.fix.keep_architecture import keep_architecture_plan
+    from graddoctor.fix.planner import plan
+
+    model, x = _gn_head(16), torch.randn(8, 3, 8, 8)
+    steps = plan(gd.check(model, x), model, x)
+    assert [s.remedy for s in steps] == ["norm-groups"]
+    assert [s.remedy for s in keep_architecture_plan(steps, model, x)] == ["norm-groups"]  # no architecture change
+    torch.manual_seed(0)
+    ln = nn.Sequential(nn.Linear(4, 1), nn.LayerNorm(1), nn.Linear(1, 2))
+    x = torch.randn(8, 4)
+    assert "norm-groups" not in [s.remedy for s in plan(gd.check(ln, x), ln, x)]

@@ -27,11 +27,16 @@ ExampleInputs = torch.Tensor | tuple | list | Mapping
 def bind_call(module: nn.Module, args: tuple, kwargs: dict) -> dict | None:
     """A forward call's positional and keyword arguments as one keyword dict, bound to the
     module's ``forward`` signature (``model(ids, labels=ids)`` -> ``{"input_ids": ..., "labels": ...}``);
-    None when they do not bind or the signature takes ``*args``.
+    None when they do not bind, the signature takes ``*args`` or binds a positional-only parameter.
 
     Example:
         >>> sorted(bind_call(nn.Bilinear(2, 2, 1), (torch.ones(1, 2),), {"input2": torch.ones(1, 2)}))
         ['input1', 'input2']
+        >>> class Scaled(nn.Module):
+        ...     def forward(self, x, /, scale=1.0):
+        ...         return x * scale
+        >>> bind_call(Scaled(), (torch.ones(1),), {"scale": 2.0}) is None  # x is positional-only
+        True
     """
     try:
         sig = inspect.signature(module.forward)
@@ -40,6 +45,8 @@ def bind_call(module: nn.Module, args: tuple, kwargs: dict) -> dict | None:
         bound = sig.bind(*args, **kwargs)
     except (TypeError, ValueError):
         return None
+    if any(sig.parameters[k].kind is sig.parameters[k].POSITIONAL_ONLY for k in bound.arguments):
+        return None  # forward(self, x, /, ...): x cannot be passed by keyword
     out = {k: v for k, v in bound.arguments.items() if sig.parameters[k].kind is not sig.parameters[k].VAR_KEYWORD}
     extra = next((v for k, v in bound.arguments.items() if sig.parameters[k].kind is sig.parameters[k].VAR_KEYWORD), {})
     return {**out, **extra}

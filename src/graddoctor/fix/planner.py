@@ -184,7 +184,7 @@ def plan(
                                       ["poor-init"] * bool(small) + ["vanishing-gradient"] * any(cut.values()),
                                       {"layers": zero_norms})
 
-    if dead:
+    if any("norm-groups" in f.remedies for f in dead):  # (a LayerNorm over one value: the finding's advice)
         steps["norm-groups"] = PlanStep("norm-groups", "degenerate-norm: normalisation groups of one or two "
                                         "values pass no signal; fewer groups", ["degenerate-norm"],
                                         {"layers": sorted({n for f in dead for n in f.layers})})
@@ -319,12 +319,14 @@ def plan(
         add("lr-find", f"{_list(codes & {'loss-plateau', 'stalled-layers'})}: nothing structural "
                        "to fix; the learning rate is the next suspect",
             {"loss-plateau", "stalled-layers"})
-    _edge_of_chaos(steps, fx, keep_tanh and example_inputs is not None)
+    frozen = any(isinstance(m, nn.Linear) and not any(p.requires_grad for p in m.parameters(recurse=False))
+                 for m in model.modules())  # edge_of_chaos re-draws the whole chain; reinit skips frozen layers
+    _edge_of_chaos(steps, fx, keep_tanh and example_inputs is not None and not frozen)
     return sorted(steps.values(), key=lambda s: PHASES[s.remedy])
 
 
 def _edge_of_chaos(steps: dict[str, PlanStep], fx: _Facts, tanh_kept: bool) -> None:
-    """A plain tanh MLP (no skip, norm, conv or recurrence, none planned) whose init is re-drawn
+    """A plain tanh MLP (no skip, norm, conv or recurrence, none planned, no frozen layer) whose init is re-drawn
     for tanh gets orthogonal weights at the edge of chaos instead of Glorot's Gaussian
     (Pennington et al. 2017: dynamical isometry speeds up tanh nets). Measured, fresh re-draws,
     digits/MNIST-1D, Adam or SGD, score at N steps: on 6 tanh MLPs outside the benchmarks (3-10

@@ -101,7 +101,8 @@ def weight_scale(model: nn.Module) -> tuple[float, int]:
         0.58
     """
     lins = [m for m in model.modules() if (isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D")
-            and m.weight.requires_grad and m.weight.dim() == 2 and m.weight.numel() > 1]
+            and isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.requires_grad
+            and m.weight.dim() == 2 and m.weight.numel() > 1]
     if not lins:
         return math.nan, 0
     lins = lins[:: max(1, len(lins) // MAX_LAYERS)][:MAX_LAYERS]

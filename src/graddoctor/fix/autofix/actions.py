@@ -179,6 +179,9 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     elif (blowup or codes & set(_BLOWUP)) and not any(s.remedy == "lower-lr" for s in steps):
         steps.append(PlanStep("lower-lr", "the run blew up: the learning rate is the usual cause",
                               sorted(codes)))
+    if allowed is not None and "edge-of-chaos-init" not in allowed:  # the planner's choice for a plain
+        steps = [replace(s, remedy="xavier-init") if s.remedy == "edge-of-chaos-init" else s  # tanh MLP:
+                 for s in steps]  # the user's list names Glorot's
     keep = [s for s in steps if s.remedy in IN_PLACE and (allowed is None or s.remedy in allowed)
             and (surgery or s.remedy in OPTIMIZER_LEVEL)]
     if example_inputs is None:

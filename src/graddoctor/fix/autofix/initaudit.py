@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import nn
 
-from graddoctor.diagnose.checktime.attention import attention_init
+from graddoctor.diagnose.checktime.attention import SCALE_FLOOR, attention_init, weight_scale
 from graddoctor.diagnose.checktime.static import poor_init_all
 from graddoctor.inputs import bind_call
 from graddoctor.measure.probe_softmax import attention_entropy
@@ -70,9 +70,11 @@ def init_fault(model: nn.Module, example_inputs: Any) -> list[Finding]:
     # whole model is off scale, so its small init stands for the static rules' layer-wise findings
     # (a T5 at initializer_factor 50 got He on the 8 of its 33 layers the chain rule named, and
     # stayed at a loss of 6900)
+    if not weight_scale(model)[0] >= SCALE_FLOOR:  # not drawn large: no extra forward for the attention
+        return found
     att = attention_init(attention_entropy(model, example_inputs), model)
     if att is not None and att.evidence["attention_entropy_median"] < ACT_ENTROPY:
-        return [att]
+        return [att, *(f for f in found if f.remedies == ["norm-gain"])]
     return found
 
 

@@ -16,9 +16,10 @@ activation follows, takes the gain of the activation that feeds it (He et al.
 Gains come from ``graddoctor.kinds.gain``: relu/relu6/gelu/silu/elu/mish sqrt(2), leaky_relu
 sqrt(2 / (1 + slope^2)), tanh 5/3, selu 3/4, sigmoid and none 1. ``nn.MultiheadAttention``'s
 query/key/value projections (parameters of its own, not Linear layers) are re-drawn block by block
-with gain 1. Recurrent, embedding and norm layers are
-left alone (``orthogonal-init`` also draws ``weight_hh`` of RNN/LSTM/GRU orthogonal
-per gate).
+with gain 1; Hugging Face's ``Conv1D`` (GPT-2: a Linear whose weight is stored (in, out)) is a
+Linear. Recurrent and norm layers are left alone (``orthogonal-init`` also draws ``weight_hh`` of
+RNN/LSTM/GRU orthogonal per gate), and embedding tables too except under ``small-init``, which
+re-draws the tables of the residual width (token, position, segment) at N(0, 2 / (5 d)).
 
 Example:
     >>> import torch
@@ -92,7 +93,7 @@ def reinit(
     lsuv_iters: int = 10,
     mmap: ModelMap | None = None,
 ) -> tuple[nn.Module, Change]:
-    """Re-draw the weights of Linear/Conv layers with ``scheme``.
+    """Re-draw the weights of Linear/Conv layers (and, with ``small-init``, the input embedding tables) with ``scheme``.
 
     Args:
         scheme: "he-init" | "xavier-init" | "orthogonal-init" | "lsuv-init" | "small-init".
@@ -230,9 +231,14 @@ def _attentions(mods: dict[str, nn.Module], layers: list[str] | None) -> list[st
 
 
 def _embeddings(mods: dict[str, nn.Module], layers: list[str] | None) -> list[str]:
-    """Trainable ``nn.Embedding`` tables to re-draw with ``small-init``: all, or those in ``layers``."""
-    return [n for n, m in mods.items() if isinstance(m, nn.Embedding) and m.weight.requires_grad
-            and (layers is None or n in layers)]
+    """Trainable ``nn.Embedding`` tables to re-draw with ``small-init`` (all, or those in ``layers``)
+    whose width is the widest table's: the token, position and segment tables that add into the
+    residual stream. Narrower tables are no input embedding (T5's relative attention bias,
+    ``(buckets, heads)``: N(0, 2 / (5 heads)) would draw it larger than its stock init)."""
+    tables = {n: m for n, m in mods.items() if isinstance(m, nn.Embedding) and m.weight.requires_grad
+              and (layers is None or n in layers)}
+    width = max((m.weight.shape[1] for m in tables.values()), default=0)
+    return [n for n, m in tables.items() if m.weight.shape[1] == width]
 
 
 def _redraw_embedding(m: nn.Embedding) -> None:
@@ -316,7 +322,7 @@ def _lsuv(model: nn.Module, names: list[str], example_inputs: Any, tol: float,
             b = getattr(m, "bias", None)
             if b is None:
                 return out * s
-            shape = (1, -1) + (1,) * (out.dim() - 2) if not isinstance(m, nn.Linear) else (-1,)
+            shape = (1, -1) + (1,) * (out.dim() - 2) if not (isinstance(m, nn.Linear) or _is_conv1d(m)) else (-1,)
             bias = b.view(shape)
             return (out - bias) * s + bias
 
@@ -338,7 +344,7 @@ def _lsuv(model: nn.Module, names: list[str], example_inputs: Any, tol: float,
 
 
 @register("he-init", "xavier-init", "orthogonal-init", "small-init", family="init", keeps_map=True,
-          summary="re-initialise Linear/Conv weights with {id}", options=("lsuv_tol", "lsuv_iters"))
+          summary="re-initialise Linear/Conv weights with {id} (small-init: the input embedding tables too)", options=("lsuv_tol", "lsuv_iters"))
 @register("lsuv-init", family="init", needs_inputs=True, keeps_map=True,
           summary="re-initialise Linear/Conv weights with lsuv-init", options=("lsuv_tol", "lsuv_iters"))
 def reinit_layers(model: nn.Module, layers: list[str] | None,

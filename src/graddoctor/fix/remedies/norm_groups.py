@@ -5,8 +5,8 @@ A GroupNorm normalises each group of C/G channels over the H x W positions. On a
 as many groups as channels a group is one value: it normalises to 0 and the layer outputs its
 bias whatever comes in (``diagnose.checktime.degenerate_norms``). The group count is the largest
 divisor G of C with (C / G) x H x W >= ``MIN_VALUES`` (G = 1 at the least: a LayerNorm over the
-channels). The weights are kept, so the change is warm-start safe; the spatial size is the one
-the finding (or the model map) traced.
+channels). The weights are kept, so the change is warm-start safe (and no architecture change:
+``keep_architecture`` keeps it); the spatial size is the one the finding (or the model map) traced.
 
 Example:
     >>> import torch
@@ -59,7 +59,7 @@ def _shapes(ctx: RemedyContext) -> dict[str, list[int]]:
     return out
 
 
-@register("norm-groups", family="norm", keeps_map=True,
+@register("norm-groups", family="norm-setting", keeps_map=True,
           summary="GroupNorms with one or two values per group get fewer groups (gain and bias kept)")
 def norm_groups(model: nn.Module, layers: list[str] | None, ctx: RemedyContext) -> tuple[nn.Module, Change]:
     """Lower the group count of the GroupNorms in ``layers`` (None: those the findings name) whose
