@@ -26,8 +26,17 @@ def family(remedy: str) -> str:
 
 def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blowup: bool,
               **extra: Any) -> dict:
-    """The event of one round: the causes' codes, the remedies applied, the modules touched, the
-    optimizer's rebinding counts and a one-line message."""
+    """The event of one round: the causes' codes, the remedies applied, the modules touched (all,
+    a rollback's too), the optimizer's rebinding counts and a one-line message (naming the modules
+    of the module-level remedies only: "rollback, warmup, lower-lr" reads as no module change).
+
+    Example:
+        >>> from graddoctor.fix.remedies.base import Change
+        >>> e = fix_event(50, [Finding("post-ln-no-warmup", "error", "p")], [Change("rollback", ["a", "b"], "r"),
+        ...               Change("warmup", ["a"], "w"), Change("lower-lr", [], "l")], {}, False)
+        >>> e["message"], e["modules"]
+        ('step 50: post-ln-no-warmup -> rollback, warmup, lower-lr; weights rolled back', ['a', 'b'])
+    """
     codes = sorted({f.code for f in causes})
     modules = sorted({m for c in applied for m in c.modules})
     what = ", ".join(c.remedy for c in applied) or (
@@ -38,8 +47,11 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
     tail = ("; weights re-initialised" if any(family(r) == "init" and r not in kept for r in remedies)
             else "; weights rolled back" if "rollback" in remedies
             else next((kept[r] for r in kept if r in remedies), ""))
+    # the modules a module-level remedy touched (a rollback restores every weight: its tail says so)
+    named = sorted({m for c in applied if family(c.remedy) not in ("optimizer", "schedule", "clip", "advice")
+                    for m in c.modules})
     line = (f"step {step}: {', '.join(codes)} -> {what}"
-            + (f" on {len(modules)} modules ({format_names(modules)})" if modules else "") + tail)
+            + (f" on {len(named)} modules ({format_names(named)})" if named else "") + tail)
     if extra.get("manual"):  # what autofix cannot do in place: a functional activation call
         more = len(extra["manual"]) - 2  # every one is in the event's "manual"
         line += ("; needs a code change: " + "; ".join(extra["manual"][:2])
