@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,24 +38,13 @@ def effective_gain(module: nn.Module, input_shape: tuple[int, ...] | None, seed:
         input_shape: its input's shape on the traced forward (``ModelMap`` ``Layer.input_shape``).
         seed: the probe inputs' seed.
     """
-    if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
-        return None
-    shape = (min(input_shape[0], PROBE_BATCH), *input_shape[1:]) if len(input_shape) > 1 else tuple(input_shape)
-    w = getattr(module, "weight", None)
-    dtype, device = (w.dtype, w.device) if isinstance(w, torch.Tensor) and w.is_floating_point() else (None, None)
-    g = torch.Generator().manual_seed(seed)
-    was = module.training
-    try:
-        module.eval()
+    def measure(draw: Callable[..., torch.Tensor]) -> float:
         with torch.no_grad():
-            a, b = (torch.randn(shape, generator=g).to(device=device, dtype=dtype) for _ in range(2))
+            a, b = draw(), draw()
             d = (module.forward(a) - module.forward(b)).float()
-        rms = float(d.pow(2).mean().sqrt())
-        return rms / math.sqrt(2.0) if math.isfinite(rms) else None
-    except Exception:  # noqa: BLE001 - a norm that needs more than one tensor: no measure
-        return None
-    finally:
-        module.train(was)
+        return float(d.pow(2).mean().sqrt()) / math.sqrt(2.0)
+
+    return _on_gaussian(module, input_shape, seed, measure)
 
 
 def input_sensitivity(module: nn.Module, input_shape: tuple[int, ...] | None, seed: int = 0) -> float | None:
@@ -64,29 +55,41 @@ def input_sensitivity(module: nn.Module, input_shape: tuple[int, ...] | None, se
     group passes about ``gain * sqrt((n - 2) / n)``: nothing for n <= 2 (one value normalises to
     0, two to +-1 whatever they are). None when it cannot be called on such an input.
 
-
     Example:
         >>> round(input_sensitivity(nn.GroupNorm(8, 8), (2, 8, 1, 1)), 3), input_sensitivity(nn.LayerNorm(64), (4, 64)) > 0.9
         (0.0, True)
     """
+    def measure(draw: Callable[..., torch.Tensor]) -> float:
+        x = draw().requires_grad_(True)
+        with torch.enable_grad():
+            y = module.forward(x)
+            v = draw(y.shape).to(device=y.device, dtype=y.dtype)
+            (u,) = torch.autograd.grad(y, x, v, allow_unused=True)
+        return 0.0 if u is None else float(u.float().abs().median() / v.float().abs().median())
+
+    return _on_gaussian(module, input_shape, seed, measure)
+
+
+def _on_gaussian(module: nn.Module, input_shape: tuple[int, ...] | None, seed: int,
+                 measure: Callable[[Callable[..., torch.Tensor]], float]) -> float | None:
+    """``measure(draw)`` with ``module`` in eval mode, ``draw(shape=input_shape)`` giving seeded
+    Gaussian tensors on the module's device and dtype (the batch capped at ``PROBE_BATCH``); None
+    without a usable shape, on a failure or a non-finite result. The module's mode is restored."""
     if not input_shape or not all(isinstance(d, int) and d > 0 for d in input_shape):
         return None
     shape = (min(input_shape[0], PROBE_BATCH), *input_shape[1:]) if len(input_shape) > 1 else tuple(input_shape)
     w = getattr(module, "weight", None)
     dtype, device = (w.dtype, w.device) if isinstance(w, torch.Tensor) and w.is_floating_point() else (None, None)
     g = torch.Generator().manual_seed(seed)
+
+    def draw(size: Any = shape) -> torch.Tensor:
+        return torch.randn(tuple(size), generator=g).to(device=device, dtype=dtype)
+
     was = module.training
     try:
         module.eval()
-        x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
-        with torch.enable_grad():
-            y = module.forward(x)
-            v = torch.randn(y.shape, generator=g).to(device=y.device, dtype=y.dtype)
-            (u,) = torch.autograd.grad(y, x, v, allow_unused=True)
-        if u is None:
-            return 0.0
-        ratio = float(u.float().abs().median() / v.float().abs().median())
-        return ratio if math.isfinite(ratio) else None
+        out = measure(draw)
+        return out if math.isfinite(out) else None
     except Exception:  # noqa: BLE001 - a norm that needs more than one tensor: no measure
         return None
     finally:
