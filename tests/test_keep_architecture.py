@@ -10,6 +10,9 @@ from torch import nn
 
 import graddoctor as gd
 from graddoctor import data, zoo
+from graddoctor.fix.keep_architecture import keep_architecture_plan
+from graddoctor.fix.planner import PlanStep
+from graddoctor.report import Finding, Report
 from graddoctor.train import accuracy, fit, sampled_batches
 
 DIGITS = data.load("digits", seed=0)
@@ -102,3 +105,20 @@ def test_keep_architecture_trains_a_deep_plain_tanh_mlp_that_default_init_does_n
         fit(net, opt, sampled_batches(DIGITS.x_train, DIGITS.y_train, 64, 0), steps=150)
         accs[name] = accuracy(net, DIGITS.x_test, DIGITS.y_test)
     assert accs["keep"] > 0.8 and accs["default"] < 0.5, accs
+
+
+def test_settings_that_keep_the_weights_survive_keep_architecture() -> None:
+    # BatchNorm left in eval mode: the fix is train-mode; keep_architecture used to replace it by
+    # a looks-linear re-draw (family "norm"), which left the BatchNorms in eval mode and threw the
+    # weights away
+    net = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 4)).eval()
+    before = [p.clone() for p in net.parameters()]
+    report = Report([Finding("batchnorm-eval-mode", "error", "BatchNorm in eval mode", ["1"])])
+    res = gd.repair(net, report, example_inputs=torch.randn(32, 16), keep_architecture=True)
+    assert [c.remedy for c in res.applied] == ["train-mode"]
+    assert res.model[1].training
+    assert all(torch.equal(p, q) for p, q in zip(before, res.model.parameters()))  # nothing re-drawn
+    steps = [PlanStep("relu", "swap"), PlanStep("norm-gain", "gains at 0"), PlanStep("forget-bias", "closed gate"),
+             PlanStep("he-init", "re-init")]
+    plan = keep_architecture_plan(steps, net, torch.randn(32, 16))
+    assert [s.remedy for s in plan] == ["looks-linear-init", "norm-gain", "forget-bias"]

@@ -11,7 +11,10 @@ of the model's plain chain (same module types, same count afterwards):
 | ReLU-family hidden activations with ``phi(x) - phi(-x) = c x`` (ReLU, leaky ReLU, GELU, SiLU), no skip path | ``looks-linear-init`` | Balduzzi et al. 2017 |
 | skip paths, or other activations | the regular plan's init, if any (no mean-field init applies to the chain) | |
 
-Clipping, advice and any other step that keeps the modules are kept. ``repair`` then runs
+Clipping, advice and any other step that keeps the modules are kept, and so are the steps of
+those families that change no module and re-draw no weight (``SETTINGS``: BatchNorm back in
+training mode, norm gains set to 1, the LSTM forget bias): they are the fix itself, and a
+re-draw in their place would throw the trained weights away. ``repair`` then runs
 the LR range test on the re-initialised model when it is given a ``train_loader``.
 
 Example:
@@ -39,6 +42,8 @@ from graddoctor.modelmap import ModelMap
 
 #: remedy families that change modules or re-draw weights: replaced by the mean-field init
 CHANGING = ("activation", "norm", "skip", "init")
+#: remedies of those families that keep every module and every weight draw: always kept
+SETTINGS = ("train-mode", "norm-gain", "forget-bias")
 
 
 def mean_field_init(model: nn.Module, mmap: ModelMap) -> tuple[str | None, str]:
@@ -80,8 +85,8 @@ def keep_architecture_plan(steps: list[PlanStep], model: nn.Module, example_inpu
         Nothing: without example inputs the init step stays in the plan and ``repair``
         reports it as advice (it needs a batch).
     """
-    changing = [s for s in steps if get(s.remedy).family in CHANGING]
-    kept = [s for s in steps if get(s.remedy).family not in CHANGING]
+    changing = [s for s in steps if get(s.remedy).family in CHANGING and s.remedy not in SETTINGS]
+    kept = [s for s in steps if s not in changing]
     if not changing:
         return kept
     codes = sorted({c for s in changing for c in s.codes})
@@ -98,4 +103,4 @@ def keep_architecture_plan(steps: list[PlanStep], model: nn.Module, example_inpu
     return [PlanStep(rid, reason, codes)] + kept
 
 
-__all__ = ["CHANGING", "keep_architecture_plan", "mean_field_init"]
+__all__ = ["CHANGING", "SETTINGS", "keep_architecture_plan", "mean_field_init"]
