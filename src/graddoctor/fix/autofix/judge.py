@@ -79,6 +79,17 @@ def _losses(window: list[dict]) -> list[float]:
     return [v for v in vals if math.isfinite(v)]
 
 
+def first_loss(window: list[dict]) -> float:
+    """The first finite loss of ``window`` (nan when none): at the first step, the loss of the
+    weights as they were at attach.
+
+    Example:
+        >>> first_loss([{"step": 1}, {"step": 2, "loss": 4.5}, {"step": 3, "loss": 4.0}])
+        4.5
+    """
+    return next(iter(_losses(window)), math.nan)
+
+
 def level(window: list[dict]) -> float:
     """Median of the last ``LEVEL`` finite losses of ``window`` (inf when none is finite)."""
     loss = _losses(window)
@@ -182,4 +193,4 @@ def regressed(levels: list[float]) -> bool:
 
 
 __all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "doubtful", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]
+           "TIE_FRAC", "doubtful", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]

@@ -90,6 +90,7 @@ from graddoctor.fix.autofix.judge import (
     REGRESS_FRAC,
     STRONG,
     doubtful,
+    first_loss,
     helped,
     learning,
     level,
@@ -246,7 +247,7 @@ class AutofixWatcher(Watcher):
                        and strong(f) and f not in causes]
         causes += [f for f in definite(findings, self.root) if f not in causes]
         if not self.fixes and self._audit.faults:  # the first check: an init fault seen at attach
-            init = self._audit.take()
+            init = self._audit.take(first_loss(steps))
             causes, findings = causes + init, [*findings, *init]
         if not causes:
             if self._levels is not None and self._trial is None and regressed(self._levels):
