@@ -83,3 +83,18 @@ def test_autofix_does_not_redraw_a_pretrained_net_under_fine_tuning():
             _loop(model, opt, 40, w)
     assert w.fixes == [], w.fixes
     assert before > 0.9 and accuracy(model, XT, YT) > before - 0.02
+
+
+def test_hugging_face_conv1d_blocks_are_read() -> None:
+    # GPT-2's blocks are transformers' Conv1D (weight stored (in, out)), not nn.Linear: they were
+    # skipped, so a GPT-2 was judged on its tied lm_head alone
+    from transformers.pytorch_utils import Conv1D
+
+    torch.manual_seed(0)
+    blocks = nn.Sequential(*[Conv1D(64, 64) for _ in range(4)])
+    assert not looks_trained(blocks)
+    with torch.no_grad():
+        for b in blocks:  # what training does: a few singular values grow past the bulk edge
+            u, v = torch.randn(64, 1), torch.randn(1, 64)
+            b.weight.add_(0.3 * u @ v / (u.norm() * v.norm()) * b.weight.std() * 64)
+    assert looks_trained(blocks)

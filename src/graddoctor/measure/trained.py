@@ -17,6 +17,8 @@ or trained before ``watch`` attached, so an init fault read from it is no init f
 Example:
     >>> import torch
     >>> from torch import nn
+
+from graddoctor.modelmap import layer_kind
     >>> _ = torch.manual_seed(0)
     >>> round(spectral_excess(nn.Linear(128, 128).weight), 1)
     1.0
@@ -30,6 +32,8 @@ import statistics
 
 import torch
 from torch import nn
+
+from graddoctor.modelmap import layer_kind
 
 #: fewest rows and columns for a matrix to be read (small ones fluctuate past the edge)
 MIN_SIDE = 8
@@ -60,8 +64,10 @@ def spectral_excess(weight: torch.Tensor, iters: int = POWER_ITERS) -> float:
 
 
 def looks_trained(model: nn.Module) -> bool:
-    """The median ``spectral_excess`` of the model's Linear/Conv weights >= ``TRAINED_EXCESS``."""
-    weights = [w for mod in model.modules() if isinstance(mod, (nn.Linear, nn.modules.conv._ConvNd))
+    """The median ``spectral_excess`` of the model's Linear/Conv weights (Hugging Face ``Conv1D``
+    too) >= ``TRAINED_EXCESS``."""
+    weights = [w for mod in model.modules() if next(mod.parameters(recurse=False), None) is not None
+               and layer_kind(mod) in ("linear", "conv")  # HF GPT-2's Conv1D too: its blocks
                and isinstance(w := getattr(mod, "weight", None), torch.Tensor) and w.dim() >= 2
                and min(w.shape[0], w[0].numel()) >= MIN_SIDE and not w.is_meta]
     picked = weights[:: max(1, len(weights) // MAX_MATRICES)]
