@@ -72,7 +72,7 @@ from graddoctor.diagnose.training.series import (
     matrix,
     profile_layers,
     sampled,
-    side_drop,
+    side_drops,
     used_steps,
 )
 from graddoctor.diagnose.training.sites import is_gate
@@ -124,7 +124,7 @@ def signal_growth(meta: dict, steps: list[dict]) -> Finding | None:
         v = np.array([as_float((acts.get(n) or {}).get("std")) for n in sites])
         with np.errstate(divide="ignore", invalid="ignore"):
             rows.append(np.where(np.isfinite(v) & (v > 0), np.log10(np.where(v > 0, v, 1.0)), np.nan))
-    drops = [side_drop(r) for r in rows]
+    drops = side_drops(np.array(rows))
     flags = [n >= MIN_LAYERS and d >= SIGNAL_ORDERS for d, _, n in drops]
     i = first_persistent(flags, PERSIST)
     if i is None:
@@ -222,9 +222,9 @@ def loss_spikes(meta: dict, steps: list[dict]) -> Finding | None:
     if len(loss) < SPIKE_WINDOW + START_LOSSES:
         return None
     start = float(np.median(loss[:START_LOSSES]))
-    spikes = [t for t in range(SPIKE_WINDOW, len(loss))
-              if loss[t] >= SPIKE_RATIO * float(np.median(loss[t - SPIKE_WINDOW:t]))
-              and loss[t] >= SPIKE_FLOOR * start]
+    recent = np.median(np.lib.stride_tricks.sliding_window_view(loss[:-1], SPIKE_WINDOW), axis=1)  # [t-W, t)
+    spikes = [int(t) for t in np.flatnonzero((loss[SPIKE_WINDOW:] >= SPIKE_RATIO * recent)
+                                             & (loss[SPIKE_WINDOW:] >= SPIKE_FLOOR * start)) + SPIKE_WINDOW]
     if len(spikes) < MIN_SPIKES:
         return None
     _, med = median_update_ratios(meta, steps)

@@ -71,6 +71,7 @@ from graddoctor.diagnose.training.series import (
     matrix,
     profile_layers,
     side_drop,
+    side_drops,
     used_steps,
 )
 from graddoctor.diagnose.training.sites import closed_gates, saturating_hidden_sites, vanilla_rnns
@@ -256,9 +257,10 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     closed = bool(closed_gates(meta))
     out: list[str | None] = []
     down = up = 0
-    last_u, saturated = None, False
+    last_u, saturated, udrop, un = None, False, math.nan, 0
+    drops = side_drops(rel) if names else [(math.nan, math.nan, 0)] * len(steps)
     for i, s in enumerate(steps):
-        drop, _, n = side_drop(rel[i]) if names else (math.nan, math.nan, 0)
+        drop, _, n = drops[i]
         # a head above a flat body (a pooler + classifier on an encoder) is no decay with depth:
         # the vanishing-gradient rule's own exception (series.head_step)
         head = drop >= VANISH_ORDERS and head_step(rel[i], MIN_LAYERS) and not (rel[i] <= ZERO_LOG).any()
@@ -266,6 +268,7 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
         up = up + 1 if n >= MIN_LAYERS and drop <= -VANISH_ORDERS else 0
         if names and np.isfinite(u[i]).any():
             last_u = log10_safe(u[i], UPDATE_FLOOR)
+            udrop, _, un = side_drop(last_u)
         acts = s.get("act") or {}
         fr = [as_float((acts.get(a) or {}).get("sat_frac")) for a in sites if a in acts]
         if fr:
@@ -273,7 +276,6 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
         why = ("vanishing" if down >= EVIDENCE_PERSIST else
                "exploding" if up >= EVIDENCE_PERSIST else None)
         if why is None and last_u is not None:
-            udrop, _, un = side_drop(last_u)
             if un >= MIN_LAYERS and udrop >= STALL_ORDERS:
                 why = "stalled"
             elif np.nanmax(last_u) < math.log10(TINY_STEP):

@@ -72,11 +72,33 @@ HELP_FRAC = 1.0
 TIE_FRAC = 1.01
 #: this fraction of the gain since the fix given back, at two checks in a row: regressed
 REGRESS_FRAC = 0.5
+#: the most records a check reads (``thinned``)
+CHECK_ROWS = 1000
 
 
 def _losses(window: list[dict]) -> list[float]:
     vals = [as_float(s.get("loss")) for s in window if "loss" in s]
     return [v for v in vals if math.isfinite(v)]
+
+
+def thinned(window: list[dict]) -> list[dict]:
+    """``window`` with at most ``CHECK_ROWS`` records: its first ``CHECK_ROWS // 5`` (the start
+    the rules compare with), its last ``2 * CHECK_ROWS // 5`` (the run now) and evenly spaced
+    ones between (a check of a long run reads a bounded number of records).
+
+    Example:
+        >>> win = [{"step": t} for t in range(1, 5001)]
+        >>> out = thinned(win); len(out), out[0]["step"], out[-1]["step"]
+        (1000, 1, 5000)
+        >>> thinned(win[:900]) == win[:900]
+        True
+    """
+    if len(window) <= CHECK_ROWS:
+        return window
+    head, tail = CHECK_ROWS // 5, 2 * CHECK_ROWS // 5
+    middle = window[head:-tail]
+    picks = np.linspace(0, len(middle) - 1, CHECK_ROWS - head - tail).round().astype(int)
+    return window[:head] + [middle[i] for i in picks] + window[-tail:]
 
 
 def first_loss(window: list[dict]) -> float:
@@ -192,5 +214,5 @@ def regressed(levels: list[float]) -> bool:
     return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
 
 
-__all__ = ["EVERY_MIN_SITES", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "doubtful", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong"]
+__all__ = ["CHECK_ROWS", "EVERY_MIN_SITES", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
+           "TIE_FRAC", "doubtful", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]
