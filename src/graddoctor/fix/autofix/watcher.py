@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -117,6 +118,8 @@ WARMUP = 40
 #: it must show at two checks in a row and the run be slow (``judge.slow``). Autofix benchmark,
 #: 5 seeds of the dead-ReLU faults: from 40 steps 27/30 fixed, from 20 steps 28/30 at lower cost
 STRONG_FROM = 20
+#: the autofix watcher attached to each model (one repairs it at a time)
+_FIXING: weakref.WeakKeyDictionary[nn.Module, AutofixWatcher] = weakref.WeakKeyDictionary()
 #: judge the window every this many steps
 CHECK_EVERY = 10
 #: ... and, in a long window, at most once every ``since // CHECK_SPAN`` steps: a check reads the
@@ -178,7 +181,12 @@ class AutofixWatcher(Watcher):
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
         was = self.attached
         super().attach()
-        if not was:
+        if not was and (other := _FIXING.get(self.root)) is not None and other is not self and other.attached:
+            self.autofix_failed = "another autofix watcher is attached to this model"  # two would both repair it
+            warnings.warn(f"{_WHO}: another gd.watch(..., autofix=True) is attached to this model, so this one "
+                          "only watches - detach the first to autofix with this one", stacklevel=user_level())
+        elif not was:
+            _FIXING[self.root] = self
             self._point = self._point or RollbackPoint(self.root)
             if self._audit.faults is None and self.example_inputs is not None and \
                     not self._audit.look(self.example_inputs, given=True):
@@ -198,6 +206,8 @@ class AutofixWatcher(Watcher):
         for h in self._fix_handles:
             h.remove()
         self._fix_handles.clear()
+        if _FIXING.get(self.root) is self:
+            del _FIXING[self.root]
         for r in self._ramps:
             r.remove()
         super().detach()
