@@ -228,7 +228,7 @@ def run_fault(f: Fault, seed: int) -> Row:
     harm = broken < ref - POINTS
     # a hit counts only if a fix that stayed (not undone) came before it: a slow run that reaches
     # the target in the extra steps past N without one was not fixed by autofix
-    undone = {e.get("undo") for e in fixes}
+    undone = {e.get("undo") for e in fixes} | {t for e in fixes for t in e.get("undone") or []}
     kept = [e["step"] for e in fixes if e["remedies"] and e["remedies"] != ["undo"] and e["step"] not in undone]
     by_fix = hit is not None and any(t < hit for t in kept)
     return Row(f.suite, f.name, seed, n, round(ref, 4), round(k, 3), ref >= chance(f.data) + 0.05, harm,

@@ -88,3 +88,26 @@ def test_a_checkpoint_trained_from_a_large_init_is_not_re_drawn():
     assert not fixes, fixes
     assert losses == plain  # autofix took nothing from the run
 
+
+
+def test_a_second_round_while_the_first_is_on_trial_is_judged_with_it(monkeypatch):
+    # the learnt guard off: the sigmoid checkpoint is re-drawn at step 10 (xavier), and the re-drawn
+    # net's findings bring a second round at step 50 (relu + he-init + rezero) while the first is on
+    # trial. Judged on its own, the second round compared with the re-drawn loss and stayed; judged
+    # together, both compare with the checkpoint's level before step 10 and are undone together
+    from graddoctor.fix.autofix import initaudit
+
+    monkeypatch.setattr(initaudit, "LEARNT_FRACTION", 0.0)
+    net = _sigmoid_mlp(0)
+    _fit_digits(net, 300, seed=1, autofix=False)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    ckpt = _sigmoid_mlp(123)
+    ckpt.load_state_dict(state)
+    losses, fixes = _fit_digits(ckpt, 150, seed=2, autofix=True)
+    rounds = [e for e in fixes if e["remedies"] != ["undo"]]
+    assert len(rounds) == 2 and rounds[1]["step"] - rounds[0]["step"] < 80, fixes  # the control
+    undo = fixes[-1]
+    assert undo["remedies"] == ["undo"] and undo["undone"] == [r["step"] for r in rounds], fixes
+    assert all("undone" in r["verdict"] for r in rounds)
+    assert ckpt.state_dict().keys() == state.keys()  # the rezero wrap is gone with the rest
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[20:30]) / 10  # back at the checkpoint's level

@@ -154,7 +154,8 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
         >>> after_fix({"layers": [], "activations": []}, steps, rounds)
         {'from_step': 10, 'steps': 30, 'findings': []}
     """
-    undone = {e.get("undo") for e in rounds if e.get("undo") is not None}
+    undone = {e.get("undo") for e in rounds if e.get("undo") is not None} | {
+        t for e in rounds for t in e.get("undone") or []}  # fixes judged together are undone together
     kept = [int(e["step"]) for e in rounds if isinstance(e.get("step"), int) and e.get("remedies")
             and e.get("remedies") != ["undo"] and e["step"] not in undone]
     if not kept:

@@ -289,8 +289,13 @@ class AutofixWatcher(Watcher):
                 self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True, **extra)
             return
         self._since, self._warned, self._levels = step, set(), None
-        trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step,
-                                     "lrs": [g["lr"] for g in self.optimizer.param_groups]}
+        # a fix while another is still on trial joins it: the two are judged together against the
+        # level before the first, and undone together (an 8-layer sigmoid checkpoint re-drawn at
+        # step 10 got a second round at 50 judged against the re-drawn loss: nothing was undone)
+        pending = self._trial
+        trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step, "steps": [step],
+                                     "lrs": [g["lr"] for g in self.optimizer.param_groups]} if pending is None else \
+            {**pending, "steps": [*pending["steps"], step]}
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before, changes, reset = {id(p) for p in self.root.parameters()}, [], []
         if restart:
@@ -312,7 +317,8 @@ class AutofixWatcher(Watcher):
             if any(family(c.remedy) == "init" for c in applied):  # the re-drawn weights are the new
                 self._point.restart(self.root, step)  # start: a later blow-up rolls back to them
         if trial is not None and applied:
-            self._trial = {**trial, "changes": applied, "index": len(self.fixes), "restart": restart}
+            self._trial = {**trial, "changes": [*trial.get("changes", []), *applied], "index": len(self.fixes),
+                           "restart": restart or trial.get("restart", False)}
         self._log(step, causes, applied, counts, blowup, manual=manual_steps(changes))
 
     def _last_word(self, step: int, left: list[Finding], since: int) -> None:
@@ -339,13 +345,15 @@ class AutofixWatcher(Watcher):
         sat at 4.12 for 250 steps "its causes gone")."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
+        joined = [e for e in self.fixes if e.get("step") in t["steps"][:-1] and e is not event]
         inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
         better = helped(t["before"], now)
         gone = not t["restart"] and causes_gone(event["codes"], findings, self.root, inputs)
         if better or (no_worse(t["before"], now) and gone):
             how = "helped" if better else "kept (its causes are gone, the loss no higher)"
-            event["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
+            for e in [*joined, event]:
+                e["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
             # the regression guard measures the gain from the level before the fix (a wobble of a
             # few hundredths after the trial is not "giving back half the gain")
             self._levels = [t["before"]] if t["before"] < float("inf") else []
@@ -364,12 +372,15 @@ class AutofixWatcher(Watcher):
                 scale_schedules(self.optimizer, c.details["factor"])
         counts = rebind_optimizer(self.optimizer, self.root, before, list(self.root.parameters()))
         self._stop_sampler()
-        event["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
-        line = (f"step {step}: the fix of step {t['step']} did not help (loss {t['before']:.4g} -> "
+        for e in [*joined, event]:
+            e["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
+        which = f"the fix of step {t['step']}" if len(t["steps"]) == 1 else \
+            f"the fixes of steps {', '.join(map(str, t['steps']))}"
+        line = (f"step {step}: {which} did not help (loss {t['before']:.4g} -> "
                 f"{now:.4g}): undone (modules, weights and learning rate as before it)")
         self.max_fixes, self._spent = 0, True  # no further rounds: the run goes on as the user wrote it
         undo = {"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
-                "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "changes": []}
+                "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "undone": t["steps"], "changes": []}
         self._add_event(undo, [])
         return True
 
