@@ -88,9 +88,11 @@ from graddoctor.fix.autofix.actions import (
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
 from graddoctor.fix.autofix.initaudit import InitAudit, causes_gone
 from graddoctor.fix.autofix.judge import (
+    FALLING_FRAC,
     REGRESS_FRAC,
     STRONG,
     doubtful,
+    falling,
     first_loss,
     helped,
     learning,
@@ -243,7 +245,8 @@ class AutofixWatcher(Watcher):
         window = thinned([s for s in steps if s.get("step", 0) > self._since])
         findings = training_findings(meta, window)
         now = level(window)
-        if self._trial is not None and since >= self.trial and self._judge(step, now, findings):
+        if self._trial is not None and since >= self._trial.get("due", self.trial) and \
+                self._judge(step, now, findings, window):
             return  # the fix on trial did not help: it was undone
         if self._trial is None and self._levels is not None:
             self._levels.append(now)
@@ -336,13 +339,15 @@ class AutofixWatcher(Watcher):
         """The fix rounds so far (events that changed something; an undo is not a round)."""
         return [e for e in self.fixes if not e.get("undo") and not e.get("noop")]
 
-    def _judge(self, step: int, now: float, findings: list[Finding]) -> bool:
+    def _judge(self, step: int, now: float, findings: list[Finding], window: list[dict]) -> bool:
         """Judge the fix on trial at the end of its window; undo it if it did not help (True).
         A fix whose causes are gone from the trial window is kept when the loss is no higher
         (``judge.no_worse``): two stuck runs, the repaired one without the fault. A restart
         (weights back at the init, a warm-up) removes its cause by construction: kept only
         when the loss fell (a healthy BART on a 120-step task plateau, restarted at step 50,
-        sat at 4.12 for 250 steps "its causes gone")."""
+        sat at 4.12 for 250 steps "its causes gone"). A fix that would be undone although its
+        causes are gone and the loss has been falling since it (``judge.falling``: a low rate)
+        is judged again one trial window later, for as long as each window lowers the loss."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
         joined = [e for e in self.fixes if e.get("step") in t["steps"][:-1] and e is not event]
@@ -350,6 +355,11 @@ class AutofixWatcher(Watcher):
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
         better = helped(t["before"], now)
         gone = not t["restart"] and causes_gone(event["codes"], findings, self.root, inputs)
+        fell = now < FALLING_FRAC * t["last"] if "last" in t else falling(window)  # over the last window
+        if not better and gone and not no_worse(t["before"], now) and fell:  # slow, not wrong: judged again
+            self._trial = {**t, "last": now, "due": step - self._since + self.trial}
+            return False
+
         if better or (no_worse(t["before"], now) and gone):
             how = "helped" if better else "kept (its causes are gone, the loss no higher)"
             for e in [*joined, event]:
