@@ -198,6 +198,20 @@ def test_non_finite_loss_on_one_skipped_batch_is_a_warning_not_an_error():
     assert f[0].remedies == []  # a data problem: a lower rate or clipping would not prevent it
     steps[20]["loss"] = float("inf")  # twice: an error
     assert non_finite(meta, steps)[0].severity == "error"
+
+
+def test_a_loss_non_finite_on_every_step_with_finite_gradients_is_not_the_trained_loss():
+    # w.step was given another tensor than the one backward() ran on: the weights never saw a NaN
+    # (it read as a blow-up: autofix rolled back and lowered the rate twice)
+    meta = _meta(4)
+    steps = _steps(meta, n_steps=30)
+    for s in steps:
+        s["loss"] = float("nan")
+    f = non_finite(meta, steps)
+    assert [(x.severity, x.remedies) for x in f] == [("warning", [])] and "backward()" in f[0].message
+    steps[5]["nonfinite"]["l1"] = 3  # a gradient non-finite too: a real blow-up
+    assert non_finite(meta, steps)[0].severity == "error"
+    assert non_finite(meta, steps[:3])[0].severity == "error"  # too few steps to tell
     steps[20]["loss"] = 1.0
     steps[-1]["loss"] = float("nan")  # the run ends non-finite: an error
     assert non_finite(meta, steps)[0].severity == "error"

@@ -9,7 +9,9 @@ A non-finite loss on one step only, with finite gradients and finite losses afte
 still reaches ``w.step``), and the run went on. The activations sampled on that step may be
 non-finite too (the sampled forward was that batch's: a NaN in the input); on finite weights
 the step's gradients would be finite. Anything more (non-finite gradients, non-finite
-activations without a non-finite loss, two such steps, or the last loss non-finite) is an error.
+activations without a non-finite loss, two such steps, or the last loss non-finite) is an error,
+except a loss that is non-finite on every step while every gradient is finite: that is not the
+loss the gradients come from (``w.step`` was given another tensor), a warning.
 
 Example:
     >>> steps = [{"step": 0, "loss": 1.0}, {"step": 1, "loss": float("nan")}]
@@ -26,6 +28,9 @@ import math
 from graddoctor.diagnose.training.series import as_float
 from graddoctor.report import Finding
 
+#: steps, every one with a non-finite loss and finite gradients, that read as a loss passed to
+#: ``w.step`` that is not the one the gradients come from (a warning, not a blow-up)
+MIN_LOSS_ONLY = 5
 #: consecutive AMP-skipped steps after which skipping is itself a finding (a fresh
 #: GradScaler halves its scale per skip: 25 skips take 65536 down below 0.01)
 MAX_SKIPPED_RUN = 25
@@ -58,7 +63,7 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
     """
     order = {ly["name"]: i for i, ly in enumerate(meta.get("layers", []))}
     first = None
-    n_bad = 0
+    n_bad = n_loss_only = 0
     last_bad = False  # the last step the optimizer took had a non-finite loss
     run = best_run = 0
     run_start = None
@@ -74,6 +79,7 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
         last_bad = loss_bad
         if loss_bad or counts or acts:
             n_bad += 1
+            n_loss_only += loss_bad and not counts and not acts
             if first is None:
                 first = (s, loss_bad, counts, acts)
     out = []
@@ -89,6 +95,12 @@ def non_finite(meta: dict, steps: list[dict]) -> list[Finding]:
               "skipped_steps": sum(bool(x.get("skipped", False)) for x in steps)}
         # activations non-finite with the loss, on the one step: the same bad batch's forward
         lone = n_bad == 1 and not counts and (not acts or loss_bad) and not last_bad
+        # the loss non-finite on every step, every gradient finite: it is not the loss the gradients
+        # come from (``w.step`` was given another tensor), and the weights never saw a NaN
+        if n_loss_only == ev["steps_used"] >= MIN_LOSS_ONLY:
+            msg = (f"the loss given to w.step() was non-finite on all {n_bad} steps while every gradient was "
+                   "finite: it is not the loss the gradients come from - pass the tensor you call backward() on")
+            return [Finding("non-finite", "warning", msg, [], {**ev, "loss_only": True}, [], s.get("step"), REF)]
         msg = f"non-finite values in {', '.join(where)} at step {s.get('step')}"
         if lone:
             msg += (" only: the gradients were finite and the loss after it too (a bad batch the "
