@@ -73,11 +73,15 @@ TIE_FRAC = 1.01
 #: this fraction of the gain since the fix given back, at two checks in a row: regressed
 REGRESS_FRAC = 0.5
 #: a fix on trial whose causes are gone and whose loss fell below this fraction of its level
-#: right after the fix gets one more trial window (``falling``), not an undo: a sigmoid MLP repaired
+#: right after the fix is judged again one trial window later (``falling``; then again while each
+#: window lowers the loss below this fraction of the last), not undone: a sigmoid MLP repaired
 #: at a rate of 1e-4 (relu + He + rezero at step 10) went 2.49 -> 2.42 in 80 steps (0.97), 2.30 by
 #: 160 and 2.18 by 250, while its broken twin sat at 2.33; it was undone at step 90. Any fall past
 #: noise counts: the cost of a wrong call is one more window before the undo
 FALLING_FRAC = 0.99
+#: ... and whose level is at most this factor above the level before the fix (a re-drawn net that
+#: relearns from scratch falls too, far above a trained level: a checkpoint at 0.33 re-drawn to 2.3)
+NEAR_FRAC = 1.1
 #: the most records a check reads (``thinned``)
 CHECK_ROWS = 1000
 
@@ -235,5 +239,5 @@ def regressed(levels: list[float]) -> bool:
     return all(v > best + REGRESS_FRAC * (first - best) for v in levels[-2:])
 
 
-__all__ = ["CHECK_ROWS", "EVERY_MIN_SITES", "FALLING_FRAC", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
+__all__ = ["CHECK_ROWS", "EVERY_MIN_SITES", "FALLING_FRAC", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "NEAR_FRAC", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
            "TIE_FRAC", "doubtful", "falling", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]

@@ -89,6 +89,7 @@ from graddoctor.fix.autofix.events import family, fix_event, manual_steps
 from graddoctor.fix.autofix.initaudit import InitAudit, causes_gone
 from graddoctor.fix.autofix.judge import (
     FALLING_FRAC,
+    NEAR_FRAC,
     REGRESS_FRAC,
     STRONG,
     doubtful,
@@ -298,7 +299,7 @@ class AutofixWatcher(Watcher):
         pending = self._trial
         trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step, "steps": [step],
                                      "lrs": [g["lr"] for g in self.optimizer.param_groups]} if pending is None else \
-            {**pending, "steps": [*pending["steps"], step]}
+            {**{k: v for k, v in pending.items() if k not in ("due", "last")}, "steps": [*pending["steps"], step]}
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before, changes, reset = {id(p) for p in self.root.parameters()}, [], []
         if restart:
@@ -346,8 +347,9 @@ class AutofixWatcher(Watcher):
         (weights back at the init, a warm-up) removes its cause by construction: kept only
         when the loss fell (a healthy BART on a 120-step task plateau, restarted at step 50,
         sat at 4.12 for 250 steps "its causes gone"). A fix that would be undone although its
-        causes are gone and the loss has been falling since it (``judge.falling``: a low rate)
-        is judged again one trial window later, for as long as each window lowers the loss."""
+        causes are gone, whose loss has been falling since it (``judge.falling``) and is within
+        ``NEAR_FRAC`` of its level before the fix (a low rate) is judged again one trial window
+        later, for as long as each window lowers the loss."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
         joined = [e for e in self.fixes if e.get("step") in t["steps"][:-1] and e is not event]
@@ -356,10 +358,10 @@ class AutofixWatcher(Watcher):
         better = helped(t["before"], now)
         gone = not t["restart"] and causes_gone(event["codes"], findings, self.root, inputs)
         fell = now < FALLING_FRAC * t["last"] if "last" in t else falling(window)  # over the last window
-        if not better and gone and not no_worse(t["before"], now) and fell:  # slow, not wrong: judged again
+        if not better and gone and fell and not no_worse(t["before"], now) and now <= NEAR_FRAC * t["before"]:
+            # slow, not wrong: judged again
             self._trial = {**t, "last": now, "due": step - self._since + self.trial}
             return False
-
         if better or (no_worse(t["before"], now) and gone):
             how = "helped" if better else "kept (its causes are gone, the loss no higher)"
             for e in [*joined, event]:
