@@ -81,9 +81,9 @@ def test_most_relu_units_dead_is_a_slow_cause_fixed_at_the_first_judged_check():
 
 
 def test_a_fix_that_did_not_help_is_undone_and_the_loop_runs_on(monkeypatch):
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.helped", lambda before, after: False)
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.no_worse", lambda before, after: False)
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.falling", lambda window: False)  # not slow either
+    monkeypatch.setattr("graddoctor.fix.autofix.trial.helped", lambda before, after: False)
+    monkeypatch.setattr("graddoctor.fix.autofix.trial.no_worse", lambda before, after: False)
+    monkeypatch.setattr("graddoctor.fix.autofix.trial.falling", lambda window: False)  # not slow either
     model = _dead_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     lr = opt.param_groups[0]["lr"]
@@ -228,7 +228,7 @@ def test_stuck_post_ln_transformer_restarts_with_a_warmup_and_learns():
 
 def test_a_fix_whose_causes_are_gone_is_kept_on_a_tie(monkeypatch):
     # the repaired run is no lower than before (forced) but no higher, and the dead units are gone
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.helped", lambda before, after: False)
+    monkeypatch.setattr("graddoctor.fix.autofix.trial.helped", lambda before, after: False)
     model = _dead_mlp()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     w = _run(model, opt, 130)
@@ -339,7 +339,7 @@ def test_a_restart_that_did_not_make_the_loss_fall_is_undone(monkeypatch):
         return found if steps and all(s.get("step", 0) <= 60 for s in steps) else []
 
     monkeypatch.setattr("graddoctor.fix.autofix.watcher.training_findings", findings)
-    monkeypatch.setattr("graddoctor.fix.autofix.watcher.no_worse", lambda before, after: True)  # a tie
+    monkeypatch.setattr("graddoctor.fix.autofix.trial.no_worse", lambda before, after: True)  # a tie
     model = zoo.mlp(depth=3, width=32, in_features=64, out_features=10, init="he", seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=1e-7)  # the loss cannot fall
     w = _run(model, opt, 60 + TRIAL + 20)

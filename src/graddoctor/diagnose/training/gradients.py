@@ -52,6 +52,7 @@ from graddoctor.diagnose.training.series import (
     nonfinite_step,
     persistent_profile,
     profile_layers,
+    rose,
     sampled,
     side_drop,
     transient,
@@ -267,15 +268,6 @@ def _blowup(meta: dict, steps: list[dict]) -> Finding | None:
     return min(found, key=lambda f: f.step or 0) if found else None
 
 
-def _rising(loss: np.ndarray, f0: int, j: int) -> bool:
-    """The loss at ``j`` is non-finite or >= ``LOSS_RISE`` x the median of the first
-    ``START_LOSSES`` finite losses from ``f0`` before ``j`` (or there is none to compare)."""
-    before = loss[f0: min(f0 + START_LOSSES, j)]
-    before = before[np.isfinite(before)]
-    start = float(np.median(before)) if len(before) else math.nan
-    return not math.isfinite(loss[j]) or not math.isfinite(start) or float(loss[j]) >= LOSS_RISE * start
-
-
 def _growth(meta: dict, steps: list[dict]) -> Finding | None:
     ids, total, bad = _global_norm(meta, steps)
     finite = np.where(np.isfinite(total) & (total > 0))[0]
@@ -292,7 +284,7 @@ def _growth(meta: dict, steps: list[dict]) -> Finding | None:
         # whose first norm is 0.04 reaches ~4.5 in 20 steps), not a blow-up: a blow-up without a
         # NaN drives the loss up (the loss at that step >= LOSS_RISE x the median of the first
         # START_LOSSES losses before it; read only where the norm grew: a check reads every step)
-        if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and _rising(loss, f0, j) \
+        if np.isfinite(growth[j]) and growth[j] >= EXPLODE_GROWTH_ORDERS and rose(loss, f0, j, START_LOSSES, LOSS_RISE) \
                 and _climbing(ids, growth, f0, j):
             how = f"grew {growth[j]:.1f} orders of magnitude above its first value"
             break

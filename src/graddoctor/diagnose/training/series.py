@@ -105,6 +105,20 @@ def log10_safe(x: np.ndarray, floor: float = LOG_FLOOR) -> np.ndarray:
     return out
 
 
+def rose(values: np.ndarray, f0: int, j: int, n: int, factor: float) -> bool:
+    """``values[j]`` is non-finite or >= ``factor`` x the median of the finite ones among the
+    ``n`` from ``f0`` before ``j`` (True when there is none to compare).
+
+    Example:
+        >>> rose(np.array([1.0, 1.2, 0.9, 5.0]), 0, 3, 3, 3.0), rose(np.array([1.0, 2.0]), 0, 1, 3, 3.0)
+        (True, False)
+    """
+    before = values[f0: min(f0 + n, j)]
+    before = before[np.isfinite(before)]
+    start = float(np.median(before)) if len(before) else math.nan
+    return not math.isfinite(values[j]) or not math.isfinite(start) or float(values[j]) >= factor * start
+
+
 def side_drop(logs: np.ndarray) -> tuple[float, float, int]:
     """Drop in orders of magnitude from the output side to the input side of a profile.
 

@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,6 +35,7 @@ import torch
 from torch import nn
 
 from graddoctor.measure.monitor.optimizers import foreign_optimizer, left_out
+from graddoctor.stack import user_level
 
 
 def rebind_optimizer(optimizer: torch.optim.Optimizer, model: nn.Module, before: set[int],
@@ -168,4 +171,28 @@ def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
     return None
 
 
-__all__ = ["frozen_layers", "rebind_optimizer", "refusal"]
+#: the autofix watcher attached to each model (one repairs it at a time)
+_FIXING: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
+
+
+def claim(watcher: Any) -> bool:
+    """Make ``watcher`` (an ``AutofixWatcher``) its model's autofix watcher; False, with one
+    warning and autofix off for it, when another attached one already is: two would both re-draw
+    and rebind the same model. The claim ends with ``release``."""
+    other = _FIXING.get(watcher.root)
+    if other is not None and other is not watcher and other.attached:
+        watcher.autofix_failed = "another autofix watcher is attached to this model"
+        warnings.warn("graddoctor.autofix: another gd.watch(..., autofix=True) is attached to this model, so "
+                      "this one only watches - detach the first to autofix with this one", stacklevel=user_level())
+        return False
+    _FIXING[watcher.root] = watcher
+    return True
+
+
+def release(watcher: Any) -> None:
+    """End ``watcher``'s claim on its model (at detach)."""
+    if _FIXING.get(watcher.root) is watcher:
+        del _FIXING[watcher.root]
+
+
+__all__ = ["claim", "frozen_layers", "rebind_optimizer", "refusal", "release"]

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import weakref
 from typing import Any
 
 import torch
@@ -88,17 +87,12 @@ from graddoctor.fix.autofix.actions import (
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
 from graddoctor.fix.autofix.initaudit import InitAudit, causes_gone
 from graddoctor.fix.autofix.judge import (
-    FALLING_FRAC,
-    NEAR_FRAC,
     REGRESS_FRAC,
     STRONG,
     doubtful,
-    falling,
     first_loss,
-    helped,
     learning,
     level,
-    no_worse,
     regressed,
     slow,
     strong,
@@ -106,10 +100,10 @@ from graddoctor.fix.autofix.judge import (
 )
 from graddoctor.fix.autofix.repeats import drop_stale
 from graddoctor.fix.autofix.rollback import RollbackPoint
-from graddoctor.fix.autofix.schedules import scale_schedules
 from graddoctor.fix.autofix.settings import check_settings
-from graddoctor.fix.autofix.surgery import rebind_optimizer, refusal
-from graddoctor.fix.autofix.undo import Checkpoint, restore
+from graddoctor.fix.autofix.surgery import claim, rebind_optimizer, refusal, release
+from graddoctor.fix.autofix.trial import open_trial, undo_line, undo_trial, verdict
+from graddoctor.fix.autofix.undo import Checkpoint
 from graddoctor.fix.remedies.warmup import LinearWarmup
 from graddoctor.report import Finding, Report
 from graddoctor.stack import user_level
@@ -121,8 +115,6 @@ WARMUP = 40
 #: it must show at two checks in a row and the run be slow (``judge.slow``). Autofix benchmark,
 #: 5 seeds of the dead-ReLU faults: from 40 steps 27/30 fixed, from 20 steps 28/30 at lower cost
 STRONG_FROM = 20
-#: the autofix watcher attached to each model (one repairs it at a time)
-_FIXING: weakref.WeakKeyDictionary[nn.Module, AutofixWatcher] = weakref.WeakKeyDictionary()
 #: judge the window every this many steps
 CHECK_EVERY = 10
 #: ... and, in a long window, at most once every ``since // CHECK_SPAN`` steps: a check reads the
@@ -184,12 +176,7 @@ class AutofixWatcher(Watcher):
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
         was = self.attached
         super().attach()
-        if not was and (other := _FIXING.get(self.root)) is not None and other is not self and other.attached:
-            self.autofix_failed = "another autofix watcher is attached to this model"  # two would both repair it
-            warnings.warn(f"{_WHO}: another gd.watch(..., autofix=True) is attached to this model, so this one "
-                          "only watches - detach the first to autofix with this one", stacklevel=user_level())
-        elif not was:
-            _FIXING[self.root] = self
+        if not was and claim(self):
             self._point = self._point or RollbackPoint(self.root)
             if self._audit.faults is None and self.example_inputs is not None and \
                     not self._audit.look(self.example_inputs, given=True):
@@ -209,8 +196,7 @@ class AutofixWatcher(Watcher):
         for h in self._fix_handles:
             h.remove()
         self._fix_handles.clear()
-        if _FIXING.get(self.root) is self:
-            del _FIXING[self.root]
+        release(self)
         for r in self._ramps:
             r.remove()
         super().detach()
@@ -293,13 +279,8 @@ class AutofixWatcher(Watcher):
                 self._log(step, causes, [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True, **extra)
             return
         self._since, self._warned, self._levels = step, set(), None
-        # a fix while another is still on trial joins it: the two are judged together against the
-        # level before the first, and undone together (an 8-layer sigmoid checkpoint re-drawn at
-        # step 10 got a second round at 50 judged against the re-drawn loss: nothing was undone)
-        pending = self._trial
-        trial = None if blowup else {"cp": Checkpoint(self.root), "before": now, "step": step, "steps": [step],
-                                     "lrs": [g["lr"] for g in self.optimizer.param_groups]} if pending is None else \
-            {**{k: v for k, v in pending.items() if k not in ("due", "last")}, "steps": [*pending["steps"], step]}
+        trial = None if blowup else open_trial(self._trial, lambda: Checkpoint(self.root), now, step,
+                                               [g["lr"] for g in self.optimizer.param_groups])  # or joined
         self.forwards.mapping = True  # the remedies' traced forwards are not training forwards
         before, changes, reset = {id(p) for p in self.root.parameters()}, [], []
         if restart:
@@ -341,58 +322,37 @@ class AutofixWatcher(Watcher):
         return [e for e in self.fixes if not e.get("undo") and not e.get("noop")]
 
     def _judge(self, step: int, now: float, findings: list[Finding], window: list[dict]) -> bool:
-        """Judge the fix on trial at the end of its window; undo it if it did not help (True).
-        A fix whose causes are gone from the trial window is kept when the loss is no higher
-        (``judge.no_worse``): two stuck runs, the repaired one without the fault. A restart
-        (weights back at the init, a warm-up) removes its cause by construction: kept only
-        when the loss fell (a healthy BART on a 120-step task plateau, restarted at step 50,
-        sat at 4.12 for 250 steps "its causes gone"). A fix that would be undone although its
-        causes are gone, whose loss has been falling since it (``judge.falling``) and is within
-        ``NEAR_FRAC`` of its level before the fix (a low rate) is judged again one trial window
-        later, for as long as each window lowers the loss."""
+        """Judge the fix on trial at the end of its window (``trial.verdict``); undo it if it did
+        not help (True). A restart (weights back at the init, a warm-up) removes its cause by
+        construction: kept only when the loss fell (a healthy BART on a 120-step task plateau,
+        restarted at step 50, sat at 4.12 for 250 steps "its causes gone")."""
         t, self._trial = self._trial, None
         event = self.fixes[t["index"]]
-        joined = [e for e in self.fixes if e.get("step") in t["steps"][:-1] and e is not event]
+        judged = [e for e in self.fixes if e.get("step") in t["steps"][:-1] and e is not event] + [event]
         inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         self.forwards.mapping = True  # causes_gone may trace the model (the init audit)
-        better = helped(t["before"], now)
         gone = not t["restart"] and causes_gone(event["codes"], findings, self.root, inputs)
-        fell = now < FALLING_FRAC * t["last"] if "last" in t else falling(window)  # over the last window
-        if not better and gone and fell and not no_worse(t["before"], now) and now <= NEAR_FRAC * t["before"]:
-            # slow, not wrong: judged again
+        said = verdict(t, now, gone, window)
+        if said == "again":  # slow, not wrong: judged again one window later
             self._trial = {**t, "last": now, "due": step - self._since + self.trial}
             return False
-        if better or (no_worse(t["before"], now) and gone):
-            how = "helped" if better else "kept (its causes are gone, the loss no higher)"
-            for e in [*joined, event]:
+        if said != "undo":
+            how = "helped" if said == "helped" else "kept (its causes are gone, the loss no higher)"
+            for e in judged:
                 e["verdict"] = f"{how}: loss {t['before']:.4g} -> {now:.4g} by step {step}"
             # the regression guard measures the gain from the level before the fix (a wobble of a
             # few hundredths after the trial is not "giving back half the gain")
             self._levels = [t["before"]] if t["before"] < float("inf") else []
             return False
-        before = {id(p) for p in self.root.parameters()}
-        for c in t["changes"]:
-            for h in c.handles:
-                h.remove()
-        for r in self._ramps:
-            r.stop()  # not removed here: torch is iterating the hooks (detach removes them)
-        restore(t["cp"])
-        for g, lr in zip(self.optimizer.param_groups, t["lrs"]):
-            g["lr"] = lr
-        for c in t["changes"]:
-            if c.remedy == "lower-lr":
-                scale_schedules(self.optimizer, c.details["factor"])
-        counts = rebind_optimizer(self.optimizer, self.root, before, list(self.root.parameters()))
+        counts = undo_trial(t, self.root, self.optimizer, self._ramps)
         self._stop_sampler()
-        for e in [*joined, event]:
+        for e in judged:
             e["verdict"] = f"did not help: loss {t['before']:.4g} -> {now:.4g} by step {step}; undone"
-        which = f"the fix of step {t['step']}" if len(t["steps"]) == 1 else \
-            f"the fixes of steps {', '.join(map(str, t['steps']))}"
-        line = (f"step {step}: {which} did not help (loss {t['before']:.4g} -> "
-                f"{now:.4g}): undone (modules, weights and learning rate as before it)")
+        line = undo_line(t, step, now)
         self.max_fixes, self._spent = 0, True  # no further rounds: the run goes on as the user wrote it
         undo = {"step": step, "codes": event["codes"], "remedies": ["undo"], "modules": event["modules"],
-                "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "undone": t["steps"], "changes": []}
+                "optimizer": counts, "message": line, "blowup": False, "undo": t["step"], "undone": t["steps"],
+                "changes": []}
         self._add_event(undo, [])
         return True
 
