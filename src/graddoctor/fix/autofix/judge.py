@@ -122,6 +122,15 @@ def first_loss(window: list[dict]) -> float:
     return next(iter(_losses(window)), math.nan)
 
 
+def _start_and_level(window: list[dict]) -> tuple[float, float]:
+    """(median of the first ``START``, median of the last ``LEVEL``) finite losses of ``window``;
+    (0, 0) when it has fewer than ``START + LEVEL`` (no judgement: every caller needs start > 0)."""
+    loss = _losses(window)
+    if len(loss) < START + LEVEL:
+        return 0.0, 0.0
+    return float(np.median(loss[:START])), float(np.median(loss[-LEVEL:]))
+
+
 def level(window: list[dict]) -> float:
     """Median of the last ``LEVEL`` finite losses of ``window`` (inf when none is finite)."""
     loss = _losses(window)
@@ -136,20 +145,14 @@ def falling(window: list[dict]) -> bool:
         >>> falling([{"step": t, "loss": 2.5 - 0.001 * t} for t in range(1, 81)])
         True
     """
-    loss = _losses(window)
-    if len(loss) < START + LEVEL:
-        return False
-    start = float(np.median(loss[:START]))
-    return start > 0 and float(np.median(loss[-LEVEL:])) < FALLING_FRAC * start
+    start, now = _start_and_level(window)
+    return start > 0 and now < FALLING_FRAC * start
 
 
 def slow(window: list[dict]) -> bool:
     """The level is above ``SLOW_FRAC`` of the start (the run has learnt little so far)."""
-    loss = _losses(window)
-    if len(loss) < START + LEVEL:
-        return False
-    start = float(np.median(loss[:START]))
-    return start > 0 and float(np.median(loss[-LEVEL:])) >= SLOW_FRAC * start
+    start, now = _start_and_level(window)
+    return start > 0 and now >= SLOW_FRAC * start
 
 
 def learning(window: list[dict]) -> bool:
@@ -160,11 +163,8 @@ def learning(window: list[dict]) -> bool:
         >>> learning([{"step": t, "loss": 2.3 * 0.95 ** t} for t in range(1, 31)])
         True
     """
-    loss = _losses(window)
-    if len(loss) < START + LEVEL:
-        return False
-    start = float(np.median(loss[:START]))
-    return start > 0 and float(np.median(loss[-LEVEL:])) < LEARN_FRAC * start
+    start, now = _start_and_level(window)
+    return start > 0 and now < LEARN_FRAC * start
 
 
 def doubtful(finding: Finding) -> bool:
