@@ -32,8 +32,9 @@ def _sigmoid_mlp(seed: int) -> nn.Sequential:
     return net
 
 
-def _fit_digits(net: nn.Module, steps: int, seed: int, autofix: bool) -> tuple[list[float], list[dict]]:
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0)
+def _fit_digits(net: nn.Module, steps: int, seed: int, autofix: bool, lr: float = 1e-3) -> tuple[list[float], list[dict]]:
+    """AdamW (no weight decay) on batches of 64 digits drawn with ``seed``, under ``gd.watch``."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0)
     g, x, y, losses = torch.Generator().manual_seed(seed), DIGITS.x_train, DIGITS.y_train, []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

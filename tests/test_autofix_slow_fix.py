@@ -7,35 +7,16 @@ level by step 250 and reaches 2.12 at 300 while the broken net sits at 2.30."""
 
 from __future__ import annotations
 
-import warnings
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-import graddoctor as gd
-from graddoctor import data
-
-DIGITS = data.load("digits", seed=0)
+from test_autofix_learnt import _fit_digits
 
 
 def _run(steps: int, autofix: bool) -> tuple[list[float], list[dict]]:
     torch.manual_seed(0)
     net = nn.Sequential(*[m for _ in range(8) for m in (nn.Linear(64, 64), nn.Sigmoid())], nn.Linear(64, 10))
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0)
-    g, x, y, losses = torch.Generator().manual_seed(1), DIGITS.x_train, DIGITS.y_train, []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with gd.watch(net, opt, autofix=autofix) as w:
-            for _ in range(steps):
-                i = torch.randint(0, len(x), (64,), generator=g)
-                loss = F.cross_entropy(net(x[i]), y[i])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                w.step(loss)
-                losses.append(loss.item())
-    return losses, getattr(w, "fixes", [])
+    return _fit_digits(net, steps, seed=1, autofix=autofix, lr=1e-4)
 
 
 def test_a_fix_that_is_slow_at_a_low_rate_gets_one_more_window_and_stays():
