@@ -130,6 +130,31 @@ def check_inputs(inputs: Any) -> None:
         )
 
 
+def check_probe_inputs(inputs: Any) -> None:
+    """Raise a one-line ``InputError`` when the inputs ``check`` probes with cannot measure the
+    model: no sample at all (every tensor empty), or NaN/+Inf in a floating tensor (the data's
+    fault, which the probe would blame on the model as a signal overflow).
+
+    Example:
+        >>> check_probe_inputs(torch.ones(2, 3))
+        >>> check_probe_inputs(torch.full((2, 3), float("nan")))
+        Traceback (most recent call last):
+        ...
+        graddoctor.errors.InputError: the example inputs hold 6 NaN/Inf value(s) (a tensor of shape (2, 3)): ...
+    """
+    check_inputs(inputs)
+    tensors = [x for x in leaves(inputs) if isinstance(x, torch.Tensor)]
+    if all(x.numel() == 0 for x in tensors):
+        shapes = ", ".join(str(tuple(x.shape)) for x in tensors[:3])
+        raise InputError(f"the example inputs are empty (shape {shapes}): check needs at least one sample "
+                         "- pass a real batch")
+    for x in tensors:  # -inf is left alone: an additive attention mask holds it on purpose
+        if x.is_floating_point() and (bad := int((torch.isnan(x) | torch.isposinf(x)).sum())):
+            raise InputError(f"the example inputs hold {bad} NaN/Inf value(s) (a tensor of shape {tuple(x.shape)}): "
+                             "the data is at fault, not the model - clean the batch (torch.nan_to_num, or find "
+                             "the bad samples in the loader)")
+
+
 def first_tensor(tree: Any) -> torch.Tensor | None:
     """The first tensor found in a nested structure (model outputs, HF ModelOutput, ...).
 

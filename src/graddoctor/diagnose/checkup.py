@@ -37,7 +37,7 @@ from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.static import static_findings
 from graddoctor.errors import GraddoctorError, InputError, ModelCallError
-from graddoctor.inputs import check_inputs, clone_tensors
+from graddoctor.inputs import check_probe_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.measure.probe import probe as run_probe
@@ -98,7 +98,7 @@ def check(
         raise InputError(f"check() needs an nn.Module, got {type(model).__name__}")
     model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
     require_supported(model, "check")  # TorchScript, lazy or meta parameters: one line
-    check_inputs(example_inputs)
+    check_probe_inputs(example_inputs)
     if any(True for _ in model.parameters()) and not any(p.requires_grad for p in model.parameters()):
         warnings.warn("graddoctor.check: the model has no trainable parameter (every one has "
                       "requires_grad=False): nothing in it would train - unfreeze the part you mean to "

@@ -37,6 +37,7 @@ from graddoctor.diagnose.thresholds import (
     VANISH_ORDERS,
 )
 from graddoctor.diagnose.training import instability
+from graddoctor.diagnose.training.dead_branches import dead_branches
 from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
     LOG_FLOOR,
@@ -179,7 +180,7 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     hit = persistent_profile(logs, +1.0, VANISH_ORDERS, PERSIST, MIN_LAYERS)
     cut = dead_body(logs, MIN_LAYERS) if hit is None else None  # a cut above the whole body
     if hit is None and cut is None:
-        return vanishing_through_time(meta, steps)
+        return dead_branches(meta, steps) or vanishing_through_time(meta, steps)
     (i, prof, drops), died = hit or cut, None if cut is None else ids[cut[0]]
     if head_step(prof, MIN_LAYERS) and not (prof <= ZERO_LOG).any():  # a head above a flat body
         hit = later_dead_path(logs, i, VANISH_ORDERS, PERSIST, MIN_LAYERS)  # unless the body dies later
@@ -344,6 +345,7 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
     paths = (instability.signal_growth, instability.loss_spikes, instability.diverged, instability.oversized_updates)
     out = [f for f in [_blowup(meta, steps), *(p(meta, steps) for p in paths)] if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
+    logs[logs <= ZERO_LOG] = np.nan  # an exact zero is no magnitude: a dead branch (vanishing's)
     hit2 = persistent_profile(logs, -1.0, EXPLODE_ORDERS, PERSIST, MIN_LAYERS)
     if hit2 is not None:
         i, prof, _ = hit2
