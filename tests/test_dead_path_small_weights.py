@@ -47,3 +47,17 @@ def test_a_dead_path_is_an_error_whatever_the_weight_norms(std):
     (f,) = [f for f in _zeroed_gains_run(std) if f.code == "vanishing-gradient"]
     assert f.severity == "error" and "get exactly zero gradient" in f.message
     assert f.evidence["zero_gradient_layers"] >= 16
+
+
+@pytest.mark.parametrize("g, said", [(0.0, "get exactly zero gradient (a dead path)"),
+                                     (1e-18, "get gradients under 10^-15 of their weights' size")])
+def test_a_tiny_gradient_is_not_called_exactly_zero(g, said):
+    """A 20-layer sigmoid stack's input side reads 1e-18 (0% zeros in the tensors): that is
+    vanishing, not the dead path of a ``.detach()`` or a zeroed gain."""
+    from graddoctor.diagnose.training.gradients import vanishing_gradient
+
+    meta = {"layers": [{"name": f"l{i}", "kind": "linear", "trainable": True} for i in range(9)]}
+    steps = [{"step": t, "grad_norm": {f"l{i}": g if i < 3 else 0.1 for i in range(9)},
+              "weight_norm": {f"l{i}": 1.0 for i in range(9)}} for t in range(1, 21)]
+    (f,) = vanishing_gradient(meta, steps)
+    assert said in f.message and f.evidence["zero_gradient_layers"] == 3

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 from matplotlib.image import imread
@@ -185,3 +186,16 @@ def test_a_repair_results_summary_counts_its_changes_as_the_page_does(reports):
     repair = next(r for r in reports.values() if r.source == "repair")
     n = len(repair.data["changes"])
     assert repair.summary() == f"graddoctor repair: {n} change(s)"  # not "no findings"
+
+
+@pytest.mark.parametrize("where", ["a-file/r.html", "/proc/graddoctor-nope.html"])
+def test_an_unwritable_path_is_one_line(tmp_path, where):
+    from graddoctor.errors import InputError
+    from graddoctor.present.html import write
+
+    (tmp_path / "a-file").write_text("x")
+    path = tmp_path / where if not where.startswith("/") else Path(where)
+    if where.startswith("/proc") and not Path("/proc").is_dir():
+        pytest.skip("no /proc on this system")
+    with pytest.raises(InputError, match="cannot write the report to"):
+        write(path, Report([], source="check"))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from graddoctor import __version__
+from graddoctor.errors import InputError
 from graddoctor.report import (
     Finding,
     Report,
@@ -114,9 +115,12 @@ def write(path: str | Path, reports: Report | Sequence[Report] | Mapping[str, Re
     Example:
         >>> write("runs/exp1/report.html", w.report())  # doctest: +SKIP
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(reports, title, figures), encoding="utf-8")
+    path, page = Path(path), render(reports, title, figures)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:  # read-only, /proc, a file where a folder should be: one line
+        raise InputError(f"cannot write the report to {path}: {e.strerror or e} - choose a writable path") from e
     return path
 
 

@@ -25,7 +25,13 @@ from __future__ import annotations
 import numpy as np
 
 from graddoctor.diagnose.thresholds import MIN_LAYERS, REF_VANISH
-from graddoctor.diagnose.training.series import DEAD_ROWS, first_persistent, matrix, profile_layers, used_steps
+from graddoctor.diagnose.training.series import (
+    DEAD_ROWS,
+    first_persistent,
+    matrix,
+    profile_layers,
+    used_steps,
+)
 from graddoctor.report import Finding
 
 #: at least this fraction of the profile's layers (and ``MIN_LAYERS``) dead at once: one or two

@@ -202,9 +202,11 @@ def vanishing_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         ev["stuck_after_settling"] = flat_since(steps, died)
     if ev["input_side_log10"] <= ZERO_LOG or cut is not None:
         top = float(np.nanmax(prof))  # a cut above the body leaves the output side's median at zero
-        body = (f"{zeros} of {n} layers get exactly zero gradient" if zeros else
+        exact = sum(v <= LOG_FLOOR + 8 for v in ev["profile_log10"])  # a zero reads LOG_FLOOR - log10 |w|
+        body = (f"{zeros} of {n} layers get exactly zero gradient (a dead path)" if zeros and exact == zeros else
+                f"{zeros} of {n} layers get gradients under 10^-15 of their weights' size" if zeros else
                 f"the body's gradients sit at ~10^{float(np.nanmedian(prof)):.0f} of the largest")  # ~zero, not 0
-        msg = (f"no gradient reaches the input side: {body} (a dead path), the output side "
+        msg = (f"no gradient reaches the input side: {body}, the output side "
                f"10^{max(ev['output_side_log10'], top):.1f} relative"
                + (f" (since step {died}: something above the whole body passes no gradient - a zeroed norm "
                   "gain or weight, or activations saturated flat)" if cut else ""))
