@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor.diagnose.checktime.init_scale import init_fault, output_classes
 from graddoctor.diagnose.training import training_findings
 from graddoctor.errors import InputError
 from graddoctor.measure.monitor.watcher import Monitor
@@ -39,6 +40,26 @@ class Watcher(Monitor):
             warnings.warn(f"graddoctor.watch: the model ({type(self.root).__name__}) has no parameters, so there "
                           "is nothing to watch - pass the module that holds the weights", stacklevel=user_level())
         return super().attach()
+
+    def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
+        """The init audit at the first forward (or attach, with example inputs), kept in the meta
+        line for the training-time ``poor-init`` rule: ``init_audit`` (check's ``poor-init``
+        findings on the weights as drawn) and ``output_width`` (the classes / vocabulary). An audit
+        that fails warns; watch goes on without it."""
+        if mm is None or self.rank != 0:
+            return {}
+        try:
+            mapping, self.forwards.mapping = self.forwards.mapping, True  # its forward is not training's
+            try:
+                found = init_fault(self.root, inputs, mm)
+            finally:
+                self.forwards.mapping = mapping
+            return {"output_width": output_classes(mm),
+                    "init_audit": [{**_brief(f), "remedies": list(f.remedies)} for f in found]}
+        except Exception as e:  # noqa: BLE001 - never break the training loop
+            warnings.warn(f"graddoctor.watch: the init audit failed ({type(e).__name__}: {e}); watch goes on "
+                          "without it", stacklevel=user_level())
+            return {}
 
     def log_event(self, kind: str, record: dict[str, Any], findings: list[Any] = ()) -> dict:
         """Record an event: kept for ``report()`` (``data["events"]``) and written at once to every

@@ -8,7 +8,7 @@
 per family: ``gradients`` (vanishing, exploding, stalled; ``through_time`` for a
 vanilla RNN; ``forget_gate`` for an LSTM/GRU whose keep gate is closed), ``nonfinite``, ``activations`` (dead ReLU, saturation), ``loss``
 (plateau), ``batchnorm`` (eval mode), ``clipping`` (clip too tight), ``postln`` (post-LN
-without warm-up), ``unreached`` (trainable layers no gradient reaches); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
+without warm-up), ``unreached`` (trainable layers no gradient reaches), ``init_loss`` (weights off scale at the start and a loss still above a uniform guess); ``policy`` applies the severity policy of ``thresholds``. ``series`` pulls arrays out of the records and ``sites`` picks the layers
 and activation sites a rule reads. A threshold used by one rule is documented next to
 it with the paper it rests on; one shared by several is in
 ``graddoctor.diagnose.thresholds``. A rule that raises is a bug: the error propagates.
@@ -31,6 +31,7 @@ from graddoctor.diagnose.training.batchnorm import batchnorm_eval_mode
 from graddoctor.diagnose.training.clipping import clip_too_tight
 from graddoctor.diagnose.training.forget_gate import vanishing_gradient_through_gates
 from graddoctor.diagnose.training.gradients import _blowup, exploding_gradient, stalled_layers
+from graddoctor.diagnose.training.init_loss import init_loss
 from graddoctor.diagnose.training.loss import loss_plateau
 from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
@@ -55,6 +56,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "clip-too-tight": clip_too_tight,
     "post-ln-no-warmup": post_ln_no_warmup,
     "no-gradient": no_gradient,
+    "poor-init": init_loss,
 }
 
 

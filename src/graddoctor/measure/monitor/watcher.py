@@ -165,11 +165,16 @@ class Monitor:
             **vars(self.schedule), "output_grads": self.output_grads,
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
             "distributed": self.mode, "world_size": self.world_size, "mapped": mm is not None,
-            "nonfinite_unit": "values" if self._host_check else "tensors"})
+            "nonfinite_unit": "values" if self._host_check else "tensors", **self._setup_audit(mm, inputs)})
         self.forwards.set_up(self.root, mm, layers, self.schedule.dead_window, self.output_grads)
         if self.optimizer is None:
             self.steps.snapshot_for(1)
         self.output.write_meta(self._meta)
+
+    def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
+        """Extra ``config`` entries of the meta line, measured once the model is mapped (the
+        ``Watcher``'s init audit); none here."""
+        return {}
 
     def _new_row(self) -> Row:
         if self._meta is None:
