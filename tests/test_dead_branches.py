@@ -12,9 +12,9 @@ from torch import nn
 import graddoctor as gd
 from graddoctor import data
 from graddoctor.diagnose.training import training_findings
+from graddoctor.diagnose.training.dead_branches import DEAD_BRANCH_ROWS as ROWS
 from graddoctor.diagnose.training.dead_branches import dead_branches
 from graddoctor.diagnose.training.gradients import exploding_gradient
-from graddoctor.diagnose.training.series import DEAD_ROWS
 
 
 class GatedBlock(nn.Module):
@@ -80,15 +80,16 @@ def test_the_same_net_with_its_gains_learns_clean():
 def _records(zero_rows: int, dead: int, n: int = 9) -> tuple[dict, list[dict]]:
     meta = {"layers": [{"name": f"l{i}", "kind": "linear", "trainable": True} for i in range(n)]}
     steps = [{"step": t, "grad_norm": {f"l{i}": 0.0 if (t <= zero_rows and i % 2 and i // 2 < dead) else 0.1
-                                       for i in range(n)}} for t in range(1, 30)]
+                                       for i in range(n)}} for t in range(1, 40)]
     return meta, steps
 
 
 def test_the_rule_needs_its_rows_and_its_share_of_layers():
-    assert dead_branches(*_records(DEAD_ROWS, 4))  # 4 of 9 layers, DEAD_ROWS steps
-    assert not dead_branches(*_records(DEAD_ROWS - 1, 4))  # a start-up cut (ReZero's first step)
-    assert not dead_branches(*_records(29, 2))  # two idle layers are no cut through the net
-    meta, steps = _records(29, 4)
+    assert dead_branches(*_records(ROWS, 4))  # 4 of 9 layers, ROWS steps
+    assert not dead_branches(*_records(ROWS - 1, 4))  # a start-up cut (ReZero's first step), a block
+    # dropped by stochastic depth several steps in a row
+    assert not dead_branches(*_records(39, 2))  # two idle layers are no cut through the net
+    meta, steps = _records(39, 4)
     for s in steps:
         s["grad_norm"] = {k: 0.0 for k in s["grad_norm"]}
     assert not dead_branches(meta, steps)  # nothing alive at all: not a branch (dead_body's case)

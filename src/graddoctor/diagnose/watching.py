@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from graddoctor.diagnose.checktime.attention import weight_scale
 from graddoctor.diagnose.checktime.init_scale import init_fault, output_classes
 from graddoctor.diagnose.training import training_findings
 from graddoctor.errors import InputError
@@ -44,7 +45,8 @@ class Watcher(Monitor):
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
         """The init audit at the first forward (or attach, with example inputs), kept in the meta
         line for the training-time ``poor-init`` rule: ``init_audit`` (check's ``poor-init``
-        findings on the weights as drawn) and ``output_width`` (the classes / vocabulary). An audit
+        findings on the weights as drawn), ``weight_scale`` (the median Linear ``std * sqrt(fan_in)``)
+        and ``output_width`` (the classes / vocabulary). An audit
         that fails warns; watch goes on without it."""
         if mm is None or self.rank != 0:
             return {}
@@ -54,7 +56,7 @@ class Watcher(Monitor):
                 found = init_fault(self.root, inputs, mm)
             finally:
                 self.forwards.mapping = mapping
-            return {"output_width": output_classes(mm),
+            return {"output_width": output_classes(mm), "weight_scale": round(float(weight_scale(self.root)[0]), 4),
                     "init_audit": [{**_brief(f), "remedies": list(f.remedies)} for f in found]}
         except Exception as e:  # noqa: BLE001 - never break the training loop
             warnings.warn(f"graddoctor.watch: the init audit failed ({type(e).__name__}: {e}); watch goes on "

@@ -15,7 +15,7 @@ stock twin; watch called it ``exploding-gradient`` (the zeros read as 24 orders 
 Example:
     >>> meta = {"layers": [{"name": str(i), "kind": "linear"} for i in range(6)]}
     >>> g = [0.1, 0.0, 0.0, 0.1, 0.0, 0.0]
-    >>> steps = [{"step": t, "grad_norm": {str(i): g[i] for i in range(6)}} for t in range(1, 13)]
+    >>> steps = [{"step": t, "grad_norm": {str(i): g[i] for i in range(6)}} for t in range(1, 23)]
     >>> [f.code for f in dead_branches(meta, steps)]
     ['vanishing-gradient']
 """
@@ -34,6 +34,10 @@ from graddoctor.diagnose.training.series import (
 )
 from graddoctor.report import Finding
 
+#: recorded steps in a row the same layers must get exactly zero gradient: stochastic depth at a
+#: drop rate of 0.8 (masked, not skipped: zeros, not None) left 6 of 18 layers out 10 steps in a
+#: row; 0.5 and under did not (0.8^20 is ~1% per block, 0.5^20 ~1e-6)
+DEAD_BRANCH_ROWS = 2 * DEAD_ROWS
 #: at least this fraction of the profile's layers (and ``MIN_LAYERS``) dead at once: one or two
 #: idle layers (a head the loss does not reach yet) are not a cut through the net
 DEAD_FRACTION = 1 / 3
@@ -42,29 +46,29 @@ ZERO_GAIN = 1e-6
 
 
 def dead_branches(meta: dict, steps: list[dict]) -> list[Finding]:
-    """``vanishing-gradient`` (warning) when ``DEAD_ROWS`` recorded steps in a row have at least
+    """``vanishing-gradient`` (warning) when ``DEAD_BRANCH_ROWS`` recorded steps in a row have at least
     ``MIN_LAYERS`` profile layers, and ``DEAD_FRACTION`` of those with a gradient, at exactly
     zero gradient while some layer gets one; the layers dead in all of those steps are named.
-    Zeroed norm gains make ``norm-gain`` the first remedy."""
+    Zeroed norm gains make ``norm-gain`` the remedy (else none is named)."""
     names = profile_layers(meta)
     st = [s for s in used_steps(steps) if s.get("grad_norm")]
-    if len(st) < DEAD_ROWS or len(names) < MIN_LAYERS:
+    if len(st) < DEAD_BRANCH_ROWS or len(names) < MIN_LAYERS:
         return []
     g = matrix(st, "grad_norm", names)
     fin = np.isfinite(g)
     zero = fin & (g == 0)
     count, alive = zero.sum(axis=1), fin.sum(axis=1) - zero.sum(axis=1)
     flags = ((count >= MIN_LAYERS) & (count >= DEAD_FRACTION * fin.sum(axis=1)) & (alive > 0)).tolist()
-    j = first_persistent(flags, DEAD_ROWS)
+    j = first_persistent(flags, DEAD_BRANCH_ROWS)
     if j is None:
         return []
     ids = [int(s.get("step", i)) for i, s in enumerate(st)]
-    rows = zero[j:j + DEAD_ROWS]
+    rows = zero[j:j + DEAD_BRANCH_ROWS]
     dead = [n for k, n in enumerate(names) if rows[:, k].all()]
     if len(dead) < MIN_LAYERS:
         return []
     gains = _zeroed_gains(meta, steps)
-    remedies = ["norm-gain"] if gains else ["he-init", "residual"]
+    remedies = ["norm-gain"] if gains else []  # an unused or saturated branch: no re-draw helps
     shown = ", ".join(dead[:4]) + (f" and {len(dead) - 4} more" if len(dead) > 4 else "")
     cause = (f"{len(gains)} norm gain(s) at zero ({', '.join(gains[:3])})" if gains else
              "a zeroed norm gain or weight, activations saturated flat, or layers the forward does "
@@ -72,7 +76,7 @@ def dead_branches(meta: dict, steps: list[dict]) -> list[Finding]:
     msg = (f"{len(dead)} of {int(fin[j].sum())} layers get exactly zero gradient from step {ids[j]} on "
            f"({shown}) while the rest of the net learns: a dead branch - {cause}")
     ev = {"dead_layers": dead, "zero_gradient_layers": len(dead), "profile_layers": list(names),
-          "dead_from_step": ids[j], "rows": DEAD_ROWS, "zeroed_norm_gains": gains}
+          "dead_from_step": ids[j], "rows": DEAD_BRANCH_ROWS, "zeroed_norm_gains": gains}
     return [Finding("vanishing-gradient", "warning", msg, dead, ev, remedies, ids[j], REF_VANISH)]
 
 
@@ -86,4 +90,4 @@ def _zeroed_gains(meta: dict, steps: list[dict]) -> list[str]:
     return [n for n, v in zip(norms, w) if np.isfinite(v) and v < ZERO_GAIN]
 
 
-__all__ = ["DEAD_FRACTION", "ZERO_GAIN", "dead_branches"]
+__all__ = ["DEAD_BRANCH_ROWS", "DEAD_FRACTION", "ZERO_GAIN", "dead_branches"]

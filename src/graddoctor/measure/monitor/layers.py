@@ -117,8 +117,6 @@ class WatchedLayers:
         self.train_params = [self.params[i] for i in trainable]
         self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
         self.train_layers = sorted({int(i) for i in self.train_index.tolist()})
-        #: parameters another optimizer trains (a GAN's other network): their gradients are not read
-        self.foreign = None if held is None else [id(p) not in held for p in self.params]
 
     def refresh(self, root: nn.Module, optimizer: Any) -> None:
         """Follow ``requires_grad`` when it changed since the last call (a part unfrozen or frozen

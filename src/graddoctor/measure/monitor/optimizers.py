@@ -152,8 +152,7 @@ def warn_foreign(optimizer: Any, *models: Any) -> None:
                       "unless another optimizer steps them (a GAN's other network: watch each network with its own "
                       "optimizer, gd.watch(model.G, opt_G)), they get gradients but never move, and "
                       "optimizer.zero_grad() does not clear them - set requires_grad=False on them if they are "
-                      "frozen on purpose, or add them to the optimizer; watch reads only the layers this optimizer "
-                      "trains", stacklevel=user_level())
+                      "frozen on purpose, or add them to the optimizer", stacklevel=user_level())
 
 
 __all__ = ["foreign_optimizer", "held_params", "hookable_optimizer", "left_out", "unwrap_optimizer", "warn_foreign"]

@@ -49,15 +49,15 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
         >>> meta["layers"][0]["kind"], meta["activations"]
         ('linear', [])
     """
-    entries, trains = [], set(layers.train_layers)  # held by the watched optimizer (a GAN's half)
-    for i, ((n, ps), name, m) in enumerate(zip(layers.groups, layers.names, layers.modules)):
+    entries = []
+    for (n, ps), name, m in zip(layers.groups, layers.names, layers.modules):
         lay = mm._layer_by_name.get(n) if mm is not None else None
         entries.append({
             "name": name, "type": lay.type if lay else (type(m).__name__ if m is not None else ""),
             "kind": lay.kind if lay else (layer_kind(m) if m is not None else "other"),
             "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
-            "numel": sum(p.numel() for p in ps), "trainable": i in trains,
+            "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
             # the mapped forward read none of its parameters (a called weight layer never counts:
             # its forward ran); no map, no claim
             "unread": bool(mm is not None and n in mm.unread and (lay is None or lay.kind == "other")),

@@ -78,8 +78,6 @@ class StepWriter:
             found_inf: a fused optimizer's AMP flag.
         """
         grads = [p.grad for p in self.params]
-        if self.layers.foreign is not None:  # watch reads the layers the watched optimizer trains
-            grads = [None if skip else g for g, skip in zip(grads, self.layers.foreign)]
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)
