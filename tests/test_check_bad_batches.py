@@ -39,3 +39,9 @@ def test_a_minus_inf_attention_mask_is_data():
 
     mask = torch.zeros(8, 4).masked_fill_(torch.rand(8, 4) > 0.5, float("-inf"))
     assert gd.check(Masked(), {"x": torch.randn(8, 16), "mask": mask}).ok
+
+
+@pytest.mark.parametrize("k", [-1, 2.5, True])
+def test_a_bad_jacobian_k_is_one_line(k):
+    with pytest.raises(InputError, match="jacobian_k must be an int >= 0"):
+        gd.check(_mlp(), torch.randn(8, 16), jacobian_k=k)

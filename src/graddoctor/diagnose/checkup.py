@@ -99,6 +99,9 @@ def check(
     model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
     require_supported(model, "check")  # TorchScript, lazy or meta parameters: one line
     check_probe_inputs(example_inputs)
+    if isinstance(jacobian_k, bool) or not isinstance(jacobian_k, int) or jacobian_k < 0:
+        raise InputError(f"check(): jacobian_k must be an int >= 0 (random projections; 0 skips the sketch), "
+                         f"got {jacobian_k!r}")
     if any(True for _ in model.parameters()) and not any(p.requires_grad for p in model.parameters()):
         warnings.warn("graddoctor.check: the model has no trainable parameter (every one has "
                       "requires_grad=False): nothing in it would train - unfreeze the part you mean to "
