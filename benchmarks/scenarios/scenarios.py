@@ -35,7 +35,7 @@ from torch import nn
 from graddoctor import data, zoo
 
 TRAINING_CODES = ("vanishing-gradient", "exploding-gradient", "non-finite", "dead-relu",
-                  "saturated-activation", "stalled-layers", "loss-plateau")
+                  "saturated-activation", "stalled-layers", "loss-plateau", "poor-init")
 
 
 @dataclass
@@ -249,7 +249,7 @@ def _s(name, arch, fault, expected, build, why=""):
     return Scenario(name, arch, fault, frozenset(expected), build, why)
 
 
-V, E, N, D, S, ST, P = TRAINING_CODES
+V, E, N, D, S, ST, P, I = TRAINING_CODES
 
 SCENARIOS: list[Scenario] = [
     # ------------------------------------------------------------ healthy controls
@@ -334,11 +334,14 @@ SCENARIOS: list[Scenario] = [
     _s("transformer-pre2-ffn-90pct-dead", "transformer", "bias", [D],
        kill_units(tf_run("pre", 2, lr=3e-3), 0.9, slice(None), nn.Linear, "ff.0"),
        "90% of the FFN's ReLU units get bias -20; the residual stream carries the gradient"),
-    # saturation: large init scale (std 5/sqrt(fan_in) for tanh) or a +6 bias for sigmoid.
-    _s("mlp4-tanh-large-init", "mlp", "init", [S],
+    # saturation: large init scale (std 5/sqrt(fan_in) for tanh) or a +6 bias for sigmoid. The
+    # tanh MLPs drawn large also carry poor-init (labelled 2026-12-01, when watch got the rule, after
+    # seeing its output): weights 5x LeCun's scale and a loss still above ln 10 after 100 steps;
+    # the CNN's loss falls below ln 10, and it is not labelled
+    _s("mlp4-tanh-large-init", "mlp", "init", [S, I],
        mlp_run(depth=4, activation="tanh", init=0.9, opt="adam", lr=1e-3),
        "std 0.9 on width 32: pre-activations ~N(0, 5^2), most |tanh| > 0.99"),
-    _s("mlp6-tanh-large-init-mnist1d", "mlp", "init", [S, P],
+    _s("mlp6-tanh-large-init-mnist1d", "mlp", "init", [S, P, I],
        mlp_run(mnist1d_flat, depth=6, activation="tanh", init=0.9, lr=1e-3),
        "saturated and with logits ~x10 too large, the loss stays within 10% of its start"),
     _s("plaincnn6-tanh-large-init", "cnn", "init", [S],
@@ -346,7 +349,7 @@ SCENARIOS: list[Scenario] = [
                lr=1e-3), "conv fan_in 72-144, std 0.5: pre-activations ~N(0, 4^2)"),
     # chaotic regime (Poole et al. 2016): tanh with std 0.9 on width 32 has a backward gain
     # sigma_w^2 n E[tanh'^2] ~ 3 per layer: gradients grow ~0.24 orders per layer towards the input
-    _s("mlp20-tanh-large-init", "mlp", "init+depth", [E, S, P],
+    _s("mlp20-tanh-large-init", "mlp", "init+depth", [E, S, P, I],
        mlp_run(depth=20, activation="tanh", init=0.9, lr=1e-3),
        "chaotic and saturated, the loss stays within 15% of its start for 100 steps"),
     _s("mlp4-sigmoid-bias+6", "mlp", "bias", [S, V, ST, P],
