@@ -249,7 +249,7 @@ def _s(name, arch, fault, expected, build, why=""):
     return Scenario(name, arch, fault, frozenset(expected), build, why)
 
 
-V, E, N, D, S, ST, P, I = TRAINING_CODES
+V, E, N, D, S, ST, P, PI = TRAINING_CODES
 
 SCENARIOS: list[Scenario] = [
     # ------------------------------------------------------------ healthy controls
@@ -338,10 +338,10 @@ SCENARIOS: list[Scenario] = [
     # tanh MLPs drawn large also carry poor-init (labelled 2026-12-01, when watch got the rule, after
     # seeing its output): weights 5x LeCun's scale and a loss still above ln 10 after 100 steps;
     # the CNN's loss falls below ln 10, and it is not labelled
-    _s("mlp4-tanh-large-init", "mlp", "init", [S, I],
+    _s("mlp4-tanh-large-init", "mlp", "init", [S, PI],
        mlp_run(depth=4, activation="tanh", init=0.9, opt="adam", lr=1e-3),
        "std 0.9 on width 32: pre-activations ~N(0, 5^2), most |tanh| > 0.99"),
-    _s("mlp6-tanh-large-init-mnist1d", "mlp", "init", [S, P, I],
+    _s("mlp6-tanh-large-init-mnist1d", "mlp", "init", [S, P, PI],
        mlp_run(mnist1d_flat, depth=6, activation="tanh", init=0.9, lr=1e-3),
        "saturated and with logits ~x10 too large, the loss stays within 10% of its start"),
     _s("plaincnn6-tanh-large-init", "cnn", "init", [S],
@@ -349,7 +349,7 @@ SCENARIOS: list[Scenario] = [
                lr=1e-3), "conv fan_in 72-144, std 0.5: pre-activations ~N(0, 4^2)"),
     # chaotic regime (Poole et al. 2016): tanh with std 0.9 on width 32 has a backward gain
     # sigma_w^2 n E[tanh'^2] ~ 3 per layer: gradients grow ~0.24 orders per layer towards the input
-    _s("mlp20-tanh-large-init", "mlp", "init+depth", [E, S, P, I],
+    _s("mlp20-tanh-large-init", "mlp", "init+depth", [E, S, P, PI],
        mlp_run(depth=20, activation="tanh", init=0.9, lr=1e-3),
        "chaotic and saturated, the loss stays within 15% of its start for 100 steps"),
     _s("mlp4-sigmoid-bias+6", "mlp", "bias", [S, V, ST, P],

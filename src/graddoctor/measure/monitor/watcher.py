@@ -155,12 +155,10 @@ class Monitor:
         """Layers (ModelMap order, or named_modules order as fallback), ring buffer, meta line."""
         mm = None if inputs is None else map_model(self.root, inputs, warn=self.rank == 0)
         self.layers = layers = WatchedLayers(self.root, mm, self.mode == "sharded", held_params(self.optimizer, self.root))
-        self.device = layers.device
-        self._host_check = layers.device.type == "cpu"  # a host read is free on CPU, a sync elsewhere
+        self.device, self._host_check = layers.device, layers.device.type == "cpu"  # a host read: free on CPU
         self.steps = StepWriter(layers, self.schedule, self.optimizer, self.root)
         self.ring = self.steps.ring
-        sites = [] if mm is None else mm.activations
-        self._records = StepRecords(layers, [s.name for s in sites])
+        self._records = StepRecords(layers, [s.name for s in ([] if mm is None else mm.activations)])
         self._meta = meta_record(self.run_id, layers, mm, {
             **vars(self.schedule), "output_grads": self.output_grads,
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
@@ -171,9 +169,7 @@ class Monitor:
             self.steps.snapshot_for(1)
         self.output.write_meta(self._meta)
 
-    def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
-        """Extra ``config`` entries of the meta line, measured once the model is mapped (the
-        ``Watcher``'s init audit); none here."""
+    def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:  # meta config extras: the Watcher's audit
         return {}
 
     def _new_row(self) -> Row:
