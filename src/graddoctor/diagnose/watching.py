@@ -48,7 +48,7 @@ class Watcher(Monitor):
         findings on the weights as drawn), ``weight_scale`` (the median Linear ``std * sqrt(fan_in)``)
         and ``output_width`` (the classes / vocabulary). An audit
         that fails warns; watch goes on without it."""
-        if mm is None or self.rank != 0:
+        if mm is None or self.world_size > 1:  # a forward on one rank only could hang the others
             return {}
         try:
             mapping, self.forwards.mapping = self.forwards.mapping, True  # its forward is not training's

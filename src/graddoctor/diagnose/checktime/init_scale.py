@@ -58,12 +58,19 @@ def init_fault(model: nn.Module, example_inputs: Any, mmap: ModelMap | None = No
     # whole model is off scale, so its small init stands for the static rules' layer-wise findings
     # (a T5 at initializer_factor 50 got He on the 8 of its 33 layers the chain rule named, and
     # stayed at a loss of 6900)
-    if not weight_scale(model)[0] >= SCALE_FLOOR:  # not drawn large: no extra forward for the attention
-        return found
+    if not weight_scale(model)[0] >= SCALE_FLOOR or not _has_attention(model):  # no extra forward then:
+        return found  # the user's forward hooks see one more call (watch's audit at the first forward)
     att = attention_init(attention_entropy(model, example_inputs), model)
     if att is not None and att.evidence["attention_entropy_median"] < ACT_ENTROPY:
         return [att, *(f for f in found if f.remedies == ["norm-gain"])]
     return found
+
+
+def _has_attention(model: nn.Module) -> bool:
+    """A module whose class or name says attention (``nn.MultiheadAttention``, HF ``*Attention``,
+    ``attn``): the attention rule's forward is run only then."""
+    return any("attn" in n.lower().rsplit(".", 1)[-1] or "attention" in type(m).__name__.lower()
+               or "attention" in n.lower().rsplit(".", 1)[-1] for n, m in model.named_modules())
 
 
 def output_classes(mmap: ModelMap) -> int:
