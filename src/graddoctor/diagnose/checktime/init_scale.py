@@ -66,11 +66,20 @@ def init_fault(model: nn.Module, example_inputs: Any, mmap: ModelMap | None = No
     return found
 
 
+#: parts of a module's class or attribute name that say attention
+ATTENTION_WORDS = ("attn", "attention", "selfatt", "crossatt", "mha", "multihead")
+
+
 def _has_attention(model: nn.Module) -> bool:
-    """A module whose class or name says attention (``nn.MultiheadAttention``, HF ``*Attention``,
-    ``attn``): the attention rule's forward is run only then."""
-    return any("attn" in n.lower().rsplit(".", 1)[-1] or "attention" in type(m).__name__.lower()
-               or "attention" in n.lower().rsplit(".", 1)[-1] for n, m in model.named_modules())
+    """A module whose class or attribute name says attention (``nn.MultiheadAttention``, HF
+    ``*Attention``, ``attn``, ``SelfAtt``): the attention rule's forward is run only then.
+
+    Example:
+        >>> _has_attention(nn.TransformerEncoderLayer(8, 2)), _has_attention(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+        (True, False)
+    """
+    return any(w in type(m).__name__.lower() or w in n.lower().rsplit(".", 1)[-1]
+               for n, m in model.named_modules() for w in ATTENTION_WORDS)
 
 
 def output_classes(mmap: ModelMap) -> int:
