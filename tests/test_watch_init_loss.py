@@ -49,7 +49,7 @@ def _lm_batches():
         yield _batch(g)
 
 
-@pytest.mark.parametrize("ir, flagged", [(1.0, True), (0.02, False), (0.2, False)])
+@pytest.mark.parametrize("ir, flagged", [(1.0, True), (0.02, False)])
 def test_a_gpt2_drawn_large_that_stays_worse_than_a_guess_is_poor_init(ir, flagged):
     losses, report = _watch(_gpt2(ir), _lm_batches(), lambda m, b: m(**b).loss)
     end = sum(losses[-20:]) / 20
