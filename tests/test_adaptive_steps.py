@@ -8,13 +8,13 @@ import statistics
 
 import pytest
 import torch
-from test_rules import _train
 
 import graddoctor as gd
 from graddoctor import data, zoo
 from graddoctor.diagnose.training import training_findings
 from graddoctor.diagnose.training.adaptive_steps import FIRST_STEP_TOO_BIG, adaptive_steps_too_big
 from graddoctor.diagnose.training.postln import first_step_size
+from test_rules import _train
 
 
 @pytest.fixture(scope="module")
