@@ -36,7 +36,7 @@ from graddoctor.diagnose.thresholds import (
     VANILLA_RNN_TYPES,
     VANISH_ORDERS,
 )
-from graddoctor.diagnose.training import adaptive_steps, instability
+from graddoctor.diagnose.training import instability
 from graddoctor.diagnose.training.dead_branches import dead_branches
 from graddoctor.diagnose.training.progress import flat_since
 from graddoctor.diagnose.training.series import (
@@ -344,8 +344,7 @@ def exploding_gradient(meta: dict, steps: list[dict]) -> list[Finding]:
         >>> exploding_gradient({"layers": []}, [])
         []
     """
-    paths = (instability.signal_growth, instability.loss_spikes, instability.diverged, instability.oversized_updates,
-             adaptive_steps.adaptive_steps_too_big)
+    paths = (instability.signal_growth, instability.loss_spikes, instability.diverged, instability.oversized_updates)
     out = [f for f in [_blowup(meta, steps), *(p(meta, steps) for p in paths)] if f is not None]
     names, ids2, logs = relative_gradient(meta, steps)
     logs[logs <= ZERO_LOG] = np.nan  # an exact zero is no magnitude: a dead branch (vanishing's)

@@ -16,8 +16,7 @@
    every gradient-flow cause (``GRADIENT_FLOW_CODES``) is an error, and so is a plateau that
    has one; without harm a cause is a warning (on runs long enough to tell: ``progress.MIN_STEPS``
    losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
-   over steps (evidence ``blowup_step``) or overflowed, which is harm in itself, or whose rule
-   read a slow loss itself (evidence ``slow_loss``).
+   over steps (evidence ``blowup_step``) or overflowed, which is harm in itself.
 3. A plateau with no gradient-flow cause names the data, the labels or the learning rate (and
    the frozen weight layers, when there are: a part the user forgot to unfreeze learns nothing).
 
@@ -55,9 +54,7 @@ UNSAMPLED = ("; activations were not sampled in this run, so dead or saturated u
 
 
 def _blew_up(f: Finding) -> bool:
-    """A blow-up or overflow (harm in itself), or a rule that read the harm from the loss itself
-    (evidence ``slow_loss``: ``adaptive_steps``): its own severity stands."""
-    return f.code == "exploding-gradient" and any(k in f.evidence for k in ("blowup_step", "overflowed_layers", "slow_loss"))
+    return f.code == "exploding-gradient" and ("blowup_step" in f.evidence or "overflowed_layers" in f.evidence)
 
 
 def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:

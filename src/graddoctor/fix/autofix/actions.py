@@ -303,11 +303,9 @@ def lower_lr(optimizer: torch.optim.Optimizer, factor: float, reason: str) -> Ch
                   {"factor": factor, "lr": lrs, "schedulers": n})
 
 
-def lr_divisor(meta: dict, window: list[dict], causes: list[Finding] = ()) -> float:
-    """The divisor a cause measured (``lr_divisor`` in its evidence: an adaptive optimizer's steps
-    too large for the weights, ``adaptive_steps``); else ``HUGE_LR_FACTOR`` where a sampled step of
-    ``window`` moved the weights by as much as their norm (a finite median update ratio >=
-    ``HUGE_STEP``), else ``LR_FACTOR``.
+def lr_divisor(meta: dict, window: list[dict]) -> float:
+    """``HUGE_LR_FACTOR`` where a sampled step of ``window`` moved the weights by as much as
+    their norm (a finite median update ratio >= ``HUGE_STEP``), else ``LR_FACTOR``.
 
     Example:
         >>> meta = {"layers": [{"name": "a", "kind": "linear"}]}
@@ -316,9 +314,6 @@ def lr_divisor(meta: dict, window: list[dict], causes: list[Finding] = ()) -> fl
         >>> lr_divisor(meta, [{"step": 4, "update_ratio": {"a": 0.2}}])
         10.0
     """
-    measured = [float(f.evidence["lr_divisor"]) for f in causes if isinstance(f.evidence.get("lr_divisor"), (int, float))]
-    if measured:
-        return max(measured)
     _, med = median_update_ratios(meta, window)
     med = med[np.isfinite(med)]
     return HUGE_LR_FACTOR if med.size and med.max() >= HUGE_STEP else LR_FACTOR

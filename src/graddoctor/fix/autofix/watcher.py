@@ -263,7 +263,7 @@ class AutofixWatcher(Watcher):
             elif self._trial is None and self._point is not None:
                 self._point.refresh(self.root, step, window, findings, now)
             return
-        self._apply(step, findings, causes, now, lr_divisor(meta, window, causes))
+        self._apply(step, findings, causes, now, lr_divisor(meta, window))
 
     def _apply(self, step: int, findings: list, causes: list, now: float, lr_div: float) -> None:
         # a blow-up fix that did not help (the run still fails): roll back and lower the rate again
