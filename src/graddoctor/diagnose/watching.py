@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -24,6 +25,9 @@ from graddoctor.options import keywords, refuse
 from graddoctor.report import Report
 from graddoctor.stack import user_level
 
+#: model -> the Watcher last attached to it (a second attach while it is attached warns)
+_ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
 
 class Watcher(Monitor):
     """An attached training monitor whose ``report()`` judges what it recorded (see ``Monitor``).
@@ -36,11 +40,26 @@ class Watcher(Monitor):
         self.events: list[dict] = []
 
     def attach(self) -> Watcher:
-        """Install the hooks (see ``Monitor.attach``); a model with no parameters warns: nothing to watch."""
+        """Install the hooks (see ``Monitor.attach``); a model with no parameters warns: nothing to
+        watch; so does a model another attached watcher already watches (a second ``gd.watch`` on
+        it without a ``detach`` of the first: both hook every step and each logs its own run)."""
         if not self.attached and next(self.root.parameters(), None) is None:
             warnings.warn(f"graddoctor.watch: the model ({type(self.root).__name__}) has no parameters, so there "
                           "is nothing to watch - pass the module that holds the weights", stacklevel=user_level())
+        if not self.attached:
+            other = _ATTACHED.get(self.root)
+            if other is not None and other is not self and other.attached:
+                warnings.warn(f"graddoctor.watch: another gd.watch is still attached to this model "
+                              f"({type(self.root).__name__}); both hook every step and each logs its own run - "
+                              "detach the first (w.detach(), or `with gd.watch(...) as w:`)", stacklevel=user_level())
+            _ATTACHED[self.root] = self
         return super().attach()
+
+    def detach(self) -> None:
+        """Remove the hooks (see ``Monitor.detach``)."""
+        if _ATTACHED.get(self.root) is self:
+            del _ATTACHED[self.root]
+        super().detach()
 
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
         """The init audit at the first forward (or attach, with example inputs), kept in the meta
