@@ -105,7 +105,8 @@ def test_trainer_without_logging_every_step_keeps_every_step(tmp_path):
     args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4,
                                           logging_steps=3, report_to=[], save_strategy="no", use_cpu=True,
                                           disable_tqdm=True, num_train_epochs=1)
-    transformers.Trainer(model=model, args=args, train_dataset=dataset(), callbacks=[cb]).train()
+    with pytest.warns(UserWarning, match=r"logs the loss every 3 steps .*logging_steps=1"):
+        transformers.Trainer(model=model, args=args, train_dataset=dataset(), callbacks=[cb]).train()
     steps = cb.records()[1]
     assert [s["step"] for s in steps] == [1, 2, 3, 4, 5, 6]
     assert [s["loss"] is not None for s in steps] == [False, False, True, False, False, True]

@@ -7,7 +7,8 @@ of the micro-batch that completes the step (Accelerate's ``sync_gradients``): ac
 that read at the end of the backward pass (a Python call per backward, not per parameter). If it
 did not fire for a step (the hooked parameter got no gradient), the step is read at
 ``on_pre_optimizer_step`` instead. The loss comes from ``on_log`` (``logging_steps=1`` gives
-every step's loss; otherwise the logged mean goes to the logged step). With clipping, the
+every step's loss; otherwise the logged mean goes to the logged step, and one warning line at
+``on_train_begin`` says so: the Trainer's default, 500, leaves a short run with no loss). With clipping, the
 threshold is in ``meta["config"]["max_grad_norm"]`` and ``records()`` adds to each step the
 clip the Trainer applied: ``clip = {"max_norm", "norm", "coef"}`` (``coef``: the factor
 ``clip_grad_norm_`` scaled every gradient by, from the recorded pre-clip norms). The recorded
@@ -46,6 +47,11 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise InputError("graddoctor.integrations.transformers needs transformers - "
                      "pip install 'graddoctor[transformers]'") from e
+
+
+def _strategy(args: Any) -> str:
+    """The Trainer's logging strategy as a string ("steps", "epoch", "no")."""
+    return str(getattr(args.logging_strategy, "value", args.logging_strategy))
 
 
 class GradDoctorCallback(TrainerCallback):
@@ -90,11 +96,16 @@ class GradDoctorCallback(TrainerCallback):
             return
         self.max_grad_norm = float(args.max_grad_norm or 0.0)
         extra = {"max_grad_norm": self.max_grad_norm} if self.max_grad_norm > 0 else {}
-        every_step = args.logging_steps == 1 and str(getattr(args.logging_strategy, "value",
-                                                                 args.logging_strategy)) == "steps"
+        every_step = args.logging_steps == 1 and _strategy(args) == "steps"
         off = (f"{args.world_size} processes: each rank would repair on its own records" if args.world_size > 1
                else "it judges every step's loss: set TrainingArguments(logging_steps=1)" if not every_step
                else None)
+        if not every_step and self.autofix is False and state.is_world_process_zero:
+            every = (f"every {args.logging_steps} steps (logging_steps)" if _strategy(args) == "steps"
+                     else f"with logging_strategy={_strategy(args)!r}")
+            warnings.warn(f"graddoctor: the Trainer logs the loss {every}, so watch records the loss only "
+                          "then and the rules that read it (plateau, stuck loss, post-LN, init) see few values "
+                          "- set TrainingArguments(logging_steps=1) to record every step's loss", stacklevel=2)
         self.watcher = framework_watcher(model, optimizer, self.log_dir, autofix=self.autofix, off=off,
                                          extra_config=extra, **self.watch_options).attach()
         self.watcher.start_at(state.global_step)  # a resumed run: the checkpoint's step
