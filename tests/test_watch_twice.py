@@ -1,5 +1,6 @@
-"""A second ``gd.watch`` on a model that a first one still watches warns once; a watch after the
-first's detach, or on another module, does not."""
+"""A second ``gd.watch`` on a model that a first one still watches with the same optimizer warns
+once; a watch after the first's detach, on another module, or with another optimizer (a GAN's
+two) does not."""
 
 from __future__ import annotations
 
@@ -56,3 +57,14 @@ def test_watch_after_detach_or_on_another_module_is_silent():
     with gd.watch(net, opt):
         pass
     assert _messages(lambda: gd.watch(net, opt).detach()) == []
+
+
+def test_a_second_optimizer_on_the_same_model_is_silent():
+    net = _net()
+    opt_a = torch.optim.SGD(net[0].parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(net[2].parameters(), lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the left-out-parameters line of each
+        first = gd.watch(net, opt_a)
+    assert _messages(lambda: gd.watch(net, opt_b).detach()) == []
+    first.detach()

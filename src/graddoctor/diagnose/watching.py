@@ -41,14 +41,15 @@ class Watcher(Monitor):
 
     def attach(self) -> Watcher:
         """Install the hooks (see ``Monitor.attach``); a model with no parameters warns: nothing to
-        watch; so does a model another attached watcher already watches (a second ``gd.watch`` on
-        it without a ``detach`` of the first: both hook every step and each logs its own run)."""
+        watch; so does a model another attached watcher already watches with the same optimizer (a
+        second ``gd.watch`` on it without a ``detach`` of the first: both hook every step and each
+        logs its own run; a GAN's two optimizers on one model are two runs, not a mistake)."""
         if not self.attached and next(self.root.parameters(), None) is None:
             warnings.warn(f"graddoctor.watch: the model ({type(self.root).__name__}) has no parameters, so there "
                           "is nothing to watch - pass the module that holds the weights", stacklevel=user_level())
         if not self.attached:
             other = _ATTACHED.get(self.root)
-            if other is not None and other is not self and other.attached:
+            if other is not None and other is not self and other.attached and other.optimizer is self.optimizer:
                 warnings.warn(f"graddoctor.watch: another gd.watch is still attached to this model "
                               f"({type(self.root).__name__}); both hook every step and each logs its own run - "
                               "detach the first (w.detach(), or `with gd.watch(...) as w:`)", stacklevel=user_level())
