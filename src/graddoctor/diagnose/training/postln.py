@@ -209,6 +209,20 @@ def first_step_size(meta: dict, steps: list[dict]) -> float:
     return float(max(first)) if first else float("nan")
 
 
+def post_ln_blocks(meta: dict, order: dict[str, str] | None = None) -> list[str]:
+    """The post-LN blocks of a model that is a post-LN stack (most of its blocks, at least
+    ``MIN_POST_BLOCKS``), else []. ``order``: ``block_norm_order(meta)`` when already read.
+
+    Example:
+        >>> post_ln_blocks({"layers": [{"name": "b.0.attn", "kind": "attention"},
+        ...                            {"name": "b.0.norm", "kind": "norm"}]})
+        []
+    """
+    order = block_norm_order(meta) if order is None else order
+    post = [b for b, o in order.items() if o == "post"]
+    return post if len(post) * 2 > len(order) and len(post) >= MIN_POST_BLOCKS else []
+
+
 def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
     """Post-LN blocks, no LR warm-up, and a loss that has not moved.
 
@@ -217,8 +231,8 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
         []
     """
     order = block_norm_order(meta)
-    post = [b for b, o in order.items() if o == "post"]
-    if not order or len(post) * 2 <= len(order) or len(post) < MIN_POST_BLOCKS:
+    post = post_ln_blocks(meta, order)
+    if not post:
         return []
     lr = np.array([as_float(s.get("lr")) for s in used_steps(steps) if int(s.get("step", 0)) <= EARLY_STEPS])
     lr = lr[np.isfinite(lr)]
@@ -250,5 +264,5 @@ def post_ln_no_warmup(meta: dict, steps: list[dict]) -> list[Finding]:
 
 
 __all__ = ["FIRST_STEPS", "GRAD_FALL", "LATE_FALL", "MIN_STEP", "RAMP_FRAC", "SETTLE_STEPS", "block_norm_order",
-           "first_step_size", "flat_after_settling", "gradient_fall",
+           "first_step_size", "flat_after_settling", "gradient_fall", "post_ln_blocks",
            "post_ln_no_warmup"]

@@ -19,7 +19,8 @@ since) with the learning rate divided by 10 (by 100 when its steps were as large
 ``actions.lr_divisor``); a run that still fails after a blow-up fix is
 rolled back again and the rate lowered again. A fix that re-draws the weights makes them the
 new rollback point. A post-LN warm-up restarts from the point too (a stuck run never moved
-it). At most ``max_fixes`` rounds; the window restarts after each (the cool-down), so a fix is
+it), and only where its tokens collapsed onto one vector early on (``collapse.CollapseGate``).
+At most ``max_fixes`` rounds; the window restarts after each (the cool-down), so a fix is
 judged on its own steps only. If the last round's window (judged after
 the warm-up, a blow-up at once) still has a trigger, one event says so ("gave up") and autofix
 stops reading the records.
@@ -84,6 +85,7 @@ from graddoctor.fix.autofix.actions import (
     plan_fix,
     triggering,
 )
+from graddoctor.fix.autofix.collapse import CollapseGate
 from graddoctor.fix.autofix.events import family, fix_event, manual_steps
 from graddoctor.fix.autofix.initaudit import InitAudit, causes_gone
 from graddoctor.fix.autofix.judge import (
@@ -171,6 +173,7 @@ class AutofixWatcher(Watcher):
         # cause sets already reported with no in-place remedy; remedies that came out as code changes
         self._noop, self._manual = set[frozenset](), set[str]()
         self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
+        self._collapse = CollapseGate(self.root, self.forwards)  # a post-LN restart needs collapsed tokens
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
@@ -230,7 +233,9 @@ class AutofixWatcher(Watcher):
         self._checked = step
         meta, steps = self.records()
         window = thinned([s for s in steps if s.get("step", 0) > self._since])
-        findings = training_findings(meta, window)
+        inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
+        self._collapse.look(step, meta, inputs)
+        findings = self._collapse.confirm(training_findings(meta, window))
         now = level(window)
         if self._trial is not None and since >= self._trial.get("due", self.trial) and \
                 self._judge(step, now, findings, window):
