@@ -102,7 +102,9 @@ def test_without_a_measure_the_records_decide():
     for gate, inputs, meta in [(_gate(_Collapsing(False)), None, META),  # no batch
                                (_gate(_Collapsing(False)), torch.randn(3, 5), META),  # forward fails
                                (_gate(_Collapsing(False)), x, {"layers": []}),  # no norm layers
-                               (_gate(_Collapsing(False), post_ln=False), x, META)]:  # no post-LN stack
+                               (_gate(_Collapsing(False), post_ln=False), x, META),  # no post-LN stack
+                               (CollapseGate(_Collapsing(False), types.SimpleNamespace(mapping=False),
+                                             post_ln=lambda meta: True, enabled=False), x, META)]:  # refused
         gate.look(10, meta, inputs)
         assert gate.lowest is None and len(gate.confirm([_post_ln_error()])) == 1
         assert gate.forwards.mapping is False

@@ -17,8 +17,8 @@ collapse to sit at chance with their tokens apart again (b-ttf-post12 seed 4: 0.
 0.47-0.96 from step 40 on; b-ttf-post16 seed 4: 0.06); the Hugging Face runs above never read under
 0.59 in 100 steps (a unigram plateau still carries its tokens apart). So a ``post-ln-no-warmup``
 error acts only where the smallest median spread seen at the checks up to step ``LOOK_UNTIL`` is
-under ``COLLAPSED``. Without a batch, a post-LN stack of too few blocks, or a forward that fails, the
-finding stands as the records say.
+under ``COLLAPSED``. Without a batch, a post-LN stack of too few blocks, a forward that fails, or with surgery refused
+(DDP/FSDP, compiled), the finding stands as the records say.
 
 Example:
     >>> import types
@@ -60,17 +60,19 @@ class CollapseGate:
         forwards: the watcher's forward machinery (its ``mapping`` flag is up during the forward:
             not a training forward).
         post_ln: meta -> whether the model is a post-LN stack (``postln.post_ln_blocks``).
+        enabled: False where surgery is refused (DDP/FSDP-wrapped, compiled, TorchScript): no
+            forward of the bare model there (an FSDP unit would gather its shards on one rank only).
     """
 
-    def __init__(self, root: nn.Module, forwards: Any, post_ln: Any = post_ln_blocks) -> None:
-        self.root, self.forwards, self.post_ln = root, forwards, post_ln
+    def __init__(self, root: nn.Module, forwards: Any, post_ln: Any = post_ln_blocks, enabled: bool = True) -> None:
+        self.root, self.forwards, self.post_ln, self.enabled = root, forwards, post_ln, enabled
         self.lowest: float | None = None  # None: not measured
 
     def look(self, step: int, meta: dict, inputs: Any) -> None:
         """Measure the spread on ``inputs`` at a check of ``step`` (<= ``LOOK_UNTIL``, a post-LN
         stack, no collapse seen yet); a forward that fails measures nothing."""
-        if step > LOOK_UNTIL or inputs is None or (self.lowest is not None and self.lowest < COLLAPSED) \
-                or not self.post_ln(meta):
+        if not self.enabled or step > LOOK_UNTIL or inputs is None or \
+                (self.lowest is not None and self.lowest < COLLAPSED) or not self.post_ln(meta):
             return
         norms = [ly["name"] for ly in meta.get("layers", []) if ly.get("kind") == "norm"]
         self.forwards.mapping = True

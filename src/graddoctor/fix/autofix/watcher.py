@@ -173,7 +173,7 @@ class AutofixWatcher(Watcher):
         # cause sets already reported with no in-place remedy; remedies that came out as code changes
         self._noop, self._manual = set[frozenset](), set[str]()
         self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
-        self._collapse = CollapseGate(self.root, self.forwards)  # a post-LN restart needs collapsed tokens
+        self._collapse = CollapseGate(self.root, self.forwards, enabled=self.refused is None)  # post-LN restarts
 
     def attach(self) -> AutofixWatcher:
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
