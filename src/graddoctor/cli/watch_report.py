@@ -36,7 +36,8 @@ def layer_table(meta: dict, steps: list[dict], last: int = 10) -> str:
     for lay in meta.get("layers", []):
         vals = sorted(v for s in used if (v := s["grad_norm"].get(lay["name"])) is not None)
         med = vals[len(vals) // 2] if vals else None
-        name = (lay["name"] or "<model>") + ("" if lay.get("trainable", True) else " (frozen)")
+        name = (lay["name"] or "<model>") + ("" if lay.get("trainable", True) else " (not in the optimizer)"
+                                             if lay.get("outside_optimizer") else " (frozen)")
         rows.append(f"{name:<36} {lay.get('kind', ''):<10} {_fmt(med):>28} {_fmt(upd.get(lay['name'])):>22}")
     return "\n".join(rows)
 

@@ -68,6 +68,9 @@ class HookedWatcher(Watcher):
 
         self.output.write_meta = write_meta_with_extra  # type: ignore[method-assign]
 
+    def _outside(self, layers: Any) -> set[int]:  # several optimizers: the others step what the first lacks
+        return set() if self.several_optimizers else super()._outside(layers)
+
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """The optimizer's own pre-hook does nothing here: the framework hook marks the step."""
 

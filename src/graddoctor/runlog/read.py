@@ -152,7 +152,8 @@ def mark_unfrozen(meta: dict, steps: list[dict]) -> dict:
         >>> mark_unfrozen(meta, steps)["layers"]
         [{'name': '0', 'trainable': True, 'unfrozen_at': 2}, {'name': '1', 'trainable': False}]
     """
-    frozen = {ly.get("name") for ly in meta.get("layers") or [] if ly.get("trainable", True) is False}
+    frozen = {ly.get("name") for ly in meta.get("layers") or []  # outside the optimizer: no freeze to undo
+              if ly.get("trainable", True) is False and not ly.get("outside_optimizer")}
     first: dict[str, Any] = {}
     for s in steps if frozen else ():
         for name, v in (s.get("grad_norm") or {}).items():

@@ -117,6 +117,25 @@ class WatchedLayers:
         self.train_params = [self.params[i] for i in trainable]
         self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
         self.train_layers = sorted({int(i) for i in self.train_index.tolist()})
+        self.held = held
+
+    def left_out_layers(self) -> set[int]:
+        """Indexes of the layers with trainable parameters of which the optimizer holds none (a
+        GAN's other network watched with one network's optimizer); empty when it holds them all.
+
+        Example:
+            >>> net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+            >>> WatchedLayers(net, None, held={id(p) for p in net[1].parameters()}).left_out_layers()
+            {0}
+        """
+        if self.held is None:
+            return set()
+        out = set()
+        for i, (_, ps) in enumerate(self.groups):
+            trainable = [p for p in ps if p.requires_grad]
+            if trainable and not any(id(p) in self.held for p in trainable):
+                out.add(i)
+        return out
 
     def refresh(self, root: nn.Module, optimizer: Any) -> None:
         """Follow ``requires_grad`` when it changed since the last call (a part unfrozen or frozen

@@ -31,7 +31,8 @@ from graddoctor.runlog import VERSION
 _ACT_STATS = ("mean", "std", "zero_frac", "sat_frac")
 
 
-def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config: dict) -> dict:
+def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config: dict,
+                outside: set[int] | None = None) -> dict:
     """The run log's meta line: layers, activation sites and the watch configuration.
 
     Args:
@@ -39,6 +40,10 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
         layers: the watched layers.
         mm: the model's map (None: layer facts from the modules alone, no activation sites).
         config: the ``config`` entry (periods, options, distributed mode, ...).
+        outside: indexes of layers whose trainable parameters the optimizer leaves out (a GAN's
+            other network): written ``trainable: False`` with ``outside_optimizer: True``, so the
+            rules do not read them as part of this run (their gradients come from this run's loss,
+            their steps from another optimizer, or from none).
 
     Returns:
         The meta record (``type: "meta"``).
@@ -50,14 +55,16 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
         ('linear', [])
     """
     entries = []
-    for (n, ps), name, m in zip(layers.groups, layers.names, layers.modules):
+    outside = outside or set()
+    for i, ((n, ps), name, m) in enumerate(zip(layers.groups, layers.names, layers.modules)):
         lay = mm._layer_by_name.get(n) if mm is not None else None
         entries.append({
             "name": name, "type": lay.type if lay else (type(m).__name__ if m is not None else ""),
             "kind": lay.kind if lay else (layer_kind(m) if m is not None else "other"),
             "depth": lay.depth if lay else None, "min_depth": lay.min_depth if lay else None,
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
-            "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps),
+            "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps) and i not in outside,
+            **({"outside_optimizer": True} if i in outside else {}),
             # the mapped forward read none of its parameters (a called weight layer never counts:
             # its forward ran); no map, no claim
             "unread": bool(mm is not None and n in mm.unread and (lay is None or lay.kind == "other")),

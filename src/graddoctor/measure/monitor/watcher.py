@@ -163,7 +163,8 @@ class Monitor:
             **vars(self.schedule), "output_grads": self.output_grads,
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
             "distributed": self.mode, "world_size": self.world_size, "mapped": mm is not None,
-            "nonfinite_unit": "values" if self._host_check else "tensors", **self._setup_audit(mm, inputs)})
+            "nonfinite_unit": "values" if self._host_check else "tensors", **self._setup_audit(mm, inputs)},
+            self._outside(layers))
         self.forwards.set_up(self.root, mm, layers, self.schedule.dead_window, self.output_grads)
         if self.optimizer is None:
             self.steps.snapshot_for(1)
@@ -171,6 +172,9 @@ class Monitor:
 
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:  # meta config extras: the Watcher's audit
         return {}
+
+    def _outside(self, layers: WatchedLayers) -> set[int]:  # layers no optimizer of this run steps
+        return layers.left_out_layers()
 
     def _new_row(self) -> Row:
         if self._meta is None:
