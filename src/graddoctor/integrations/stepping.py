@@ -58,7 +58,7 @@ class HookedWatcher(Watcher):
                  optimizers: Sequence[Any] | None = None, extra_config: dict | None = None,
                  **kwargs: Any) -> None:
         super().__init__(model, optimizer, log_dir, **kwargs)
-        self.several_optimizers = optimizers is not None and len(optimizers) > 1
+        self.several_optimizers = self.other_optimizers = optimizers is not None and len(optimizers) > 1
         self.extra_config = dict(extra_config or {})
         write_meta = self.output.write_meta
 
@@ -67,9 +67,6 @@ class HookedWatcher(Watcher):
             write_meta(meta)
 
         self.output.write_meta = write_meta_with_extra  # type: ignore[method-assign]
-
-    def _outside(self, layers: Any) -> set[int]:  # several optimizers: the others step what the first lacks
-        return set() if self.several_optimizers else super()._outside(layers)
 
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """The optimizer's own pre-hook does nothing here: the framework hook marks the step."""

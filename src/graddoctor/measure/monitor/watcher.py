@@ -53,17 +53,16 @@ class Monitor:
         model: the model being trained (DDP / FSDP / ``torch.compile`` wrappers accepted).
         optimizer: its optimizer; gradients are read in its step pre-hook (with a closure, when
             the closure's first evaluation returns). None: ``w.step()`` marks the steps.
-        log_dir: directory for ``watch.jsonl`` (and TensorBoard events with
-            ``sinks=("jsonl", "tensorboard")``); None: records kept in memory only.
+        log_dir: directory of ``watch.jsonl`` (and of TensorBoard events); None: records in memory only.
         example_inputs: inputs for ``ModelMap`` (else taken from the first forward).
         flush_every, update_every, weight_every, activation_every, dead_window: the sampling
             periods (``schedule.Schedule``; ``activation_every=0``: no activation statistics).
         output_grads: also record ``||dL/d output||`` per layer on activation-sampled steps.
         scaler: the ``torch.amp.GradScaler`` in use, to record skipped steps.
-        sinks: sink names ("jsonl", "tensorboard", "wandb") or ``Sink`` objects, or one alone.
-        fsync: ``os.fsync`` the JSONL file at each flush.
-        history: step records kept in memory (oldest dropped). Default: none when a JSONL
-            sink is used (``records()`` reads the run back from the file), else 100000.
+        sinks, fsync: sink names ("jsonl", "tensorboard", "wandb") or ``Sink`` objects (or one
+            alone); ``os.fsync`` the JSONL file at each flush.
+        history: step records kept in memory (oldest dropped; default: none with a JSONL sink,
+            whose file ``records()`` reads back, else 100000).
 
     Raises:
         InputError: not a module or not an optimizer, a bad period, an unknown sink, parameters
@@ -98,8 +97,8 @@ class Monitor:
         self.output = RunOutput(self.log_dir, sinks, fsync, history, self.run_id, write=self.rank == 0)
         self.forwards = SampledForwards(self.root, self.schedule, self._setup, self._guarded, sample=self.rank == 0)
         self._meta: dict | None = None  # set up with the map: example_inputs, first forward or step
-        self._handles: list[Any] = []  # optimizer hooks
-        self._step = 0
+        # other optimizers step what this one leaves out (a framework's GAN): those layers are judged
+        self.other_optimizers, self._handles, self._step = False, list[Any](), 0  # _handles: optimizer hooks
         self.losses, self._count, self._closure = LossSlot(), StepCount(scaler), ClosureStep()
         self._gate, self._used = StepGate(), FreshGrads()  # once per step (torch may run hooks twice); pairing
         self.attached, self.failed, self.fixes = False, None, []  # failed: why recording stopped; fixes: autofix's
@@ -114,8 +113,8 @@ class Monitor:
             if self._meta is None or self.forwards.wants(self._step + 1):
                 self.forwards.arm()
             if self.optimizer is not None:
-                self._handles.append(self.optimizer.register_step_pre_hook(self._safe_pre_step))
-                self._handles.append(self.optimizer.register_step_post_hook(self._safe_post_step))
+                self._handles += [self.optimizer.register_step_pre_hook(self._safe_pre_step),
+                                  self.optimizer.register_step_post_hook(self._safe_post_step)]
         except BaseException:
             self.detach()
             raise
@@ -164,7 +163,7 @@ class Monitor:
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
             "distributed": self.mode, "world_size": self.world_size, "mapped": mm is not None,
             "nonfinite_unit": "values" if self._host_check else "tensors", **self._setup_audit(mm, inputs)},
-            self._outside(layers))
+            set() if self.other_optimizers else layers.left_out_layers())  # not stepped: not judged
         self.forwards.set_up(self.root, mm, layers, self.schedule.dead_window, self.output_grads)
         if self.optimizer is None:
             self.steps.snapshot_for(1)
@@ -172,9 +171,6 @@ class Monitor:
 
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:  # meta config extras: the Watcher's audit
         return {}
-
-    def _outside(self, layers: WatchedLayers) -> set[int]:  # layers no optimizer of this run steps
-        return layers.left_out_layers()
 
     def _new_row(self) -> Row:
         if self._meta is None:
