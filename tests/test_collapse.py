@@ -124,8 +124,8 @@ def test_autofix_leaves_a_post_ln_run_alone_whose_tokens_stay_apart(monkeypatch)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 8, 8, generator=g), torch.randint(0, 4, (64,), generator=g)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         with gd.watch(model, opt, example_inputs=x[:16], autofix=True) as w:
             for t in range(80):
                 sl = slice(t % 4 * 16, (t % 4 + 1) * 16)
@@ -138,3 +138,7 @@ def test_autofix_leaves_a_post_ln_run_alone_whose_tokens_stay_apart(monkeypatch)
     assert w._collapse.lowest is not None and w._collapse.lowest >= COLLAPSED
     assert not [e for e in w.fixes if not e.get("noop")], w.fixes
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    # said once, in w.fixes and as a warning line: the report keeps the error autofix did not act on
+    held = [e for e in w.fixes if "not_collapsed" in e]
+    assert len(held) == 1 and held[0]["codes"] == ["post-ln-no-warmup"], w.fixes
+    assert sum("no restart: the tokens never collapsed" in str(c.message) for c in caught) == 1

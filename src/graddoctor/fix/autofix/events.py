@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graddoctor.fix.autofix.collapse import COLLAPSED
 from graddoctor.report import Finding, format_names
 
 
@@ -56,6 +57,10 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
         more = len(extra["manual"]) - 2  # every one is in the event's "manual"
         line += ("; needs a code change: " + "; ".join(extra["manual"][:2])
                  + (f"; ... (+{more} more: the event's 'manual')" if more > 0 else ""))
+    if "not_collapsed" in extra:  # collapse.CollapseGate held a post-LN restart back
+        line = (f"step {step}: {', '.join(codes)} -> no restart: the tokens never collapsed onto one vector "
+                f"(smallest spread {extra['not_collapsed']:.2f}, a restart needs < {COLLAPSED}), so this reads as a "
+                "slow start on a plateau it may leave; if it stays, add a learning-rate warm-up (or pre-LN blocks)")
     if extra.get("gave_up"):  # the last round's window still fails
         line = (f"step {step}: {', '.join(codes)} still there after {extra['gave_up']} rounds (max_fixes): "
                 "autofix stops; training goes on as it is")

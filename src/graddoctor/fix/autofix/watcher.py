@@ -236,6 +236,9 @@ class AutofixWatcher(Watcher):
         inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
         self._collapse.look(step, meta, inputs)
         findings = self._collapse.confirm(training_findings(meta, window))
+        if (held := self._collapse.held_back()) is not None:  # one line: the report keeps the error
+            self._log(step, [held], [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True,
+                      not_collapsed=round(self._collapse.lowest or 0.0, 3))
         now = level(window)
         if self._trial is not None and since >= self._trial.get("due", self.trial) and \
                 self._judge(step, now, findings, window):
