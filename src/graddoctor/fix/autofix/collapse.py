@@ -106,10 +106,11 @@ class CollapseGate:
             f.evidence["token_spread_min"] = round(self.lowest, 4)
         return findings
 
-    def held_back(self) -> Finding | None:
-        """The first ``post-ln-no-warmup`` error the gate held back, once (the watcher says so in
-        one event: the report keeps the error, and autofix did not act on it), else None."""
+    def held_back(self) -> tuple[Finding, float] | None:
+        """The first ``post-ln-no-warmup`` error the gate held back and the smallest spread, once
+        (the watcher says so in one event: the report keeps the error, and autofix did not act on
+        it), else None."""
         if self._held is None or self._told:
             return None
         self._told = True
-        return self._held
+        return self._held, round(self.lowest or 0.0, 3)

@@ -170,8 +170,7 @@ class AutofixWatcher(Watcher):
         self._trial: dict | None = None  # the last fix, until its window says whether it helped
         self._levels: list[float] | None = None  # loss levels per check since a fix that helped
         self._warned: set[str] = set()  # warning codes at the previous check
-        # cause sets already reported with no in-place remedy; remedies that came out as code changes
-        self._noop, self._manual = set[frozenset](), set[str]()
+        self._noop, self._manual = set[frozenset](), set[str]()  # cause sets said with no remedy; code changes
         self._audit = InitAudit(self.root, self.refused, self.forwards, user_level)  # poor-init at attach
         self._collapse = CollapseGate(self.root, self.forwards, enabled=self.refused is None)  # post-LN restarts
 
@@ -233,12 +232,10 @@ class AutofixWatcher(Watcher):
         self._checked = step
         meta, steps = self.records()
         window = thinned([s for s in steps if s.get("step", 0) > self._since])
-        inputs = self.example_inputs if self.example_inputs is not None else self._audit.inputs
-        self._collapse.look(step, meta, inputs)
+        self._collapse.look(step, meta, self._audit.inputs if self.example_inputs is None else self.example_inputs)
         findings = self._collapse.confirm(training_findings(meta, window))
         if (held := self._collapse.held_back()) is not None:  # one line: the report keeps the error
-            self._log(step, [held], [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True,
-                      not_collapsed=round(self._collapse.lowest or 0.0, 3))
+            self._log(step, [held[0]], [], {"added": 0, "dropped": 0, "reset": 0}, False, noop=True, not_collapsed=held[1])
         now = level(window)
         if self._trial is not None and since >= self._trial.get("due", self.trial) and \
                 self._judge(step, now, findings, window):
