@@ -35,6 +35,7 @@ def test_row_spread_is_zero_for_identical_rows_and_nan_for_nothing():
     assert row_spread(torch.randn(1, 8).expand(5, 8)) == pytest.approx(0.0, abs=1e-6)
     assert np.isnan(row_spread(torch.zeros(4, 3)))
     assert np.isnan(row_spread(torch.empty(0, 3)))
+    assert np.isnan(row_spread(torch.randn(1, 8))) and np.isnan(row_spread(torch.randn(8)))  # one row
     assert np.isnan(row_spread(torch.full((2, 2), float("inf"))))
 
 

@@ -34,7 +34,8 @@ MAX_ROWS = 4096
 
 def row_spread(x: torch.Tensor) -> float:
     """``||X - mean_rows(X)||_F / ||X||_F`` with ``X`` = ``x`` as (rows, last dim), at most
-    ``MAX_ROWS`` of them (evenly strided); nan for an all-zero or empty ``x`` (nothing to compare).
+    ``MAX_ROWS`` of them (evenly strided); nan for an all-zero or empty ``x`` or a single row
+    (nothing to compare).
 
     Example:
         >>> row_spread(torch.tensor([[1.0, 2.0], [1.0, 2.0]]))
@@ -43,6 +44,8 @@ def row_spread(x: torch.Tensor) -> float:
     if x.numel() == 0 or x.dim() == 0:
         return float("nan")
     rows = x.detach().reshape(-1, x.shape[-1])
+    if len(rows) < 2:  # one row is no collapse
+        return float("nan")
     rows = rows[::-(-len(rows) // MAX_ROWS)].float()  # evenly strided; float32: MPS has no float64
     total = rows.norm()
     if not torch.isfinite(total) or float(total) == 0.0:
