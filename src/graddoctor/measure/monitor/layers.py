@@ -117,7 +117,6 @@ class WatchedLayers:
         self.train_params = [self.params[i] for i in trainable]
         self.train_index = self.index[torch.tensor(trainable, dtype=torch.long, device=self.device)]
         self.train_layers = sorted({int(i) for i in self.train_index.tolist()})
-        self.held = held
 
     def left_out_layers(self) -> set[int]:
         """Indexes of the layers with trainable parameters of which the optimizer holds none (a
@@ -128,14 +127,8 @@ class WatchedLayers:
             >>> WatchedLayers(net, None, held={id(p) for p in net[1].parameters()}).left_out_layers()
             {0}
         """
-        if self.held is None:
-            return set()
-        out = set()
-        for i, (_, ps) in enumerate(self.groups):
-            trainable = [p for p in ps if p.requires_grad]
-            if trainable and not any(id(p) in self.held for p in trainable):
-                out.add(i)
-        return out
+        trainable = {i for i, (_, ps) in enumerate(self.groups) if any(p.requires_grad for p in ps)}
+        return trainable - set(self.train_layers)  # the measured layers: trainable and held
 
     def refresh(self, root: nn.Module, optimizer: Any) -> None:
         """Follow ``requires_grad`` when it changed since the last call (a part unfrozen or frozen
