@@ -7,13 +7,10 @@ vanishing": ``WARN_ORDERS`` (2) gives a warning, ``ERROR_ORDERS`` (4) an error.
 
 Depth trend, scale-free and robust to layers of different kinds: layers are
 grouped by *role* (their name with whole-number path components replaced by
-``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``), a least-squares line of
-log10(value) against the layer's position in execution order is fitted in
-each role with at least 3 layers (without any, in each role of 2: a stack of two
-blocks), and the slopes' median (weighted by role size) is the per-layer rate;
-orders over depth = rate x (layers - 1) when the fitted roles span at least half the
-depth, else rate x their span (``checktime.trend``). Without any repeated role, one
-line over the whole profile (execution order). Layers with an exactly-zero gradient never
+``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``) and kind (a pooled head is not compared
+with the convolutions under it), a line of log10(value) against the layer's position is fitted
+in each role of 3 or more layers (without any, of 2), the slopes' median (weighted by role size)
+is the per-layer rate (``checktime.trend``). Without any repeated role, one line over the chain. Layers with an exactly-zero gradient never
 enter a trend (``zero_gradient_layers``); exactly-zero weights that get no gradient
 themselves never move, and the layers they cut off never train (an error); so do zero weights
 that still get no gradient once the zero weights that get one have moved (a stationary point,
@@ -224,15 +221,16 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
 
 
 def _alike(p: ProbeResult, m: ModelMap, names: list[str]) -> dict[str, list]:
-    """``trend_of_logs``'s ``chain`` (a cut of the backward graph and not an output layer) and
-    ``shapes`` (output shape less the batch) for ``names``; no ``chain`` where the probe did
+    """``trend_of_logs``'s ``chain`` (a cut of the backward graph and not an output layer),
+    ``shapes`` (output shape less the batch) and ``kinds`` for ``names``; no ``chain`` where the probe did
     not mark its cuts (a ``ProbeResult`` built by hand)."""
     layers = {x.name: x for x in m.layers}
     shapes = [tuple((layers[n].output_shape or ())[1:]) if n in layers else None for n in names]
+    kinds = [layers[n].kind if n in layers else "" for n in names]
     if len(p.cut) != len(p.layers):
-        return {"shapes": shapes}
+        return {"shapes": shapes, "kinds": kinds}
     cut = dict(zip(p.layers, p.cut))
-    return {"shapes": shapes, "chain": [cut[n] and not (n in layers and layers[n].is_output) for n in names]}
+    return {"shapes": shapes, "kinds": kinds, "chain": [cut[n] and not (n in layers and layers[n].is_output) for n in names]}
 
 
 def _zero_remedies(m: ModelMap, zeros: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,7 +61,7 @@ def depth_trend(names: Sequence[str], values: Sequence[float]) -> dict[str, floa
 
 
 def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[bool] | None = None,
-                  shapes: Sequence[Any] | None = None) -> dict[str, float] | None:
+                  shapes: Sequence[Any] | None = None, kinds: Sequence[str] | None = None) -> dict[str, float] | None:
     """``depth_trend`` of a profile given as log10 values (non-finite ones left out).
 
     ``shapes`` (optional, per layer): a role of 2 counts only when both layers have the same
@@ -70,24 +71,35 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[b
     True only (the probe's ``cut`` layers less the output: every backward path passes through
     them), so a lone block's side branches (q/k projections under uniform attention, a
     branch before a global pooling) and the head's loss-set scale are not read as a decay
-    with depth; fewer than 3 such layers: no trend.
+    with depth; fewer than 3 such layers: no trend. ``kinds`` (optional, per layer: "conv",
+    "linear", ...): a role holds layers of one kind, and the chain's line is fitted over its most
+    common kind. A convolution's gradient per element is spread over its positions, so a pooled
+    head's is not comparable with it: read together (one role in a flat ``nn.Sequential``), a
+    healthy 2-conv net with a global average pool over a 64x64 map read 4.3 orders of
+    "vanishing" between its convs and its head (plain autograd: 1.4 orders between their weight
+    gradients), a VGG-style stack with batch norm 2.1.
 
     Example:
         >>> trend_of_logs(["0", "1", "2"], [-900.0, -450.0, 0.0])["orders"]
         900.0
         >>> trend_of_logs(["q", "mlp", "pool", "head"], [-7.0, -4.0, -2.5, -1.0], chain=[False, False, True, False])
+        >>> round(trend_of_logs(["0", "2", "6"], [-6.0, -6.1, -1.7], kinds=["conv", "conv", "linear"])["orders"], 6)
+        -0.2
     """
     pts = [(i, y) for i, y in enumerate(logs) if math.isfinite(y)]
     if len(pts) < 3:
         return None
-    groups: dict[str, list[tuple[int, float]]] = {}
+    groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for i, y in pts:
-        groups.setdefault(role(names[i]), []).append((i, y))
+        groups.setdefault((role(names[i]), kinds[i] if kinds is not None else ""), []).append((i, y))
     used = ([g for g in groups.values() if len(g) >= 3]
             or [g for g in groups.values() if len(g) == 2 and (shapes is None or shapes[g[0][0]] == shapes[g[1][0]])])
     fits = [(_slope(g), len(g)) for g in used]  # 2 points per role: a stack of 2 blocks
     if not fits and chain is not None:
         pts = [(i, y) for i, y in pts if chain[i]]
+        if kinds is not None and pts:
+            common = Counter(kinds[i] for i, _ in pts).most_common(1)[0][0]
+            pts = [(i, y) for i, y in pts if kinds[i] == common]
         if len(pts) < 3:
             return None
     rate = _weighted_median(fits) if fits else _slope(pts)
