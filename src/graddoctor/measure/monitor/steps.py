@@ -77,7 +77,8 @@ class StepWriter:
             scale: the gradient scale a fused optimizer has not divided by yet (divided at flush).
             found_inf: a fused optimizer's AMP flag.
         """
-        grads = [p.grad for p in self.params]
+        # a frozen parameter's .grad is stale (frozen without zero_grad): not this step's gradient
+        grads = [p.grad if p.requires_grad else None for p in self.params]
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)
