@@ -157,7 +157,7 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
         surgery: module surgery is allowed (``surgery.refusal`` said nothing).
         blowup: the run blew up (or a blow-up fix did not help): ``lower-lr`` is planned, unless
             the plan re-draws weights (or resets norm gains) a ``poor-init`` finding says are off
-            scale or switches
+            scale (too large: not ``_too_small``) or switches
             BatchNorms back to training mode on a first round (then the init or the norms are
             the cause). A re-draw the planner adds for a blow-up alone (orthogonal recurrent
             weights for an exploding RNN) does not stand in for the rate: autofix benchmark, 5
@@ -171,7 +171,7 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     steps = _deep_swap_skip(steps, model, example_inputs) if surgery and example_inputs is not None else steps
     # the weights are re-drawn for an init found off scale (the init was the cause) or BatchNorms
     # that normalised nothing are switched back on (an un-normalised net blew up): not the rate
-    init_cause = any(f.code == "poor-init" for f in findings)
+    init_cause = any(f.code == "poor-init" and not _too_small(f) for f in findings)
     cause_fixed = any((s.remedy in (*SCHEMES, "edge-of-chaos-init", "norm-gain") and init_cause)
                       or s.remedy == "train-mode" for s in steps)
     if cause_fixed and not retry:
@@ -187,6 +187,20 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
     if example_inputs is None:
         keep = [s for s in keep if not registry.get(s.remedy).needs_inputs]
     return keep
+
+
+def _too_small(finding: Finding) -> bool:
+    """A ``poor-init`` finding whose chain shrinks the signal (``chain_orders`` < 0): weights too
+    small cannot blow a run up, so their re-draw does not stand in for a lower rate. A default-init
+    ReLU MLP (-1.2 orders) at SGD 3.0 with momentum blew up, was re-drawn at its rate and went on
+    moving its weights by 1260% of their norm per step.
+
+    Example:
+        >>> _too_small(Finding("poor-init", "warning", "m", [], {"chain_orders": -1.17}))
+        True
+    """
+    v = finding.evidence.get("chain_orders")
+    return isinstance(v, (int, float)) and v < 0
 
 
 def with_zero_gains(findings: list[Finding], model: nn.Module) -> list[Finding]:
