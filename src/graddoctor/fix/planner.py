@@ -11,7 +11,7 @@ of every Linear):
 | tanh hidden activations with ``poor-init`` / ``signal-collapse``, fewer than DEEP layers | keep tanh, ``xavier-init`` (the init scale is the cause); ``edge-of-chaos-init`` for a plain tanh MLP (``_edge_of_chaos``) |
 | ``saturating-hidden-activation`` / ``saturated-activation``; or ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` while sigmoid/tanh hidden modules exist | swap them (the finding's first-ranked of relu, leaky-relu, gelu, elu, silu; default ``relu``) + re-init for the new activation (``he-init`` unless the swap's findings rank lsuv/orthogonal first; never Xavier for ReLU: ``poor-init`` ranked its remedies for the old activation) |
 | ``dead-relu`` | ``leaky-relu`` + ``he-init`` |
-| ``poor-init``, ``signal-explosion``, ``signal-collapse`` | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it); single layers off scale with no other cause: those layers only |
+| ``poor-init``, ``signal-explosion``, ``signal-collapse``; a ``vanishing-gradient`` of exactly-zero gradients on the input side at init (a dead path: a ReLU layer whose bias of -10 kills every unit) | ``he-init`` when ReLU-family activations follow the layers, else ``xavier-init`` (a finding ranking ``lsuv-init``/``orthogonal-init`` first gets it); single layers off scale with no other cause: those layers only |
 | ``deep-without-skip``; or a vanishing signal (``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers``) in a net with >= SKIP_DEPTH layers on its longest path and no skip path | ``residual`` when the chain has norm layers (ResNet), else ``rezero`` whatever the ranking: a plain identity skip without norms doubles the signal variance per block, a zero-init gain keeps a deep stack trainable without norms (measured: 200-layer MLP on digits, rezero 97% vs residual+batchnorm 87% in 20 s). Why from 12 layers: a plain stack degrades with depth well before 50 layers (He et al. 2016: plain 20-56 layers on CIFAR), sooner when narrow (the spread over weight draws of activation and gradient sizes grows with the sum of 1/width over the layers: Hanin 2018; Hanin & Rolnick 2018); measured, repair suite, 5 seeds, width 32, swap + re-init alone vs with rezero: 20-layer MLP digits Adam 0.915 -> 0.964, SGD 0.925 -> 0.961, mnist1d 0.451 -> 0.506; 16 layers 0.949 -> 0.966, tanh 16 layers 0.947 -> 0.964; 12 layers mnist1d 0.461 -> 0.555, digits 0.951 -> 0.970; plain 20-layer CNN 0.910 (batchnorm) -> 0.952 (rezero). The threshold 12 is in-sample (not measured below 12; the 4- and 6-layer rows repair without a skip) |
 | ``vanishing-gradient`` / ``signal-collapse`` / ``stalled-layers`` in a *conv* net of >= NORM_DEPTH layers with no norm and no skip planned (it already has skip paths) | insert ``batchnorm`` (batch >= 16) or ``groupnorm`` after the hidden convs (Ioffe & Szegedy 2015; measured: plain 20-layer CNN on digits 0.46 -> 0.90; MLPs get none: 0.88 -> 0.65) |
 | ``small-batch-batchnorm`` | replace BatchNorm by ``groupnorm`` (conv nets) or ``layernorm`` (BatchNorm on (B, F) only) |
@@ -254,7 +254,8 @@ def plan(
     # init
     init_trig = {"poor-init", "signal-explosion", "signal-collapse"}
     expl_init = "exploding-gradient" in codes and codes & {"signal-explosion", "poor-init"}
-    if (codes & init_trig or new_family or expl_init) and not keep_tanh:
+    dead_path = any(f.evidence.get("zero_gradient_input_side") for f in by_code.get("vanishing-gradient", []))
+    if (codes & init_trig or new_family or expl_init or dead_path) and not keep_tanh:
         relu = new_family == "relu" or fx.relu_family
         # coherence: after a swap to the ReLU family the findings' ranking (made for the old
         # activation) may put xavier-init first; ReLU-family layers get He (or LSUV/orthogonal)
@@ -268,14 +269,16 @@ def plan(
             init = first if first in cands else default
         init = init or ranked(cands, init_trig, default)
         why = (f"{_list(codes & init_trig)}: weight scale does not match the following activation"
-               if codes & init_trig else "re-initialise for the new activation")
+               if codes & init_trig else "re-initialise for the new activation" if new_family or expl_init
+               else "vanishing-gradient: no gradient reaches the input side at init (a dead path): "
+                    "re-draw the weights, biases at zero")
         # single layers off scale, and nothing else calls for a re-draw: those layers only (a stock
         # EfficientNet's one small conv re-drawn with every other layer trained to 1.55, not 0.09)
         alone = codes & (init_trig | swap_trig | {"dead-relu", "exploding-gradient"}) == {"poor-init"}
         single = [f for f in by_code.get("poor-init", []) if f.evidence.get("single_layers")]
         only = {"layers": sorted({n for f in single for n in f.layers})} if (
             alone and not new_family and single and len(single) == len(by_code["poor-init"])) else {}
-        add(init, why, init_trig | swap_trig | {"dead-relu"}, **only)
+        add(init, why, init_trig | swap_trig | {"dead-relu"} | ({"vanishing-gradient"} if dead_path else set()), **only)
     # clipping and advice
     if codes & {"exploding-gradient", "non-finite", "long-sequence-rnn"}:
         trig = {"exploding-gradient", "non-finite", "long-sequence-rnn"}

@@ -36,6 +36,7 @@ class _NoGrad:
     """Stands for a parameter the stepping optimizer does not own: no gradient this step."""
 
     grad = None
+    requires_grad = False
 
 
 _NO_GRAD = _NoGrad()
