@@ -21,6 +21,7 @@ def _mlp() -> nn.Sequential:
     (torch.full((8, 16), float("nan")), "128 NaN/Inf value(s)"),
     (torch.randn(8, 16).index_fill_(1, torch.tensor([3]), float("inf")), "8 NaN/Inf value(s)"),
     (torch.randn(0, 16), "the example inputs are empty"),
+    (torch.randn(8, 16, device="meta"), "on the meta device"),
 ])
 def test_a_batch_check_cannot_measure_with_is_one_line(x, said):
     with pytest.raises(InputError, match="") as e:

@@ -148,6 +148,9 @@ def check_probe_inputs(inputs: Any) -> None:
         shapes = ", ".join(str(tuple(x.shape)) for x in tensors[:3])
         raise InputError(f"the example inputs are empty (shape {shapes}): check needs at least one sample "
                          "- pass a real batch")
+    if meta := [x for x in tensors if x.is_meta]:
+        raise InputError(f"the example inputs hold a tensor on the meta device (shape {tuple(meta[0].shape)}), "
+                         "which has no values - pass a real batch (on the model's device)")
     for x in tensors:  # -inf is left alone: an additive attention mask holds it on purpose
         if x.is_floating_point() and (bad := int((torch.isnan(x) | torch.isposinf(x)).sum())):
             raise InputError(f"the example inputs hold {bad} NaN/Inf value(s) (a tensor of shape {tuple(x.shape)}): "
