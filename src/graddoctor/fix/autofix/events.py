@@ -53,6 +53,9 @@ def fix_event(step: int, causes: list[Finding], applied: list, counts: dict, blo
                     for m in c.modules})
     line = (f"step {step}: {', '.join(codes)} -> {what}"
             + (f" on {len(named)} modules ({format_names(named)})" if named else "") + tail)
+    if counts.get("added") or counts.get("dropped"):  # an EMA/SWA copy zips the old parameter list
+        line += (f"; parameters changed ({counts.get('added', 0)} added, {counts.get('dropped', 0)} dropped): "
+                 "rebuild anything holding the old list (an EMA/SWA AveragedModel, another optimizer)")
     if extra.get("manual"):  # what autofix cannot do in place: a functional activation call
         more = len(extra["manual"]) - 2  # every one is in the event's "manual"
         line += ("; needs a code change: " + "; ".join(extra["manual"][:2])
