@@ -96,6 +96,7 @@ def test_module_factory_with_seq_and_long_dtype(models: Path):
 
 @pytest.mark.parametrize("args,needle", [
     (["{dir}/missing.py:f", "--input-shape", "2,3"], "no such file"),
+    (["{dir}:f", "--input-shape", "2,3"], "is a folder, not a Python file"),
     (["{models}:nope", "--input-shape", "2,3"], "has no callable 'nope'"),
     (["{models}:boom"], "raised RuntimeError: cannot build"),
     (["{models}:sigmoid_mlp", "--input-shape", "8,3"], "forward failed"),

@@ -97,6 +97,8 @@ def _user_folder_on_path(spec: str) -> Iterator[None]:
 
 
 def _load_file(path: Path) -> Any:
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a Python file - name the file: FOLDER/FILE.py:factory")
     if not path.is_file():
         raise InputError(f"no such file: {path}")
     mod_name = f"_graddoctor_user_{abs(hash(str(path.resolve())))}"

@@ -98,8 +98,9 @@ def keep_architecture_plan(steps: list[PlanStep], model: nn.Module, example_inpu
     inits = [s for s in changing if get(s.remedy).family == "init"]
     if rid is None:
         return inits + kept
-    reason = (f"keep_architecture ({', '.join(codes) or 'requested'}): {why}, instead of "
-              f"{', '.join(s.remedy for s in changing)}")
+    others = [s.remedy for s in changing if s.remedy != rid]  # the plan's own choice is no "instead"
+    reason = (f"keep_architecture ({', '.join(codes) or 'requested'}): {why}"
+              + (f", instead of {', '.join(others)}" if others else ""))
     return [PlanStep(rid, reason, codes)] + kept
 
 

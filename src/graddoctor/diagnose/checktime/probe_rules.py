@@ -199,7 +199,8 @@ def gradient_flow(p: ProbeResult, m: ModelMap) -> list[Finding]:
                              "below_range_depth_from_output": len(kept) - at,
                              "rescaled_by_2_to_the": p.grad_rescale_log2})
             how = ("measured by the probe's rescaled backward" if p.grad_rescale_log2
-                   else "read as exact zeros: underflow, or no unit on the path passes a gradient")
+                   else "read as exact zeros: no unit on the path passes a gradient (a ReLU layer whose "
+                        "units are all off, zero weights) or an underflow")
             zeros = (f"; below {p.grad_dtype} range (< 1e{floor:.0f}) at {len(below)} input-side layer(s), "
                      f"from {names[at]!r} ({len(kept) - at} layers from the output) on ({how})")
         trend = (f"the gradient shrinks by {abs(t['orders']):.1f} orders of magnitude from the output "

@@ -103,8 +103,9 @@ def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]
         f"{len(sites)} hidden activation site(s) use {'/'.join(kinds)}, applied {applied} time(s) per "
         "forward: their derivative is at most 1/4 (sigmoid) or 1 (tanh) and vanishes when they "
         "saturate, so gradients shrink with depth"
-        + (f" (here in branches: skip connections give a path of {m.shortest_weight_path} weight "
-           "layers past them)" if bypassed else ""),
+        + (f" (here fewer than {SATURATING_MIN}: too few to compound)" if applied < SATURATING_MIN
+           else f" (here skip connections give a path of {m.shortest_weight_path} weight layers through "
+                "the model, so the gradient need not pass them all)" if bypassed else ""),
         layers=[s.name for s in sites],
         evidence={"sites": len(sites), "applications_per_forward": applied, "kinds": kinds,
                   "shortest_weight_path": m.shortest_weight_path},
