@@ -74,7 +74,12 @@ from graddoctor.diagnose.training.series import (
     side_drops,
     used_steps,
 )
-from graddoctor.diagnose.training.sites import closed_gates, saturating_hidden_sites, vanilla_rnns
+from graddoctor.diagnose.training.sites import (
+    closed_gates,
+    saturating_hidden_sites,
+    short_memory,
+    vanilla_rnns,
+)
 from graddoctor.report import Finding
 
 #: generic path: window length and consecutive flat windows
@@ -328,7 +333,7 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "level_over_start": round(level / start, 3) if start else None,
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
           "progress_frac": PROGRESS_FRAC, "path": path,
-          "gradient_evidence": why[j] if path != "loss only" else None, **_frozen(meta)}
+          "gradient_evidence": why[j] if path != "loss only" else None, **_frozen(meta), **short_memory(meta)}
     because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
            f"at the start, flat over the {window + persist - 1} steps before it ({persist} sliding "

@@ -48,6 +48,13 @@ FROZEN = ("; {frozen_weight_layers} of {weight_layers} weight layers are frozen 
           "unfreeze them unless that is meant (a pretrained part)")
 
 
+#: ... and when LSTM/GRU keep gates started with a memory far shorter than the sequence
+#: (``short_memory_layers`` in the evidence)
+SHORT_MEMORY = ("; the keep gates of {layers} started with a memory of ~{memory_steps:.0f} steps on sequences of "
+                "{seq_len} steps: what the loss needs from further back reaches them weakly - start the gates "
+                "open (forget-bias: bias +1, Jozefowicz et al. 2015)")
+
+
 #: ... and when no step holds activation statistics (not sampled: Lightning's training_step
 #: calling a submodule, ``activation_every=0``)
 UNSAMPLED = ("; activations were not sampled in this run, so dead or saturated units are not ruled out")
@@ -90,10 +97,14 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
             elif NO_CAUSE not in f.message:
                 frozen = FROZEN.format(**f.evidence) if f.evidence.get("frozen_weight_layers") else ""
                 frozen += "" if any(x.get("act") for x in steps) else UNSAMPLED
-                f = replace(f, message=f"{f.message}; {NO_CAUSE}{frozen}",
-                            remedies=[r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"])
+                ev = f.evidence
+                gates = ["forget-bias"] if ev.get("short_memory_layers") else []
+                memory = SHORT_MEMORY.format(layers=", ".join(repr(n) for n in ev["short_memory_layers"][:3]),
+                                             memory_steps=ev["memory_steps"], seq_len=ev["seq_len"]) if gates else ""
+                f = replace(f, message=f"{f.message}{memory}; {NO_CAUSE}{frozen}",
+                            remedies=gates + ([r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"]))
         out.append(f)
     return out
 
 
-__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "UNSAMPLED", "apply_policy"]
+__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "SHORT_MEMORY", "UNSAMPLED", "apply_policy"]

@@ -100,6 +100,32 @@ def closed_gates(meta: dict) -> list[tuple[str, dict]]:
     return out
 
 
+#: a keep gate whose memory at attach is under this fraction of the sequence length is short
+SHORT_MEMORY_FRAC = 0.1
+
+
+def short_memory(meta: dict) -> dict:
+    """``{"short_memory_layers", "memory_steps", "seq_len"}`` for the LSTM/GRU layers whose keep
+    gate remembered under ``SHORT_MEMORY_FRAC`` of the sequence at attach (PyTorch's default
+    LSTM: ~2 steps), else ``{}``. A plateau with no other cause may be that memory: an LSTM stuck
+    at chance recalling the first of 50 tokens for 500 steps learnt it with its forget bias at +1.
+
+    Example:
+        >>> gm = {"gate": "forget", "bias": 0.0, "memory_steps": 2.0, "seq_len": 50}
+        >>> short_memory({"layers": [{"name": "rnn", "gate_memory": gm}]})
+        {'short_memory_layers': ['rnn'], 'memory_steps': 2.0, 'seq_len': 50}
+        >>> short_memory({"layers": [{"name": "rnn", "gate_memory": {**gm, "seq_len": 12}}]})
+        {}
+    """
+    short = [(ly["name"], ly["gate_memory"]) for ly in meta.get("layers", []) if isinstance(ly.get("gate_memory"), dict)
+             and isinstance(m := ly["gate_memory"].get("memory_steps"), (int, float))
+             and isinstance(t := ly["gate_memory"].get("seq_len"), (int, float)) and m < SHORT_MEMORY_FRAC * t]
+    if not short:
+        return {}
+    return {"short_memory_layers": [n for n, _ in short], "memory_steps": min(g["memory_steps"] for _, g in short),
+            "seq_len": max(g["seq_len"] for _, g in short)}
+
+
 def state_path_orders(bias: float, steps: float) -> float:
     """Orders of magnitude the gradient loses along the state path over ``steps`` steps of a keep
     gate at ``bias``: ``-steps * log10(sigmoid(bias))``.
@@ -121,5 +147,5 @@ def site_layer(site: dict) -> str:
     return site.get("owner", site["name"]) if site.get("functional") else site["name"]
 
 
-__all__ = ["CLOSED_BIAS", "CLOSED_ORDERS", "GATE_HINTS", "closed_gates", "dying_sites", "is_gate",
-           "saturating_hidden_sites", "site_layer", "state_path_orders", "vanilla_rnns"]
+__all__ = ["CLOSED_BIAS", "CLOSED_ORDERS", "GATE_HINTS", "SHORT_MEMORY_FRAC", "closed_gates", "dying_sites", "is_gate",
+           "saturating_hidden_sites", "short_memory", "site_layer", "state_path_orders", "vanilla_rnns"]
