@@ -40,4 +40,4 @@ def test_healthy_lbfgs_run_gets_no_finding_and_no_rollback() -> None:
             w.step(loss)
     assert float(loss) < 0.5
     assert not [f for f in w.report().findings if f.severity in ("warning", "error")]
-    assert not [e for e in w.fixes if "rollback" in e.get("remedies", [])]
+    assert not w.fixes  # no rollback, and no re-draw of an init that trains (loss < ln(10)/2 by step 10)

@@ -137,6 +137,18 @@ def level(window: list[dict]) -> float:
     return float(np.median(loss[-LEVEL:])) if loss else math.inf
 
 
+def latest(window: list[dict], n: int = 3) -> float:
+    """Median of the last ``n`` finite losses of ``window`` (nan when none): the loss now, with
+    less lag than ``level``.
+
+    Example:
+        >>> latest([{"step": t, "loss": 2.3 - 0.2 * t} for t in range(1, 11)])
+        0.5
+    """
+    loss = _losses(window)
+    return float(np.median(loss[-n:])) if loss else math.nan
+
+
 def falling(window: list[dict]) -> bool:
     """Enough losses to judge, and the level below ``FALLING_FRAC`` of the start: the loss is
     going down, however slowly.
@@ -240,4 +252,4 @@ def regressed(levels: list[float]) -> bool:
 
 
 __all__ = ["CHECK_ROWS", "EVERY_MIN_SITES", "FALLING_FRAC", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "NEAR_FRAC", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "doubtful", "falling", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]
+           "TIE_FRAC", "doubtful", "falling", "first_loss", "latest", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]
