@@ -142,7 +142,7 @@ def latest(window: list[dict], n: int = 3) -> float:
     less lag than ``level``.
 
     Example:
-        >>> latest([{"step": t, "loss": 2.3 - 0.2 * t} for t in range(1, 11)])
+        >>> round(latest([{"step": t, "loss": 2.3 - 0.2 * t} for t in range(1, 11)]), 6)
         0.5
     """
     loss = _losses(window)
