@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 from torch import nn
@@ -45,6 +46,25 @@ def admit(model: nn.Module, root: nn.Module, schedule: Schedule, output_grads: b
                       "is a TorchScript module (no Python hooks) - watch the eager module for them", stacklevel=user_level())
         return schedule.without_activations(), False
     return schedule, output_grads
+
+
+def compiled_elsewhere(root: nn.Module) -> bool:
+    """``root`` runs compiled while watched as the plain module: ``root.compile()``, or a
+    ``torch.compile(root)`` wrapper (its ``_orig_mod`` is ``root``). Module hooks added between
+    its compiled calls make Dynamo recompile: a 10-site MLP hit the recompile limit and trained
+    10x slower under watch.
+
+    Example:
+        >>> import torch
+        >>> net = nn.Linear(2, 2)
+        >>> compiled_elsewhere(net)
+        False
+        >>> wrapper = torch.compile(net); compiled_elsewhere(net)
+        True
+    """
+    if getattr(root, "_compiled_call_impl", None) is not None:
+        return True
+    return any(isinstance(r, dict) and r.get("_orig_mod") is root for r in gc.get_referrers(root))
 
 
 def check_one_device(model: nn.Module) -> None:

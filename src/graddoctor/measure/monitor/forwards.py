@@ -31,11 +31,13 @@ from torch import nn
 
 from graddoctor.inputs import bind_call
 from graddoctor.measure.monitor.activations import ActivationSampler
+from graddoctor.measure.monitor.admission import compiled_elsewhere
 from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception, in_own_forward
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.output_grads import OutputGradients
 from graddoctor.measure.monitor.schedule import Schedule
 from graddoctor.modelmap import ModelMap
+from graddoctor.stack import user_level
 
 
 class SampledForwards:
@@ -66,6 +68,7 @@ class SampledForwards:
         self._handles: list[Any] = []
         self.bin = HandleBin()  # hooks released while torch iterated them, removed at the next safe point
         self.hookable = not isinstance(root, torch.jit.ScriptModule)  # TorchScript takes no Python hooks
+        self._compile_seen: bool | None = None  # compiled elsewhere (None: not looked yet)
 
     def set_up(self, root: nn.Module, mm: ModelMap | None, layers: WatchedLayers, dead_window: int,
                output_grads: bool) -> None:
@@ -149,12 +152,24 @@ class SampledForwards:
         if self._open:  # the last forward ended by a BaseException (no always_call hook ran)
             self._end_interrupted()
         step = self.next_step
-        if self._sampled != step and torch.is_grad_enabled() and self.wants(step):
+        if self._sampled != step and torch.is_grad_enabled() and self.wants(step) and not self._compiled():
             self._sampled, self._open = step, True
             if self.sampler is not None:
                 self.sampler.start()
             if self.out_grads is not None:
                 self.out_grads.start(step)
+
+    def _compiled(self) -> bool:
+        """The model runs compiled elsewhere (``admission.compiled_elsewhere``, looked at once, at
+        the first sampled forward): activation sampling goes off with one warning."""
+        if self._compile_seen is None:
+            self._compile_seen = compiled_elsewhere(self.root)
+            if self._compile_seen:
+                self.sampler, self.out_grads = None, None
+                warnings.warn("graddoctor.watch: the model runs torch.compile'd, so activation statistics are off "
+                              "(module hooks added between compiled calls make it recompile); gradients are "
+                              "recorded as usual", stacklevel=user_level())
+        return self._compile_seen
 
     def _end_interrupted(self) -> None:
         """Clean up after a sampled forward that raised a ``BaseException`` (KeyboardInterrupt):
