@@ -257,4 +257,6 @@ def test_after_fix_judges_the_steps_after_the_last_round_that_stayed():
     assert after_fix(meta, steps, undone) is None  # the only round was undone: nothing was repaired
     assert after_fix(meta, steps, [{"step": 90, "remedies": ["relu"]}])["findings"] is None  # 10 steps: too few
     told = [{"step": 10, "remedies": ["relu"]}, {"step": 50, "remedies": [], "noop": True}]
-    assert after_fix(meta, steps, told) == {"from_step": 10, "steps": 90, "findings": []}  # a message is not a round
+    judged = after_fix(meta, steps, told)  # a message is not a round
+    assert {k: judged[k] for k in ("from_step", "steps", "findings")} == {"from_step": 10, "steps": 90, "findings": []}
+    assert judged["loss_start"] == round(2.0 / 13, 4) and judged["loss_end"] > 2.0 / 100  # where the run went

@@ -274,10 +274,14 @@ def after_fix_line(after: dict[str, Any] | None) -> str | None:
         'after the fix of step 10 (90 steps): no findings'
         >>> after_fix_line({"from_step": 10, "steps": 90, "findings": [{"code": "dead-relu", "severity": "warning"}]})
         'after the fix of step 10 (90 steps): warning dead-relu'
+        >>> after_fix_line({"from_step": 40, "steps": 460, "findings": [], "loss_start": 1.39, "loss_end": 0.0079})
+        'after the fix of step 40 (460 steps; loss 1.39 -> 0.0079): no findings'
     """
     if not isinstance(after, dict) or not isinstance(after.get("from_step"), int):
         return None
-    head = f"after the fix of step {after['from_step']} ({after.get('steps', 0)} steps): "
+    losses = (f"; loss {after['loss_start']:.4g} -> {after['loss_end']:.4g}"
+              if isinstance(after.get("loss_start"), float) and isinstance(after.get("loss_end"), float) else "")
+    head = f"after the fix of step {after['from_step']} ({after.get('steps', 0)} steps{losses}): "
     found = after.get("findings")
     if found is None:
         return head + "too few steps to judge the repaired run alone"

@@ -8,17 +8,20 @@ module that is missing or broken raises; it is never reported as "no findings".
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 import weakref
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from graddoctor.diagnose.checktime.attention import weight_scale
 from graddoctor.diagnose.checktime.init_scale import init_fault, output_classes
 from graddoctor.diagnose.training import training_findings
+from graddoctor.diagnose.training.series import as_float
 from graddoctor.errors import InputError
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.options import keywords, refuse
@@ -195,7 +198,7 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
         >>> rounds = [{"step": 10, "remedies": ["relu"]}]
         >>> steps = [{"step": t, "loss": 2.0 / t} for t in range(1, 41)]
         >>> after_fix({"layers": [], "activations": []}, steps, rounds)
-        {'from_step': 10, 'steps': 30, 'findings': []}
+        {'from_step': 10, 'steps': 30, 'findings': [], 'loss_start': 0.1538, 'loss_end': 0.0563}
     """
     undone = {e.get("undo") for e in rounds if e.get("undo") is not None} | {
         t for e in rounds for t in e.get("undone") or []}  # fixes judged together are undone together
@@ -206,7 +209,11 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
     later = [s for s in steps if s.get("step", 0) > max(kept)]
     found = (None if len(later) < AFTER_FIX_MIN_STEPS
              else [_brief(f) for f in training_findings(meta, later)])
-    return {"from_step": max(kept), "steps": len(later), "findings": found}
+    out = {"from_step": max(kept), "steps": len(later), "findings": found}
+    loss = [v for v in (as_float(s.get("loss")) for s in later) if math.isfinite(v)]
+    if len(loss) >= AFTER_FIX_MIN_STEPS:  # where the repaired run went (its findings may be a slow start)
+        out.update(loss_start=round(float(np.median(loss[:5])), 4), loss_end=round(float(np.median(loss[-10:])), 4))
+    return out
 
 
 def _brief(f: Any) -> dict[str, Any]:
