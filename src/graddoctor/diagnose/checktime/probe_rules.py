@@ -10,9 +10,9 @@ grouped by *role* (their name with whole-number path components replaced by
 ``#``: ``h.3.attn.c_attn`` -> ``h.#.attn.c_attn``) and kind (a pooled head is not compared
 with the convolutions under it), a line of log10(value) against the layer's position is fitted
 in each role of 3 or more layers (without any, of 2), the slopes' median (weighted by role size)
-is the per-layer rate (``checktime.trend``). Without any repeated role, one line over the chain. Layers with an exactly-zero gradient never
-enter a trend (``zero_gradient_layers``); exactly-zero weights that get no gradient
-themselves never move, and the layers they cut off never train (an error); so do zero weights
+is the per-layer rate (``checktime.trend``). Without any repeated role, one line over the chain.
+Layers with an exactly-zero gradient never enter a trend (``zero_gradient_layers``); exactly-zero
+weights that get no gradient themselves never move, and the layers they cut off never train (an error); so do zero weights
 that still get no gradient once the zero weights that get one have moved (a stationary point,
 ``graddoctor.measure.probe_zero``: a zero norm gain in front of a SwiGLU MLP). So a transformer's
 q/k projections (small gradients at init, uniform attention) do not pass for
