@@ -53,6 +53,18 @@ def test_deep_sigmoid_cnn_with_pooled_head_still_vanishes() -> None:
     assert f.severity == "error" and f.evidence["orders_over_depth"] >= 4
 
 
+def test_sigmoid_head_after_a_healthy_trunk_still_vanishes() -> None:
+    """Trunk and head are in series: a flat ReLU trunk does not hide the head's decay (a median of
+    the two roles' slopes read the trunk's 0 for a 6-layer sigmoid head's 4.6 orders)."""
+    torch.manual_seed(0)
+    trunk = _gap_cnn(6)[:-1]  # 6 He-init ReLU convs, the pool and the flatten
+    head: list[nn.Module] = [m for _ in range(6) for m in (nn.Linear(64, 64), nn.Sigmoid())]
+    net = nn.Sequential(*trunk, *head, nn.Linear(64, 10))
+    report = gd.check(net, torch.randn(16, 3, 16, 16), target=torch.randint(0, 10, (16,)))
+    f = next(f for f in report.findings if f.code == "vanishing-gradient")
+    assert f.severity in ("warning", "error") and f.evidence["orders_over_depth"] >= 2
+
+
 def test_trend_roles_hold_one_kind() -> None:
     names, logs = ["0", "2", "4", "8"], [-6.0, -6.1, -6.0, -1.7]
     assert trend_of_logs(names, logs)["orders"] > 2  # one role: the head's step reads as a decay

@@ -77,7 +77,8 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[b
     head's is not comparable with it: read together (one role in a flat ``nn.Sequential``), a
     healthy 2-conv net with a global average pool over a 64x64 map read 4.3 orders of
     "vanishing" between its convs and its head (plain autograd: 1.4 orders between their weight
-    gradients), a VGG-style stack with batch norm 2.1.
+    gradients), a VGG-style stack with batch norm 2.1. Roles of different kinds each over their
+    own stretch are in series: their decays add (``_in_series``).
 
     Example:
         >>> trend_of_logs(["0", "1", "2"], [-900.0, -450.0, 0.0])["orders"]
@@ -102,6 +103,8 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[b
             pts = [(i, y) for i, y in pts if kinds[i] == common]
         if len(pts) < 3:
             return None
+    if kinds is not None and (series := _in_series(used, kinds)) is not None:
+        return series
     rate = _weighted_median(fits) if fits else _slope(pts)
     # a rate fitted over at least half the depth is the model's (the blocks' roles leave out
     # the stem and the head); one from a shorter stretch holds over that stretch only: a 3-conv
@@ -110,6 +113,27 @@ def trend_of_logs(names: Sequence[str], logs: Sequence[float], chain: Sequence[b
     n = len(logs)
     span = max((g[-1][0] - g[0][0] for g in used), default=n - 1)
     return {"rate": rate, "orders": rate * (n - 1 if 2 * span >= n - 1 else span), "roles": len(fits) or 1}
+
+
+def _in_series(used: list[list[tuple[int, float]]], kinds: Sequence[str]) -> dict[str, float] | None:
+    """Roles of two or more kinds, each over its own stretch of the chain (a conv trunk, then a
+    stack of Linear layers after the pool): in series, so their decays add (orders = the sum of
+    slope x span); None where the roles interleave (blocks: their median rate stands). A median
+    read a 6-conv ReLU trunk's flat slope for a 6-layer sigmoid head decaying 4.6 orders.
+
+    Example:
+        >>> conv, head = [(0, -6.0), (1, -6.0), (2, -6.0)], [(3, -6.0), (4, -4.0), (5, -2.0)]
+        >>> _in_series([conv, head], ["conv"] * 3 + ["linear"] * 3)["orders"]
+        4.0
+    """
+    if len({kinds[g[0][0]] for g in used}) < 2:
+        return None
+    spans = sorted((g[0][0], g[-1][0], g) for g in used)
+    if any(a[1] > b[0] for a, b in zip(spans, spans[1:])):
+        return None
+    orders = sum(_slope(g) * (last - first) for first, last, g in spans)
+    width = sum(last - first for first, last, _ in spans)
+    return {"rate": orders / width if width else 0.0, "orders": orders, "roles": len(used)}
 
 
 def size_free(names: Sequence[str], logs: Sequence[float], act_var: Sequence[float],
