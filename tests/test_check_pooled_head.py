@@ -57,8 +57,8 @@ def test_sigmoid_head_after_a_healthy_trunk_still_vanishes() -> None:
     """Trunk and head are in series: a flat ReLU trunk does not hide the head's decay (a median of
     the two roles' slopes read the trunk's 0 for a 6-layer sigmoid head's 4.6 orders)."""
     torch.manual_seed(0)
-    trunk = _gap_cnn(6)[:-1]  # 6 He-init ReLU convs, the pool and the flatten
-    head: list[nn.Module] = [m for _ in range(6) for m in (nn.Linear(64, 64), nn.Sigmoid())]
+    trunk = _gap_cnn(8)[:-1]  # 8 He-init ReLU convs, the pool and the flatten
+    head: list[nn.Module] = [m for _ in range(5) for m in (nn.Linear(64, 64), nn.Sigmoid())]
     net = nn.Sequential(*trunk, *head, nn.Linear(64, 10))
     report = gd.check(net, torch.randn(16, 3, 16, 16), target=torch.randint(0, 10, (16,)))
     f = next(f for f in report.findings if f.code == "vanishing-gradient")
