@@ -191,6 +191,7 @@ def test_lightning_autofix_off_with_two_optimizers_warns_once_and_watches():
     with pytest.warns(UserWarning, match=r"autofix: off \(2 optimizers"):
         lightning_trainer(cb, steps=4).fit(Two(), loader(64))
     assert not isinstance(cb.watcher, HookedAutofixWatcher) and cb.records()[1]  # watched, not repaired
+    assert cb.records()[0]["config"]["several_optimizers"] is True  # a flat plateau there is info
 
 
 def test_a_bad_autofix_value_is_a_clear_error_at_construction():

@@ -1,5 +1,6 @@
 """watch: a plateau with no gradient-flow cause in an LSTM whose keep gates remember ~2 steps of a
-50-step sequence names that memory and ``forget-bias`` (it used to blame only the data).
+50-step sequence names that memory and ``forget-bias`` (it used to blame only the data); in a run
+that steps several optimizers (a GAN's generator loss) it is info.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ def test_policy_names_the_short_memory() -> None:
     assert out.remedies[0] == "forget-bias" and "memory of ~2 steps on sequences of 50" in out.message
     plain = apply_policy([Finding("loss-plateau", "warning", "flat", [], {})], [])[0]
     assert "forget-bias" not in plain.remedies and "keep gates" not in plain.message
+
+
+def test_a_cause_less_plateau_of_several_optimizers_is_info() -> None:
+    gan = apply_policy([Finding("loss-plateau", "warning", "flat", [], {"several_optimizers": True})], [])[0]
+    assert gan.severity == "info" and "several optimizers" in gan.message
+    one = apply_policy([Finding("loss-plateau", "warning", "flat", [], {})], [])[0]
+    assert one.severity == "warning"
+    caused = apply_policy([Finding("loss-plateau", "warning", "flat", [], {"several_optimizers": True,
+                                                                         "gradient_evidence": "saturated"})], [])[0]
+    assert caused.severity == "error"  # a gradient-flow cause is a fault in any run
 
 
 class _Recall(nn.Module):

@@ -226,11 +226,12 @@ class GradDoctorCallback(*_callback_bases()):  # type: ignore[misc]
 
 
 def _log_findings(trainer: Any, report: Report) -> None:
-    """Each finding as a warning, and one metric per code (its count) in the trainer's loggers."""
+    """Each warning and error as a Python warning, and one metric per code (its count) in the trainer's loggers."""
     counts: dict[str, float] = {}
     for f in report.findings:
         counts[f"graddoctor/{f.code}"] = counts.get(f"graddoctor/{f.code}", 0.0) + 1.0
-        warnings.warn(f"graddoctor: {f.severity}: {f.code}: {f.message}", stacklevel=2)
+        if f.severity != "info":  # info is no fault: in the report, not a warning
+            warnings.warn(f"graddoctor: {f.severity}: {f.code}: {f.message}", stacklevel=2)
     counts["graddoctor/findings"] = float(len(report.findings))
     for logger in getattr(trainer, "loggers", []) or []:
         try:

@@ -151,7 +151,8 @@ class GradDoctorCallback(TrainerCallback):
             warnings.warn(f"graddoctor: the report failed ({type(e).__name__}: {e})", stacklevel=2)
             return
         for f in self._report.findings:
-            warnings.warn(f"graddoctor: {f.severity}: {f.code}: {f.message}", stacklevel=2)
+            if f.severity != "info":  # info is no fault: in the report, not a warning
+                warnings.warn(f"graddoctor: {f.severity}: {f.code}: {f.message}", stacklevel=2)
 
     def report(self) -> Report:
         """The findings on the run so far (the training-time rules over the records).

@@ -334,6 +334,8 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
           "progress_frac": PROGRESS_FRAC, "path": path,
           "gradient_evidence": why[j] if path != "loss only" else None, **_frozen(meta), **short_memory(meta)}
+    if (meta.get("config") or {}).get("several_optimizers"):  # a GAN's generator loss need not fall
+        ev["several_optimizers"] = True
     because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"
     msg = (f"the loss stopped improving: {level:.4g} at step {st[j].get('step')} vs {start:.4g} "
            f"at the start, flat over the {window + persist - 1} steps before it ({persist} sliding "

@@ -18,7 +18,8 @@
    losses; shorter runs keep each rule's own severity), except an exploding gradient that blew up
    over steps (evidence ``blowup_step``) or overflowed, which is harm in itself.
 3. A plateau with no gradient-flow cause names the data, the labels or the learning rate (and
-   the frozen weight layers, when there are: a part the user forgot to unfreeze learns nothing).
+   the frozen weight layers, when there are: a part the user forgot to unfreeze learns nothing;
+   keep gates with a short memory); in a run that steps several optimizers it is info.
 
 Example:
     >>> from graddoctor.report import Finding
@@ -53,6 +54,11 @@ FROZEN = ("; {frozen_weight_layers} of {weight_layers} weight layers are frozen 
 SHORT_MEMORY = ("; the keep gates of {layers} started with a memory of ~{memory_steps:.0f} steps on sequences of "
                 "{seq_len} steps: what the loss needs from further back reaches them weakly - start the gates "
                 "open (forget-bias: bias +1, Jozefowicz et al. 2015)")
+
+
+#: ... and when the run steps several optimizers (``several_optimizers``): the plateau is info
+ADVERSARIAL = ("; the run steps several optimizers, and the loss watched is one of their objectives: a GAN's "
+               "generator loss need not fall, so this is no fault by itself")
 
 
 #: ... and when no step holds activation statistics (not sampled: Lightning's training_step
@@ -103,8 +109,10 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
                                              memory_steps=ev["memory_steps"], seq_len=ev["seq_len"]) if gates else ""
                 f = replace(f, message=f"{f.message}{memory}; {NO_CAUSE}{frozen}",
                             remedies=gates + ([r for r in f.remedies if r in ("lr-find", "lower-lr")] or ["lr-find"]))
+                if ev.get("several_optimizers"):  # one of several objectives: an adversarial one holds
+                    f = replace(f, severity="info", message=f"{f.message}{ADVERSARIAL}")
         out.append(f)
     return out
 
 
-__all__ = ["EXPLAINS", "FROZEN", "NO_CAUSE", "SHORT_MEMORY", "UNSAMPLED", "apply_policy"]
+__all__ = ["ADVERSARIAL", "EXPLAINS", "FROZEN", "NO_CAUSE", "SHORT_MEMORY", "UNSAMPLED", "apply_policy"]

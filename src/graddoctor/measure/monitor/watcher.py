@@ -161,7 +161,7 @@ class Monitor:
         self._meta = meta_record(self.run_id, layers, mm, {
             **vars(self.schedule), "output_grads": self.output_grads,
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
-            "distributed": self.mode, "world_size": self.world_size, "mapped": mm is not None,
+            "distributed": self.mode, "world_size": self.world_size, "mapped": mm is not None, "several_optimizers": self.other_optimizers,
             "nonfinite_unit": "values" if self._host_check else "tensors", **self._setup_audit(mm, inputs)},
             set() if self.other_optimizers else layers.left_out_layers())  # not stepped: not judged
         self.forwards.set_up(self.root, mm, layers, self.schedule.dead_window, self.output_grads)
