@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import gc
+import sys
 import warnings
 
 from torch import nn
@@ -64,6 +65,8 @@ def compiled_elsewhere(root: nn.Module) -> bool:
     """
     if getattr(root, "_compiled_call_impl", None) is not None:
         return True
+    if "torch._dynamo" not in sys.modules:  # torch.compile loads it: nothing compiled yet (no heap walk)
+        return False
     return any(isinstance(r, dict) and r.get("_orig_mod") is root for r in gc.get_referrers(root))
 
 
