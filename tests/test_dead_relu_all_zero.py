@@ -18,6 +18,13 @@ def _steps(zero: float, dead: float) -> list[dict]:
 def test_an_all_zero_site_is_dead() -> None:
     (f,) = dead_relu(META, _steps(1.0, 0.11))
     assert f.code == "dead-relu" and f.severity == "error" and f.layers == ["5"] and f.step == 64
+    assert "only zeros on every sampled batch from step 64 to the end" in f.message
+
+
+def test_a_site_that_recovers_is_not_dead() -> None:
+    steps = [{"step": t, "act": {"5": {"zero_frac": z, "dead_frac": 0.02}}}
+             for t, z in zip((8, 16, 32, 64, 101, 201), (1.0, 1.0, 0.5, 0.5, 0.5, 0.5))]
+    assert dead_relu(META, steps) == []
 
 
 def test_a_healthy_site_half_zeros_is_not() -> None:

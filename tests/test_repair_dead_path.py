@@ -31,7 +31,8 @@ def test_dead_path_is_re_drawn_and_the_re_check_is_clean() -> None:
     vanish = next(f for f in report.findings if f.code == "vanishing-gradient")
     assert vanish.evidence["zero_gradient_input_side"] > 0
     result = gd.repair(net, report, example_inputs=x)
-    assert "he-init" in [c.remedy for c in result.changes if c.kind == "applied"]
+    drawn = next(c for c in result.changes if c.kind == "applied" and c.remedy == "he-init")
+    assert drawn.modules == ["0", "2", "4"]  # the dead path only: the head keeps its weights
     assert float(result.model[2].bias.abs().max()) < 1.0
     assert "vanishing-gradient" not in {f.code for f in gd.check(result.model, x, target=y).findings}
 
@@ -42,3 +43,18 @@ def test_healthy_relu_mlp_plans_nothing() -> None:
     x, y = torch.randn(64, 32), torch.randint(0, 10, (64,))
     result = gd.repair(net, gd.check(net, x, target=y), example_inputs=x)
     assert not [c for c in result.changes if c.kind == "applied"]
+
+
+def test_a_trained_checkpoint_with_a_dead_layer_is_not_re_drawn() -> None:
+    """A checkpoint (a rank-1 spike in every weight: ``looks_trained``) keeps its weights."""
+    net = _dead_mlp()
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Linear):
+                u, v = torch.randn(m.weight.shape[0], 1), torch.randn(1, m.weight.shape[1])
+                m.weight += 0.5 * u @ v / m.weight.shape[1] ** 0.5
+    before = net[0].weight.detach().clone()
+    x, y = torch.randn(64, 32), torch.randint(0, 10, (64,))
+    result = gd.repair(net, gd.check(net, x, target=y), example_inputs=x)
+    assert "he-init" not in [c.remedy for c in result.changes if c.kind == "applied"]
+    assert torch.equal(result.model[0].weight, before)

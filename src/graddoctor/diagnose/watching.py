@@ -198,7 +198,7 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
         >>> rounds = [{"step": 10, "remedies": ["relu"]}]
         >>> steps = [{"step": t, "loss": 2.0 / t} for t in range(1, 41)]
         >>> after_fix({"layers": [], "activations": []}, steps, rounds)
-        {'from_step': 10, 'steps': 30, 'findings': [], 'loss_start': 0.1538, 'loss_end': 0.0563}
+        {'from_step': 10, 'steps': 30, 'findings': [], 'loss_start': 0.1538, 'loss_end': 0.05635}
     """
     undone = {e.get("undo") for e in rounds if e.get("undo") is not None} | {
         t for e in rounds for t in e.get("undone") or []}  # fixes judged together are undone together
@@ -210,9 +210,10 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
     found = (None if len(later) < AFTER_FIX_MIN_STEPS
              else [_brief(f) for f in training_findings(meta, later)])
     out = {"from_step": max(kept), "steps": len(later), "findings": found}
-    loss = [v for v in (as_float(s.get("loss")) for s in later) if math.isfinite(v)]
-    if len(loss) >= AFTER_FIX_MIN_STEPS:  # where the repaired run went (its findings may be a slow start)
-        out.update(loss_start=round(float(np.median(loss[:5])), 4), loss_end=round(float(np.median(loss[-10:])), 4))
+    loss = [as_float(s.get("loss")) for s in later if "loss" in s]
+    if len(loss) >= AFTER_FIX_MIN_STEPS and all(math.isfinite(v) for v in loss[-10:]):  # where the repaired
+        start, end = float(np.median(loss[:5])), float(np.median(loss[-10:]))  # run went (a slow start?)
+        out.update(loss_start=float(f"{start:.4g}"), loss_end=float(f"{end:.4g}"))
     return out
 
 

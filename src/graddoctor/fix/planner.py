@@ -58,6 +58,7 @@ from graddoctor.fix.remedies.init import SCHEMES
 from graddoctor.fix.remedies.norm_gain import zero_gains
 from graddoctor.fix.remedies.prenorm import post_ln_blocks
 from graddoctor.fix.remedies.registry import get
+from graddoctor.measure.trained import looks_trained
 from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding, Report
 
@@ -254,7 +255,11 @@ def plan(
     # init
     init_trig = {"poor-init", "signal-explosion", "signal-collapse"}
     expl_init = "exploding-gradient" in codes and codes & {"signal-explosion", "poor-init"}
-    dead_path = any(f.evidence.get("zero_gradient_input_side") for f in by_code.get("vanishing-gradient", []))
+    # a dead path at init (exactly-zero gradients on the input side) in a ReLU net that is no trained
+    # checkpoint: its layers re-drawn, biases at zero (a bias of -10 silencing a layer)
+    dead = sorted({n for f in by_code.get("vanishing-gradient", []) if f.evidence.get("zero_gradient_input_side")
+                   for n in f.layers})
+    dead_path = bool(dead) and fx.relu_family and not looks_trained(model)
     if (codes & init_trig or new_family or expl_init or dead_path) and not keep_tanh:
         relu = new_family == "relu" or fx.relu_family
         # coherence: after a swap to the ReLU family the findings' ranking (made for the old
@@ -278,6 +283,8 @@ def plan(
         single = [f for f in by_code.get("poor-init", []) if f.evidence.get("single_layers")]
         only = {"layers": sorted({n for f in single for n in f.layers})} if (
             alone and not new_family and single and len(single) == len(by_code["poor-init"])) else {}
+        if dead_path and not (codes & init_trig or new_family or expl_init):
+            only = {"layers": dead}
         add(init, why, init_trig | swap_trig | {"dead-relu"} | ({"vanishing-gradient"} if dead_path else set()), **only)
     # clipping and advice
     if codes & {"exploding-gradient", "non-finite", "long-sequence-rnn"}:

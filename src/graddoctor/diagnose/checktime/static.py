@@ -200,7 +200,8 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
     remedies = (["he-init", "lsuv-init", "orthogonal-init", "xavier-init"] if relu
                 else ["xavier-init", "orthogonal-init", "lsuv-init", "he-init"])
     evidence = {"gain_log10": [round(lg, 2) for _, lg, _, _ in rows],
-                "chain_orders": round(chain_orders, 2), "chain_layers": len(chain), "single_layers": not by_chain}
+                "chain_orders": round(chain_orders, 2), "chain_layers": len(chain), "single_layers": not by_chain,
+                "direction": direction}
     msg = (f"weight scales off the He/Xavier scale for the activation that follows compound over "
            f"{len(chain)} plain layers: the signal {direction} by about {abs(chain_orders):.1f} orders "
            "of magnitude from the init alone (the backward gradient; the forward signal too "

@@ -32,9 +32,10 @@ from graddoctor.report import Finding
 #: point where the layer has lost most of its width)
 DEAD_FRAC = 0.5
 DEAD_ERROR_FRAC = 0.9
-#: a site whose outputs are zero on this fraction of its elements, on ``PERSIST`` samples in a
-#: row, is dead too (a healthy ReLU site is ~50% zeros): a 3-layer ReLU MLP killed at step 29 by
-#: SGD 0.5 read zero_frac 1.00 from step 64 and dead_frac 0.11, its window reaching back to step 1
+#: a site whose outputs are zero on this fraction of its elements on every sample from some step
+#: to the last (more than ``PERSIST`` of them) is dead too (a healthy ReLU site is ~50% zeros): a
+#: 3-layer ReLU MLP killed at step 29 by SGD 0.5 read zero_frac 1.00 from step 64 and dead_frac
+#: 0.11, its window reaching back to step 1
 ALL_ZERO = 0.99
 #: consecutive sampled steps the statistic must hold
 PERSIST = 2
@@ -83,17 +84,22 @@ def dead_relu(meta: dict, steps: list[dict]) -> list[Finding]:
     """
     sites = dying_sites(meta)
     hits = _scan(meta, steps, sites, "dead_frac", DEAD_FRAC)
-    # a site all zeros on every sampled batch is dead whatever dead_frac says: its window of 10
-    # samples reaches back to before the units died in a short run (at step 301 to step 1)
-    for name, hit in _scan(meta, steps, sites, "zero_frac", ALL_ZERO).items():
-        if name not in hits or hit[0] < hits[name][0]:
-            hits[name] = hit
-    if not hits:
+    # a site all zeros on every sampled batch from some step to the end is dead whatever dead_frac
+    # says: its window of 10 samples reaches back to before the units died in a short run
+    zeros = {n: h for n, h in _scan(meta, steps, sites, "zero_frac", ALL_ZERO).items()
+             if n not in hits and len(h[1]) > PERSIST and min(h[1]) >= ALL_ZERO}
+    if not hits and not zeros:
         return []
-    worst = max(max(v[1][:PERSIST]) for v in hits.values())
+    worst = max(max(v[1][:PERSIST]) for v in (hits or zeros).values())
     msg = (f"{len(hits)} ReLU site(s) with {worst:.0%} of units never active over watch's window "
            f"(threshold {DEAD_FRAC:.0%}; a healthy ReLU layer is ~50% zeros per sample but has "
-           "few units silent on every sample)")
+           "few units silent on every sample)") if hits else ""
+    if zeros:
+        first = min(h[0] for h in zeros.values())
+        msg += (("; " if msg else "") + f"{len(zeros)} ReLU site(s) output only zeros on every sampled batch "
+                f"from step {first} to the end: every unit died there")
+        hits.update({n: (h[0], [1.0] * len(h[1])) for n, h in zeros.items()})  # every unit silent
+        worst = 1.0
     sev = "error" if worst >= DEAD_ERROR_FRAC else "warning"
     return [_finding("dead-relu", sev, msg, sites, hits, "dead_frac", DEAD_FRAC,
                      ["leaky-relu", "he-init", "lower-lr"], REF_DEAD)]

@@ -57,8 +57,8 @@ SHORT_MEMORY = ("; the keep gates of {layers} started with a memory of ~{memory_
 
 
 #: ... and when the run steps several optimizers (``several_optimizers``): the plateau is info
-ADVERSARIAL = ("; the run steps several optimizers, and the loss watched is one of their objectives: a GAN's "
-               "generator loss need not fall, so this is no fault by itself")
+ADVERSARIAL = ("; the run steps several optimizers, so the loss watched may be one of competing objectives "
+               "(a GAN's generator loss need not fall): info, not a fault by itself")
 
 
 #: ... and when no step holds activation statistics (not sampled: Lightning's training_step

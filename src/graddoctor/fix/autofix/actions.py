@@ -190,17 +190,25 @@ def plan_fix(findings: list[Finding], model: nn.Module, example_inputs: Any, opt
 
 
 def _too_small(finding: Finding) -> bool:
-    """A ``poor-init`` finding whose chain shrinks the signal (``chain_orders`` < 0): weights too
-    small cannot blow a run up, so their re-draw does not stand in for a lower rate. A default-init
-    ReLU MLP (-1.2 orders) at SGD 3.0 with momentum blew up, was re-drawn at its rate and went on
-    moving its weights by 1260% of their norm per step.
+    """A ``poor-init`` finding of weights that shrink the signal (evidence ``direction``, its chain
+    or its single layers; ``chain_orders`` < 0 where no direction is recorded) or of norm gains near
+    zero: weights too small cannot blow a run up, so their re-draw does not stand in for a lower
+    rate. A default-init ReLU MLP (-1.2 orders) at SGD 3.0 with momentum blew up, was re-drawn at
+    its rate and went on moving its weights by 1260% of their norm per step.
 
     Example:
         >>> _too_small(Finding("poor-init", "warning", "m", [], {"chain_orders": -1.17}))
         True
+        >>> _too_small(Finding("poor-init", "warning", "m", [], {"chain_orders": 0, "direction": "shrinks"}))
+        True
+        >>> _too_small(Finding("poor-init", "warning", "m", [], {"chain_orders": 2.6, "direction": "grows"}))
+        False
     """
-    v = finding.evidence.get("chain_orders")
-    return isinstance(v, (int, float)) and v < 0
+    ev = finding.evidence
+    if ev.get("direction") in ("shrinks", "grows"):
+        return ev["direction"] == "shrinks"
+    v = ev.get("chain_orders")
+    return (isinstance(v, (int, float)) and v < 0) or finding.remedies == ["norm-gain"]
 
 
 def with_zero_gains(findings: list[Finding], model: nn.Module) -> list[Finding]:

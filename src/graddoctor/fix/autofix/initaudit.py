@@ -133,10 +133,13 @@ class InitAudit:
     def take(self, first_loss: float = math.nan, now: float = math.nan) -> list[Finding]:
         """The faults found, once (the first check acts on them); none when the ``first_loss``
         (at the attach-time weights) says the model has learnt (``learnt``), nor when the loss
-        level ``now`` at that check says it has learnt since: that init trains. A healthy L-BFGS
-        run on digits was at 0.28 of ln(10) by the step-10 check and its re-draw cost a point."""
+        level ``now`` at that check says it has learnt since (under ``LEARNT_FRACTION`` of a uniform
+        guess and of the first loss: a loss scaled down by accumulation must still halve): that init
+        trains. A healthy L-BFGS run on digits was at 0.28 of ln(10) by the step-10 check (2.31 ->
+        0.65) and its re-draw cost a point."""
         out, self.faults = self.faults or [], []
-        return [] if learnt(first_loss, self.classes) or learnt(now, self.classes) else out
+        since = learnt(now, self.classes) and now < LEARNT_FRACTION * first_loss
+        return [] if learnt(first_loss, self.classes) or since else out
 
 
 __all__ = ["ACT_ENTROPY", "LEARNT_FRACTION", "InitAudit", "causes_gone", "init_fault", "learnt", "output_classes"]

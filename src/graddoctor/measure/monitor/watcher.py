@@ -311,7 +311,10 @@ def _loss_tensor(loss: Any) -> torch.Tensor:
         return torch.tensor(float(loss))
     kind = getattr(getattr(loss, "dtype", None), "kind", None)
     if hasattr(loss, "__array__") and getattr(loss, "size", None) == 1 and kind in ("f", "i", "u", "b"):  # NumPy
-        return _loss_tensor(torch.as_tensor(loss.__array__()))
+        try:
+            return torch.tensor(float(loss.__array__().reshape(())))
+        except (TypeError, ValueError, RuntimeError):
+            pass
     raise InputError(f"w.step(loss): loss must be a scalar tensor or a number, got {type(loss).__name__}")
 
 
