@@ -131,22 +131,16 @@ def _start_and_level(window: list[dict]) -> tuple[float, float]:
     return float(np.median(loss[:START])), float(np.median(loss[-LEVEL:]))
 
 
-def level(window: list[dict]) -> float:
-    """Median of the last ``LEVEL`` finite losses of ``window`` (inf when none is finite)."""
-    loss = _losses(window)
-    return float(np.median(loss[-LEVEL:])) if loss else math.inf
-
-
-def latest(window: list[dict], n: int = 3) -> float:
-    """Median of the last ``n`` finite losses of ``window`` (nan when none): the loss now, with
-    less lag than ``level``.
+def level(window: list[dict], n: int = LEVEL) -> float:
+    """Median of the last ``n`` finite losses of ``window`` (inf when none is finite); a small
+    ``n`` reads the loss now, with less lag.
 
     Example:
-        >>> round(latest([{"step": t, "loss": 2.3 - 0.2 * t} for t in range(1, 11)]), 6)
+        >>> round(level([{"step": t, "loss": 2.3 - 0.2 * t} for t in range(1, 11)], 3), 6)
         0.5
     """
     loss = _losses(window)
-    return float(np.median(loss[-n:])) if loss else math.nan
+    return float(np.median(loss[-n:])) if loss else math.inf
 
 
 def falling(window: list[dict]) -> bool:
@@ -252,4 +246,4 @@ def regressed(levels: list[float]) -> bool:
 
 
 __all__ = ["CHECK_ROWS", "EVERY_MIN_SITES", "FALLING_FRAC", "HELP_FRAC", "LEARN_FRAC", "LEVEL", "NEAR_FRAC", "REGRESS_FRAC", "SLOW_FRAC", "START", "STRONG", "STRONG_EVERY",
-           "TIE_FRAC", "doubtful", "falling", "first_loss", "latest", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]
+           "TIE_FRAC", "doubtful", "falling", "first_loss", "helped", "learning", "level", "no_worse", "regressed", "slow", "strong", "thinned"]

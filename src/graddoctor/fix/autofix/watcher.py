@@ -93,7 +93,6 @@ from graddoctor.fix.autofix.judge import (
     STRONG,
     doubtful,
     first_loss,
-    latest,
     learning,
     level,
     regressed,
@@ -261,7 +260,7 @@ class AutofixWatcher(Watcher):
                        and strong(f) and f not in causes]
         causes += [f for f in definite(findings, self.root) if f not in causes]
         if not self.fixes and self._audit.faults:  # the first check: an init fault seen at attach
-            init = self._audit.take(first_loss(steps), latest(window))
+            init = self._audit.take(first_loss(steps), level(window, 3))
             causes, findings = causes + init, [*findings, *init]
         if not causes:
             if self._levels is not None and self._trial is None and regressed(self._levels):

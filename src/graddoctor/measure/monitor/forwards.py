@@ -167,9 +167,8 @@ class SampledForwards:
             if self._compile_seen:
                 self.sampler, self.out_grads = None, None
                 warnings.warn("graddoctor.watch: the model runs torch.compile'd, so activation statistics (and output "
-                              "gradients) are off "
-                              "(module hooks added between compiled calls make it recompile); gradients are "
-                              "recorded as usual", stacklevel=user_level())
+                              "gradients) are off (module hooks added between compiled calls make it recompile); "
+                              "gradients are recorded as usual", stacklevel=user_level())
         return self._compile_seen
 
     def _end_interrupted(self) -> None:
