@@ -107,6 +107,7 @@ from graddoctor.fix.autofix.surgery import claim, rebind_optimizer, refusal, rel
 from graddoctor.fix.autofix.trial import open_trial, undo_line, undo_trial, verdict
 from graddoctor.fix.autofix.undo import Checkpoint
 from graddoctor.fix.remedies.warmup import LinearWarmup
+from graddoctor.measure.monitor.hooksafe import eager_only
 from graddoctor.report import Finding, Report
 from graddoctor.stack import user_level
 
@@ -183,9 +184,9 @@ class AutofixWatcher(Watcher):
             if self._audit.faults is None and self.example_inputs is not None and \
                     not self._audit.look(self.example_inputs, given=True):
                 self.example_inputs = None  # they do not fit: the first batch's forward is used
-            self._fix_handles.append(self.optimizer.register_step_post_hook(self._safe_fix))
+            self._fix_handles.append(self.optimizer.register_step_post_hook(torch.compiler.disable(self._safe_fix)))
             if self.example_inputs is None and self.forwards.hookable:
-                self._fix_handles.append(self.root.register_forward_pre_hook(self._audit.keep_inputs,
+                self._fix_handles.append(self.root.register_forward_pre_hook(eager_only(self._audit.keep_inputs),
                                                                             with_kwargs=True))
             if self.refused:
                 warnings.warn(f"{_WHO}: no module surgery on {self.refused}", stacklevel=user_level())

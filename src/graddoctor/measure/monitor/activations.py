@@ -40,7 +40,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.inputs import first_tensor
-from graddoctor.measure.monitor.hooksafe import HandleBin
+from graddoctor.measure.monitor.hooksafe import HandleBin, eager_only
 from graddoctor.measure.stats import (
     MOMENTS,
     dead_fractions,
@@ -182,12 +182,12 @@ class ActivationSampler:
         try:
             for name, m in self.modules.items():
                 if self.has_functional:  # only the mode needs to know it runs inside a module
-                    self._handles.append(m.register_forward_pre_hook(self._module_pre))
-                self._handles.append(m.register_forward_hook(self._post[name], always_call=True))
+                    self._handles.append(m.register_forward_pre_hook(eager_only(self._module_pre)))
+                self._handles.append(m.register_forward_hook(eager_only(self._post[name]), always_call=True))
             if self.has_functional:
                 for name, m in self.owners.items():
-                    self._handles.append(m.register_forward_pre_hook(self._owner_pre(name)))
-                    self._handles.append(m.register_forward_hook(self._owner_post, always_call=True))
+                    self._handles.append(m.register_forward_pre_hook(eager_only(self._owner_pre(name))))
+                    self._handles.append(m.register_forward_hook(eager_only(self._owner_post), always_call=True))
                 self._mode = FunctionalActivationMode(self._on_functional, lambda: self._in_act > 0)
                 self._mode.__enter__()
         except BaseException:

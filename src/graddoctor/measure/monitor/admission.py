@@ -11,8 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
-import sys
 import warnings
 
 from torch import nn
@@ -37,7 +35,7 @@ def admit(model: nn.Module, root: nn.Module, schedule: Schedule, output_grads: b
     if reason is not None:
         raise InputError(f"watch(): {reason}")
     wants = bool(schedule.activation_every or output_grads)
-    if wants and isinstance(getattr(model, "_orig_mod", None), nn.Module):  # compiled
+    if wants and compiled_wrapper(model):
         warnings.warn(f"{_WHO}: activation statistics are off for a torch.compile'd model (module hooks "
                       "added between compiled calls do not fire)", stacklevel=user_level())
         return schedule.without_activations(), False
@@ -49,25 +47,15 @@ def admit(model: nn.Module, root: nn.Module, schedule: Schedule, output_grads: b
     return schedule, output_grads
 
 
-def compiled_elsewhere(root: nn.Module) -> bool:
-    """``root`` runs compiled while watched as the plain module: ``root.compile()``, or a
-    ``torch.compile(root)`` wrapper (its ``_orig_mod`` is ``root``). Module hooks added between
-    its compiled calls make Dynamo recompile: a 10-site MLP hit the recompile limit and trained
-    10x slower under watch.
+def compiled_wrapper(model: nn.Module) -> bool:
+    """``model`` is a ``torch.compile`` wrapper (its ``_orig_mod`` is the module it compiles).
 
     Example:
         >>> import torch
-        >>> net = nn.Linear(2, 2)
-        >>> compiled_elsewhere(net)
-        False
-        >>> wrapper = torch.compile(net); compiled_elsewhere(net)
-        True
+        >>> compiled_wrapper(torch.compile(nn.Linear(1, 1))), compiled_wrapper(nn.Linear(1, 1))
+        (True, False)
     """
-    if getattr(root, "_compiled_call_impl", None) is not None:
-        return True
-    if "torch._dynamo" not in sys.modules:  # not loaded: nothing compiled (graddoctor loads it itself,
-        return False  # so the heap walk below, ~0.1 s with 400k objects, runs once per watch)
-    return any(isinstance(r, dict) and r.get("_orig_mod") is root for r in gc.get_referrers(root))
+    return isinstance(getattr(model, "_orig_mod", None), nn.Module)
 
 
 def check_one_device(model: nn.Module) -> None:

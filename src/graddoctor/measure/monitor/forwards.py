@@ -3,8 +3,10 @@
 The first forward maps the model (when no ``example_inputs`` were given); the first forward
 (with grad enabled) of an activation-sampled step runs the activation sampler and, opt-in,
 the output-gradient hooks. Those hooks are installed for that forward only: unsampled
-forwards run with no hook at all. ``torch.compile``: the hooks are excluded from
-compilation (``torch.compiler.disable``). Graddoctor's own forwards (``hooksafe.own_forward``:
+forwards run with no hook at all. ``torch.compile``: every hook is a no-op while Dynamo traces
+it (``hooksafe.eager_only``: no graph break, so ``fullgraph=True`` compiles too); a traced root
+hook means the model runs compiled (through a wrapper, ``module.compile()``, a parent or a
+compiled train-step function), so ``check_compiled`` turns activation sampling off. Graddoctor's own forwards (``hooksafe.own_forward``:
 any watcher's mapping trace) are ignored by every hook here, so several watchers can share
 one model: none samples, or unhooks itself inside, another one's trace.
 
@@ -31,8 +33,7 @@ from torch import nn
 
 from graddoctor.inputs import bind_call
 from graddoctor.measure.monitor.activations import ActivationSampler
-from graddoctor.measure.monitor.admission import compiled_elsewhere
-from graddoctor.measure.monitor.hooksafe import HandleBin, in_exception, in_own_forward
+from graddoctor.measure.monitor.hooksafe import HandleBin, eager_only, in_exception, in_own_forward
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.output_grads import OutputGradients
 from graddoctor.measure.monitor.schedule import Schedule
@@ -51,11 +52,15 @@ class SampledForwards:
         guard: runs a hook body (``guard(fn, *args)``) so an internal error stops the recording
             instead of the training.
         sample: sample forwards at all (rank 0 only, when distributed).
+        hook_on: the module whose forward hooks fire (default ``root``): a ``torch.compile``
+            wrapper of ``root``, whose hooks run eagerly around the compiled call, so its first
+            forward still maps the model.
     """
 
     def __init__(self, root: nn.Module, schedule: Schedule, on_first_forward: Callable[[Any], None],
-                 guard: Callable[..., Any], sample: bool = True) -> None:
+                 guard: Callable[..., Any], sample: bool = True, hook_on: nn.Module | None = None) -> None:
         self.root, self.schedule, self.sample = root, schedule, sample
+        self.hook_on = root if hook_on is None else hook_on
         self.on_first_forward, self.guard = on_first_forward, guard
         self.ready = False  # the model is mapped
         self.mapping = False  # the map's own forward runs: not a training forward
@@ -68,7 +73,8 @@ class SampledForwards:
         self._handles: list[Any] = []
         self.bin = HandleBin()  # hooks released while torch iterated them, removed at the next safe point
         self.hookable = not isinstance(root, torch.jit.ScriptModule)  # TorchScript takes no Python hooks
-        self._compile_seen: bool | None = None  # compiled elsewhere (None: not looked yet)
+        self.traced = False  # Dynamo traced a root hook: the model runs compiled
+        self._compile_said = False
 
     def set_up(self, root: nn.Module, mm: ModelMap | None, layers: WatchedLayers, dead_window: int,
                output_grads: bool) -> None:
@@ -96,8 +102,9 @@ class SampledForwards:
         self.bin.empty()
         if not self._handles and self.hookable:
             self._handles = [
-                self.root.register_forward_pre_hook(self._safe_on_forward, with_kwargs=True, prepend=True),
-                self.root.register_forward_hook(self._safe_on_forward_end, always_call=True)]
+                self.hook_on.register_forward_pre_hook(eager_only(self._safe_on_forward, self._on_trace),
+                                                    with_kwargs=True, prepend=True),
+                self.hook_on.register_forward_hook(eager_only(self._safe_on_forward_end), always_call=True)]
 
     def disarm(self) -> None:
         """Remove the root's forward hooks (idempotent; later when torch iterates them)."""
@@ -121,7 +128,29 @@ class SampledForwards:
             del self.acts[k]
         return acts, self.out_grads.take(steps) if self.out_grads is not None else {}
 
-    @torch.compiler.disable
+    def _on_trace(self) -> None:  # Dynamo replays this store after its graph (no guard, no break)
+        self.traced = True
+
+    def begin_step(self, step: int, unmapped: bool) -> bool:
+        """The coming forwards belong to ``step``; True when its first forward is sampled (arm the
+        hooks). ``unmapped``: the model was set up without a map (``check_compiled``)."""
+        self.next_step = step
+        self.check_compiled(unmapped)
+        return self.wants(step)
+
+    def check_compiled(self, unmapped: bool) -> None:
+        """After a forward Dynamo traced (``traced``): activation sampling (and output gradients)
+        off, with one warning; ``unmapped``: no eager forward mapped the model either."""
+        if not self.traced or self._compile_said:
+            return
+        self._compile_said = True
+        if self.sampler is not None or self.out_grads is not None or unmapped:
+            self.sampler, self.out_grads = None, None
+            order = (" and the layers are in named_modules order (pass example_inputs= to watch() for the "
+                     "execution order)") if unmapped else ""
+            warnings.warn("graddoctor.watch: the model runs torch.compile'd, so activation statistics (and output "
+                          f"gradients) are off{order}; gradients are recorded as usual", stacklevel=user_level())
+
     def _safe_on_forward(self, module: nn.Module, args: tuple, kwargs: dict | None = None) -> None:
         # kwargs None: torch calls a hook removed during its forward (from its copy of the
         # pre-hooks) without the kwargs, the with_kwargs flag being removed with the hook
@@ -129,7 +158,6 @@ class SampledForwards:
         if self._handles and not in_own_forward():  # else a hook released late, or graddoctor's forward
             self.guard(self._on_forward, args, kwargs or {}, module)
 
-    @torch.compiler.disable
     def _safe_on_forward_end(self, module: nn.Module, args: tuple, out: Any) -> None:
         if self._handles and not in_own_forward():  # always: the sampler's hooks come off even
             self.guard(self._on_forward_end, always=True)  # after an internal error
@@ -152,24 +180,12 @@ class SampledForwards:
         if self._open:  # the last forward ended by a BaseException (no always_call hook ran)
             self._end_interrupted()
         step = self.next_step
-        if self._sampled != step and torch.is_grad_enabled() and self.wants(step) and not self._compiled():
+        if self._sampled != step and torch.is_grad_enabled() and self.wants(step):
             self._sampled, self._open = step, True
             if self.sampler is not None:
                 self.sampler.start()
             if self.out_grads is not None:
                 self.out_grads.start(step)
-
-    def _compiled(self) -> bool:
-        """The model runs compiled elsewhere (``admission.compiled_elsewhere``, looked at once, at
-        the first sampled forward): activation sampling goes off with one warning."""
-        if self._compile_seen is None:
-            self._compile_seen = compiled_elsewhere(self.root)
-            if self._compile_seen:
-                self.sampler, self.out_grads = None, None
-                warnings.warn("graddoctor.watch: the model runs torch.compile'd, so activation statistics (and output "
-                              "gradients) are off (module hooks added between compiled calls make it recompile); "
-                              "gradients are recorded as usual", stacklevel=user_level())
-        return self._compile_seen
 
     def _end_interrupted(self) -> None:
         """Clean up after a sampled forward that raised a ``BaseException`` (KeyboardInterrupt):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from graddoctor.measure.monitor.hooksafe import HandleBin
+from graddoctor.measure.monitor.hooksafe import HandleBin, eager_only
 
 
 class OutputGradients:
@@ -70,7 +70,7 @@ class OutputGradients:
 
         for i, m in enumerate(self.modules):
             if m is not None:
-                self._handles.append(m.register_forward_hook(layer_hook(i)))
+                self._handles.append(m.register_forward_hook(eager_only(layer_hook(i))))
 
     def stop(self) -> None:
         """Remove the forward hooks (the output hooks fire in the coming backward)."""
