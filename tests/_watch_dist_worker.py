@@ -1,6 +1,6 @@
 """Helper for tests/test_distributed.py: train under gd.watch in 2 gloo processes.
 
-Usage: python tests/_watch_dist_worker.py ddp,fsdp1,fsdp2 PORT OUT_DIR
+Usage: python tests/_watch_dist_worker.py ddp,fsdp1,fsdp2,uneven PORT OUT_DIR  (or: raise PORT OUT_DIR)
 For each kind, rank 0 writes {"meta": ..., "steps": [...]} (run-log encoding) to OUT_DIR/<kind>.json.
 """
 
@@ -28,12 +28,49 @@ def batches() -> list[torch.Tensor]:
 
 
 def train(model, opt, xs, watch_kw, rank=0, world=1):
+    """Train under gd.watch: the watcher (its ``own_losses``: this rank's losses, step by step)."""
     import graddoctor as gd
 
     per = GLOBAL_BATCH // world
+    own = []
     with gd.watch(model, opt, **watch_kw) as w:
         for x in xs:
             loss = model(x[rank * per: (rank + 1) * per]).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+            own.append(loss.item())
+    w.own_losses = own
+    return w
+
+
+def train_uneven(model, opt, rank):
+    """DDP with uneven inputs under ``model.join()`` (rank 0: 7 batches, rank 1: 4), flush every 2
+    steps: the watcher. Before: watch's flush all-reduce met Join's shadow collectives (abort)."""
+    import graddoctor as gd
+
+    g = torch.Generator().manual_seed(rank)
+    with gd.watch(model, opt, flush_every=2) as w, model.join():
+        for _ in range(7 if rank == 0 else 4):
+            loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            w.step(loss)
+    return w
+
+
+def raise_on_rank1(model, opt, rank):
+    """Rank 1 raises at its third step inside the ``with``: its own error must reach the user
+    (before: its exit flush all-reduce met rank 0 in DDP's, and gloo aborted it unreported)."""
+    import graddoctor as gd
+
+    with gd.watch(model, opt, flush_every=2) as w:
+        for step in range(6):
+            if rank == 1 and step == 2:
+                raise ValueError("a bad batch on rank 1")
+            loss = model(torch.randn(8, 6)).pow(2).mean()
             loss.backward()
             opt.step()
             opt.zero_grad()
@@ -85,12 +122,20 @@ def run(rank: int, world: int, kinds: str, port: str, out: str) -> None:
         for kind in kinds.split(","):
             counter = count_watch_collectives()
             try:
-                model = wrap(kind, build())
+                model = wrap("ddp" if kind in ("uneven", "raise") else kind, build())
                 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-                w = train(model, opt, batches(), {"flush_every": 2, "update_every": 1}, rank, world)
+                if kind == "raise":
+                    raise_on_rank1(model, opt, rank)
+                if kind == "uneven":
+                    w = train_uneven(model, opt, rank)
+                else:
+                    w = train(model, opt, batches(), {"flush_every": 2, "update_every": 1}, rank, world)
                 meta, steps = w.records()
-                result = {"meta": meta, "steps": steps, "collectives": counter["n"]}
+                result = {"meta": meta, "steps": steps, "collectives": counter["n"],
+                          "own_losses": getattr(w, "own_losses", None)}
             except Exception as e:  # noqa: BLE001 - reported to the test, which fails on it
+                if kind == "raise":  # the user's error leaves the process, as in a real run
+                    raise
                 result = {"error": f"{type(e).__name__}: {e}"}
             finally:
                 counter["restore"]()

@@ -3,16 +3,20 @@
 - single process: nothing to do.
 - "replicated" (DDP, or any multi-process run whose parameters are whole on
   every rank): gradients are identical on all ranks after DDP's all-reduce, so
-  the statistics are too; only the loss differs (each rank's own batch).
+  the statistics are too; only the loss differs (each rank's own batch): rank 0
+  records its own, and watch runs NO collective (a rank that raised, or joined
+  early under ``DDP.join()`` with uneven inputs, made a flush all-reduce that the
+  other ranks never matched: gloo aborted the run).
 - "sharded" (FSDP1 with ``use_orig_params=True``, FSDP2 ``fully_shard`` /
   DTensor parameters): each rank holds a slice of every parameter, so a
   per-layer norm is ``sqrt(all_reduce_sum(local sum of squares))``.
 
-Watch keeps *squared* norms in its device ring and calls ``reduce_block`` once
-per flush: ONE ``all_reduce(SUM)`` over the whole ``[steps, columns]`` block; then
-sharded columns stay summed and the rest are averaged over ranks (the loss
-becomes the mean over ranks). Every rank must flush at the same steps, which
-holds because all ranks step in lockstep. Rank 0 writes the sinks.
+Sharded runs keep *squared* norms in the device ring and call ``reduce_block``
+once per flush: ONE ``all_reduce(SUM)`` over the whole ``[steps, columns]``
+block; then sharded columns stay summed and the rest are averaged over ranks
+(the loss becomes the mean over ranks). Every rank must flush at the same
+steps, which holds because all ranks step in lockstep (a rank whose training
+raised skips its last flush: ``collective_safe``). Rank 0 writes the sinks.
 
 FSDP1 without ``use_orig_params=True`` exposes only flattened parameters; watch
 then reports one "layer" per FSDP unit (named after the wrapped module).
@@ -25,6 +29,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 import torch.distributed as dist
@@ -101,23 +107,33 @@ def clean_name(name: str) -> str:
     return name
 
 
+def collective_safe(world_size: int) -> bool:
+    """A collective may run now: one process, or no exception in flight. On a rank whose
+    training raised, watch's last flush would wait in its all-reduce for ranks still in DDP's
+    own: gloo aborted that rank (SIGABRT) and the user's exception was never printed.
+
+    Example:
+        >>> collective_safe(2)
+        True
+    """
+    return world_size == 1 or sys.exc_info()[0] is None
+
+
 def reduce_block(block: torch.Tensor, summed: torch.Tensor, how: str) -> torch.Tensor:
     """All-reduce a ``[rows, cols]`` statistics block in ONE collective.
 
     Args:
         block: the block (float32), same shape and column layout on every rank.
-        summed: bool ``[cols]``: columns that are sums over shards (kept summed when
-            ``how == "sharded"``); all other columns are averaged over ranks.
-        how: "single" (returned unchanged), "replicated" or "sharded".
+        summed: bool ``[cols]``: columns that are sums over shards (kept summed); all other
+            columns are averaged over ranks.
+        how: "single" or "replicated" (returned unchanged: no collective), or "sharded".
     """
-    if how == "single":
+    if how != "sharded":  # single, or replicated: every rank holds the same statistics
         return block
     _, ws = world()
     out = block.contiguous().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    if how == "sharded":
-        return torch.where(summed.to(out.device), out, out / ws)
-    return out / ws
+    return torch.where(summed.to(out.device), out, out / ws)
 
 
-__all__ = ["clean_name", "is_dtensor", "local", "mode", "reduce_block", "unwrap", "world"]
+__all__ = ["clean_name", "collective_safe", "is_dtensor", "local", "mode", "reduce_block", "unwrap", "world"]

@@ -126,6 +126,22 @@ def frozen_layers(model: nn.Module) -> list[str]:
     return [n for n, _ in frozen] if trained and held > trained else []
 
 
+def off_when_distributed(world_size: int) -> bool:
+    """Autofix is off in a multi-process run, with one warning: a fix taken on rank 0 alone (its
+    records live there) left the DDP replicas drifting apart, the lowered rate on one rank only.
+
+    Example:
+        >>> off_when_distributed(1)
+        False
+    """
+    if world_size <= 1:
+        return False
+    warnings.warn(f"graddoctor.autofix: off in this {world_size}-process run (every rank would have to take the same fix "
+                  "at the same step, and the records live on rank 0): watch records as usual; repair between "
+                  "runs (gd.repair)", stacklevel=user_level())
+    return True
+
+
 def refusal(model: nn.Module, optimizer: Any = None) -> str | None:
     """Why module surgery on ``model`` is unsafe (one line), or None when it is safe. Surgery
     is also refused where frozen weight layers hold most of the weights next to trainable ones (``frozen_layers``:
@@ -195,4 +211,4 @@ def release(watcher: Any) -> None:
         del _FIXING[watcher.root]
 
 
-__all__ = ["claim", "frozen_layers", "rebind_optimizer", "refusal", "release"]
+__all__ = ["claim", "frozen_layers", "off_when_distributed", "rebind_optimizer", "refusal", "release"]

@@ -37,7 +37,8 @@ at two checks in a row, the learning rate is divided by ``REGRESS_LR`` (a round)
 Each round is one event in ``w.fixes`` and ``report().data["autofix"]``, and one warning line
 ("graddoctor.autofix: step 40: vanishing-gradient -> relu, he-init, rezero on 39 modules;
 weights re-initialised"). An internal error warns once and turns autofix off; training goes on.
-Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
+Autofix is off, with one warning, in a multi-process run (DDP/FSDP: a fix on rank 0 alone let
+the replicas drift apart). Module surgery is refused with a one-line reason on DDP/FSDP, ``torch.compile``d and
 TorchScript models, where the optimizer leaves out trainable parameters of the model (some, or
 all: another model's optimizer), and on a model with none (optimizer-level remedies still apply;
 ``surgery.refusal``). Bad settings (``check_every=0``) are one ``InputError`` line
@@ -103,7 +104,13 @@ from graddoctor.fix.autofix.judge import (
 from graddoctor.fix.autofix.repeats import drop_stale
 from graddoctor.fix.autofix.rollback import RollbackPoint
 from graddoctor.fix.autofix.settings import check_settings
-from graddoctor.fix.autofix.surgery import claim, rebind_optimizer, refusal, release
+from graddoctor.fix.autofix.surgery import (
+    claim,
+    off_when_distributed,
+    rebind_optimizer,
+    refusal,
+    release,
+)
 from graddoctor.fix.autofix.trial import open_trial, undo_line, undo_trial, verdict
 from graddoctor.fix.autofix.undo import Checkpoint
 from graddoctor.fix.remedies.warmup import LinearWarmup
@@ -179,7 +186,7 @@ class AutofixWatcher(Watcher):
         """Install the hooks (the watcher's, then the fix's post-step hook). Returns self."""
         was = self.attached
         super().attach()
-        if not was and claim(self):
+        if not was and not off_when_distributed(self.world_size) and claim(self):
             self._point = self._point or RollbackPoint(self.root)
             if self._audit.faults is None and self.example_inputs is not None and \
                     not self._audit.look(self.example_inputs, given=True):

@@ -79,11 +79,14 @@ How (and why it is cheap):
   layer names are the original ones, gradient statistics are exact, activation
   statistics are turned off with a warning (module hooks added between compiled
   calls are not seen by the compiled graph). Watching the plain module while
-  calling a compiled one records gradients correctly but activation samples may
-  be missing.
+  it runs compiled (a wrapper, ``fullgraph=True``, a compiled parent or function):
+  the hooks are no-ops inside compiled code (``hooksafe.eager_only``), so training
+  runs as without watch; gradients are recorded, activation samples are off.
 - Distributed (see ``graddoctor.measure.distributed``): DDP, FSDP1 (``use_orig_params=True``
   for per-layer names) and FSDP2; every rank attaches, rank 0 writes the sinks;
-  the loss is the mean over ranks; activation statistics are rank 0's batch.
+  the loss is the mean over ranks under FSDP, rank 0's own under DDP (no collective: ranks that
+  raise or join early with uneven inputs cannot desynchronise it); activation statistics are
+  rank 0's batch.
   ``records()`` then returns the flushed rows only: call it after the ``with``.
 - The loss (``pairing``): call ``w.step(loss)`` after ``opt.step()`` or before it, once
   per optimizer step or once per micro-batch. The losses given between two optimizer

@@ -33,6 +33,7 @@ from torch import nn
 
 from graddoctor.inputs import bind_call
 from graddoctor.measure.monitor.activations import ActivationSampler
+from graddoctor.measure.monitor.admission import compiled_wrapper
 from graddoctor.measure.monitor.hooksafe import HandleBin, eager_only, in_exception, in_own_forward
 from graddoctor.measure.monitor.layers import WatchedLayers
 from graddoctor.measure.monitor.output_grads import OutputGradients
@@ -52,15 +53,15 @@ class SampledForwards:
         guard: runs a hook body (``guard(fn, *args)``) so an internal error stops the recording
             instead of the training.
         sample: sample forwards at all (rank 0 only, when distributed).
-        hook_on: the module whose forward hooks fire (default ``root``): a ``torch.compile``
-            wrapper of ``root``, whose hooks run eagerly around the compiled call, so its first
-            forward still maps the model.
+        given: the model watch was given: when it is a ``torch.compile`` wrapper of ``root``, the
+            forward hooks go on it (they run eagerly around the compiled call, so its first forward
+            still maps the model); else on ``root``.
     """
 
     def __init__(self, root: nn.Module, schedule: Schedule, on_first_forward: Callable[[Any], None],
-                 guard: Callable[..., Any], sample: bool = True, hook_on: nn.Module | None = None) -> None:
+                 guard: Callable[..., Any], sample: bool = True, given: nn.Module | None = None) -> None:
         self.root, self.schedule, self.sample = root, schedule, sample
-        self.hook_on = root if hook_on is None else hook_on
+        self.hook_on = given if given is not None and compiled_wrapper(given) else root
         self.on_first_forward, self.guard = on_first_forward, guard
         self.ready = False  # the model is mapped
         self.mapping = False  # the map's own forward runs: not a training forward

@@ -37,7 +37,7 @@ class Columns:
     Per layer (``n_layers`` columns each, summed over shards): ``grad_norm``, ``present``
     (gradient tensors present), ``nonfinite`` (NaN/Inf count), ``weight_norm``, ``update_norm``;
     the ``*_norm`` columns hold squared norms until ``Ring.flush_block`` takes their roots.
-    Per step (one column each, averaged over ranks): ``loss``, ``found_inf`` (AMP skipped it).
+    Per step (one column each, averaged over ranks when sharded): ``loss``, ``found_inf`` (AMP skipped it).
 
     Args:
         n_layers: number of layers.

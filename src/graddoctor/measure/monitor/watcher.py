@@ -19,7 +19,7 @@ from torch import nn
 
 from graddoctor.errors import GraddoctorError, InputError
 from graddoctor.measure import distributed as dist_
-from graddoctor.measure.monitor.admission import admit, check_one_device, compiled_wrapper
+from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import held_params, hookable_optimizer, warn_foreign
@@ -101,8 +101,7 @@ class Monitor:
         self.run_id, self.mode = uuid.uuid4().hex[:12], dist_.mode(model)
         self.rank, self.world_size = dist_.world()
         self.output = RunOutput(self.log_dir, sinks, fsync, history, self.run_id, write=self.rank == 0)
-        self.forwards = SampledForwards(self.root, self.schedule, self._setup, self._guarded, self.rank == 0,
-                                        model if compiled_wrapper(model) else None)
+        self.forwards = SampledForwards(self.root, self.schedule, self._setup, self._guarded, self.rank == 0, model)
         self._meta: dict | None = None  # set up with the map: example_inputs, first forward or step
         # other optimizers step what this one leaves out (a framework's GAN): those layers are judged
         self.other_optimizers, self._handles, self._step = False, list[Any](), 0  # _handles: optimizer hooks
@@ -147,7 +146,8 @@ class Monitor:
         if self._meta is not None:
             self.steps.snapshot = None
         try:
-            self._guarded(self.flush, always=True)
+            if dist_.collective_safe(self.world_size):  # a raising rank skips it (the others wait in DDP's)
+                self._guarded(self.flush, always=True)
         finally:  # a failing close (disk full) warns like any internal error
             self._guarded(self.output.close, always=True)
 
