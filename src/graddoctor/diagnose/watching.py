@@ -12,6 +12,8 @@ import math
 import os
 import warnings
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from graddoctor.diagnose.checktime.init_scale import init_fault, output_classes
 from graddoctor.diagnose.training import training_findings
 from graddoctor.diagnose.training.series import as_float
 from graddoctor.errors import InputError
+from graddoctor.measure.monitor.optimizers import hookable_optimizer
 from graddoctor.measure.monitor.watcher import Monitor
 from graddoctor.options import keywords, refuse
 from graddoctor.report import Report
@@ -30,6 +33,7 @@ from graddoctor.stack import user_level
 
 #: model -> the Watcher last attached to it (a second attach while it is attached warns)
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # every attached watcher
 
 
 class Watcher(Monitor):
@@ -52,17 +56,20 @@ class Watcher(Monitor):
                           "is nothing to watch - pass the module that holds the weights", stacklevel=user_level())
         if not self.attached:
             other = _ATTACHED.get(self.root)
-            if other is not None and other is not self and other.attached and other.optimizer is self.optimizer:
+            if other is not None and other is not self and other.attached and other.optimizer is self.optimizer \
+                    and not other._gate.paused:  # (a paused one: graddoctor's own sweep watches the model)
                 warnings.warn(f"graddoctor.watch: another gd.watch is still attached to this model "
                               f"({type(self.root).__name__}); both hook every step and each logs its own run - "
                               "detach the first (w.detach(), or `with gd.watch(...) as w:`)", stacklevel=user_level())
             _ATTACHED[self.root] = self
+            _LIVE.add(self)
         return super().attach()
 
     def detach(self) -> None:
         """Remove the hooks (see ``Monitor.detach``)."""
         if _ATTACHED.get(self.root) is self:
             del _ATTACHED[self.root]
+        _LIVE.discard(self)
         super().detach()
 
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
@@ -149,6 +156,34 @@ class Watcher(Monitor):
             except Exception as e:  # noqa: BLE001 - a sink's failure never hides the report
                 warnings.warn(f"graddoctor: {type(sink).__name__} could not show the findings ({e})", stacklevel=2)
         return report
+
+
+@contextmanager
+def paused_watchers(optimizer: Any) -> Iterator[None]:
+    """The watchers attached with ``optimizer`` record no step inside (graddoctor's own steps, such
+    as ``gd.lr_find``'s sweep, are no training steps: a watched loop recorded a sweep's 40 steps
+    as its own, and autofix read its divergence as a blow-up and lowered the user's rate); they
+    stay attached.
+
+    Example:
+        >>> net = nn.Linear(2, 1); opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> with watch(net, opt) as w:
+        ...     with paused_watchers(opt):
+        ...         net(torch.ones(1, 2)).sum().backward(); opt.step()
+        >>> w.records()[1]
+        []
+    """
+    inner = hookable_optimizer(optimizer)
+    held = [w for w in list(_LIVE) if w.attached and w.optimizer is inner and not w._gate.paused]
+    for w in held:
+        w._gate.paused = True
+    try:
+        yield
+    finally:
+        for w in held:
+            w._gate.paused = False
+            if w.attached:
+                _ATTACHED[w.root] = w  # (the sweep's own watcher held the slot)
 
 
 def build_report(meta: dict, steps: list[dict], events: list[dict] | None = None) -> Report:
@@ -294,4 +329,4 @@ def _check_options(kwargs: dict[str, Any], cls: type | None, autofix_cls: type |
         refuse("gd.watch", unknown[0], valid, keywords(autofix_cls) if autofix_cls is not None else set())
 
 
-__all__ = ["Watcher", "autofix_watcher", "build_report", "register_autofix", "watch"]
+__all__ = ["Watcher", "autofix_watcher", "build_report", "paused_watchers", "register_autofix", "watch"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from graddoctor.diagnose.watching import watch
+from graddoctor.diagnose.watching import paused_watchers, watch
 from graddoctor.errors import InputError
 from graddoctor.lrfind.batches import LossFn, batch_loss, cycle
 from graddoctor.lrfind.state import Snapshot
@@ -71,6 +71,16 @@ def check_args(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader:
 
 
 def run_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable,
+              loss_fn: LossFn | None, start_lr: float, end_lr: float, num_steps: int, mode: str,
+              smooth: float, diverge: float, watch_gradients: bool) -> Sweep:
+    """Sweep the learning rate (model in train mode), then restore model, optimizer and RNGs; the
+    user's watchers of ``optimizer`` record none of its steps (``paused_watchers``)."""
+    with paused_watchers(optimizer):
+        return _sweep(model, optimizer, train_loader, loss_fn, start_lr, end_lr, num_steps, mode, smooth,
+                      diverge, watch_gradients)
+
+
+def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable,
               loss_fn: LossFn | None, start_lr: float, end_lr: float, num_steps: int, mode: str,
               smooth: float, diverge: float, watch_gradients: bool) -> Sweep:
     """Sweep the learning rate (model in train mode), then restore model, optimizer and RNGs."""

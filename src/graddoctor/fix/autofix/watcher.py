@@ -218,9 +218,9 @@ class AutofixWatcher(Watcher):
         return report
 
     def _safe_fix(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.autofix_failed is not None or self.failed is not None or (
+        if self.autofix_failed is not None or self.failed is not None or self._gate.paused or (
                 len(self._rounds()) >= self.max_fixes and self._trial is None and self._spent):
-            return  # nothing left to do: no more reads of the records
+            return  # nothing left to do (or graddoctor's own steps run: an LR sweep)
         try:
             self._maybe_fix()
         except Exception as e:  # noqa: BLE001 - never break the training loop

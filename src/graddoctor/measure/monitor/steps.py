@@ -179,9 +179,12 @@ class StepGate:
         self.inside = False
         self.grad: weakref.ref | None = None  # the first gradient at the outer pre-hook (None: none)
         self.version = 0
+        self.paused = False  # graddoctor's own steps run (an LR sweep): no step goes through
 
     def enter(self, optimizer: Any) -> bool:
-        """The step pre-hook: True unless it is the inner call of a nested pair."""
+        """The step pre-hook: True unless it is the inner call of a nested pair (or paused)."""
+        if self.paused:
+            return False
         g = _first_grad(optimizer)
         same = (self.grad is None and g is None) or (
             self.grad is not None and self.grad() is g and g is not None and g._version == self.version)
