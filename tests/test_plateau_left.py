@@ -1,7 +1,7 @@
 """A run stuck on a plateau early that leaves it later (an LSTM whose forget gate starts at -5:
 flat at ln 4 for ~175 steps, then it learns to 0.77): the plateau and its cause stay in the
 report, as warnings, with the final loss; before, both were errors and ``report.ok`` was False
-on a run that ended well.
+on a run that ended well. A plateau left later with no gradient-flow cause is info.
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ def test_a_plateau_left_later_is_a_warning_with_the_final_loss():
     assert out["loss-plateau"].severity == "warning" and out["vanishing-gradient"].severity == "warning"
     assert "left the plateau later (loss 0.77" in out["loss-plateau"].message
     assert out["loss-plateau"].evidence["loss_end"] == 0.77
+
+
+def test_a_plateau_left_later_with_no_cause_is_info():
+    """A parity MLP (0.694 for ~50 steps, then 100% accuracy) and a gated GRU on a 100-step memory
+    task (chance for ~120 steps, then 100%) read a loss-plateau warning with lr-find, batchnorm
+    and he-init: a slow start with no gradient-flow cause is info, with lr-find only."""
+    bare = [Finding("loss-plateau", "warning", "flat", [], {"gradient_evidence": None}, ["lr-find", "batchnorm"])]
+    (f,) = apply_policy(bare, _steps(escape=175))
+    assert f.severity == "info" and f.remedies == ["lr-find"]
+    assert "no gradient-flow cause found" in f.message and f.evidence["loss_end"] == 0.77
 
 
 def test_a_plateau_never_left_is_still_an_error():

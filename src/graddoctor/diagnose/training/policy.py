@@ -9,7 +9,9 @@
    remedies would treat the symptom: a norm insertion for a net whose BatchNorm is in eval
    mode, he-init for a post-LN Transformer that needs a warm-up).
 2. Harm: a ``loss-plateau`` finding, or a loss that has not moved (``progress``), unless the loss
-   fell later in the run (``progress.left_plateau``: the plateau stays, a warning), or a finding
+   fell later in the run (``progress.left_plateau``: the plateau stays, a warning when it has a
+   gradient-flow cause, else info: a parity MLP and a gated GRU on a 100-step memory task sat
+   50-120 steps at chance, then solved their tasks), or a finding
    whose evidence says the loss stayed flat after a first fall to the class prior
    (``stuck_after_settling``, post-ln-no-warmup). A start-up transient (evidence ``transient``)
    and a clip whose steps did not shrink keep their rule's severity and cause nothing. With harm,
@@ -94,10 +96,13 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
         elif f.code == "loss-plateau":
             why = f.evidence.get("gradient_evidence")
             has_cause = bool(causes) or why not in (None, "tiny-steps")
-            if later is not None:
-                f = replace(f, severity="warning", evidence={**f.evidence, "loss_end": round(later, 4)},
+            if later is not None:  # with no gradient-flow cause, a slow start the run got over: info
+                f = replace(f, severity="warning" if has_cause else "info",  # (a parity MLP, a gated GRU)
+                            evidence={**f.evidence, "loss_end": round(later, 4)},
                             message=f"{f.message}; the run left the plateau later (loss {later:.4g} at the end): "
-                                    "a slow start that cost those steps")
+                                    "a slow start that cost those steps" + ("" if has_cause else
+                                                                           " (no gradient-flow cause found)"),
+                            remedies=f.remedies if has_cause else ["lr-find"])
             elif has_cause:
                 f = replace(f, severity="error")
             elif NO_CAUSE not in f.message:
