@@ -29,6 +29,7 @@ FINDING_CODES: dict[str, str] = {
     "clip-too-tight": "gradient clipping cuts nearly every step's norm by orders of magnitude",
     "post-ln-no-warmup": "post-LN Transformer trained without LR warm-up fails to move",
     "no-gradient": "trainable layers that never get a gradient (detached or unused in the forward)",
+    "softmax-before-loss": "init probe: a probability output (a softmax at the end) fed to a loss that takes logits or log-probabilities",
     "degenerate-norm": "static: a normalisation layer with one or two values per group at this input (its output is constant)",
 }
 

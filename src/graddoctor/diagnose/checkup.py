@@ -35,6 +35,7 @@ from graddoctor.diagnose.checktime.attention import attention_init
 from graddoctor.diagnose.checktime.measured import drop_contradicted
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
+from graddoctor.diagnose.checktime.softmax_loss import softmax_before_loss
 from graddoctor.diagnose.checktime.static import static_findings
 from graddoctor.errors import GraddoctorError, InputError, ModelCallError
 from graddoctor.inputs import check_probe_inputs, clone_tensors
@@ -118,6 +119,8 @@ def check(
         p = _probe(model, example_inputs, target, loss_fn, m, jacobian_k)
         data["probe"] = p.to_dict()
         findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
+        softmaxes = [n for n, mod in model.named_modules() if isinstance(mod, nn.Softmax)]
+        findings += [f for f in [softmax_before_loss(p, softmaxes)] if f is not None]
         sites = attention_entropy(model, clone_tensors(example_inputs))
         if sites:
             data["attention"] = [asdict(s) for s in sites]

@@ -63,7 +63,7 @@ from torch.utils._pytree import tree_map
 from graddoctor.errors import InputError, ModelCallError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
-from graddoctor.measure.probe_loss import main_output, own_loss, probe_loss
+from graddoctor.measure.probe_loss import main_output, own_loss, probabilities_into, probe_loss
 from graddoctor.measure.probe_reach import cut_off
 from graddoctor.measure.probe_scale import (
     LogSquares,
@@ -99,6 +99,7 @@ class ProbeResult:
     zero_stationary: dict[str, list[str]] | None = None  # still zero once those moved (probe_zero)
     loss: float = float("nan")
     loss_source: str = ""
+    probabilities_into: dict[str, Any] | None = None  # a log-space loss fed a softmax output (probe_loss)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -209,6 +210,7 @@ def probe(
             out = call_model(model, inputs)
             loss, result.loss_source = probe_loss(out, target, loss_fn, seed)
             result.loss = float(loss.detach())
+            result.probabilities_into = probabilities_into(out, target, loss_fn, result.loss_source)
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]
             params = dict(model.named_parameters())

@@ -150,6 +150,34 @@ def probe_loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Te
     return (y * r).mean(), "projection"
 
 
+def probabilities_into(out: Any, target: Any, loss_fn: Any, source: str) -> dict[str, Any] | None:
+    """``{"loss": "cross-entropy" | "nll", "classes": C}`` when the probe's loss fed a probability
+    output (non-negative, summing to 1 over its C classes: a softmax at the model's end) to a
+    log-space loss, else None. ``source`` "cross_entropy" is the probe's own default for integer targets.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> w = torch.ones(1, requires_grad=True)
+        >>> p, y = (torch.randn(4, 3) * w).softmax(1), torch.tensor([0, 2, 1, 0])
+        >>> probabilities_into(p, y, nn.CrossEntropyLoss(), "loss_fn"), probabilities_into(p * 5, y, None, "cross_entropy")
+        ({'loss': 'cross-entropy', 'classes': 3}, None)
+    """
+    name = "" if loss_fn is None else getattr(loss_fn, "__name__", type(loss_fn).__name__).lower()
+    kind = ("cross-entropy" if source == "cross_entropy" or "crossentropy" in name.replace("_", "")
+            else "nll" if "nll" in name else None)
+    if kind is None or target is None:
+        return None
+    target = _as_target(target)
+    y = fitting_output(out, target).detach()
+    if target.is_floating_point() or y.dim() != target.dim() + 1 or y.shape[-1 if y.dim() == 2 else 1] < 2:
+        return None
+    axis = 1 if y.shape[:1] + y.shape[2:] == target.shape else -1 if y.shape[:-1] == target.shape else None
+    if axis is None or not bool((y >= 0).all()):
+        return None
+    ok = float((y.double().sum(axis) - 1).abs().max()) < 1e-3
+    return {"loss": kind, "classes": int(y.shape[axis])} if ok else None
+
+
 def _as_target(target: Any) -> torch.Tensor:
     """``target`` as a tensor (lists, numpy arrays and numbers converted); one-line InputError else."""
     if isinstance(target, torch.Tensor):
@@ -197,4 +225,4 @@ def _scalar(loss: Any, what: str) -> torch.Tensor:
     return loss.reshape(())
 
 
-__all__ = ["main_output", "own_loss", "probe_loss"]
+__all__ = ["main_output", "own_loss", "probabilities_into", "probe_loss"]
