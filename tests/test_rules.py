@@ -294,7 +294,7 @@ def test_diagnose_validates_input_and_runs_the_registry():
     assert set(TRAINING_RULES) == {"vanishing-gradient", "exploding-gradient", "non-finite",
                                    "dead-relu", "saturated-activation", "stalled-layers",
                                    "loss-plateau", "batchnorm-eval-mode", "clip-too-tight",
-                                   "post-ln-no-warmup", "no-gradient", "poor-init"}
+                                   "post-ln-no-warmup", "no-gradient", "poor-init", "softmax-before-loss"}
     assert diagnose({"layers": []}, []) == []
 
 

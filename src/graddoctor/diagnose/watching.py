@@ -86,7 +86,9 @@ class Watcher(Monitor):
                 found = init_fault(self.root, inputs, mm)
             finally:
                 self.forwards.mapping = mapping
+            last = mm.calls[-1] if mm.calls else None  # the model ends in nn.Softmax: softmax-before-loss reads it
             return {"output_width": output_classes(mm), "weight_scale": round(float(weight_scale(self.root)[0]), 4),
+                    **({"softmax_output": last.name} if last is not None and last.type == "Softmax" else {}),
                     "init_audit": [{**_brief(f), "remedies": list(f.remedies)} for f in found]}
         except Exception as e:  # noqa: BLE001 - never break the training loop
             warnings.warn(f"graddoctor.watch: the init audit failed ({type(e).__name__}: {e}); watch goes on "

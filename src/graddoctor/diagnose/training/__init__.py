@@ -37,6 +37,7 @@ from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
 from graddoctor.diagnose.training.postln import post_ln_no_warmup
 from graddoctor.diagnose.training.series import nonfinite_step
+from graddoctor.diagnose.training.softmax_output import softmax_loss_range
 from graddoctor.diagnose.training.unreached import no_gradient
 from graddoctor.errors import InputError
 from graddoctor.report import Finding
@@ -57,6 +58,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "post-ln-no-warmup": post_ln_no_warmup,
     "no-gradient": no_gradient,
     "poor-init": init_loss,
+    "softmax-before-loss": softmax_loss_range,
 }
 
 
