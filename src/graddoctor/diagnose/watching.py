@@ -89,6 +89,7 @@ class Watcher(Monitor):
             last = mm.calls[-1] if mm.calls else None  # the model ends in nn.Softmax: softmax-before-loss reads it
             return {"output_width": output_classes(mm), "weight_scale": round(float(weight_scale(self.root)[0]), 4),
                     **({"softmax_output": last.name} if last is not None and last.type == "Softmax" else {}),
+                    **({"dropout": p} if (p := heavy_dropout(self.root)) else {}),
                     "init_audit": [{**_brief(f), "remedies": list(f.remedies)} for f in found]}
         except Exception as e:  # noqa: BLE001 - never break the training loop
             warnings.warn(f"graddoctor.watch: the init audit failed ({type(e).__name__}: {e}); watch goes on "
@@ -252,6 +253,18 @@ def after_fix(meta: dict, steps: list[dict], rounds: list[dict]) -> dict | None:
         start, end = float(np.median(loss[:5])), float(np.median(loss[-10:]))  # run went (a slow start?)
         out.update(loss_start=float(f"{start:.4g}"), loss_end=float(f"{end:.4g}"))
     return out
+
+
+def heavy_dropout(model: nn.Module) -> float | None:
+    """The largest dropout rate of the model's ``nn.Dropout*`` modules when it is 0.5 or more (the
+    plateau-at-chance message names it), else None.
+
+    Example:
+        >>> heavy_dropout(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.9))), heavy_dropout(nn.Dropout(0.1))
+        (0.9, None)
+    """
+    p = max((float(m.p) for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)), default=0.0)
+    return p if p >= 0.5 else None
 
 
 def _brief(f: Any) -> dict[str, Any]:

@@ -28,11 +28,11 @@ from collections.abc import Callable
 
 from graddoctor.diagnose.training.activations import dead_relu, saturated_activation
 from graddoctor.diagnose.training.batchnorm import batchnorm_eval_mode
+from graddoctor.diagnose.training.chance import plateau_or_chance
 from graddoctor.diagnose.training.clipping import clip_too_tight
 from graddoctor.diagnose.training.forget_gate import vanishing_gradient_through_gates
 from graddoctor.diagnose.training.gradients import _blowup, exploding_gradient, stalled_layers
 from graddoctor.diagnose.training.init_loss import init_loss
-from graddoctor.diagnose.training.loss import loss_plateau
 from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
 from graddoctor.diagnose.training.postln import post_ln_no_warmup
@@ -52,7 +52,7 @@ TRAINING_RULES: dict[str, Rule] = {
     "dead-relu": dead_relu,
     "saturated-activation": saturated_activation,
     "stalled-layers": stalled_layers,
-    "loss-plateau": loss_plateau,
+    "loss-plateau": plateau_or_chance,
     "batchnorm-eval-mode": batchnorm_eval_mode,
     "clip-too-tight": clip_too_tight,
     "post-ln-no-warmup": post_ln_no_warmup,
