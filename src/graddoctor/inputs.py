@@ -86,6 +86,15 @@ def _fix_hint(e: Exception, msg: str) -> str:
                 + ", ".join(f"'{n}': ..." for n in names) + "}")
     if "Long, Int" in msg and "Float" in msg:  # an embedding given float ids
         return "token ids must be integers: pass a LongTensor (on the CLI: --dtype long)"
+    if ("same dtype" in msg or "expected" in msg) and "Double" in msg and "Float" in msg:  # float32 into float64
+        return "inputs and weights differ in dtype: give inputs of the weights' dtype (on the CLI: --dtype float64)"
+    if "invalid data type 'str'" in msg:  # batch["x"] on a tensor
+        return ("the forward indexes its input with a string key, so it takes a dict: pass (inputs_dict,) - from a "
+                "CLI factory, return (model, ({'x': ...},))")
+    unexpected = re.search(r"got an unexpected keyword argument '(\w+)'", msg)
+    if isinstance(e, TypeError) and unexpected:  # a dict was spread into keyword arguments
+        return ("a dict of inputs is passed as keyword arguments (model(**inputs)); for a forward that takes "
+                "the dict itself, give a one-element tuple: (inputs,) - from a CLI factory, return (model, (inputs,))")
     return "check the input shape/dtype the model expects"
 
 

@@ -26,8 +26,10 @@ from typing import Any
 import click
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
 from graddoctor.errors import InputError
+from graddoctor.inputs import call_model
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
@@ -48,6 +50,10 @@ def load_factory(spec: str) -> Any:
         >>> load_factory("graddoctor.zoo:mlp").__name__
         'mlp'
     """
+    if ":" not in spec and spec.endswith((".pt", ".pth", ".ckpt", ".bin", ".safetensors")):
+        raise InputError(f"{spec!r} is a checkpoint, not a factory: write a file with `def make(): return "
+                         f"torch.load({spec!r}, weights_only=False)` (or build the model and load its state_dict) "
+                         "and pass FILE.py:make")
     if ":" not in spec:
         raise InputError(f"expected FILE.py:FACTORY or package.module:FACTORY, got {spec!r}")
     where, name = spec.rsplit(":", 1)
@@ -172,7 +178,9 @@ def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
         try:
             made = factory()
         except Exception as e:  # noqa: BLE001 - user code
-            raise InputError(f"the factory {spec} raised {_one_line(e)}") from e
+            hint = (" - the CLI calls it with no arguments: write a zero-argument factory (def make(): return "
+                    "Net(...) with its arguments filled in)") if isinstance(e, TypeError) and "required" in str(e) else ""
+            raise InputError(f"the factory {spec} raised {_one_line(e)}{hint}") from e
     inputs = None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
         made, inputs = made
@@ -187,6 +195,9 @@ def build(spec: str, input_shape: str | None = None, dtype: str = "float32",
     elif inputs is None:
         raise InputError(f"the factory {spec} returned only a model: give --input-shape "
                          "(batch first, e.g. --input-shape 8,3,32,32)")
+    if any(is_lazy(p) for p in made.parameters()):  # nn.LazyLinear & co: the factory's fresh model takes
+        with torch.no_grad():  # its shapes from one forward (a CLI user cannot run one in between)
+            call_model(made, inputs)
     return made, inputs
 
 

@@ -73,9 +73,13 @@ def fix(factory: str, input_shape: str | None, dtype: str, seq: int | None,
 def _save(out: Path, result, payload: dict) -> list[str]:  # noqa: ANN001
     import torch
 
-    out.mkdir(parents=True, exist_ok=True)
     files = [str(out / "state_dict.pt"), str(out / "changes.json")]
-    torch.save(result.model.state_dict(), out / "state_dict.pt")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(result.model.state_dict(), out / "state_dict.pt")
+    except OSError as e:  # (a location the nearest-parent check passed, such as /proc)
+        raise InputError(f"--out {str(out)!r} cannot be written: {e.strerror or e} - pass a directory you "
+                         "can write to") from None
     try:
         torch.save(result.model, out / "model.pt")
         files.append(str(out / "model.pt"))
