@@ -73,6 +73,10 @@ def test_rank0_norms_equal_single_process(kind, runs, reference):
         assert got["collectives"] == 2
 
 
+def test_other_ranks_say_the_records_are_on_rank_0(runs):
+    assert "records are kept and judged on rank 0" in (runs / "rank1_summary.txt").read_text()
+
+
 def test_uneven_inputs_under_ddp_join_run_to_the_end(runs):
     got = decode_floats(json.loads((runs / "uneven.json").read_text()))
     assert "error" not in got, got.get("error")

@@ -128,6 +128,9 @@ class Report:
                 return (f"graddoctor watch: nothing judged - w.step() was called {idle['calls']} times but the "
                         f"{idle['optimizer']} given to watch() never stepped: pass the optimizer you step "
                         "(a SAM-style wrapper that steps its base optimizer: watch the base optimizer)")
+            if self.source == "watch" and self.data.get("rank"):
+                return (f"graddoctor watch: nothing judged on rank {self.data['rank']} - the records are kept "
+                        "and judged on rank 0: call w.report() there")
             if self.source == "watch" and self.data.get("steps") == [] and "meta" in self.data:
                 every = (self.data["meta"].get("config") or {}).get("flush_every", "flush_every")
                 return (f"graddoctor watch: nothing judged - no step recorded (records reach the log every "

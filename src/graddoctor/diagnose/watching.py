@@ -153,6 +153,8 @@ class Watcher(Monitor):
         report = build_report(meta, steps, self.events)
         if not steps and self._count.idle:  # w.step() calls, but the watched optimizer never stepped
             report.data["idle_wsteps"] = {"calls": self._count.idle, "optimizer": type(self.optimizer).__name__}
+        if self.rank != 0:  # the records are written and judged on rank 0
+            report.data["rank"] = self.rank
         for sink in self.output.sinks:  # sinks that show findings (W&B: summary and alerts)
             try:
                 getattr(sink, "write_findings", lambda findings: None)(report.findings)
