@@ -33,6 +33,7 @@ from graddoctor.diagnose.training.clipping import clip_too_tight
 from graddoctor.diagnose.training.forget_gate import vanishing_gradient_through_gates
 from graddoctor.diagnose.training.gradients import _blowup, exploding_gradient, stalled_layers
 from graddoctor.diagnose.training.init_loss import init_loss
+from graddoctor.diagnose.training.never_cleared import name_never_cleared
 from graddoctor.diagnose.training.nonfinite import non_finite
 from graddoctor.diagnose.training.policy import apply_policy
 from graddoctor.diagnose.training.postln import post_ln_no_warmup
@@ -112,7 +113,7 @@ def _run_rules(meta: dict, steps: list[dict], rules: list[str]) -> list[Finding]
         else:
             seen = steps[: min(cut, wreck)]
         out.extend(TRAINING_RULES[code](meta, list(seen)))
-    return apply_policy(out, steps[: min(cut, wreck)])
+    return name_never_cleared(apply_policy(out, steps[: min(cut, wreck)]), steps[: cut + 1])
 
 
 #: the public name since 0.1 (``gd.rules.diagnose``)

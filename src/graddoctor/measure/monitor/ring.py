@@ -75,7 +75,7 @@ class Row:
     """What the host holds of one ring row (one step); tensors stay on the device until flush."""
 
     __slots__ = ("step", "grads", "skipped", "lrs", "loss", "present", "nonfinite", "weight_sq",
-                 "update_sq", "update_layers", "scale", "found_inf")
+                 "update_sq", "update_layers", "scale", "found_inf", "kept")
 
     def __init__(self, step: int) -> None:
         self.step = step
@@ -90,6 +90,7 @@ class Row:
         self.update_layers: list[int] | None = None  # the layers ``update_sq`` measured
         self.scale: torch.Tensor | None = None  # gradient scale still to divide by (fused AMP)
         self.found_inf: torch.Tensor | None = None
+        self.kept = False  # the first gradient is the previous step's tensor (never cleared)
 
 
 class Ring:

@@ -66,6 +66,7 @@ class StepWriter:
         self.snapshot: list[torch.Tensor] | None = None
         self.snapshot_layers: list[int] = []  # the layers the snapshot holds
         self.order = GradOrder()
+        self._first: weakref.ref | None = None  # the first gradient tensor of the previous step
 
     def write(self, row: Row, host_check: bool, scale: torch.Tensor | None = None,
               found_inf: torch.Tensor | None = None) -> None:
@@ -79,6 +80,9 @@ class StepWriter:
         """
         # a frozen parameter's .grad is stale (frozen without zero_grad): not this step's gradient
         grads = [p.grad if p.requires_grad else None for p in self.params]
+        first = next((g for g in grads if g is not None), None)  # the same tensor as last step's: not cleared
+        row.kept, self._first = (first is not None and self._first is not None and self._first() is first,
+                                 None if first is None else weakref.ref(first))
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)

@@ -1,0 +1,68 @@
+"""Gradients never cleared between optimizer steps: ``optimizer.zero_grad()`` missing.
+
+Without ``zero_grad()`` each backward adds to the last step's ``.grad`` tensors, so every step
+applies the sum of all gradients so far: the norm grows step after step and the run blows up or
+stalls. A held-out trial's runs were reported as ``exploding-gradient`` ("the learning rate is far
+too high", clip-norm first: a CNN with SGD at a sound rate, loss 29 at the end) and a plateau
+with batchnorm and he-init. Watch records when a step's first ``.grad`` is the very tensor of the
+step before (``grad_kept``: after ``zero_grad()`` with its default ``set_to_none=True`` the next
+backward makes a new one); ``set_to_none=False`` keeps the tensor too, so the records must also
+show the total gradient norm growing (``GROWTH`` x from the first steps to the last). Then the
+``exploding-gradient`` and ``loss-plateau`` findings name the missing ``zero_grad()`` and drop
+their remedies (a lower rate or a clip only slows the sum).
+
+Example:
+    >>> from graddoctor.report import Finding
+    >>> steps = [{"step": t, "grad_kept": t > 1, "grad_norm": {"0": float(t)}} for t in range(1, 31)]
+    >>> (f,) = name_never_cleared([Finding("exploding-gradient", "error", "grew", ["0"], {}, ["clip-norm"])], steps)
+    >>> f.remedies, f.evidence["grads_never_cleared"]
+    ([], True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from graddoctor.report import Finding
+
+MIN_STEPS = 10  # steps with gradients read
+KEPT_FRAC = 0.9  # of the steps after the first: the same .grad tensor as the step before
+GROWTH = 3.0  # total gradient norm, median of the last 5 steps over the first 5
+
+MESSAGE = ("the .grad tensors were never cleared between optimizer steps (the same tensors on {kept} of {steps} "
+           "steps) and the total gradient norm grew {growth:.3g}x: each step applies the sum of every gradient so "
+           "far - call optimizer.zero_grad() once per step (before backward)")
+
+
+def never_cleared(steps: list[dict]) -> dict | None:
+    """``{"kept", "steps", "growth"}`` when the records show gradients summed over steps, else None."""
+    used = [s for s in steps if s.get("grad_norm")]
+    if len(used) < MIN_STEPS:
+        return None
+    kept = sum(bool(s.get("grad_kept")) for s in used[1:])
+    if kept < KEPT_FRAC * (len(used) - 1):
+        return None
+    total = [math.sqrt(sum(v * v for v in s["grad_norm"].values() if v is not None and math.isfinite(v)))
+             for s in used]
+    first, last = float(np.median(total[:5])), float(np.median(total[-5:]))
+    growth = last / first if first > 0 else math.inf
+    return {"kept": kept, "steps": len(used), "growth": growth} if growth >= GROWTH else None
+
+
+def name_never_cleared(findings: list[Finding], steps: list[dict]) -> list[Finding]:
+    """The findings with ``exploding-gradient`` and ``loss-plateau`` naming the missing
+    ``zero_grad()`` when the records show it (see the module docstring); unchanged otherwise."""
+    seen = never_cleared(steps) if any(f.code in ("exploding-gradient", "loss-plateau") for f in findings) else None
+    if seen is None:
+        return findings
+    ev = {"grads_never_cleared": True, "kept_steps": seen["kept"], "grad_growth": round(seen["growth"], 3)}
+    msg = MESSAGE.format(**seen)
+    return [replace(f, message=msg if f.code == "exploding-gradient" else f"{f.message}; {msg}",
+                    evidence={**f.evidence, **ev}, remedies=[])
+            if f.code in ("exploding-gradient", "loss-plateau") else f for f in findings]
+
+
+__all__ = ["GROWTH", "KEPT_FRAC", "name_never_cleared", "never_cleared"]
