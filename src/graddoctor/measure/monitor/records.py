@@ -171,7 +171,7 @@ class StepRecords:
             "skipped": bool(row.skipped or v["found_inf"] > 0),
             "lr": float(row.lrs[0]) if row.lrs and row.lrs[0] is not None else None,
         }
-        if row.kept:  # the first .grad is the previous step's tensor: zero_grad(set_to_none=False), or none
+        if row.kept:  # the first .grad is the previous step's tensor plus one backward: no zero_grad() between
             rec["grad_kept"] = True
         if len(row.lrs) > 1:  # several param groups: each one's rate (``lr`` is the first's)
             rec["lrs"] = [float(x) if x is not None else None for x in row.lrs]

@@ -67,6 +67,7 @@ class StepWriter:
         self.snapshot_layers: list[int] = []  # the layers the snapshot holds
         self.order = GradOrder()
         self._first: weakref.ref | None = None  # the first gradient tensor of the previous step
+        self._version = 0  # ... and its version counter then
 
     def write(self, row: Row, host_check: bool, scale: torch.Tensor | None = None,
               found_inf: torch.Tensor | None = None) -> None:
@@ -80,9 +81,10 @@ class StepWriter:
         """
         # a frozen parameter's .grad is stale (frozen without zero_grad): not this step's gradient
         grads = [p.grad if p.requires_grad else None for p in self.params]
-        first = next((g for g in grads if g is not None), None)  # the same tensor as last step's: not cleared
-        row.kept, self._first = (first is not None and self._first is not None and self._first() is first,
-                                 None if first is None else weakref.ref(first))
+        first = next((g for g in grads if g is not None), None)  # last step's tensor, one backward added: not
+        row.kept = (first is not None and self._first is not None and self._first() is first  # cleared
+                    and first._version == self._version + 1)  # (zero_(set_to_none=False) adds 1 more)
+        self._first, self._version = (None, 0) if first is None else (weakref.ref(first), first._version)
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
         norms, grads, cols = self.ring.write(grads)
