@@ -63,15 +63,16 @@ def never_cleared(steps: list[dict]) -> dict | None:
     return {"kept": kept, "steps": len(used), "growth": growth, "first": first} if growth >= GROWTH else None
 
 
-def name_never_cleared(findings: list[Finding], steps: list[dict]) -> list[Finding]:
+def name_never_cleared(findings: list[Finding], steps: list[dict], add: bool = True) -> list[Finding]:
     """The findings with ``exploding-gradient`` and ``loss-plateau`` naming the missing
-    ``zero_grad()`` when the records show it (see the module docstring); unchanged otherwise."""
+    ``zero_grad()`` when the records show it (see the module docstring), and (``add``) an
+    ``exploding-gradient`` warning when there is none; unchanged otherwise."""
     seen = never_cleared(steps)
     if seen is None:
         return findings
     ev = {"grads_never_cleared": True, "kept_steps": seen["kept"], "grad_growth": round(seen["growth"], 3)}
     msg = MESSAGE.format(**seen)
-    if not any(f.code == "exploding-gradient" for f in findings):  # (Adam hides the sum's growth from the loss)
+    if add and not any(f.code == "exploding-gradient" for f in findings):  # (Adam: the loss hid the growth)
         findings = [*findings, Finding("exploding-gradient", "warning", msg, [], dict(ev), [], seen["first"], REF)]
     return [replace(f, message=msg if f.code == "exploding-gradient" else f"{f.message}; {msg}",
                     evidence={**f.evidence, **ev}, remedies=[])

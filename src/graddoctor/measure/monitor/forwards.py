@@ -6,9 +6,10 @@ the output-gradient hooks. Those hooks are installed for that forward only: unsa
 forwards run with no hook at all. ``torch.compile``: every hook is a no-op while Dynamo traces
 it (``hooksafe.eager_only``: no graph break, so ``fullgraph=True`` compiles too); a traced root
 hook means the model runs compiled (through a wrapper, ``module.compile()``, a parent or a
-compiled train-step function), so ``check_compiled`` turns activation sampling off. Graddoctor's own forwards (``hooksafe.own_forward``:
-any watcher's mapping trace) are ignored by every hook here, so several watchers can share
-one model: none samples, or unhooks itself inside, another one's trace.
+compiled train-step function), so ``check_compiled`` turns activation sampling off.
+Graddoctor's own forwards (``hooksafe.own_forward``: any watcher's mapping trace) are ignored
+by every hook here, so several watchers can share one model: none samples, or unhooks itself
+inside, another one's trace.
 
 Example:
     >>> import torch
