@@ -296,6 +296,7 @@ def watch(
     log_dir: str | os.PathLike | None = None,
     *,
     autofix: bool | list[str] = False,
+    start_step: int = 0,
     **kwargs: Any,
 ) -> Watcher:
     """Start watching ``model``: returns an attached ``Watcher`` (also a context manager).
@@ -307,6 +308,9 @@ def watch(
         autofix: True (or a list of remedy ids): repair ``model`` and ``optimizer`` in place
             between two steps when an error finding with a gradient-flow cause fires
             (``graddoctor.fix.autofix``; needs ``optimizer``).
+        start_step: the steps already done (a run resumed from a checkpoint into the same
+            ``log_dir``): the first step recorded is ``start_step + 1``, as in the framework
+            callbacks; autofix judges the resumed steps on their own.
         **kwargs: see ``Watcher`` (example_inputs, flush_every, update_every, activation_every,
             weight_every, dead_window, output_grads, scaler, sinks, fsync, history).
 
@@ -331,11 +335,22 @@ def watch(
     fixing = autofix is not False and autofix is not None
     cls = autofix_watcher()
     _check_options(kwargs, cls if fixing else Watcher, cls)
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise InputError(f"watch(): start_step must be an int >= 0 (the steps already done), got {start_step!r}")
     if fixing:
         if cls is None:  # pragma: no cover - graddoctor/__init__ imports graddoctor.fix
             raise InputError("watch(autofix=...) needs graddoctor.fix: import graddoctor first")
-        return cls(model, optimizer, log_dir, autofix=autofix, **kwargs).attach()
-    return Watcher(model, optimizer, log_dir, **kwargs).attach()
+        return _started(cls(model, optimizer, log_dir, autofix=autofix, **kwargs), start_step).attach()
+    return _started(Watcher(model, optimizer, log_dir, **kwargs), start_step).attach()
+
+
+def _started(w: Watcher, done: int) -> Watcher:
+    """``w`` numbering its steps from ``done + 1`` (autofix's window and warm-up start there too)."""
+    if done:
+        w._step, w.forwards.next_step = done, done + 1
+        if hasattr(w, "_since"):  # an AutofixWatcher: the resumed run is judged on its own steps
+            w._since = w._checked = done
+    return w
 
 
 def _check_options(kwargs: dict[str, Any], cls: type | None, autofix_cls: type | None) -> None:
