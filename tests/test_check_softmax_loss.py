@@ -49,6 +49,40 @@ def test_softmax_into_nll_is_an_error() -> None:
     assert f.severity == "error" and f.evidence["loss"] == "nll" and "LogSoftmax" in f.message
 
 
+def test_the_loss_is_read_from_its_value_not_its_name() -> None:
+    """A lambda, a partial and a sequence wrapper are cross-entropy by value; functions named
+    like the faulty losses that take the log first are not (a held-out trial: ``nll_log`` read
+    as NLL on probabilities, ``cross_entropy_from_probs`` as double softmax, errors both)."""
+    import functools
+
+    def nll_log(p, y):
+        return F.nll_loss(torch.log(p), y)
+
+    def cross_entropy_from_probs(p, y):
+        return F.nll_loss(torch.log(p + 1e-12), y)
+
+    softmax = _mlp(nn.Softmax(dim=1))
+    for fn in (lambda p, y: F.cross_entropy(p, y), functools.partial(F.cross_entropy, reduction="mean")):
+        (f,) = _found(softmax, loss_fn=fn)
+        assert f.severity == "error" and f.evidence["loss"] == "cross-entropy"
+    (f,) = _found(softmax, loss_fn=lambda p, y: F.nll_loss(p, y))
+    assert f.evidence["loss"] == "nll"
+    assert _found(softmax, loss_fn=nll_log) == [] and _found(softmax, loss_fn=cross_entropy_from_probs) == []
+
+
+def test_a_sequence_tagger_with_a_reshaping_loss_is_caught() -> None:
+    torch.manual_seed(0)
+    tagger = nn.Sequential(nn.Linear(12, 32), nn.ReLU(), nn.Linear(32, 5), nn.Softmax(dim=-1))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(4, 7, 12, generator=g), torch.randint(0, 5, (4, 7), generator=g)
+
+    def seq_ce(out, tags):
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), tags.reshape(-1))
+
+    found = [f for f in gd.check(tagger, x, target=y, loss_fn=seq_ce).findings if f.code == "softmax-before-loss"]
+    assert [(f.severity, f.evidence["classes"]) for f in found] == [("error", 5)]
+
+
 @pytest.mark.parametrize("head,loss_fn", [
     (None, nn.CrossEntropyLoss()),               # logits into cross-entropy: right
     (nn.LogSoftmax(dim=1), nn.NLLLoss()),        # log-probabilities into NLL: right

@@ -35,6 +35,11 @@ def test_runs_off_chance_short_or_binary_are_not_flagged() -> None:
     assert at_chance({"config": {"output_width": 10}}, _steps(chance[:150])) == []
     assert at_chance({"config": {"output_width": 2}}, _steps([math.log(2)] * 400)) == []
     assert at_chance({"config": {}}, _steps(chance)) == []
+    # a 3-output MSE regression falling from 10 to its noise floor next to ln 3 (a held-out trial)
+    mse = [max(10 * 0.97 ** t, 1.10) for t in range(400)]
+    assert at_chance({"config": {"output_width": 3}}, _steps(mse)) == []
+    # a weak-signal 3-class task whose best loss is 2.2% below ln 3
+    assert at_chance({"config": {"output_width": 3}}, _steps([math.log(3) * 0.978] * 400)) == []
 
 
 def _dropout_run(p: float) -> gd.Report:

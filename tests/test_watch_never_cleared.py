@@ -54,3 +54,25 @@ def test_zero_grad_keeping_the_tensors_zeroed_is_not_read_as_missing() -> None:
 def test_the_default_zero_grad_makes_new_tensors() -> None:
     steps = _run("default").records()[1]
     assert not any(s.get("grad_kept") for s in steps)
+
+
+def test_a_head_only_optimizer_over_a_trainable_backbone_is_not_blamed() -> None:
+    """A linear probe whose optimizer holds the head only, the backbone left requires_grad=True:
+    the backbone's .grad piles up (no optimizer clears it), but zero_grad() runs every step."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 16, generator=g)
+    y = x[:, :4].argmax(1)
+    torch.manual_seed(0)
+    backbone, head = nn.Sequential(nn.Linear(16, 64), nn.ReLU()), nn.Linear(64, 4)
+    model = nn.Sequential(backbone, head)
+    opt = torch.optim.SGD(head.parameters(), lr=0.05)
+    with gd.watch(model, opt) as w:
+        for _ in range(60):
+            idx = torch.randint(0, 256, (32,), generator=g)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    assert not any(s.get("grad_kept") for s in w.records()[1])
+    assert not [f for f in w.report().findings if f.evidence.get("grads_never_cleared")]

@@ -210,7 +210,7 @@ def probe(
             out = call_model(model, inputs)
             loss, result.loss_source = probe_loss(out, target, loss_fn, seed)
             result.loss = float(loss.detach())
-            result.probabilities_into = probabilities_into(out, target, loss_fn, result.loss_source)
+            result.probabilities_into = probabilities_into(out, target, loss_fn, result.loss_source, result.loss)
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]
             params = dict(model.named_parameters())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -150,32 +151,42 @@ def probe_loss(out: Any, target: Any, loss_fn: Any, seed: int) -> tuple[torch.Te
     return (y * r).mean(), "projection"
 
 
-def probabilities_into(out: Any, target: Any, loss_fn: Any, source: str) -> dict[str, Any] | None:
+def probabilities_into(out: Any, target: Any, loss_fn: Any, source: str, loss: float) -> dict[str, Any] | None:
     """``{"loss": "cross-entropy" | "nll", "classes": C}`` when the probe's loss fed a probability
     output (non-negative, summing to 1 over its C classes: a softmax at the model's end) to a
-    log-space loss, else None. ``source`` "cross_entropy" is the probe's own default for integer targets.
+    log-space loss, else None. Which loss: the probe's own default cross-entropy (``source``
+    "cross_entropy", an integer target and no ``loss_fn``), or a ``loss_fn`` whose value ``loss``
+    equals cross-entropy (or NLL) on those probabilities (a lambda, a partial or a wrapper too; a
+    name says nothing: ``nll_log`` may well take the log first).
 
     Example:
         >>> import torch.nn as nn
         >>> w = torch.ones(1, requires_grad=True)
         >>> p, y = (torch.randn(4, 3) * w).softmax(1), torch.tensor([0, 2, 1, 0])
-        >>> probabilities_into(p, y, nn.CrossEntropyLoss(), "loss_fn"), probabilities_into(p * 5, y, None, "cross_entropy")
+        >>> ce = nn.CrossEntropyLoss()(p, y).item()
+        >>> probabilities_into(p, y, nn.CrossEntropyLoss(), "loss_fn", ce), probabilities_into(p * 5, y, None, "cross_entropy", 0.0)
         ({'loss': 'cross-entropy', 'classes': 3}, None)
     """
-    name = "" if loss_fn is None else getattr(loss_fn, "__name__", type(loss_fn).__name__).lower()
-    kind = ("cross-entropy" if source == "cross_entropy" or "crossentropy" in name.replace("_", "")
-            else "nll" if "nll" in name else None)
-    if kind is None or target is None:
+    if target is None or source not in ("cross_entropy", "loss_fn"):
         return None
     target = _as_target(target)
     y = fitting_output(out, target).detach()
     if target.is_floating_point() or y.dim() != target.dim() + 1 or y.shape[-1 if y.dim() == 2 else 1] < 2:
         return None
     axis = 1 if y.shape[:1] + y.shape[2:] == target.shape else -1 if y.shape[:-1] == target.shape else None
-    if axis is None or not bool((y >= 0).all()):
+    if axis is None or not bool((y >= 0).all()) or float((y.double().sum(axis) - 1).abs().max()) >= 1e-3:
         return None
-    ok = float((y.double().sum(axis) - 1).abs().max()) < 1e-3
-    return {"loss": kind, "classes": int(y.shape[axis])} if ok else None
+    found = {"loss": "cross-entropy", "classes": int(y.shape[axis])}
+    if source == "cross_entropy":
+        return found
+    t = target.to(y.device).long()
+    try:
+        ce = float(_cross_entropy(y.float(), t))
+        nll = float(F.nll_loss(y.float().movedim(axis, 1) if axis == -1 and y.dim() > 2 else y.float(), t))
+    except Exception:  # noqa: BLE001 - a target these losses do not take: not theirs
+        return None
+    close = lambda a: math.isfinite(loss) and abs(a - loss) <= 1e-4 * max(1.0, abs(a))  # noqa: E731
+    return found if close(ce) else {**found, "loss": "nll"} if close(nll) else None
 
 
 def _as_target(target: Any) -> torch.Tensor:

@@ -7,7 +7,9 @@ ln K looks like progress there, yet a loss at ln K is what predicting 1/K for ev
 to step 400 and scored chance on held-out data (0.098 against 0.575 at dropout 0.1), and watch said
 nothing. Here the last ``SPAN`` losses of a run of at least ``MIN_LOSSES``, each of their
 ``BLOCKS`` block medians, sit within ``TOL`` of ln K (K = the output width, at least 3; a
-class-imbalanced task settles lower, at its prior's entropy). A warning, by the policy: the
+class-imbalanced task settles lower, at its prior's entropy), and the run started as a
+classifier does, at most ``START_MAX`` x ln K (a 3-output MSE regression fell from 10 to its
+noise floor, 1.10, next to ln 3 = 1.099). A warning, by the policy: the
 gradients name no cause, so the data, the labels, the learning rate (and heavy dropout, when the
 model has it: the meta's ``config.dropout``) are named.
 
@@ -31,7 +33,8 @@ from graddoctor.report import Finding
 MIN_LOSSES = 200  # finite losses in the run
 SPAN = 100  # the last losses read
 BLOCKS = 4  # ... in this many blocks, each block's median at chance
-TOL = 0.03  # relative distance to ln K
+TOL = 0.01  # relative distance to ln K (a weak-signal 3-class task's best loss is 2.2% below ln 3)
+START_MAX = 2.0  # the run's first losses at most this x ln K: a classifier's (an MSE from 10 is not)
 MIN_CLASSES = 3
 
 
@@ -49,7 +52,7 @@ def at_chance(meta: dict, steps: list[dict]) -> list[Finding]:
         return []
     chance = math.log(classes)
     blocks = [float(np.median(b)) for b in np.array_split(loss[-SPAN:], BLOCKS)]
-    if any(abs(b - chance) > TOL * chance for b in blocks):
+    if any(abs(b - chance) > TOL * chance for b in blocks) or float(np.median(loss[:5])) > START_MAX * chance:
         return []
     used = [s for s in steps if math.isfinite(float(s.get("loss", math.nan) or math.nan))]
     first = int(used[-SPAN].get("step", 0)) if len(used) >= SPAN else None

@@ -101,7 +101,8 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
                             evidence={**f.evidence, "loss_end": round(later, 4)},
                             message=f"{f.message}; the run left the plateau later (loss {later:.4g} at the end): "
                                     "a slow start that cost those steps" + ("" if has_cause else
-                                                                           " (no gradient-flow cause found)"),
+                                                                           " (no gradient-flow cause found: a saddle the "
+                                                                           "net escaped, or a learning rate too low)"),
                             remedies=f.remedies if has_cause else ["lr-find"])
             elif has_cause:
                 f = replace(f, severity="error")

@@ -8,15 +8,18 @@ double-softmax MLP on MNIST-1D (a held-out trial) sat at 1.79-2.30 for 400 steps
 points below its twin, with no gradient finding. The rule needs the model's last call to be an
 ``nn.Softmax`` (the meta's ``config.softmax_output``, from the first forward's map), the class
 count (``config.output_width``, at least ``MIN_CLASSES``) and ``MIN_LOSSES`` finite losses, every
-one inside that range. A
-warning: watch does not see the loss function (``NLLLoss`` on ``log(p)`` that never beat the
-floor would read the same).
+one inside that range. Info, not a warning: watch does not see the loss function, and a held-out
+trial found healthy runs that read the same - ``NLLLoss`` on ``log(p)`` on a hard task (3 classes:
+the range is [0.55, 1.55]), a distilled student on soft targets (its loss cannot go below the
+teacher's entropy), a model returning ``(logits, softmax(logits))`` with the loss on the logits.
+``gd.check`` with the loss function tells them apart (``checktime.softmax_loss``, from the loss's
+value).
 
 Example:
     >>> meta = {"config": {"softmax_output": "3", "output_width": 10}}
     >>> steps = [{"step": t, "loss": 2.3 - 0.4 * t / 300} for t in range(1, 301)]
     >>> [(f.code, f.severity) for f in softmax_loss_range(meta, steps)]
-    [('softmax-before-loss', 'warning')]
+    [('softmax-before-loss', 'info')]
 """
 
 from __future__ import annotations
@@ -50,8 +53,8 @@ def softmax_loss_range(meta: dict, steps: list[dict]) -> list[Finding]:
     msg = (f"the model ends in nn.Softmax ({name!r}) and its loss stayed within [{low:.3g}, {high:.3g}] for all "
            f"{len(loss)} steps (lowest {float(loss.min()):.4g}): the range of cross-entropy fed probabilities "
            f"for {classes} classes - if the loss is nn.CrossEntropyLoss, drop the Softmax (it takes logits); "
-           "with NLLLoss, use nn.LogSoftmax")
-    return [Finding("softmax-before-loss", "warning", msg, [name],
+           "with NLLLoss, use nn.LogSoftmax (gd.check with your loss_fn tells)")
+    return [Finding("softmax-before-loss", "info", msg, [name],
                     {"loss_floor": round(low, 4), "loss_ceiling": round(high, 4), "loss_min": round(float(loss.min()), 4),
                      "classes": classes, "losses": len(loss)}, [], None, REF)]
 

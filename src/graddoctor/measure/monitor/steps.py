@@ -81,9 +81,12 @@ class StepWriter:
         """
         # a frozen parameter's .grad is stale (frozen without zero_grad): not this step's gradient
         grads = [p.grad if p.requires_grad else None for p in self.params]
-        first = next((g for g in grads if g is not None), None)  # last step's tensor, one backward added: not
-        row.kept = (first is not None and self._first is not None and self._first() is first  # cleared
-                    and first._version == self._version + 1)  # (zero_(set_to_none=False) adds 1 more)
+        # never cleared: the optimizer's first gradient is last step's tensor plus exactly one backward
+        # (zero_grad(set_to_none=False) adds a second change; set_to_none=True makes a new tensor)
+        first = _first_grad(self.optimizer) if self.optimizer is not None else next(
+            (g for g in grads if g is not None), None)
+        row.kept = (first is not None and self._first is not None and self._first() is first
+                    and first._version == self._version + 1)
         self._first, self._version = (None, 0) if first is None else (weakref.ref(first), first._version)
         if self.layers.sharded:
             grads = [None if g is None else dist_.local(g) for g in grads]
