@@ -167,7 +167,7 @@ class SampledForwards:
     def _on_forward(self, args: tuple, kwargs: dict, module: nn.Module | None = None) -> None:
         if self.mapping:
             return
-        if not self.ready:
+        if not self.ready and not _redirected(module):  # (a redirect: the real forward comes inside)
             inputs = (args if len(args) != 1 else args[0]) if not kwargs else (
                 kwargs if not args else bind_call(module, args, kwargs) if module is not None else None)
             if inputs is None:  # (mixed, and not bindable to the forward's parameters)
@@ -217,6 +217,20 @@ class SampledForwards:
             return  # (and the root hooks stay: torch is iterating them)
         if self.ready and (self._sampled == self.next_step or not self.wants(self.next_step)):
             self.disarm()  # sampled (or nothing to sample): no hook until the next sampled step
+
+
+def _redirected(module: nn.Module | None) -> bool:
+    """``module.forward`` is a training framework's redirect for this call (Lightning under DDP
+    patches it to run ``training_step`` through the DDP wrapper): mapping on it ran the user's
+    ``training_step`` a second time at the first step. The real forward, called inside, maps.
+
+    Example:
+        >>> _redirected(nn.Linear(1, 1))
+        False
+    """
+    patched = vars(module).get("forward") if module is not None else None
+    package = str(getattr(patched, "__module__", None) or "").split(".")[0]
+    return patched is not None and package in ("lightning", "pytorch_lightning")
 
 
 __all__ = ["SampledForwards"]
