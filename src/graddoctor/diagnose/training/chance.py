@@ -28,6 +28,7 @@ import numpy as np
 
 from graddoctor.diagnose.training.loss import REF, loss_plateau
 from graddoctor.diagnose.training.progress import finite_losses
+from graddoctor.diagnose.training.series import as_float
 from graddoctor.report import Finding
 
 MIN_LOSSES = 200  # finite losses in the run
@@ -54,7 +55,7 @@ def at_chance(meta: dict, steps: list[dict]) -> list[Finding]:
     blocks = [float(np.median(b)) for b in np.array_split(loss[-SPAN:], BLOCKS)]
     if any(abs(b - chance) > TOL * chance for b in blocks) or float(np.median(loss[:5])) > START_MAX * chance:
         return []
-    used = [s for s in steps if math.isfinite(float(s.get("loss", math.nan) or math.nan))]
+    used = [s for s in steps if math.isfinite(as_float(s.get("loss")))]  # (a loss of 0.0 is finite)
     first = int(used[-SPAN].get("step", 0)) if len(used) >= SPAN else None
     level = float(np.median(loss[-SPAN:]))
     dropout = cfg.get("dropout")
