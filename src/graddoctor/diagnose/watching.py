@@ -72,6 +72,22 @@ class Watcher(Monitor):
         _LIVE.discard(self)
         super().detach()
 
+    def start_at(self, done: int) -> None:
+        """Number the steps from ``done + 1`` (a framework's global step, or ``watch(start_step=)``).
+
+        Args:
+            done: the optimizer steps counted so far (0 for a new run, the checkpoint's step for a
+                resumed one). Ignored once a step is recorded.
+        """
+        if self._step == 0 and isinstance(done, int) and done > 0:
+            self._guarded(self._start_at, done)
+
+    def _start_at(self, done: int) -> None:
+        self._step = done
+        self.forwards.next_step = done + 1  # the step the coming forwards are sampled for
+        if self.attached and self.forwards.wants(done + 1):
+            self.forwards.arm()
+
     def _setup_audit(self, mm: Any, inputs: Any) -> dict[str, Any]:
         """The init audit at the first forward (or attach, with example inputs), kept in the meta
         line for the training-time ``poor-init`` rule: ``init_audit`` (check's ``poor-init``
@@ -346,10 +362,9 @@ def watch(
 
 def _started(w: Watcher, done: int) -> Watcher:
     """``w`` numbering its steps from ``done + 1`` (autofix's window and warm-up start there too)."""
-    if done:
-        w._step, w.forwards.next_step = done, done + 1
-        if hasattr(w, "_since"):  # an AutofixWatcher: the resumed run is judged on its own steps
-            w._since = w._checked = done
+    w.start_at(done)
+    if done and hasattr(w, "_since"):  # an AutofixWatcher: the resumed run is judged on its own steps
+        w._since = w._checked = done
     return w
 
 

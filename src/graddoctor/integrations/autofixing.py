@@ -48,7 +48,7 @@ class HookedAutofixWatcher(HookedWatcher, AutofixWatcher):
     """
 
     def start_at(self, done: int) -> None:
-        """As ``HookedWatcher.start_at``; the judged window and the warm-up also start there (a
+        """As ``Watcher.start_at``; the judged window and the warm-up also start there (a
         resumed run is judged on its own steps)."""
         fresh = self._step == 0
         super().start_at(done)

@@ -72,22 +72,6 @@ class HookedWatcher(Watcher):
     def _safe_pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """The optimizer's own pre-hook does nothing here: the framework hook marks the step."""
 
-    def start_at(self, done: int) -> None:
-        """Number the steps as the framework does: the next step recorded is ``done + 1``.
-
-        Args:
-            done: the optimizer steps the framework has counted so far (its global step: 0 for a
-                new run, the checkpoint's step for a resumed one). Ignored once a step is recorded.
-        """
-        if self._step == 0 and isinstance(done, int) and done > 0:
-            self._guarded(self._start_at, done)
-
-    def _start_at(self, done: int) -> None:
-        self._step = done
-        self.forwards.next_step = done + 1  # the step the coming forwards are sampled for
-        if self.attached and self.forwards.wants(done + 1):
-            self.forwards.arm()
-
     def before_optimizer_step(self, optimizer: Any = None) -> None:
         """Record one optimizer step from the gradients as they are now (final for the step).
 

@@ -81,9 +81,9 @@ def run_sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: 
 
 
 def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: Iterable,
-              loss_fn: LossFn | None, start_lr: float, end_lr: float, num_steps: int, mode: str,
-              smooth: float, diverge: float, watch_gradients: bool) -> Sweep:
-    """Sweep the learning rate (model in train mode), then restore model, optimizer and RNGs."""
+           loss_fn: LossFn | None, start_lr: float, end_lr: float, num_steps: int, mode: str,
+           smooth: float, diverge: float, watch_gradients: bool) -> Sweep:
+    """``run_sweep`` with the user's watchers paused."""
     schedule = lr_schedule(start_lr, end_lr, num_steps, mode)
     snapshot = Snapshot.take(model, optimizer)
     lrs: list[float] = []

@@ -16,7 +16,8 @@ once per flush: ONE ``all_reduce(SUM)`` over the whole ``[steps, columns]``
 block; then sharded columns stay summed and the rest are averaged over ranks
 (the loss becomes the mean over ranks). Every rank must flush at the same
 steps, which holds because all ranks step in lockstep (a rank whose training
-raised skips its last flush: ``collective_safe``). Rank 0 writes the sinks.
+raised skips its last flush, ``Monitor.detach``: gloo aborted it, SIGABRT, and the user's
+exception was never printed). Rank 0 writes the sinks.
 
 FSDP1 without ``use_orig_params=True`` exposes only flattened parameters; watch
 then reports one "layer" per FSDP unit (named after the wrapped module).
@@ -29,8 +30,6 @@ Example:
 """
 
 from __future__ import annotations
-
-import sys
 
 import torch
 import torch.distributed as dist
@@ -107,18 +106,6 @@ def clean_name(name: str) -> str:
     return name
 
 
-def collective_safe(world_size: int) -> bool:
-    """A collective may run now: one process, or no exception in flight. On a rank whose
-    training raised, watch's last flush would wait in its all-reduce for ranks still in DDP's
-    own: gloo aborted that rank (SIGABRT) and the user's exception was never printed.
-
-    Example:
-        >>> collective_safe(2)
-        True
-    """
-    return world_size == 1 or sys.exc_info()[0] is None
-
-
 def reduce_block(block: torch.Tensor, summed: torch.Tensor, how: str) -> torch.Tensor:
     """All-reduce a ``[rows, cols]`` statistics block in ONE collective.
 
@@ -136,4 +123,4 @@ def reduce_block(block: torch.Tensor, summed: torch.Tensor, how: str) -> torch.T
     return torch.where(summed.to(out.device), out, out / ws)
 
 
-__all__ = ["clean_name", "collective_safe", "is_dtensor", "local", "mode", "reduce_block", "unwrap", "world"]
+__all__ = ["clean_name", "is_dtensor", "local", "mode", "reduce_block", "unwrap", "world"]

@@ -113,7 +113,7 @@ def _run_rules(meta: dict, steps: list[dict], rules: list[str]) -> list[Finding]
         else:
             seen = steps[: min(cut, wreck)]
         out.extend(TRAINING_RULES[code](meta, list(seen)))
-    return name_never_cleared(apply_policy(out, steps[: min(cut, wreck)]), steps[: cut + 1],
+    return name_never_cleared(apply_policy(out, steps[: min(cut, wreck)]), meta, steps[: cut + 1],
                               add="exploding-gradient" in rules)
 
 

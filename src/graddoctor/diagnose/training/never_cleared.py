@@ -18,10 +18,9 @@ warning.
 
 Example:
     >>> from graddoctor.report import Finding
-
-REF = "PyTorch docs, torch.optim.Optimizer.zero_grad (gradients accumulate in .grad across backward calls)"
     >>> steps = [{"step": t, "grad_kept": t > 1, "grad_norm": {"0": float(t)}} for t in range(1, 31)]
-    >>> (f,) = name_never_cleared([Finding("exploding-gradient", "error", "grew", ["0"], {}, ["clip-norm"])], steps)
+    >>> meta = {"layers": [{"name": "0"}]}
+    >>> (f,) = name_never_cleared([Finding("exploding-gradient", "error", "grew", ["0"], {}, ["clip-norm"])], meta, steps)
     >>> f.remedies, f.evidence["grads_never_cleared"]
     ([], True)
 """
@@ -33,6 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from graddoctor.diagnose.training.gradients import _global_norm
 from graddoctor.report import Finding
 
 REF = "PyTorch docs, torch.optim.Optimizer.zero_grad (gradients accumulate in .grad across backward calls)"
@@ -46,28 +46,26 @@ MESSAGE = ("the .grad tensors were never cleared between optimizer steps (the sa
            "far - call optimizer.zero_grad() once per step (before backward)")
 
 
-def never_cleared(steps: list[dict]) -> dict | None:
+def never_cleared(meta: dict, steps: list[dict]) -> dict | None:
     """``{"kept", "steps", "growth", "first"}`` when the records show gradients summed over steps
     (``first``: the first step that reused the tensor), else None."""
-    used = [s for s in steps if s.get("grad_norm")]
-    if len(used) < MIN_STEPS:
+    ids, total, _ = _global_norm(meta, steps)
+    if len(ids) < MIN_STEPS:
         return None
-    kept = sum(bool(s.get("grad_kept")) for s in used[1:])
-    if kept < KEPT_FRAC * (len(used) - 1):
+    reused = {int(s.get("step", 0)) for s in steps if s.get("grad_kept")} & set(ids)
+    kept = len(reused - {ids[0]})
+    if kept < KEPT_FRAC * (len(ids) - 1):
         return None
-    total = [math.sqrt(sum(v * v for v in s["grad_norm"].values() if v is not None and math.isfinite(v)))
-             for s in used]
-    first, last = float(np.median(total[:5])), float(np.median(total[-5:]))
-    growth = last / first if first > 0 else math.inf
-    first = next((int(s.get("step", 0)) for s in used if s.get("grad_kept")), None)
-    return {"kept": kept, "steps": len(used), "growth": growth, "first": first} if growth >= GROWTH else None
+    start, end = float(np.nanmedian(total[:5])), float(np.nanmedian(total[-5:]))
+    growth = end / start if start > 0 else math.inf
+    return {"kept": kept, "steps": len(ids), "growth": growth, "first": min(reused)} if growth >= GROWTH else None
 
 
-def name_never_cleared(findings: list[Finding], steps: list[dict], add: bool = True) -> list[Finding]:
+def name_never_cleared(findings: list[Finding], meta: dict, steps: list[dict], add: bool = True) -> list[Finding]:
     """The findings with ``exploding-gradient`` and ``loss-plateau`` naming the missing
     ``zero_grad()`` when the records show it (see the module docstring), and (``add``) an
     ``exploding-gradient`` warning when there is none; unchanged otherwise."""
-    seen = never_cleared(steps)
+    seen = never_cleared(meta, steps)
     if seen is None:
         return findings
     ev = {"grads_never_cleared": True, "kept_steps": seen["kept"], "grad_growth": round(seen["growth"], 3)}

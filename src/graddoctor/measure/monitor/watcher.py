@@ -21,6 +21,7 @@ from graddoctor.errors import GraddoctorError, InputError
 from graddoctor.measure import distributed as dist_
 from graddoctor.measure.monitor.admission import admit, check_one_device
 from graddoctor.measure.monitor.forwards import SampledForwards
+from graddoctor.measure.monitor.hooksafe import in_exception
 from graddoctor.measure.monitor.layers import WatchedLayers, map_model
 from graddoctor.measure.monitor.optimizers import held_params, hookable_optimizer, warn_foreign
 from graddoctor.measure.monitor.output import RunOutput, checked_log_dir
@@ -146,7 +147,7 @@ class Monitor:
         if self._meta is not None:
             self.steps.snapshot = None
         try:
-            if dist_.collective_safe(self.world_size):  # a raising rank skips it (the others wait in DDP's)
+            if self.world_size == 1 or not in_exception():  # a raising rank: its peers wait in DDP's collective
                 self._guarded(self.flush, always=True)
         finally:  # a failing close (disk full) warns like any internal error
             self._guarded(self.output.close, always=True)
