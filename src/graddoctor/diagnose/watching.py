@@ -8,6 +8,7 @@ module that is missing or broken raises; it is never reported as "no findings".
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import warnings
@@ -34,6 +35,16 @@ from graddoctor.stack import user_level
 #: model -> the Watcher last attached to it (a second attach while it is attached warns)
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # every attached watcher
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """At interpreter exit (an uncaught exception, Ctrl-C, ``sys.exit``) each watcher still attached
+    writes its buffered steps and closes its sinks: a loop that never detached lost up to
+    ``flush_every`` steps. One process only: a collective at exit would wait for ranks that are gone."""
+    for w in list(_LIVE):
+        if w.attached and w.world_size == 1:
+            w._guarded(w.detach, always=True)
 
 
 class Watcher(Monitor):

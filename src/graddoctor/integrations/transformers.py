@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -47,6 +48,10 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise InputError("graddoctor.integrations.transformers needs transformers - "
                      "pip install 'graddoctor[transformers]'") from e
+
+#: callbacks with a watcher attached: the Trainer has no exception event, so a train() that raised
+#: leaves one attached until the next on_train_begin on its model (or the interpreter's exit) closes it
+_OPEN: weakref.WeakSet = weakref.WeakSet()
 
 
 def _strategy(args: Any) -> str:
@@ -94,6 +99,8 @@ class GradDoctorCallback(TrainerCallback):
                        optimizer: Any = None, **kwargs: Any) -> None:
         if model is None:
             return
+        for cb in [cb for cb in _OPEN if cb is self or (cb.watcher is not None and cb.watcher.root is model)]:
+            cb._close()  # a train() that raised: its buffered steps are written, its hooks removed
         self.max_grad_norm = float(args.max_grad_norm or 0.0)
         extra = {"max_grad_norm": self.max_grad_norm} if self.max_grad_norm > 0 else {}
         every_step = args.logging_steps == 1 and _strategy(args) == "steps"
@@ -114,6 +121,7 @@ class GradDoctorCallback(TrainerCallback):
             self._hook = [p.register_post_accumulate_grad_hook(self._on_grad)  # (an unused head)
                           for p in model.parameters() if p.requires_grad]
         self._report = None
+        _OPEN.add(self)
 
     def _on_grad(self, param: torch.Tensor) -> None:
         if not self._queued and not self._read and self._sync.sync_gradients:
@@ -136,14 +144,19 @@ class GradDoctorCallback(TrainerCallback):
         if self.watcher is not None and self.watcher.attached and isinstance(loss, (int, float)):
             self.watcher.step(float(loss))
 
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    def _close(self) -> bool:
+        """Remove the hooks and detach the watcher (its steps written); False if it was not attached."""
+        _OPEN.discard(self)
         for h in self._hook or []:
             h.remove()
         self._hook = None
         if self.watcher is None or not self.watcher.attached:
-            return
+            return False
         self.watcher.detach()
-        if not state.is_world_process_zero:
+        return True
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self._close() or not state.is_world_process_zero:
             return
         try:
             self._report = self.watcher.report()
