@@ -149,7 +149,7 @@ def check_probe_inputs(inputs: Any) -> None:
         >>> check_probe_inputs(torch.full((2, 3), float("nan")))
         Traceback (most recent call last):
         ...
-        graddoctor.errors.InputError: the example inputs hold 6 NaN/Inf value(s) (a tensor of shape (2, 3)): ...
+        graddoctor.errors.InputError: the example inputs: 6 NaN/Inf value(s) in a tensor of shape (2, 3) - ...
     """
     check_inputs(inputs)
     tensors = [x for x in leaves(inputs) if isinstance(x, torch.Tensor)]
@@ -160,9 +160,23 @@ def check_probe_inputs(inputs: Any) -> None:
     if meta := [x for x in tensors if x.is_meta]:
         raise InputError(f"the example inputs hold a tensor on the meta device (shape {tuple(meta[0].shape)}), "
                          "which has no values - pass a real batch (on the model's device)")
-    for x in tensors:  # -inf is left alone: an additive attention mask holds it on purpose
+    check_finite(inputs, "the example inputs")
+
+
+def check_finite(tree: Any, what: str) -> None:
+    """Raise a one-line ``InputError`` when a floating tensor in ``tree`` holds NaN or +Inf (-Inf is
+    left alone: an additive attention mask holds it on purpose): the data's fault, which the probe
+    would blame on the model.
+
+    Example:
+        >>> check_finite({"y": torch.tensor([1.0, float("nan")])}, "the target")
+        Traceback (most recent call last):
+        ...
+        graddoctor.errors.InputError: the target: 1 NaN/Inf value(s) in a tensor of shape (2,) - ...
+    """
+    for x in (x for x in leaves(tree) if isinstance(x, torch.Tensor)):
         if x.is_floating_point() and (bad := int((torch.isnan(x) | torch.isposinf(x)).sum())):
-            raise InputError(f"the example inputs hold {bad} NaN/Inf value(s) (a tensor of shape {tuple(x.shape)}): "
+            raise InputError(f"{what}: {bad} NaN/Inf value(s) in a tensor of shape {tuple(x.shape)} - "
                              "the data is at fault, not the model - clean the batch (torch.nan_to_num, or find "
                              "the bad samples in the loader)")
 

@@ -38,7 +38,7 @@ from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.softmax_loss import softmax_before_loss
 from graddoctor.diagnose.checktime.static import static_findings
 from graddoctor.errors import GraddoctorError, InputError, ModelCallError
-from graddoctor.inputs import check_probe_inputs, clone_tensors
+from graddoctor.inputs import check_finite, check_probe_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe import ProbeResult
 from graddoctor.measure.probe import probe as run_probe
@@ -100,6 +100,7 @@ def check(
     model = unwrap(model)  # torch.compile / DataParallel / DDP: audit the module inside
     require_supported(model, "check")  # TorchScript, lazy or meta parameters: one line
     check_probe_inputs(example_inputs)
+    check_finite(target, "the target")
     if isinstance(jacobian_k, bool) or not isinstance(jacobian_k, int) or jacobian_k < 0:
         raise InputError(f"check(): jacobian_k must be an int >= 0 (random projections; 0 skips the sketch), "
                          f"got {jacobian_k!r}")

@@ -230,10 +230,33 @@ def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
+def finite_loss(loss: float, out: Any, source: str) -> None:
+    """Raise a one-line ``InputError`` when the loss is NaN/Inf on a finite model output: the loss
+    function or the target is at fault (every label ignored, a log of 0), not the model's gradient.
+
+    Example:
+        >>> finite_loss(float("nan"), torch.ones(2), "loss_fn")
+        Traceback (most recent call last):
+        ...
+        graddoctor.errors.InputError: the loss (loss_fn) is nan on a finite model output: ...
+    """
+    outs = [t.detach() for t in output_tensors(out) if t.is_floating_point() and t.numel()]
+    if math.isfinite(loss) or not all(bool(t.isfinite().all()) for t in outs):
+        return
+    if math.isinf(loss) and any(float(t.abs().max()) > 1e6 for t in outs):
+        return  # a huge finite output can overflow the loss: the model's own signal explosion
+    raise InputError(f"the loss ({source}) is {loss} on a finite model output: the loss function or the target "
+                     "is at fault, not the model - check loss_fn and the labels (e.g. every label ignored, "
+                     "a log of 0)")
+
+
 def _scalar(loss: Any, what: str) -> torch.Tensor:
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+    if not isinstance(loss, torch.Tensor):
         raise InputError(f"{what} must return a scalar tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise InputError(f"{what} must return a scalar tensor, got one of shape {tuple(loss.shape)} - use "
+                         "reduction='mean' (or return loss.mean())")
     return loss.reshape(())
 
 
-__all__ = ["main_output", "own_loss", "probabilities_into", "probe_loss"]
+__all__ = ["finite_loss", "main_output", "own_loss", "probabilities_into", "probe_loss"]

@@ -1,0 +1,46 @@
+"""Bad data is the data's fault: a NaN in the target, or a loss that is NaN on a finite output, is a
+one-line ``InputError`` naming it, not an exploding-gradient error in the model (a held-out trial
+saw "exploding-gradient: ... what to do: he-init, clip-norm" for one NaN label)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import graddoctor as gd
+from graddoctor.errors import InputError
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+@pytest.mark.parametrize("loss_fn", [None, nn.MSELoss()])
+def test_a_nan_in_the_target_is_the_data(loss_fn):
+    y = torch.randn(16, 10)
+    y[0, 0] = float("nan")
+    with pytest.raises(InputError, match=r"^the target: 1 NaN/Inf value\(s\) in a tensor of shape \(16, 10\)"):
+        gd.check(net(), torch.randn(16, 32), target=y, loss_fn=loss_fn)
+
+
+def test_a_loss_that_is_nan_on_a_finite_output_is_the_loss():
+    with pytest.raises(InputError, match=r"^the loss \(loss_fn\) is nan on a finite model output"):
+        gd.check(net(), torch.randn(16, 32), target=torch.randint(0, 10, (16,)),
+                 loss_fn=lambda out, t: out.sum() * float("nan"))
+
+
+def test_an_unreduced_loss_names_its_shape_and_the_fix():
+    with pytest.raises(InputError, match=r"shape \(16,\) - use reduction='mean'"):
+        gd.check(net(), torch.randn(16, 32), target=torch.randint(0, 10, (16,)),
+                 loss_fn=nn.CrossEntropyLoss(reduction="none"))
+
+
+def test_a_model_whose_output_overflows_is_still_the_model():
+    torch.manual_seed(0)
+    big = nn.Sequential(*[m for _ in range(30) for m in (nn.Linear(32, 32), nn.ReLU())])
+    for p in big.parameters():
+        nn.init.normal_(p, std=3.0)
+    report = gd.check(big, torch.randn(16, 32), target=torch.randn(16, 32))
+    assert "exploding-gradient" in report.codes or "signal-explosion" in report.codes
