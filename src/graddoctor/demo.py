@@ -199,9 +199,9 @@ def run_demo(model: str = DEFAULT_MODEL, dataset: str = "digits", steps: int = S
 def _run(model: str, dataset: str, steps: int, out: Path, batch_size: int, lr: float, seed: int,
          view: DemoView) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
     name, opts = parse_model(model)
     bundle, broken = _model_and_data(name, opts, dataset, seed)
+    out.mkdir(parents=True, exist_ok=True)  # only once the model and the data are there
     example, target = bundle.x_train[:256], bundle.y_train[:256]
     view.section(f"graddoctor demo: {name} ({_opts(opts)}) on {dataset}")
     view.note(f"{bundle!r}; training budget: {steps} steps of Adam(lr={lr:g}), batch {batch_size}, seed {seed}")

@@ -27,6 +27,7 @@ from torch import nn
 
 from graddoctor.errors import InputError
 from graddoctor.fix import remedies as registry
+from graddoctor.fix.arguments import check_repair_args, remedy_ids
 from graddoctor.fix.keep_architecture import keep_architecture_plan
 from graddoctor.fix.planner import PlanStep, plan, plan_from_ids
 from graddoctor.fix.remedies.base import Change, modules_by_name
@@ -138,7 +139,7 @@ def repair(
     example_inputs: Any = None,
     optimizer: torch.optim.Optimizer | None = None,
     inplace: bool = False,
-    remedies: list[str] | None = None,
+    remedies: list[str] | str | None = None,
     seed: int | None = 0,
     *,
     keep_architecture: bool = False,
@@ -158,7 +159,8 @@ def repair(
             it when it owns the repaired model's parameters (``inplace=True``), else
             ``result.attach(new_optimizer)`` does it.
         inplace: change ``model`` itself.
-        remedies: an explicit list of remedy ids, applied in that order (skips the planner).
+        remedies: an explicit list of remedy ids, applied in that order (skips the planner);
+            a string is one id, or ids separated by commas (``"relu,he-init"``).
         seed: seed for the re-drawn weights (the global RNG is restored afterwards);
             None uses the global RNG.
         keep_architecture: change no module (same types, same count): the activation, norm,
@@ -176,9 +178,13 @@ def repair(
         ``RepairResult`` with ``.model``, ``.changes``, ``.plan``; ``print(result)`` explains it.
 
     Raises:
-        InputError: ``model`` is not an ``nn.Module``; ``report`` is not a Report, a list of
-            findings or None; no report and no example inputs; an unknown remedy id;
-            ``tune_lr=True`` without ``train_loader``.
+        InputError: before any work, one line naming the argument and the fix: ``model`` is
+            not an ``nn.Module``; ``report`` is not a Report, a list of findings or None; no
+            report and no example inputs; an unknown remedy id; ``tune_lr=True`` without
+            ``train_loader``; an argument of the wrong kind (``optimizer`` not an Optimizer,
+            ``example_inputs`` holding no tensor, ``seed`` not an int >= 0, a flag not a bool,
+            ``train_loader`` not iterable, ``lr_find_options`` not a dict of ``gd.lr_find``'s
+            options: ``graddoctor.fix.arguments``).
 
     Example:
         >>> import graddoctor as gd
@@ -201,6 +207,9 @@ def repair(
     repair's allocations would otherwise often trigger (~0.2 s at a few 100k live objects), is
     left to run later, not inside repair.
     """
+    check_repair_args(example_inputs, optimizer, inplace, seed, keep_architecture, train_loader, tune_lr,
+                      loss_fn, lr_find_options)
+    remedies = remedy_ids(remedies)
     findings = _findings_of(report)
     with _gc_paused():
         result = _repair(model, report, example_inputs, optimizer, inplace, remedies, seed,
