@@ -32,9 +32,11 @@ from typing import Any
 from torch import nn
 
 from graddoctor.diagnose.checktime.attention import attention_init
+from graddoctor.diagnose.checktime.frozen_part import frozen_part_info
 from graddoctor.diagnose.checktime.measured import drop_contradicted
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
 from graddoctor.diagnose.checktime.recurrence import recurrence
+from graddoctor.diagnose.checktime.reused import reused_flow
 from graddoctor.diagnose.checktime.softmax_loss import softmax_before_loss
 from graddoctor.diagnose.checktime.static import static_findings
 from graddoctor.errors import GraddoctorError, InputError, ModelCallError
@@ -120,12 +122,15 @@ def check(
         p = _probe(model, example_inputs, target, loss_fn, m, jacobian_k)
         data["probe"] = p.to_dict()
         findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
+        gated = {n for n, mod in model.named_modules() if isinstance(mod, (nn.LSTMCell, nn.GRUCell, nn.LSTM, nn.GRU))}
+        findings += reused_flow(p, findings, gated, frozenset(n for n, mod in model.named_modules() if type(mod) is nn.RNNCell))
         softmaxes = [n for n, mod in model.named_modules() if isinstance(mod, nn.Softmax)]
         findings += [f for f in [softmax_before_loss(p, softmaxes)] if f is not None]
         sites = attention_entropy(model, clone_tensors(example_inputs))
         if sites:
             data["attention"] = [asdict(s) for s in sites]
             findings += [f for f in [attention_init(sites, model)] if f is not None]
+    findings = frozen_part_info(findings, model, m)
     data["seconds"] = round(time.perf_counter() - t0, 3)
     report = Report(findings, source="check", data=data)
     report.model_map = m  # for gd.repair: one trace per verb call

@@ -99,6 +99,7 @@ class ProbeResult:
     off_path: list[str] = field(default_factory=list)  # called, but no gradient reached them
     unreached: list[str] = field(default_factory=list)  # trainable, off the path of every output (probe_reach)
     cut: list[bool] = field(default_factory=list)  # per layer: every backward path passes its output
+    calls_log10: dict[str, list[float]] = field(default_factory=dict)  # per call, in call order (3+ calls)
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     # those of them that get a nonzero gradient (they move at the first step); None: not measured
     zero_params_moving: list[str] | None = None
@@ -118,11 +119,12 @@ _GLOBAL_HOOK_ABOVE = 1000  # more profiled modules than this: one global forward
 class _Acc:
     """Running sums for one layer: forward sum/sumsq/count, backward sumsq/count (as log2)."""
 
-    __slots__ = ("s", "ss", "n", "g", "cut")
+    __slots__ = ("s", "ss", "n", "g", "cut", "calls")
 
     def __init__(self) -> None:
         self.s = self.ss = 0.0
         self.n, self.g, self.cut = 0, LogSquares(), True
+        self.calls: list[LogSquares] = []  # the backward sums of each call (a module applied several times)
 
 
 def probe(
@@ -190,13 +192,15 @@ def probe(
                 state["first_out"] = t
                 state["first_params"] = [p for p in module.parameters(recurse=False) if p.requires_grad]
             outs.append(t)
-            node = t.grad_fn
+            node, call = t.grad_fn, len(acc.calls)
+            acc.calls.append(LogSquares())
 
             def on_grad(g: torch.Tensor) -> torch.Tensor | None:
                 if not state["record"]:
                     return None
                 ss = float(torch.linalg.vector_norm(g.detach(), dtype=torch.float64)) ** 2
                 acc.g.add(ss, g.numel(), state["exp"])
+                acc.calls[call].add(ss, g.numel(), state["exp"])
                 acc.cut &= (on_cut := node in state["cuts"])  # a layer on a chain: no path around it
                 k = rescale_exponent(ss, g.numel(), g.dtype) if on_cut else 0
                 if k == 0:
@@ -263,6 +267,8 @@ def probe(
         result.grad_log10.append(a.g.log10_rms())
         result.grad_rms.append(from_log10(result.grad_log10[-1]))
         result.cut.append(a.cut)
+        if len(a.calls) >= 3:  # a module applied 3+ times per forward (weights shared along depth)
+            result.calls_log10[n] = [c.log10_rms() for c in a.calls]
     by_name = {n: m for m, n in modules.items()}
     result.unreached = cut_off({n: [q for q in by_name[n].parameters(recurse=False) if q.requires_grad]
                                 for n in result.off_path}, output_tensors(out))

@@ -25,7 +25,8 @@ nothing was trained) and is listed in ``STATIC_RULES``. Thresholds, and why:
   input's), flagged from ``INIT_CHAIN_ORDERS`` (1: a 10x change from the init
   alone), as Glorot & Bengio 2010 found for the "standard" U[-1/sqrt(n),
   1/sqrt(n)] init. A normalisation after a layer makes its scale irrelevant and
-  ends the run. PyTorch's default (kaiming_uniform a=sqrt(5): std = 1/sqrt(3
+  ends the run, and a run it ends compounds nothing (``_runs``): the run read is the one
+  into the output. PyTorch's default (kaiming_uniform a=sqrt(5): std = 1/sqrt(3
   fan_in), gain 1/sqrt(6) before a ReLU, 1/sqrt(3) before tanh) thus passes in
   a 3-layer net and is flagged from a depth of 4 (ReLU) or 6 (tanh) Linear
   layers. Measured (digits, 150 steps, mean of 3 seeds, default vs He/Xavier):
@@ -120,6 +121,13 @@ def _fans(w: torch.Tensor, layer_type: str) -> tuple[int, int]:
     return w.shape[1] * rf, w.shape[0] * rf
 
 
+def _torch_default(w: object, layer_type: str) -> bool:
+    """Weights as PyTorch draws them by default: std 1/sqrt(3 fan_in), within 10%."""
+    if not isinstance(w, torch.Tensor) or w.dim() < 2 or w.numel() < 64:
+        return False
+    return abs(float(w.detach().float().std()) * math.sqrt(3 * _fans(w, layer_type)[0]) - 1.0) < 0.1
+
+
 def init_gain(w: torch.Tensor, layer_type: str, activation_family: str | None,
               activation_kind: str | None = None) -> float:
     """std(W) over the target std for the activation that follows (1.0 inside the accepted band).
@@ -151,14 +159,16 @@ def _normalised_after(m: ModelMap) -> set[str]:
 
 
 def _runs(rows: list[tuple[str, float, bool, str | None]]) -> list[list[tuple[str, float, str | None]]]:
-    """Maximal runs of layers through which the scale compounds (a reset ends a run, inclusive)."""
-    runs: list[list[tuple[str, float, str | None]]] = [[]]
+    """The run of layers through which the scale compounds: the one after the last reset (a layer
+    whose output is normalised). A run that ends at a reset compounds nothing: the norm divides its
+    shrink out of the forward signal and multiplies it back into the backward one (by 1/sigma),
+    so each of its layers' relative update depends on its own gain alone (1/gain^2), not on the
+    run's (the canonical DCGAN discriminator's N(0, 0.02) first conv, two layers before a
+    BatchNorm, read as poor-init while its relative gradient was the largest of the net)."""
+    run: list[tuple[str, float, str | None]] = []
     for name, lg, reset, family in rows:
-        if reset:
-            runs.append([])
-        else:
-            runs[-1].append((name, lg, family))
-    return [r for r in runs if r]
+        run = [] if reset else [*run, (name, lg, family)]
+    return [run] if run else []
 
 
 def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
@@ -208,6 +218,12 @@ def poor_init(m: ModelMap, model: nn.Module) -> list[Finding]:
            "where the activations are centred)" if by_chain else
            f"{len(single)} layer(s) with weights off the He/Xavier scale by more than "
            f"{10 ** INIT_LAYER_ORDERS:.0f}x ({'too small' if direction == 'shrinks' else 'too large'})")
+    if by_chain and all(_torch_default(getattr(mods[n], "weight", None), t) for n, t in
+                        ((x.name, x.type) for x in m.layers if x.name in layers)):
+        evidence["pytorch_default_init"] = True
+        msg += ("; these are PyTorch's default weights (kaiming_uniform_ with a=sqrt(5), std 1/sqrt(3 fan_in)), "
+                "made for shallow nets: measured on a 4-layer ReLU MLP on digits, 150 steps, "
+                "0.775 vs 0.856 with he-init (Adam 1e-3), 0.295 vs 0.877 (SGD 0.01)")
     return [Finding("poor-init", "warning", msg, layers=layers, evidence=evidence, remedies=remedies,
                     reference="Glorot & Bengio 2010; He et al. 2015; Mishkin & Matas 2016 (LSUV)")]
 

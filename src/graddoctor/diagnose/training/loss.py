@@ -292,11 +292,14 @@ def cannot_learn(meta: dict, steps: list[dict]) -> list[str | None]:
     return out
 
 
-def _frozen(meta: dict) -> dict:
-    """``{"frozen_weight_layers", "weight_layers"}`` when weight layers are frozen, else ``{}``."""
+def _frozen_and_reused(meta: dict) -> dict:
+    """``{"frozen_weight_layers", "weight_layers"}`` when weight layers are frozen, and
+    ``{"reused_layer", "reused_calls"}`` for the layer applied most often (3+ times) per forward."""
     weights = [ly for ly in meta.get("layers", []) if ly.get("kind") in PROFILE_KINDS]
     frozen = sum(ly.get("trainable", True) is False for ly in weights)
-    return {"frozen_weight_layers": frozen, "weight_layers": len(weights)} if frozen else {}
+    reused = max(((ly["calls"], ly["name"]) for ly in weights if ly.get("calls", 1) > 2), default=None)
+    return {**({"frozen_weight_layers": frozen, "weight_layers": len(weights)} if frozen else {}),
+            **({"reused_layer": reused[1], "reused_calls": reused[0]} if reused else {})}
 
 
 def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
@@ -333,7 +336,7 @@ def loss_plateau(meta: dict, steps: list[dict]) -> list[Finding]:
           "level_over_start": round(level / start, 3) if start else None,
           "min_rel_change": MIN_REL_DROP, "window": window, "flat_windows": persist,
           "progress_frac": PROGRESS_FRAC, "path": path,
-          "gradient_evidence": why[j] if path != "loss only" else None, **_frozen(meta), **short_memory(meta)}
+          "gradient_evidence": why[j] if path != "loss only" else None, **_frozen_and_reused(meta), **short_memory(meta)}
     if (meta.get("config") or {}).get("several_optimizers"):  # a GAN's generator loss need not fall
         ev["several_optimizers"] = True
     because = "" if path == "loss only" else f"; {SIGN_TEXT[why[j]]}"

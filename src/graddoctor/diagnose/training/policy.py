@@ -51,6 +51,11 @@ FROZEN = ("; {frozen_weight_layers} of {weight_layers} weight layers are frozen 
           "unfreeze them unless that is meant (a pretrained part)")
 
 
+#: ... and when a weight layer is applied 3+ times per forward (``reused_layer`` in the evidence)
+REUSED = ("; {reused_layer!r} is applied {reused_calls} times per forward: its gradient sums every call's, so a "
+          "healthy total can hide first calls that get none - gd.check(model, batch) measures each call")
+
+
 #: ... and when LSTM/GRU keep gates started with a memory far shorter than the sequence
 #: (``short_memory_layers`` in the evidence)
 SHORT_MEMORY = ("; the keep gates of {layers} started with a memory of ~{memory_steps:.0f} steps on sequences of "
@@ -109,6 +114,7 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
             elif NO_CAUSE not in f.message:
                 frozen = FROZEN.format(**f.evidence) if f.evidence.get("frozen_weight_layers") else ""
                 frozen += "" if any(x.get("act") for x in steps) else UNSAMPLED
+                frozen += REUSED.format(**f.evidence) if f.evidence.get("reused_layer") else ""
                 ev = f.evidence
                 gates = ["forget-bias"] if ev.get("short_memory_layers") else []
                 memory = SHORT_MEMORY.format(layers=", ".join(repr(n) for n in ev["short_memory_layers"][:3]),
@@ -121,4 +127,4 @@ def apply_policy(findings: list[Finding], steps: list[dict]) -> list[Finding]:
     return out
 
 
-__all__ = ["ADVERSARIAL", "EXPLAINS", "FROZEN", "NO_CAUSE", "SHORT_MEMORY", "UNSAMPLED", "apply_policy"]
+__all__ = ["ADVERSARIAL", "EXPLAINS", "FROZEN", "NO_CAUSE", "REUSED", "SHORT_MEMORY", "UNSAMPLED", "apply_policy"]

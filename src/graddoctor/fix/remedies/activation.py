@@ -119,13 +119,16 @@ def swap_activation(
     mods = modules_by_name(new)
     if mmap is None and example_inputs is not None:
         mmap = ModelMap(new, example_inputs)
-    swap, manual, kept_output, kept_gates = [], [], [], []
+    swap, manual, kept_output, kept_gates, kept_frozen = [], [], [], [], []
+    frozen = _frozen_sites(mods, mmap)
     for name, kind, functional, is_output, owner, gate in _sites(new, mmap):
         if kind not in sources or kind == kind_of(to):
             continue
         if wanted is not None and name not in wanted and owner not in wanted:
             continue
-        if is_output:
+        if name in frozen:  # fed by frozen layers only (a pretrained backbone): the user's to keep
+            kept_frozen.append(name)
+        elif is_output:
             kept_output.append(name)
         elif gate:  # its output multiplies another tensor (GLU, SE, a gated tanh): a ReLU there
             kept_gates.append(name)  # would change what the block computes
@@ -154,9 +157,22 @@ def swap_activation(
            f"{'saturate and shrink the gradient' if to != 'leaky-relu' else 'die or saturate'}; "
            f"{to} passes gradient 1 on its active side")
     kind = "applied" if replaced else ("manual" if manual else "advice")
-    details = {"to": to, "from": old_kinds, "manual": manual, "kept_output": kept_output, "kept_gates": kept_gates}
+    details = {"to": to, "from": old_kinds, "manual": manual, "kept_output": kept_output, "kept_gates": kept_gates,
+               "kept_frozen": kept_frozen}
     new_map = mmap.with_activations(now) if mmap is not None else None
     return new, Change(to, replaced, why, kind, details, mmap=new_map)
+
+
+def _frozen_sites(mods: dict[str, nn.Module], mm: ModelMap | None) -> set[str]:
+    """Activation sites every feeding layer of which is frozen (known from a traced forward only)."""
+    if mm is None:
+        return set()
+    feeds: dict[str, list[bool]] = {}
+    for x in mm.layers:
+        ps = list(mods[x.name].parameters(recurse=False)) if x.activation_site and x.name in mods else []
+        if ps:
+            feeds.setdefault(x.activation_site, []).append(not any(p.requires_grad for p in ps))
+    return {s for s, fr in feeds.items() if all(fr)}
 
 
 def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, bool, str, bool]]:

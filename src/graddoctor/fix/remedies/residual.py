@@ -150,6 +150,9 @@ def add_residual(
                 short = projection(in_shape, out_shape)
             except ValueError:
                 continue
+            params = [p for k in keys for p in seq._modules[k].parameters()]
+            if params and not any(p.requires_grad for p in params):
+                continue  # a frozen block (a pretrained backbone) is the user's to keep: no new gain in it
             body = seq._modules[keys[0]] if len(keys) == 1 else nn.Sequential(
                 *[seq._modules[k] for k in keys])
             block = Residual(body, None if short is None else place_like(short, body), rezero=rezero)

@@ -65,6 +65,7 @@ def meta_record(run_id: str, layers: WatchedLayers, mm: ModelMap | None, config:
             "activation": lay.activation if lay else None, "is_output": bool(lay and lay.is_output),
             "numel": sum(p.numel() for p in ps), "trainable": any(p.requires_grad for p in ps) and i not in outside,
             **({"outside_optimizer": True} if i in outside else {}),
+            **({"calls": lay.calls} if lay and lay.calls > 2 else {}),  # applied 3+ times per forward
             # the mapped forward read none of its parameters (a called weight layer never counts:
             # its forward ran); no map, no claim
             "unread": bool(mm is not None and n in mm.unread and (lay is None or lay.kind == "other")),
