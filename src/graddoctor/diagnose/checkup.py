@@ -39,6 +39,7 @@ from graddoctor.diagnose.checktime.recurrence import recurrence
 from graddoctor.diagnose.checktime.reused import reused_flow
 from graddoctor.diagnose.checktime.softmax_loss import softmax_before_loss
 from graddoctor.diagnose.checktime.static import static_findings
+from graddoctor.diagnose.checktime.zero_ops import zero_derivative_cut
 from graddoctor.errors import GraddoctorError, InputError, ModelCallError
 from graddoctor.inputs import check_finite, check_probe_inputs, clone_tensors
 from graddoctor.measure.distributed import unwrap
@@ -124,6 +125,7 @@ def check(
         findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
         gated = {n for n, mod in model.named_modules() if isinstance(mod, (nn.LSTMCell, nn.GRUCell, nn.LSTM, nn.GRU))}
         findings += reused_flow(p, findings, gated, frozenset(n for n, mod in model.named_modules() if type(mod) is nn.RNNCell))
+        findings = zero_derivative_cut(findings, p.zero_ops)
         softmaxes = [n for n, mod in model.named_modules() if isinstance(mod, nn.Softmax)]
         findings += [f for f in [softmax_before_loss(p, softmaxes)] if f is not None]
         sites = attention_entropy(model, clone_tensors(example_inputs))

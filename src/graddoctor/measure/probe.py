@@ -79,6 +79,7 @@ from graddoctor.measure.probe_scale import (
     scaled,
 )
 from graddoctor.measure.probe_zero import stationary_zeros, zero_parameters, zero_steps
+from graddoctor.measure.zero_ops import zero_derivative_ops
 from graddoctor.modelmap import PROBE_KINDS, ModelMap, module_names, restored_state
 
 
@@ -100,6 +101,7 @@ class ProbeResult:
     unreached: list[str] = field(default_factory=list)  # trainable, off the path of every output (probe_reach)
     cut: list[bool] = field(default_factory=list)  # per layer: every backward path passes its output
     calls_log10: dict[str, list[float]] = field(default_factory=dict)  # per call, in call order (3+ calls)
+    zero_ops: list[str] = field(default_factory=list)  # zero-derivative ops on the loss's graph (round, sign)
     zero_params: list[str] = field(default_factory=list)  # trainable parameters exactly zero at init
     # those of them that get a nonzero gradient (they move at the first step); None: not measured
     zero_params_moving: list[str] | None = None
@@ -233,6 +235,7 @@ def probe(
             if state["first_out"] is not None:
                 result.grad_dtype = str(state["first_out"].dtype).removeprefix("torch.")
             state["cuts"] = cut_nodes(loss.grad_fn)  # where a rescaled gradient stays exact
+            result.zero_ops = zero_derivative_ops(loss.grad_fn)
             grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
             result.grad_rescale_log2 = state["exp"]
             by_id = {id(t): g for t, g in zip(wrt, grads)}
