@@ -44,3 +44,23 @@ def test_a_model_whose_output_overflows_is_still_the_model():
         nn.init.normal_(p, std=3.0)
     report = gd.check(big, torch.randn(16, 32), target=torch.randn(16, 32))
     assert "exploding-gradient" in report.codes or "signal-explosion" in report.codes
+
+
+def test_a_detached_loss_names_the_detach():
+    with pytest.raises(InputError, match=r"^loss_fn returned a loss with no gradient"):
+        gd.check(net(), torch.randn(16, 32), target=torch.randint(0, 10, (16,)),
+                 loss_fn=lambda out, t: torch.nn.functional.cross_entropy(out, t).detach())
+
+
+def test_batchnorm_on_one_sample_says_to_pass_two():
+    model = nn.Sequential(nn.Linear(32, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10))
+    with pytest.raises(gd.errors.ModelCallError, match=r"needs 2 or more samples"):
+        gd.check(model, torch.randn(1, 32))
+
+
+def test_an_encoder_decoder_without_labels_says_to_pass_them():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16, vocab_size=64,
+                                decoder_start_token_id=0)
+    with pytest.raises(gd.errors.ModelCallError, match=r"pass labels=\.\.\. \(or decoder_input_ids"):
+        gd.check(transformers.T5ForConditionalGeneration(cfg), {"input_ids": torch.randint(0, 64, (2, 8))})

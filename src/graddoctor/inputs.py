@@ -95,6 +95,11 @@ def _fix_hint(e: Exception, msg: str) -> str:
     if isinstance(e, TypeError) and unexpected:  # a dict was spread into keyword arguments
         return ("a dict of inputs is passed as keyword arguments (model(**inputs)); for a forward that takes "
                 "the dict itself, give a one-element tuple: (inputs,) - from a CLI factory, return (model, (inputs,))")
+    if "Expected more than 1 value per channel when training" in msg:  # BatchNorm on one sample
+        return "BatchNorm in training mode needs 2 or more samples: pass a batch of 2+ (or the model in eval())"
+    if "exactly one of input_ids or inputs_embeds" in msg or "decoder_input_ids" in msg:  # an encoder-decoder
+        return ("an encoder-decoder (T5, BART) needs its decoder's input too: pass labels=... (or "
+                "decoder_input_ids=...) next to input_ids; any other model: pass input_ids")
     return "check the input shape/dtype the model expects"
 
 

@@ -64,11 +64,11 @@ from graddoctor.errors import InputError, ModelCallError
 from graddoctor.inputs import call_model, output_tensors
 from graddoctor.measure.distributed import unwrap
 from graddoctor.measure.probe_loss import (
-    finite_loss,
     main_output,
     own_loss,
     probabilities_into,
     probe_loss,
+    usable_loss,
 )
 from graddoctor.measure.probe_reach import cut_off
 from graddoctor.measure.probe_scale import (
@@ -222,7 +222,7 @@ def probe(
             out = call_model(model, inputs)
             loss, result.loss_source = probe_loss(out, target, loss_fn, seed)
             result.loss = float(loss.detach())
-            finite_loss(result.loss, out, result.loss_source)
+            usable_loss(loss, out, result.loss_source)
             result.probabilities_into = probabilities_into(out, target, loss_fn, result.loss_source, result.loss)
             seq, result.time_axis = _sequence(leaf, state["emb_out"], model, mmap)
             jac_in = leaf if leaf is not None else state["first_out"]

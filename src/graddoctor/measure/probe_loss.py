@@ -230,16 +230,21 @@ def _dtype(t: torch.Tensor) -> str:
     return str(t.dtype).replace("torch.", "")
 
 
-def finite_loss(loss: float, out: Any, source: str) -> None:
-    """Raise a one-line ``InputError`` when the loss is NaN/Inf on a finite model output: the loss
-    function or the target is at fault (every label ignored, a log of 0), not the model's gradient.
+def usable_loss(loss_tensor: torch.Tensor, out: Any, source: str) -> None:
+    """Raise a one-line ``InputError`` when ``loss_fn``'s loss has no gradient on an output that has
+    one (a ``.detach()`` in it), or the loss is NaN/Inf on a finite model output: the loss function
+    or the target is at fault (every label ignored, a log of 0), not the model's gradient.
 
     Example:
-        >>> finite_loss(float("nan"), torch.ones(2), "loss_fn")
+        >>> usable_loss(torch.tensor(float("nan")), torch.ones(2), "loss_fn")
         Traceback (most recent call last):
         ...
         graddoctor.errors.InputError: the loss (loss_fn) is nan on a finite model output: ...
     """
+    if source == "loss_fn" and not loss_tensor.requires_grad and any(t.requires_grad for t in output_tensors(out)):
+        raise InputError("loss_fn returned a loss with no gradient (detached, or built from .item() / under "
+                         "torch.no_grad()) - return the loss tensor computed from the model's output")
+    loss = float(loss_tensor.detach())
     outs = [t.detach() for t in output_tensors(out) if t.is_floating_point() and t.numel()]
     if math.isfinite(loss) or not all(bool(t.isfinite().all()) for t in outs):
         return
@@ -259,4 +264,4 @@ def _scalar(loss: Any, what: str) -> torch.Tensor:
     return loss.reshape(())
 
 
-__all__ = ["finite_loss", "main_output", "own_loss", "probabilities_into", "probe_loss"]
+__all__ = ["main_output", "own_loss", "probabilities_into", "probe_loss", "usable_loss"]
