@@ -139,3 +139,21 @@ def test_demo_refusing_its_arguments_creates_no_folder(tmp_path, monkeypatch, ar
     res = CliRunner().invoke(main, ["demo", *args, "--out", str(tmp_path / "new" / "deeper")])
     assert res.exit_code == 2, res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_re_drawn_decoder_names_the_embedding_tied_to_it():
+    class TiedLM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(50, 32)
+            self.body = nn.Sequential(nn.Linear(32, 32), nn.Tanh())
+            self.dec = nn.Linear(32, 50, bias=False)
+            self.dec.weight = self.emb.weight
+
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return self.dec(self.body(self.emb(t))).mean(1)
+
+    torch.manual_seed(0)
+    result = gd.repair(TiedLM(), None, remedies=["xavier-init"], example_inputs=torch.randint(0, 50, (4, 8)))
+    [change] = result.changes
+    assert change.details["tied"] == {"emb": "dec"} and "emb (shares dec's weight)" in change.why

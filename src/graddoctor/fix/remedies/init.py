@@ -167,7 +167,17 @@ def reinit(
                         "the example batch (Mishkin & Matas 2016)"}[scheme]
     if not gains:  # every candidate layer frozen (or none found): nothing was drawn
         why = "no trainable layer to re-initialise: " + why
+    if tied := _tied(mods, gains):  # a decoder tied to an embedding: the table is re-drawn with it
+        details["tied"] = tied
+        why += "; tied weights re-drawn with them: " + ", ".join(f"{o} (shares {n}'s weight)" for o, n in tied.items())
     return new, Change(scheme, list(gains), why, "applied" if gains else "advice", details, mmap=mmap)
+
+
+def _tied(mods: dict[str, nn.Module], drawn: dict[str, float]) -> dict[str, str]:
+    """Modules not re-drawn that hold a re-drawn layer's weight (tied embeddings): name -> that layer."""
+    owner = {id(mods[n].weight): n for n in drawn if isinstance(getattr(mods[n], "weight", None), torch.Tensor)}
+    return {o: owner[id(p)] for o, m in mods.items() if o not in drawn
+            for p in m.parameters(recurse=False) if id(p) in owner}
 
 
 def _following(model: nn.Module, mm: ModelMap | None) -> dict[str, tuple[str | None, float]]:
