@@ -32,6 +32,7 @@ from typing import Any
 from torch import nn
 
 from graddoctor.diagnose.checktime.attention import attention_init
+from graddoctor.diagnose.checktime.closed_gate import closed_gate_at_init
 from graddoctor.diagnose.checktime.frozen_part import frozen_part_info
 from graddoctor.diagnose.checktime.measured import drop_contradicted
 from graddoctor.diagnose.checktime.probe_rules import probe_findings
@@ -113,7 +114,7 @@ def check(
                       "train (model.requires_grad_(True) for all of it)", stacklevel=2)
     t0 = time.perf_counter()
     m = ModelMap(model, clone_tensors(example_inputs))  # each forward gets its own copy of the inputs
-    findings = static_findings(m, model)
+    findings = static_findings(m, model) + closed_gate_at_init(model, m)
     data: dict[str, Any] = {"map": {
         "model": m.model_type, "layers": len(m.layers), "activation_sites": len(m.activations),
         "shortest_path": m.shortest_path, "longest_path": m.longest_path,
