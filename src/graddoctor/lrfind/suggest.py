@@ -20,8 +20,9 @@ Every suggestion reads the *smoothed* loss (no lag, ``zero_lag``) against ``log1
 
 ``DEFAULT_METHOD`` is ``minimum``, chosen on the digits MLP and MNIST-1D CNN rows of
 ``benchmarks/lr_find.py`` (5 seeds, same training budget) and confirmed on the held-out
-Transformer row (numbers in ``benchmarks/README.md``, "LR finder"). ``repair`` with
-``keep_architecture=True`` asks for ``valley`` explicitly.
+Transformer row (numbers in ``benchmarks/README.md``, "LR finder"). ``repair`` uses it with
+``keep_architecture=True`` too (it asked for ``valley`` until 2026-12-02: decades too low for
+Adam on 20- and 200-layer edge-of-chaos MLPs).
 
 Example:
     >>> lrs = lr_schedule(1e-4, 1.0, 5, "exp")
