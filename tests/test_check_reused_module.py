@@ -63,7 +63,8 @@ def test_a_shared_sigmoid_block_looped_is_a_vanishing_error_on_that_block():
     torch.manual_seed(0)
     report = gd.check(SharedSigmoid(), torch.randn(32, 64), target=torch.randint(0, 10, (32,)))
     [f] = [f for f in report.findings if f.code == "vanishing-gradient"]
-    assert f.severity == "error" and f.layers == ["block"] and f.evidence["calls"] == 12
+    assert f.severity == "error" and f.layers == ["block", "inp"] and f.evidence["calls"] == 12
+    assert f.evidence["starved_layers"] == ["inp"]  # what feeds the loop gets as little
     assert f.evidence["orders_over_calls"] > 4
 
 
@@ -117,3 +118,42 @@ def test_watch_plateau_on_a_reused_block_names_it():
     assert w.records()[0]["layers"][1]["calls"] == 12
     plateau = [f for f in w.report().findings if f.code == "loss-plateau"]
     assert plateau and "'block' is applied 12 times per forward" in plateau[0].message
+
+
+class FixedPoint(nn.Module):
+    """A DEQ-style loop z = tanh(W z + U x), 30 times: the input reaches every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.W, self.U, self.head = nn.Linear(16, 32), nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(32, 4)
+        with torch.no_grad():
+            self.W.weight.mul_(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.U(torch.relu(self.inp(x)))
+        z = torch.zeros_like(u)
+        for _ in range(30):
+            z = torch.tanh(self.W(z) + u)
+        return self.head(z)
+
+
+class ProjectedCell(nn.Module):
+    """A per-step input projection feeding an nn.LSTMCell stepped in Python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj, self.cell, self.head = nn.Linear(8, 32), nn.LSTMCell(32, 32), nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = c = torch.zeros(x.shape[0], 32)
+        for t in range(x.shape[1]):
+            h, c = self.cell(torch.relu(self.proj(x[:, t])), (h, c))
+        return self.head(h)
+
+
+def test_a_fixed_point_loop_and_a_projected_gated_cell_get_nothing():
+    torch.manual_seed(0)
+    deq = gd.check(FixedPoint(), torch.randn(16, 16), target=torch.randint(0, 4, (16,)))
+    assert not [f for f in deq.findings if f.severity != "info"], deq.findings
+    cell = gd.check(ProjectedCell(), torch.randn(8, 50, 8), target=torch.randint(0, 2, (8,)))
+    assert not [f for f in cell.findings if f.severity != "info"], cell.findings

@@ -125,7 +125,8 @@ def check(
         data["probe"] = p.to_dict()
         findings = drop_contradicted(findings, data["probe"]) + probe_findings(p, m, recurrent=recurrence(model, m))
         gated = {n for n, mod in model.named_modules() if isinstance(mod, (nn.LSTMCell, nn.GRUCell, nn.LSTM, nn.GRU))}
-        findings += reused_flow(p, findings, gated, frozenset(n for n, mod in model.named_modules() if type(mod) is nn.RNNCell))
+        cells = frozenset(n for n, mod in model.named_modules() if type(mod) is nn.RNNCell)
+        findings += reused_flow(p, findings, gated, cells, m)
         findings = zero_derivative_cut(findings, p.zero_ops)
         softmaxes = [n for n, mod in model.named_modules() if isinstance(mod, nn.Softmax)]
         findings += [f for f in [softmax_before_loss(p, softmaxes)] if f is not None]

@@ -54,6 +54,11 @@ def _chain(model: nn.Module, mm: ModelMap) -> list[tuple[str, nn.Module, str | N
     return out
 
 
+def _frozen(m: nn.Module) -> bool:
+    """Every parameter of the layer is frozen (``requires_grad=False``)."""
+    return not any(p.requires_grad for p in m.parameters(recurse=False))
+
+
 def _orthogonal(weight: torch.Tensor, gain: float) -> None:
     """Orthogonal for 2-D weights; delta-orthogonal for conv kernels (zero but the centre tap)."""
     if weight.dim() <= 2:
@@ -139,8 +144,8 @@ def edge_of_chaos(model: nn.Module, layers: list[str] | None,
     done, uncentred = [], []
     with torch.no_grad():
         for name, m, feed, _follow in chain:
-            if layers is not None and name not in layers:
-                continue
+            if (layers is not None and name not in layers) or _frozen(m):
+                continue  # a frozen layer (a pretrained base) is never re-drawn, as in reinit
             _orthogonal(m.weight, sw)
             off = meanfield.offset(feed) if kinds.family(feed) == "saturating" else 0.0
             if m.bias is not None:
@@ -220,7 +225,7 @@ def looks_linear(model: nn.Module, layers: list[str] | None,
     mirrored, fallback = [], []
     with torch.no_grad():
         for i, (name, m, feed, follow) in enumerate(chain):
-            if layers is not None and name not in layers:
+            if (layers is not None and name not in layers) or _frozen(m):
                 continue
             out_f, in_f = m.weight.shape[:2]
             last = i == len(chain) - 1 or follow is None
