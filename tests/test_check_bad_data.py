@@ -17,12 +17,27 @@ def net() -> nn.Module:
     return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-@pytest.mark.parametrize("loss_fn", [None, nn.MSELoss()])
-def test_a_nan_in_the_target_is_the_data(loss_fn):
+@pytest.mark.parametrize("loss_fn, message", [
+    (None, r"^the target: 1 NaN/Inf value\(s\) in a tensor of shape \(16, 10\)"),
+    (nn.MSELoss(), r"^the loss \(loss_fn\) is nan on a finite model output"),  # your loss_fn: its value is judged
+])
+def test_a_nan_in_the_target_is_the_data(loss_fn, message):
     y = torch.randn(16, 10)
     y[0, 0] = float("nan")
-    with pytest.raises(InputError, match=r"^the target: 1 NaN/Inf value\(s\) in a tensor of shape \(16, 10\)"):
+    with pytest.raises(InputError, match=message):
         gd.check(net(), torch.randn(16, 32), target=y, loss_fn=loss_fn)
+
+
+def test_a_loss_fn_that_masks_missing_labels_may_take_nan_in_the_target():
+    y = torch.randn(16, 10)
+    y[:3] = float("nan")
+
+    def masked_mse(out, t):
+        keep = ~t.isnan()
+        return ((out[keep] - t[keep]) ** 2).mean()
+
+    report = gd.check(net(), torch.randn(16, 32), target=y, loss_fn=masked_mse)
+    assert not [f for f in report.findings if f.severity == "error"]
 
 
 def test_a_loss_that_is_nan_on_a_finite_output_is_the_loss():

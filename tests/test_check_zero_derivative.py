@@ -50,3 +50,23 @@ def test_the_graph_walk_finds_only_zero_derivative_ops():
     x = torch.randn(4, requires_grad=True)
     assert zero_derivative_ops((torch.relu(x) * torch.tanh(x)).sum().grad_fn) == []
     assert zero_derivative_ops((torch.ceil(x) * torch.trunc(x * 3)).sum().grad_fn) == ["ceil", "trunc"]
+
+
+class DeadWithSignedSqrt(nn.Module):
+    """A dead ReLU layer (bias -10) and a signed square root, sign(x) * sqrt(|x|): torch.sign is in
+    the graph but blocks nothing (the sqrt path carries the gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2, self.head = nn.Linear(32, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+        nn.init.constant_(self.l2.bias, -10.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.l2(torch.relu(self.l1(x))))
+        return self.head(torch.sign(h) * torch.sqrt(h.abs() + 1e-6))
+
+
+def test_a_zero_derivative_op_that_blocks_nothing_leaves_the_real_fault_named():
+    torch.manual_seed(0)
+    report = gd.check(DeadWithSignedSqrt(), torch.randn(16, 32), target=torch.randint(0, 10, (16,)))
+    assert "vanishing-gradient" in report.codes and "no-gradient" not in report.codes

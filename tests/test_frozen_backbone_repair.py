@@ -6,6 +6,7 @@ added inside a frozen backbone)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -52,3 +53,27 @@ def test_explicit_rezero_skips_a_frozen_chain():
     model, x = FrozenBackbone(), torch.randn(8, 64)
     result = gd.repair(model, None, remedies=["rezero"], example_inputs=x)
     assert not any(n.endswith("alpha") for n, _ in result.model.backbone.named_parameters())
+
+
+def test_edge_of_chaos_keeps_frozen_layers_of_a_partly_frozen_chain():
+    torch.manual_seed(0)
+    net = nn.Sequential(*[m for _ in range(8) for m in (nn.Linear(32, 32), nn.Tanh())], nn.Linear(32, 4))
+    for m in list(net)[:6]:
+        m.requires_grad_(False)
+    before = {n: p.clone() for n, p in net.named_parameters() if not p.requires_grad}
+    result = gd.repair(net, None, remedies=["edge-of-chaos-init"], example_inputs=torch.randn(16, 32))
+    after = dict(result.model.named_parameters())
+    assert before and all(torch.equal(before[n], after[n]) for n in before)
+    assert not any(n.startswith(("0.", "2.", "4.")) for n in result.changes[0].modules)
+
+
+def test_a_frozen_bert_drawn_large_gets_only_info_about_its_attention():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=64, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=128, max_position_embeddings=32, initializer_range=1.0)
+    model = transformers.BertForSequenceClassification(cfg)
+    model.bert.requires_grad_(False)
+    ids = torch.randint(0, 64, (4, 16))
+    report = gd.check(model, {"input_ids": ids, "labels": torch.randint(0, 2, (4,))})
+    assert all(f.severity == "info" for f in report.findings if f.code == "poor-init"), report.findings

@@ -235,7 +235,7 @@ def probe(
             if state["first_out"] is not None:
                 result.grad_dtype = str(state["first_out"].dtype).removeprefix("torch.")
             state["cuts"] = cut_nodes(loss.grad_fn)  # where a rescaled gradient stays exact
-            result.zero_ops = zero_derivative_ops(loss.grad_fn)
+            result.zero_ops = zero_derivative_ops(loss.grad_fn, state["cuts"])
             grads = torch.autograd.grad(loss, wrt, allow_unused=True, retain_graph=jacobian_k > 0)
             result.grad_rescale_log2 = state["exp"]
             by_id = {id(t): g for t, g in zip(wrt, grads)}

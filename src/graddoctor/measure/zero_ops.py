@@ -19,8 +19,10 @@ ZERO_DERIVATIVE = {"RoundBackward": "round", "SignBackward": "sign", "SgnBackwar
 _MAX_NODES = 200_000  # a bound on the walk (graphs of very deep models)
 
 
-def zero_derivative_ops(root: Any) -> list[str]:
-    """The zero-derivative ops (``ZERO_DERIVATIVE``) in the autograd graph under ``root``, sorted."""
+def zero_derivative_ops(root: Any, cuts: set[Any] | None = None) -> list[str]:
+    """The zero-derivative ops (``ZERO_DERIVATIVE``) in the autograd graph under ``root``, sorted;
+    with ``cuts`` (``probe_scale.cut_nodes``), only those every backward path passes through: a
+    ``sign`` inside a signed square root, or a ``round`` on a side path, blocks nothing."""
     found, seen, todo = set(), set(), [root]
     while todo and len(seen) < _MAX_NODES:
         node = todo.pop()
@@ -28,7 +30,7 @@ def zero_derivative_ops(root: Any) -> list[str]:
             continue
         seen.add(id(node))
         name = type(node).__name__.rstrip("0123456789")
-        if name in ZERO_DERIVATIVE:
+        if name in ZERO_DERIVATIVE and (cuts is None or node in cuts):
             found.add(ZERO_DERIVATIVE[name])
         todo.extend(n for n, _ in getattr(node, "next_functions", ()))
     return sorted(found)

@@ -32,7 +32,8 @@ CODES = frozenset({"vanishing-gradient", "exploding-gradient", "poor-init", "sig
 
 
 def frozen_names(model: nn.Module, m: ModelMap) -> set[str]:
-    """The weight layers whose parameters are all frozen, and the activation sites fed by those only."""
+    """The modules whose parameters are all frozen (weight layers and containers), and the activation
+    sites fed by frozen layers only."""
     mods = dict(model.named_modules())
     frozen: set[str] = set()
     feeds: dict[str, list[bool]] = {}
@@ -45,7 +46,9 @@ def frozen_names(model: nn.Module, m: ModelMap) -> set[str]:
             frozen.add(x.name)
         if x.activation_site:
             feeds.setdefault(x.activation_site, []).append(still)
-    return frozen | {s for s, fr in feeds.items() if all(fr)}
+    # modules whose parameters are all frozen, containers too (a frozen BERT's attention blocks)
+    held = {n for n, mod in mods.items() if (ps := list(mod.parameters())) and not any(p.requires_grad for p in ps)}
+    return frozen | held | {s for s, fr in feeds.items() if all(fr)}
 
 
 def frozen_part_info(findings: list[Finding], model: nn.Module, m: ModelMap) -> list[Finding]:
