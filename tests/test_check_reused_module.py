@@ -157,3 +157,15 @@ def test_a_fixed_point_loop_and_a_projected_gated_cell_get_nothing():
     assert not [f for f in deq.findings if f.severity != "info"], deq.findings
     cell = gd.check(ProjectedCell(), torch.randn(8, 50, 8), target=torch.randint(0, 2, (8,)))
     assert not [f for f in cell.findings if f.severity != "info"], cell.findings
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_albert_classifier_is_no_recurrence_through_time(seed):
+    """ALBERT's shared layer takes the whole sequence per call: no time axis to judge (its
+    first-token pooling read as a gradient exploding through time in 5 of 8 held-out runs)."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.AlbertConfig(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=12,
+                                    num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(seed)
+    report = gd.check(transformers.AlbertForSequenceClassification(cfg), {"input_ids": torch.randint(0, 100, (4, 16))})
+    assert not [f for f in report.findings if f.severity != "info"], report.findings

@@ -30,7 +30,9 @@ def recurrence(model: nn.Module, m: ModelMap) -> str | None:
     """"vanilla", "gated" (LSTM/GRU, or hand-written cells with gates) or None (no recurrence).
 
     A hand-written cell shows as a layer (not a norm) called at least ``MIN_STEPS`` times
-    in one forward; it is gated when an activation marked as a gate runs more than once.
+    in one forward on (batch, features) steps; it is gated when an activation marked as a gate
+    runs more than once. A block shared along depth takes the whole sequence per call: HF ALBERT
+    read as a vanilla recurrence, and its first-token pooling as a gradient exploding through time.
 
     Example:
         >>> import torch
@@ -43,7 +45,9 @@ def recurrence(model: nn.Module, m: ModelMap) -> str | None:
         return "vanilla"
     if any(isinstance(x, GATED_MODULES) for x in mods):
         return "gated"
-    if any(x.calls >= MIN_STEPS and x.kind != "norm" for x in m.layers):
+    # a cell takes one step, (batch, features), per call; a block shared along depth (ALBERT, a looped
+    # encoder layer) takes the whole sequence each call and is no recurrence through time
+    if any(x.calls >= MIN_STEPS and x.kind != "norm" and len(x.input_shape or ()) == 2 for x in m.layers):
         return "gated" if any(s.gate and s.calls > 1 for s in m.activations) else "vanilla"
     return None
 
