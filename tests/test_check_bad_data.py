@@ -79,3 +79,16 @@ def test_an_encoder_decoder_without_labels_says_to_pass_them():
                                 decoder_start_token_id=0)
     with pytest.raises(gd.errors.ModelCallError, match=r"pass labels=\.\.\. \(or decoder_input_ids"):
         gd.check(transformers.T5ForConditionalGeneration(cfg), {"input_ids": torch.randint(0, 64, (2, 8))})
+
+
+def test_a_half_precision_output_that_overflows_the_loss_is_still_the_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    for p in model.parameters():
+        nn.init.normal_(p, std=3.0)
+    model = model.half()
+    try:
+        report = gd.check(model, torch.randn(16, 32).half(), target=torch.randn(16, 10).half())
+    except InputError as e:
+        pytest.fail(f"blamed the data: {e}")
+    assert report.codes & {"exploding-gradient", "signal-explosion", "poor-init", "non-finite"}, report.findings

@@ -103,7 +103,11 @@ def _save(out: Path, result, payload: dict) -> list[str]:  # noqa: ANN001
         old = "; the model.pt there is an earlier run's" if (out / "model.pt").exists() else ""
         payload["not_saved"] = {"model.pt": why + old}
     text = json.dumps({**payload, "files": files}, indent=2)
-    _write_whole(out / "changes.json", lambda f: f.write(text.encode()))
+    try:
+        _write_whole(out / "changes.json", lambda f: f.write(text.encode()))
+    except OSError as e:
+        raise InputError(f"--out {str(out)!r} cannot be written: {e.strerror or e} - pass a directory you "
+                         "can write to") from None
     return files
 
 

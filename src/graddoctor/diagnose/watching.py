@@ -35,13 +35,15 @@ from graddoctor.stack import user_level
 #: model -> the Watcher last attached to it (a second attach while it is attached warns)
 _ATTACHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # every attached watcher
+_EXIT_HOOKED: list = []  # the exit flush, once registered
 
 
-@atexit.register
 def _flush_at_exit() -> None:
     """At interpreter exit (an uncaught exception, Ctrl-C, ``sys.exit``) each watcher still attached
     writes its buffered steps and closes its sinks: a loop that never detached lost up to
-    ``flush_every`` steps. One process only: a collective at exit would wait for ranks that are gone."""
+    ``flush_every`` steps. One process only: a collective at exit would wait for ranks that are gone.
+    Registered at the first attach, so it runs before the exit handlers of what was set up before it
+    (``wandb.init``: its run still open for the last flush)."""
     for w in list(_LIVE):
         if w.attached and w.world_size == 1:
             w._guarded(w.detach, always=True)
@@ -74,6 +76,8 @@ class Watcher(Monitor):
                               "detach the first (w.detach(), or `with gd.watch(...) as w:`)", stacklevel=user_level())
             _ATTACHED[self.root] = self
             _LIVE.add(self)
+            if not _EXIT_HOOKED:
+                _EXIT_HOOKED.append(atexit.register(_flush_at_exit))
         return super().attach()
 
     def detach(self) -> None:

@@ -57,7 +57,7 @@ def remedy_ids(remedies: Any) -> list[str] | None:
         got = _given(bad) if bad is remedies else f"a list holding {_given(bad)}"
         raise InputError(f"{OWNER}: remedies must be a list of remedy ids (or one id as a string), got {got} "
                          "- e.g. remedies=['relu', 'he-init']")
-    if not ids:
+    if not ids and isinstance(remedies, str):  # (an empty list stays an empty plan: an LR-tune-only repair)
         raise InputError(f"{OWNER}: remedies={remedies!r} names no remedy - give ids like ['relu', 'he-init'], "
                          "or None to apply the planned ones")
     for rid in ids:

@@ -147,6 +147,7 @@ class GradDoctorCallback(TrainerCallback):
     def _close(self) -> bool:
         """Remove the hooks and detach the watcher (its steps written); False if it was not attached."""
         _OPEN.discard(self)
+        self._queued = self._read = False  # a backward that raised never ran its queued read
         for h in self._hook or []:
             h.remove()
         self._hook = None

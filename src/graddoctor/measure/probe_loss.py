@@ -248,8 +248,8 @@ def usable_loss(loss_tensor: torch.Tensor, out: Any, source: str) -> None:
     outs = [t.detach() for t in output_tensors(out) if t.is_floating_point() and t.numel()]
     if math.isfinite(loss) or not all(bool(t.isfinite().all()) for t in outs):
         return
-    if math.isinf(loss) and any(float(t.abs().max()) > 1e6 for t in outs):
-        return  # a huge finite output can overflow the loss: the model's own signal explosion
+    if math.isinf(loss) and any(float(t.abs().max()) > min(1e6, torch.finfo(t.dtype).max ** 0.5 / 16) for t in outs):
+        return  # a large finite output can overflow the loss (fp16 from ~16: its max is 65504): the model's own
     raise InputError(f"the loss ({source}) is {loss} on a finite model output: the loss function or the target "
                      "is at fault, not the model - check loss_fn and the labels (e.g. every label ignored, "
                      "a log of 0)")

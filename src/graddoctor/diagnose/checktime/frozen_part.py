@@ -27,8 +27,9 @@ from graddoctor.modelmap import ModelMap
 from graddoctor.report import Finding
 
 #: the codes about the layers they name (a frozen layer's share of them holds nothing back)
-CODES = frozenset({"vanishing-gradient", "exploding-gradient", "poor-init", "signal-collapse", "signal-explosion",
-                   "saturating-hidden-activation", "deep-without-skip", "no-gradient"})
+#: (not signal-collapse/-explosion: a frozen part's collapsed forward signal still feeds the trainable head)
+CODES = frozenset({"vanishing-gradient", "exploding-gradient", "poor-init", "saturating-hidden-activation",
+                   "deep-without-skip", "no-gradient"})
 
 
 def frozen_names(model: nn.Module, m: ModelMap) -> set[str]:

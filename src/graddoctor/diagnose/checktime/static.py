@@ -103,7 +103,7 @@ def saturating_hidden_activation(m: ModelMap, model: nn.Module) -> list[Finding]
     # tanh alone: its derivative is 1 at 0, so at a scale-matched init nothing compounds (measured:
     # Xavier tanh MLPs of 3-12 hidden layers on digits trained as well as ReLU+He, Adam and SGD, 2
     # seeds each); what hurts it is the init (poor-init) or saturation (the probe, watch)
-    tanh_only = {s.kind for s in sites} <= _TANH_LIKE
+    tanh_only = {s.kind for s in sites} <= _TANH_LIKE and m.longest_weight_path < DEEP_LAYERS
     sev = "warning" if applied >= SATURATING_MIN and not bypassed and not tanh_only else "info"
     kinds = sorted({s.kind for s in sites})
     return [Finding(
