@@ -9,23 +9,12 @@ import torch
 from torch import nn
 
 import graddoctor as gd
-
-
-class FunctionalSigmoid(nn.Module):
-    def __init__(self, depth: int = 15, width: int = 64) -> None:
-        super().__init__()
-        self.fc = nn.ModuleList(nn.Linear(width, width) for _ in range(depth))
-        self.out = nn.Linear(width, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.fc:
-            x = torch.sigmoid(layer(x))
-        return self.out(x)
+from test_autofix_stale import SigmoidCalls  # 15 Linear layers, torch.sigmoid called in forward
 
 
 def test_functional_sigmoids_get_an_init_for_sigmoid_and_the_swap_as_a_code_change():
     torch.manual_seed(0)
-    model, x, y = FunctionalSigmoid(), torch.randn(32, 64), torch.randint(0, 10, (32,))
+    model, x, y = SigmoidCalls(), torch.randn(32, 64), torch.randint(0, 10, (32,))
     report = gd.check(model, x, target=y)
     assert "vanishing-gradient" in report.codes
     result = gd.repair(model, report, example_inputs=x)

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from torch import nn
 
-from graddoctor.modelmap import ModelMap
+from graddoctor.modelmap import ModelMap, modules_by_name
 from graddoctor.report import Finding
 
 #: the codes about the layers they name (a frozen layer's share of them holds nothing back)
@@ -35,7 +35,7 @@ CODES = frozenset({"vanishing-gradient", "exploding-gradient", "poor-init", "sat
 def frozen_names(model: nn.Module, m: ModelMap) -> set[str]:
     """The modules whose parameters are all frozen (weight layers and containers), and the activation
     sites fed by frozen layers only."""
-    mods = dict(model.named_modules())
+    mods = modules_by_name(model)
     frozen: set[str] = set()
     feeds: dict[str, list[bool]] = {}
     for x in m.layers:

@@ -47,7 +47,7 @@ def reused_flow(p: ProbeResult, found: list[Finding], gated: set[str], cells: fr
         return []  # a gated cell stepped in Python: the per-step layers' decay is its memory's
     worst = None
     for name, logs in p.calls_log10.items():
-        if name in gated or not logs or not math.isfinite(logs[-1]):
+        if not logs or not math.isfinite(logs[-1]):
             continue
         first = logs[0]
         orders = math.inf if first == -math.inf else logs[-1] - first  # > 0: earlier calls get less

@@ -28,6 +28,7 @@ from typing import Any
 from torch import nn
 
 from graddoctor import kinds
+from graddoctor.diagnose.checktime.frozen_part import frozen_names
 from graddoctor.errors import InputError
 from graddoctor.fix.remedies.base import Change, modules_by_name, replace_modules, target
 from graddoctor.fix.remedies.registry import RemedyContext, register
@@ -120,7 +121,7 @@ def swap_activation(
     if mmap is None and example_inputs is not None:
         mmap = ModelMap(new, example_inputs)
     swap, manual, kept_output, kept_gates, kept_frozen = [], [], [], [], []
-    frozen = _frozen_sites(mods, mmap)
+    frozen = frozen_names(new, mmap) if mmap is not None else set()  # (sites: known from a traced forward)
     for name, kind, functional, is_output, owner, gate in _sites(new, mmap):
         if kind not in sources or kind == kind_of(to):
             continue
@@ -161,18 +162,6 @@ def swap_activation(
                "kept_frozen": kept_frozen}
     new_map = mmap.with_activations(now) if mmap is not None else None
     return new, Change(to, replaced, why, kind, details, mmap=new_map)
-
-
-def _frozen_sites(mods: dict[str, nn.Module], mm: ModelMap | None) -> set[str]:
-    """Activation sites every feeding layer of which is frozen (known from a traced forward only)."""
-    if mm is None:
-        return set()
-    feeds: dict[str, list[bool]] = {}
-    for x in mm.layers:
-        ps = list(mods[x.name].parameters(recurse=False)) if x.activation_site and x.name in mods else []
-        if ps:
-            feeds.setdefault(x.activation_site, []).append(not any(p.requires_grad for p in ps))
-    return {s for s, fr in feeds.items() if all(fr)}
 
 
 def _sites(model: nn.Module, mm: ModelMap | None) -> list[tuple[str, str, bool, bool, str, bool]]:

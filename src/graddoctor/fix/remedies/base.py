@@ -99,6 +99,16 @@ def modules_by_name(model: nn.Module) -> dict[str, nn.Module]:
     return dict(model.named_modules(remove_duplicate=False))
 
 
+def frozen(module: nn.Module) -> bool:
+    """Every parameter the layer holds itself is frozen (``requires_grad=False``): a remedy never re-draws it.
+
+    Example:
+        >>> frozen(nn.Linear(2, 2).requires_grad_(False)), frozen(nn.Linear(2, 2))
+        (True, False)
+    """
+    return not any(p.requires_grad for p in module.parameters(recurse=False))
+
+
 def need_inputs(example_inputs: Any, remedy: str) -> None:
     """One-line InputError when a data-dependent remedy gets no example inputs."""
     if example_inputs is None:

@@ -34,7 +34,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.fix.remedies import meanfield
-from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, target
+from graddoctor.fix.remedies.base import Change, frozen, modules_by_name, need_inputs, target
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap, restored_state
 
@@ -52,11 +52,6 @@ def _chain(model: nn.Module, mm: ModelMap) -> list[tuple[str, nn.Module, str | N
             out.append((x.name, m, prev, x.activation))
             prev = x.activation
     return out
-
-
-def _frozen(m: nn.Module) -> bool:
-    """Every parameter of the layer is frozen (``requires_grad=False``)."""
-    return not any(p.requires_grad for p in m.parameters(recurse=False))
 
 
 def _orthogonal(weight: torch.Tensor, gain: float) -> None:
@@ -144,7 +139,7 @@ def edge_of_chaos(model: nn.Module, layers: list[str] | None,
     done, uncentred = [], []
     with torch.no_grad():
         for name, m, feed, _follow in chain:
-            if (layers is not None and name not in layers) or _frozen(m):
+            if (layers is not None and name not in layers) or frozen(m):
                 continue  # a frozen layer (a pretrained base) is never re-drawn, as in reinit
             _orthogonal(m.weight, sw)
             off = meanfield.offset(feed) if kinds.family(feed) == "saturating" else 0.0
@@ -225,7 +220,7 @@ def looks_linear(model: nn.Module, layers: list[str] | None,
     mirrored, fallback = [], []
     with torch.no_grad():
         for i, (name, m, feed, follow) in enumerate(chain):
-            if (layers is not None and name not in layers) or _frozen(m):
+            if (layers is not None and name not in layers) or frozen(m):
                 continue
             out_f, in_f = m.weight.shape[:2]
             last = i == len(chain) - 1 or follow is None

@@ -40,7 +40,7 @@ from torch import nn
 
 from graddoctor import kinds
 from graddoctor.errors import InputError
-from graddoctor.fix.remedies.base import Change, modules_by_name, need_inputs, target
+from graddoctor.fix.remedies.base import Change, frozen, modules_by_name, need_inputs, target
 from graddoctor.fix.remedies.registry import RemedyContext, register
 from graddoctor.modelmap import ModelMap, restored_state
 
@@ -122,8 +122,7 @@ def reinit(
     follow = _following(new, mmap)
     # frozen layers (every parameter requires_grad=False) are kept: a frozen pretrained
     # backbone re-drawn would stay random for good
-    names = [n for n in follow if (layers is None or n in layers)
-             and any(p.requires_grad for p in mods[n].parameters(recurse=False))]
+    names = [n for n in follow if (layers is None or n in layers) and not frozen(mods[n])]
     gains: dict[str, float] = {}
     with torch.no_grad():
         for name in names:
